@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./run.sh demo   set up, then run darch's main job on its built-in defaults
+#   ./run.sh test   set up, then run the whole test suite (what .ci/run runs)
+set -euo pipefail
+cd "$(dirname "$0")"
+case "${1:-}" in
+  demo) bash scripts/setup.sh; shift; exec ./dist/darch.mjs demo "$@" ;;
+  test) bash scripts/setup.sh; shift; exec bash scripts/test.sh "$@" ;;
+  *) echo "usage: ./run.sh demo | ./run.sh test [test files…]" >&2; exit 2 ;;
+esac

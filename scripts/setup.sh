@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything darch and its tests use on a fresh Debian 12 machine, then builds
+# darch and puts it on PATH. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Every Debian package the project or its tests call. Keep in step with docs/ARCHITECTURE.md.
+PACKAGES=(
+  ca-certificates git file xz-utils bzip2 zstd cpio kmod attr libcap2-bin openssl apache2-utils
+  busybox-static debootstrap e2fsprogs dosfstools mtools fdisk util-linux
+  squashfs-tools squashfs-tools-ng
+  buildah skopeo umoci uidmap fuse-overlayfs
+  docker-registry
+  qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's docker-registry package starts a system service on :5000; tests run their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<12)) { console.error("darch needs Node.js >= 20.12, found "+process.versions.node); process.exit(1) }'
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run -s build
+
+# Put darch on PATH.
+BIN_DIR=/usr/local/bin
+[ -w "$BIN_DIR" ] || BIN_DIR="$HOME/.local/bin"
+mkdir -p "$BIN_DIR"
+ln -sf "$PWD/dist/darch.mjs" "$BIN_DIR/darch"
+echo "setup: darch $(./dist/darch.mjs --version) is at $BIN_DIR/darch" >&2

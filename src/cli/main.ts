@@ -1,0 +1,118 @@
+/**
+ * darch's entry point: global options, command registration, and the single top-level
+ * error handler. Exit codes: 0 ok, 1 failure, 2 usage error, 130/143 interrupted.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { DarchError, ExitCode } from '../lib/errors.js';
+import { writeStdout } from '../lib/output.js';
+import { ui } from '../lib/ui.js';
+import { makeContext, type Context, type GlobalOptions } from './context.js';
+import { registerImages } from './commands/images.js';
+import { registerDemo } from './commands/demo.js';
+import { registerDoctor } from './commands/doctor.js';
+
+declare const __DARCH_VERSION__: string | undefined;
+export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
+
+export type ContextFactory = (cmd: Command) => Promise<Context>;
+
+const abort = new AbortController();
+
+function buildProgram(): Command {
+  const program = new Command('darch');
+  program
+    .description('Build operating-system images like containers; boot them as stateless, immutable roots.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--json', 'print data as one JSON document on stdout (progress stays on stderr)')
+    .option('-q, --quiet', 'print only data and errors')
+    .option('-v, --verbose', 'say more (-vv for debug output)', (_v: string, prev: number) => prev + 1, 0)
+    .addOption(new Option('--color <when>', 'colour human output').choices(['auto', 'always', 'never']).default('auto'))
+    .option('--debug', 'show stack traces and debug output')
+    .option('--root <dir>', 'keep all darch state under DIR instead of / (also DARCH_ROOT)')
+    .option('--user', 'use your XDG directories even as root (the rootless layout)')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortSubcommands: false, subcommandTerm: (c) => c.name() })
+    .exitOverride();
+  program.hook('preAction', (_this, action) => {
+    ui.configure(globalsOf(action));
+  });
+  const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
+  registerDemo(program, ctx);
+  registerImages(program, ctx);
+  registerDoctor(program, ctx);
+  program.addHelpText(
+    'after',
+    `
+Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.
+Environment: DARCH_ROOT (same as --root), DARCH_LOCK_TIMEOUT (seconds), NO_COLOR.
+Docs: README.md and docs/ in the darch source tree.`,
+  );
+  return program;
+}
+
+export function globalsOf(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+function exitCodeFor(err: unknown): number {
+  if (err instanceof DarchError) return err.exitCode;
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : ExitCode.usage;
+  return ExitCode.failure;
+}
+
+async function reportError(err: unknown): Promise<void> {
+  if (err instanceof CommanderError) return; // commander already printed it
+  if (abort.signal.aborted && !(err instanceof DarchError && err.code !== 'E_ABORTED')) {
+    ui.error('interrupted');
+    return;
+  }
+  const e =
+    err instanceof DarchError
+      ? err
+      : new DarchError('E_INTERNAL', err instanceof Error ? err.message : String(err), {
+          hint: 'this is a bug in darch; run again with --debug and report the output',
+          cause: err,
+        });
+  if (ui.json) await writeStdout(`${JSON.stringify({ schemaVersion: 1, error: e.toJSON() }, null, 2)}\n`);
+  ui.error(e.message, e.hint);
+  if (ui.debugMode && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
+  let interrupts = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupts++;
+    if (interrupts > 1) process.exit(sig === 'SIGINT' ? 130 : 143);
+    ui.warn(`${sig} received: stopping (press Ctrl-C again to force)`);
+    abort.abort(new DarchError('E_ABORTED', 'interrupted', { exitCode: sig === 'SIGINT' ? 130 : 143 }));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // Configure output early from raw argv so errors during parsing honour --json/--color.
+  ui.configure({
+    json: argv.includes('--json'),
+    quiet: argv.includes('-q') || argv.includes('--quiet'),
+    debug: argv.includes('--debug'),
+    color: argv.includes('--color=never') ? 'never' : argv.includes('--color=always') ? 'always' : 'auto',
+  });
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return abort.signal.aborted ? interruptedCode() : ExitCode.ok;
+  } catch (err) {
+    await reportError(err);
+    if (abort.signal.aborted) return interruptedCode();
+    return exitCodeFor(err);
+  }
+}
+
+function interruptedCode(): number {
+  const reason = abort.signal.reason as unknown;
+  return reason instanceof DarchError ? reason.exitCode : ExitCode.interrupted;
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

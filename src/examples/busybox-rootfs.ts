@@ -1,0 +1,103 @@
+/**
+ * A tiny bootable root file system made from the host's busybox-static: no network, no
+ * registry, reproducible (fixed mtimes and owners, sorted entries). It is darch's built-in
+ * example image and the base for tests that need a real root file system.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { DarchError } from '../lib/errors.js';
+import { run } from '../lib/proc.js';
+
+export const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
+/** 2024-01-01T00:00:00Z: a fixed time so the same busybox gives the same image digest. */
+export const EXAMPLE_MTIME = new Date(1704067200 * 1000);
+
+export async function findStaticBusybox(): Promise<string> {
+  for (const p of BUSYBOX_CANDIDATES) {
+    try {
+      await stat(p);
+      const res = await run('file', ['-L', p], { allowFailure: true });
+      // `file` may be absent; a dynamically linked busybox would not run in an empty root.
+      if (res.code === 0 && /dynamically linked/.test(res.stdout)) continue;
+      return p;
+    } catch {
+      /* try the next */
+    }
+  }
+  throw new DarchError('E_TOOL_MISSING', 'a static busybox is not installed', { hint: 'apt-get install busybox-static' });
+}
+
+export interface BusyboxRootfsOptions {
+  hostname?: string;
+  /** Extra files to add: path (no leading slash) → content. */
+  extraFiles?: Record<string, string | { content: string; mode: number }>;
+  /** Text of /etc/os-release VERSION_ID, to tell example images apart. */
+  version?: string;
+}
+
+const RCS = `#!/bin/sh
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts 2>/dev/null
+mount -t tmpfs tmpfs /tmp 2>/dev/null
+mount -t tmpfs tmpfs /run 2>/dev/null
+[ -f /etc/hostname ] && hostname -F /etc/hostname
+echo "darch example: booted $(cat /etc/os-release | grep PRETTY_NAME | cut -d= -f2)"
+`;
+
+const INITTAB = `::sysinit:/etc/init.d/rcS
+::respawn:-/bin/sh
+ttyS0::respawn:-/bin/sh
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/umount -a -r
+`;
+
+/** Write the example root file system as a tar stream into `out`. */
+export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptions = {}): Promise<void> {
+  const busybox = await findStaticBusybox();
+  const list = await run(busybox, ['--list-full']);
+  const applets = list.stdout.split('\n').map((l) => l.trim()).filter((l) => l && l !== 'bin/busybox');
+  const size = (await stat(busybox)).size;
+  const version = opts.version ?? '1';
+  const files: Record<string, { content: string; mode: number }> = {
+    'etc/passwd': { content: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n', mode: 0o644 },
+    'etc/group': { content: 'root:x:0:\nnogroup:x:65534:\n', mode: 0o644 },
+    'etc/shadow': { content: 'root::19000:0:99999:7:::\n', mode: 0o600 },
+    'etc/hostname': { content: `${opts.hostname ?? 'darch-example'}\n`, mode: 0o644 },
+    'etc/os-release': {
+      content: `NAME="darch example"\nID=darch-example\nVERSION_ID=${version}\nPRETTY_NAME="darch example ${version} (busybox)"\n`,
+      mode: 0o644,
+    },
+    'etc/inittab': { content: INITTAB, mode: 0o644 },
+    'etc/init.d/rcS': { content: RCS, mode: 0o755 },
+    'etc/fstab': { content: '# darch example: / is an overlay made by the initramfs\n', mode: 0o644 },
+  };
+  for (const [p, v] of Object.entries(opts.extraFiles ?? {})) files[p] = typeof v === 'string' ? { content: v, mode: 0o644 } : v;
+
+  const dirs = new Set(['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'etc', 'etc/init.d', 'proc', 'sys', 'dev', 'tmp', 'run', 'root', 'var', 'var/log', 'mnt']);
+  for (const p of [...applets, ...Object.keys(files)]) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  const pack = tar.pack();
+  const done = pipeline(pack, out);
+  const common = { uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: EXAMPLE_MTIME };
+  const add = (header: Partial<tar.Header> & { name: string }, content?: string | Buffer) =>
+    new Promise<void>((resolve, reject) => pack.entry({ ...common, ...header } as tar.Header, content ?? '', (e) => (e ? reject(e) : resolve())));
+  for (const d of [...dirs].sort()) await add({ name: `${d}/`, type: 'directory', mode: d === 'tmp' ? 0o1777 : d === 'root' ? 0o700 : 0o755 });
+  await new Promise<void>((resolve, reject) => {
+    const entry = pack.entry({ ...common, name: 'bin/busybox', size, mode: 0o755, type: 'file' }, (e) => (e ? reject(e) : resolve()));
+    createReadStream(busybox).on('error', reject).pipe(entry);
+  });
+  for (const a of applets.sort()) {
+    const depth = a.split('/').length - 1;
+    await add({ name: a, type: 'symlink', linkname: `${'../'.repeat(depth)}bin/busybox`.replace(/^\.\.\/bin\/busybox$/, 'busybox'), mode: 0o777 });
+  }
+  for (const [p, f] of Object.entries(files).sort(([a], [b]) => a.localeCompare(b))) await add({ name: p, type: 'file', mode: f.mode }, f.content);
+  pack.finalize();
+  await done;
+}

@@ -1,0 +1,65 @@
+/**
+ * /etc/darch/config.toml (or the XDG equivalent). Unknown keys are errors that name the
+ * file and the key: a typo must not silently fall back to a default.
+ */
+import { readFile } from 'node:fs/promises';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { DarchError, isErrno } from './errors.js';
+
+export const ConfigSchema = z
+  .object({
+    store: z
+      .object({
+        /** Compression for layers darch creates itself (imports of plain root file systems). */
+        compression: z.enum(['gzip', 'none']).default('gzip'),
+        /** Seconds to wait for another darch process to release the store lock. */
+        lock_timeout: z.number().int().min(0).default(10),
+      })
+      .strict()
+      .prefault({}),
+    stage: z
+      .object({
+        /** Staged images to keep; the booted, default and trial images are never removed. */
+        keep: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export function defaultConfig(): Config {
+  return ConfigSchema.parse({});
+}
+
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return defaultConfig();
+    throw new DarchError('E_CONFIG', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    throw new DarchError('E_CONFIG', `${file}: ${(err as Error).message.split('\n')[0]}`, {
+      hint: 'fix the TOML syntax',
+      exitCode: 78,
+    });
+  }
+  const res = ConfigSchema.safeParse(raw);
+  if (!res.success) {
+    const issue = res.error.issues[0];
+    const where = issue?.path.join('.') || '(top level)';
+    const msg =
+      issue?.code === 'unrecognized_keys'
+        ? `unknown key ${[...issue.path, ...issue.keys].join('.')}`
+        : `${where}: ${issue?.message ?? 'invalid'}`;
+    throw new DarchError('E_CONFIG', `${file}: ${msg}`, { hint: 'see docs/CONFIG.md for the keys darch knows', exitCode: 78 });
+  }
+  return res.data;
+}

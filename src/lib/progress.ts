@@ -1,0 +1,69 @@
+/**
+ * Progress for long byte-oriented work (imports, downloads, staging). A live bar on a
+ * terminal, a line every few seconds otherwise (logs, CI), nothing under --quiet or --json
+ * beyond the final result.
+ */
+import cliProgress from 'cli-progress';
+import { formatBytes, ui } from './ui.js';
+
+export interface Progress {
+  /** Add bytes done. */
+  tick(bytes: number): void;
+  /** Set the total when it becomes known. */
+  setTotal(total: number): void;
+  done(message?: string): void;
+}
+
+const LINE_INTERVAL_MS = 5000;
+
+export function byteProgress(label: string, total?: number): Progress {
+  let done = 0;
+  let tot = total ?? 0;
+  if (ui.quiet || ui.json) {
+    return { tick: (n) => void (done += n), setTotal: (t) => void (tot = t), done: () => undefined };
+  }
+  if (ui.interactive) {
+    const bar = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format: `${label} [{bar}] {percentage}% {doneh}/{totalh}`,
+        hideCursor: true,
+        clearOnComplete: true,
+        barsize: 30,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(tot || 1, 0, { doneh: formatBytes(0), totalh: tot ? formatBytes(tot) : '?' });
+    return {
+      tick(n) {
+        done += n;
+        bar.update(Math.min(done, tot || done), { doneh: formatBytes(done), totalh: tot ? formatBytes(tot) : '?' });
+      },
+      setTotal(t) {
+        tot = t;
+        bar.setTotal(t);
+      },
+      done(message) {
+        bar.stop();
+        if (message) ui.success(message);
+      },
+    };
+  }
+  let last = Date.now();
+  return {
+    tick(n) {
+      done += n;
+      const now = Date.now();
+      if (now - last >= LINE_INTERVAL_MS) {
+        last = now;
+        ui.info(`${label}: ${formatBytes(done)}${tot ? ` of ${formatBytes(tot)}` : ''}`);
+      }
+    },
+    setTotal(t) {
+      tot = t;
+    },
+    done(message) {
+      if (message) ui.success(message);
+    },
+  };
+}
