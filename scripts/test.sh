@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc --noEmit
+npm run -s build
 mkdir -p test-artifacts
 if (($#)); then files=("$@"); else
   mapfile -t files < <(find test -name '*.test.ts' | sort)
