@@ -10,6 +10,7 @@ import { makeContext, type Context, type GlobalOptions } from './context.js';
 import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerLoginCommands } from './commands/registry.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -40,6 +41,7 @@ function buildProgram(): Command {
   registerDemo(program, ctx);
   registerImages(program, ctx);
   registerDoctor(program, ctx);
+  registerLoginCommands(program, ctx);
   program.addHelpText(
     'after',
     `
