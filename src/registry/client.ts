@@ -342,7 +342,8 @@ export class RegistryClient {
       });
     }
     if (looksLikePlainHttp(err) && this.opts.tlsVerify) {
-      return new DarchError('E_TLS', `TLS handshake with ${what} failed (${describe(err)})`, {
+      const plain = /wrong version number|packet length too long/i.test(String((err as Error)?.message));
+      return new DarchError('E_TLS', plain ? `${what} does not speak TLS (a plain-HTTP registry?)` : `TLS handshake with ${what} failed (${describe(err)})`, {
         hint: 'if this registry serves plain HTTP, use --tls-verify=false (or list it in registry.insecure in config.toml)',
       });
     }
@@ -359,7 +360,7 @@ export function scopeKey(scopes: string[]): string {
 
 export function describe(err: unknown): string {
   const code = errCode(err);
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0]?.trim() ?? '';
   return code && !msg.includes(code) ? `${msg} (${code})` : msg;
 }
 
