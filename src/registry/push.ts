@@ -4,6 +4,7 @@
  * chunks), manifests last, so a registry never names an image it cannot serve.
  */
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DarchError } from '../lib/errors.js';
 import { byteProgress, type Progress } from '../lib/progress.js';
@@ -178,14 +179,17 @@ async function pushBlob(
           method: 'PUT',
           url: put.toString(),
           headers: { 'content-type': 'application/octet-stream', 'content-length': String(d.size) },
-          body: () => {
-            const s = createReadStream(path);
-            s.on('data', (b) => {
-              sent += b.length;
-              progress.tick(b.length);
-            });
-            return s;
-          },
+          // A generator, not a 'data' listener: that would start the flow before undici reads.
+          body: () =>
+            Readable.from(
+              (async function* () {
+                for await (const b of createReadStream(path) as AsyncIterable<Buffer>) {
+                  sent += b.length;
+                  progress.tick(b.length);
+                  yield b;
+                }
+              })(),
+            ),
           scopes,
           retry: false,
         });

@@ -128,7 +128,8 @@ export class FaultyProxy {
             upRes.destroy();
             res.write(head, () => {
               // cut: hang up mid-body; stall: keep the socket open and send nothing more.
-              if (fault.kind === 'cut') res.socket?.destroy();
+              // end(), not destroy(): a reset could discard bytes still in flight.
+              if (fault.kind === 'cut') res.socket?.end();
             });
             return;
           }
