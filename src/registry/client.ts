@@ -106,6 +106,7 @@ export class RegistryClient {
   private challenge: Challenge | undefined;
   private credentials: Credentials | undefined;
   private credentialsLooked = false;
+  private credentialsLookup: Promise<Credentials | undefined> | undefined;
   /** Authorization header per scope set ("" for Basic, which covers every scope). */
   private readonly authCache = new Map<string, string>();
 
@@ -272,12 +273,16 @@ export class RegistryClient {
   }
 
   private async creds(repoHint?: string): Promise<Credentials | undefined> {
-    if (!this.credentialsLooked) {
-      this.credentialsLooked = true;
-      this.credentials = await findCredentials(this.opts.host, repoHint, { authFile: this.opts.authFile });
-      if (this.credentials) ui.debug(`auth: credentials for ${this.opts.host} from ${this.credentials.source}`);
-    }
-    return this.credentials;
+    // One lookup shared by parallel transfers: they must not see a lookup half done.
+    this.credentialsLookup ??= this.credentialsLooked
+      ? Promise.resolve(this.credentials)
+      : findCredentials(this.opts.host, repoHint, { authFile: this.opts.authFile }).then((c) => {
+          this.credentials = c;
+          this.credentialsLooked = true;
+          if (c) ui.debug(`auth: credentials for ${this.opts.host} from ${c.source}`);
+          return c;
+        });
+    return this.credentialsLookup;
   }
 
   private async authenticate(ch: Challenge, scopes: string[]): Promise<void> {

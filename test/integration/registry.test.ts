@@ -126,9 +126,13 @@ describe('registry: pull and push through a faulty network', () => {
     const gets = proxy.requests(layer.digest);
     assert.equal(gets.length, 2);
     assert.equal(gets[0]!.fault, 'cut');
-    assert.equal(gets[1]!.range, `bytes=${3 * MiB}-`);
+    // It resumes from what reached its partial file (bytes still buffered when the socket
+    // closed are dropped by undici and asked for again).
+    const from = Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? '')?.[1]);
+    assert.ok(from > 2 * MiB && from <= 3 * MiB, `resumed from ${gets[1]!.range}`);
     assert.equal(gets[1]!.status, 206);
-    // Each byte came over the wire once: the resumed request fetched only the rest.
+    assert.equal(gets[1]!.bytes, layer.size - from);
+    // Each byte was written once: the resumed request fetched only the rest.
     assert.equal(j.bytesDownloaded, total(big));
     assert.match(r.stderr, /interrupted/);
     const got = createHash('sha256').update(await readFile(blobFile(root, layer.digest))).digest('hex');
