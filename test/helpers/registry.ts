@@ -30,6 +30,8 @@ export interface RegistryServer {
 export interface RegistryOptions {
   tls?: boolean;
   auth?: { user: string; password: string };
+  /** Bearer tokens from a token service (see token-server.ts) instead of htpasswd. */
+  token?: { realm: string; service: string; issuer: string; certFile: string };
 }
 
 export async function freePort(): Promise<number> {
@@ -68,6 +70,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     const htpasswd = path.join(dir, 'htpasswd');
     execFileSync('htpasswd', ['-Bbc', htpasswd, opts.auth.user, opts.auth.password], { stdio: 'ignore' });
     authBlock = `auth:\n  htpasswd:\n    realm: darch-test\n    path: ${htpasswd}\n`;
+  }
+  if (opts.token) {
+    const t = opts.token;
+    authBlock = `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.certFile}\n`;
   }
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();

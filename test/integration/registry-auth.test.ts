@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { type RegistryServer, startRegistry } from '../helpers/registry.js';
+import { type TokenServer, startTokenServer } from '../helpers/token-server.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 
@@ -150,5 +151,55 @@ describe('registry: TLS and authentication', () => {
     // TLS is accepted; authentication is what stops it now.
     assert.equal(r.code, 1);
     assert.match(r.stderr, /requires authentication/);
+  });
+});
+
+describe('registry: Bearer token authentication (docker-registry with a token service)', () => {
+  let tokens: TokenServer;
+  let reg: RegistryServer;
+  let work: string;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'darch-regtoken-'));
+    tokens = await startTokenServer(work, USER, PASSWORD);
+    reg = await startRegistry({ token: tokens });
+    env = { HOME: work, XDG_RUNTIME_DIR: path.join(work, 'run'), XDG_CONFIG_HOME: path.join(work, '.config'), REGISTRY_AUTH_FILE: path.join(work, 'auth.json'), DOCKER_CONFIG: '' };
+  });
+
+  after(async () => {
+    await reg?.stop();
+    await tokens?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  test('push and pull with tokens per repository scope; mount asks for the source scope; wrong password is refused', async (t) => {
+    const src = await tempDir((fn) => t.after(fn));
+    await darchOk(['demo', '--name', `${reg.host}/team/demo:1`], { root: src });
+    // Anonymous: the token service grants nothing and the registry refuses.
+    const anon = await darch(['images', 'push', `${reg.host}/team/demo:1`, '--tls-verify=false'], { root: src, env });
+    assert.equal(anon.code, 1);
+    assert.match(anon.stderr, /^error: .*requires authentication/m);
+
+    const bad = await darch(['login', reg.host, '-u', USER, '--password-stdin', '--tls-verify=false'], { root: src, env, input: 'nope\n' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^error: authentication to .* failed/m);
+
+    await darchOk(['login', reg.host, '-u', USER, '--password-stdin', '--tls-verify=false'], { root: src, env, input: `${PASSWORD}\n` });
+    tokens.requests.length = 0;
+    const push = await darch(['images', 'push', `${reg.host}/team/demo:1`, '--tls-verify=false', '--json', '--debug'], { root: src, env });
+    assert.equal(push.code, 0, push.stderr);
+    assert.ok(!push.stderr.includes('Bearer '), 'a token was printed');
+    assert.ok(tokens.requests.some((r) => r.user === USER && r.scopes.includes('repository:team/demo:pull,push')), JSON.stringify(tokens.requests));
+
+    const root = await tempDir((fn) => t.after(fn));
+    const pull = (await darchOk(['images', 'pull', `${reg.host}/team/demo:1`, '--tls-verify=false', '--json'], { root, env })).json();
+    assert.equal(pull.digest, push.json().digest);
+    await darchOk(['images', 'verify'], { root });
+
+    tokens.requests.length = 0;
+    const mounted = (await darchOk(['images', 'push', `${reg.host}/team/demo:1`, `${reg.host}/other/demo:1`, '--tls-verify=false', '--json'], { root, env })).json();
+    assert.equal(mounted.blobsMounted, 2);
+    assert.ok(tokens.requests.some((r) => r.scopes.includes('repository:team/demo:pull') && r.scopes.includes('repository:other/demo:pull,push')));
   });
 });
