@@ -197,6 +197,10 @@ export class RegistryClient {
         cur = next;
         continue;
       }
+      if ([301, 302, 303, 307, 308].includes(res.statusCode) && i >= REDIRECT_LIMIT) {
+        await res.body.dump().catch(() => undefined);
+        throw new DarchError('E_REGISTRY', `${this.host}: more than ${REDIRECT_LIMIT} redirects for ${new URL(url).pathname}`, { hint: 'the registry or a proxy in front of it redirects in a loop' });
+      }
       return { status: res.statusCode, headers: res.headers, body: res.body, url: cur.toString() };
     }
   }

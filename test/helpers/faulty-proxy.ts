@@ -13,7 +13,9 @@ export type Fault =
   | { kind: 'status'; status: number; retryAfter?: string }
   | { kind: 'cut'; afterBytes: number }
   | { kind: 'stall'; afterBytes: number }
-  | { kind: 'flip'; atByte: number };
+  | { kind: 'flip'; atByte: number }
+  /** 307 to http://localhost:PORT/_storage/…: another origin, like blob storage behind a CDN. */
+  | { kind: 'redirect' };
 
 export interface Rule {
   method?: string;
@@ -43,7 +45,14 @@ export class FaultyProxy {
   private server!: http.Server;
   port = 0;
 
-  constructor(private readonly upstream: { host: string; port: number }) {}
+  /**
+   * @param storageAuthorization what the pretend blob storage (/_storage/…) uses to fetch
+   *   from the registry itself; the client must not send its own credentials there.
+   */
+  constructor(
+    private readonly upstream: { host: string; port: number },
+    private readonly storageAuthorization?: () => Promise<string>,
+  ) {}
 
   get host(): string {
     return `127.0.0.1:${this.port}`;
@@ -97,7 +106,7 @@ export class FaultyProxy {
       bytes: 0,
     };
     this.log.push(entry);
-    const fault = this.take(req);
+    const fault = (req.url ?? '').startsWith('/_storage/') ? undefined : this.take(req);
     entry.fault = fault?.kind;
     if (fault?.kind === 'status') {
       req.resume();
@@ -106,8 +115,27 @@ export class FaultyProxy {
       res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}');
       return;
     }
+    if (fault?.kind === 'redirect') {
+      req.resume();
+      entry.status = 307;
+      res.writeHead(307, { location: `http://localhost:${this.port}/_storage${req.url}` }).end();
+      return;
+    }
+    if ((req.url ?? '').startsWith('/_storage/')) {
+      const storagePath = (req.url ?? '').slice('/_storage'.length);
+      void (this.storageAuthorization?.() ?? Promise.resolve(undefined)).then((auth) =>
+        this.forward(req, res, entry, undefined, storagePath, auth ? { authorization: auth } : {}),
+      );
+      return;
+    }
+    this.forward(req, res, entry, fault, req.url ?? '/', {});
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, entry: LoggedRequest, fault: Fault | undefined, upstreamPath: string, extra: Record<string, string>): void {
+    const headers = { ...req.headers, ...extra };
+    if (extra.authorization === undefined && upstreamPath !== req.url) delete headers.authorization;
     const up = http.request(
-      { host: this.upstream.host, port: this.upstream.port, method: req.method, path: req.url, headers: req.headers },
+      { host: this.upstream.host, port: this.upstream.port, method: req.method, path: upstreamPath, headers },
       (upRes) => {
         entry.status = upRes.statusCode;
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { type RegistryServer, startRegistry } from '../helpers/registry.js';
 import { type TokenServer, startTokenServer } from '../helpers/token-server.js';
+import { FaultyProxy } from '../helpers/faulty-proxy.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 
@@ -201,5 +202,29 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     const mounted = (await darchOk(['images', 'push', `${reg.host}/team/demo:1`, `${reg.host}/other/demo:1`, '--tls-verify=false', '--json'], { root, env })).json();
     assert.equal(mounted.blobsMounted, 2);
     assert.ok(tokens.requests.some((r) => r.scopes.includes('repository:team/demo:pull') && r.scopes.includes('repository:other/demo:pull,push')));
+  });
+
+  test('a redirect of a blob to another host is followed without our Authorization', async (t) => {
+    // The pretend blob storage authenticates to the registry on its own (like a signed URL).
+    const storageAuth = async () => {
+      const basic = Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
+      const res = await fetch(`${tokens.realm}?service=${tokens.service}&scope=repository:team/demo:pull`, { headers: { authorization: `Basic ${basic}` } });
+      return `Bearer ${((await res.json()) as { token: string }).token}`;
+    };
+    const proxy = await new FaultyProxy({ host: '127.0.0.1', port: reg.port }, storageAuth).start();
+    t.after(() => proxy.stop());
+    const root = await tempDir((fn) => t.after(fn));
+    const e = { ...env, REGISTRY_AUTH_FILE: path.join(work, 'proxy-auth.json') };
+    await writeFile(e.REGISTRY_AUTH_FILE!, JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
+    proxy.addRule({ method: 'GET', url: '/blobs/sha256:', fault: { kind: 'redirect' }, times: Infinity });
+    const r = await darch(['images', 'pull', `${proxy.host}/team/demo:1`, '--tls-verify=false', '--json'], { root, env: e });
+    assert.equal(r.code, 0, r.stderr);
+    const redirected = proxy.log.filter((l) => l.fault === 'redirect');
+    const storage = proxy.log.filter((l) => l.url.startsWith('/_storage/'));
+    assert.equal(redirected.length, 2);
+    assert.equal(storage.length, 2);
+    assert.ok(redirected.every((l) => l.hadAuthorization), 'the registry requests carried no credentials');
+    assert.ok(storage.every((l) => !l.hadAuthorization && l.host?.startsWith('localhost:')), 'Authorization leaked to the other host');
+    await darchOk(['images', 'verify'], { root });
   });
 });
