@@ -9,7 +9,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -26,7 +26,7 @@ const arg = (name: string, def: number) => {
 };
 const LAYERS = arg('layers', 4);
 const LAYER_MIB = arg('layer-mib', 80);
-const ROUNDS = arg('rounds', 3);
+const ROUNDS = arg('rounds', 5);
 
 /** A tar with one file of random bytes, gzip'd at level 1, hashed on the way (uncompressed and compressed). */
 async function randomLayer(dir: string, i: number): Promise<{ digest: string; diffId: string; size: number }> {
@@ -73,7 +73,6 @@ async function randomLayer(dir: string, i: number): Promise<{ digest: string; di
   }, createWriteStream(tmp));
   const digest = `sha256:${comp.digest('hex')}`;
   await mkdir(path.join(dir, 'blobs/sha256'), { recursive: true });
-  const { rename } = await import('node:fs/promises');
   await rename(tmp, path.join(dir, 'blobs/sha256', digest.slice(7)));
   return { digest, diffId: `sha256:${diff.digest('hex')}`, size: n };
 }
@@ -103,6 +102,8 @@ async function writeLayout(dir: string): Promise<void> {
 
 interface Timed {
   wallSec: number;
+  /** user + system CPU seconds: steadier than wall time on a shared machine. */
+  cpuSec: number;
   maxRssMiB: number;
 }
 
@@ -115,8 +116,14 @@ function timed(cmd: string, args: string[]): Promise<Timed> {
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} failed (${code}):\n${err.slice(-2000)}`));
       const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(err);
       const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(err);
-      if (!wall || !rss) return reject(new Error(`cannot parse /usr/bin/time output:\n${err}`));
-      resolve({ wallSec: Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3]), maxRssMiB: Number(rss[1]) / 1024 });
+      const user = /User time \(seconds\): ([\d.]+)/.exec(err);
+      const sys = /System time \(seconds\): ([\d.]+)/.exec(err);
+      if (!wall || !rss || !user || !sys) return reject(new Error(`cannot parse /usr/bin/time output:\n${err}`));
+      resolve({
+        wallSec: Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3]),
+        cpuSec: Number(user[1]) + Number(sys[1]),
+        maxRssMiB: Number(rss[1]) / 1024,
+      });
     });
   });
 }
@@ -158,14 +165,15 @@ async function main(): Promise<void> {
       darch: { medianWallSec: d, runs: darchRuns, peakRssMiB: Math.max(...darchRuns.map((x) => x.maxRssMiB)) },
       skopeo: { medianWallSec: s, runs: skopeoRuns, peakRssMiB: Math.max(...skopeoRuns.map((x) => x.maxRssMiB)) },
       ratioDarchToSkopeo: d / s,
+      cpuRatioDarchToSkopeo: median(darchRuns.map((x) => x.cpuSec)) / median(skopeoRuns.map((x) => x.cpuSec)),
+      loadAverage: os.loadavg(),
       host: { cpus: os.cpus().length, node: process.version, skopeo: execFileSync('skopeo', ['--version'], { encoding: 'utf8' }).trim() },
     };
     console.log(JSON.stringify(result, null, 2));
     console.error(
       `\nregistry pull, ${total} MiB: darch ${d.toFixed(2)} s, skopeo ${s.toFixed(2)} s, ratio darch/skopeo ${(d / s).toFixed(2)}; ` +
-        `darch peak RSS ${result.darch.peakRssMiB.toFixed(0)} MiB (skopeo ${result.skopeo.peakRssMiB.toFixed(0)} MiB)`,
+        `CPU ratio ${result.cpuRatioDarchToSkopeo.toFixed(2)}; darch peak RSS ${result.darch.peakRssMiB.toFixed(0)} MiB (skopeo ${result.skopeo.peakRssMiB.toFixed(0)} MiB); load ${os.loadavg()[0]!.toFixed(1)}`,
     );
-    void stat;
   } finally {
     await reg.stop();
     await rm(work, { recursive: true, force: true });

@@ -20,6 +20,7 @@ import { ui } from '../lib/ui.js';
 import { type Digest, digestHex, parseDigest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
+import { streamedBytes } from './memory.js';
 import { type RegistryClient, backoffMs, describe, headerValue, isRetryableNetworkError } from './client.js';
 
 export interface BlobTransfer {
@@ -74,6 +75,7 @@ class Meter extends Transform {
     }
     this.hash.update(chunk);
     this.onBytes(chunk.length);
+    streamedBytes(chunk.length);
     cb(null, chunk);
   }
 }
