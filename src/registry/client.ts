@@ -123,7 +123,7 @@ export class RegistryClient {
     }
     const tls = await tlsSettingsFor(opts.host, { certDir: opts.certDir, configDir: opts.configDir, verify: opts.tlsVerify });
     for (const f of tls.files) ui.debug(`tls: using ${f}`);
-    const connect = { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized };
+    const connect = { ...(tls.ca.length ? { ca: tls.ca } : {}), cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized };
     const timeout = opts.timeoutSec * 1000;
     c.dispatcher = new EnvHttpProxyAgent({ connect, requestTls: connect, headersTimeout: timeout, bodyTimeout: timeout, connectTimeout: timeout });
     await c.ping();

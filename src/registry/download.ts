@@ -34,6 +34,9 @@ export interface BlobTransfer {
   skipped: boolean;
 }
 
+/** Lets chunks queue up so they reach the disk in few large writev calls, not one per socket read. */
+const WRITE_BUFFER = 1024 * 1024;
+
 export function partialPath(store: ImageStore, digest: Digest): string {
   return path.join(store.tmpDir, `pull-sha256-${digestHex(digest)}.partial`);
 }
@@ -146,7 +149,7 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
           opts.onBytes(n);
         });
         try {
-          await pipeline(res.body, meter, createWriteStream(partial, { flags: append ? 'a' : 'w', flush: true }), { signal: opts.signal });
+          await pipeline(res.body, meter, createWriteStream(partial, { flags: append ? 'a' : 'w', flush: true, highWaterMark: WRITE_BUFFER }), { signal: opts.signal });
         } catch (err) {
           if (err instanceof DarchError && err.code === 'E_SIZE_MISMATCH') await unlink(partial).catch(() => undefined);
           throw err;
