@@ -27,7 +27,7 @@ export const ConfigSchema = z
         /** Seconds without any progress before a request counts as stalled. */
         timeout: z.number().int().min(1).default(60),
         /** Blobs transferred at the same time. */
-        jobs: z.number().int().min(1).max(16).default(3),
+        jobs: z.number().int().min(1).max(16).default(4),
         /** Push uploads in chunks of this many MiB; 0 uploads each blob in one request. */
         chunk_size_mib: z.number().int().min(0).default(0),
       })

@@ -10,7 +10,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat, truncate, unlink } from 'node:fs/promises';
+import { stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -110,6 +110,7 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
       await hashFile(partial, hash);
       if (first) {
         result.resumed = offset;
+        opts.onBytes(offset);
         ui.info(`resuming ${short} at ${offset} of ${desc.size} bytes`);
       }
     }
@@ -174,8 +175,10 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
         continue;
       }
     }
-    // The partial file already holds every byte (a previous run died before renaming it).
+    // The partial file already holds every byte (a previous run died before renaming it),
+    // or the blob is empty and there was nothing to fetch.
     try {
+      if (desc.size === 0) await writeFile(partial, '');
       await finish(hash);
       return result;
     } catch (err) {

@@ -4,7 +4,7 @@
  * layer-level delta), then the manifest and the name, last, under the store lock.
  */
 import { DarchError } from '../lib/errors.js';
-import { byteProgress } from '../lib/progress.js';
+import { byteProgressGroup } from '../lib/progress.js';
 import { formatBytes, ui } from '../lib/ui.js';
 import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type Platform, hostPlatform, isIndexType } from '../oci/mediatypes.js';
@@ -104,11 +104,12 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       const total = toFetch.reduce((a, d) => a + d.size, 0);
       const skippedBytes = blobs.filter((_, i) => present[i]).reduce((a, d) => a + d.size, 0);
       if (skippedBytes > 0) ui.info(`${blobs.length - toFetch.length} of ${blobs.length} blobs already in the store (${formatBytes(skippedBytes)} skipped)`);
-      const progress = byteProgress(`pulling ${name}`, total);
+      const progress = byteProgressGroup(`pulling ${name}`, total);
       const transfers = await pool<Descriptor, BlobTransfer>(toFetch, opts.jobs, async (d) => {
-        const t = await downloadBlob(client, store, d, { repo: remote.repo, retries: opts.retries, onBytes: (n) => progress.tick(n), signal: opts.signal });
+        const bar = progress.item(d.digest.slice(7, 19), d.size);
+        const t = await downloadBlob(client, store, d, { repo: remote.repo, retries: opts.retries, onBytes: (n) => bar.tick(n), signal: opts.signal });
+        bar.done();
         ui.verbose(`${t.digest}: ${t.skipped ? 'already present' : `${formatBytes(t.downloaded)} downloaded${t.resumed ? `, ${formatBytes(t.resumed)} resumed` : ''}`}`);
-        if (t.resumed) progress.tick(t.resumed);
         return t;
       }).catch((err) => {
         progress.done();
