@@ -239,6 +239,35 @@ describe('registry: pull and push through a faulty network', () => {
     await verifyOk(root);
   });
 
+  test('Ctrl-C (SIGINT) stops a pull with status 130, keeps the partial download and releases the store', async (t) => {
+    const root = await tempDir((fn) => t.after(fn));
+    proxy.clear();
+    const layer = app1.layers[1]!;
+    const cutAt = 1 * MiB;
+    proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'stall', afterBytes: cutAt } });
+    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'images', 'pull', `${proxy.host}/app:1`, NO_TLS], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, DARCH_LOCK_TIMEOUT: '0', NO_COLOR: '1' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => void (stderr += b.toString()));
+    const partial = path.join(root, 'var/lib/darch/tmp', `pull-sha256-${layer.digest.slice(7)}.partial`);
+    let size = 0;
+    for (let i = 0; i < 200 && size < cutAt; i++) {
+      await sleep(100);
+      size = await stat(partial).then((s) => s.size, () => 0);
+    }
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /^error: interrupted/m);
+    assert.equal((await stat(partial)).size, cutAt, `${stderr}\n${JSON.stringify(proxy.log, null, 1)}`);
+    assert.equal(existsSync(path.join(root, 'var/lib/darch/images.lock')), false, 'the store lock was left behind');
+    const j = (await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root })).json();
+    assert.equal(j.bytesResumed, cutAt);
+    await verifyOk(root);
+  });
+
   test('a partial file with wrong bytes is caught on resume and downloaded again', async (t) => {
     const root = await tempDir((fn) => t.after(fn));
     proxy.clear();
