@@ -261,10 +261,12 @@ describe('registry: pull and push through a faulty network', () => {
     const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
     assert.equal(code, 130, stderr);
     assert.match(stderr, /^error: interrupted/m);
-    assert.equal((await stat(partial)).size, cutAt, `${stderr}\n${JSON.stringify(proxy.log, null, 1)}`);
+    // What reached the disk before the signal is kept (at least up to the stall point).
+    const kept = (await stat(partial)).size;
+    assert.ok(kept >= cutAt && kept < layer.size, `${kept} bytes kept\n${stderr}`);
     assert.equal(existsSync(path.join(root, 'var/lib/darch/images.lock')), false, 'the store lock was left behind');
     const j = (await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root })).json();
-    assert.equal(j.bytesResumed, cutAt);
+    assert.equal(j.bytesResumed, kept);
     await verifyOk(root);
   });
 
