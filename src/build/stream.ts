@@ -1,0 +1,67 @@
+/**
+ * Runs a builder command with its output streamed live, each line prefixed with the recipe
+ * name, and remembers what is needed for a useful error: the last build step announced and
+ * the tail of the output.
+ */
+import { ui } from '../lib/ui.js';
+import { spawnChild, waitChild } from '../lib/proc.js';
+
+export interface StreamResult {
+  code: number;
+  signal: NodeJS.Signals | null;
+  /** The last `STEP n/m: …` line a Containerfile build printed. */
+  lastStep?: string;
+  tail: string[];
+}
+
+export interface StreamOptions {
+  prefix: string;
+  signal?: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+  /** Do not echo (still captured for errors). */
+  silent?: boolean;
+}
+
+const TAIL_LINES = 20;
+
+export async function runStreaming(cmd: string, args: string[], opts: StreamOptions): Promise<StreamResult> {
+  const child = spawnChild(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  // On abort, SIGINT (buildah treats it like Ctrl-C at a terminal and stops its container),
+  // then wait for the child to exit so cleanup never races a builder that is still running.
+  let killTimer: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    child.kill('SIGINT');
+    killTimer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  };
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const tail: string[] = [];
+  let lastStep: string | undefined;
+  const tag = ui.colors.dim(`[${opts.prefix}]`);
+  const onText = (() => {
+    const partial = { out: '', err: '' };
+    return (which: 'out' | 'err', chunk: Buffer | undefined) => {
+      const text = partial[which] + (chunk ? chunk.toString('utf8') : '');
+      const lines = text.split(/\r?\n|\r/);
+      partial[which] = chunk ? (lines.pop() ?? '') : '';
+      for (const line of lines) {
+        if (!chunk && line === '') continue;
+        if (/^STEP \d+\/\d+: /.test(line)) lastStep = line;
+        tail.push(line);
+        if (tail.length > TAIL_LINES) tail.shift();
+        if (!opts.silent && !ui.quiet) ui.err.write(`${tag} ${line}\n`);
+      }
+    };
+  })();
+  child.stdout?.on('data', (b: Buffer) => onText('out', b));
+  child.stderr?.on('data', (b: Buffer) => onText('err', b));
+  child.stdout?.on('end', () => onText('out', undefined));
+  child.stderr?.on('end', () => onText('err', undefined));
+  try {
+    const res = await waitChild(child, cmd);
+    return { ...res, lastStep, tail };
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    if (killTimer) clearTimeout(killTimer);
+  }
+}
