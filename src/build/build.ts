@@ -17,7 +17,7 @@ import type { ImageStore } from '../oci/store.js';
 import { rewriteFroms, type FromTarget } from '../recipes/containerfile.js';
 import { checkBuildable, parentLabel, type Recipe } from '../recipes/discover.js';
 import { RecipeGraph } from '../recipes/graph.js';
-import { hashDirectory } from '../recipes/hash.js';
+import { hashRecipeInputs } from '../recipes/hash.js';
 import { BuildStepError, type Builder } from './builder.js';
 import { externalMissing, pullExternal } from './external.js';
 import { selectBuilder } from './select.js';
@@ -149,7 +149,7 @@ async function cacheKey(ctx: BuildContext, step: PlanStep, req: BuildRequest): P
     v: KEY_VERSION,
     recipe: step.recipe.name,
     format: step.recipe.format,
-    files: await hashDirectory(step.recipe.dir),
+    files: await hashRecipeInputs(step.recipe.dir, step.recipe.settings.inputs, step.recipe.format === 'darch'),
     parents,
     env: req.env ?? {},
     buildArgs: req.buildArgs ?? {},

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { missingTool, run, which } from '../lib/proc.js';
 import { ui } from '../lib/ui.js';
-import { BuildStepError, OUTPUT_REF, type Builder, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
+import { BuildStepError, OUTPUT_REF, ociStorePath, type Builder, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
 import { runStreaming } from './stream.js';
 
 /** Files and directories `buildah run` creates as mount points; removed again if the parent had none. */
@@ -48,7 +48,7 @@ export class BuildahBuilder implements Builder {
   }
 
   async imageSource(storeDir: string, ref: string): Promise<string> {
-    return `oci:${storeDir}:${ref}`;
+    return `oci:${await ociStorePath(storeDir)}:${ref}`;
   }
 
   async prepare(): Promise<void> {

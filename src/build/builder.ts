@@ -70,3 +70,21 @@ export class BuildStepError extends Error {
     super(`${step}: exit status ${exitStatus}`);
   }
 }
+
+/**
+ * containers/image names an image read from `oci:DIR:REF` after DIR, and rejects upper-case
+ * letters (and DIR cannot hold ':'). For such store paths the builder reads the store
+ * through a symlink with a tame name in /tmp.
+ */
+export async function ociStorePath(storeDir: string): Promise<string> {
+  if (/^[a-z0-9/._-]+$/.test(storeDir)) return storeDir;
+  const { createHash } = await import('node:crypto');
+  const { readlink, symlink, rename } = await import('node:fs/promises');
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const link = `/tmp/darch-${uid}-store-${createHash('sha256').update(storeDir).digest('hex').slice(0, 16)}`;
+  if ((await readlink(link).catch(() => undefined)) === storeDir) return link;
+  const tmp = `${link}.${process.pid}`;
+  await symlink(storeDir, tmp);
+  await rename(tmp, link);
+  return link;
+}

@@ -9,7 +9,7 @@
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { missingTool, run, which } from '../lib/proc.js';
-import { BuildStepError, OUTPUT_REF, type Builder, type BuilderKind, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
+import { BuildStepError, OUTPUT_REF, ociStorePath, type Builder, type BuilderKind, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
 import { runStreaming } from './stream.js';
 
 export class ContainerCliBuilder implements Builder {
@@ -28,9 +28,9 @@ export class ContainerCliBuilder implements Builder {
   }
 
   async imageSource(storeDir: string, ref: string, signal: AbortSignal): Promise<string> {
-    if (this.kind === 'podman') return `oci:${storeDir}:${ref}`;
+    if (this.kind === 'podman') return `oci:${await ociStorePath(storeDir)}:${ref}`;
     const name = `darch-parent/${ref.replace(/[^a-z0-9._-]+/g, '-')}`;
-    await run('skopeo', ['copy', '--quiet', `oci:${storeDir}:${ref}`, `docker-daemon:${name}:latest`], { signal });
+    await run('skopeo', ['copy', '--quiet', `oci:${await ociStorePath(storeDir)}:${ref}`, `docker-daemon:${name}:latest`], { signal });
     this.images.add(`${name}:latest`);
     return `${name}:latest`;
   }

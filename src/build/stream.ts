@@ -25,13 +25,23 @@ export interface StreamOptions {
 const TAIL_LINES = 20;
 
 export async function runStreaming(cmd: string, args: string[], opts: StreamOptions): Promise<StreamResult> {
-  const child = spawnChild(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  // Its own process group: buildah's chroot runtime leaves the recipe's processes in the
+  // builder's group, and a killed script's children (a `sleep`, a daemon apt started) would
+  // otherwise outlive the build. The whole group gets the signal.
+  const child = spawnChild(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, detached: true });
+  const killGroup = (sig: NodeJS.Signals) => {
+    try {
+      if (child.pid) process.kill(-child.pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
   // On abort, SIGINT (buildah treats it like Ctrl-C at a terminal and stops its container),
   // then wait for the child to exit so cleanup never races a builder that is still running.
   let killTimer: NodeJS.Timeout | undefined;
   const onAbort = () => {
-    child.kill('SIGINT');
-    killTimer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    killGroup('SIGINT');
+    killTimer = setTimeout(() => killGroup('SIGKILL'), 15_000);
   };
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -63,5 +73,6 @@ export async function runStreaming(cmd: string, args: string[], opts: StreamOpti
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     if (killTimer) clearTimeout(killTimer);
+    killGroup('SIGKILL'); // stragglers of a finished or interrupted step
   }
 }

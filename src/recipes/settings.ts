@@ -24,6 +24,11 @@ export const RecipeSettingsSchema = z
     labels: z.record(z.string().min(1), z.string()).default({}),
     /** Tags given to the built image in addition to the build tag (same repository). */
     tags: z.array(z.string().regex(/^[\w][\w.-]{0,127}$/, 'must be a valid tag')).default([]),
+    /**
+     * More paths (relative to the recipe directory) whose content decides whether the recipe
+     * must rebuild, e.g. "../common" when a script sources a sibling recipe's files.
+     */
+    inputs: z.array(z.string().min(1)).default([]),
   })
   .strict();
 
@@ -56,7 +61,7 @@ export async function loadSettings(recipeDir: string): Promise<RecipeSettings> {
         ? `unknown key ${[...issue.path, ...issue.keys].join('.')}`
         : `${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`;
     throw new DarchError('E_RECIPE_INVALID', `${file}: ${msg}`, {
-      hint: 'recipe.toml knows env, build_args, labels and tags (see docs/RECIPES.md)',
+      hint: 'recipe.toml knows env, build_args, labels, tags and inputs (see docs/RECIPES.md)',
       exitCode: 78,
     });
   }
