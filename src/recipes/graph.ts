@@ -8,8 +8,10 @@ import { discoverRecipes, parentLabel, type Recipe } from './discover.js';
 
 export class RecipeGraph {
   private readonly byName: Map<string, Recipe>;
+  readonly recipes: Recipe[];
 
-  constructor(readonly recipes: Recipe[]) {
+  constructor(recipes: Recipe[]) {
+    this.recipes = [...recipes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.byName = new Map(recipes.map((r) => [r.name, r]));
     this.checkParents();
     this.checkCycles();

@@ -82,6 +82,12 @@ describe('darch build: bad input', () => {
     const { err } = await fails(tree, ['a'], 'E_TOOL_MISSING', /no builder is usable: buildah not installed/, { PATH: bin });
     assert.match(err.hint ?? '', /apt-get install buildah/);
     await fails(tree, ['a'], 'E_TOOL_MISSING', /builder buildah cannot be used: not installed/, { PATH: bin }, ['--builder', 'buildah']);
+    // doctor reports which builders are usable, here and without buildah on PATH.
+    type Doctor = { checks: Array<{ name: string; ok: boolean }> };
+    const usable = async (env?: NodeJS.ProcessEnv) =>
+      (await darchOk(['--json', 'doctor'], { root, env })).json<Doctor>().checks.find((c) => c.name === 'builder: buildah')?.ok;
+    assert.equal(await usable(), true);
+    assert.equal(await usable({ PATH: bin }), false);
   });
 
   test('settings with an unknown key name the file and the key', async () => {
