@@ -18,6 +18,7 @@ import { rewriteFroms, type FromTarget } from '../recipes/containerfile.js';
 import { checkBuildable, parentLabel, type Recipe } from '../recipes/discover.js';
 import { RecipeGraph } from '../recipes/graph.js';
 import { hashRecipeInputs } from '../recipes/hash.js';
+import { adoptParentLayers } from './adopt-layers.js';
 import { BuildStepError, type Builder } from './builder.js';
 import { externalMissing, pullExternal } from './external.js';
 import { selectBuilder } from './select.js';
@@ -240,12 +241,19 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
         }
         throw err;
       }
+      if (source.startsWith('oci:')) {
+        const main = recipe.parent;
+        const parent = step.parents.find((p) =>
+          main.kind === 'recipe' ? p.target.kind === 'recipe' && p.target.recipe === main.name : main.kind === 'external' && p.target.kind === 'external' && p.target.ref === main.ref,
+        );
+        await adoptParentLayers(outDir, ctx.store, parent?.storeRef);
+      }
       const res = await importImage(ctx.store, source, step.target, { signal: ctx.signal });
       digest = res.digest;
       status = 'built';
     } finally {
       await rm(outDir, { recursive: true, force: true });
-      await rm(`${outDir}.tar`, { force: true });
+      for (const ext of ['.tar', '.hostname', '.Containerfile']) await rm(`${outDir}${ext}`, { force: true });
     }
   }
   if (step.extraTags.length) {

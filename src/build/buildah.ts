@@ -8,7 +8,7 @@
  * read-only at /recipes, `./script` run in /recipes/<name>, committed as one new layer.
  * Containerfile recipes: `buildah build` without --layers, i.e. one new layer per stage.
  */
-import { lstat, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { lstat, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { missingTool, run, which } from '../lib/proc.js';
@@ -79,6 +79,9 @@ export class BuildahBuilder implements Builder {
       await this.quiet('create the working container', ['from', '--pull-never', '--name', container, step.parentSource], p, step.signal);
       const mount = await this.mountPoint(container, p, step.signal);
       const existed = mount ? await presentPaths(mount) : undefined;
+      // buildah bind-mounts a generated /etc/hostname, so a script's write to it would be
+      // lost; mount our own copy instead and carry a changed one into the image afterwards.
+      const hostname = mount ? await HostnameCarrier.prepare(mount, `${step.outDir}.hostname`) : undefined;
       const envArgs = Object.entries({ ...step.runEnv, DARCH_RECIPE: recipe.name }).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
       const res = await runStreaming(
         'buildah',
@@ -89,6 +92,8 @@ export class BuildahBuilder implements Builder {
           'chroot',
           '-v',
           `${path.resolve(step.recipesDir)}:/recipes:ro`,
+          ...(hostname ? ['-v', `${hostname.file}:/etc/hostname`] : []),
+          '--no-hosts',
           '--workingdir',
           `/recipes/${recipe.name}`,
           ...envArgs,
@@ -100,6 +105,7 @@ export class BuildahBuilder implements Builder {
       );
       if (step.signal.aborted) throw step.signal.reason;
       if (res.code !== 0) throw new BuildStepError('./script', res.signal ?? res.code, res.tail);
+      await hostname?.carryInto(mount!);
       if (mount && existed) await removeMountArtifacts(mount, existed);
       if (mount) await this.quiet('unmount the working container', ['umount', container], p);
       const cfg = [
@@ -129,6 +135,7 @@ export class BuildahBuilder implements Builder {
         'chroot',
         '--pull-never',
         '--layers=false',
+        '--no-hosts',
         '-f',
         file,
         '-t',
@@ -166,6 +173,35 @@ export class BuildahBuilder implements Builder {
       return undefined;
     }
     return res.stdout.trim();
+  }
+}
+
+class HostnameCarrier {
+  private constructor(
+    readonly file: string,
+    private readonly initial: Buffer,
+  ) {}
+
+  static async prepare(root: string, file: string): Promise<HostnameCarrier | undefined> {
+    const target = path.join(root, 'etc/hostname');
+    const s = await lstat(target).catch(() => undefined);
+    if (s && !s.isFile()) return undefined; // a symlink: leave it to buildah
+    const initial = s ? await readFile(target) : Buffer.from('darch-build\n');
+    await writeFile(file, initial);
+    return new HostnameCarrier(file, initial);
+  }
+
+  async carryInto(root: string): Promise<void> {
+    try {
+      const now = await readFile(this.file);
+      if (now.equals(this.initial)) return;
+      const target = path.join(root, 'etc/hostname');
+      const s = await lstat(target).catch(() => undefined);
+      if (s && !s.isFile()) return;
+      await writeFile(target, now);
+    } finally {
+      await rm(this.file, { force: true });
+    }
   }
 }
 
