@@ -99,7 +99,8 @@ export class BuildahBuilder implements Builder {
           ...envArgs,
           container,
           '--',
-          './script',
+          // Absolute: buildah looks a bare "./script" up in PATH and finds util-linux's script(1).
+          `/recipes/${recipe.name}/script`,
         ],
         { prefix: p, env: this.env, signal: step.signal },
       );
