@@ -33,7 +33,8 @@ try {
   darch('images', 'import', tar, 'bench/busybox:latest');
 
   const recipes = path.join(work, 'recipes');
-  for (const [name, parent] of [['one', 'external:bench/busybox:latest'], ['two', 'one']]) {
+  const chain: Array<[string, string]> = [['one', 'external:bench/busybox:latest'], ['two', 'one']];
+  for (const [name, parent] of chain) {
     await mkdir(path.join(recipes, name), { recursive: true });
     await writeFile(path.join(recipes, name, 'config.json'), JSON.stringify({ inherits: parent }));
     await writeFile(path.join(recipes, name, 'script'), `#!/bin/sh\necho ${name} > /${name}\n`);

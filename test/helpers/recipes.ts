@@ -23,9 +23,9 @@ export async function writeTree(dir: string, tree: Tree): Promise<void> {
 }
 
 /** A busybox root file system tarball, imported into the store under `ref`. */
-export async function importBusybox(root: string, work: string, ref: string): Promise<void> {
+export async function importBusybox(root: string, work: string, ref: string, extraFiles?: Record<string, { content: string; mode: number }>): Promise<void> {
   const tar = path.join(work, 'busybox-rootfs.tar');
-  await writeBusyboxRootfs(createWriteStream(tar));
+  await writeBusyboxRootfs(createWriteStream(tar), { extraFiles });
   await darchOk(['images', 'import', tar, ref], { root });
 }
 

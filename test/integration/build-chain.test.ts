@@ -30,7 +30,8 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     work = await mkdtemp(path.join(os.tmpdir(), 'darch-build-'));
     root = path.join(work, 'root');
     recipes = path.join(work, 'recipes');
-    await importBusybox(root, work, 'base/busybox:stable');
+    // A `script` command on PATH (util-linux has one) must not be what runs instead of the recipe's.
+    await importBusybox(root, work, 'base/busybox:stable', { 'usr/bin/script': { content: '#!/bin/sh\necho "wrong script"\nexit 9\n', mode: 0o755 } });
     await writeTree(recipes, {
       base: {
         'config.json': '{"inherits": "external:base/busybox:stable"}',
