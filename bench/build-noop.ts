@@ -11,6 +11,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ociStorePath } from '../src/build/builder.js';
 import { writeBusyboxRootfs } from '../src/examples/busybox-rootfs.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -52,7 +53,7 @@ try {
   const bArgs = ['--root', path.join(storage, 'storage'), '--runroot', path.join(storage, 'run')];
   const ctx = path.join(work, 'ctx');
   await mkdir(ctx);
-  await writeFile(path.join(ctx, 'Containerfile'), `FROM oci:${path.join(root, 'var/lib/darch/images')}:bench/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\n`);
+  await writeFile(path.join(ctx, 'Containerfile'), `FROM oci:${await ociStorePath(path.join(root, 'var/lib/darch/images'))}:bench/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\n`);
   const buildahBuild = () =>
     execFileSync('buildah', [...bArgs, 'build', '--isolation', 'chroot', '--layers', '--pull-never', '-q', '-t', 'bench/three', ctx], { stdio: 'ignore' });
   buildahBuild();

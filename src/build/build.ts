@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
-import { withLock } from '../lib/lock.js';
+import { acquireLock, type LockHandle } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { ui } from '../lib/ui.js';
 import { importImage } from '../oci/importer.js';
@@ -173,23 +173,31 @@ export async function buildRecipes(ctx: BuildContext, req: BuildRequest): Promis
   const { steps } = await planBuild(ctx, req);
   const builder = await selectBuilder(ctx.paths, req.builder);
   const lockFile = path.join(ctx.paths.cacheDir, `${builder.kind}-build.lock`);
-  await mkdir(ctx.paths.cacheDir, { recursive: true });
-  return withLock(lockFile, `the ${builder.kind} build workspace`, ctx.store.lockTimeoutSec, async () => {
-    const images: BuiltImage[] = [];
+  // The builder's workspace is locked and swept only once something must really be built,
+  // so an all-cached build costs no builder process at all.
+  let lock: LockHandle | undefined;
+  const ensureBuilder = async () => {
+    if (lock) return;
+    await mkdir(ctx.paths.cacheDir, { recursive: true });
+    lock = await acquireLock(lockFile, `the ${builder.kind} build workspace`, ctx.store.lockTimeoutSec);
     await builder.prepare();
-    try {
-      for (const [i, step] of steps.entries()) {
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        images.push(await buildStep(ctx, req, builder, step, `${i + 1}/${steps.length}`));
-      }
-    } finally {
-      await builder.cleanup();
+  };
+  const images: BuiltImage[] = [];
+  try {
+    for (const [i, step] of steps.entries()) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      images.push(await buildStep(ctx, req, builder, step, `${i + 1}/${steps.length}`, ensureBuilder));
     }
-    return { builder: builder.kind, images };
-  });
+  } finally {
+    if (lock) {
+      await builder.cleanup();
+      await lock.release();
+    }
+  }
+  return { builder: builder.kind, images };
 }
 
-async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder, step: PlanStep, counter: string): Promise<BuiltImage> {
+async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder, step: PlanStep, counter: string, ensureBuilder: () => Promise<void>): Promise<BuiltImage> {
   const started = performance.now();
   const { recipe } = step;
   const key = await cacheKey(ctx, step, req);
@@ -202,6 +210,7 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
     ui.success(`[${counter}] ${recipe.name}: up to date (${step.target})`);
   } else {
     ui.step(`[${counter}] ${recipe.name}: building ${step.target} from ${parentLabel(recipe.parent)} (${recipe.format === 'darch' ? 'Darch recipe' : path.basename((recipe as { file: string }).file)}, ${builder.kind})`);
+    await ensureBuilder();
     const outDir = ctx.store.tempPath('build');
     const labels = { ...recipe.settings.labels, [LABEL_RECIPE]: recipe.name, [LABEL_KEY]: key };
     const common = { prefix: recipe.name, signal: ctx.signal, outDir, labels, imageEnv: recipe.settings.env, noCache: Boolean(req.noCache) };
