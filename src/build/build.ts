@@ -95,10 +95,13 @@ export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{
   const graph = await RecipeGraph.load(req.recipesDir);
   if (req.recipes.length === 0) throw new DarchError('E_USAGE', 'name at least one recipe to build', { hint: '`darch recipes list` shows them', exitCode: 2 });
   const requested = req.recipes.map((n) => graph.get(n).name);
-  const order = req.noDeps ? [...new Set(requested)] : graph.buildOrder(requested);
+  // --no-deps still builds the named recipes parents-first among themselves.
+  const order = req.noDeps ? graph.buildOrder(requested).filter((n) => requested.includes(n)) : graph.buildOrder(requested);
   const tag = buildTagOf(req);
   const prefix = req.prefix ?? '';
-  for (const t of req.tags ?? []) recipeImage('', 'x', t);
+  for (const t of req.tags ?? []) {
+    if (!/^[\w][\w.-]{0,127}$/.test(t)) throw new DarchError('E_USAGE', `-t ${t}: not a valid tag`, { hint: 'tags are up to 128 letters, digits, . _ - (not starting with . or -)', exitCode: 2 });
+  }
   const planned = new Set(order);
   const steps: PlanStep[] = [];
   for (const name of order) {
@@ -244,7 +247,7 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
         if (ctx.signal.aborted) throw ctx.signal.reason;
         if (err instanceof BuildStepError) {
           throw new DarchError('E_BUILD_FAILED', `recipe ${recipe.name} failed at ${err.step}: exit status ${err.exitStatus}`, {
-            hint: `the [${recipe.name}] lines above show why; nothing was tagged${err.tail.length ? ` (last line: ${err.tail.at(-1)})` : ''}`,
+            hint: `the [${recipe.name}] lines above show why; nothing was tagged${lastWords(err.tail)}`,
             details: { recipe: recipe.name, step: err.step, exitStatus: err.exitStatus, output: err.tail },
           });
         }
@@ -275,4 +278,11 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
   const seconds = (performance.now() - started) / 1000;
   if (status === 'built') ui.success(`[${counter}] ${recipe.name}: built ${step.target} (${digest.slice(7, 19)}) in ${seconds.toFixed(1)} s`);
   return { recipe: recipe.name, image: step.target, digest, status, seconds, tags: [step.target, ...step.extraTags] };
+}
+
+/** The last line of a failed step's output that is not the builder's own epilogue. */
+function lastWords(tail: string[]): string {
+  const noise = /^(subprocess exited|Error: (exit status|building at STEP)|error building at STEP|\[\d\/\d\] STEP)/i;
+  const line = [...tail].reverse().find((l) => l.trim() && !noise.test(l.trim()));
+  return line ? ` (last output: ${line.trim().slice(0, 160)})` : '';
 }

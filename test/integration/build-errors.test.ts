@@ -115,5 +115,15 @@ describe('darch build: bad input', () => {
     assert.match(r2.stderr, /error: recipe c failed at STEP 3\/\d+: RUN echo failing; exit 4: exit status 4/);
     assert.deepEqual(await refNames(root), refsBefore, 'nothing tagged');
     assert.deepEqual(buildahContainers(root), [], 'no working containers left');
+
+    // A failed rebuild keeps the image that was there before.
+    await writeTree(dir, { d: darchRecipe('external:base/busybox', '#!/bin/sh\necho v1 > /v\n') });
+    await darchOk(['build', '-d', dir, 'd'], { root });
+    const good = (await darchOk(['--json', 'images', 'inspect', 'd'], { root })).json<{ digest: string }>().digest;
+    await writeTree(dir, { d: { script: '#!/bin/sh\necho "cannot build v2"\nexit 5\n' } });
+    const r3 = await darch(['build', '-d', dir, 'd'], { root });
+    assert.equal(r3.code, 1);
+    assert.match(r3.stderr, /hint: .*nothing was tagged \(last output: \[?d?\]? ?cannot build v2\)/);
+    assert.equal((await darchOk(['--json', 'images', 'inspect', 'd'], { root })).json<{ digest: string }>().digest, good);
   });
 });
