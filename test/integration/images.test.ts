@@ -46,6 +46,11 @@ describe('darch images', () => {
     assert.equal(inspect.layers.length, 1);
     assert.match(inspect.layers[0].diffId, /^sha256:/);
     assert.equal((await darchOk(['images', 'verify'], { root })).code, 0);
+    // The example is reproducible: the same busybox gives the same image, and a rerun adds nothing.
+    const again = (await darchOk(['--json', 'demo'], { root })).json().image;
+    assert.equal(again.digest, img.digest);
+    const other = await tempDir(t);
+    assert.equal((await darchOk(['--json', 'demo'], { root: other })).json().image.digest, img.digest);
   });
 
   test('imports gzip, zstd and xz root file systems, OCI and docker archives, and OCI layouts', async (t) => {
@@ -262,11 +267,13 @@ describe('darch images: bad input leaves the store as it was', () => {
 
   test('a full disk: a clear error, and the store is as it was', async (t) => {
     if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
-    const root = await tempDir(t);
     const work = await tempDir(t);
-    await mkdir(root, { recursive: true });
+    const root = path.join(work, 'small-disk');
+    await mkdir(root);
     await sh('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', root]);
-    t.after(() => sh('umount', [root]).then(() => undefined));
+    // Hooks run in order, and the temp dir's removal was registered first: unmount in the test itself.
+    const unmount = () => sh('umount', [root]).then(() => undefined, () => undefined);
+    t.after(unmount);
     await darchOk(['demo'], { root });
     const before = await snapshot(root);
     const big = await makeRootfsTar(work, 'big', { randomBytes: 8 * 1024 * 1024 });
@@ -277,6 +284,7 @@ describe('darch images: bad input leaves the store as it was', () => {
     assert.equal(await snapshot(root), before);
     assert.equal((await readdir(path.join(root, 'var/lib/darch/tmp'))).length, 0, 'the partial blob was removed');
     await darchOk(['images', 'verify'], { root });
+    await unmount();
   });
 });
 
