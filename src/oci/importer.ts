@@ -41,6 +41,8 @@ export interface ImportOptions {
   architecture?: string;
   /** Creation time recorded in the image config; fixed values make imports reproducible. */
   created?: Date;
+  /** The history line recorded in the image config. */
+  createdBy?: string;
   signal?: AbortSignal;
 }
 
@@ -320,7 +322,7 @@ async function importRootfs(store: ImageStore, tx: BlobTransaction, source: stri
     os: 'linux',
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'] },
     rootfs: { type: 'layers', diff_ids: [diff.digest()] },
-    history: [{ created, created_by: `darch images import ${source === '-' ? '-' : path.basename(source)}` }],
+    history: [{ created, created_by: opts.createdBy ?? `darch images import ${source === '-' ? '-' : path.basename(source)}` }],
   };
   const configDesc = await tx.putBytes(Buffer.from(JSON.stringify(config)), MediaType.ociConfig);
   const manifest: ImageManifest = {

@@ -30,7 +30,7 @@ export function registerDemo(program: Command, ctx: ContextFactory): void {
         ui.step('making the example root file system from busybox-static');
         await writeBusyboxRootfs(createWriteStream(tarPath));
         ui.step(`importing it as ${opts.name}`);
-        await importImage(store, tarPath, opts.name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, signal: c.signal });
+        await importImage(store, tarPath, opts.name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal });
       } finally {
         await rm(tarPath, { force: true });
       }
