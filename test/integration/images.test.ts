@@ -307,6 +307,16 @@ describe('global behaviour', () => {
     assert.match(v.stdout, /^\d+\.\d+\.\d+/);
   });
 
+  test('an unprivileged user builds the example image in their own XDG directories', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root to switch to an unprivileged user');
+    const home = await tempDir(t);
+    await sh('chown', ['65534:65534', home]);
+    const { stdout } = await sh('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', `HOME=${home}`, 'XDG_DATA_HOME=', 'DARCH_ROOT=', process.execPath, DARCH_BIN, '--json', 'demo']);
+    assert.equal(JSON.parse(stdout).store, path.join(home, '.local/share/darch/images'));
+    const s = await stat(path.join(home, '.local/share/darch/images/index.json'));
+    assert.equal(s.uid, 65534);
+  });
+
   test('user mode keeps state in XDG directories without root', async (t) => {
     const home = await tempDir(t);
     const r = await darchOk(['--user', '--json', 'demo'], { env: { HOME: home, XDG_DATA_HOME: path.join(home, 'data'), DARCH_ROOT: '' } });
