@@ -24,11 +24,32 @@ export interface StreamOptions {
 
 const TAIL_LINES = 20;
 
+/** Process groups of running builder commands: a forced exit (second Ctrl-C) kills them too. */
+const activeGroups = new Set<number>();
+let exitHookInstalled = false;
+function trackGroup(pid: number | undefined): void {
+  if (!pid) return;
+  activeGroups.add(pid);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const g of activeGroups) {
+        try {
+          process.kill(-g, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    });
+  }
+}
+
 export async function runStreaming(cmd: string, args: string[], opts: StreamOptions): Promise<StreamResult> {
   // Its own process group: buildah's chroot runtime leaves the recipe's processes in the
   // builder's group, and a killed script's children (a `sleep`, a daemon apt started) would
   // otherwise outlive the build. The whole group gets the signal.
   const child = spawnChild(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, detached: true });
+  trackGroup(child.pid);
   const killGroup = (sig: NodeJS.Signals) => {
     try {
       if (child.pid) process.kill(-child.pid, sig);
@@ -74,5 +95,6 @@ export async function runStreaming(cmd: string, args: string[], opts: StreamOpti
     opts.signal?.removeEventListener('abort', onAbort);
     if (killTimer) clearTimeout(killTimer);
     killGroup('SIGKILL'); // stragglers of a finished or interrupted step
+    if (child.pid) activeGroups.delete(child.pid);
   }
 }
