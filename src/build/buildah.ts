@@ -47,8 +47,12 @@ export class BuildahBuilder implements Builder {
     return res.tail;
   }
 
+  private readonly links = new Set<string>();
+
   async imageSource(storeDir: string, ref: string): Promise<string> {
-    return `oci:${await ociStorePath(storeDir)}:${ref}`;
+    const p = await ociStorePath(storeDir);
+    if (p !== storeDir) this.links.add(p);
+    return `oci:${p}:${ref}`;
   }
 
   async prepare(): Promise<void> {
@@ -64,6 +68,9 @@ export class BuildahBuilder implements Builder {
 
   async cleanup(): Promise<void> {
     await this.removeAll();
+    // Safe: the build lock of this store's builder workspace is still held.
+    for (const l of this.links) await rm(l, { force: true });
+    this.links.clear();
   }
 
   private names(recipe: string): { container: string; image: string } {
