@@ -4,8 +4,8 @@
  * with the recipes tree bind-mounted read-only at /recipes (one new layer, as in Darch).
  * podman reads darch's store directly (oci: transport); docker needs the parent loaded
  * into its daemon first (skopeo copy … docker-daemon:) and its result comes back through
- * `docker save`. Not exercised by the test suite here (podman is not installed and
- * `podman run` fails on these machines; no docker daemon runs): see docs/RECIPES.md.
+ * `docker save`. podman is tested through a shim over buildah (podman is not installed
+ * and `podman run` fails on these machines); docker is not tested (no daemon runs here).
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { missingTool, run, which } from '../lib/proc.js';
