@@ -91,7 +91,7 @@ function recipeImage(prefix: string, recipe: string, tag: string): string {
   }
 }
 
-export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{ graph: RecipeGraph; steps: PlanStep[] }> {
+export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{ graph: RecipeGraph; steps: PlanStep[]; pulls: string[] }> {
   const graph = await RecipeGraph.load(req.recipesDir);
   if (req.recipes.length === 0) throw new DarchError('E_USAGE', 'name at least one recipe to build', { hint: '`darch recipes list` shows them', exitCode: 2 });
   const requested = req.recipes.map((n) => graph.get(n).name);
@@ -104,6 +104,7 @@ export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{
   }
   const planned = new Set(order);
   const steps: PlanStep[] = [];
+  const pulls = new Set<string>();
   for (const name of order) {
     const recipe = graph.get(name);
     await checkBuildable(recipe);
@@ -138,12 +139,12 @@ export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{
           hint: `build it first (\`darch build ${p.target.recipe}\`), or drop --no-deps`,
         });
       }
-      if (req.pull) await pullExternal(ctx.store, p.storeRef, ctx.signal);
+      if (req.pull) pulls.add(p.storeRef);
       else throw externalMissing(p.storeRef, name);
     }
     steps.push({ recipe, target, extraTags, parents });
   }
-  return { graph, steps };
+  return { graph, steps, pulls: [...pulls] };
 }
 
 async function cacheKey(ctx: BuildContext, step: PlanStep, req: BuildRequest): Promise<string> {
@@ -173,8 +174,10 @@ async function cachedDigest(store: ImageStore, target: string, key: string): Pro
 
 export async function buildRecipes(ctx: BuildContext, req: BuildRequest): Promise<{ builder: string; images: BuiltImage[] }> {
   await ctx.store.init();
-  const { steps } = await planBuild(ctx, req);
+  const { steps, pulls } = await planBuild(ctx, req);
   const builder = await selectBuilder(ctx.paths, req.builder);
+  // Pulls are work: they start only once every check above has passed.
+  for (const ref of pulls) await pullExternal(ctx.store, ref, ctx.signal);
   const lockFile = path.join(ctx.paths.cacheDir, `${builder.kind}-build.lock`);
   // The builder's workspace is locked and swept only once something must really be built,
   // so an all-cached build costs no builder process at all.
