@@ -10,7 +10,6 @@
  */
 import { lstat, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DarchError } from '../lib/errors.js';
 import { missingTool, run, which } from '../lib/proc.js';
 import { ui } from '../lib/ui.js';
 import { BuildStepError, OUTPUT_REF, ociStorePath, type Builder, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
@@ -236,10 +235,3 @@ async function removeMountArtifacts(root: string, existed: Set<string>): Promise
     }
   }
 }
-
-export function builderUnusable(kind: string, detail: string): DarchError {
-  return new DarchError('E_BUILDER_UNUSABLE', `the ${kind} builder cannot be used here: ${detail}`, {
-    hint: '`darch doctor` lists the builders this machine can use; choose one with --builder',
-  });
-}
-
