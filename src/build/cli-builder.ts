@@ -27,10 +27,14 @@ export class ContainerCliBuilder implements Builder {
     return { kind: this.kind, usable: true, detail: `${this.kind} ${v.stdout.trim()}` };
   }
 
+  private readonly links = new Set<string>();
+
   async imageSource(storeDir: string, ref: string, signal: AbortSignal): Promise<string> {
-    if (this.kind === 'podman') return `oci:${await ociStorePath(storeDir)}:${ref}`;
+    const store = await ociStorePath(storeDir);
+    if (store !== storeDir) this.links.add(store);
+    if (this.kind === 'podman') return `oci:${store}:${ref}`;
     const name = `darch-parent/${ref.replace(/[^a-z0-9._-]+/g, '-')}`;
-    await run('skopeo', ['copy', '--quiet', `oci:${await ociStorePath(storeDir)}:${ref}`, `docker-daemon:${name}:latest`], { signal });
+    await run('skopeo', ['copy', '--quiet', `oci:${store}:${ref}`, `docker-daemon:${name}:latest`], { signal });
     this.images.add(`${name}:latest`);
     return `${name}:latest`;
   }
@@ -42,6 +46,8 @@ export class ContainerCliBuilder implements Builder {
   async cleanup(): Promise<void> {
     for (const img of this.images) await run(this.kind, ['rmi', '--force', img], { allowFailure: true });
     this.images.clear();
+    for (const l of this.links) await rm(l, { force: true });
+    this.links.clear();
   }
 
   buildDarch(step: DarchStep): Promise<string> {
