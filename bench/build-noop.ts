@@ -26,6 +26,7 @@ function time(fn: () => void): number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'darch-bench-'));
+const links: string[] = [];
 try {
   const root = path.join(work, 'root');
   const darch = (...args: string[]) => execFileSync(process.execPath, [BIN, '--root', root, '-q', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } });
@@ -53,7 +54,9 @@ try {
   const bArgs = ['--root', path.join(storage, 'storage'), '--runroot', path.join(storage, 'run')];
   const ctx = path.join(work, 'ctx');
   await mkdir(ctx);
-  await writeFile(path.join(ctx, 'Containerfile'), `FROM oci:${await ociStorePath(path.join(root, 'var/lib/darch/images'))}:bench/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\n`);
+  const storeLink = await ociStorePath(path.join(root, 'var/lib/darch/images'));
+  links.push(storeLink);
+  await writeFile(path.join(ctx, 'Containerfile'), `FROM oci:${storeLink}:bench/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\n`);
   const buildahBuild = () =>
     execFileSync('buildah', [...bArgs, 'build', '--isolation', 'chroot', '--layers', '--pull-never', '-q', '-t', 'bench/three', ctx], { stdio: 'ignore' });
   buildahBuild();
@@ -71,4 +74,5 @@ try {
   console.log(`  baseline: darch build --no-cache   ${m.full.toFixed(2)}   ratio no-op/full ${(m.noop / m.full).toFixed(2)}`);
 } finally {
   await rm(work, { recursive: true, force: true });
+  for (const l of links) if (l.startsWith('/tmp/darch-')) await rm(l, { force: true });
 }
