@@ -10,6 +10,8 @@ import { makeContext, type Context, type GlobalOptions } from './context.js';
 import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerRecipes } from './commands/recipes.js';
+import { registerBuild } from './commands/build.js';
 import { registerLoginCommands } from './commands/registry.js';
 
 declare const __DARCH_VERSION__: string | undefined;
@@ -40,6 +42,8 @@ function buildProgram(): Command {
   const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
   registerDemo(program, ctx);
   registerImages(program, ctx);
+  registerRecipes(program, ctx);
+  registerBuild(program, ctx);
   registerDoctor(program, ctx);
   registerLoginCommands(program, ctx);
   program.addHelpText(

@@ -56,7 +56,7 @@ describe('registry: TLS and authentication', () => {
   }
 
   test('an unknown CA is refused with a hint; certs.d or --cert-dir makes it trusted', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const r = await darch(['images', 'pull', `${reg.host}/team/demo:1`], { root, env });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^error: cannot verify the TLS certificate of 127\.0\.0\.1:\d+/m);
@@ -75,7 +75,7 @@ describe('registry: TLS and authentication', () => {
   });
 
   test('login with a wrong password fails clearly and stores nothing', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     await trustCa(root);
     const r = await darch(['login', reg.host, '-u', USER, '--password-stdin'], { root, env, input: 'wrong-password\n' });
     assert.equal(r.code, 1);
@@ -104,7 +104,7 @@ describe('registry: TLS and authentication', () => {
     const inspected = JSON.parse(execFileSync('skopeo', ['inspect', '--authfile', authFile(), '--cert-dir', certDir, `docker://${reg.host}/team/demo:1`], { encoding: 'utf8' }));
     assert.equal(inspected.Digest, digest);
 
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     await trustCa(root);
     const pull = await darch(['images', 'pull', `${reg.host}/team/demo:1`, '--json', '--debug'], { root, env });
     assert.equal(pull.code, 0, pull.stderr);
@@ -132,7 +132,7 @@ describe('registry: TLS and authentication', () => {
   });
 
   test("docker's ~/.docker/config.json is used when no containers auth.json has the registry", async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     await trustCa(root);
     const dockerHome = path.join(work, 'dockerhome');
     await mkdir(path.join(dockerHome, '.docker'), { recursive: true });
@@ -147,7 +147,7 @@ describe('registry: TLS and authentication', () => {
   });
 
   test('--tls-verify=false accepts an unknown certificate', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const r = await darch(['images', 'pull', `${reg.host}/team/demo:1`, '--tls-verify=false'], { root, env });
     // TLS is accepted; authentication is what stops it now.
     assert.equal(r.code, 1);
@@ -175,7 +175,7 @@ describe('registry: Bearer token authentication (docker-registry with a token se
   });
 
   test('push and pull with tokens per repository scope; mount asks for the source scope; wrong password is refused', async (t) => {
-    const src = await tempDir((fn) => t.after(fn));
+    const src = await tempDir(t);
     await darchOk(['demo', '--name', `${reg.host}/team/demo:1`], { root: src });
     // Anonymous: the token service grants nothing and the registry refuses.
     const anon = await darch(['images', 'push', `${reg.host}/team/demo:1`, '--tls-verify=false'], { root: src, env });
@@ -193,7 +193,7 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     assert.ok(!push.stderr.includes('Bearer '), 'a token was printed');
     assert.ok(tokens.requests.some((r) => r.user === USER && r.scopes.includes('repository:team/demo:pull,push')), JSON.stringify(tokens.requests));
 
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const pull = (await darchOk(['images', 'pull', `${reg.host}/team/demo:1`, '--tls-verify=false', '--json'], { root, env })).json();
     assert.equal(pull.digest, push.json().digest);
     await darchOk(['images', 'verify'], { root });
@@ -213,7 +213,7 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     };
     const proxy = await new FaultyProxy({ host: '127.0.0.1', port: reg.port }, storageAuth).start();
     t.after(() => proxy.stop());
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const e = { ...env, REGISTRY_AUTH_FILE: path.join(work, 'proxy-auth.json') };
     await writeFile(e.REGISTRY_AUTH_FILE!, JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } } }));
     proxy.addRule({ method: 'GET', url: '/blobs/sha256:', fault: { kind: 'redirect' }, times: Infinity });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -82,7 +82,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('skopeo → darch: a pulled image has the digest skopeo pushed and every blob verifies', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const r = await darchOk(['images', 'pull', `${reg.host}/app:1`, NO_TLS, '--json'], { root });
     const j = r.json();
     assert.equal(j.digest, app1.manifestDigest);
@@ -99,7 +99,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('a second pull of an updated image downloads only the new layer and reports what it skipped', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS], { root });
     proxy.clear();
@@ -116,7 +116,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('a download cut mid-stream resumes with a Range request and ends with the right digest', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     const layer = big.layers[1]!;
     proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'cut', afterBytes: 3 * MiB } });
@@ -142,7 +142,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('a stalled transfer is abandoned after --timeout and resumed', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     const layer = big.layers[1]!;
     proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'stall', afterBytes: 1 * MiB } });
@@ -155,7 +155,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('500 and 429 answers are retried with backoff (Retry-After honoured)', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     proxy.addRule({ method: 'GET', url: '/manifests/1', fault: { kind: 'status', status: 500 }, times: 2 });
     proxy.addRule({ method: 'GET', url: app1.layers[1]!.digest, fault: { kind: 'status', status: 429, retryAfter: '1' } });
@@ -170,7 +170,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('the retry budget ends in a clear error, and the next run resumes', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     proxy.addRule({ method: 'GET', url: app1.layers[1]!.digest, fault: { kind: 'status', status: 503 }, times: Infinity });
     const r = await darch(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--retries', '1'], { root });
@@ -184,7 +184,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('a flipped byte is rejected: nothing corrupt enters the store, a clean retry succeeds', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     const layer = app1.layers[1]!;
     proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'flip', atByte: 100_000 }, times: Infinity });
@@ -209,7 +209,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('a download killed mid-way (SIGKILL) resumes from its partial file in the next process', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     const layer = big.layers[1]!;
     const cutAt = 2 * MiB;
@@ -240,7 +240,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('Ctrl-C (SIGINT) stops a pull with status 130, keeps the partial download and releases the store', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     const layer = app1.layers[1]!;
     const cutAt = 1 * MiB;
@@ -271,11 +271,10 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('a partial file with wrong bytes is caught on resume and downloaded again', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     proxy.clear();
     const layer = app1.layers[1]!;
     // A partial left by an earlier run, with garbage in it (a torn write, a bad disk).
-    const { mkdir, writeFile } = await import('node:fs/promises');
     await mkdir(path.join(root, 'var/lib/darch/tmp'), { recursive: true });
     await writeFile(path.join(root, 'var/lib/darch/tmp', `pull-sha256-${layer.digest.slice(7)}.partial`), Buffer.alloc(4096, 7));
     const r = await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root });
@@ -285,7 +284,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('platform selection from a Docker manifest list', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const list = {
       schemaVersion: 2,
       mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -316,12 +315,12 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('darch → skopeo: a pushed image is what skopeo copies; push skips and mounts blobs the registry has', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     await darchOk(['images', 'import', `oci:${layout}:app:2`, 'local/app:2'], { root });
     const first = (await darchOk(['images', 'push', 'local/app:2', `${reg.host}/pushed/app:2`, NO_TLS, '--json'], { root })).json();
     assert.equal(first.digest, app2.manifestDigest);
     assert.equal(first.blobsUploaded, 4);
-    const out = path.join(await tempDir((fn) => t.after(fn)), 'oci');
+    const out = path.join(await tempDir(t), 'oci');
     skopeo(['copy', '-q', '--src-tls-verify=false', `docker://${reg.host}/pushed/app:2`, `oci:${out}:copied`]);
     const idx = JSON.parse(await readFile(path.join(out, 'index.json'), 'utf8'));
     assert.equal(idx.manifests[0].digest, app2.manifestDigest);
@@ -338,7 +337,7 @@ describe('registry: pull and push through a faulty network', () => {
   });
 
   test('chunked upload through a flaky proxy ends in the same image', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     await darchOk(['images', 'import', `oci:${layout}:big:1`, 'local/big:1'], { root });
     proxy.clear();
     proxy.addRule({ method: 'PATCH', url: '/blobs/uploads/', fault: { kind: 'status', status: 500 } });
@@ -348,13 +347,33 @@ describe('registry: pull and push through a faulty network', () => {
     // Manifest last: the PUT of the manifest is the final request.
     const puts = proxy.log.filter((l) => l.method === 'PUT');
     assert.match(puts.at(-1)!.url, /\/manifests\/1$/);
-    const root2 = await tempDir((fn) => t.after(fn));
+    const root2 = await tempDir(t);
     assert.equal((await darchOk(['images', 'pull', `${reg.host}/chunked/big:1`, NO_TLS, '--json'], { root: root2 })).json().digest, big.manifestDigest);
     await verifyOk(root2);
   });
 
+  test('darch build --pull fetches an external base from the registry (registry.insecure in config.toml)', async (t) => {
+    const root = await tempDir(t);
+    const recipes = await tempDir(t);
+    await mkdir(path.join(recipes, 'hello'));
+    await writeFile(path.join(recipes, 'hello', 'config.json'), JSON.stringify({ inherits: `external:${reg.host}/app:1` }));
+    await writeFile(path.join(recipes, 'hello', 'script'), '#!/bin/sh\necho hello > /etc/hello\n', { mode: 0o755 });
+    await mkdir(path.join(root, 'etc/darch'), { recursive: true });
+    await writeFile(path.join(root, 'etc/darch/config.toml'), `[registry]\ninsecure = ["${reg.host}"]\n`);
+    const without = await darch(['build', '-d', recipes, 'hello'], { root });
+    assert.equal(without.code, 1);
+    assert.match(without.stderr, /not in the local store/);
+    const r = await darch(['build', '-d', recipes, 'hello', '--pull'], { root });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /pulling 127\.0\.0\.1:\d+\/app:1/);
+    const base = (await darchOk(['images', 'inspect', `${reg.host}/app:1`, '--json'], { root })).json();
+    assert.equal(base.digest, app1.manifestDigest);
+    await darchOk(['images', 'inspect', 'hello:latest'], { root });
+    await verifyOk(root);
+  });
+
   test('a missing image and an unreachable registry give one-line errors with hints', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const missing = await darch(['images', 'pull', `${reg.host}/nope:1`, NO_TLS], { root });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^error: .*nope:1 was not found/m);

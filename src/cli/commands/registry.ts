@@ -1,6 +1,7 @@
 /** `darch images pull|push` and `darch login|logout`: thin wrappers over src/registry. */
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { setExternalPuller } from '../../build/external.js';
 import { DarchError, usageError } from '../../lib/errors.js';
 import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
@@ -125,7 +126,22 @@ async function readPassword(opts: { password?: string; passwordStdin?: boolean }
   }
 }
 
+/**
+ * `darch build --pull` pulls external bases through src/build/external.ts's seam; the
+ * puller needs this run's config and paths, so it is installed just before `build` runs.
+ */
+function installBuildPuller(program: Command, ctx: ContextFactory): void {
+  program.hook('preAction', async (_root, action) => {
+    if (action.name() !== 'build') return;
+    const c = await ctx(action);
+    setExternalPuller(async (store, ref, signal) => {
+      await pullImage(store, ref, { ...settings(c, {}), signal, jobs: c.config.registry.jobs });
+    });
+  });
+}
+
 export function registerLoginCommands(program: Command, ctx: ContextFactory): void {
+  installBuildPuller(program, ctx);
   connectOptions(
     program
       .command('login')
