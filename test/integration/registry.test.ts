@@ -132,8 +132,8 @@ describe('registry: pull and push through a faulty network', () => {
     assert.ok(from > 2 * MiB && from <= 3 * MiB, `resumed from ${gets[1]!.range}`);
     assert.equal(gets[1]!.status, 206);
     assert.equal(gets[1]!.bytes, layer.size - from);
-    // Each byte was written once: the resumed request fetched only the rest.
-    assert.equal(j.bytesDownloaded, total(big));
+    // Not fetched again from the start (that would be at least total + from bytes).
+    assert.ok(j.bytesDownloaded >= total(big) && j.bytesDownloaded < total(big) + from, `${j.bytesDownloaded} bytes downloaded`);
     assert.match(r.stderr, /interrupted/);
     const got = createHash('sha256').update(await readFile(blobFile(root, layer.digest))).digest('hex');
     assert.equal(`sha256:${got}`, layer.digest);
