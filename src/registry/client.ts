@@ -140,7 +140,7 @@ export class RegistryClient {
 
   private async ping(): Promise<void> {
     const tryOrigin = async (origin: string) => {
-      const res = await this.retrying(() => this.raw('GET', `${origin}/v2/`, {}), true);
+      const res = await this.retrying(() => this.raw('GET', `${origin}/v2/`, {}), true, true);
       await res.body.dump().catch(() => undefined);
       return res;
     };
@@ -205,14 +205,16 @@ export class RegistryClient {
     }
   }
 
-  private async retrying(fn: () => Promise<Response>, retry: boolean): Promise<Response> {
+  private async retrying(fn: () => Promise<Response>, retry: boolean, firstContact = false): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       try {
         res = await fn();
       } catch (err) {
         if (this.opts.signal?.aborted) throw this.opts.signal.reason ?? err;
-        if (!retry || attempt >= this.opts.retries || !isRetryableNetworkError(err)) throw err;
+        // Nobody listening at the very first contact is a wrong address, not a hiccup: say so at once.
+        const refusedAtFirst = firstContact && errCode(err) === 'ECONNREFUSED';
+        if (!retry || refusedAtFirst || attempt >= this.opts.retries || !isRetryableNetworkError(err)) throw err;
         const wait = backoffMs(attempt);
         ui.warn(`${this.host}: ${describe(err)}; retrying in ${(wait / 1000).toFixed(1)} s (${attempt + 1}/${this.opts.retries})`);
         await sleep(wait, undefined, { signal: this.opts.signal });
@@ -357,7 +359,10 @@ export class RegistryClient {
       });
     }
     return new DarchError('E_REGISTRY_UNREACHABLE', `cannot reach ${what}: ${describe(err)}`, {
-      hint: 'check the address and that the registry is running; darch retried with backoff',
+      hint:
+        code === 'ECONNREFUSED' || code === 'ENOTFOUND'
+          ? 'check the host and port, and that the registry is running'
+          : 'the network or the registry failed repeatedly (darch retried with backoff); run the command again to resume',
       cause: err,
     });
   }

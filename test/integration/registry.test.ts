@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
 import { FaultyProxy } from '../helpers/faulty-proxy.js';
 import { type LayoutImage, deriveImage } from '../helpers/oci-images.js';
-import { type RegistryServer, startRegistry } from '../helpers/registry.js';
+import { type RegistryServer, freePort, startRegistry } from '../helpers/registry.js';
 import { execFileSync } from 'node:child_process';
 
 const MiB = 1024 * 1024;
@@ -382,6 +382,12 @@ describe('registry: pull and push through a faulty network', () => {
     assert.equal(plain.code, 1);
     assert.match(plain.stderr, /^error: .*does not speak TLS/m);
     assert.match(plain.stderr, /--tls-verify=false/);
+    const closed = await freePort();
+    const started = Date.now();
+    const refused = await darch(['images', 'pull', `127.0.0.1:${closed}/app:1`, NO_TLS], { root });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^error: cannot reach 127\.0\.0\.1:\d+: .*ECONNREFUSED/m);
+    assert.ok(Date.now() - started < 5000, 'a wrong address should fail at once, not after retries');
     const noPush = await darch(['images', 'push', 'nothere:1', `${reg.host}/x:1`, NO_TLS], { root });
     assert.equal(noPush.code, 1);
     assert.match(noPush.stderr, /not in the local store/);
