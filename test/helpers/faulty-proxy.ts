@@ -15,7 +15,9 @@ export type Fault =
   | { kind: 'stall'; afterBytes: number }
   | { kind: 'flip'; atByte: number }
   /** 307 to http://localhost:PORT/_storage/…: another origin, like blob storage behind a CDN. */
-  | { kind: 'redirect' };
+  | { kind: 'redirect' }
+  /** Drop the Range header on the way, like a server or cache that ignores ranges (answers 200). */
+  | { kind: 'ignore-range' };
 
 export interface Rule {
   method?: string;
@@ -133,6 +135,7 @@ export class FaultyProxy {
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse, entry: LoggedRequest, fault: Fault | undefined, upstreamPath: string, extra: Record<string, string>): void {
     const headers = { ...req.headers, ...extra };
+    if (fault?.kind === 'ignore-range') delete headers.range;
     if (extra.authorization === undefined && upstreamPath !== req.url) delete headers.authorization;
     const up = http.request(
       { host: this.upstream.host, port: this.upstream.port, method: req.method, path: upstreamPath, headers },

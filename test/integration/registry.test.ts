@@ -270,6 +270,26 @@ describe('registry: pull and push through a faulty network', () => {
     await verifyOk(root);
   });
 
+  test('a server that ignores Range (200 instead of 206) makes the partial file start over', async (t) => {
+    const root = await tempDir(t);
+    proxy.clear();
+    const layer = app1.layers[1]!;
+    // A correct first MiB, as an interrupted earlier run would have left it.
+    const blob = await readFile(path.join(layout, 'blobs/sha256', layer.digest.slice(7)));
+    await mkdir(path.join(root, 'var/lib/darch/tmp'), { recursive: true });
+    await writeFile(path.join(root, 'var/lib/darch/tmp', `pull-sha256-${layer.digest.slice(7)}.partial`), blob.subarray(0, MiB));
+    proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'ignore-range' } });
+    const j = (await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root })).json();
+    assert.equal(j.digest, app1.manifestDigest);
+    const gets = proxy.requests(layer.digest);
+    assert.deepEqual(gets.map((l) => [l.range, l.status]), [[`bytes=${MiB}-`, 200]]);
+    // The whole blob came again and was not appended to the partial file.
+    assert.equal(gets[0]!.bytes, layer.size);
+    const stored = await readFile(blobFile(root, layer.digest));
+    assert.equal(stored.length, layer.size);
+    await verifyOk(root);
+  });
+
   test('a partial file with wrong bytes is caught on resume and downloaded again', async (t) => {
     const root = await tempDir(t);
     proxy.clear();
