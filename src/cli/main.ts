@@ -10,6 +10,7 @@ import { makeContext, type Context, type GlobalOptions } from './context.js';
 import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerStage } from './commands/stage.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -39,6 +40,7 @@ function buildProgram(): Command {
   const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
   registerDemo(program, ctx);
   registerImages(program, ctx);
+  registerStage(program, ctx);
   registerDoctor(program, ctx);
   program.addHelpText(
     'after',
