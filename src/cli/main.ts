@@ -11,6 +11,7 @@ import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerStage } from './commands/stage.js';
+import { registerBoot } from './commands/boot.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -41,6 +42,7 @@ function buildProgram(): Command {
   registerDemo(program, ctx);
   registerImages(program, ctx);
   registerStage(program, ctx);
+  registerBoot(program, ctx);
   registerDoctor(program, ctx);
   program.addHelpText(
     'after',

@@ -27,6 +27,15 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    boot: z
+      .object({
+        /** Where the EFI system partition is mounted (default: the first of /boot/efi, /efi, /boot holding EFI/). */
+        esp: z.string().optional(),
+        /** Boots a trial gets before GRUB falls back to the default (`darch boot try --tries`). */
+        tries: z.number().int().min(1).max(20).default(3),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
