@@ -10,6 +10,11 @@ import { makeContext, type Context, type GlobalOptions } from './context.js';
 import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerBoot } from './commands/boot.js';
+import { registerDisk } from './commands/disk.js';
+import { registerHooks } from './commands/hooks.js';
+import { registerInitramfs } from './commands/initramfs.js';
+import { registerVm } from './commands/vm.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -39,6 +44,11 @@ function buildProgram(): Command {
   const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
   registerDemo(program, ctx);
   registerImages(program, ctx);
+  registerHooks(program, ctx);
+  registerInitramfs(program, ctx);
+  registerBoot(program, ctx);
+  registerDisk(program, ctx);
+  registerVm(program, ctx);
   registerDoctor(program, ctx);
   program.addHelpText(
     'after',
