@@ -12,6 +12,11 @@ import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerStage } from './commands/stage.js';
 import { registerBoot } from './commands/boot.js';
+import { registerBootTrial } from './commands/boot-trial.js';
+import { registerDisk } from './commands/disk.js';
+import { registerHooks } from './commands/hooks.js';
+import { registerInitramfs } from './commands/initramfs.js';
+import { registerVm } from './commands/vm.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -41,8 +46,13 @@ function buildProgram(): Command {
   const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
   registerDemo(program, ctx);
   registerImages(program, ctx);
+  registerHooks(program, ctx);
+  registerInitramfs(program, ctx);
   registerStage(program, ctx);
   registerBoot(program, ctx);
+  registerBootTrial(program, ctx);
+  registerDisk(program, ctx);
+  registerVm(program, ctx);
   registerDoctor(program, ctx);
   program.addHelpText(
     'after',

@@ -95,7 +95,9 @@ export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptio
   });
   for (const a of applets.sort()) {
     const depth = a.split('/').length - 1;
-    await add({ name: a, type: 'symlink', linkname: `${'../'.repeat(depth)}bin/busybox`.replace(/^\.\.\/bin\/busybox$/, 'busybox'), mode: 0o777 });
+    // bin/ls → busybox; sbin/init → ../bin/busybox (a bare "busybox" would dangle there).
+    const linkname = a.startsWith('bin/') && depth === 1 ? 'busybox' : `${'../'.repeat(depth)}bin/busybox`;
+    await add({ name: a, type: 'symlink', linkname, mode: 0o777 });
   }
   for (const [p, f] of Object.entries(files).sort(([a], [b]) => a.localeCompare(b))) await add({ name: p, type: 'file', mode: f.mode }, f.content);
   pack.finalize();

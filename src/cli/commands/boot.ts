@@ -1,207 +1,63 @@
-/**
- * `darch boot …`: trial boots and rollback. The state lives in the grubenv copies on the
- * ESP (src/boot/state.ts); every command also works on a disk made by `darch disk create`
- * through --disk, so a trial can be armed before a machine's first boot.
- */
+/** `darch boot …`: darch's GRUB menu file and its hook into the distribution's GRUB. */
+import { chmod, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
-import { usageError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/atomic.js';
+import { assetPath } from '../../lib/assets.js';
 import { emit, table } from '../../lib/output.js';
+import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
-import { resolvePaths } from '../../lib/paths.js';
-import { loadConfig } from '../../lib/config.js';
-import { addProtectionSource } from '../../stage/protect.js';
-import { MAX_TRIES } from '../../boot/grubscript.js';
-import {
-  armTrial, loadState, markBad, markGood, rollback, saveState, setDefault,
-  type BootState, type BootedInfo, type ImageRef, type Transition,
-} from '../../boot/state.js';
-import { diskTarget, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
-import { localEnvStorage } from '../../boot/esp.js';
-import { readEnvPair } from '../../boot/grubenv.js';
-import { stateFromVars } from '../../boot/state.js';
-import { lockTimeout, type Context } from '../context.js';
-import { globalsOf, type ContextFactory } from '../main.js';
-
-interface DiskOpt {
-  disk?: string;
-}
-
-async function targetFor(c: Context, opts: DiskOpt): Promise<BootTarget> {
-  if (opts.disk !== undefined) {
-    if (!opts.disk) throw usageError('--disk needs a file or device', 'darch boot status --disk disk.img');
-    return diskTarget(opts.disk, lockTimeout(c.config));
-  }
-  return localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config));
-}
-
-interface ImageView {
-  stage: string;
-  entry: string;
-  tags: string[];
-}
-
-function view(r: ImageRef | undefined, images: KnownImage[]): ImageView | null {
-  return r ? { stage: r.stage, entry: r.entry, tags: tagsOf(images, r.stage) } : null;
-}
-
-export interface StatusView {
-  target: string;
-  default: ImageView | null;
-  /** True when the state names no default and GRUB boots the first menu entry. */
-  defaultIsFirstEntry: boolean;
-  trial: ImageView | null;
-  triesLeft: number;
-  previous: ImageView | null;
-  fellBack: boolean;
-  fellBackFrom: string | null;
-  bad: string[];
-  booted: (BootedInfo & { tags: string[] }) | null;
-  env: { where: string; source: string; primary: string; backup: string; problems: string[] };
-}
-
-async function statusOf(t: BootTarget): Promise<StatusView> {
-  const { state, pair } = await loadState(t.storage);
-  const images = await t.images().catch((err: unknown) => {
-    ui.debug(`cannot list images: ${(err as Error).message}`);
-    return [] as KnownImage[];
-  });
-  const first = state.default ? undefined : await t.firstEntry().catch(() => undefined);
-  const booted = await t.booted();
-  return {
-    target: t.label,
-    default: view(state.default ?? first, images),
-    defaultIsFirstEntry: !state.default,
-    trial: view(state.trial, images),
-    triesLeft: state.trial ? state.tries : 0,
-    previous: view(state.previous, images),
-    fellBack: state.fellBack,
-    fellBackFrom: state.fellBackFrom ?? null,
-    bad: state.bad,
-    booted: booted ? { ...booted, tags: tagsOf(images, booted.stage) } : null,
-    env: { where: t.storage.where, source: pair.source, primary: pair.status.primary, backup: pair.status.backup, problems: pair.problems },
-  };
-}
-
-function renderStatus(s: StatusView): string {
-  const tags = (v: ImageView | null) => (v && v.tags.length ? v.tags.join(',') : '-');
-  const rows: string[][] = [];
-  rows.push(['default', s.default?.stage ?? '-', tags(s.default), s.defaultIsFirstEntry ? (s.default ? 'first menu entry (no state yet)' : 'the first menu entry') : 'last good image']);
-  rows.push(['trial', s.trial?.stage ?? '-', tags(s.trial), s.trial ? `${s.triesLeft} ${s.triesLeft === 1 ? 'try' : 'tries'} left` : 'none pending']);
-  rows.push(['previous', s.previous?.stage ?? '-', tags(s.previous), s.previous ? '`darch boot rollback` returns here' : '']);
-  if (s.fellBack) rows.push(['fell back', s.fellBackFrom ?? '-', '-', 'the last trial ran out of tries']);
-  rows.push(['bad', s.bad.join(' ') || '-', '-', s.bad.length ? 'not tried again without --force' : '']);
-  if (s.booted) {
-    const how = s.booted.trial ? 'trial boot' : s.booted.fellBack ? 'fell back from a trial' : 'normal boot';
-    rows.push(['booted', s.booted.stage ?? '-', s.booted.tags.join(',') || '-', s.booted.stage ? how : 'not a darch image']);
-  }
-  let out = table(['', 'STAGED', 'TAGS', 'NOTE'], rows);
-  out += `state: ${s.env.where}: grubenv ${s.env.primary}, grubenv.bak ${s.env.backup}${s.env.source === 'backup' ? ' (using the backup)' : ''}\n`;
-  return out;
-}
-
-/** Load, apply, save under the lock; the save rewrites both copies (which also repairs a damaged one). */
-async function change(t: BootTarget, fn: (s: BootState, images: KnownImage[]) => Promise<Transition> | Transition): Promise<{ transition: Transition; images: KnownImage[] }> {
-  return t.withLock(async () => {
-    const { state } = await loadState(t.storage);
-    const images = await t.images();
-    // A state written before any darch command has no default: GRUB boots the first entry.
-    const first = state.default ? undefined : await t.firstEntry();
-    const transition = await fn(first ? { ...state, default: first } : state, images);
-    if (transition.changed) await saveState(t.storage, transition.state);
-    return { transition, images };
-  });
-}
-
-async function report(t: BootTarget, res: { transition: Transition; images: KnownImage[] }): Promise<void> {
-  const { transition: tr } = res;
-  if (tr.changed) ui.success(tr.message);
-  else ui.info(tr.message);
-  await emit({ changed: tr.changed, message: tr.message, status: await statusOf(t) }, () => undefined);
-}
-
-function parseTries(v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 1 || n > MAX_TRIES) throw usageError(`--tries must be a whole number from 1 to ${MAX_TRIES}, not "${v}"`);
-  return n;
-}
+import { detectStageLocation } from '../../boot/location.js';
+import { syncBootConfig } from '../../boot/sync.js';
+import type { ContextFactory } from '../main.js';
 
 export function registerBoot(program: Command, ctx: ContextFactory): void {
-  const boot = program.command('boot').description('trial boots with automatic fallback: which image boots, and rollback');
-  const diskOption = (c: Command) => c.option('--disk <file|device>', 'act on a disk made by `darch disk create` instead of this machine');
+  const boot = program.command('boot').description("darch's boot menu: GRUB entries for staged images");
 
-  // Retention must never remove the default, previous or trial image.
-  program.hook('preAction', (_this, action) => {
-    const g = globalsOf(action);
-    addProtectionSource(async () => {
-      try {
-        const paths = resolvePaths({ root: g.root, user: g.user });
-        const config = await loadConfig(paths.configFile);
-        const s = stateFromVars((await readEnvPair(await localEnvStorage(paths, config.boot.esp))).vars);
-        return [s.default?.stage, s.previous?.stage, s.trial?.stage].filter((x): x is string => Boolean(x));
-      } catch {
-        return []; // no ESP here: nothing to protect beyond the booted image
-      }
+  boot
+    .command('sync')
+    .description('regenerate the GRUB menu of staged images (<stage>/grub.cfg and /etc/darch/grub.cfg), atomically')
+    .action(async (_o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      const res = await syncBootConfig(c.paths);
+      ui.success(`${res.entries.length} menu entr${res.entries.length === 1 ? 'y' : 'ies'} written to ${res.written.join(' and ')}`);
+      await emit(res, () => undefined);
     });
-  });
 
-  diskOption(boot.command('status').description('the default image, the pending trial, tries left, fallbacks and bad images')).action(
-    async (opts: DiskOpt, cmd: Command) => {
-      const t = await targetFor(await ctx(cmd), opts);
-      const s = await statusOf(t);
-      for (const p of s.env.problems) ui.warn(p);
-      await emit(s, renderStatus);
-    },
-  );
+  boot
+    .command('entries')
+    .description('show the GRUB menu entries darch generates')
+    .action(async (_o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      const res = await syncBootConfig(c.paths);
+      await emit(res, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
+    });
 
-  diskOption(
-    boot
-      .command('try')
-      .description('boot STAGED on the next boots, up to N times, until it is marked good; then fall back by itself')
-      .argument('<staged>', 'a staged tag (NAME[:TAG]) or id')
-      .option('--tries <n>', `boots to try before falling back (1-${MAX_TRIES}; default boot.tries)`)
-      .option('-f, --force', 'try an image even if it is marked bad'),
-  ).action(async (what: string, opts: DiskOpt & { tries?: string; force?: boolean }, cmd: Command) => {
-    const c = await ctx(cmd);
-    const t = await targetFor(c, opts);
-    const tries = opts.tries === undefined ? c.config.boot.tries : parseTries(opts.tries);
-    await report(t, await change(t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force })));
-  });
-
-  diskOption(
-    boot
-      .command('mark-good')
-      .description('commit the running trial boot: it becomes the default (a boot that is not a trial changes nothing)'),
-  ).action(async (opts: DiskOpt, cmd: Command) => {
-    const t = await targetFor(await ctx(cmd), opts);
-    const booted = t.kind === 'disk' ? 'outside' : await t.booted();
-    await report(t, await change(t, (s) => markGood(s, booted ?? { trial: false, fellBack: false })));
-  });
-
-  diskOption(
-    boot
-      .command('mark-bad')
-      .description('give up on the trial (or STAGED): it is not tried again; the next boot is the default')
-      .argument('[staged]', 'a staged tag or id (default: the pending trial)'),
-  ).action(async (what: string | undefined, opts: DiskOpt, cmd: Command) => {
-    const t = await targetFor(await ctx(cmd), opts);
-    await report(t, await change(t, (s, images) => markBad(s, what === undefined ? undefined : resolveImage(images, what).stage)));
-  });
-
-  diskOption(
-    boot
-      .command('set-default')
-      .description('make STAGED the image that boots when no trial is pending')
-      .argument('<staged>', 'a staged tag or id'),
-  ).action(async (what: string, opts: DiskOpt, cmd: Command) => {
-    const t = await targetFor(await ctx(cmd), opts);
-    await report(t, await change(t, (s, images) => setDefault(s, resolveImage(images, what))));
-  });
-
-  diskOption(boot.command('rollback').description('cancel the pending trial; with none, go back to the previous default')).action(
-    async (opts: DiskOpt, cmd: Command) => {
-      const t = await targetFor(await ctx(cmd), opts);
-      await report(t, await change(t, (s) => rollback(s)));
-    },
-  );
+  boot
+    .command('install')
+    .description('install /etc/grub.d/60_darch so the distribution\'s GRUB menu sources darch\'s (run once)')
+    .option('--mkconfig', 'also run grub-mkconfig -o /boot/grub/grub.cfg now')
+    .action(async (opts: { mkconfig?: boolean }, cmd: Command) => {
+      const c = await ctx(cmd);
+      await mkdir(c.paths.stageDir, { recursive: true });
+      const loc = await detectStageLocation(c.paths.stageDir);
+      const script = (await readFile(assetPath('grub', '60_darch'), 'utf8'))
+        .replace('@UUID@', loc.uuid)
+        .replace('@PATH@', `${loc.path.replace(/\/+$/, '')}/grub.cfg`);
+      const target = path.join(c.paths.root, 'etc/grub.d/60_darch');
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFileAtomic(target, script, 0o755);
+      await chmod(target, 0o755);
+      const sync = await syncBootConfig(c.paths);
+      ui.success(`installed ${target} (stage file system ${loc.uuid}, ${loc.path})`);
+      if (opts.mkconfig) {
+        const tool = (await which('grub-mkconfig')) ?? (await which('grub2-mkconfig'));
+        if (!tool) ui.warn('grub-mkconfig is not installed: run your distribution\'s equivalent');
+        else {
+          await run(tool, ['-o', path.join(c.paths.root, 'boot/grub/grub.cfg')]);
+          ui.success('grub-mkconfig done: the darch entries are in the GRUB menu');
+        }
+      } else ui.info('now run `grub-mkconfig -o /boot/grub/grub.cfg` once (or `update-grub`); darch keeps its own menu current from then on');
+      await emit({ installed: target, location: loc, entries: sync.entries.length }, () => undefined);
+    });
 }
-
