@@ -170,7 +170,8 @@ export interface EnvPairStatus {
   backup: CopyStatus;
 }
 
-export type CopyStatus = 'ok' | 'missing' | 'corrupt' | 'torn';
+/** `empty`: a valid block with no darch state (e.g. fresh from `grub-editenv create`). */
+export type CopyStatus = 'ok' | 'missing' | 'empty' | 'corrupt' | 'torn';
 
 export interface EnvPair {
   /** The variables of the copy in use (empty when neither copy is usable). */
@@ -200,6 +201,7 @@ function checkCopy(buf: Buffer | undefined, what: string): { status: CopyStatus;
     return { status: 'corrupt', problem: (err as Error).message };
   }
   const seq = vars.get(SEQ_VAR);
+  if (seq === undefined && !vars.has(SEAL_VAR) && ![...vars.keys()].some((k) => k.startsWith('darch_'))) return { status: 'empty' };
   if (seq === undefined || seq === '' || vars.get(SEAL_VAR) !== seq) {
     return { status: 'torn', problem: `${what}: ${SEQ_VAR}=${seq ?? '(none)'} does not match ${SEAL_VAR}=${vars.get(SEAL_VAR) ?? '(none)'}` };
   }

@@ -14,6 +14,9 @@ import { run } from '../lib/proc.js';
 import { ui, formatBytes } from '../lib/ui.js';
 import { findStaged, listStaged, type StagedImage } from '../boot/staged.js';
 import { writeGrubCfgFor } from '../boot/sync.js';
+import { entryId } from '../boot/grubcfg.js';
+import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
+import { emptyState, saveState } from '../boot/state.js';
 import {
   DARCH_LABEL, DARCH_START, DISK_INFO_PATH, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
   renderEmbeddedConfig, type DiskInfo,
@@ -185,8 +188,11 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       '-O', 'x86_64-efi', '-o', efi, `--install-modules=${GRUB_MODULES.join(' ')}`, '--modules=part_gpt part_msdos fat ext2',
       '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`,
     ]);
-    const grubenv = path.join(work, 'grubenv');
-    await run('grub-editenv', [grubenv, 'create']);
+    // The boot state (issue 7): two sealed grubenv copies naming the first image the default.
+    const envDir = path.join(work, 'env');
+    const firstTag = chosen[0]?.tags[0];
+    const initial = firstTag && chosen[0] ? { ...emptyState(), default: { entry: entryId(firstTag), stage: chosen[0].id } } : emptyState();
+    await saveState(new DirEnvStorage(envDir), initial);
     const info: DiskInfo = {
       version: 1,
       darchUuid,
@@ -227,7 +233,8 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     await mtools('mformat', ['-i', esp, '-T', String(s(ESP_SIZE)), '-H', String(s(ESP_START)), '-N', serial, '-v', ESP_LABEL, '-F', '::']);
     await mtools('mmd', ['-i', esp, '::/EFI', '::/EFI/BOOT', '::/EFI/darch']);
     await mtools('mcopy', ['-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI']);
-    await mtools('mcopy', ['-i', esp, grubenv, `::/${GRUBENV_PATH}`]);
+    await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_PRIMARY), `::/${GRUBENV_PATH}`]);
+    await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_BACKUP), `::/${GRUBENV_PATH}.bak`]);
     await mtools('mcopy', ['-i', esp, infoFile, `::/${DISK_INFO_PATH}`]);
     const mkfs = await run('mkfs.ext4', [
       '-q', '-F', '-b', '4096', '-L', DARCH_LABEL, '-U', darchUuid, '-d', tree, '-E', `offset=${DARCH_START}`, out, `${darchSize / 1024}k`,

@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
-import { entryId } from '../boot/grubcfg.js';
+import { diskTarget, resolveImage } from '../boot/target.js';
+import { loadState, saveState, setDefault } from '../boot/state.js';
 import { DISK_INFO_PATH, ESP_TYPE, GRUBENV_PATH, type DiskInfo } from './layout.js';
 import { mtarget, mtools, readGpt } from './tools.js';
 
@@ -51,15 +52,14 @@ export async function editDiskGrubenv(disk: string, tmpDir: string, set: Record<
   }
 }
 
-export async function setDiskDefault(disk: string, tmpDir: string, what: string): Promise<{ tag: string; id: string; entry: string }> {
-  const info = await readDiskInfo(disk);
-  const tag = what.includes(':') ? what : `${what}:latest`;
-  const img = info.images.find((i) => i.tags.includes(tag)) ?? info.images.find((i) => i.id === what);
-  if (!img) {
-    throw new DarchError('E_NOT_STAGED', `${what} is not on ${disk}`, { hint: `on the disk: ${info.images.flatMap((i) => i.tags).join(', ')}` });
-  }
-  const t = img.tags.includes(tag) ? tag : img.tags[0]!;
-  const entry = entryId(t);
-  await editDiskGrubenv(disk, tmpDir, { darch_default: entry });
-  return { tag: t, id: img.id, entry };
+export async function setDiskDefault(disk: string, _tmpDir: string, what: string): Promise<{ tag: string; id: string; entry: string }> {
+  // The default is part of the trial-boot state (issue 7): sealed, in both grubenv copies.
+  const t = await diskTarget(disk, 10);
+  return t.withLock(async () => {
+    const target = resolveImage(await t.images(), what);
+    const { state } = await loadState(t.storage);
+    const tr = setDefault(state.default ? state : { ...state, default: await t.firstEntry() }, target);
+    if (tr.changed) await saveState(t.storage, tr.state);
+    return { tag: target.tag, id: target.stage, entry: target.entry };
+  });
 }
