@@ -107,7 +107,8 @@ async function change(t: BootTarget, fn: (s: BootState, images: KnownImage[]) =>
     // A state written before any darch command has no default: GRUB boots the first entry.
     const first = state.default ? undefined : await t.firstEntry();
     const transition = await fn(first ? { ...state, default: first } : state, images);
-    if (transition.changed) await saveState(t.storage, transition.state);
+    // Also write when the default had to be filled in: that repairs missing or damaged copies.
+    if (transition.changed || first) await saveState(t.storage, transition.state);
     return { transition, images };
   });
 }
