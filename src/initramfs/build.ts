@@ -41,6 +41,7 @@ export interface BuildInitramfsResult {
   modules: string[];
   builtin: string[];
   absent: string[];
+  skipped: string[];
 }
 
 const MODULE_DIRS = ['lib/modules', 'usr/lib/modules'];
@@ -153,20 +154,16 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       });
     }
     const db = parseModulesDep(dep, (await src.read('modules.builtin')) ?? '');
-    const resolution: Resolution = resolveModules(db, release, [...WANTED_MODULES, ...(opts.extraModules ?? [])]);
-    const local = await src.fetch(resolution.load);
+    const wanted = [...WANTED_MODULES, ...(opts.extraModules ?? [])];
+    // First pass: everything modules.dep promises; then keep what the image really has.
+    const all = resolveModules(db, release, wanted);
+    const local = await src.fetch(all.load);
+    const have = new Set<string>();
+    for (const rel of all.load) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
+    const resolution: Resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
+    if (resolution.skipped.length) ui.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
     const modules: { path: string; name: string }[] = [];
-    for (const rel of resolution.load) {
-      const p = local.get(rel);
-      try {
-        await stat(p ?? '');
-      } catch {
-        throw new DarchError('E_MODULES_MISSING', `modules.dep names ${rel} but the image does not have that file`, {
-          hint: `run \`depmod ${release}\` in the image so modules.dep matches its files`,
-        });
-      }
-      modules.push(await plainModule(p!, rel, work));
-    }
+    for (const rel of resolution.load) modules.push(await plainModule(local.get(rel)!, rel, work));
     const busybox = await findStaticBusybox();
     const bbSize = (await stat(busybox)).size;
     const init = await readFile(assetPath('initramfs', 'init'));
@@ -217,6 +214,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       modules: modules.map((m) => m.name),
       builtin: resolution.builtin,
       absent: resolution.absent,
+      skipped: resolution.skipped,
     };
   } finally {
     await rm(work, { recursive: true, force: true });

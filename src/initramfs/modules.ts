@@ -52,15 +52,52 @@ export interface Resolution {
   builtin: string[];
   /** Wanted modules this kernel has neither as a module nor built in. */
   absent: string[];
+  /** Wanted modules left out because the image lacks one of their files. */
+  skipped: string[];
 }
 
-export function resolveModules(db: ModuleDb, release: string, wanted = WANTED_MODULES, required = REQUIRED_MODULES): Resolution {
+/**
+ * Load order for the required and wanted modules. `present` says whether the image really
+ * has a module file: a wanted module with a missing file (an image that strips drivers)
+ * is skipped, a required one is an error.
+ */
+export function resolveModules(
+  db: ModuleDb,
+  release: string,
+  wanted = WANTED_MODULES,
+  required = REQUIRED_MODULES,
+  present: (file: string) => boolean = () => true,
+): Resolution {
   const load: string[] = [];
   const seen = new Set<string>();
   const builtin: string[] = [];
   const absent: string[] = [];
+  const skipped: string[] = [];
+  const closure = (name: string): string[] => {
+    const out: string[] = [];
+    const walk = (n: string) => {
+      const f = db.paths.get(n);
+      if (!f || out.includes(f)) return;
+      for (const d of db.deps.get(n) ?? []) walk(d);
+      out.push(f);
+    };
+    walk(name);
+    return out;
+  };
   const visit = (name: string, chain: string[]) => {
     if (seen.has(name)) return;
+    if (chain.length === 0 && db.paths.has(name)) {
+      const missing = closure(name).filter((f) => !present(f));
+      if (missing.length > 0) {
+        if (required.includes(name)) {
+          throw new DarchError('E_MODULES_MISSING', `modules.dep of ${release} names ${missing[0]} but the image does not have that file`, {
+            hint: `run \`depmod ${release}\` in the image so modules.dep matches its files`,
+          });
+        }
+        skipped.push(name);
+        return;
+      }
+    }
     seen.add(name);
     const file = db.paths.get(name);
     if (!file) {
@@ -83,5 +120,5 @@ export function resolveModules(db: ModuleDb, release: string, wanted = WANTED_MO
       hint: 'darch boots through squashfs + overlay: install a kernel with those enabled (Debian, Ubuntu, Arch and Fedora kernels have them)',
     });
   }
-  return { load, builtin, absent };
+  return { load, builtin, absent, skipped };
 }

@@ -4,10 +4,11 @@
  * busybox-static plus that kernel and the modules a boot needs.
  */
 import { createWriteStream } from 'node:fs';
-import { cp, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { acquireLock } from '../../src/lib/lock.js';
 import { run } from '../../src/lib/proc.js';
+import { parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from '../../src/examples/busybox-rootfs.js';
 
 export const CACHE = process.env.DARCH_TEST_CACHE ?? '/var/cache/darch-test';
@@ -65,9 +66,6 @@ export async function debianKernel(): Promise<TestKernel> {
   }
 }
 
-/** The parts of the module tree a boot can need; the rest (sound, GPUs, wifi…) is left out to keep images small. */
-const MODULE_SUBDIRS = ['kernel/fs', 'kernel/lib', 'kernel/crypto', 'kernel/arch', 'kernel/block', 'kernel/drivers/block', 'kernel/drivers/virtio', 'kernel/drivers/scsi', 'kernel/drivers/ata', 'kernel/drivers/nvme', 'kernel/drivers/md', 'kernel/drivers/cdrom', 'kernel/drivers/usb', 'kernel/drivers/hid', 'kernel/drivers/input', 'kernel/drivers/mmc'];
-
 export interface BootRootOptions extends BusyboxRootfsOptions {
   kernel: TestKernel;
 }
@@ -85,8 +83,12 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   for (const f of await readdir(k.modulesDir)) {
     if (f.startsWith('modules.')) await cp(path.join(k.modulesDir, f), path.join(mdir, f));
   }
-  for (const sub of MODULE_SUBDIRS) {
-    if (await exists(path.join(k.modulesDir, sub))) await cp(path.join(k.modulesDir, sub), path.join(mdir, sub), { recursive: true });
+  // Only the modules a boot needs (what darch's initramfs takes, with dependencies): a
+  // full module tree would make every test image ~400 MB for nothing.
+  const db = parseModulesDep(await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'), await readFile(path.join(k.modulesDir, 'modules.builtin'), 'utf8'));
+  for (const rel of resolveModules(db, k.release).load) {
+    await mkdir(path.dirname(path.join(mdir, rel)), { recursive: true });
+    await cp(path.join(k.modulesDir, rel), path.join(mdir, rel));
   }
   await mkdir(path.join(dir, 'boot'), { recursive: true });
   await cp(k.vmlinuz, path.join(dir, 'boot', `vmlinuz-${k.release}`));
