@@ -52,7 +52,17 @@ darch_find_esp() {
 	done
 	mkdir -p /run/darch/esp
 	modprobe vfat 2>/dev/null
-	for dev in $(blkid 2>/dev/null | grep -i 'TYPE="vfat"' | cut -d: -f1); do
+	modprobe nls_cp437 2>/dev/null
+	modprobe nls_utf8 2>/dev/null
+	modprobe nls_iso8859_1 2>/dev/null
+	# blkid (util-linux) names the FAT file systems; busybox has none, so then every
+	# partition in /proc/partitions is tried (mounting a non-FAT one as vfat just fails).
+	if command -v blkid >/dev/null 2>&1 && blkid -V 2>&1 | grep -q util-linux; then
+		_devs=$(blkid -t TYPE=vfat -o device 2>/dev/null)
+	else
+		_devs=$(awk 'NR > 2 && $4 ~ /[0-9]$/ && $4 !~ /^(loop|ram|zram)/ { print "/dev/" $4 }' /proc/partitions 2>/dev/null)
+	fi
+	for dev in $_devs; do
 		if mount -t vfat "$dev" /run/darch/esp 2>/dev/null; then
 			if [ -f /run/darch/esp/EFI/darch/grubenv ] || [ -f /run/darch/esp/EFI/darch/grubenv.bak ]; then
 				echo /run/darch/esp
@@ -61,6 +71,7 @@ darch_find_esp() {
 			umount /run/darch/esp
 		fi
 	done
+	echo "darch: no FAT partition holding EFI/darch/grubenv among: ${_devs:-(none)}" >&2
 	return 1
 }
 

@@ -16,7 +16,7 @@ import { renderGrubCfg, type MenuEntry } from '../../src/boot/grubcfg.js';
 import { DirEnvStorage, serializeGrubEnv } from '../../src/boot/grubenv.js';
 import { emptyState, saveState, stateToVars } from '../../src/boot/state.js';
 import { renderEmbeddedConfig } from '../../src/disk/layout.js';
-import { darch, darchOk } from '../helpers/darch.js';
+import { darch, darchOk, REPO as REPO_ROOT } from '../helpers/darch.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
 const sh = promisify(execFile);
@@ -184,4 +184,45 @@ test('torn, garbage or missing state never stops the default from booting', asyn
   await darchOk(['boot', 'set-default', 'os:a', '--disk', gone]);
   const s2 = await status(gone);
   assert.deepEqual([s2.env.primary, s2.env.backup, s2.default.stage], ['ok', 'ok', A.id]);
+});
+
+test('the standalone A/B script (assets/grub-ab) tries an entry and falls back without darch', async () => {
+  const dir = path.join(work, 'ab');
+  await mkdir(dir, { recursive: true });
+  const embedded = path.join(dir, 'embedded.cfg');
+  const entry = (name: string) => `menuentry '${name}' --id ${name} {\n\techo "AB-BOOT"\n\techo "entry=${name}"\n\techo "flags=\${ab_cmdline}"\n\techo "AB-END"\n\treboot\n}\n`;
+  await writeFile(embedded, `serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\nsearch --no-floppy --fs-uuid --set=root 5678-9ABC\n${entry('first')}${entry('second')}set ab_dir=/EFI/ab\nsource /EFI/ab/ab.cfg\n`);
+  const efi = path.join(dir, 'BOOTX64.EFI');
+  await sh('grub-mkstandalone', ['-O', 'x86_64-efi', '-o', efi, '--install-modules=part_gpt fat search search_fs_uuid search_fs_file normal echo test loadenv serial terminal reboot configfile', '--modules=part_gpt fat', '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`]);
+  const img = path.join(dir, 'ab.img');
+  await sh('truncate', ['-s', String(ESP_OFF + ESP_SIZE + MiB), img]);
+  await sh('sh', ['-c', `printf 'label: gpt\\nstart=2048, size=${ESP_SIZE / 512}, type=U\\n' | sfdisk -q "${img}"`]);
+  await sh('mformat', ['-i', ESP(img), '-F', '-N', '56789ABC', '-v', 'ESP', '::']);
+  await sh('mmd', ['-i', ESP(img), '::/EFI', '::/EFI/BOOT', '::/EFI/ab']);
+  await sh('mcopy', ['-i', ESP(img), efi, '::/EFI/BOOT/BOOTX64.EFI']);
+  // ab-commit prepares the state in a directory; the copies then go onto the ESP.
+  const state = path.join(dir, 'state');
+  const commit = path.join(REPO_ROOT, 'assets/grub-ab/ab-commit');
+  await sh(commit, ['init', 'first'], { env: { ...process.env, AB_DIR: state } });
+  const tried = await sh(commit, ['try', 'second', '1'], { env: { ...process.env, AB_DIR: state } });
+  assert.match(tried.stdout, /try second/);
+  await sh('mcopy', ['-i', ESP(img), path.join(state, 'ab.env'), path.join(state, 'ab.env.bak'), path.join(REPO_ROOT, 'assets/grub-ab/ab.cfg'), '::/EFI/ab/']);
+  const vm = await SerialVm.start({ name: 'trial-grub-ab', disk: img, memoryMiB: 128 });
+  const seen: string[] = [];
+  try {
+    let from = 0;
+    for (let i = 0; i < 3; i++) {
+      const { match, end } = await vm.waitFor(/AB-BOOT([\s\S]*?)AB-END/, 60_000, from);
+      from = end;
+      const e = /entry=(first|second)/.exec(match[1]!)?.[1];
+      const f = /flags=(ab\.\w+=1)/.exec(match[1]!)?.[1] ?? '';
+      seen.push(`${e}${f ? ` ${f}` : ''}`);
+    }
+  } finally {
+    await vm.stop();
+  }
+  assert.deepEqual(seen, ['second ab.try=1', 'first ab.fell_back=1', 'first']);
+  await sh('mcopy', ['-o', '-i', ESP(img), '::/EFI/ab/ab.env', '::/EFI/ab/ab.env.bak', `${state}/`]);
+  const st = await sh(commit, ['status'], { env: { ...process.env, AB_DIR: state } });
+  assert.match(st.stdout, /default: +first\ntry: +none\nfell back: 1\nbad: +second/);
 });

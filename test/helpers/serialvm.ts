@@ -4,6 +4,7 @@
  * markers, and keep the whole console log in test-artifacts/<name>.log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { REPO } from './darch.js';
 
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 // eslint-disable-next-line no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]|\r/g;
+const ANSI = /\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]|\r/g;
 
 export interface SerialVmOptions {
   name: string;
@@ -28,6 +29,9 @@ export class SerialVm {
   private exitCode: Promise<number> = Promise.resolve(0);
   private work = '';
   private waiters: Array<() => void> = [];
+  private qmp = '';
+  /** When the console last printed something (a hung guest prints nothing). */
+  lastOutput = Date.now();
   exited = false;
 
   private constructor(readonly opts: SerialVmOptions) {}
@@ -35,6 +39,7 @@ export class SerialVm {
   static async start(opts: SerialVmOptions): Promise<SerialVm> {
     const vm = new SerialVm(opts);
     vm.work = await mkdtemp(path.join(os.tmpdir(), 'darch-vm-'));
+    vm.qmp = path.join(vm.work, 'qmp.sock');
     const { args } = await qemuCommand({
       disk: opts.disk,
       workDir: vm.work,
@@ -42,11 +47,12 @@ export class SerialVm {
       accel: (process.env.DARCH_TEST_ACCEL as 'kvm' | 'tcg' | undefined) ?? 'tcg',
       noReboot: opts.noReboot,
       cacheDir: path.join(vm.work, 'cache'),
-      extraArgs: opts.extraArgs,
+      extraArgs: [...(opts.extraArgs ?? []), '-qmp', `unix:${vm.qmp},server=on,wait=off`],
     });
     vm.child = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const onData = (b: Buffer) => {
       vm.text += b.toString('utf8').replace(ANSI, '');
+      vm.lastOutput = Date.now();
       for (const w of vm.waiters.splice(0)) w();
     };
     vm.child.stdout!.on('data', onData);
@@ -80,6 +86,23 @@ export class SerialVm {
         });
       });
     }
+  }
+
+  /** Press the reset button (QMP system_reset): what a hardware watchdog does to a hung machine. */
+  async reset(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const c = net.connect(this.qmp);
+      c.on('error', reject);
+      c.on('connect', () => {
+        c.write('{"execute":"qmp_capabilities"}\n{"execute":"system_reset"}\n');
+        setTimeout(() => {
+          c.end();
+          resolve();
+        }, 300);
+      });
+    });
+    this.text += '\n[harness watchdog: the console was silent; system_reset]\n';
+    this.lastOutput = Date.now();
   }
 
   /** Type a line into the guest's console. */

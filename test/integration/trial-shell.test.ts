@@ -18,7 +18,7 @@ const A: ImageRef = { entry: 'darch-os@a', stage: 'a'.repeat(25) };
 const B: ImageRef = { entry: 'darch-os@b', stage: 'b'.repeat(25) };
 const C = 'c'.repeat(25);
 const LIB = path.join(REPO, 'assets/trial');
-const APPLETS = ['sh', 'cat', 'head', 'tail', 'tr', 'wc', 'grep', 'sed', 'dd', 'rm', 'sync', 'mkdir', 'printf', 'echo', 'blkid', 'mount', 'umount', 'modprobe', 'cut', 'reboot'];
+const APPLETS = ['sh', 'cat', 'head', 'tail', 'tr', 'wc', 'grep', 'sed', 'dd', 'rm', 'sync', 'mkdir', 'printf', 'echo', 'blkid', 'mount', 'umount', 'modprobe', 'cut', 'reboot', 'awk'];
 
 /** A PATH with busybox applets only, so the scripts are proven to need nothing else. */
 async function busyboxPath(dir: string): Promise<string> {

@@ -94,3 +94,12 @@ test('STAGED names resolve to the menu entry of that tag', () => {
   assert.equal(entryIdForTag('a/b:c'), 'darch-a+b@c');
   assert.throws(() => resolveImage(images, 'nope'), code('E_NOT_STAGED'));
 });
+
+test('assets/grub-ab/ab.cfg is the generated standalone A/B script', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { renderAbScript } = await import('../../src/boot/grubab.js');
+  const { REPO } = await import('../helpers/darch.js');
+  const shipped = await readFile(`${REPO}/assets/grub-ab/ab.cfg`, 'utf8');
+  assert.equal(shipped, renderAbScript(), 'regenerate assets/grub-ab/ab.cfg from renderAbScript()');
+  for (let n = 1; n <= 9; n++) assert.match(shipped, new RegExp(`"\\$\\{ab_tries\\}" = "${n}" \\]; then\\n\\t\\tset ab_tries=${n - 1}\\n`));
+});
