@@ -18,6 +18,7 @@ async function machine(t: Parameters<typeof tempDir>[0]): Promise<{ root: string
   for (const id of [A, B]) {
     await mkdir(path.join(stage, 'live', id), { recursive: true });
     await writeFile(path.join(stage, 'live', id, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
+    await writeFile(path.join(stage, 'live', id, 'image.json'), JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash' }));
   }
   await writeFile(path.join(stage, 'images.json'), JSON.stringify({ version: 1, images: { [A]: { tags: ['os:a'] }, [B]: { tags: ['os:b', 'os:latest'] } } }));
   const file = path.join(root, 'cmdline');
@@ -95,7 +96,7 @@ test('bad arguments are usage errors; unknown images list what is staged', async
   assert.match(zero.stderr, /--tries must be a whole number from 1 to 20/);
   const nope = await darch(['boot', 'set-default', 'nope:1'], { root: m.root });
   assert.equal(nope.code, 1);
-  assert.match(nope.stderr, /nope:1 is not staged\nhint: staged: os:a, os:b, os:latest/);
+  assert.match(nope.stderr, /nope:1 is not staged\nhint: staged: .*os:a/);
   await darchOk(['boot', 'set-default', 'os:a'], { root: m.root });
   const self = await darch(['boot', 'try', 'os:a'], { root: m.root });
   assert.match(self.stderr, /already the default/);
@@ -111,4 +112,23 @@ test('retention keeps the default and the trial even when their tags are removed
   await darchOk(['boot', 'try', 'os:b'], { root: m.root });
   await darchOk(['stage', 'remove', 'os:a', 'os:b', 'os:latest'], { root: m.root });
   for (const id of [A, B]) assert.ok((await stat(path.join(m.root, 'var/lib/darch/stage/live', id))).isDirectory(), `${id} must stay`);
+});
+
+test('a new default also becomes the first entry of darch grub.cfg (what a lost state boots)', async (t) => {
+  const m = await machine(t);
+  await mkdir(path.join(m.root, 'boot/efi/EFI'), { recursive: true });
+  // A menu as `darch boot sync` writes it on a machine (its stage file system has a UUID).
+  const cfg = path.join(m.root, 'var/lib/darch/stage/grub.cfg');
+  const uuid = '0f0e0d0c-0000-4000-8000-000000000001';
+  await writeFile(cfg, `search --no-floppy --fs-uuid --set=darch_fs ${uuid}\nmenuentry 'x' --id darch-os@b {\n\tlinux /var/lib/darch/stage/live/${B}/vmlinuz darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${B} darch_stageid=${B}\n}\n`);
+  const first = async () => /^menuentry .* --id (\S+) \{/m.exec(await readFile(cfg, 'utf8'))?.[1];
+  await darchOk(['boot', 'set-default', 'os:a'], { root: m.root });
+  assert.equal(await first(), 'darch-os@a');
+  await darchOk(['boot', 'try', 'os:b'], { root: m.root });
+  await darchOk(['boot', 'mark-good'], { root: m.root, env: await m.cmdline(`darch_stageid=${B} darch.trial=1`) });
+  assert.equal(await first(), 'darch-os@b');
+  // The trial script is part of the generated menu, before the entries.
+  const text = await readFile(cfg, 'utf8');
+  assert.ok(text.indexOf('darch trial boots') < text.indexOf('menuentry'));
+  assert.match(text, new RegExp(`darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${A}`));
 });

@@ -15,15 +15,37 @@ import {
   armTrial, loadState, markBad, markGood, rollback, saveState, setDefault,
   type BootState, type BootedInfo, type ImageRef, type Transition,
 } from '../../boot/state.js';
-import { diskTarget, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
+import { diskTarget, entryIdForTag, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
 import { localEnvStorage } from '../../boot/esp.js';
 import { readEnvPair } from '../../boot/grubenv.js';
 import { stateFromVars } from '../../boot/state.js';
 import { lockTimeout, type Context } from '../context.js';
+import { readFile } from 'node:fs/promises';
+import { grubCfgPaths, syncBootConfig } from '../../boot/sync.js';
 import { globalsOf, type ContextFactory } from '../main.js';
 
 interface DiskOpt {
   disk?: string;
+}
+
+/**
+ * On this machine, keep the default also first in darch's grub.cfg: it is what GRUB boots
+ * when the state is lost. Best effort: the state already decides what boots.
+ */
+async function reorderMenu(c: Context, t: BootTarget, before: BootState, after: BootState, images: KnownImage[]): Promise<void> {
+  if (t.kind !== 'local' || !after.default || before.default?.entry === after.default.entry) return;
+  const { primary } = grubCfgPaths(c.paths);
+  const current = await readFile(primary, 'utf8').catch(() => undefined);
+  if (current === undefined) return;
+  const tag = images.flatMap((i) => i.tags).find((tg) => entryIdForTag(tg) === after.default?.entry);
+  // Where the stage is, as GRUB saw it when the menu was last written (no re-detection needed).
+  const uuid = /--set=darch_fs (\S+)/.exec(current)?.[1];
+  const dir = /darch_dir=UUID=[^:\s]+:(\S+)\/live\//.exec(current)?.[1];
+  try {
+    await syncBootConfig(c.paths, { defaultTag: tag, ...(uuid && dir ? { location: { uuid, path: dir } } : {}) });
+  } catch (err) {
+    ui.warn(`the boot state is saved, but ${primary} was not reordered: ${(err as Error).message}`);
+  }
 }
 
 async function targetFor(c: Context, opts: DiskOpt): Promise<BootTarget> {
@@ -100,7 +122,7 @@ function renderStatus(s: StatusView): string {
 }
 
 /** Load, apply, save under the lock; the save rewrites both copies (which also repairs a damaged one). */
-async function change(t: BootTarget, fn: (s: BootState, images: KnownImage[]) => Promise<Transition> | Transition): Promise<{ transition: Transition; images: KnownImage[] }> {
+async function change(c: Context, t: BootTarget, fn: (s: BootState, images: KnownImage[]) => Promise<Transition> | Transition): Promise<{ transition: Transition; images: KnownImage[] }> {
   return t.withLock(async () => {
     const { state } = await loadState(t.storage);
     const images = await t.images();
@@ -109,6 +131,7 @@ async function change(t: BootTarget, fn: (s: BootState, images: KnownImage[]) =>
     const transition = await fn(first ? { ...state, default: first } : state, images);
     // Also write when the default had to be filled in: that repairs missing or damaged copies.
     if (transition.changed || first) await saveState(t.storage, transition.state);
+    await reorderMenu(c, t, state, transition.state, images);
     return { transition, images };
   });
 }
@@ -148,7 +171,8 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
 
   diskOption(boot.command('status').description('the default image, the pending trial, tries left, fallbacks and bad images')).action(
     async (opts: DiskOpt, cmd: Command) => {
-      const t = await targetFor(await ctx(cmd), opts);
+      const c = await ctx(cmd);
+    const t = await targetFor(c, opts);
       const s = await statusOf(t);
       for (const p of s.env.problems) ui.warn(p);
       await emit(s, renderStatus);
@@ -166,7 +190,7 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
     const tries = opts.tries === undefined ? c.config.boot.tries : parseTries(opts.tries);
-    await report(t, await change(t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force })));
+    await report(t, await change(c, t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force })));
   });
 
   diskOption(
@@ -174,9 +198,10 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
       .command('mark-good')
       .description('commit the running trial boot: it becomes the default (a boot that is not a trial changes nothing)'),
   ).action(async (opts: DiskOpt, cmd: Command) => {
-    const t = await targetFor(await ctx(cmd), opts);
+    const c = await ctx(cmd);
+    const t = await targetFor(c, opts);
     const booted = t.kind === 'disk' ? 'outside' : await t.booted();
-    await report(t, await change(t, (s) => markGood(s, booted ?? { trial: false, fellBack: false })));
+    await report(t, await change(c, t, (s) => markGood(s, booted ?? { trial: false, fellBack: false })));
   });
 
   diskOption(
@@ -185,8 +210,9 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
       .description('give up on the trial (or STAGED): it is not tried again; the next boot is the default')
       .argument('[staged]', 'a staged tag or id (default: the pending trial)'),
   ).action(async (what: string | undefined, opts: DiskOpt, cmd: Command) => {
-    const t = await targetFor(await ctx(cmd), opts);
-    await report(t, await change(t, (s, images) => markBad(s, what === undefined ? undefined : resolveImage(images, what).stage)));
+    const c = await ctx(cmd);
+    const t = await targetFor(c, opts);
+    await report(t, await change(c, t, (s, images) => markBad(s, what === undefined ? undefined : resolveImage(images, what).stage)));
   });
 
   diskOption(
@@ -195,14 +221,16 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
       .description('make STAGED the image that boots when no trial is pending')
       .argument('<staged>', 'a staged tag or id'),
   ).action(async (what: string, opts: DiskOpt, cmd: Command) => {
-    const t = await targetFor(await ctx(cmd), opts);
-    await report(t, await change(t, (s, images) => setDefault(s, resolveImage(images, what))));
+    const c = await ctx(cmd);
+    const t = await targetFor(c, opts);
+    await report(t, await change(c, t, (s, images) => setDefault(s, resolveImage(images, what))));
   });
 
   diskOption(boot.command('rollback').description('cancel the pending trial; with none, go back to the previous default')).action(
     async (opts: DiskOpt, cmd: Command) => {
-      const t = await targetFor(await ctx(cmd), opts);
-      await report(t, await change(t, (s) => rollback(s)));
+      const c = await ctx(cmd);
+    const t = await targetFor(c, opts);
+      await report(t, await change(c, t, (s) => rollback(s)));
     },
   );
 }
