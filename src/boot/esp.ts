@@ -79,7 +79,7 @@ export class MtoolsFat {
     return `${this.device}@@${this.offset}`;
   }
 
-  async exec(cmd: string, args: string[], allowFailure = false): Promise<{ code: number; stderr: string }> {
+  async exec(cmd: string, args: string[], allowFailure = false): Promise<{ code: number; stdout: string; stderr: string }> {
     const res = await run(cmd, ['-i', this.target, ...args], { allowFailure: true, env: { ...process.env, ...MTOOLS_ENV } });
     if (res.code !== 0 && !allowFailure) {
       throw new DarchError('E_ESP_IO', `${cmd} on the ESP of ${this.device} failed: ${res.stderr.trim().split('\n')[0] ?? ''}`, {

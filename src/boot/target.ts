@@ -13,7 +13,8 @@ import { withLock } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { readCmdline } from '../stage/protect.js';
 import { StageStore } from '../stage/store.js';
-import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage } from './esp.js';
+import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir } from './esp.js';
+import { DirEntryFiles, DiskEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
 import type { EnvStorage } from './grubenv.js';
 import { bootedFrom, type BootedInfo, type ImageRef } from './state.js';
 
@@ -41,12 +42,20 @@ export interface BootTarget {
   /** The running system's boot (local only). */
   booted(): Promise<BootedInfo | undefined>;
   withLock<T>(fn: () => Promise<T>): Promise<T>;
+  /** The ESP's loader/entries, where the systemd-boot backend keeps its state. */
+  entries: EntryFiles;
+}
+
+/** systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
+export async function backendOf(t: BootTarget): Promise<'grub' | 'systemd-boot'> {
+  return (await t.entries.list()).some((f) => parseEntryName(f)) ? 'systemd-boot' : 'grub';
 }
 
 export async function localTarget(paths: DarchPaths, espConfigured: string | undefined, lockTimeoutSec: number): Promise<BootTarget> {
   const storage = await localEnvStorage(paths, espConfigured);
   const store = new StageStore(paths.stageDir, lockTimeoutSec);
   return {
+    entries: new DirEntryFiles(path.join(await localEspDir(paths, espConfigured), ENTRIES_DIR)),
     kind: 'local',
     label: 'this machine',
     storage,
@@ -90,6 +99,7 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
   // Lock by the disk's real path, in the system temp directory: never next to a /dev node.
   const key = createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
   return {
+    entries: new DiskEntryFiles(fat),
     kind: 'disk',
     label: device,
     storage,

@@ -15,9 +15,10 @@ import {
   armTrial, loadState, markBad, markGood, rollback, saveState, setDefault,
   type BootState, type BootedInfo, type ImageRef, type Transition,
 } from '../../boot/state.js';
-import { diskTarget, entryIdForTag, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
+import { backendOf, diskTarget, entryIdForTag, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
 import { localEnvStorage } from '../../boot/esp.js';
-import { readEnvPair } from '../../boot/grubenv.js';
+import { readEnvPair, type EnvPair } from '../../boot/grubenv.js';
+import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from '../../boot/sdboot.js';
 import { stateFromVars } from '../../boot/state.js';
 import { lockTimeout, type Context } from '../context.js';
 import { readFile } from 'node:fs/promises';
@@ -78,11 +79,22 @@ export interface StatusView {
   fellBackFrom: string | null;
   bad: string[];
   booted: (BootedInfo & { tags: string[] }) | null;
+  backend: 'grub' | 'systemd-boot';
   env: { where: string; source: string; primary: string; backup: string; problems: string[] };
 }
 
+/** The state as the target's bootloader keeps it: grubenv copies, or systemd-boot entry names. */
+async function readBootState(t: BootTarget): Promise<{ state: BootState; pair: EnvPair; backend: 'grub' | 'systemd-boot'; entries?: BlsEntry[] }> {
+  if ((await backendOf(t)) === 'systemd-boot') {
+    const entries = await readEntries(t.entries);
+    const pair: EnvPair = { vars: new Map(), source: 'none', status: { primary: 'missing', backup: 'missing' }, problems: [] };
+    return { state: stateFromEntries(entries), pair, backend: 'systemd-boot', entries };
+  }
+  return { ...(await loadState(t.storage)), backend: 'grub' };
+}
+
 async function statusOf(t: BootTarget): Promise<StatusView> {
-  const { state, pair } = await loadState(t.storage);
+  const { state, pair, backend } = await readBootState(t);
   const images = await t.images().catch((err: unknown) => {
     ui.debug(`cannot list images: ${(err as Error).message}`);
     return [] as KnownImage[];
@@ -100,7 +112,11 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
     fellBackFrom: state.fellBackFrom ?? null,
     bad: state.bad,
     booted: booted ? { ...booted, tags: tagsOf(images, booted.stage) } : null,
-    env: { where: t.storage.where, source: pair.source, primary: pair.status.primary, backup: pair.status.backup, problems: pair.problems },
+    backend,
+    env:
+      backend === 'grub'
+        ? { where: t.storage.where, source: pair.source, primary: pair.status.primary, backup: pair.status.backup, problems: pair.problems }
+        : { where: t.entries.where, source: 'entry names', primary: 'n/a', backup: 'n/a', problems: [] },
   };
 }
 
@@ -117,15 +133,24 @@ function renderStatus(s: StatusView): string {
     rows.push(['booted', s.booted.stage ?? '-', s.booted.tags.join(',') || '-', s.booted.stage ? how : 'not a darch image']);
   }
   let out = table(['', 'STAGED', 'TAGS', 'NOTE'], rows);
-  out += `state: ${s.env.where}: grubenv ${s.env.primary}, grubenv.bak ${s.env.backup}${s.env.source === 'backup' ? ' (using the backup)' : ''}\n`;
+  out +=
+    s.backend === 'grub'
+      ? `state: ${s.env.where}: grubenv ${s.env.primary}, grubenv.bak ${s.env.backup}${s.env.source === 'backup' ? ' (using the backup)' : ''}\n`
+      : `state: systemd-boot entries in ${s.env.where}\n`;
   return out;
 }
 
 /** Load, apply, save under the lock; the save rewrites both copies (which also repairs a damaged one). */
 async function change(c: Context, t: BootTarget, fn: (s: BootState, images: KnownImage[]) => Promise<Transition> | Transition): Promise<{ transition: Transition; images: KnownImage[] }> {
   return t.withLock(async () => {
-    const { state } = await loadState(t.storage);
+    const { state, backend, entries } = await readBootState(t);
     const images = await t.images();
+    if (backend === 'systemd-boot' && entries) {
+      const transition = await fn(state, images);
+      for (const r of [transition.state.trial, transition.state.default]) if (r) requireEntry(entries, r.stage);
+      if (transition.changed) await applyState(t.entries, entries, transition.state);
+      return { transition, images };
+    }
     // A state written before any darch command has no default: GRUB boots the first entry.
     const first = state.default ? undefined : await t.firstEntry();
     const transition = await fn(first ? { ...state, default: first } : state, images);
