@@ -45,7 +45,7 @@ $(cat)
 # darch_find_esp: print the directory holding EFI/darch/grubenv, mounting the ESP if needed.
 darch_find_esp() {
 	for d in ${DARCH_ESP:-} /boot/efi /efi /boot /run/darch/esp; do
-		if [ -f "$d/EFI/darch/grubenv" ] || [ -f "$d/EFI/darch/grubenv.bak" ]; then
+		if [ -f "$d/EFI/darch/grubenv" ] || [ -f "$d/EFI/darch/grubenv.bak" ] || ls "$d"/loader/entries/darch-*.conf >/dev/null 2>&1; then
 			echo "$d"
 			return 0
 		fi
@@ -64,7 +64,7 @@ darch_find_esp() {
 	fi
 	for dev in $_devs; do
 		if mount -t vfat "$dev" /run/darch/esp 2>/dev/null; then
-			if [ -f /run/darch/esp/EFI/darch/grubenv ] || [ -f /run/darch/esp/EFI/darch/grubenv.bak ]; then
+			if [ -f /run/darch/esp/EFI/darch/grubenv ] || [ -f /run/darch/esp/EFI/darch/grubenv.bak ] || ls /run/darch/esp/loader/entries/darch-*.conf >/dev/null 2>&1; then
 				echo /run/darch/esp
 				return 0
 			fi

@@ -18,7 +18,7 @@ const A: ImageRef = { entry: 'darch-os@a', stage: 'a'.repeat(25) };
 const B: ImageRef = { entry: 'darch-os@b', stage: 'b'.repeat(25) };
 const C = 'c'.repeat(25);
 const LIB = path.join(REPO, 'assets/trial');
-const APPLETS = ['sh', 'cat', 'head', 'tail', 'tr', 'wc', 'grep', 'sed', 'dd', 'rm', 'sync', 'mkdir', 'printf', 'echo', 'blkid', 'mount', 'umount', 'modprobe', 'cut', 'reboot', 'awk'];
+const APPLETS = ['sh', 'cat', 'head', 'tail', 'tr', 'wc', 'grep', 'sed', 'dd', 'rm', 'sync', 'mkdir', 'printf', 'echo', 'blkid', 'mount', 'umount', 'modprobe', 'cut', 'reboot', 'awk', 'ls', 'mv'];
 
 /** A PATH with busybox applets only, so the scripts are proven to need nothing else. */
 async function busyboxPath(dir: string): Promise<string> {
@@ -130,4 +130,18 @@ test('darch-health: a failing check fails the boot; on a trial boot it reboots; 
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /all checks passed[^]*is good/);
   assert.deepEqual((await loadState(s.storage)).state.default, B);
+});
+
+test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-boot, and darch agrees', async (t) => {
+  const s = await setup(t);
+  const { renderBlsEntry, readEntries, stateFromEntries, DirEntryFiles } = await import('../../src/boot/sdboot.js');
+  const entries = path.join(s.esp, 'loader/entries');
+  await mkdir(entries, { recursive: true });
+  const opts = (id: string) => ({ stage: id, title: id, linux: '/k', initrd: '/i', options: `darch_stageid=${id}` });
+  await writeFile(path.join(entries, `darch-${A.stage}.conf`), renderBlsEntry(opts(A.stage), 20));
+  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry(opts(B.stage), 30));
+  const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
+  assert.equal(r.code, 0, r.out);
+  const st = stateFromEntries(await readEntries(new DirEntryFiles(entries)));
+  assert.deepEqual([st.default?.stage, st.trial], [B.stage, undefined]);
 });
