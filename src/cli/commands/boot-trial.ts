@@ -16,9 +16,10 @@ import {
   type BootState, type BootedInfo, type ImageRef, type Transition,
 } from '../../boot/state.js';
 import { backendOf, diskTarget, entryIdForTag, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
-import { localEnvStorage } from '../../boot/esp.js';
+import { localEnvStorage, localEspDir } from '../../boot/esp.js';
+import path from 'node:path';
 import { readEnvPair, type EnvPair } from '../../boot/grubenv.js';
-import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from '../../boot/sdboot.js';
+import { applyState, DirEntryFiles, ENTRIES_DIR, readEntries, requireEntry, stateFromEntries, type BlsEntry } from '../../boot/sdboot.js';
 import { stateFromVars } from '../../boot/state.js';
 import { lockTimeout, type Context } from '../context.js';
 import { readFile } from 'node:fs/promises';
@@ -186,7 +187,9 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
       try {
         const paths = resolvePaths({ root: g.root, user: g.user });
         const config = await loadConfig(paths.configFile);
-        const s = stateFromVars((await readEnvPair(await localEnvStorage(paths, config.boot.esp))).vars);
+        const esp = await localEspDir(paths, config.boot.esp);
+        const sd = await readEntries(new DirEntryFiles(path.join(esp, ENTRIES_DIR)));
+        const s = sd.length ? stateFromEntries(sd) : stateFromVars((await readEnvPair(await localEnvStorage(paths, config.boot.esp))).vars);
         return [s.default?.stage, s.previous?.stage, s.trial?.stage].filter((x): x is string => Boolean(x));
       } catch {
         return []; // no ESP here: nothing to protect beyond the booted image
