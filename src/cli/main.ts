@@ -17,6 +17,8 @@ import { registerDisk } from './commands/disk.js';
 import { registerHooks } from './commands/hooks.js';
 import { registerInitramfs } from './commands/initramfs.js';
 import { registerVm } from './commands/vm.js';
+import { registerRecipes } from './commands/recipes.js';
+import { registerBuild } from './commands/build.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -53,6 +55,8 @@ function buildProgram(): Command {
   registerBootTrial(program, ctx);
   registerDisk(program, ctx);
   registerVm(program, ctx);
+  registerRecipes(program, ctx);
+  registerBuild(program, ctx);
   registerDoctor(program, ctx);
   program.addHelpText(
     'after',

@@ -63,6 +63,11 @@ describe('darch images', () => {
       await sh('umoci', ['unpack', '--image', `${storeOf(root)}:fs/${c}:1`, out]);
       assert.match(await readFile(path.join(out, 'rootfs/etc/os-release'), 'utf8'), new RegExp(`made-${c}`));
     }
+    // A root file system piped on stdin.
+    const piped = await darchOk(['--json', 'images', 'import', '-', 'fs/stdin:1'], { root, input: await readFile(await makeRootfsTar(work, 'piped', { marker: 'from-stdin' })) });
+    assert.equal(piped.json().format, 'rootfs');
+    await sh('umoci', ['unpack', '--image', `${storeOf(root)}:fs/stdin:1`, path.join(work, 'out-stdin')]);
+    assert.match(await readFile(path.join(work, 'out-stdin/rootfs/etc/os-release'), 'utf8'), /from-stdin/);
     // Archives written by skopeo from the store itself keep the same layers and digest.
     const src = `oci:${storeOf(root)}:fs/gzip:1`;
     const want = (await darchOk(['--json', 'images', 'inspect', 'fs/gzip:1'], { root })).json();
@@ -303,6 +308,10 @@ describe('global behaviour', () => {
     for (const group of ['demo', 'images', 'doctor']) assert.match(h.stdout, new RegExp(`^  ${group}\\s+\\S`, 'm'));
     const q = await darchOk(['-q', 'demo'], { root });
     assert.equal(q.stderr, '', '-q prints no progress');
+    const colored = await darch(['--color=always', 'images', 'inspect', 'nothing:here'], { root });
+    assert.match(colored.stderr, /\x1b\[31merror:/);
+    const plain = await darch(['images', 'inspect', 'nothing:here'], { root, env: { NO_COLOR: '1' } });
+    assert.doesNotMatch(plain.stderr, /\x1b\[/);
     const v = await darchOk(['--version']);
     assert.match(v.stdout, /^\d+\.\d+\.\d+/);
   });
