@@ -100,6 +100,7 @@ function timed(cmd: string, args: string[], opts: { stdinFile?: string; env?: No
 const mib = (n: number) => `${(n / 1048576).toFixed(0)} MiB`;
 
 async function main(): Promise<void> {
+  const loadavgAtStart = os.loadavg();
   execFileSync('bash', [path.join(REPO, 'bench/stage-image.sh')], { stdio: 'inherit' });
   const work = await mkdtemp(path.join('/var/tmp', 'darch-bench-stage-'));
   try {
@@ -157,7 +158,7 @@ async function main(): Promise<void> {
     const best = (k: string) => Math.min(...results[k]!);
     const report = {
       date: new Date().toISOString(),
-      host: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, node: process.version },
+      host: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, node: process.version, loadavgAtStart, loadavgAtEnd: os.loadavg() },
       image: { layers: manifest.layers.length, layerBytes, flatTarBytes: contentBytes },
       settings: { compressor: COMP, blockSize: Number(BLOCK), jobs: Number(JOBS), reps: REPS },
       seconds: Object.fromEntries(Object.keys(results).map((k) => [k, results[k]])),
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
         `(a) darch stage upload:        ${best('a').toFixed(1)} s   squashfs ${mib(sizes.a ?? 0)}`,
         `(b) umoci unpack + mksquashfs: ${best('b').toFixed(1)} s   (${Math.min(...results.b_unpack!).toFixed(1)} + ${Math.min(...results.b_mksquashfs!).toFixed(1)})   squashfs ${mib(sizes.b ?? 0)}`,
         `(c) tar2sqfs < flat.tar:       ${best('c').toFixed(1)} s   squashfs ${mib(sizes.c ?? 0)}`,
-        `a/c = ${report.ratios.a_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}`,
+        `a/c = ${report.ratios.a_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}   (load average ${loadavgAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end, ${os.availableParallelism()} CPUs)`,
         `peak RSS: ${Object.entries(rss).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`,
       ].join('\n'),
     );

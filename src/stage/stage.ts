@@ -155,6 +155,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     ui.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
     const index = await indexLayers(imageStore, layers, { signal: opts.signal, onLayer: (i, n) => ui.verbose(`layer ${i + 1}: ${n} entries`) });
     const st = index.stats();
+    ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const boot = await findBootFiles(imageStore, index, image.config.config?.Labels ?? {}, sourceName);
     ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
@@ -194,6 +195,12 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         await step.run(ctx);
       }
 
+      // A step may have supplied the initramfs (issue 6's universal one): name it in image.json.
+      let initramfsFromStep = false;
+      if (!boot.initramfs && (await stat(path.join(work, INITRD_FILE)).catch(() => undefined))) {
+        initramfsFromStep = true;
+        await writeJsonAtomic(path.join(work, IMAGE_JSON), { ...imageJson, initramfs: INITRD_FILE, rootfs: ROOTFS_FILE });
+      }
       const files = await describeFiles(work);
       const meta: StagedMeta = {
         schemaVersion: 1,
@@ -201,7 +208,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         source: { name: sourceName, digest: image.descriptor.digest, manifestDigest: image.manifestDigest, layers: layers.length },
         created: new Date().toISOString(),
         kernel: { path: boot.kernel.path, ...(boot.kernel.version ? { version: boot.kernel.version } : {}), from: boot.from },
-        ...(boot.initramfs ? { initramfs: { path: boot.initramfs.path, from: boot.from } } : {}),
+        ...(boot.initramfs ? { initramfs: { path: boot.initramfs.path, from: boot.from } } : initramfsFromStep ? { initramfs: { path: INITRD_FILE, from: 'stage step' } } : {}),
         ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
         compression: compressor,
         blockSize,

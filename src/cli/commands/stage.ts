@@ -5,6 +5,7 @@ import { DarchError, usageError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { byteProgress } from '../../lib/progress.js';
 import { formatAge, formatBytes, ui } from '../../lib/ui.js';
+import { normalizeRef } from '../../oci/reference.js';
 import { exportStaged, importBundle } from '../../stage/bundle.js';
 import { bootedId, protectedIds } from '../../stage/protect.js';
 import { SQUASHFS_COMPRESSORS, type SquashfsCompressor } from '../../stage/squashfs.js';
@@ -12,6 +13,14 @@ import { stageImage } from '../../stage/stage.js';
 import { StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
 import type { ContextFactory } from '../main.js';
+
+function normalizeOrUndefined(ref: string): string | undefined {
+  try {
+    return normalizeRef(ref);
+  } catch {
+    return undefined;
+  }
+}
 
 export function openStageStore(c: Context): StageStore {
   return new StageStore(c.paths.stageDir, lockTimeout(c.config));
@@ -153,8 +162,9 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         const out: Array<{ ref: string; id: string; deleted: boolean }> = [];
         for (const ref of refs) {
           const img = await store.get(ref);
-          const byTag = img.tags.length > 0 && img.id !== ref && !img.id.startsWith(ref);
-          if (byTag) await store.untag(img.tags.find((t) => t === ref) ?? img.tags.find((t) => t.startsWith(ref)) ?? ref);
+          const tag = img.tags.find((t) => t === ref || t === normalizeOrUndefined(ref));
+          const byTag = tag !== undefined;
+          if (byTag) await store.untag(tag);
           const left = byTag ? (await store.list()).find((i) => i.id === img.id)?.tags.length ?? 0 : 0;
           let deleted = false;
           if (left === 0) {
@@ -213,6 +223,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .option('-f, --force', 'move tags that already name another staged image')
     .action(async (file: string, opts: { tag?: string[]; force?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
+      if (file === '-' && process.stdin.isTTY) throw usageError('refusing to read a bundle from a terminal', 'pipe one in, or give a file');
       const store = openStageStore(c);
       const progress = byteProgress('importing');
       const res = await importBundle(store, file, {
