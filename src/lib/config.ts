@@ -25,6 +25,18 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    boot: z
+      .object({
+        /**
+         * UUID of the file system holding the stage directory, for when findmnt/blkid cannot
+         * read it (containers, no udev). Empty: detect.
+         */
+        stage_fs_uuid: z.string().regex(/^$|^[0-9A-Fa-f-]+$/, 'a file-system UUID').default(''),
+        /** Path of the stage directory inside that file system. Empty: from the mount table. */
+        stage_fs_path: z.string().regex(/^$|^\//, 'an absolute path').default(''),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
