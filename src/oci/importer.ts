@@ -39,6 +39,10 @@ export interface ImportOptions {
   compression?: 'gzip' | 'none';
   /** Extra image config for rootfs imports. */
   architecture?: string;
+  /** Creation time recorded in the image config; fixed values make imports reproducible. */
+  created?: Date;
+  /** The history line recorded in the image config. */
+  createdBy?: string;
   signal?: AbortSignal;
 }
 
@@ -66,6 +70,8 @@ export async function importImage(store: ImageStore, source: string, target: str
   const name = normalizeRef(target);
   const ociDir = parseOciDirSource(source);
   return store.withLock(async () => {
+    // Space held by a killed import's partial blob is better given to this one.
+    await store.sweepTemp();
     const tx = new BlobTransaction(store);
     try {
       let res: Omit<ImportResult, 'name' | 'blobsWritten' | 'bytesWritten'>;
@@ -181,8 +187,11 @@ async function openTar(source: string, onBytes?: (n: number) => void): Promise<{
   return { stream: counted.pipe(d) as unknown as Readable, size };
 }
 
+const WRITE_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+
 function badTar(source: string, err: unknown): DarchError {
   if (err instanceof DarchError) return err;
+  if (isErrno(err) && WRITE_ERRNOS.has(err.code ?? '')) return fsError(err, 'cannot import into the image store');
   const msg = err instanceof Error ? err.message : String(err);
   if (/Unexpected end|premature|truncat/i.test(msg)) {
     return new DarchError('E_TRUNCATED', `${source} is truncated (${msg})`, { hint: 'the file was cut short; copy or download it again' });
@@ -202,7 +211,7 @@ function cleanName(n: string): string {
 }
 
 function archiveish(name: string): boolean {
-  return ARCHIVE_MARKERS.has(name) || name === 'blobs' || name === 'blobs/' || name.startsWith('blobs/') || /^[a-f0-9]{64}(\/|\.json$|$)/.test(name);
+  return ARCHIVE_MARKERS.has(name) || name === 'blobs' || name === 'blobs/' || name.startsWith('blobs/') || /^[a-f0-9]{64}(\/|\.json$|\.tar$|$)/.test(name);
 }
 
 /** Look at entry names: an OCI or docker archive has only archive-shaped entries. */
@@ -228,6 +237,7 @@ export async function detectFormat(source: string): Promise<ImportFormat> {
           seen.add(n.replace(/\/$/, ''));
         }
         body.on('end', next);
+        body.on('error', () => undefined);
         body.resume();
       });
       extract.on('finish', resolve);
@@ -258,6 +268,7 @@ export class TarValidator extends Transform {
     this.extract.on('entry', (_h, body, next) => {
       this.entries++;
       body.on('end', next);
+      body.on('error', () => undefined); // the extract's own error carries the cause
       body.resume();
     });
     this.extract.on('error', (e: Error) => (this.failed = e));
@@ -289,22 +300,29 @@ async function importRootfs(store: ImageStore, tx: BlobTransaction, source: stri
   const out = new PassThrough();
   let layer: { digest: Digest; size: number };
   try {
-    const put = tx.put(out);
-    await Promise.all([pipeline([stream, ...stages, out] as unknown as [Readable, ...NodeJS.ReadWriteStream[]], { signal: opts.signal }), put]);
-    layer = await put;
+    const [piped, put] = await Promise.allSettled([
+      pipeline([stream, ...stages, out] as unknown as [Readable, ...NodeJS.ReadWriteStream[]], { signal: opts.signal }),
+      tx.put(out),
+    ]);
+    // The store's error (disk full, digest) says more than the broken pipe it causes upstream.
+    if (put.status === 'rejected' && put.reason instanceof DarchError) throw put.reason;
+    if (piped.status === 'rejected') throw piped.reason;
+    if (put.status === 'rejected') throw put.reason;
+    layer = put.value;
   } catch (err) {
     progress.done();
     throw badTar(source, err);
   }
   progress.done();
-  const created = new Date().toISOString();
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  const created = (opts.created ?? (epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : new Date())).toISOString();
   const config: ImageConfig = {
     created,
     architecture: opts.architecture ?? hostPlatform().architecture,
     os: 'linux',
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'] },
     rootfs: { type: 'layers', diff_ids: [diff.digest()] },
-    history: [{ created, created_by: `darch images import ${source === '-' ? '-' : path.basename(source)}` }],
+    history: [{ created, created_by: opts.createdBy ?? `darch images import ${source === '-' ? '-' : path.basename(source)}` }],
   };
   const configDesc = await tx.putBytes(Buffer.from(JSON.stringify(config)), MediaType.ociConfig);
   const manifest: ImageManifest = {
@@ -327,6 +345,7 @@ interface Collected {
 
 /** Stream every entry of an archive: small metadata is buffered, everything else goes straight into the store. */
 async function collectArchive(source: string, tx: BlobTransaction, isBlob: (name: string, size: number) => boolean): Promise<Collected> {
+  const links = new Map<string, string>();
   const progress = byteProgress(`importing ${path.basename(source)}`);
   const { stream, size } = await openTar(source, (n) => progress.tick(n));
   if (size) progress.setTotal(size);
@@ -338,6 +357,12 @@ async function collectArchive(source: string, tx: BlobTransaction, isBlob: (name
       extract.on('entry', (header, body, next) => {
         const n = cleanName(header.name);
         const entrySize = header.size ?? 0;
+        body.on('error', () => undefined);
+        if ((header.type === 'symlink' || header.type === 'link') && header.linkname) {
+          // docker/skopeo archives link <id>/layer.tar to the real file.
+          const target = header.type === 'symlink' ? path.posix.normalize(path.posix.join(path.posix.dirname(n), header.linkname)) : cleanName(header.linkname);
+          links.set(n, target);
+        }
         if (header.type !== 'file' && header.type !== 'contiguous-file') {
           body.on('end', next);
           body.resume();
@@ -370,6 +395,12 @@ async function collectArchive(source: string, tx: BlobTransaction, isBlob: (name
     throw badTar(source, err);
   } finally {
     progress.done();
+  }
+  for (const [from, to] of links) {
+    const b = blobs.get(to);
+    if (b) blobs.set(from, b);
+    const sm = small.get(to);
+    if (sm) small.set(from, sm);
   }
   return { small, blobs };
 }
@@ -490,7 +521,7 @@ interface DockerManifestEntry {
 }
 
 async function importDockerArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string) {
-  const { small, blobs } = await collectArchive(source, tx, (n, size) => n.startsWith('blobs/') || n.endsWith('layer.tar') || size > SMALL_FILE);
+  const { small, blobs } = await collectArchive(source, tx, (n, size) => n.startsWith('blobs/') || n.endsWith('.tar') || size > SMALL_FILE);
   const entries = parseJson<DockerManifestEntry[]>(small.get('manifest.json'), 'manifest.json', source);
   if (!Array.isArray(entries) || entries.length === 0) throw new DarchError('E_BAD_ARCHIVE', `${source}: manifest.json lists no images`);
   let entry: DockerManifestEntry | undefined;

@@ -123,13 +123,10 @@ export class ImageStore {
     }
   }
 
-  /** Run fn holding the store's write lock; stale temp files of dead processes are swept first. */
+  /** Run fn holding the store's write lock. */
   async withLock<T>(fn: () => Promise<T>): Promise<T> {
     await this.init();
-    return withLock(this.lockFile, `the image store ${this.dir}`, this.lockTimeoutSec, async () => {
-      await this.sweepTemp();
-      return fn();
-    });
+    return withLock(this.lockFile, `the image store ${this.dir}`, this.lockTimeoutSec, fn);
   }
 
   // ---- blobs ----------------------------------------------------------------
@@ -174,7 +171,8 @@ export class ImageStore {
       if (!out.closed) await once(out, 'close');
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
-      throw err instanceof DarchError ? err : fsError(err, 'cannot write a blob into the image store');
+      // Errors of the source (a truncated archive, a cut download) pass through for the caller to explain.
+      throw isErrno(err) && !isSourceError(err, src) ? fsError(err, 'cannot write a blob into the image store') : err;
     }
     const digest = hasher.digest();
     try {
@@ -510,6 +508,11 @@ export class ImageStore {
     }
     return n;
   }
+}
+
+/** An errno error raised by the stream we read from rather than by our own writes. */
+function isSourceError(err: NodeJS.ErrnoException, src: Readable): boolean {
+  return src.errored === err;
 }
 
 function notFound(name: string): DarchError {

@@ -71,9 +71,9 @@ export async function darchOk(args: string[], opts: DarchRunOptions = {}): Promi
   return r;
 }
 
-/** A fresh directory removed when the test ends (pass t.after). */
-export async function tempDir(after: (fn: () => Promise<void>) => void, prefix = 'darch-test-'): Promise<string> {
+/** A fresh directory removed when the test ends: `await tempDir(t)` inside a test. */
+export async function tempDir(t: { after(fn: () => Promise<void> | void): void }, prefix = 'darch-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
-  after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -6,7 +6,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { writeBusyboxRootfs } from '../../examples/busybox-rootfs.js';
+import { EXAMPLE_MTIME, writeBusyboxRootfs } from '../../examples/busybox-rootfs.js';
 import { emit } from '../../lib/output.js';
 import { ui, formatBytes } from '../../lib/ui.js';
 import { importImage } from '../../oci/importer.js';
@@ -30,7 +30,7 @@ export function registerDemo(program: Command, ctx: ContextFactory): void {
         ui.step('making the example root file system from busybox-static');
         await writeBusyboxRootfs(createWriteStream(tarPath));
         ui.step(`importing it as ${opts.name}`);
-        await importImage(store, tarPath, opts.name, { format: 'rootfs', compression: c.config.store.compression, signal: c.signal });
+        await importImage(store, tarPath, opts.name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal });
       } finally {
         await rm(tarPath, { force: true });
       }
