@@ -26,7 +26,7 @@ describe('booting staged images from a darch disk (OVMF → GRUB → darch initr
   const cleanups: (() => Promise<void>)[] = [];
 
   before(async () => {
-    work = await tempDir((fn) => cleanups.push(fn), 'darch-boot-');
+    work = await tempDir({ after: (fn) => void cleanups.push(async () => fn()) }, 'darch-boot-');
     root = path.join(work, 'root');
     kernel = await debianKernel();
     idA = await stageTree(root, await testImageTree(path.join(work, 'a'), kernel, 'A', 'image-a'), ['test/a:1']);

@@ -21,7 +21,7 @@ describe('a Debian image with systemd boots through initramfs-tools and darch\'s
   const cleanups: (() => Promise<void>)[] = [];
 
   before(async () => {
-    const work = await tempDir((fn) => cleanups.push(fn), 'darch-debian-');
+    const work = await tempDir({ after: (fn) => void cleanups.push(async () => fn()) }, 'darch-debian-');
     root = path.join(work, 'root');
     const cached = await debianSystemdTree();
     const tree = path.join(work, 'tree');

@@ -21,7 +21,7 @@ describe('the universal initramfs (kernel booted directly)', () => {
   const cleanups: (() => Promise<void>)[] = [];
 
   before(async () => {
-    const work = await tempDir((fn) => cleanups.push(fn), 'darch-initramfs-');
+    const work = await tempDir({ after: (fn) => void cleanups.push(async () => fn()) }, 'darch-initramfs-');
     const root = path.join(work, 'root');
     const k = await debianKernel();
     const id = await stageTree(root, await testImageTree(path.join(work, 'img'), k, 'R', 'ram-test'), ['test/r:1']);

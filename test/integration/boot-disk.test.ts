@@ -11,7 +11,7 @@ const MiB = 1024 * 1024;
 
 describe('darch disk create', () => {
   it('lays out GPT, an ESP with GRUB and grubenv, and an ext4 darch partition holding the staged images', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const a = await fakeStaged(root, ['demo/a:1'], { kernelparams: 'quiet' });
     const b = await fakeStaged(root, ['demo/b:1', 'demo/b:latest']);
     const disk = path.join(root, 'disk.img');
@@ -57,7 +57,7 @@ describe('darch disk create', () => {
   });
 
   it('refuses what it cannot do with a one-line error, and keeps an existing file when it fails', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const disk = path.join(root, 'disk.img');
     let r = await darch(['disk', 'create', disk], { root });
     assert.equal(r.code, 1);
@@ -86,7 +86,7 @@ describe('darch disk create', () => {
 
 describe('darch boot sync / install', () => {
   it('writes one menu entry per staged tag, newest image first, to the stage fs and /etc/darch, and a 60_darch that sources it', async (t) => {
-    const root = await tempDir((fn) => t.after(fn));
+    const root = await tempDir(t);
     const old = await fakeStaged(root, ['demo/old:1'], { created: new Date(Date.now() - 60_000) });
     const neu = await fakeStaged(root, ['demo/new:1']);
     // Where findmnt/blkid cannot read the file system's UUID (containers, like this CI), the
