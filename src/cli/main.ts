@@ -10,6 +10,8 @@ import { makeContext, type Context, type GlobalOptions } from './context.js';
 import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerRecipes } from './commands/recipes.js';
+import { registerBuild } from './commands/build.js';
 import { registerBoot } from './commands/boot.js';
 import { registerDisk } from './commands/disk.js';
 import { registerHooks } from './commands/hooks.js';
@@ -44,6 +46,8 @@ function buildProgram(): Command {
   const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
   registerDemo(program, ctx);
   registerImages(program, ctx);
+  registerRecipes(program, ctx);
+  registerBuild(program, ctx);
   registerHooks(program, ctx);
   registerInitramfs(program, ctx);
   registerBoot(program, ctx);

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
+import { probeBuilders } from '../../build/select.js';
 import type { ContextFactory } from '../main.js';
 
 interface Check {
@@ -47,6 +48,10 @@ export function registerDoctor(program: Command, ctx: ContextFactory): void {
           detail = ((v.stdout || v.stderr).split('\n').find((l) => l.trim()) ?? p).trim().slice(0, 60);
         }
         checks.push({ name: tool, ok: Boolean(p), detail, needed });
+      }
+      // Installed is not usable: docker needs its daemon, podman its runtime.
+      for (const p of await probeBuilders(c.paths)) {
+        checks.push({ name: `builder: ${p.kind}`, ok: p.usable, detail: p.detail.slice(0, 60), needed: '`darch build --builder ' + p.kind + '`' });
       }
       const fs = await readFile('/proc/filesystems', 'utf8').catch(() => '');
       for (const f of ['squashfs', 'overlay']) {

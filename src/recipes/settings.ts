@@ -1,0 +1,69 @@
+/**
+ * Optional per-recipe settings in `<recipe>/recipe.toml`: image env, build args, labels and
+ * extra tags. Validated strictly: a typo must fail loudly, naming the file and the key,
+ * rather than silently building something else.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { DarchError, isErrno } from '../lib/errors.js';
+
+export const SETTINGS_FILE = 'recipe.toml';
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const envMap = z.record(z.string().regex(ENV_NAME, 'must be a shell variable name'), z.union([z.string(), z.number(), z.boolean()]).transform(String));
+
+export const RecipeSettingsSchema = z
+  .object({
+    /** Environment set in the image config and visible to the recipe while it builds. */
+    env: envMap.default({}),
+    /** Build arguments (Containerfile ARG); Darch-format scripts see them as environment. */
+    build_args: envMap.default({}),
+    /** Labels in the image config. */
+    labels: z.record(z.string().min(1), z.string()).default({}),
+    /** Tags given to the built image in addition to the build tag (same repository). */
+    tags: z.array(z.string().regex(/^[\w][\w.-]{0,127}$/, 'must be a valid tag')).default([]),
+    /**
+     * More paths (relative to the recipe directory) whose content decides whether the recipe
+     * must rebuild, e.g. "../common" when a script sources a sibling recipe's files.
+     */
+    inputs: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
+export type RecipeSettings = z.infer<typeof RecipeSettingsSchema>;
+
+export function defaultSettings(): RecipeSettings {
+  return RecipeSettingsSchema.parse({});
+}
+
+export async function loadSettings(recipeDir: string): Promise<RecipeSettings> {
+  const file = path.join(recipeDir, SETTINGS_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return defaultSettings();
+    throw new DarchError('E_RECIPE_INVALID', `cannot read ${file}: ${(err as Error).message}`, { hint: 'make it readable, or remove it', exitCode: 78 });
+  }
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    throw new DarchError('E_RECIPE_INVALID', `${file}: ${(err as Error).message.split('\n')[0]}`, { hint: 'fix the TOML syntax', exitCode: 78 });
+  }
+  const res = RecipeSettingsSchema.safeParse(raw);
+  if (!res.success) {
+    const issue = res.error.issues[0];
+    const msg =
+      issue?.code === 'unrecognized_keys'
+        ? `unknown key ${[...issue.path, ...issue.keys].join('.')}`
+        : `${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`;
+    throw new DarchError('E_RECIPE_INVALID', `${file}: ${msg}`, {
+      hint: 'recipe.toml knows env, build_args, labels, tags and inputs (see docs/RECIPES.md)',
+      exitCode: 78,
+    });
+  }
+  return res.data;
+}
