@@ -109,7 +109,18 @@ darch_mount_root() {
 	mkdir -p "$DARCH_RUN/source" "$DARCH_RUN/lower" "$DARCH_RUN/rw"
 	darch_break darch-prelocal
 	darch_wait_device || { darch_fail "stage device $darch_dev did not appear within ${darch_timeout}s" "check darch_dir= (blkid lists file system UUIDs), or the disk driver is missing from the initramfs"; return 1; }
-	mount -o ro "$darch_devnode" "$DARCH_RUN/source" ||
+	# Name the type: busybox mount only tries file systems already registered, and in an
+	# initramfs-tools initramfs the driver (ext4, …) is a module nobody has loaded yet.
+	_fstype=$(blkid -o value -s TYPE "$darch_devnode" 2>/dev/null)
+	[ -n "$_fstype" ] || _fstype=$(blkid "$darch_devnode" 2>/dev/null | sed -n 's/.* TYPE="\([^"]*\)".*/\1/p')
+	if [ -n "$_fstype" ]; then
+		command -v modprobe >/dev/null 2>&1 && modprobe -q "$_fstype" 2>/dev/null
+		_mopts="-t $_fstype -o ro"
+	else
+		_mopts="-o ro"
+	fi
+	# shellcheck disable=SC2086
+	mount $_mopts "$darch_devnode" "$DARCH_RUN/source" ||
 		{ darch_fail "cannot mount $darch_devnode ($darch_dev) read-only" "the stage file system's driver may be missing from the initramfs"; return 1; }
 	_sq="$DARCH_RUN/source${darch_path%/}/$darch_rootfs"
 	[ -f "$_sq" ] || { darch_fail "$darch_rootfs not found in $darch_dir" "the staged image was removed or darch_dir points to the wrong place"; return 1; }

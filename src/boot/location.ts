@@ -11,7 +11,13 @@ import type { StageLocation } from './grubcfg.js';
 /** File systems GRUB can read a kernel from. */
 const GRUB_READABLE = new Set(['ext2', 'ext3', 'ext4', 'vfat', 'msdos', 'btrfs', 'xfs', 'f2fs', 'jfs', 'reiserfs', 'hfsplus', 'exfat', 'ntfs', 'zfs', 'iso9660', 'udf']);
 
-export async function detectStageLocation(stageDir: string): Promise<StageLocation> {
+export interface LocationOverride {
+  uuid?: string;
+  path?: string;
+}
+
+export async function detectStageLocation(stageDir: string, override: LocationOverride = {}): Promise<StageLocation> {
+  if (override.uuid && override.path) return { uuid: override.uuid, path: override.path };
   const res = await run('findmnt', ['-n', '-J', '-o', 'TARGET,SOURCE,FSTYPE,UUID,FSROOT', '-T', stageDir], { allowFailure: true });
   if (res.code !== 0) {
     throw new DarchError('E_BOOT_LOCATION', `cannot tell which file system holds ${stageDir}`, { hint: 'findmnt (util-linux) must be installed and the directory must exist' });
@@ -26,15 +32,17 @@ export async function detectStageLocation(stageDir: string): Promise<StageLocati
           : 'keep /var/lib/darch on ext4, vfat, btrfs or xfs',
     });
   }
-  let uuid = fs.uuid ?? '';
+  let uuid = override.uuid || fs.uuid || '';
   if (!uuid) {
     const b = await run('blkid', ['-s', 'UUID', '-o', 'value', fs.source.replace(/\[.*\]$/, '')], { allowFailure: true });
     uuid = b.stdout.trim();
   }
   if (!uuid) {
-    throw new DarchError('E_BOOT_LOCATION', `the file system of ${stageDir} (${fs.source}) has no UUID`, { hint: 'give it one (tune2fs -U random) so GRUB can find it' });
+    throw new DarchError('E_BOOT_LOCATION', `cannot read the UUID of the file system holding ${stageDir} (${fs.source})`, {
+      hint: 'run as root on the machine itself, or set boot.stage_fs_uuid in config.toml (blkid shows it)',
+    });
   }
   // A btrfs subvolume or bind mount shows up in FSROOT: GRUB sees paths from the real root.
   const inside = path.posix.join(fs.fsroot.replace(/\[.*\]$/, '') || '/', path.relative(fs.target, path.resolve(stageDir)));
-  return { uuid, path: inside };
+  return { uuid, path: override.path || inside };
 }

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../lib/atomic.js';
 import { fsError } from '../lib/errors.js';
+import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { menuEntries, renderGrubCfg, type MenuEntry, type StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
@@ -23,6 +24,7 @@ export interface SyncOptions {
   /** Also write the copy in the config directory (Darch's /etc/darch/grub.cfg). */
   configCopy?: boolean;
   defaultTag?: string;
+  config?: Config;
 }
 
 export function grubCfgPaths(paths: DarchPaths): { primary: string; copy: string } {
@@ -46,7 +48,8 @@ export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targ
 
 export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}): Promise<SyncResult> {
   await mkdir(paths.stageDir, { recursive: true });
-  const loc = opts.location ?? (await detectStageLocation(paths.stageDir));
+  const boot = opts.config?.boot;
+  const loc = opts.location ?? (await detectStageLocation(paths.stageDir, { uuid: boot?.stage_fs_uuid, path: boot?.stage_fs_path }));
   const { primary, copy } = grubCfgPaths(paths);
   return writeGrubCfgFor(paths.stageDir, loc, opts.configCopy === false ? [primary] : [primary, copy], opts.defaultTag);
 }

@@ -11,14 +11,14 @@ import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerStage } from './commands/stage.js';
+import { registerRecipes } from './commands/recipes.js';
+import { registerBuild } from './commands/build.js';
 import { registerBoot } from './commands/boot.js';
 import { registerBootTrial } from './commands/boot-trial.js';
 import { registerDisk } from './commands/disk.js';
 import { registerHooks } from './commands/hooks.js';
 import { registerInitramfs } from './commands/initramfs.js';
 import { registerVm } from './commands/vm.js';
-import { registerRecipes } from './commands/recipes.js';
-import { registerBuild } from './commands/build.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -48,6 +48,8 @@ function buildProgram(): Command {
   const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
   registerDemo(program, ctx);
   registerImages(program, ctx);
+  registerRecipes(program, ctx);
+  registerBuild(program, ctx);
   registerHooks(program, ctx);
   registerInitramfs(program, ctx);
   registerStage(program, ctx);
@@ -55,8 +57,6 @@ function buildProgram(): Command {
   registerBootTrial(program, ctx);
   registerDisk(program, ctx);
   registerVm(program, ctx);
-  registerRecipes(program, ctx);
-  registerBuild(program, ctx);
   registerDoctor(program, ctx);
   program.addHelpText(
     'after',

@@ -51,7 +51,7 @@ export async function callHook(paths: DarchPaths, hook: Hook, fn: 'install' | 'h
   return run(await shell(), ['-c', script], { env: hookEnv(paths, hook, extra), cwd, allowFailure: true });
 }
 
-export async function applyHooks(paths: DarchPaths, image: StagedImage, tag: string): Promise<ApplyResult> {
+export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id' | 'dir' | 'tags'>, tag: string): Promise<ApplyResult> {
   if (!image.tags.includes(tag)) throw new DarchError('E_NOT_STAGED', `${tag} is not a tag of staged image ${image.id}`);
   const hooks = await discoverHooks(paths.configDir);
   const base = path.join(image.dir, 'hooks');
@@ -96,7 +96,7 @@ export async function applyHooks(paths: DarchPaths, image: StagedImage, tag: str
 }
 
 /** Drop hook output of tags the image no longer has. */
-export async function pruneHookDirs(image: StagedImage): Promise<void> {
+export async function pruneHookDirs(image: Pick<StagedImage, 'dir' | 'tags'>): Promise<void> {
   const base = path.join(image.dir, 'hooks');
   const keep = new Set(image.tags.map(tagKey));
   for (const ent of await readdir(base).catch(() => [] as string[])) {

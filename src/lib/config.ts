@@ -33,6 +33,18 @@ export const ConfigSchema = z
         esp: z.string().optional(),
         /** Boots a trial gets before GRUB falls back to the default (`darch boot try --tries`). */
         tries: z.number().int().min(1).max(20).default(3),
+        /**
+         * UUID of the file system holding the stage directory, for when findmnt/blkid cannot
+         * read it (containers, no udev). Empty: detect.
+         */
+        stage_fs_uuid: z.string().regex(/^$|^[0-9A-Fa-f-]+$/, 'a file-system UUID').default(''),
+        /** Path of the stage directory inside that file system. Empty: from the mount table. */
+        stage_fs_path: z.string().regex(/^$|^\//, 'an absolute path').default(''),
+        /**
+         * Which initramfs staged images boot with: "auto" keeps the image's own when it knows
+         * darch (initramfs-tools/mkinitcpio/dracut hook inside), else darch's universal one.
+         */
+        initramfs: z.enum(['auto', 'darch', 'image']).default('auto'),
       })
       .strict()
       .prefault({}),

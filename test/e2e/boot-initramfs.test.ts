@@ -64,7 +64,7 @@ describe('the universal initramfs (kernel booted directly)', () => {
 
   it('a missing stage device: a clear message and a rescue shell', async () => {
     const bad = base.replace(/darch_dir=UUID=[0-9a-f-]+:/, 'darch_dir=UUID=00000000-0000-4000-8000-000000000000:');
-    const vm = Vm.kernel({ name: 'initramfs-missing-device', kernel, initrd, disk, append: `${bad} darch_timeout=2` });
+    const vm = Vm.kernel({ failOn: null, name: 'initramfs-missing-device', kernel, initrd, disk, append: `${bad} darch_timeout=2` });
     try {
       await vm.waitFor('darch: ERROR: stage device UUID=00000000-0000-4000-8000-000000000000 did not appear within 2s', 60_000);
       await vm.waitFor('darch: hint:', 5_000);
@@ -76,7 +76,7 @@ describe('the universal initramfs (kernel booted directly)', () => {
   });
 
   it('a missing squashfs with panic=1 reboots instead of waiting at a shell', async () => {
-    const vm = Vm.kernel({ name: 'initramfs-panic', kernel, initrd, disk, append: `${base.replace('darch_rootfs=rootfs.squash', 'darch_rootfs=gone.squash')} panic=1` });
+    const vm = Vm.kernel({ failOn: null, name: 'initramfs-panic', kernel, initrd, disk, append: `${base.replace('darch_rootfs=rootfs.squash', 'darch_rootfs=gone.squash')} panic=1` });
     try {
       await vm.waitFor('darch: ERROR: gone.squash not found', 60_000);
       await vm.waitFor('rebooting in 1s', 5_000);

@@ -94,3 +94,28 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   await cp(k.vmlinuz, path.join(dir, 'boot', `vmlinuz-${k.release}`));
   return dir;
 }
+
+/**
+ * A Debian bookworm root with systemd, a kernel and initramfs-tools (debootstrap minbase),
+ * made once into the cache; callers copy it before changing it.
+ */
+export async function debianSystemdTree(): Promise<string> {
+  const tree = path.join(CACHE, 'debian-bookworm');
+  await mkdir(CACHE, { recursive: true });
+  const lock = await acquireLock(path.join(CACHE, '.debootstrap.lock'), 'the debootstrap cache', 1800);
+  try {
+    if (!(await exists(path.join(tree, '.done')))) {
+      const tmp = `${tree}.tmp`;
+      await rm(tmp, { recursive: true, force: true });
+      await run('nice', [
+        'debootstrap', '--variant=minbase', '--include=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox',
+        'bookworm', tmp, 'http://deb.debian.org/debian',
+      ]);
+      await writeFile(path.join(tmp, '.done'), 'bookworm\n');
+      await rename(tmp, tree);
+    }
+    return tree;
+  } finally {
+    await lock.release();
+  }
+}

@@ -15,8 +15,12 @@ export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]/g;
 
+/** Console text that means the boot failed: waiting on stops at once instead of timing out. */
+export const BOOT_FAILED = /darch: ERROR: .*|Kernel panic - not syncing.*/;
+
 export interface DiskVmOptions {
   name: string;
+  failOn?: RegExp | null;
   disk: string;
   root?: string;
   memoryMiB?: number;
@@ -25,6 +29,7 @@ export interface DiskVmOptions {
 
 export interface KernelVmOptions {
   name: string;
+  failOn?: RegExp | null;
   kernel: string;
   initrd: string;
   append: string;
@@ -39,7 +44,7 @@ export class Vm {
   private counter = 0;
   readonly started = Date.now();
 
-  private constructor(readonly name: string, cmd: string, args: string[]) {
+  private constructor(readonly name: string, cmd: string, args: string[], private readonly failOn: RegExp | null = BOOT_FAILED) {
     this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
     this.child.stderr!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
@@ -50,7 +55,7 @@ export class Vm {
   /** Boot a darch disk the way a user does: `darch vm run DISK`. */
   static disk(o: DiskVmOptions): Vm {
     const args = [DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.disk, '--accel', process.env.DARCH_TEST_ACCEL ?? 'auto', '-m', String(o.memoryMiB ?? 512), ...(o.extraArgs ?? [])];
-    return new Vm(o.name, process.execPath, args);
+    return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
   /** Boot a kernel and initramfs directly (no firmware, no GRUB): initramfs-only tests. */
@@ -60,7 +65,7 @@ export class Vm {
       '-kernel', o.kernel, '-initrd', o.initrd, '-append', o.append,
       ...(o.disk ? ['-drive', `file=${o.disk},format=raw,if=virtio,snapshot=on`] : []),
     ];
-    return new Vm(o.name, 'qemu-system-x86_64', args);
+    return new Vm(o.name, 'qemu-system-x86_64', args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
   /** The console so far, without terminal escape sequences or carriage returns. */
@@ -78,6 +83,8 @@ export class Vm {
       const log = this.log;
       const m = log.slice(from).match(re);
       if (m) return { match: m, end: from + (m.index ?? 0) + m[0].length };
+      const failed = this.failOn ? log.slice(from).match(this.failOn) : null;
+      if (failed) throw new Error(`${this.name}: the boot failed while waiting for ${re}: ${failed[0]}\n--- console tail:\n${log.slice(-3000)}`);
       if (exitCode !== undefined) throw new Error(`${this.name}: VM exited (${exitCode}) before ${re} appeared\n--- console tail:\n${log.slice(-3000)}`);
       if (Date.now() > deadline) throw new Error(`${this.name}: ${re} did not appear within ${timeoutMs / 1000}s\n--- console tail:\n${log.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 100));

@@ -17,6 +17,10 @@ function newId(): string {
 
 export interface StageOptions {
   kernelparams?: string;
+  /** 'image': use the image's own /boot/initrd.img-* (e.g. initramfs-tools); default: darch's. */
+  initramfs?: 'darch' | 'image';
+  /** Paths (relative to the tree) left out of the squashfs. */
+  exclude?: string[];
 }
 
 export async function stageTree(root: string, tree: string, tags: string[], opts: StageOptions = {}): Promise<string> {
@@ -24,11 +28,19 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
   const id = newId();
   const dir = path.join(stage, 'live', id);
   await mkdir(dir, { recursive: true });
-  await run('nice', ['mksquashfs', tree, path.join(dir, 'rootfs.squash'), '-comp', 'zstd', '-noappend', '-all-root', '-quiet', '-no-progress']);
-  const kernel = (await readdir(path.join(tree, 'boot'))).find((f) => f.startsWith('vmlinuz'));
+  const excl = (opts.exclude ?? []).flatMap((e) => ['-e', e]);
+  await run('nice', ['mksquashfs', tree, path.join(dir, 'rootfs.squash'), '-comp', 'zstd', '-Xcompression-level', '3', '-noappend', '-quiet', '-no-progress', ...excl]);
+  const boot = await readdir(path.join(tree, 'boot'));
+  const kernel = boot.find((f) => f.startsWith('vmlinuz'));
   if (!kernel) throw new Error(`${tree} has no /boot/vmlinuz*`);
   await copyFile(path.join(tree, 'boot', kernel), path.join(dir, 'vmlinuz'));
-  await darchOk(['initramfs', 'build', path.join(dir, 'rootfs.squash'), '--kernel', path.join(dir, 'vmlinuz'), '-o', path.join(dir, 'initrd.img')], { root });
+  if (opts.initramfs === 'image') {
+    const initrd = boot.find((f) => f.startsWith('initrd.img'));
+    if (!initrd) throw new Error(`${tree} has no /boot/initrd.img*`);
+    await copyFile(path.join(tree, 'boot', initrd), path.join(dir, 'initrd.img'));
+  } else {
+    await darchOk(['initramfs', 'build', path.join(dir, 'rootfs.squash'), '--kernel', path.join(dir, 'vmlinuz'), '-o', path.join(dir, 'initrd.img')], { root });
+  }
   const image = { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) };
   await writeFile(path.join(dir, 'image.json'), JSON.stringify(image));
   await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, source: { name: tags[0] }, created: new Date().toISOString() }));

@@ -19,7 +19,7 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
     .description('regenerate the GRUB menu of staged images (<stage>/grub.cfg and /etc/darch/grub.cfg), atomically')
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const res = await syncBootConfig(c.paths);
+      const res = await syncBootConfig(c.paths, { config: c.config });
       ui.success(`${res.entries.length} menu entr${res.entries.length === 1 ? 'y' : 'ies'} written to ${res.written.join(' and ')}`);
       await emit(res, () => undefined);
     });
@@ -29,7 +29,7 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
     .description('show the GRUB menu entries darch generates')
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const res = await syncBootConfig(c.paths);
+      const res = await syncBootConfig(c.paths, { config: c.config });
       await emit(res, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
     });
 
@@ -40,7 +40,7 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
     .action(async (opts: { mkconfig?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       await mkdir(c.paths.stageDir, { recursive: true });
-      const loc = await detectStageLocation(c.paths.stageDir);
+      const loc = await detectStageLocation(c.paths.stageDir, { uuid: c.config.boot.stage_fs_uuid, path: c.config.boot.stage_fs_path });
       const script = (await readFile(assetPath('grub', '60_darch'), 'utf8'))
         .replace('@UUID@', loc.uuid)
         .replace('@PATH@', `${loc.path.replace(/\/+$/, '')}/grub.cfg`);
@@ -48,7 +48,7 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
       await mkdir(path.dirname(target), { recursive: true });
       await writeFileAtomic(target, script, 0o755);
       await chmod(target, 0o755);
-      const sync = await syncBootConfig(c.paths);
+      const sync = await syncBootConfig(c.paths, { config: c.config });
       ui.success(`installed ${target} (stage file system ${loc.uuid}, ${loc.path})`);
       if (opts.mkconfig) {
         const tool = (await which('grub-mkconfig')) ?? (await which('grub2-mkconfig'));

@@ -85,7 +85,7 @@ export function registerHooks(program: Command, ctx: ContextFactory): void {
       for (const image of staged) await pruneHookDirs(image);
       if (opts.sync && staged.length > 0) {
         try {
-          await syncBootConfig(c.paths);
+          await syncBootConfig(c.paths, { config: c.config });
         } catch (err) {
           ui.warn(`boot menu not updated: ${(err as Error).message}`);
         }
