@@ -56,7 +56,14 @@ export async function setDiskDefault(disk: string, _tmpDir: string, what: string
   // The default is part of the trial-boot state (issue 7): sealed, in both grubenv copies.
   const t = await diskTarget(disk, 10);
   return t.withLock(async () => {
-    const target = resolveImage(await t.images(), what);
+    const images = await t.images();
+    let target: ReturnType<typeof resolveImage>;
+    try {
+      target = resolveImage(images, what);
+    } catch (err) {
+      if (!(err instanceof DarchError) || err.code !== 'E_NOT_STAGED') throw err;
+      throw new DarchError('E_NOT_STAGED', `${what} is not on ${disk}`, { hint: `on the disk: ${images.flatMap((i) => i.tags).join(', ')}` });
+    }
     const { state } = await loadState(t.storage);
     const tr = setDefault(state.default ? state : { ...state, default: await t.firstEntry() }, target);
     if (tr.changed) await saveState(t.storage, tr.state);

@@ -81,7 +81,8 @@ describe('GRUB menu', () => {
     const cfg = renderGrubCfg(entries, loc);
     assert.match(cfg, /linux \/var\/lib\/darch\/stage\/live\/aaa\/vmlinuz boot=darch darch_rootfs=rootfs\.squash darch_dir=UUID=11111111-2222-3333-4444-555555555555:\/var\/lib\/darch\/stage\/live\/aaa darch_stageid=aaa darch_hooks=hooks\/x\+a@1 \$\{darch_cmdline\}/);
     assert.match(cfg, /initrd \/var\/lib\/darch\/stage\/live\/bbb\/initrd\.img/);
-    assert.match(cfg, /if \[ -n "\$\{darch_default\}" \]; then set default="\$\{darch_default\}"; fi/);
+    // darch_default now comes from the trial-boot state (issue 7): the trial script sets it.
+    assert.match(cfg, /elif \[ -n "\$\{darch_default\}" \]; then\n\tset default="\$\{darch_default\}"/);
     assert.throws(() => menuEntries([img('ccc', ['x:1'])], { uuid: loc.uuid, path: '/with space' }), /cannot carry/);
   });
 
