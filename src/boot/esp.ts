@@ -188,13 +188,3 @@ export async function localEspDir(paths: DarchPaths, configured: string | undefi
 export async function localEnvStorage(paths: DarchPaths, configured: string | undefined): Promise<DirEnvStorage> {
   return new DirEnvStorage(path.join(await localEspDir(paths, configured), ESP_DARCH_DIR));
 }
-
-/** For messages: whether a disk path is a block device rather than an image file. */
-export async function isBlockDevice(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isBlockDevice();
-  } catch {
-    return false;
-  }
-}
-

@@ -9,8 +9,7 @@
  * padding to the end of the block. `grub-editenv create` also writes a warning comment
  * line after the signature; we write it too so our files are byte-identical to its.
  */
-import { open } from 'node:fs/promises';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir } from '../lib/atomic.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
