@@ -89,8 +89,8 @@ interface Boot {
 }
 
 /** Watch `count` boots (GRUB's reboot resets the VM) and say which entry each one booted with which flags. */
-async function watchBoots(name: string, disk: string, count: number, noReboot = false): Promise<{ boots: Boot[]; vm: SerialVm }> {
-  const vm = await SerialVm.start({ name, disk, noReboot, memoryMiB: 128 });
+async function watchBoots(name: string, disk: string, count: number, noReboot = false, readOnly = false): Promise<{ boots: Boot[]; vm: SerialVm }> {
+  const vm = await SerialVm.start({ name, disk, noReboot, readOnly, memoryMiB: 128 });
   const boots: Boot[] = [];
   let from = 0;
   try {
@@ -184,6 +184,16 @@ test('torn, garbage or missing state never stops the default from booting', asyn
   await darchOk(['boot', 'set-default', 'os:a', '--disk', gone]);
   const s2 = await status(gone);
   assert.deepEqual([s2.env.primary, s2.env.backup, s2.default.stage], ['ok', 'ok', A.id]);
+});
+
+test('GRUB does not try an image when it cannot record the attempt (read-only disk)', async () => {
+  const disk = await freshDisk('read-only');
+  await darchOk(['boot', 'try', 'os:b', '--tries', '3', '--disk', disk]);
+  const { boots, vm } = await watchBoots('trial-grub-read-only', disk, 1, true, true);
+  assert.deepEqual(boots, [{ entry: 'a', trial: false, fellBack: false }]);
+  assert.match(vm.text, /cannot record the boot attempt/);
+  const s = await status(disk);
+  assert.deepEqual([s.trial.stage, s.triesLeft], [B.id, 3], 'nothing was written, so the trial is still armed with 3 tries');
 });
 
 test('the standalone A/B script (assets/grub-ab) tries an entry and falls back without darch', async () => {

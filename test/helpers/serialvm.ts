@@ -20,6 +20,8 @@ export interface SerialVmOptions {
   disk: string;
   memoryMiB?: number;
   noReboot?: boolean;
+  /** Attach the disk read-only: the firmware and boot loader cannot write to it. */
+  readOnly?: boolean;
   extraArgs?: string[];
 }
 
@@ -49,7 +51,8 @@ export class SerialVm {
       cacheDir: path.join(vm.work, 'cache'),
       extraArgs: [...(opts.extraArgs ?? []), '-qmp', `unix:${vm.qmp},server=on,wait=off`],
     });
-    vm.child = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const finalArgs = opts.readOnly ? args.map((a) => (a.startsWith(`file=${opts.disk},`) ? `${a},readonly=on` : a)) : args;
+    vm.child = spawn('qemu-system-x86_64', finalArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
     const onData = (b: Buffer) => {
       vm.text += b.toString('utf8').replace(ANSI, '');
       vm.lastOutput = Date.now();
