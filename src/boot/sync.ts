@@ -8,7 +8,8 @@ import { writeFileAtomic } from '../lib/atomic.js';
 import { fsError } from '../lib/errors.js';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { menuEntries, renderGrubCfg, type MenuEntry, type StageLocation } from './grubcfg.js';
+import { entryId, menuEntries, renderGrubCfg, type MenuEntry, type StageLocation } from './grubcfg.js';
+import { localDefaultEntry } from './default.js';
 import { detectStageLocation } from './location.js';
 import { listStaged } from './staged.js';
 
@@ -51,5 +52,11 @@ export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}):
   const boot = opts.config?.boot;
   const loc = opts.location ?? (await detectStageLocation(paths.stageDir, { uuid: boot?.stage_fs_uuid, path: boot?.stage_fs_path }));
   const { primary, copy } = grubCfgPaths(paths);
-  return writeGrubCfgFor(paths.stageDir, loc, opts.configCopy === false ? [primary] : [primary, copy], opts.defaultTag);
+  // Trial boots (issue 7): the default of the boot state stays the first entry.
+  let defaultTag = opts.defaultTag;
+  if (defaultTag === undefined) {
+    const entry = await localDefaultEntry(paths, boot?.esp);
+    if (entry) defaultTag = (await listStaged(paths.stageDir)).flatMap((i) => i.tags).find((t) => entryId(t) === entry);
+  }
+  return writeGrubCfgFor(paths.stageDir, loc, opts.configCopy === false ? [primary] : [primary, copy], defaultTag);
 }

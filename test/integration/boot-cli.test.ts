@@ -17,7 +17,8 @@ async function machine(t: Parameters<typeof tempDir>[0]): Promise<{ root: string
   const stage = path.join(root, 'var/lib/darch/stage');
   for (const id of [A, B]) {
     await mkdir(path.join(stage, 'live', id), { recursive: true });
-    await writeFile(path.join(stage, 'live', id, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
+    // A is the newer image: a menu sorted newest first would put it first.
+    await writeFile(path.join(stage, 'live', id, 'meta.json'), JSON.stringify({ id, created: new Date(Date.now() - (id === A ? 0 : 60_000)).toISOString() }));
     await writeFile(path.join(stage, 'live', id, 'image.json'), JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash' }));
   }
   await writeFile(path.join(stage, 'images.json'), JSON.stringify({ version: 1, images: { [A]: { tags: ['os:a'] }, [B]: { tags: ['os:b', 'os:latest'] } } }));
@@ -126,6 +127,11 @@ test('a new default also becomes the first entry of darch grub.cfg (what a lost 
   assert.equal(await first(), 'darch-os@a');
   await darchOk(['boot', 'try', 'os:b'], { root: m.root });
   await darchOk(['boot', 'mark-good'], { root: m.root, env: await m.cmdline(`darch_stageid=${B} darch.trial=1`) });
+  assert.equal(await first(), 'darch-os@b');
+  // A later regeneration (`darch boot sync`, or after any stage change) keeps the default first.
+  await mkdir(path.join(m.root, 'etc/darch'), { recursive: true });
+  await writeFile(path.join(m.root, 'etc/darch/config.toml'), `[boot]\nstage_fs_uuid = "${uuid}"\nstage_fs_path = "/var/lib/darch/stage"\n`);
+  await darchOk(['boot', 'sync'], { root: m.root });
   assert.equal(await first(), 'darch-os@b');
   // The trial script is part of the generated menu, before the entries.
   const text = await readFile(cfg, 'utf8');
