@@ -80,7 +80,7 @@ export function renderGrubCfg(entries: MenuEntry[], loc: StageLocation): string 
     '# Sourced by /etc/grub.d/60_darch or by the embedded config of a darch disk.',
     `search --no-floppy --fs-uuid --set=darch_fs ${loc.uuid}`,
     // Trial boots (issue 7): picks the default or the trial from the ESP's grubenv copies.
-    renderTrialScript().trimEnd(),
+    renderTrialScript({ firstEntry: entries[0]?.id }).trimEnd(),
     '',
   ];
   for (const e of entries) {
