@@ -57,7 +57,7 @@ before(async () => {
   await sh('mcopy', ['-i', e, path.join(files, 'loader.conf'), '::/loader/loader.conf']);
   for (const [id, tag, version] of [[A, 'os:a', VERSION.default], [B, 'os:b', VERSION.other]] as const) {
     const f = path.join(files, `darch-${id}.conf`);
-    await writeFile(f, renderBlsEntry({ stage: id, title: `Darch: ${tag}`, linux: '/darch/vmlinuz', initrd: '/darch/initrd', options: `console=ttyS0 loglevel=3 darch_stageid=${id}` }, version));
+    await writeFile(f, renderBlsEntry({ stage: id, title: `Darch: ${tag}`, linux: '/darch/vmlinuz', initrd: '/darch/initrd', options: `console=ttyS0 loglevel=3 no_timer_check darch_stageid=${id}` }, version));
     await sh('mcopy', ['-i', e, f, `::/loader/entries/darch-${id}.conf`]);
   }
   await writeFile(path.join(files, 'disk.json'), JSON.stringify({ version: 1, images: [{ id: A, tags: ['os:a'] }, { id: B, tags: ['os:b'] }] }));
