@@ -10,9 +10,16 @@ import { makeContext, type Context, type GlobalOptions } from './context.js';
 import { registerImages } from './commands/images.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerStage } from './commands/stage.js';
 import { registerRecipes } from './commands/recipes.js';
 import { registerBuild } from './commands/build.js';
 import { registerLoginCommands } from './commands/registry.js';
+import { registerBoot } from './commands/boot.js';
+import { registerBootTrial } from './commands/boot-trial.js';
+import { registerDisk } from './commands/disk.js';
+import { registerHooks } from './commands/hooks.js';
+import { registerInitramfs } from './commands/initramfs.js';
+import { registerVm } from './commands/vm.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -44,6 +51,13 @@ function buildProgram(): Command {
   registerImages(program, ctx);
   registerRecipes(program, ctx);
   registerBuild(program, ctx);
+  registerHooks(program, ctx);
+  registerInitramfs(program, ctx);
+  registerStage(program, ctx);
+  registerBoot(program, ctx);
+  registerBootTrial(program, ctx);
+  registerDisk(program, ctx);
+  registerVm(program, ctx);
   registerDoctor(program, ctx);
   registerLoginCommands(program, ctx);
   program.addHelpText(

@@ -4,12 +4,13 @@
  * example image and the base for tests that need a real root file system.
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
+import { assetPath } from '../lib/assets.js';
 
 export const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
 /** 2024-01-01T00:00:00Z: a fixed time so the same busybox gives the same image digest. */
@@ -49,11 +50,20 @@ mount -t tmpfs tmpfs /run 2>/dev/null
 echo "darch example: booted $(cat /etc/os-release | grep PRETTY_NAME | cut -d= -f2)"
 `;
 
+// The no-systemd equivalent of darch-health.service + darch-mark-good.service (trial boots,
+// docs/TRIAL-BOOTS.md): run /etc/darch/health.d/* once the system is up; on a healthy trial
+// boot commit it, on an unhealthy one reboot so GRUB's counter runs down.
 const INITTAB = `::sysinit:/etc/init.d/rcS
+::once:/usr/lib/darch/darch-health --commit
 ::respawn:-/bin/sh
 ttyS0::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r
+`;
+
+const HEALTH_README = `Executables here are darch health checks: each runs once the system is up, in name
+order; if any fails on a trial boot the machine reboots and, once the trial's tries are used,
+boots the last good image again (see darch's docs/TRIAL-BOOTS.md).
 `;
 
 /** Write the example root file system as a tar stream into `out`. */
@@ -76,6 +86,10 @@ export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptio
     'etc/init.d/rcS': { content: RCS, mode: 0o755 },
     'etc/fstab': { content: '# darch example: / is an overlay made by the initramfs\n', mode: 0o644 },
   };
+  for (const [name, mode] of [['darch-grubenv.sh', 0o644], ['darch-health', 0o755], ['darch-commit', 0o755]] as const) {
+    files[`usr/lib/darch/${name}`] = { content: await readFile(assetPath('trial', name), 'utf8'), mode };
+  }
+  files['etc/darch/health.d/README'] = { content: HEALTH_README, mode: 0o644 };
   for (const [p, v] of Object.entries(opts.extraFiles ?? {})) files[p] = typeof v === 'string' ? { content: v, mode: 0o644 } : v;
 
   const dirs = new Set(['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'etc', 'etc/init.d', 'proc', 'sys', 'dev', 'tmp', 'run', 'root', 'var', 'var/log', 'mnt']);
@@ -95,7 +109,9 @@ export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptio
   });
   for (const a of applets.sort()) {
     const depth = a.split('/').length - 1;
-    await add({ name: a, type: 'symlink', linkname: `${'../'.repeat(depth)}bin/busybox`.replace(/^\.\.\/bin\/busybox$/, 'busybox'), mode: 0o777 });
+    // bin/ls → busybox; sbin/init → ../bin/busybox (a bare "busybox" would dangle there).
+    const linkname = a.startsWith('bin/') && depth === 1 ? 'busybox' : `${'../'.repeat(depth)}bin/busybox`;
+    await add({ name: a, type: 'symlink', linkname, mode: 0o777 });
   }
   for (const [p, f] of Object.entries(files).sort(([a], [b]) => a.localeCompare(b))) await add({ name: p, type: 'file', mode: f.mode }, f.content);
   pack.finalize();

@@ -37,6 +37,29 @@ export const ConfigSchema = z
       .object({
         /** Staged images to keep; the booted, default and trial images are never removed. */
         keep: z.number().int().min(1).default(3),
+        /** squashfs compressor for staged root file systems (the kernel must support it). */
+        compression: z.enum(['zstd', 'xz', 'gzip', 'lz4', 'lzo']).default('zstd'),
+      })
+      .strict()
+      .prefault({}),
+    boot: z
+      .object({
+        /** Where the EFI system partition is mounted (default: the first of /boot/efi, /efi, /boot holding EFI/). */
+        esp: z.string().optional(),
+        /** Boots a trial gets before GRUB falls back to the default (`darch boot try --tries`). */
+        tries: z.number().int().min(1).max(20).default(3),
+        /**
+         * UUID of the file system holding the stage directory, for when findmnt/blkid cannot
+         * read it (containers, no udev). Empty: detect.
+         */
+        stage_fs_uuid: z.string().regex(/^$|^[0-9A-Fa-f-]+$/, 'a file-system UUID').default(''),
+        /** Path of the stage directory inside that file system. Empty: from the mount table. */
+        stage_fs_path: z.string().regex(/^$|^\//, 'an absolute path').default(''),
+        /**
+         * Which initramfs staged images boot with: "auto" keeps the image's own when it knows
+         * darch (initramfs-tools/mkinitcpio/dracut hook inside), else darch's universal one.
+         */
+        initramfs: z.enum(['auto', 'darch', 'image']).default('auto'),
       })
       .strict()
       .prefault({}),

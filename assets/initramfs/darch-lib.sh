@@ -1,0 +1,173 @@
+# darch boot library: shared by darch's universal /init and the initramfs-tools script.
+# POSIX sh (busybox ash, klibc sh). Kernel parameters, compatible with the original Darch:
+#   darch_dir=UUID=<fs-uuid>:<path>   where the staged image lives (also LABEL=, /dev/…)
+#   darch_rootfs=<file>               squashfs inside that directory (rootfs.squash)
+#   darch_stageid=<id>                the staged id (informational; read back by darch)
+#   darch_hooks=<subdir>              hook directory inside darch_dir (default: hooks)
+#   darch_ram=1                       copy the squashfs to RAM first (source unmounted)
+#   darch_timeout=<s>                 seconds to wait for the stage device (default 30)
+#   break=darch-prelocal|darch-premove|darch-preoverlay|darch-prehooks|darch-preunmount|darch-done
+#   panic=<s>                         on failure reboot after <s> seconds instead of a shell
+
+DARCH_RUN=/run/darch
+
+darch_log() { echo "darch: $*" >/dev/console 2>/dev/null || echo "darch: $*"; }
+
+darch_parse_cmdline() {
+	darch_dir=; darch_rootfs=; darch_stageid=; darch_hooks=hooks; darch_ram=; darch_timeout=30
+	darch_break=; darch_panic=; darch_init=/sbin/init
+	for arg in $(cat /proc/cmdline); do
+		case "$arg" in
+		darch_dir=*) darch_dir="${arg#darch_dir=}" ;;
+		darch_rootfs=*) darch_rootfs="${arg#darch_rootfs=}" ;;
+		darch_stageid=*) darch_stageid="${arg#darch_stageid=}" ;;
+		darch_hooks=*) darch_hooks="${arg#darch_hooks=}" ;;
+		darch_ram=*) darch_ram="${arg#darch_ram=}" ;;
+		darch_timeout=*) darch_timeout="${arg#darch_timeout=}" ;;
+		break=*) darch_break="$darch_break,${arg#break=}" ;;
+		panic=*) darch_panic="${arg#panic=}" ;;
+		init=*) darch_init="${arg#init=}" ;;
+		esac
+	done
+	case "$darch_ram" in 1 | y | yes | true) darch_ram=1 ;; *) darch_ram= ;; esac
+	# UUID=<uuid>:<path>: the device part is everything before the first ':' after the
+	# first '=', so /dev/sda2:/path and LABEL=x:/path work too.
+	darch_dev="${darch_dir%%:*}"
+	darch_path="${darch_dir#*:}"
+	[ "$darch_path" = "$darch_dir" ] && darch_path=/
+}
+
+# A Darch break point: drop to a shell, continue when it exits.
+darch_break() {
+	case ",$darch_break," in
+	*",$1,"*)
+		darch_log "break point $1: exit the shell to continue booting"
+		darch_shell
+		;;
+	esac
+}
+
+darch_shell() {
+	if command -v setsid >/dev/null 2>&1 && command -v cttyhack >/dev/null 2>&1; then
+		setsid cttyhack sh
+	else
+		sh </dev/console >/dev/console 2>&1
+	fi
+}
+
+# Failure: a clear message, then a rescue shell, or a reboot when panic= asks for one.
+darch_fail() {
+	darch_log "ERROR: $1"
+	[ -n "$2" ] && darch_log "hint: $2"
+	if [ -n "$darch_panic" ]; then
+		darch_log "rebooting in ${darch_panic}s (panic=$darch_panic)"
+		sleep "$darch_panic" 2>/dev/null
+		echo b >/proc/sysrq-trigger 2>/dev/null
+		reboot -f
+	fi
+	darch_log "starting a rescue shell; fix the problem and exit to retry, or reboot"
+	darch_shell
+	return 1
+}
+
+darch_resolve_device() {
+	case "$1" in
+	UUID=*)
+		_u="${1#UUID=}"
+		[ -e "/dev/disk/by-uuid/$_u" ] && { readlink -f "/dev/disk/by-uuid/$_u"; return 0; }
+		;;
+	LABEL=*)
+		_l="${1#LABEL=}"
+		[ -e "/dev/disk/by-label/$_l" ] && { readlink -f "/dev/disk/by-label/$_l"; return 0; }
+		;;
+	/dev/*)
+		[ -b "$1" ] && { echo "$1"; return 0; }
+		return 1
+		;;
+	esac
+	_d=$(findfs "$1" 2>/dev/null) && [ -n "$_d" ] && { echo "$_d"; return 0; }
+	_d=$(blkid -l -o device -t "$1" 2>/dev/null) && [ -n "$_d" ] && { echo "$_d"; return 0; }
+	return 1
+}
+
+darch_wait_device() {
+	_waited=0
+	while :; do
+		darch_devnode=$(darch_resolve_device "$darch_dev") && return 0
+		[ "$_waited" -ge "$((darch_timeout * 10))" ] && return 1
+		[ "$_waited" = 30 ] && darch_log "waiting up to ${darch_timeout}s for $darch_dev"
+		sleep 0.1 2>/dev/null || sleep 1
+		_waited=$((_waited + 1))
+	done
+}
+
+# Mount the staged image as an overlay on $1 (an existing empty directory).
+darch_mount_root() {
+	_root="$1"
+	[ -n "$darch_dir" ] || { darch_fail "darch_dir= is missing from the kernel command line" "boot a darch menu entry (see /etc/darch/grub.cfg)"; return 1; }
+	[ -n "$darch_rootfs" ] || darch_rootfs=rootfs.squash
+	mkdir -p "$DARCH_RUN/source" "$DARCH_RUN/lower" "$DARCH_RUN/rw"
+	darch_break darch-prelocal
+	darch_wait_device || { darch_fail "stage device $darch_dev did not appear within ${darch_timeout}s" "check darch_dir= (blkid lists file system UUIDs), or the disk driver is missing from the initramfs"; return 1; }
+	# Name the type: busybox mount only tries file systems already registered, and in an
+	# initramfs-tools initramfs the driver (ext4, …) is a module nobody has loaded yet.
+	_fstype=$(blkid -o value -s TYPE "$darch_devnode" 2>/dev/null)
+	[ -n "$_fstype" ] || _fstype=$(blkid "$darch_devnode" 2>/dev/null | sed -n 's/.* TYPE="\([^"]*\)".*/\1/p')
+	if [ -n "$_fstype" ]; then
+		command -v modprobe >/dev/null 2>&1 && modprobe -q "$_fstype" 2>/dev/null
+		_mopts="-t $_fstype -o ro"
+	else
+		_mopts="-o ro"
+	fi
+	# shellcheck disable=SC2086
+	mount $_mopts "$darch_devnode" "$DARCH_RUN/source" ||
+		{ darch_fail "cannot mount $darch_devnode ($darch_dev) read-only" "the stage file system's driver may be missing from the initramfs"; return 1; }
+	_sq="$DARCH_RUN/source${darch_path%/}/$darch_rootfs"
+	[ -f "$_sq" ] || { darch_fail "$darch_rootfs not found in $darch_dir" "the staged image was removed or darch_dir points to the wrong place"; return 1; }
+	darch_break darch-premove
+	if [ "$darch_ram" = 1 ]; then
+		darch_log "copying $darch_rootfs to RAM"
+		mkdir -p "$DARCH_RUN/ram"
+		mount -t tmpfs -o mode=0700 tmpfs "$DARCH_RUN/ram" &&
+			cp "$_sq" "$DARCH_RUN/ram/rootfs.squash" ||
+			{ darch_fail "cannot copy $darch_rootfs to RAM" "not enough memory: boot without darch_ram=1"; return 1; }
+		_sq="$DARCH_RUN/ram/rootfs.squash"
+	fi
+	darch_break darch-preoverlay
+	mount -t squashfs -o ro,loop "$_sq" "$DARCH_RUN/lower" ||
+		{ darch_fail "cannot mount $darch_rootfs" "the squashfs may be corrupt (re-stage the image) or the squashfs/loop modules are missing"; return 1; }
+	mount -t tmpfs -o mode=0755 tmpfs "$DARCH_RUN/rw" && mkdir -p "$DARCH_RUN/rw/upper" "$DARCH_RUN/rw/work" ||
+		{ darch_fail "cannot mount the tmpfs for the writable layer"; return 1; }
+	mount -t overlay overlay -o "lowerdir=$DARCH_RUN/lower,upperdir=$DARCH_RUN/rw/upper,workdir=$DARCH_RUN/rw/work" "$_root" ||
+		{ darch_fail "cannot mount the overlay root" "the overlay module is missing from the initramfs"; return 1; }
+	darch_break darch-prehooks
+	darch_run_hooks "$_root"
+	darch_break darch-preunmount
+	if [ "$darch_ram" = 1 ]; then
+		umount "$DARCH_RUN/source" 2>/dev/null
+	fi
+	{
+		echo "stageid=$darch_stageid"
+		echo "device=$darch_devnode"
+		echo "dir=$darch_dir"
+		echo "ram=${darch_ram:-0}"
+	} >"$DARCH_RUN/boot.env"
+	darch_break darch-done
+	return 0
+}
+
+# Darch hooks: each <dir>/<order>_<name>/hook defines run(); a failing hook is reported
+# and the boot goes on (an identity hook must not make a machine unbootable).
+darch_run_hooks() {
+	_hooks="$DARCH_RUN/source${darch_path%/}/$darch_hooks"
+	[ -d "$_hooks" ] || return 0
+	for _h in "$_hooks"/*/; do
+		[ -f "${_h}hook" ] || continue
+		_name=$(basename "$_h")
+		if DARCH_ROOT_FS="$1" DARCH_HOOK_DIR="${_h%/}" sh -c '. "$DARCH_HOOK_DIR/hook" && run'; then
+			darch_log "hook ${_name#*_}: ok"
+		else
+			darch_log "hook ${_name#*_}: FAILED (exit $?), continuing"
+		fi
+	done
+}

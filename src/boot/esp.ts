@@ -1,0 +1,190 @@
+/**
+ * Finding the EFI system partition, where the boot state (two grubenv copies) lives:
+ * either mounted on this machine (/boot/efi, /efi, /boot), or inside a disk image file or
+ * block device made by `darch disk create`, which we reach with mtools at the partition's
+ * byte offset, so acting on a disk needs no mount, no loop device and no root.
+ */
+import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { run } from '../lib/proc.js';
+import type { DarchPaths } from '../lib/paths.js';
+import { DirEnvStorage, GRUBENV_SIZE, type EnvStorage } from './grubenv.js';
+
+export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
+/** The directory on the ESP that holds darch's grubenv copies (and, for GRUB, nothing else). */
+export const ESP_DARCH_DIR = 'EFI/darch';
+
+export interface PartitionInfo {
+  index: number;
+  /** Byte offset of the partition in the disk. */
+  offset: number;
+  size: number;
+  type: string;
+  uuid?: string;
+}
+
+interface SfdiskJson {
+  partitiontable?: {
+    label?: string;
+    sectorsize?: number;
+    partitions?: Array<{ node: string; start: number; size: number; type: string; uuid?: string }>;
+  };
+}
+
+/** The partitions of a GPT disk image or device, read with `sfdisk --json`. */
+export async function readPartitions(device: string): Promise<PartitionInfo[]> {
+  try {
+    await stat(device);
+  } catch (err) {
+    throw fsError(err, `cannot open ${device}`);
+  }
+  const res = await run('sfdisk', ['--json', device], { allowFailure: true, env: { ...process.env, LC_ALL: 'C' } });
+  if (res.code !== 0) {
+    throw new DarchError('E_NO_PARTITION_TABLE', `${device} has no partition table sfdisk can read${res.stderr.trim() ? `: ${res.stderr.trim().split('\n')[0]}` : ''}`, {
+      hint: 'give a disk made by `darch disk create` (a GPT with an EFI system partition)',
+    });
+  }
+  const json = JSON.parse(res.stdout) as SfdiskJson;
+  const table = json.partitiontable;
+  const sector = table?.sectorsize ?? 512;
+  return (table?.partitions ?? []).map((p, i) => ({
+    index: i + 1,
+    offset: p.start * sector,
+    size: p.size * sector,
+    type: p.type.toUpperCase(),
+    uuid: p.uuid,
+  }));
+}
+
+export async function findEsp(device: string): Promise<PartitionInfo> {
+  const parts = await readPartitions(device);
+  const esp = parts.find((p) => p.type === ESP_TYPE_GUID);
+  if (!esp) {
+    throw new DarchError('E_NO_ESP', `${device} has no EFI system partition`, {
+      hint: 'give a disk made by `darch disk create`; its first partition is the ESP',
+    });
+  }
+  return esp;
+}
+
+const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0', LC_ALL: 'C' };
+
+/** `mtools` commands against the FAT file system at `offset` inside `device`. */
+export class MtoolsFat {
+  constructor(readonly device: string, readonly offset: number) {}
+
+  private get target(): string {
+    return `${this.device}@@${this.offset}`;
+  }
+
+  async exec(cmd: string, args: string[], allowFailure = false): Promise<{ code: number; stdout: string; stderr: string }> {
+    const res = await run(cmd, ['-i', this.target, ...args], { allowFailure: true, env: { ...process.env, ...MTOOLS_ENV } });
+    if (res.code !== 0 && !allowFailure) {
+      throw new DarchError('E_ESP_IO', `${cmd} on the ESP of ${this.device} failed: ${res.stderr.trim().split('\n')[0] ?? ''}`, {
+        hint: 'check that the disk is a darch disk and not mounted or in use by a running VM',
+      });
+    }
+    return res;
+  }
+
+  /** Copy a file out of the FAT; undefined when it does not exist. Files are small here. */
+  async readFile(fatPath: string, maxBytes = GRUBENV_SIZE + 1): Promise<Buffer | undefined> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-esp-'));
+    try {
+      const out = path.join(dir, 'f');
+      const res = await this.exec('mcopy', ['-n', `::/${fatPath}`, out], true);
+      if (res.code !== 0) {
+        if (/not found/i.test(res.stderr)) return undefined;
+        throw new DarchError('E_ESP_IO', `cannot read ${fatPath} on the ESP of ${this.device}: ${res.stderr.trim().split('\n')[0] ?? ''}`, {
+          hint: 'check that the disk is a darch disk (`sfdisk -l`), readable by you',
+        });
+      }
+      const fh = await open(out, 'r');
+      try {
+        const buf = Buffer.alloc(maxBytes);
+        const { bytesRead } = await fh.read(buf, 0, maxBytes, 0);
+        return buf.subarray(0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async mkdirs(fatDir: string): Promise<void> {
+    const parts = fatDir.split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) {
+      const d = parts.slice(0, i).join('/');
+      const res = await this.exec('mmd', [`::/${d}`], true);
+      if (res.code !== 0 && !/exists/i.test(res.stderr)) {
+        // mmd says nothing useful when the directory exists on some versions: check.
+        const ls = await this.exec('mdir', ['-b', `::/${d}`], true);
+        if (ls.code !== 0) throw new DarchError('E_ESP_IO', `cannot create ${d} on the ESP of ${this.device}: ${res.stderr.trim()}`);
+      }
+    }
+  }
+
+  /** Write a file into the FAT, then fsync the image or device so it is on disk when we return. */
+  async writeFile(fatPath: string, data: Buffer): Promise<void> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-esp-'));
+    try {
+      const src = path.join(dir, 'f');
+      await writeFile(src, data);
+      await this.mkdirs(path.posix.dirname(fatPath));
+      await this.exec('mcopy', ['-D', 'o', src, `::/${fatPath}`]);
+      const fh = await open(this.device, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw fsError(err, `cannot write ${fatPath} on the ESP of ${this.device}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** The grubenv copies on the ESP of a disk image or block device. */
+export class DiskEnvStorage implements EnvStorage {
+  constructor(readonly fat: MtoolsFat, readonly dir = ESP_DARCH_DIR) {}
+  get where(): string {
+    return `${this.fat.device} (ESP):/${this.dir}`;
+  }
+  read(name: string): Promise<Buffer | undefined> {
+    return this.fat.readFile(`${this.dir}/${name}`);
+  }
+  write(name: string, data: Buffer): Promise<void> {
+    return this.fat.writeFile(`${this.dir}/${name}`, data);
+  }
+}
+
+export async function diskEnvStorage(device: string): Promise<DiskEnvStorage> {
+  const esp = await findEsp(device);
+  return new DiskEnvStorage(new MtoolsFat(device, esp.offset));
+}
+
+/** Where the ESP is mounted on this machine: the config's boot.esp, else the usual places. */
+export async function localEspDir(paths: DarchPaths, configured: string | undefined): Promise<string> {
+  const under = (p: string) => path.join(paths.root, p);
+  if (configured) return under(configured);
+  const candidates = ['/boot/efi', '/efi', '/boot'];
+  for (const c of candidates) {
+    try {
+      if ((await stat(path.join(under(c), 'EFI'))).isDirectory()) return under(c);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw fsError(err, `cannot look at ${under(c)}`);
+    }
+  }
+  throw new DarchError('E_NO_ESP', `no EFI system partition found at ${candidates.map(under).join(', ')}`, {
+    hint: 'mount the ESP (it holds an EFI/ directory), set boot.esp in config.toml, or use --disk FILE',
+  });
+}
+
+export async function localEnvStorage(paths: DarchPaths, configured: string | undefined): Promise<DirEnvStorage> {
+  return new DirEnvStorage(path.join(await localEspDir(paths, configured), ESP_DARCH_DIR));
+}

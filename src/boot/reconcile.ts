@@ -1,0 +1,34 @@
+/**
+ * After any change to the staged set (upload, tag, remove, import): give every staged tag
+ * its hook output, drop the output of tags that are gone, and rewrite the boot menu. Safe to
+ * run any number of times; a failure to write the menu is reported, never fatal to staging
+ * (the previous menu still boots the previous images).
+ */
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../lib/config.js';
+import type { DarchPaths } from '../lib/paths.js';
+import { ui } from '../lib/ui.js';
+import { applyHooks, pruneHookDirs } from '../hooks/install.js';
+import { listStaged, tagKey } from './staged.js';
+import { syncBootConfig, type SyncResult } from './sync.js';
+
+export async function reconcileBoot(paths: DarchPaths, config: Config): Promise<SyncResult | undefined> {
+  const staged = await listStaged(paths.stageDir);
+  for (const image of staged) {
+    for (const tag of image.tags) {
+      const have = await access(path.join(image.dir, 'hooks', tagKey(tag))).then(() => true, () => false);
+      if (!have) {
+        const r = await applyHooks(paths, image, tag);
+        for (const h of r.hooks) for (const m of h.messages) ui.warn(`${tag}: hook ${h.hook}: ${m}`);
+      }
+    }
+    await pruneHookDirs(image);
+  }
+  try {
+    return await syncBootConfig(paths, { config });
+  } catch (err) {
+    ui.warn(`the boot menu was not updated: ${(err as Error).message}${(err as { hint?: string }).hint ? ` (${(err as { hint?: string }).hint})` : ''}`);
+    return undefined;
+  }
+}

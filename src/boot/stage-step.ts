@@ -1,0 +1,86 @@
+/**
+ * What booting needs from every stage (registered with src/stage's registerStageStep):
+ * an initramfs that understands darch, and the hook output of each tag. Runs on the work
+ * directory before it is renamed into place, so a failure stages nothing.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeJsonAtomic } from '../lib/atomic.js';
+import type { Config } from '../lib/config.js';
+import { DarchError } from '../lib/errors.js';
+import type { DarchPaths } from '../lib/paths.js';
+import { ui, formatBytes } from '../lib/ui.js';
+import { buildInitramfs } from '../initramfs/build.js';
+import { applyHooks } from '../hooks/install.js';
+import type { StagedImageJson } from './staged.js';
+
+/** The parts of src/stage's StageStepContext this step reads. */
+export interface BootStepContext {
+  id: string;
+  dir: string;
+  tags: string[];
+  boot: { kernel: { path: string; version?: string }; initramfs?: { path: string }; kernelparams?: string };
+  index: { lookup(p: string): unknown };
+}
+
+/** Files by which an image's own initramfs generator shows it knows darch's parameters. */
+export const DARCH_AWARE_INITRAMFS = [
+  'usr/share/initramfs-tools/scripts/darch', // darch's and the original Darch's initramfs-tools hook
+  'usr/lib/initcpio/hooks/darch', // Darch's mkinitcpio hook
+  'etc/initcpio/hooks/darch',
+  'usr/lib/dracut/modules.d/99darch/module-setup.sh', // Darch's dracut module
+];
+
+function lookupOk(index: BootStepContext['index'], p: string): boolean {
+  try {
+    return Boolean(index.lookup(p));
+  } catch {
+    return false;
+  }
+}
+
+export function chooseInitramfs(policy: 'auto' | 'darch' | 'image', ctx: BootStepContext): 'darch' | 'image' {
+  if (policy === 'darch') return 'darch';
+  if (policy === 'image') {
+    if (!ctx.boot.initramfs) {
+      throw new DarchError('E_NO_INITRAMFS', 'boot.initramfs = "image" but the image has no initramfs', {
+        hint: 'build one in the image (update-initramfs -c -k all), or set boot.initramfs = "auto"',
+      });
+    }
+    return 'image';
+  }
+  return ctx.boot.initramfs && DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p)) ? 'image' : 'darch';
+}
+
+export function bootStageStep(paths: DarchPaths, config: Config) {
+  return {
+    name: 'darch-boot',
+    async run(ctx: BootStepContext): Promise<void> {
+      const imageFile = path.join(ctx.dir, 'image.json');
+      const image = JSON.parse(await readFile(imageFile, 'utf8')) as Partial<StagedImageJson>;
+      const which = chooseInitramfs(config.boot.initramfs, ctx);
+      if (which === 'darch') {
+        const res = await buildInitramfs({
+          rootfs: path.join(ctx.dir, image.rootfs ?? 'rootfs.squash'),
+          kernel: path.join(ctx.dir, image.kernel ?? 'vmlinuz'),
+          release: ctx.boot.kernel.version,
+          out: path.join(ctx.dir, 'initrd.img'),
+          tmpDir: paths.tmpDir,
+        });
+        ui.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
+        await writeJsonAtomic(imageFile, { ...image, initramfs: 'initrd.img' });
+      } else {
+        // The image's initramfs-tools (or Darch's mkinitcpio/dracut hooks) select darch's
+        // script with boot=darch.
+        const params = image.kernelparams ?? '';
+        if (!/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        ui.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
+      }
+      const staged = { id: ctx.id, dir: ctx.dir, tags: ctx.tags };
+      for (const tag of ctx.tags) {
+        const r = await applyHooks(paths, staged, tag);
+        for (const h of r.hooks) for (const m of h.messages) ui.warn(`${tag}: hook ${h.hook}: ${m}`);
+      }
+    },
+  };
+}

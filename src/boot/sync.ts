@@ -1,0 +1,62 @@
+/**
+ * Regenerate darch's GRUB file from the staged store. Called after every stage change
+ * (upload, tag, remove) and by `darch boot sync`; both copies are written atomically.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../lib/atomic.js';
+import { fsError } from '../lib/errors.js';
+import type { Config } from '../lib/config.js';
+import type { DarchPaths } from '../lib/paths.js';
+import { entryId, menuEntries, renderGrubCfg, type MenuEntry, type StageLocation } from './grubcfg.js';
+import { localDefaultEntry } from './default.js';
+import { detectStageLocation } from './location.js';
+import { listStaged } from './staged.js';
+
+export interface SyncResult {
+  location: StageLocation;
+  entries: MenuEntry[];
+  written: string[];
+}
+
+export interface SyncOptions {
+  /** Skip detection (a disk being assembled knows its own UUID and layout). */
+  location?: StageLocation;
+  /** Also write the copy in the config directory (Darch's /etc/darch/grub.cfg). */
+  configCopy?: boolean;
+  defaultTag?: string;
+  config?: Config;
+}
+
+export function grubCfgPaths(paths: DarchPaths): { primary: string; copy: string } {
+  return { primary: path.join(paths.stageDir, 'grub.cfg'), copy: path.join(paths.configDir, 'grub.cfg') };
+}
+
+export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targets: string[], defaultTag?: string): Promise<SyncResult> {
+  const images = await listStaged(stageDir);
+  const entries = menuEntries(images, loc, defaultTag);
+  const text = renderGrubCfg(entries, loc);
+  for (const t of targets) {
+    try {
+      await mkdir(path.dirname(t), { recursive: true });
+      await writeFileAtomic(t, text, 0o644);
+    } catch (err) {
+      throw fsError(err, `cannot write ${t}`);
+    }
+  }
+  return { location: loc, entries, written: targets };
+}
+
+export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}): Promise<SyncResult> {
+  await mkdir(paths.stageDir, { recursive: true });
+  const boot = opts.config?.boot;
+  const loc = opts.location ?? (await detectStageLocation(paths.stageDir, { uuid: boot?.stage_fs_uuid, path: boot?.stage_fs_path }));
+  const { primary, copy } = grubCfgPaths(paths);
+  // Trial boots (issue 7): the default of the boot state stays the first entry.
+  let defaultTag = opts.defaultTag;
+  if (defaultTag === undefined) {
+    const entry = await localDefaultEntry(paths, boot?.esp);
+    if (entry) defaultTag = (await listStaged(paths.stageDir)).flatMap((i) => i.tags).find((t) => entryId(t) === entry);
+  }
+  return writeGrubCfgFor(paths.stageDir, loc, opts.configCopy === false ? [primary] : [primary, copy], defaultTag);
+}

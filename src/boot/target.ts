@@ -1,0 +1,140 @@
+/**
+ * What a `darch boot` command acts on: this machine (the mounted ESP and the local stage)
+ * or a disk made by `darch disk create` (its ESP through mtools, its image list from the
+ * disk.json that `disk create` leaves on the ESP). Also turns a user's STAGED argument
+ * (tag, id or id prefix) into the GRUB menu entry and staged id the boot state needs.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DarchError } from '../lib/errors.js';
+import { withLock } from '../lib/lock.js';
+import type { DarchPaths } from '../lib/paths.js';
+import { readCmdline } from '../stage/protect.js';
+import { StageStore } from '../stage/store.js';
+import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir } from './esp.js';
+import { DirEntryFiles, DiskEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
+import type { EnvStorage } from './grubenv.js';
+import { bootedFrom, type BootedInfo, type ImageRef } from './state.js';
+
+export interface KnownImage {
+  id: string;
+  tags: string[];
+}
+
+/**
+ * The GRUB menu entry id of a staged tag. Must match issue 6's grub.cfg generator
+ * (src/boot/grubcfg.ts entryId + staged.ts tagKey): `darch-` + the tag with / → + and : → @.
+ */
+export function entryIdForTag(tag: string): string {
+  return `darch-${tag.replace(/\//g, '+').replace(/:/g, '@')}`;
+}
+
+export interface BootTarget {
+  kind: 'local' | 'disk';
+  /** For messages: "this machine" or the disk path. */
+  label: string;
+  storage: EnvStorage;
+  images(): Promise<KnownImage[]>;
+  /** The image GRUB boots when the state names none (the first menu entry), if known. */
+  firstEntry(): Promise<ImageRef | undefined>;
+  /** The running system's boot (local only). */
+  booted(): Promise<BootedInfo | undefined>;
+  withLock<T>(fn: () => Promise<T>): Promise<T>;
+  /** The ESP's loader/entries, where the systemd-boot backend keeps its state. */
+  entries: EntryFiles;
+}
+
+/** systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
+export async function backendOf(t: BootTarget): Promise<'grub' | 'systemd-boot'> {
+  return (await t.entries.list()).some((f) => parseEntryName(f)) ? 'systemd-boot' : 'grub';
+}
+
+export async function localTarget(paths: DarchPaths, espConfigured: string | undefined, lockTimeoutSec: number): Promise<BootTarget> {
+  const storage = await localEnvStorage(paths, espConfigured);
+  const store = new StageStore(paths.stageDir, lockTimeoutSec);
+  return {
+    entries: new DirEntryFiles(path.join(await localEspDir(paths, espConfigured), ENTRIES_DIR)),
+    kind: 'local',
+    label: 'this machine',
+    storage,
+    images: async () => (await store.list()).map((i) => ({ id: i.id, tags: i.tags })),
+    firstEntry: async () => undefined,
+    booted: async () => bootedFrom(await readCmdline()),
+    async withLock(fn) {
+      await mkdir(paths.stateDir, { recursive: true });
+      return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, fn);
+    },
+  };
+}
+
+interface DiskJson {
+  images?: Array<{ id?: string; tags?: string[] }>;
+}
+
+export async function diskTarget(device: string, lockTimeoutSec: number): Promise<BootTarget> {
+  const storage = await diskEnvStorage(device);
+  const esp = await findEsp(device);
+  const fat = new MtoolsFat(device, esp.offset);
+  let cached: KnownImage[] | undefined;
+  const images = async (): Promise<KnownImage[]> => {
+    if (cached) return cached;
+    const raw = await fat.readFile(`${ESP_DARCH_DIR}/disk.json`, 1024 * 1024);
+    if (!raw) {
+      throw new DarchError('E_NOT_DARCH_DISK', `${device} has no ${ESP_DARCH_DIR}/disk.json on its ESP`, {
+        hint: 'give a disk made by `darch disk create`',
+      });
+    }
+    try {
+      const doc = JSON.parse(raw.toString('utf8')) as DiskJson;
+      cached = (doc.images ?? []).filter((i): i is KnownImage => typeof i.id === 'string' && Array.isArray(i.tags));
+    } catch (err) {
+      throw new DarchError('E_NOT_DARCH_DISK', `${device}: ${ESP_DARCH_DIR}/disk.json is corrupt: ${(err as Error).message}`, {
+        hint: 'recreate the disk with `darch disk create`',
+      });
+    }
+    return cached;
+  };
+  // Lock by the disk's real path, in the system temp directory: never next to a /dev node.
+  const key = createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
+  return {
+    entries: new DiskEntryFiles(fat),
+    kind: 'disk',
+    label: device,
+    storage,
+    images,
+    async firstEntry() {
+      const first = (await images())[0];
+      const tag = first?.tags[0];
+      return first && tag ? { entry: entryIdForTag(tag), stage: first.id } : undefined;
+    },
+    booted: async () => undefined,
+    withLock: (fn) => withLock(path.join(os.tmpdir(), `darch-boot-${key}.lock`), `the boot state of ${device}`, lockTimeoutSec, fn),
+  };
+}
+
+/** STAGED → (menu entry, staged id): a tag (NAME[:TAG], :latest implied), an id, or a unique id prefix. */
+export function resolveImage(images: KnownImage[], what: string): ImageRef & { tag: string } {
+  const tag = what.includes(':') ? what : `${what}:latest`;
+  for (const img of images) if (img.tags.includes(tag)) return { entry: entryIdForTag(tag), stage: img.id, tag };
+  const byId = images.filter((i) => i.id === what || (what.length >= 4 && i.id.startsWith(what)));
+  if (byId.length > 1) throw new DarchError('E_AMBIGUOUS', `${what} matches ${byId.length} staged images`, { hint: 'give more of the id, or a tag' });
+  const img = byId[0];
+  if (img) {
+    const first = [...img.tags].sort()[0];
+    if (!first) {
+      throw new DarchError('E_NO_MENU_ENTRY', `staged image ${img.id} has no tag, so it has no boot menu entry`, {
+        hint: `tag it first: darch stage tag ${img.id} NAME:TAG`,
+      });
+    }
+    return { entry: entryIdForTag(first), stage: img.id, tag: first };
+  }
+  throw new DarchError('E_NOT_STAGED', `${what} is not staged${images.length ? '' : ' (nothing is)'}`, {
+    hint: images.length ? `staged: ${images.flatMap((i) => i.tags).join(', ')}` : 'stage an image first: darch stage upload NAME:TAG',
+  });
+}
+
+export function tagsOf(images: KnownImage[], stage: string | undefined): string[] {
+  return images.find((i) => i.id === stage)?.tags ?? [];
+}

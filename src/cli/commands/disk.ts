@@ -1,0 +1,59 @@
+/** `darch disk …`: bootable UEFI disks (image files or devices) holding staged images. */
+import type { Command } from 'commander';
+import { emit } from '../../lib/output.js';
+import { formatBytes, ui } from '../../lib/ui.js';
+import { createDisk, parseSize } from '../../disk/create.js';
+import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
+import type { ContextFactory } from '../main.js';
+
+export function registerDisk(program: Command, ctx: ContextFactory): void {
+  const disk = program.command('disk').description('bootable disks: GPT, an ESP with GRUB, and a darch partition with staged images');
+
+  disk
+    .command('create')
+    .description('make a bootable UEFI disk holding staged images (all of them when none are named; the first is the default)')
+    .argument('<target>', 'an image file to create, or a block device (/dev/…, needs --force)')
+    .argument('[staged...]', 'staged images by NAME:TAG or id')
+    .option('--size <size>', 'size of an image file, e.g. 4G (default: the images plus room for as much again)')
+    .option('--kernel-args <args>', 'kernel arguments for every entry on this disk', 'console=tty0 console=ttyS0,115200')
+    .option('--timeout <seconds>', 'GRUB menu timeout', '3')
+    .option('--force', 'erase a block device')
+    .action(async (target: string, staged: string[], opts: { size?: string; kernelArgs: string; timeout: string; force?: boolean }, cmd: Command) => {
+      const c = await ctx(cmd);
+      const res = await createDisk(c.paths, {
+        target,
+        images: staged,
+        size: opts.size ? parseSize(opts.size) : undefined,
+        kernelArgs: opts.kernelArgs,
+        timeout: Number(opts.timeout),
+        force: opts.force,
+      });
+      ui.success(`${target}: ${formatBytes(res.size)}, ${res.images.length} image(s): ${res.images.flatMap((i) => i.tags).join(', ')}`);
+      ui.info(`boot it: darch vm run ${target}`);
+      await emit(res, () => undefined);
+    });
+
+  disk
+    .command('info')
+    .description('show what a darch disk holds')
+    .argument('<disk>', 'image file or device')
+    .action(async (d: string, _o: unknown, cmd: Command) => {
+      await ctx(cmd);
+      const info = await readDiskInfo(d);
+      await emit(info, (i) =>
+        [`darch partition  UUID ${i.darchUuid}, ${formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial}`, `kernel args      ${i.kernelArgs}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
+      );
+    });
+
+  disk
+    .command('set-default')
+    .description('make a disk boot another of its images by default (darch_default in the ESP grubenv)')
+    .argument('<disk>', 'image file or device')
+    .argument('<staged>', 'NAME:TAG or id of an image on the disk')
+    .action(async (d: string, what: string, _o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      const res = await setDiskDefault(d, c.paths.tmpDir, what);
+      ui.success(`${d} now boots ${res.tag} (${res.id}) by default`);
+      await emit(res, () => undefined);
+    });
+}

@@ -1,0 +1,256 @@
+/**
+ * `darch disk create`: a bootable UEFI disk (image file or block device) holding staged
+ * images, made from plain files: sfdisk writes the GPT, mtools the ESP, and
+ * `mkfs.ext4 -d` fills the darch partition at a byte offset. No loop device, no mount,
+ * so it also works rootless.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { copyFile, link, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { tempName } from '../lib/atomic.js';
+import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import type { DarchPaths } from '../lib/paths.js';
+import { run } from '../lib/proc.js';
+import { ui, formatBytes } from '../lib/ui.js';
+import { findStaged, listStaged, type StagedImage } from '../boot/staged.js';
+import { writeGrubCfgFor } from '../boot/sync.js';
+import { entryId } from '../boot/grubcfg.js';
+import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
+import { emptyState, saveState } from '../boot/state.js';
+import {
+  DARCH_LABEL, DARCH_START, DISK_INFO_PATH, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
+  renderEmbeddedConfig, type DiskInfo,
+} from './layout.js';
+import { mtarget, mtools } from './tools.js';
+
+export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
+
+export interface CreateDiskOptions {
+  target: string;
+  /** Staged tags or ids; all staged images when empty. */
+  images: string[];
+  /** Total size in bytes for an image file (default: what the images need plus headroom). */
+  size?: number;
+  kernelArgs?: string;
+  /** GRUB menu timeout in seconds. */
+  timeout?: number;
+  /** Required to overwrite a block device. */
+  force?: boolean;
+}
+
+export interface CreateDiskResult extends DiskInfo {
+  target: string;
+  size: number;
+  device: boolean;
+}
+
+const GRUB_MODULES = [
+  'part_gpt', 'part_msdos', 'fat', 'ext2', 'btrfs', 'xfs', 'search', 'search_fs_uuid', 'search_fs_file', 'search_label', 'normal', 'linux', 'echo', 'test',
+  'loadenv', 'serial', 'terminal', 'gzio', 'xzio', 'zstd', 'regexp', 'configfile', 'all_video', 'efi_gop', 'halt', 'reboot', 'sleep', 'cat', 'ls',
+  'minicmd', 'true', 'keystatus', 'chain',
+];
+
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$/i.exec(s.trim());
+  if (!m) throw new DarchError('E_USAGE', `invalid size "${s}"`, { hint: 'use a number with K, M, G or T, e.g. 2G', exitCode: 2 });
+  const unit = (m[2] ?? 'B').toUpperCase()[0] ?? 'B';
+  const mult = { B: 1, K: 1024, M: MiB, G: 1024 * MiB, T: 1024 * 1024 * MiB }[unit] ?? 1;
+  return Math.floor(Number(m[1]) * mult);
+}
+
+/** Hardlink a staged directory into the disk tree (same file system), copying if it is not. */
+async function linkTree(src: string, dst: string): Promise<number> {
+  await mkdir(dst, { recursive: true });
+  let bytes = 0;
+  for (const ent of await readdir(src, { withFileTypes: true })) {
+    const s = path.join(src, ent.name);
+    const d = path.join(dst, ent.name);
+    if (ent.isDirectory()) bytes += await linkTree(s, d);
+    else if (ent.isSymbolicLink()) await symlink(await readlink(s), d);
+    else if (ent.isFile()) {
+      bytes += (await lstat(s)).size;
+      try {
+        await link(s, d);
+      } catch (err) {
+        if (!isErrno(err, 'EXDEV') && !isErrno(err, 'EPERM')) throw err;
+        await copyFile(s, d);
+      }
+    }
+  }
+  return bytes;
+}
+
+async function isBlockDevice(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+async function assertNotMounted(dev: string): Promise<void> {
+  const mounts = await readFile('/proc/mounts', 'utf8').catch(() => '');
+  const real = dev;
+  for (const line of mounts.split('\n')) {
+    const src = line.split(' ')[0] ?? '';
+    if (src === real || (src.startsWith(real) && /^\d|^p\d/.test(src.slice(real.length)))) {
+      throw new DarchError('E_DISK_BUSY', `${src} is mounted`, { hint: `unmount every partition of ${dev} first` });
+    }
+  }
+}
+
+async function deviceSize(dev: string): Promise<number> {
+  const res = await run('blockdev', ['--getsize64', dev]);
+  return Number(res.stdout.trim());
+}
+
+export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Promise<CreateDiskResult> {
+  const all = await listStaged(paths.stageDir);
+  let chosen: StagedImage[];
+  if (opts.images.length === 0) {
+    if (all.length === 0) throw new DarchError('E_NOT_STAGED', 'nothing is staged', { hint: 'stage an image first: darch stage upload NAME:TAG' });
+    chosen = all;
+  } else {
+    const byId = new Map<string, StagedImage>();
+    const tagsFor = new Map<string, Set<string>>();
+    for (const what of opts.images) {
+      const { image, tag } = findStaged(all, what);
+      byId.set(image.id, image);
+      const set = tagsFor.get(image.id) ?? new Set<string>();
+      for (const t of tag ? [tag] : image.tags) set.add(t);
+      tagsFor.set(image.id, set);
+    }
+    // Keep the order the user named them in: the first one is the default entry.
+    chosen = [...byId.values()].map((i) => ({ ...i, tags: [...(tagsFor.get(i.id) ?? [])] }));
+  }
+
+  const device = await isBlockDevice(opts.target);
+  if (device) {
+    if (!opts.force) {
+      throw new DarchError('E_DISK_DEVICE', `${opts.target} is a block device: everything on it will be erased`, { hint: 'add --force if that is what you want' });
+    }
+    await assertNotMounted(opts.target);
+  }
+
+  await mkdir(paths.tmpDir, { recursive: true });
+  const work = await mkdtemp(path.join(paths.tmpDir, 'disk-'));
+  let out: string | undefined;
+  try {
+    const tree = path.join(work, 'darch');
+    const stageTree = path.join(tree, STAGE_PATH);
+    await mkdir(path.join(stageTree, 'live'), { recursive: true });
+    ui.step(`collecting ${chosen.length} staged image(s)`);
+    let bytes = 0;
+    for (const img of chosen) bytes += await linkTree(img.dir, path.join(stageTree, 'live', img.id));
+    // Newest-first order in listStaged is by creation time; give the disk's images
+    // creation order that matches the order chosen (first = default).
+    const now = Date.now();
+    const images = Object.fromEntries(chosen.map((i) => [i.id, { tags: i.tags }]));
+    await writeFile(path.join(stageTree, 'images.json'), `${JSON.stringify({ version: 1, images }, null, 2)}\n`);
+    for (const [n, img] of chosen.entries()) {
+      const metaFile = path.join(stageTree, 'live', img.id, 'meta.json');
+      let meta: Record<string, unknown> = {};
+      try {
+        meta = JSON.parse(await readFile(metaFile, 'utf8')) as Record<string, unknown>;
+      } catch {
+        /* optional */
+      }
+      // A new file, not the hardlinked one: the host's staged meta.json stays untouched.
+      await rm(metaFile, { force: true });
+      await writeFile(metaFile, `${JSON.stringify({ ...meta, id: img.id, created: new Date(now - n * 1000).toISOString() }, null, 2)}\n`);
+    }
+
+    const darchUuid = randomUUID();
+    const serial = randomBytes(4).toString('hex').toUpperCase();
+    const espSerial = `${serial.slice(0, 4)}-${serial.slice(4)}`;
+    const kernelArgs = opts.kernelArgs ?? DEFAULT_KERNEL_ARGS;
+    await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, 'grub.cfg')]);
+
+    // Sizes: the images, ext4 metadata (~5%) and headroom to stage one more image like them.
+    const need = Math.ceil((bytes * 1.1 + 64 * MiB) / MiB) * MiB;
+    let total: number;
+    if (device) total = await deviceSize(opts.target);
+    else total = opts.size ?? DARCH_START + Math.max(need * 2, 256 * MiB) + GPT_TAIL;
+    total = Math.floor(total / MiB) * MiB;
+    const darchSize = total - DARCH_START - GPT_TAIL;
+    if (darchSize < need) {
+      throw new DarchError('E_DISK_TOO_SMALL', `${formatBytes(total)} is too small: the staged images need ${formatBytes(need + DARCH_START + GPT_TAIL)}`, {
+        hint: device ? 'use a bigger device or fewer images' : `give --size at least ${Math.ceil((need + DARCH_START + GPT_TAIL) / MiB)}M`,
+      });
+    }
+
+    // GRUB for UEFI with its config built in.
+    ui.step('building GRUB for UEFI');
+    const embedded = path.join(work, 'embedded.cfg');
+    await writeFile(embedded, renderEmbeddedConfig({ darchUuid, espSerial, kernelArgs, timeout: opts.timeout ?? 3 }));
+    const efi = path.join(work, 'BOOTX64.EFI');
+    await run('grub-mkstandalone', [
+      '-O', 'x86_64-efi', '-o', efi, `--install-modules=${GRUB_MODULES.join(' ')}`, '--modules=part_gpt part_msdos fat ext2',
+      '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`,
+    ]);
+    // The boot state (issue 7): two sealed grubenv copies naming the first image the default.
+    const envDir = path.join(work, 'env');
+    const firstTag = chosen[0]?.tags[0];
+    const initial = firstTag && chosen[0] ? { ...emptyState(), default: { entry: entryId(firstTag), stage: chosen[0].id } } : emptyState();
+    await saveState(new DirEnvStorage(envDir), initial);
+    const info: DiskInfo = {
+      version: 1,
+      darchUuid,
+      espSerial,
+      espOffset: ESP_START,
+      darchOffset: DARCH_START,
+      darchSize,
+      kernelArgs,
+      created: new Date().toISOString(),
+      images: chosen.map((i) => ({ id: i.id, tags: i.tags })),
+    };
+    const infoFile = path.join(work, 'disk.json');
+    await writeFile(infoFile, `${JSON.stringify(info, null, 2)}\n`);
+
+    ui.step(`writing ${opts.target} (${formatBytes(total)})`);
+    // An image file is assembled under a temporary name: a failure leaves any old file as it was.
+    out = device ? opts.target : tempName(path.resolve(opts.target));
+    if (!device) {
+      try {
+        const fh = await open(out, 'wx');
+        await fh.truncate(total);
+        await fh.close();
+      } catch (err) {
+        throw fsError(err, `cannot create ${out}`);
+      }
+    }
+    const s = (b: number) => b / SECTOR;
+    const table = [
+      'label: gpt',
+      'unit: sectors',
+      `first-lba: ${s(ESP_START)}`,
+      `start=${s(ESP_START)}, size=${s(ESP_SIZE)}, type=${ESP_TYPE}, name="EFI system"`,
+      `start=${s(DARCH_START)}, size=${s(darchSize)}, type=${LINUX_TYPE}, name="${DARCH_LABEL}"`,
+      '',
+    ].join('\n');
+    await run('sfdisk', ['-q', '--wipe', 'always', out], { input: table });
+    const esp = mtarget(out, ESP_START);
+    await mtools('mformat', ['-i', esp, '-T', String(s(ESP_SIZE)), '-H', String(s(ESP_START)), '-N', serial, '-v', ESP_LABEL, '-F', '::']);
+    await mtools('mmd', ['-i', esp, '::/EFI', '::/EFI/BOOT', '::/EFI/darch']);
+    await mtools('mcopy', ['-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI']);
+    await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_PRIMARY), `::/${GRUBENV_PATH}`]);
+    await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_BACKUP), `::/${GRUBENV_PATH}.bak`]);
+    await mtools('mcopy', ['-i', esp, infoFile, `::/${DISK_INFO_PATH}`]);
+    const mkfs = await run('mkfs.ext4', [
+      '-q', '-F', '-b', '4096', '-L', DARCH_LABEL, '-U', darchUuid, '-d', tree, '-E', `offset=${DARCH_START}`, out, `${darchSize / 1024}k`,
+    ], { allowFailure: true });
+    if (mkfs.code !== 0) {
+      throw new DarchError('E_DISK_WRITE', `mkfs.ext4 failed: ${mkfs.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
+        hint: /space|No space|too big|Could not allocate/i.test(mkfs.stderr) ? 'the disk is too small: give a bigger --size' : undefined,
+      });
+    }
+    if (device) await run('partx', ['-u', out], { allowFailure: true });
+    else await rename(out, opts.target);
+    return { ...info, target: opts.target, size: total, device };
+  } catch (err) {
+    if (!device && out) await rm(out, { force: true }).catch(() => undefined);
+    throw err;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

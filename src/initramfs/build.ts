@@ -1,0 +1,222 @@
+/**
+ * darch's universal initramfs: the host's static busybox, darch's /init and boot library,
+ * and the kernel modules the image itself ships (so they always match its kernel),
+ * written as a gzip-compressed newc cpio. Nothing from the image is executed.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, readdir, rename, rm, stat, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { PassThrough } from 'node:stream';
+import { createGzip } from 'node:zlib';
+import { findStaticBusybox } from '../examples/busybox-rootfs.js';
+import { assetPath } from '../lib/assets.js';
+import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { run, spawnChild, waitChild, commandFailed } from '../lib/proc.js';
+import { ui } from '../lib/ui.js';
+import { CpioWriter } from './cpio.js';
+import { kernelRelease } from './kernel.js';
+import { parseModulesDep, resolveModules, WANTED_MODULES, type Resolution } from './modules.js';
+
+export const INITRAMFS_VERSION = '1';
+
+export interface BuildInitramfsOptions {
+  /** The image: its rootfs.squash, or an unpacked root directory. */
+  rootfs: string;
+  /** The kernel the initramfs is for; its release picks /lib/modules/<release>. */
+  kernel?: string;
+  release?: string;
+  /** Output file, written through a temp name and renamed. */
+  out: string;
+  /** Scratch directory (same file system as out is best). */
+  tmpDir: string;
+  /** Extra module names to include. */
+  extraModules?: string[];
+}
+
+export interface BuildInitramfsResult {
+  path: string;
+  release: string;
+  size: number;
+  modules: string[];
+  builtin: string[];
+  absent: string[];
+  skipped: string[];
+}
+
+const MODULE_DIRS = ['lib/modules', 'usr/lib/modules'];
+
+/** Gives access to files under /lib/modules/<release> of an image, whatever its form. */
+interface ModuleSource {
+  release: string;
+  read(rel: string): Promise<string | undefined>;
+  /** Local paths for the given files (relative to the release dir), fetching them if needed. */
+  fetch(rels: string[]): Promise<Map<string, string>>;
+}
+
+async function dirSource(root: string, release: string | undefined): Promise<ModuleSource> {
+  const releases: { rel: string; dir: string }[] = [];
+  for (const d of MODULE_DIRS) {
+    for (const r of await readdir(path.join(root, d)).catch(() => [] as string[])) releases.push({ rel: r, dir: path.join(root, d, r) });
+  }
+  const pick = pickRelease(releases, release, root);
+  return {
+    release: pick.rel,
+    read: (rel) => readFile(path.join(pick.dir, rel), 'utf8').catch(() => undefined),
+    fetch: async (rels) => new Map(rels.map((r) => [r, path.join(pick.dir, r)])),
+  };
+}
+
+async function squashSource(squash: string, release: string | undefined, work: string): Promise<ModuleSource> {
+  const dest = path.join(work, 'x');
+  const extract = async (patterns: string[]) => {
+    const list = path.join(work, `list-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+    await writeFile(list, patterns.join('\n') + '\n');
+    const res = await run('unsquashfs', ['-d', dest, '-f', '-no-progress', '-no-xattrs', '-ef', list, squash], { allowFailure: true });
+    if (res.code !== 0) {
+      throw new DarchError('E_SQUASHFS_READ', `cannot read ${squash}: ${res.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
+        hint: 'the squashfs may be corrupt: stage the image again',
+      });
+    }
+  };
+  const rel = release ?? '*';
+  await extract(MODULE_DIRS.flatMap((d) => ['modules.dep', 'modules.builtin'].map((f) => `${d}/${rel}/${f}`)));
+  const releases: { rel: string; dir: string; imageDir: string }[] = [];
+  for (const d of MODULE_DIRS) {
+    for (const r of await readdir(path.join(dest, d)).catch(() => [] as string[])) releases.push({ rel: r, dir: path.join(dest, d, r), imageDir: `${d}/${r}` });
+  }
+  const pick = pickRelease(releases, release, squash);
+  return {
+    release: pick.rel,
+    read: (r) => readFile(path.join(pick.dir, r), 'utf8').catch(() => undefined),
+    fetch: async (rels) => {
+      await extract(rels.map((r) => `${pick.imageDir}/${r}`));
+      return new Map(rels.map((r) => [r, path.join(pick.dir, r)]));
+    },
+  };
+}
+
+function pickRelease<T extends { rel: string }>(found: T[], want: string | undefined, where: string): T {
+  if (want) {
+    const hit = found.find((f) => f.rel === want);
+    if (hit) return hit;
+    throw new DarchError('E_MODULES_MISSING', `the image has no /lib/modules/${want} (its kernel's modules)`, {
+      hint: `install the modules for kernel ${want} in the image${found.length ? ` (it has ${found.map((f) => f.rel).join(', ')})` : ''}`,
+    });
+  }
+  const unique = [...new Map(found.map((f) => [f.rel, f])).values()];
+  if (unique.length === 1 && unique[0]) return unique[0];
+  if (unique.length === 0) {
+    throw new DarchError('E_MODULES_MISSING', `${where} has no kernel modules (/lib/modules is empty)`, {
+      hint: 'install a kernel package in the image (for Debian: linux-image-amd64)',
+    });
+  }
+  throw new DarchError('E_KERNEL_UNKNOWN', `${where} has modules for several kernels (${unique.map((f) => f.rel).join(', ')})`, {
+    hint: 'pass the kernel so darch can tell which release it is',
+  });
+}
+
+/** A module ready to go into the cpio: busybox insmod reads only uncompressed .ko files. */
+async function plainModule(local: string, rel: string, work: string): Promise<{ path: string; name: string }> {
+  const m = /\.ko\.(xz|zst|gz)$/.exec(rel);
+  if (!m) return { path: local, name: rel };
+  const out = path.join(work, 'plain', rel.replace(/\.(xz|zst|gz)$/, ''));
+  await mkdir(path.dirname(out), { recursive: true });
+  const tool = m[1] === 'xz' ? 'xz' : m[1] === 'zst' ? 'zstd' : 'gzip';
+  const child = spawnChild(tool, ['-dc', local], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+  const [written, exit] = await Promise.allSettled([pipeline(child.stdout!, createWriteStream(out)), waitChild(child, tool)]);
+  if (exit.status === 'rejected') throw exit.reason;
+  if (exit.value.code !== 0) throw commandFailed(tool, ['-dc', local], { ...exit.value, stderr: err });
+  if (written.status === 'rejected') throw written.reason;
+  return { path: out, name: rel.replace(/\.(xz|zst|gz)$/, '') };
+}
+
+export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<BuildInitramfsResult> {
+  await mkdir(opts.tmpDir, { recursive: true });
+  const work = await mkdtemp(path.join(opts.tmpDir, 'initramfs-'));
+  try {
+    let release = opts.release ?? (opts.kernel ? await kernelRelease(opts.kernel) : undefined);
+    if (opts.kernel && !release) ui.warn(`cannot read the release of ${opts.kernel}; looking for a single /lib/modules directory`);
+    let st;
+    try {
+      st = await stat(opts.rootfs);
+    } catch (err) {
+      throw fsError(err, `cannot read the image ${opts.rootfs}`);
+    }
+    const src = st.isDirectory() ? await dirSource(opts.rootfs, release) : await squashSource(opts.rootfs, release, work);
+    release = src.release;
+    const dep = await src.read('modules.dep');
+    if (dep === undefined) {
+      throw new DarchError('E_MODULES_MISSING', `the image has /lib/modules/${release} but no modules.dep`, {
+        hint: `run \`depmod ${release}\` in the image (kernel packages do this when installed) and stage it again`,
+      });
+    }
+    const db = parseModulesDep(dep, (await src.read('modules.builtin')) ?? '');
+    const wanted = [...WANTED_MODULES, ...(opts.extraModules ?? [])];
+    // First pass: everything modules.dep promises; then keep what the image really has.
+    const all = resolveModules(db, release, wanted);
+    const local = await src.fetch(all.load);
+    const have = new Set<string>();
+    for (const rel of all.load) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
+    const resolution: Resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
+    if (resolution.skipped.length) ui.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
+    const modules: { path: string; name: string }[] = [];
+    for (const rel of resolution.load) modules.push(await plainModule(local.get(rel)!, rel, work));
+    const busybox = await findStaticBusybox();
+    const bbSize = (await stat(busybox)).size;
+    const init = await readFile(assetPath('initramfs', 'init'));
+    const lib = await readFile(assetPath('initramfs', 'darch-lib.sh'));
+
+    const tmpOut = `${opts.out}.${process.pid}.tmp`;
+    const pass = new PassThrough();
+    const done = pipeline(pass, createGzip({ level: 6 }), createWriteStream(tmpOut));
+    const cpio = new CpioWriter(pass);
+    try {
+      for (const d of ['bin', 'dev', 'etc', 'lib', 'lib/darch', 'lib/modules', 'proc', 'run', 'sys', 'tmp', 'newroot', 'sbin', 'usr', 'usr/bin', 'usr/sbin']) {
+        await cpio.add({ type: 'dir', name: d });
+      }
+      await cpio.add({ type: 'chardev', name: 'dev/console', major: 5, minor: 1 });
+      await cpio.add({ type: 'chardev', name: 'dev/null', mode: 0o666, major: 1, minor: 3 });
+      await cpio.add({ type: 'diskfile', name: 'bin/busybox', mode: 0o755, path: busybox, size: bbSize });
+      await cpio.add({ type: 'symlink', name: 'bin/sh', target: 'busybox' });
+      await cpio.add({ type: 'file', name: 'init', mode: 0o755, data: init });
+      await cpio.add({ type: 'file', name: 'lib/darch/darch-lib.sh', data: lib });
+      await cpio.add({ type: 'file', name: 'etc/darch-initramfs-version', data: `${INITRAMFS_VERSION} (kernel ${release})\n` });
+      const dirs = new Set<string>();
+      for (const m of modules) {
+        const parts = `lib/modules/${release}/${m.name}`.split('/');
+        for (let i = 3; i < parts.length; i++) {
+          const d = parts.slice(0, i).join('/');
+          if (!dirs.has(d)) {
+            dirs.add(d);
+            await cpio.add({ type: 'dir', name: d });
+          }
+        }
+        await cpio.add({ type: 'diskfile', name: `lib/modules/${release}/${m.name}`, path: m.path, size: (await stat(m.path)).size });
+      }
+      await cpio.add({ type: 'file', name: 'lib/modules/load.list', data: modules.map((m) => m.name).join('\n') + '\n' });
+      await cpio.finish();
+      pass.end();
+      await done;
+      await rename(tmpOut, opts.out);
+    } catch (err) {
+      pass.destroy();
+      await done.catch(() => undefined);
+      await rm(tmpOut, { force: true });
+      throw isErrno(err) ? fsError(err, `cannot write ${opts.out}`) : err;
+    }
+    return {
+      path: opts.out,
+      release,
+      size: (await stat(opts.out)).size,
+      modules: modules.map((m) => m.name),
+      builtin: resolution.builtin,
+      absent: resolution.absent,
+      skipped: resolution.skipped,
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

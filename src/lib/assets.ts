@@ -1,0 +1,30 @@
+/**
+ * Files darch ships next to its code (assets/: initramfs scripts, grub snippets, hooks).
+ * Found relative to the running module, so it works from src/ (tsx), from the bundle in
+ * dist/, and through the /usr/local/bin/darch symlink (Node resolves it to the real path).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DarchError } from './errors.js';
+
+let cached: string | undefined;
+
+export function assetsDir(): string {
+  if (cached) return cached;
+  const env = process.env.DARCH_ASSETS;
+  if (env && existsSync(env)) return (cached = env);
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = path.join(dir, 'assets');
+    if (existsSync(path.join(candidate, 'initramfs'))) return (cached = candidate);
+    dir = path.dirname(dir);
+  }
+  throw new DarchError('E_ASSETS_MISSING', 'darch cannot find its assets/ directory', {
+    hint: 'run darch from its source tree or set DARCH_ASSETS to the assets directory',
+  });
+}
+
+export function assetPath(...parts: string[]): string {
+  return path.join(assetsDir(), ...parts);
+}

@@ -1,0 +1,125 @@
+/**
+ * Boot a darch disk in qemu: UEFI through OVMF (a private copy of the variable store per
+ * VM), serial console on stdio, KVM only when it actually runs a guest (on some hosts
+ * /dev/kvm exists but KVM_RUN hangs), TCG otherwise.
+ */
+import { access, constants, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DarchError } from '../lib/errors.js';
+import { run, spawnChild, waitChild } from '../lib/proc.js';
+import { ui } from '../lib/ui.js';
+
+export const OVMF_PAIRS = [
+  ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd'],
+  ['/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_VARS.fd'],
+  ['/usr/share/edk2/ovmf/OVMF_CODE.fd', '/usr/share/edk2/ovmf/OVMF_VARS.fd'],
+  ['/usr/share/edk2/x64/OVMF_CODE.4m.fd', '/usr/share/edk2/x64/OVMF_VARS.4m.fd'],
+] as const;
+
+export async function findOvmf(): Promise<{ code: string; vars: string }> {
+  for (const [code, vars] of OVMF_PAIRS) {
+    try {
+      await access(code, constants.R_OK);
+      await access(vars, constants.R_OK);
+      return { code, vars };
+    } catch {
+      /* next */
+    }
+  }
+  throw new DarchError('E_TOOL_MISSING', 'OVMF (UEFI firmware for qemu) is not installed', { hint: 'apt-get install ovmf' });
+}
+
+/**
+ * A boot sector that writes to qemu's isa-debug-exit port: qemu exits with status 3 as
+ * soon as a vCPU has executed it. mov al,1; out 0xf4,al; hlt
+ */
+function probeBootSector(): Buffer {
+  const b = Buffer.alloc(512);
+  Buffer.from([0xb0, 0x01, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]).copy(b);
+  b[510] = 0x55;
+  b[511] = 0xaa;
+  return b;
+}
+
+/** Whether KVM really runs guests here; the answer is cached per boot of the host. */
+export async function kvmWorks(cacheDir: string, timeoutMs = 5000): Promise<boolean> {
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return false;
+  }
+  const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
+  const cacheFile = path.join(cacheDir, 'kvm-probe.json');
+  try {
+    const c = JSON.parse(await readFile(cacheFile, 'utf8')) as { bootId: string; works: boolean };
+    if (c.bootId === bootId) return c.works;
+  } catch {
+    /* probe */
+  }
+  await mkdir(cacheDir, { recursive: true });
+  const img = path.join(cacheDir, 'kvm-probe.img');
+  await writeFile(img, probeBootSector());
+  ui.verbose('probing KVM…');
+  const child = spawnChild('qemu-system-x86_64', [
+    '-accel', 'kvm', '-machine', 'pc', '-m', '16', '-nodefaults', '-display', 'none', '-no-reboot',
+    '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-drive', `file=${img},format=raw,if=ide`,
+  ], { stdio: 'ignore' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const res = await waitChild(child, 'qemu-system-x86_64').finally(() => clearTimeout(timer));
+  const works = res.code === 3;
+  if (!works) ui.verbose(`KVM does not run guests here (probe ${res.signal ? 'hung' : `exited ${res.code}`}): using TCG`);
+  await writeFile(cacheFile, JSON.stringify({ bootId, works })).catch(() => undefined);
+  return works;
+}
+
+export interface VmOptions {
+  disk: string;
+  /** Directory for this VM's OVMF variable store. */
+  workDir: string;
+  memoryMiB?: number;
+  cpus?: number;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** Throw guest writes away when the VM stops (qemu snapshot=on). */
+  snapshot?: boolean;
+  network?: boolean;
+  /** Exit instead of rebooting when the guest reboots. */
+  noReboot?: boolean;
+  cacheDir: string;
+  extraArgs?: string[];
+}
+
+export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; accel: 'kvm' | 'tcg' }> {
+  const ovmf = await findOvmf();
+  await mkdir(opts.workDir, { recursive: true });
+  const vars = path.join(opts.workDir, 'OVMF_VARS.fd');
+  await copyFile(ovmf.vars, vars);
+  let accel: 'kvm' | 'tcg' = 'tcg';
+  if (opts.accel === 'kvm') accel = 'kvm';
+  else if (opts.accel !== 'tcg' && (await kvmWorks(opts.cacheDir))) accel = 'kvm';
+  const args = [
+    '-machine', 'q35', '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max',
+    '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 1),
+    '-drive', `if=pflash,format=raw,readonly=on,file=${ovmf.code}`,
+    '-drive', `if=pflash,format=raw,file=${vars}`,
+    '-drive', `file=${opts.disk},format=raw,if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
+    '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+    ...(opts.network ? ['-nic', 'user,model=virtio-net-pci'] : ['-nic', 'none']),
+    ...(opts.noReboot ? ['-no-reboot'] : []),
+    ...(opts.extraArgs ?? []),
+  ];
+  return { args, accel };
+}
+
+/** Run the VM with the serial console on this process's stdio; resolves with qemu's exit code. */
+export async function runVm(opts: VmOptions, signal?: AbortSignal): Promise<number> {
+  const { args, accel } = await qemuCommand(opts);
+  ui.step(`booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`);
+  const res = await run('qemu-system-x86_64', ['--version'], { allowFailure: true });
+  ui.debug(res.stdout.split('\n')[0] ?? '');
+  const child = spawnChild('qemu-system-x86_64', args, { stdio: 'inherit', signal });
+  const r = await waitChild(child, 'qemu-system-x86_64').catch((e: unknown) => {
+    if (signal?.aborted) return { code: 130, signal: null };
+    throw e;
+  });
+  return r.code;
+}

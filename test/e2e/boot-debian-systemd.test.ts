@@ -1,0 +1,104 @@
+/**
+ * SLOW (about 5 minutes, two systemd boots under TCG; the first run also debootstraps into /var/cache/darch-test): a
+ * Debian bookworm image with systemd and its own initramfs-tools initramfs, made bootable
+ * by darch's initramfs-tools hook (boot=darch), staged, put on a darch disk and booted
+ * through OVMF and GRUB until systemd says the system is running.
+ */
+import assert from 'node:assert/strict';
+import { link, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { run } from '../../src/lib/proc.js';
+import { darchOk, tempDir } from '../helpers/darch.js';
+import { debianSystemdTree } from '../helpers/bootimage.js';
+import { Vm } from '../helpers/qemu.js';
+import { stageTree } from '../helpers/staged.js';
+
+describe('a Debian image with systemd boots through initramfs-tools and darch\'s hook', () => {
+  let root: string;
+  let disk: string;
+  let id: string;
+  let universalId: string;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    const work = await tempDir({ after: (fn) => void cleanups.push(async () => fn()) }, 'darch-debian-');
+    root = path.join(work, 'root');
+    const cached = await debianSystemdTree();
+    const tree = path.join(work, 'tree');
+    await run('cp', ['-a', cached, tree]);
+    // What a recipe for such an image does: add darch's hook, rebuild the initramfs.
+    await darchOk(['initramfs', 'tools-install', tree], { root });
+    await run('chroot', [tree, 'update-initramfs', '-u', '-k', 'all']);
+    await writeFile(path.join(tree, 'etc/hostname'), 'debian-image\n');
+    // A root shell on the serial console, and one line telling the test what systemd thinks.
+    const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
+    await mkdir(getty, { recursive: true });
+    await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
+    await writeFile(
+      path.join(tree, 'etc/systemd/system/darch-test-report.service'),
+      '[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c \'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait)" >/dev/ttyS0\'\n[Install]\nWantedBy=multi-user.target\n',
+    );
+    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+    const hooks = path.join(root, 'etc/darch/hooks');
+    await mkdir(hooks, { recursive: true });
+    await writeFile(path.join(hooks, 'hostname.config'), 'debian/*=debian-hooked\n');
+    id = await stageTree(root, tree, ['debian/systemd:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
+    // The same image again, booting with darch's universal initramfs instead (what staging
+    // does for images without a darch-aware initramfs). Hard links: no second squashfs.
+    const stage = path.join(root, 'var/lib/darch/stage');
+    universalId = 'u' + id.slice(1);
+    const src = path.join(stage, 'live', id);
+    const dst = path.join(stage, 'live', universalId);
+    await mkdir(dst);
+    for (const f of ['rootfs.squash', 'vmlinuz']) await link(path.join(src, f), path.join(dst, f));
+    await darchOk(['initramfs', 'build', path.join(dst, 'rootfs.squash'), '--kernel', path.join(dst, 'vmlinuz'), '-o', path.join(dst, 'initrd.img')], { root });
+    await writeFile(path.join(dst, 'image.json'), JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash' }));
+    await writeFile(path.join(dst, 'meta.json'), JSON.stringify({ id: universalId, created: new Date(Date.now() - 60_000).toISOString() }));
+    const imagesJson = JSON.parse(await readFile(path.join(stage, 'images.json'), 'utf8'));
+    imagesJson.images[universalId] = { tags: ['debian/systemd:universal'] };
+    await writeFile(path.join(stage, 'images.json'), JSON.stringify(imagesJson));
+    await darchOk(['hooks', 'apply', '--no-sync'], { root });
+    disk = path.join(work, 'disk.img');
+    await darchOk(['disk', 'create', disk, 'debian/systemd:1', 'debian/systemd:universal', '--kernel-args', 'console=ttyS0,115200', '--timeout', '1'], { root });
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('reaches a running (or degraded) system, on an overlay root, with the hooks applied', async () => {
+    const vm = Vm.disk({ name: 'boot-debian-systemd', disk, root, memoryMiB: 1024 });
+    try {
+      // systemd's own "Reached target" lines stop once getty owns the console, so a unit
+      // in the image reports `systemctl is-system-running --wait` instead.
+      const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000);
+      assert.match(state.match[1]!, /^(running|degraded)$/);
+      await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.match(await vm.ok('cat /proc/cmdline'), new RegExp(`boot=darch .*darch_stageid=${id}\\b`));
+      assert.match(await vm.ok(`awk '$2=="/"{print $1, $3}' /proc/mounts`), /^overlay overlay$/m);
+      assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
+      assert.match(await vm.ok('systemctl is-system-running'), /running|degraded/);
+    } finally {
+      await vm.stop();
+    }
+  });
+
+  it('also boots to a running systemd with darch\'s universal initramfs', async () => {
+    await darchOk(['disk', 'set-default', disk, 'debian/systemd:universal'], { root });
+    const vm = Vm.disk({ name: 'boot-debian-systemd-universal', disk, root, memoryMiB: 1024 });
+    try {
+      await vm.waitFor('darch: darch initramfs', 180_000);
+      const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 300_000);
+      assert.match(state.match[1]!, /^(running|degraded)$/);
+      await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      const cmdline = await vm.ok('cat /proc/cmdline');
+      assert.match(cmdline, new RegExp(`darch_stageid=${universalId}\\b`));
+      assert.doesNotMatch(cmdline, /boot=darch/);
+      assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
+    } finally {
+      await vm.stop();
+    }
+  });
+});

@@ -1,0 +1,223 @@
+/**
+ * Trial boots across real reboots of real kernels: OVMF → GRUB (darch's grub.cfg with the
+ * trial script) → Debian's kernel → darch's universal initramfs → busybox init, which runs
+ * the documented no-systemd equivalent of the health and mark-good units
+ * (`/usr/lib/darch/darch-health --commit` from rcS).
+ *
+ * Image A is the good default; image B is staged five times with different kernel
+ * parameters that make it good, panic, miss its init, fail a health.d check, or hang. Each
+ * case arms B as a trial on a copy of one disk (`darch boot try --disk`) and reads every
+ * boot from the serial console. A hang is reset by the harness when the console stays
+ * silent (what a hardware watchdog would do). The health-check case uses 3 tries, the other
+ * failures 1 try (the cheapest variant: the counting itself is covered in trial-grub.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { busyboxBootRoot, debianKernel } from '../helpers/bootimage.js';
+import { stageTree } from '../helpers/staged.js';
+import { SerialVm } from '../helpers/serialvm.js';
+
+const sh = promisify(execFile);
+// no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and panic.
+const KARGS = 'console=ttyS0,115200 loglevel=3 panic=2 no_timer_check';
+const BOOTED = 'TRIAL-BOOTED';
+
+const RCS = `#!/bin/sh
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp 2>/dev/null
+mount -t tmpfs tmpfs /run 2>/dev/null
+. /etc/os-release
+cmd=" $(cat /proc/cmdline) "
+case "$cmd" in
+*" darch.test=panic "*) echo "TRIAL-TEST: panic"; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger ;;
+*" darch.test=hang "*) echo "TRIAL-TEST: hang"; while :; do sleep 3600; done ;;
+esac
+/usr/lib/darch/darch-health --commit
+case "$cmd" in *" darch.trial=1 "*) t=1 ;; *) t=0 ;; esac
+case "$cmd" in *" darch.fell_back=1 "*) f=1 ;; *) f=0 ;; esac
+echo "${BOOTED} version=$VERSION_ID trial=$t fell_back=$f"
+`;
+
+const HEALTH = `#!/bin/sh
+# A check that fails when the kernel command line asks it to (the "bad update" of the test).
+case " $(cat /proc/cmdline) " in *" darch.test=health-fail "*) echo "disk check failed"; exit 1 ;; esac
+exit 0
+`;
+
+interface Boot {
+  /** Which staged image GRUB loaded. */
+  image: string;
+  /** What the guest reported, if it got that far: trial / fell_back flags from /proc/cmdline. */
+  booted?: { version: string; trial: boolean; fellBack: boolean };
+  text: string;
+}
+
+describe('trial boots of real kernels with automatic fallback', () => {
+  let work: string;
+  let root: string;
+  let disk: string;
+  const ids: Record<string, string> = {};
+  const cleanups: Array<() => Promise<void> | void> = [];
+
+  before(async () => {
+    work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-linux-');
+    root = path.join(work, 'root');
+    const kernel = await debianKernel();
+    const lib = path.join(REPO, 'assets/trial');
+    const extra = async (version: string) => ({
+      'etc/init.d/rcS': { content: RCS, mode: 0o755 },
+      'etc/inittab': '::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n',
+      'etc/darch/health.d/10-test': { content: HEALTH, mode: 0o755 },
+      'usr/lib/darch/darch-grubenv.sh': await readFile(path.join(lib, 'darch-grubenv.sh'), 'utf8'),
+      'usr/lib/darch/darch-commit': { content: await readFile(path.join(lib, 'darch-commit'), 'utf8'), mode: 0o755 },
+      'usr/lib/darch/darch-health': { content: await readFile(path.join(lib, 'darch-health'), 'utf8'), mode: 0o755 },
+      'etc/os-release': `VERSION_ID=${version}\n`,
+    });
+    const treeA = await busyboxBootRoot(path.join(work, 'a'), { kernel, version: 'A', extraFiles: await extra('A') });
+    const treeB = await busyboxBootRoot(path.join(work, 'b'), { kernel, version: 'B', extraFiles: await extra('B') });
+    ids.a = await stageTree(root, treeA, ['test/a:1']);
+    ids.good = await stageTree(root, treeB, ['test/b:good']);
+    // The bad variants are the same squashfs with other kernel parameters: a copy of the
+    // staged directory (hard links) with its own image.json.
+    const stage = path.join(root, 'var/lib/darch/stage');
+    const images = JSON.parse(await readFile(path.join(stage, 'images.json'), 'utf8'));
+    const variants: Record<string, string> = { panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang' };
+    for (const [name, params] of Object.entries(variants)) {
+      const id = `${name}${'0'.repeat(25 - name.length)}`;
+      const dir = path.join(stage, 'live', id);
+      await sh('cp', ['-al', path.join(stage, 'live', ids.good), dir]);
+      const imgJson = JSON.parse(await readFile(path.join(dir, 'image.json'), 'utf8'));
+      await sh('rm', [path.join(dir, 'image.json'), path.join(dir, 'meta.json')]);
+      await writeFile(path.join(dir, 'image.json'), JSON.stringify({ ...imgJson, kernelparams: params }));
+      await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
+      images.images[id] = { tags: [`test/b:${name}`] };
+      ids[name] = id;
+    }
+    await writeFile(path.join(stage, 'images.json'), JSON.stringify(images));
+    disk = path.join(work, 'disk.img');
+    await darchOk(['disk', 'create', disk, 'test/a:1', 'test/b:good', 'test/b:panic', 'test/b:noinit', 'test/b:health', 'test/b:hang', '--kernel-args', KARGS, '--timeout', '0'], { root, timeoutMs: 600_000 });
+  });
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  async function diskCopy(name: string): Promise<string> {
+    const d = path.join(work, `${name}.img`);
+    await sh('cp', ['--sparse=always', disk, d]);
+    return d;
+  }
+
+  function imageOf(seg: string): string {
+    const id = /Loading \S+ \(([a-z0-9]{25})\)/.exec(seg)?.[1];
+    return Object.entries(ids).find(([, v]) => v === id)?.[0] ?? `unknown(${id ?? 'no entry loaded'})`;
+  }
+
+  /**
+   * Boot until `count` boots happened and the last one reached userspace; reset the VM
+   * when its console has been silent for `silentMs` (a hang). Each boot starts where the
+   * firmware starts the boot loader.
+   */
+  async function boots(name: string, d: string, count: number, silentMs = 40_000): Promise<{ list: Boot[]; vm: SerialVm }> {
+    const vm = await SerialVm.start({ name, disk: d, memoryMiB: 512 });
+    const deadline = Date.now() + count * 120_000;
+    try {
+      for (;;) {
+        const segs = vm.text.split(/BdsDxe: starting Boot/).slice(1);
+        const last = segs[count - 1];
+        if (last !== undefined && (last.includes(BOOTED) || segs.length > count)) break;
+        if (vm.exited) throw new Error(`${name}: qemu exited\n${vm.tail()}`);
+        if (Date.now() > deadline) throw new Error(`${name}: ${count} boots did not finish in time (log ${vm.logFile})\n${vm.tail()}`);
+        if (Date.now() - vm.lastOutput > silentMs) await vm.reset();
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const list = vm.text.split(/BdsDxe: starting Boot/).slice(1, count + 1).map((seg): Boot => {
+        const m = new RegExp(`${BOOTED} version=(\\w+) trial=(\\d) fell_back=(\\d)`).exec(seg);
+        return { image: imageOf(seg), text: seg, ...(m ? { booted: { version: m[1]!, trial: m[2] === '1', fellBack: m[3] === '1' } } : {}) };
+      });
+      return { list, vm };
+    } finally {
+      await vm.stop();
+    }
+  }
+
+  async function status(d: string): Promise<any> {
+    return (await darchOk(['boot', 'status', '--disk', d, '--json'])).json();
+  }
+
+  /** A bad trial: `tries` boots of it, then A with the fallback flag; B is bad and not tried again. */
+  async function assertFallsBack(variant: string, tries: number, perBoot: (b: Boot) => void): Promise<void> {
+    const d = await diskCopy(variant);
+    await darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d]);
+    const { list } = await boots(`trial-linux-${variant}`, d, tries + 1);
+    assert.deepEqual(list.map((b) => b.image), [...Array(tries).fill(variant), 'a'], `boot order for ${variant}`);
+    for (const b of list.slice(0, tries)) perBoot(b);
+    assert.deepEqual(list[tries]!.booted, { version: 'A', trial: false, fellBack: true });
+    const s = await status(d);
+    assert.equal(s.default.stage, ids.a);
+    assert.equal(s.trial, null);
+    assert.equal(s.fellBack, true);
+    assert.deepEqual(s.bad, [ids[variant]]);
+    const again = await darch(['boot', 'try', `test/b:${variant}`, '--disk', d]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /marked bad/);
+  }
+
+  it('a good trial commits itself: after one boot it is the default and no trial remains', async () => {
+    const d = await diskCopy('good');
+    await darchOk(['boot', 'try', 'test/b:good', '--tries', '3', '--disk', d]);
+    const vm = await SerialVm.start({ name: 'trial-linux-good', disk: d, memoryMiB: 512 });
+    try {
+      const first = await vm.waitFor(new RegExp(`${BOOTED} version=B trial=1 fell_back=0`), 180_000);
+      assert.match(vm.text, /darch-commit: [a-z0-9]{25} is good: it is now the default/);
+      vm.send('reboot -f');
+      const second = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w) trial=(\\d)`), 180_000, first.end);
+      assert.deepEqual([second.match[1], second.match[2]], ['B', '0'], 'the second boot is B as the default, not a trial');
+      assert.match(vm.text.slice(first.end), /not a trial boot: nothing to do/);
+    } finally {
+      await vm.stop();
+    }
+    const s = await status(d);
+    assert.equal(s.default.stage, ids.good);
+    assert.equal(s.previous.stage, ids.a);
+    assert.equal(s.trial, null);
+    assert.deepEqual(s.bad, []);
+  });
+
+  it('a failing health.d check reboots the trial until its 3 tries are used, then A boots for good', async () => {
+    await assertFallsBack('health', 3, (b) => {
+      assert.match(b.text, /darch-health: FAILED: 10-test/);
+      assert.match(b.text, /rebooting so the counter runs down/);
+    });
+  });
+
+  it('a kernel panic (panic=2 reboots) falls back to A', async () => {
+    await assertFallsBack('panic', 1, (b) => assert.match(b.text, /Kernel panic/));
+  });
+
+  it('a missing init falls back to A', async () => {
+    await assertFallsBack('noinit', 1, (b) => assert.match(b.text, /no-such-init/));
+  });
+
+  it('a hang is reset (as a watchdog would) and falls back to A', async () => {
+    await assertFallsBack('hang', 1, (b) => assert.match(b.text, /TRIAL-TEST: hang[^]*harness watchdog/));
+  });
+
+  it('a corrupted environment block still boots A', async () => {
+    const d = await diskCopy('corrupt');
+    await darchOk(['boot', 'try', 'test/b:good', '--tries', '3', '--disk', d]);
+    const junk = path.join(work, 'junk');
+    await writeFile(junk, Buffer.from('# GRUB Environment Block\n' + 'x'.repeat(999)));
+    const off = 1024 * 1024;
+    for (const f of ['grubenv', 'grubenv.bak']) await sh('mcopy', ['-o', '-i', `${d}@@${off}`, junk, `::/EFI/darch/${f}`]);
+    const { list } = await boots('trial-linux-corrupt', d, 1);
+    assert.equal(list[0]!.image, 'a');
+    assert.deepEqual(list[0]!.booted, { version: 'A', trial: false, fellBack: false });
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * The qemu harness for boot tests: start a VM (a darch disk through `darch vm run`, or a
+ * kernel + initramfs directly for initramfs-only tests), wait for text on the serial
+ * console with a timeout, type commands into the guest shell and read their output. The
+ * whole console log is written to test-artifacts/<name>.log when the VM stops, so a failed
+ * boot can be read afterwards.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DARCH_BIN, REPO } from './darch.js';
+
+export const ARTIFACTS = path.join(REPO, 'test-artifacts');
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]/g;
+
+/** Console text that means the boot failed: waiting on stops at once instead of timing out. */
+export const BOOT_FAILED = /darch: ERROR: .*|Kernel panic - not syncing.*/;
+
+export interface DiskVmOptions {
+  name: string;
+  failOn?: RegExp | null;
+  disk: string;
+  root?: string;
+  memoryMiB?: number;
+  extraArgs?: string[];
+}
+
+export interface KernelVmOptions {
+  name: string;
+  failOn?: RegExp | null;
+  kernel: string;
+  initrd: string;
+  append: string;
+  disk?: string;
+  memoryMiB?: number;
+}
+
+export class Vm {
+  private raw = '';
+  private child: ChildProcess;
+  private exited: Promise<number>;
+  private counter = 0;
+  readonly started = Date.now();
+
+  private constructor(readonly name: string, cmd: string, args: string[], private readonly failOn: RegExp | null = BOOT_FAILED) {
+    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
+    this.child.stderr!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
+    this.child.stdin!.on('error', () => undefined);
+    this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code ?? 128)));
+  }
+
+  /** Boot a darch disk the way a user does: `darch vm run DISK`. */
+  static disk(o: DiskVmOptions): Vm {
+    const args = [DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.disk, '--accel', process.env.DARCH_TEST_ACCEL ?? 'auto', '-m', String(o.memoryMiB ?? 512), ...(o.extraArgs ?? [])];
+    return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
+  }
+
+  /** Boot a kernel and initramfs directly (no firmware, no GRUB): initramfs-only tests. */
+  static kernel(o: KernelVmOptions): Vm {
+    const args = [
+      '-machine', 'q35', '-accel', 'tcg', '-m', String(o.memoryMiB ?? 512), '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
+      '-kernel', o.kernel, '-initrd', o.initrd, '-append', o.append,
+      ...(o.disk ? ['-drive', `file=${o.disk},format=raw,if=virtio,snapshot=on`] : []),
+    ];
+    return new Vm(o.name, 'qemu-system-x86_64', args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
+  }
+
+  /** The console so far, without terminal escape sequences or carriage returns. */
+  get log(): string {
+    return this.raw.replace(ANSI, '').replace(/\r/g, '');
+  }
+
+  /** Wait until the console (after position `from`) matches; rejects with the log tail on timeout or exit. */
+  async waitFor(pattern: RegExp | string, timeoutMs = 60_000, from = 0): Promise<{ match: RegExpMatchArray; end: number }> {
+    const re = typeof pattern === 'string' ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : pattern;
+    const deadline = Date.now() + timeoutMs;
+    let exitCode: number | undefined;
+    void this.exited.then((c) => (exitCode = c));
+    for (;;) {
+      const log = this.log;
+      const m = log.slice(from).match(re);
+      if (m) return { match: m, end: from + (m.index ?? 0) + m[0].length };
+      const failed = this.failOn ? log.slice(from).match(this.failOn) : null;
+      if (failed) throw new Error(`${this.name}: the boot failed while waiting for ${re}: ${failed[0]}\n--- console tail:\n${log.slice(-3000)}`);
+      if (exitCode !== undefined) throw new Error(`${this.name}: VM exited (${exitCode}) before ${re} appeared\n--- console tail:\n${log.slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`${this.name}: ${re} did not appear within ${timeoutMs / 1000}s\n--- console tail:\n${log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  send(text: string): void {
+    this.child.stdin!.write(text);
+  }
+
+  /**
+   * Run a command in the guest's shell and return its output and exit status. The end
+   * marker is split by quotes in what we type, so the shell's echo of the command line
+   * cannot be mistaken for it.
+   */
+  async sh(cmd: string, timeoutMs = 30_000): Promise<{ out: string; code: number }> {
+    const n = ++this.counter;
+    const from = this.log.length;
+    this.send(`echo "@@BEG""IN${n}@@"; ${cmd}; echo "@@EN""D${n}@@ $?"\n`);
+    const begin = await this.waitFor(new RegExp(`^@@BEGIN${n}@@$`, 'm'), timeoutMs, from);
+    const end = await this.waitFor(new RegExp(`^@@END${n}@@ (\\d+)$`, 'm'), timeoutMs, begin.end);
+    const out = this.log.slice(begin.end, end.end - end.match[0].length).replace(/^\n/, '').replace(/\n$/, '');
+    return { out, code: Number(end.match[1]) };
+  }
+
+  /** sh() that must exit 0. */
+  async ok(cmd: string, timeoutMs?: number): Promise<string> {
+    const r = await this.sh(cmd, timeoutMs);
+    if (r.code !== 0) throw new Error(`${this.name}: \`${cmd}\` exited ${r.code} in the guest:\n${r.out}`);
+    return r.out;
+  }
+
+  async saveLog(): Promise<string> {
+    await mkdir(ARTIFACTS, { recursive: true });
+    const file = path.join(ARTIFACTS, `${this.name.replace(/[^\w.-]+/g, '_')}.log`);
+    await writeFile(file, this.log);
+    return file;
+  }
+
+  /** Stop the VM (SIGTERM to darch/qemu, SIGKILL if it lingers) and save the console log. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const t = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await this.exited;
+      clearTimeout(t);
+    }
+    await this.saveLog();
+  }
+
+  /** Wait for the VM to exit by itself (a guest poweroff with -no-reboot). */
+  async waitExit(timeoutMs = 60_000): Promise<number> {
+    return Promise.race([this.exited, new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`${this.name}: VM did not exit within ${timeoutMs / 1000}s`)), timeoutMs))]);
+  }
+}

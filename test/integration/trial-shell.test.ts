@@ -1,0 +1,147 @@
+/**
+ * The shell side of trial boots for images without darch: darch-commit and darch-health
+ * (assets/trial) run under busybox alone, and must agree with darch's own state code
+ * byte for byte: what the shell writes, darch and grub-editenv read, and the other way.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { DirEnvStorage, serializeGrubEnv } from '../../src/boot/grubenv.js';
+import { emptyState, loadState, saveState, stateToVars, type ImageRef } from '../../src/boot/state.js';
+import { REPO, tempDir } from '../helpers/darch.js';
+
+const sh = promisify(execFile);
+const A: ImageRef = { entry: 'darch-os@a', stage: 'a'.repeat(25) };
+const B: ImageRef = { entry: 'darch-os@b', stage: 'b'.repeat(25) };
+const C = 'c'.repeat(25);
+const LIB = path.join(REPO, 'assets/trial');
+const APPLETS = ['sh', 'cat', 'head', 'tail', 'tr', 'wc', 'grep', 'sed', 'dd', 'rm', 'sync', 'mkdir', 'printf', 'echo', 'blkid', 'mount', 'umount', 'modprobe', 'cut', 'reboot', 'awk', 'ls', 'mv'];
+
+/** A PATH with busybox applets only, so the scripts are proven to need nothing else. */
+async function busyboxPath(dir: string): Promise<string> {
+  const bin = path.join(dir, 'bb');
+  await mkdir(bin, { recursive: true });
+  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(Boolean)!;
+  for (const a of APPLETS) await symlink(busybox, path.join(bin, a));
+  return bin;
+}
+
+interface Setup {
+  dir: string;
+  esp: string;
+  storage: DirEnvStorage;
+  run(script: string, cmdline: string, args?: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; out: string }>;
+}
+
+async function setup(t: Parameters<typeof tempDir>[0]): Promise<Setup> {
+  const dir = await tempDir(t);
+  const esp = path.join(dir, 'esp');
+  const storage = new DirEnvStorage(path.join(esp, 'EFI/darch'));
+  await saveState(storage, { ...emptyState(), default: A, trial: B, tries: 2, bad: [C] });
+  const bin = await busyboxPath(dir);
+  return {
+    dir,
+    esp,
+    storage,
+    async run(script, cmdline, args = [], env = {}) {
+      const cmdFile = path.join(dir, 'cmdline');
+      await writeFile(cmdFile, `${cmdline}\n`);
+      try {
+        const r = await sh(path.join(bin, 'sh'), [path.join(LIB, script), ...args], {
+          env: { PATH: bin, DARCH_LIB: LIB, DARCH_ESP: esp, DARCH_CMDLINE_FILE: cmdFile, TMPDIR: dir, DARCH_NO_REBOOT: '1', ...env },
+        });
+        return { code: 0, out: r.stdout + r.stderr };
+      } catch (err) {
+        const e = err as { code: number; stdout: string; stderr: string };
+        return { code: e.code, out: e.stdout + e.stderr };
+      }
+    },
+  };
+}
+
+const files = async (s: Setup) => Promise.all(['grubenv', 'grubenv.bak'].map((f) => readFile(path.join(s.storage.dir, f))));
+
+test('darch-commit under busybox: only the trial boot itself commits', async (t) => {
+  const s = await setup(t);
+  const before = await files(s);
+  let r = await s.run('darch-commit', `console=ttyS0 darch_stageid=${B.stage}`);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /not a trial boot/);
+  r = await s.run('darch-commit', `darch_stageid=${A.stage} darch.trial=1`);
+  assert.match(r.out, /not the pending trial/);
+  assert.deepEqual(await files(s), before, 'a boot that is not the trial must change nothing');
+
+  r = await s.run('darch-commit', `BOOT_IMAGE=x darch_stageid=${B.stage} darch.trial=1 quiet`);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /is good/);
+  const { state, pair } = await loadState(s.storage);
+  assert.deepEqual([pair.status.primary, pair.status.backup], ['ok', 'ok']);
+  assert.deepEqual([state.default, state.previous, state.trial, state.tries, state.bad], [B, A, undefined, 0, [C]]);
+  // The block is exactly what darch itself would have written for that state.
+  const expected = serializeGrubEnv([['darch_seq', '2'], ...stateToVars(state), ['darch_seal', '2']]);
+  assert.deepEqual((await files(s))[0], expected);
+  assert.match((await sh('grub-editenv', [path.join(s.storage.dir, 'grubenv'), 'list'])).stdout, new RegExp(`darch_default_stage=${B.stage}`));
+});
+
+test('darch-commit uses the backup when the primary is damaged, and GRUB-lengthened seals', async (t) => {
+  const s = await setup(t);
+  // GRUB lowered the counter and resealed the backup with "g"s; the primary is garbage.
+  const vars = stateToVars({ ...emptyState(), default: A, trial: B, tries: 1, bad: [C] });
+  await writeFile(path.join(s.storage.dir, 'grubenv.bak'), serializeGrubEnv([['darch_seq', '7gg'], ...vars, ['darch_seal', '7gg']]));
+  await writeFile(path.join(s.storage.dir, 'grubenv'), Buffer.alloc(1024, 0x41));
+  const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
+  assert.equal(r.code, 0, r.out);
+  const { state, pair } = await loadState(s.storage);
+  assert.deepEqual([pair.status.primary, pair.status.backup], ['ok', 'ok']);
+  assert.deepEqual(state.default, B);
+  assert.match(String((await files(s))[0]), /^# GRUB Environment Block\n[^]*darch_seq=8\n/);
+  // Both copies damaged: nothing is written, and it says so.
+  await writeFile(path.join(s.storage.dir, 'grubenv'), Buffer.alloc(1024, 0x41));
+  await writeFile(path.join(s.storage.dir, 'grubenv.bak'), Buffer.alloc(1024, 0x41));
+  const r2 = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
+  assert.equal(r2.code, 1);
+  assert.match(r2.out, /neither copy/);
+});
+
+test('darch-health: a failing check fails the boot; on a trial boot it reboots; all passing commits', async (t) => {
+  const s = await setup(t);
+  const hd = path.join(s.dir, 'health.d');
+  await mkdir(hd);
+  await writeFile(path.join(hd, '10-ok'), '#!/bin/sh\nexit 0\n');
+  await writeFile(path.join(hd, '20-disk'), '#!/bin/sh\n[ -e "$MARK" ]\n');
+  await writeFile(path.join(hd, 'README'), 'not executable: skipped\n');
+  await chmod(path.join(hd, '10-ok'), 0o755);
+  await chmod(path.join(hd, '20-disk'), 0o755);
+  const env = { DARCH_HEALTH_DIR: hd, MARK: path.join(s.dir, 'mark') };
+  const before = await files(s);
+  let r = await s.run('darch-health', `darch_stageid=${B.stage} darch.trial=1`, ['--commit'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /FAILED: 20-disk/);
+  assert.match(r.out, /rebooting so the counter runs down/);
+  r = await s.run('darch-health', `darch_stageid=${A.stage}`, ['--commit'], env);
+  assert.equal(r.code, 1);
+  assert.doesNotMatch(r.out, /rebooting/);
+  assert.deepEqual(await files(s), before, 'a failed check commits nothing');
+  await writeFile(env.MARK, '');
+  r = await s.run('darch-health', `darch_stageid=${B.stage} darch.trial=1`, ['--commit'], env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /all checks passed[^]*is good/);
+  assert.deepEqual((await loadState(s.storage)).state.default, B);
+});
+
+test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-boot, and darch agrees', async (t) => {
+  const s = await setup(t);
+  const { renderBlsEntry, readEntries, stateFromEntries, DirEntryFiles } = await import('../../src/boot/sdboot.js');
+  const entries = path.join(s.esp, 'loader/entries');
+  await mkdir(entries, { recursive: true });
+  const opts = (id: string) => ({ stage: id, title: id, linux: '/k', initrd: '/i', options: `darch_stageid=${id}` });
+  await writeFile(path.join(entries, `darch-${A.stage}.conf`), renderBlsEntry(opts(A.stage), 20));
+  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry(opts(B.stage), 30));
+  const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
+  assert.equal(r.code, 0, r.out);
+  const st = stateFromEntries(await readEntries(new DirEntryFiles(entries)));
+  assert.deepEqual([st.default?.stage, st.trial], [B.stage, undefined]);
+});

@@ -1,0 +1,128 @@
+/** Pure logic of the boot side: globs, module resolution, menu rendering, the cpio writer. */
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { globMatch } from '../../src/hooks/glob.js';
+import { moduleName, parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
+import { menuEntries, renderGrubCfg } from '../../src/boot/grubcfg.js';
+import { tagKey, findStaged, type StagedImage } from '../../src/boot/staged.js';
+import { CpioWriter } from '../../src/initramfs/cpio.js';
+import { parseSize } from '../../src/disk/create.js';
+
+describe('hook globs (Darch/gobwas semantics)', () => {
+  it('matches like hooks-config.json expects', () => {
+    assert.ok(globMatch('*', 'example/busybox:latest'));
+    assert.ok(globMatch('*:testing', 'a/b:testing'));
+    assert.ok(!globMatch('*:testing', 'a/b:stable'));
+    assert.ok(globMatch('build_server:latest', 'build_server:latest'));
+    assert.ok(globMatch('example/{a,b}:?', 'example/b:1'));
+    assert.ok(!globMatch('example/{a,b}:?', 'example/c:1'));
+    assert.ok(globMatch('[!x]*', 'abc') && !globMatch('[!x]*', 'xbc'));
+    assert.ok(globMatch('a.b', 'a.b') && !globMatch('a.b', 'axb'));
+  });
+});
+
+describe('kernel module resolution', () => {
+  const dep = [
+    'kernel/fs/squashfs/squashfs.ko.xz:',
+    'kernel/fs/overlayfs/overlay.ko:',
+    'kernel/drivers/virtio/virtio.ko:',
+    'kernel/drivers/virtio/virtio_ring.ko:',
+    'kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko',
+    'kernel/fs/ext4/ext4.ko.zst: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko',
+    'kernel/lib/crc16.ko:',
+    'kernel/fs/mbcache.ko:',
+    'kernel/fs/jbd2/jbd2.ko:',
+    '',
+  ].join('\n');
+
+  it('orders dependencies first, knows built-ins, names what is absent', () => {
+    const db = parseModulesDep(dep, 'kernel/drivers/block/loop.ko\n');
+    const r = resolveModules(db, '6.1', ['virtio_blk', 'ext4', 'nvme'], ['squashfs', 'overlay', 'loop']);
+    assert.deepEqual(r.load, [
+      'kernel/fs/squashfs/squashfs.ko.xz',
+      'kernel/fs/overlayfs/overlay.ko',
+      'kernel/drivers/virtio/virtio_ring.ko',
+      'kernel/drivers/virtio/virtio.ko',
+      'kernel/drivers/block/virtio_blk.ko',
+      'kernel/fs/jbd2/jbd2.ko',
+      'kernel/fs/mbcache.ko',
+      'kernel/lib/crc16.ko',
+      'kernel/fs/ext4/ext4.ko.zst',
+    ]);
+    assert.deepEqual(r.builtin, ['loop']);
+    assert.deepEqual(r.absent, ['nvme']);
+    assert.equal(moduleName('kernel/drivers/usb/storage/usb-storage.ko.zst'), 'usb_storage');
+  });
+
+  it('skips a wanted module whose files the image lacks, and refuses a missing required one', () => {
+    const db = parseModulesDep(dep, 'kernel/drivers/block/loop.ko\n');
+    const r = resolveModules(db, '6.1', ['ext4'], ['squashfs'], (f) => !f.includes('jbd2'));
+    assert.deepEqual(r.skipped, ['ext4']);
+    assert.ok(!r.load.some((f) => f.includes('ext4')));
+    assert.throws(() => resolveModules(db, '6.1', [], ['squashfs'], (f) => !f.includes('squashfs')), /E_MODULES_MISSING|does not have that file/);
+    assert.throws(() => resolveModules(parseModulesDep('kernel/a.ko:\n'), '6.1', [], ['squashfs']), /has no squashfs/);
+  });
+});
+
+describe('GRUB menu', () => {
+  const img = (id: string, tags: string[], params?: string): StagedImage => ({
+    id,
+    tags,
+    dir: `/x/${id}`,
+    image: { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(params ? { kernelparams: params } : {}) },
+    created: new Date(),
+  });
+
+  it('one entry per tag, Darch parameters, the default first, darch_cmdline and darch_default honoured', () => {
+    const loc = { uuid: '11111111-2222-3333-4444-555555555555', path: '/var/lib/darch/stage' };
+    const entries = menuEntries([img('aaa', ['x/a:1', 'x/a:latest'], 'boot=darch'), img('bbb', ['x/b:1'])], loc, 'x/b:1');
+    assert.deepEqual(entries.map((e) => e.id), ['darch-x+b@1', 'darch-x+a@1', 'darch-x+a@latest']);
+    const cfg = renderGrubCfg(entries, loc);
+    assert.match(cfg, /linux \/var\/lib\/darch\/stage\/live\/aaa\/vmlinuz boot=darch darch_rootfs=rootfs\.squash darch_dir=UUID=11111111-2222-3333-4444-555555555555:\/var\/lib\/darch\/stage\/live\/aaa darch_stageid=aaa darch_hooks=hooks\/x\+a@1 \$\{darch_cmdline\}/);
+    assert.match(cfg, /initrd \/var\/lib\/darch\/stage\/live\/bbb\/initrd\.img/);
+    // darch_default now comes from the trial-boot state (issue 7): the trial script sets it.
+    assert.match(cfg, /elif \[ -n "\$\{darch_default\}" \]; then\n\tset default="\$\{darch_default\}"/);
+    assert.throws(() => menuEntries([img('ccc', ['x:1'])], { uuid: loc.uuid, path: '/with space' }), /cannot carry/);
+  });
+
+  it('tag keys are reversible and lookups accept tags, ids and id prefixes', () => {
+    assert.equal(tagKey('registry:5000/a/b:v1'), 'registry@5000+a+b@v1');
+    const list = [img('abcdef0123456789abcdef012', ['x/a:1']), img('zzzzef0123456789abcdef012', ['x/b:latest'])];
+    assert.equal(findStaged(list, 'x/b').image.id, 'zzzzef0123456789abcdef012');
+    assert.equal(findStaged(list, 'abcd').image.id, 'abcdef0123456789abcdef012');
+    assert.throws(() => findStaged(list, 'x/c:1'), /x\/c:1 is not staged/);
+  });
+});
+
+describe('newc cpio writer', () => {
+  it('writes headers, 4-byte alignment, device nodes and the trailer', async () => {
+    const out = new PassThrough();
+    const chunks: Buffer[] = [];
+    out.on('data', (b: Buffer) => chunks.push(b));
+    const w = new CpioWriter(out);
+    await w.add({ type: 'dir', name: 'dev' });
+    await w.add({ type: 'chardev', name: 'dev/console', major: 5, minor: 1 });
+    await w.add({ type: 'file', name: 'init', mode: 0o755, data: 'abc' });
+    await w.finish();
+    const buf = Buffer.concat(chunks);
+    assert.equal(buf.length % 4, 0);
+    assert.equal(buf.subarray(0, 6).toString(), '070701');
+    const text = buf.toString('latin1');
+    const console = text.indexOf('dev/console');
+    const hdr = text.slice(console - 110, console);
+    assert.equal(hdr.slice(14, 22), '00002180'); // S_IFCHR | 0600
+    assert.equal(hdr.slice(78, 86), '00000005'); // rdevmajor
+    assert.equal(hdr.slice(86, 94), '00000001'); // rdevminor
+    assert.ok(text.includes('TRAILER!!!'));
+  });
+});
+
+describe('sizes', () => {
+  it('parses human sizes and rejects nonsense', () => {
+    assert.equal(parseSize('2G'), 2 * 1024 ** 3);
+    assert.equal(parseSize('300M'), 300 * 1024 ** 2);
+    assert.equal(parseSize('512MiB'), 512 * 1024 ** 2);
+    assert.throws(() => parseSize('lots'), /invalid size/);
+  });
+});
