@@ -10,7 +10,7 @@ PACKAGES=(
   busybox-static debootstrap e2fsprogs dosfstools mtools fdisk util-linux
   squashfs-tools squashfs-tools-ng
   buildah skopeo umoci uidmap fuse-overlayfs
-  docker-registry
+  docker-registry time
   qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common
 )
 

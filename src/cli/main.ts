@@ -12,6 +12,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerRecipes } from './commands/recipes.js';
 import { registerBuild } from './commands/build.js';
+import { registerLoginCommands } from './commands/registry.js';
 import { registerBoot } from './commands/boot.js';
 import { registerDisk } from './commands/disk.js';
 import { registerHooks } from './commands/hooks.js';
@@ -54,6 +55,7 @@ function buildProgram(): Command {
   registerDisk(program, ctx);
   registerVm(program, ctx);
   registerDoctor(program, ctx);
+  registerLoginCommands(program, ctx);
   program.addHelpText(
     'after',
     `

@@ -18,6 +18,21 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    registry: z
+      .object({
+        /** Registries (host[:port]) whose TLS is not verified and that may speak plain HTTP. */
+        insecure: z.array(z.string()).default([]),
+        /** Retries after a failed request (5xx, 429, connection reset, stall). */
+        retries: z.number().int().min(0).max(20).default(5),
+        /** Seconds without any progress before a request counts as stalled. */
+        timeout: z.number().int().min(1).default(60),
+        /** Blobs transferred at the same time. */
+        jobs: z.number().int().min(1).max(16).default(4),
+        /** Push uploads in chunks of this many MiB; 0 uploads each blob in one request. */
+        chunk_size_mib: z.number().int().min(0).default(0),
+      })
+      .strict()
+      .prefault({}),
     stage: z
       .object({
         /** Staged images to keep; the booted, default and trial images are never removed. */

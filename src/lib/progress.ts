@@ -67,3 +67,55 @@ export function byteProgress(label: string, total?: number): Progress {
     },
   };
 }
+
+export interface ProgressGroup {
+  /** Progress of one item (a blob): its own bar on a terminal, part of the total line otherwise. */
+  item(name: string, total: number): Progress;
+  done(message?: string): void;
+}
+
+/**
+ * Several transfers at once (a pull's blobs): one bar each on a terminal, one line every
+ * few seconds for the whole group otherwise, nothing under --quiet or --json.
+ */
+export function byteProgressGroup(label: string, total: number): ProgressGroup {
+  if (ui.quiet || ui.json || !ui.interactive) {
+    const line = byteProgress(label, total);
+    return {
+      item: () => ({ tick: (n) => line.tick(n), setTotal: () => undefined, done: () => undefined }),
+      done: (m) => line.done(m),
+    };
+  }
+  const multi = new cliProgress.MultiBar(
+    {
+      stream: process.stderr,
+      format: '{name} [{bar}] {percentage}% {doneh}/{totalh}',
+      hideCursor: true,
+      clearOnComplete: true,
+      barsize: 30,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  return {
+    item(name, itemTotal) {
+      let done = 0;
+      const bar = multi.create(itemTotal || 1, 0, { name, doneh: formatBytes(0), totalh: formatBytes(itemTotal) });
+      return {
+        tick(n) {
+          done += n;
+          bar.update(Math.min(done, itemTotal || done), { name, doneh: formatBytes(done), totalh: formatBytes(itemTotal) });
+        },
+        setTotal(t) {
+          bar.setTotal(t);
+        },
+        done() {
+          bar.update(itemTotal, { name, doneh: formatBytes(itemTotal), totalh: formatBytes(itemTotal) });
+        },
+      };
+    },
+    done(message) {
+      multi.stop();
+      if (message) ui.success(message);
+    },
+  };
+}

@@ -68,8 +68,8 @@ describe('darch build: bad input', () => {
     const { err } = await fails({ a: darchRecipe('external:nowhere/base:1') }, ['a'], 'E_EXTERNAL_MISSING', /needs the external image nowhere\/base:1, which is not in the local store/);
     assert.match(err.hint ?? '', /darch images import .* nowhere\/base:1/);
     assert.match(err.hint ?? '', /darch images pull nowhere\/base:1/);
-    // --pull cannot help yet: no registry client is wired in (issue 4); still before any work.
-    await fails({ a: darchRecipe('external:nowhere/base:1') }, ['a'], 'E_PULL_UNAVAILABLE', /cannot pull nowhere\/base:1/, undefined, ['--pull']);
+    // --pull asks the registry (issue 4); one that cannot be reached (.invalid never resolves) fails before any work.
+    await fails({ a: darchRecipe('external:nowhere.invalid/base:1') }, ['a'], 'E_REGISTRY_UNREACHABLE', /cannot reach nowhere\.invalid/, undefined, ['--pull']);
     // A Containerfile's external FROM is looked up in the store too, never in a registry.
     await fails({ a: { Containerfile: 'FROM docker.io/library/debian:12\nRUN true\n' } }, ['a'], 'E_EXTERNAL_MISSING', /docker\.io\/library\/debian:12/);
     // --no-deps with a local parent that was never built.

@@ -40,6 +40,8 @@ for (const format of ['darch', 'containerfile'] as const) {
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     await started;
+    // "started" is printed just before sleep execs; under load that can take a moment.
+    for (let i = 0; i < 100 && running(`sleep ${secs}`).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(running(`sleep ${secs}`).length > 0, true, 'the recipe is running');
     child.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));

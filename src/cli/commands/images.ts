@@ -9,6 +9,7 @@ import { importImage, type ImportFormat } from '../../oci/importer.js';
 import { normalizeRef, splitRefName } from '../../oci/reference.js';
 import type { ImageStore } from '../../oci/store.js';
 import type { ContextFactory } from '../main.js';
+import { registerRegistryImageCommands } from './registry.js';
 
 export interface ImageSummary {
   name: string;
@@ -73,6 +74,8 @@ export function registerImages(program: Command, ctx: ContextFactory): void {
       ui.success(`imported ${res.name} (${res.format}, ${res.layers} layer${res.layers === 1 ? '' : 's'}, ${formatBytes(res.bytesWritten)} new)`);
       await emit(res, (r) => r.digest);
     });
+
+  registerRegistryImageCommands(images, ctx);
 
   images
     .command('list')

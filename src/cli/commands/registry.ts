@@ -1,0 +1,179 @@
+/** `darch images pull|push` and `darch login|logout`: thin wrappers over src/registry. */
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import { setExternalPuller } from '../../build/external.js';
+import { DarchError, usageError } from '../../lib/errors.js';
+import { emit } from '../../lib/output.js';
+import { formatBytes, ui } from '../../lib/ui.js';
+import { parsePlatform } from '../../registry/manifest.js';
+import { login, logout, registryHost } from '../../registry/login.js';
+import { pullImage } from '../../registry/pull.js';
+import { pushImage } from '../../registry/push.js';
+import type { ConnectSettings } from '../../registry/remote.js';
+import type { Context } from '../context.js';
+import type { ContextFactory } from '../main.js';
+
+interface ConnectFlags {
+  tlsVerify?: boolean;
+  certDir?: string;
+  authfile?: string;
+  retries?: string;
+  timeout?: string;
+}
+
+function parseBool(v: string | undefined): boolean {
+  if (v === undefined || v === 'true' || v === '1' || v === 'yes') return true;
+  if (v === 'false' || v === '0' || v === 'no') return false;
+  throw usageError(`--tls-verify takes true or false, not "${v}"`, 'for a local registry without TLS: --tls-verify=false');
+}
+
+function int(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw usageError(`${name} must be a whole number, not "${v}"`);
+  return n;
+}
+
+function connectOptions(cmd: Command): Command {
+  return cmd
+    .option('--tls-verify [bool]', 'verify TLS certificates; =false also allows plain HTTP (local registries)', parseBool)
+    .option('--cert-dir <dir>', 'CA certificates (*.crt) and client certificate for the registry, instead of certs.d')
+    .option('--authfile <file>', 'credentials file (auth.json); default: REGISTRY_AUTH_FILE, then the containers/docker files')
+    .option('--retries <n>', 'retries after 5xx, 429, resets and stalls (config registry.retries)')
+    .option('--timeout <seconds>', 'seconds without progress before a request counts as stalled (config registry.timeout)');
+}
+
+function settings(c: Context, f: ConnectFlags): ConnectSettings {
+  return {
+    tlsVerify: f.tlsVerify,
+    insecure: c.config.registry.insecure,
+    certDir: f.certDir,
+    configDir: c.paths.configDir,
+    authFile: f.authfile,
+    retries: int('--retries', f.retries, c.config.registry.retries),
+    timeoutSec: Math.max(1, int('--timeout', f.timeout, c.config.registry.timeout)),
+    signal: c.signal,
+  };
+}
+
+export function registerRegistryImageCommands(images: Command, ctx: ContextFactory): void {
+  connectOptions(
+    images
+      .command('pull')
+      .description('download an image from a registry into the store (only blobs the store lacks; resumes interrupted downloads)')
+      .argument('<ref>', 'HOST[:PORT]/NAME[:TAG|@DIGEST]')
+      .option('--name <name:tag>', 'store it under this name instead of <ref>')
+      .option('--platform <os/arch[/variant]>', "which image of a multi-platform index (default: this machine's)")
+      .option('-j, --jobs <n>', 'blobs downloaded at the same time (config registry.jobs)'),
+  ).action(async (ref: string, opts: ConnectFlags & { name?: string; platform?: string; jobs?: string }, cmd: Command) => {
+    const c = await ctx(cmd);
+    const res = await pullImage(c.imageStore(), ref, {
+      ...settings(c, opts),
+      name: opts.name,
+      platform: opts.platform ? parsePlatform(opts.platform) : undefined,
+      jobs: Math.max(1, int('--jobs', opts.jobs, c.config.registry.jobs)),
+    });
+    ui.success(
+      `pulled ${res.name} (${res.layers} layer${res.layers === 1 ? '' : 's'}: ${formatBytes(res.bytesDownloaded)} downloaded, ${formatBytes(res.bytesSkipped)} already here${res.bytesResumed ? `, ${formatBytes(res.bytesResumed)} resumed` : ''})`,
+    );
+    await emit(res, (r) => r.digest);
+  });
+
+  connectOptions(
+    images
+      .command('push')
+      .description('upload an image to a registry (blobs it has are skipped; manifest last)')
+      .argument('<name:tag>', 'the local image')
+      .argument('[ref]', 'destination HOST[:PORT]/NAME[:TAG] (default: the local name)')
+      .option('-j, --jobs <n>', 'blobs uploaded at the same time (config registry.jobs)')
+      .option('--chunk-size <MiB>', 'upload in chunks of this size (0: one request per blob; config registry.chunk_size_mib)'),
+  ).action(async (name: string, dest: string | undefined, opts: ConnectFlags & { jobs?: string; chunkSize?: string }, cmd: Command) => {
+    const c = await ctx(cmd);
+    const res = await pushImage(c.imageStore(), name, dest, {
+      ...settings(c, opts),
+      jobs: Math.max(1, int('--jobs', opts.jobs, c.config.registry.jobs)),
+      chunkSize: int('--chunk-size', opts.chunkSize, c.config.registry.chunk_size_mib) * 1024 * 1024,
+    });
+    ui.success(
+      `pushed ${res.destination} (${res.blobsUploaded} blob(s) uploaded, ${formatBytes(res.bytesUploaded)}; ${res.blobsExisting} already there, ${res.blobsMounted} mounted)`,
+    );
+    await emit(res, (r) => r.digest);
+  });
+}
+
+async function readPassword(opts: { password?: string; passwordStdin?: boolean }): Promise<string> {
+  if (opts.password !== undefined) {
+    ui.warn('a password on the command line is visible to other users (ps); prefer --password-stdin');
+    return opts.password;
+  }
+  if (opts.passwordStdin || !process.stdin.isTTY) {
+    const parts: Buffer[] = [];
+    for await (const b of process.stdin as AsyncIterable<Buffer>) parts.push(b);
+    const pw = Buffer.concat(parts).toString('utf8').replace(/\r?\n$/, '');
+    if (!pw) throw usageError('no password on standard input', 'echo "$PASSWORD" | darch login HOST -u USER --password-stdin');
+    return pw;
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  // Do not echo what is typed.
+  (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = (s: string) => {
+    if (s.startsWith('Password')) process.stderr.write(s);
+  };
+  try {
+    return await new Promise<string>((resolve) => rl.question('Password: ', resolve));
+  } finally {
+    rl.close();
+    process.stderr.write('\n');
+  }
+}
+
+/**
+ * `darch build --pull` pulls external bases through src/build/external.ts's seam; the
+ * puller needs this run's config and paths, so it is installed just before `build` runs.
+ */
+function installBuildPuller(program: Command, ctx: ContextFactory): void {
+  program.hook('preAction', async (_root, action) => {
+    if (action.name() !== 'build') return;
+    const c = await ctx(action);
+    setExternalPuller(async (store, ref, signal) => {
+      await pullImage(store, ref, { ...settings(c, {}), signal, jobs: c.config.registry.jobs });
+    });
+  });
+}
+
+export function registerLoginCommands(program: Command, ctx: ContextFactory): void {
+  installBuildPuller(program, ctx);
+  connectOptions(
+    program
+      .command('login')
+      .description('store credentials for a registry (after checking them) where podman and skopeo find them too')
+      .argument('<registry>', 'HOST[:PORT]')
+      .requiredOption('-u, --username <user>', 'user name')
+      .option('-p, --password <password>', 'password (visible in ps; prefer --password-stdin)')
+      .option('--password-stdin', 'read the password from standard input'),
+  ).action(async (reg: string, opts: ConnectFlags & { username: string; password?: string; passwordStdin?: boolean }, cmd: Command) => {
+    const c = await ctx(cmd);
+    const host = registryHost(reg);
+    const password = await readPassword(opts);
+    const res = await login(host, opts.username, password, settings(c, opts));
+    ui.success(`logged in to ${host} (credentials in ${res.file})`);
+    await emit({ registry: host, username: opts.username, file: res.file }, () => undefined);
+  });
+
+  program
+    .command('logout')
+    .description('forget the stored credentials for a registry')
+    .argument('<registry>', 'HOST[:PORT]')
+    .option('--authfile <file>', 'credentials file (default: REGISTRY_AUTH_FILE, or the containers auth.json)')
+    .action(async (reg: string, opts: { authfile?: string }, cmd: Command) => {
+      await ctx(cmd);
+      const host = registryHost(reg);
+      const res = await logout(host, { authFile: opts.authfile });
+      if (!res.removed) {
+        throw new DarchError('E_NOT_LOGGED_IN', `not logged in to ${host} (no entry in ${res.file})`, {
+          hint: 'credentials in ~/.docker/config.json are docker\'s: remove them with `docker logout`',
+        });
+      }
+      ui.success(`logged out of ${host}`);
+      await emit({ registry: host, file: res.file }, () => undefined);
+    });
+}

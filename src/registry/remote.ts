@@ -1,0 +1,56 @@
+/** From an image reference to a registry connection: host mapping, repository path, client settings. */
+import { DarchError } from '../lib/errors.js';
+import type { ImageRef } from '../oci/reference.js';
+import { RegistryClient } from './client.js';
+
+export interface ConnectSettings {
+  tlsVerify?: boolean;
+  /** Registries (host[:port]) where TLS is not verified and plain HTTP is allowed. */
+  insecure: string[];
+  certDir?: string;
+  configDir: string;
+  authFile?: string;
+  credentials?: { username: string; password: string };
+  retries: number;
+  timeoutSec: number;
+  signal?: AbortSignal;
+}
+
+export interface Remote {
+  host: string;
+  repo: string;
+  /** host/repo as the user sees it. */
+  display: string;
+}
+
+/** A reference without a registry means Docker Hub, as in docker and podman (short names are not searched). */
+export function remoteOf(ref: ImageRef): Remote {
+  const host = ref.domain ?? 'docker.io';
+  const repo = host === 'docker.io' && !ref.path.includes('/') ? `library/${ref.path}` : ref.path;
+  return { host, repo, display: `${host}/${repo}` };
+}
+
+export function requireRegistry(ref: ImageRef, input: string): Remote {
+  if (!ref.domain) {
+    throw new DarchError('E_USAGE', `"${input}" names no registry`, {
+      hint: 'give the destination with its registry, e.g. `darch images push NAME:TAG registry.example:5000/NAME:TAG`',
+      exitCode: 2,
+    });
+  }
+  return remoteOf(ref);
+}
+
+export async function connectFor(host: string, s: ConnectSettings): Promise<RegistryClient> {
+  const insecure = s.insecure.includes(host);
+  return RegistryClient.connect({
+    host,
+    tlsVerify: s.tlsVerify ?? !insecure,
+    certDir: s.certDir,
+    configDir: s.configDir,
+    authFile: s.authFile,
+    credentials: s.credentials,
+    retries: s.retries,
+    timeoutSec: s.timeoutSec,
+    signal: s.signal,
+  });
+}
