@@ -14,6 +14,8 @@ import { StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
 import type { ContextFactory } from '../main.js';
 
+const collect = (v: string, prev: string[]) => [...prev, v];
+
 function normalizeOrUndefined(ref: string): string | undefined {
   try {
     return normalizeRef(ref);
@@ -62,7 +64,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .alias('add')
     .description('stage an image from the local store (no container runtime, no root, nothing from the image runs)')
     .argument('<image>', 'NAME[:TAG] or digest in the image store')
-    .option('-t, --tag <tag...>', 'name(s) for the staged image (default: the image name)')
+    .option('-t, --tag <tag>', 'a name for the staged image, repeatable (default: the image name)', collect, [])
     .option('-f, --force', 're-stage even if the tag is already staged (the tag moves to the new image)')
     .addOption(new Option('--compression <c>', 'squashfs compressor (default: stage.compression)').choices([...SQUASHFS_COMPRESSORS]))
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
@@ -219,7 +221,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .command('import')
     .description('stage a bundle made by `darch stage export`, verifying every checksum first')
     .argument('<file>', 'bundle file, or - for stdin')
-    .option('-t, --tag <tag...>', 'tags to give instead of the bundle’s own')
+    .option('-t, --tag <tag>', 'a tag to give instead of the bundle’s own, repeatable', collect, [])
     .option('-f, --force', 'move tags that already name another staged image')
     .action(async (file: string, opts: { tag?: string[]; force?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
