@@ -38,7 +38,7 @@ export async function makeContext(globals: GlobalOptions, signal: AbortSignal): 
   };
 }
 
-function lockTimeout(config: Config): number {
+export function lockTimeout(config: Config): number {
   const env = process.env.DARCH_LOCK_TIMEOUT;
   if (env !== undefined && env !== '' && Number.isFinite(Number(env))) return Number(env);
   return config.store.lock_timeout;

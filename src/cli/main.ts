@@ -18,6 +18,7 @@ import { registerDisk } from './commands/disk.js';
 import { registerHooks } from './commands/hooks.js';
 import { registerInitramfs } from './commands/initramfs.js';
 import { registerVm } from './commands/vm.js';
+import { registerStage } from './commands/stage.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
@@ -54,6 +55,7 @@ function buildProgram(): Command {
   registerBoot(program, ctx);
   registerDisk(program, ctx);
   registerVm(program, ctx);
+  registerStage(program, ctx);
   registerDoctor(program, ctx);
   registerLoginCommands(program, ctx);
   program.addHelpText(

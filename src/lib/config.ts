@@ -37,6 +37,8 @@ export const ConfigSchema = z
       .object({
         /** Staged images to keep; the booted, default and trial images are never removed. */
         keep: z.number().int().min(1).default(3),
+        /** squashfs compressor for staged root file systems (the kernel must support it). */
+        compression: z.enum(['zstd', 'xz', 'gzip', 'lz4', 'lzo']).default('zstd'),
       })
       .strict()
       .prefault({}),

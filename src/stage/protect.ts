@@ -1,0 +1,54 @@
+/**
+ * Staged images that must never be removed by retention, `clean` or `remove`.
+ * Today: the one the machine booted (darch_stageid= on the kernel command line).
+ * Issue 7 adds the default entry and a pending trial by extending `protectedIds`.
+ */
+import { readFile } from 'node:fs/promises';
+import type { StageStore } from './store.js';
+
+/**
+ * DARCH_CMDLINE_FILE names a file to read instead of /proc/cmdline (tests, and
+ * inspecting another system's stage from a rescue shell).
+ */
+export function cmdlineFile(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DARCH_CMDLINE_FILE || '/proc/cmdline';
+}
+
+export async function readCmdline(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  try {
+    return await readFile(cmdlineFile(env), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** A parameter's value from a kernel command line (`name=value`), the last one winning as in the kernel. */
+export function cmdlineParam(cmdline: string, name: string): string | undefined {
+  let v: string | undefined;
+  for (const tok of cmdline.trim().split(/\s+/)) {
+    if (tok.startsWith(`${name}=`)) v = tok.slice(name.length + 1);
+  }
+  return v;
+}
+
+/** The staged id this system booted from, if it booted a darch image. */
+export async function bootedId(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  return cmdlineParam(await readCmdline(env), 'darch_stageid') || undefined;
+}
+
+export type ProtectionSource = (store: StageStore) => Promise<string[]>;
+
+const extraSources: ProtectionSource[] = [];
+
+/** Issue 7 registers the default and trial images here. */
+export function addProtectionSource(src: ProtectionSource): void {
+  extraSources.push(src);
+}
+
+export async function protectedIds(store: StageStore): Promise<Set<string>> {
+  const ids = new Set<string>();
+  const booted = await bootedId();
+  if (booted) ids.add(booted);
+  for (const src of extraSources) for (const id of await src(store)) ids.add(id);
+  return ids;
+}

@@ -1,0 +1,241 @@
+/**
+ * `stageImage`: an image of the store becomes a staged image (squashfs, kernel, initramfs,
+ * image.json, meta.json) in <stage>/live/<id>. Nothing from the image runs, no container
+ * runtime is involved, and no root is needed. Work happens in <stage>/tmp and is renamed
+ * into place only when complete, so a crash at any point leaves earlier staged images as
+ * they were (the abandoned work directory is swept by the next stage command).
+ *
+ * Issue 6 (initramfs, hooks) plugs in through `registerStageStep`: steps run on the work
+ * directory after the squashfs and kernel are written and before meta.json and the rename.
+ */
+import { createReadStream } from 'node:fs';
+import { open, readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { writeJsonAtomic } from '../lib/atomic.js';
+import { DarchError, fsError } from '../lib/errors.js';
+import { byteProgress } from '../lib/progress.js';
+import { formatBytes, ui } from '../lib/ui.js';
+import { HashSink } from '../oci/digest.js';
+import type { ImageStore, ResolvedImage } from '../oci/store.js';
+import { normalizeRef } from '../oci/reference.js';
+import { type FlatIndex, indexLayers, streamFlattened } from '../layers/flatten.js';
+import { type BootFiles, findBootFiles } from './kernel.js';
+import { ensureFreeSpace } from './space.js';
+import { type SquashfsCompressor, writeSquashfs } from './squashfs.js';
+import {
+  type DarchImageJson,
+  IMAGE_JSON,
+  INITRD_FILE,
+  KERNEL_FILE,
+  META_JSON,
+  ROOTFS_FILE,
+  type StageStore,
+  type StagedImage,
+  type StagedMeta,
+  newStageId,
+} from './store.js';
+
+export interface StageStepContext {
+  id: string;
+  /** The work directory that will become live/<id>; write extra files (initrd.img, hooks/) here. */
+  dir: string;
+  image: ResolvedImage;
+  /** The flattened index: look files up with index.lookup(), read small ones with readImageFile(). */
+  index: FlatIndex;
+  boot: BootFiles;
+  tags: string[];
+  imageStore: ImageStore;
+  stageStore: StageStore;
+  signal?: AbortSignal;
+}
+
+export interface StageStep {
+  name: string;
+  run(ctx: StageStepContext): Promise<void>;
+}
+
+const registeredSteps: StageStep[] = [];
+
+/** Add a step every `stageImage` runs before committing (issue 6: initramfs, hook install). */
+export function registerStageStep(step: StageStep): void {
+  if (!registeredSteps.some((s) => s.name === step.name)) registeredSteps.push(step);
+}
+
+export interface StageOptions {
+  /** Tags for the staged image; default: the image reference itself. */
+  tags?: string[];
+  /** Re-stage even if a tag is already staged (the tag moves to the new image). */
+  force?: boolean;
+  compressor?: SquashfsCompressor;
+  blockSize?: number;
+  /** Retention after a successful stage (stage.keep); undefined keeps everything. */
+  keep?: number;
+  /** Extra steps for this call, after the registered ones. */
+  steps?: StageStep[];
+  signal?: AbortSignal;
+}
+
+export interface StageResult extends StagedImage {
+  meta: StagedMeta;
+  /** Ids retention removed. */
+  removed: string[];
+  stats: { entries: number; files: number; contentBytes: number; layers: number; seconds: number };
+}
+
+export const DEFAULT_COMPRESSOR: SquashfsCompressor = 'zstd';
+export const DEFAULT_BLOCK_SIZE = 131072;
+
+/** Every regular file under dir (relative paths), for sizes, checksums and bundles. */
+export async function listFiles(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await listFiles(dir, r)));
+    else if (e.isFile()) out.push(r);
+  }
+  return out.sort();
+}
+
+/** Hash a file and make sure it is on disk (tar2sqfs does not fsync). */
+export async function hashAndSync(file: string): Promise<{ size: number; sha256: string }> {
+  const sink = new HashSink();
+  await new Promise<void>((resolve, reject) => {
+    const rs = createReadStream(file, { highWaterMark: 1024 * 1024 });
+    rs.on('error', reject);
+    sink.on('error', reject);
+    sink.on('finish', resolve);
+    rs.pipe(sink);
+    sink.resume();
+  });
+  const fh = await open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return { size: sink.size, sha256: sink.digest().slice(7) };
+}
+
+/** Fill sizes/sha256/totalSize of a meta from the files in dir (except meta.json itself). */
+export async function describeFiles(dir: string): Promise<Pick<StagedMeta, 'sizes' | 'sha256' | 'totalSize'>> {
+  const sizes: Record<string, number> = {};
+  const sha: Record<string, string> = {};
+  let total = 0;
+  for (const f of await listFiles(dir)) {
+    if (f === META_JSON) continue;
+    const h = await hashAndSync(path.join(dir, f));
+    sizes[f] = h.size;
+    sha[f] = h.sha256;
+    total += h.size;
+  }
+  return { sizes, sha256: sha, totalSize: total };
+}
+
+export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string, opts: StageOptions = {}): Promise<StageResult> {
+  const started = Date.now();
+  const image = await imageStore.resolveImage(ref);
+  const sourceName = image.name ?? ref;
+  const tags = (opts.tags && opts.tags.length ? opts.tags : [sourceName]).map((t) => normalizeRef(t));
+  const compressor = opts.compressor ?? DEFAULT_COMPRESSOR;
+  const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+
+  return stageStore.withLock(async () => {
+    await stageStore.sweepTemp();
+    if (!opts.force) {
+      for (const t of tags) {
+        const existing = await stageStore.idOfTag(t);
+        if (existing) {
+          throw new DarchError('E_ALREADY_STAGED', `${t} is already staged (id ${existing})`, {
+            hint: 'use --force to stage it again (the tag moves to the new image; the old one stays until clean or retention)',
+          });
+        }
+      }
+    }
+    const layers = image.manifest.layers;
+    ui.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
+    const index = await indexLayers(imageStore, layers, { signal: opts.signal, onLayer: (i, n) => ui.verbose(`layer ${i + 1}: ${n} entries`) });
+    const st = index.stats();
+    ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const boot = await findBootFiles(imageStore, index, image.config.config?.Labels ?? {}, sourceName);
+    ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
+
+    const layerBytes = layers.reduce((a, l) => a + l.size, 0);
+    const bootBytes = boot.kernel.size + (boot.initramfs?.size ?? 0);
+    // squashfs is at most about the content plus metadata, and rarely more than the
+    // compressed layers; take the smaller as the estimate.
+    const estimate = Math.min(st.contentBytes, Math.ceil(layerBytes * 1.2)) + st.entries * 128 + bootBytes + 1024 * 1024;
+    await ensureFreeSpace(stageStore.tmpDir, estimate, `staging ${sourceName}`);
+
+    const id = newStageId();
+    const work = await stageStore.makeWorkDir('stage');
+    try {
+      const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
+      if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
+      ui.step(`writing squashfs (${compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
+      const progress = byteProgress('squashfs', st.contentBytes);
+      await writeSquashfs(streamFlattened(imageStore, index, { capture, onBytes: (n) => progress.tick(n), signal: opts.signal }), path.join(work, ROOTFS_FILE), {
+        compressor,
+        blockSize,
+        signal: opts.signal,
+      });
+      progress.done();
+
+      const imageJson: DarchImageJson = {
+        kernel: KERNEL_FILE,
+        ...(boot.initramfs ? { initramfs: INITRD_FILE } : {}),
+        rootfs: ROOTFS_FILE,
+        ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
+      };
+      await writeJsonAtomic(path.join(work, IMAGE_JSON), imageJson);
+
+      const ctx: StageStepContext = { id, dir: work, image, index, boot, tags, imageStore, stageStore, signal: opts.signal };
+      for (const step of [...registeredSteps, ...(opts.steps ?? [])]) {
+        opts.signal?.throwIfAborted();
+        ui.verbose(`stage step: ${step.name}`);
+        await step.run(ctx);
+      }
+
+      // A step may have supplied the initramfs (issue 6's universal one): name it in image.json.
+      let initramfsFromStep = false;
+      if (!boot.initramfs && (await stat(path.join(work, INITRD_FILE)).catch(() => undefined))) {
+        initramfsFromStep = true;
+        await writeJsonAtomic(path.join(work, IMAGE_JSON), { ...imageJson, initramfs: INITRD_FILE, rootfs: ROOTFS_FILE });
+      }
+      const files = await describeFiles(work);
+      const meta: StagedMeta = {
+        schemaVersion: 1,
+        id,
+        source: { name: sourceName, digest: image.descriptor.digest, manifestDigest: image.manifestDigest, layers: layers.length },
+        created: new Date().toISOString(),
+        kernel: { path: boot.kernel.path, ...(boot.kernel.version ? { version: boot.kernel.version } : {}), from: boot.from },
+        ...(boot.initramfs ? { initramfs: { path: boot.initramfs.path, from: boot.from } } : initramfsFromStep ? { initramfs: { path: INITRD_FILE, from: 'stage step' } } : {}),
+        ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
+        compression: compressor,
+        blockSize,
+        ...files,
+      };
+      await writeJsonAtomic(path.join(work, META_JSON), meta);
+      opts.signal?.throwIfAborted();
+      const dir = await stageStore.commit(work, id);
+      await stageStore.setTags(id, tags);
+      const removed = opts.keep !== undefined ? await stageStore.applyRetention(opts.keep, [id]) : [];
+      return {
+        id,
+        tags,
+        dir,
+        meta,
+        removed,
+        stats: { entries: st.entries, files: st.files, contentBytes: st.contentBytes, layers: layers.length, seconds: (Date.now() - started) / 1000 },
+      };
+    } catch (err) {
+      await rm(work, { recursive: true, force: true }).catch(() => undefined);
+      if (opts.signal?.aborted && !(err instanceof DarchError)) throw new DarchError('E_ABORTED', 'interrupted', { exitCode: 130 });
+      throw fsError(err, `cannot stage ${sourceName}`);
+    }
+  });
+}
+
+/** Check a staged directory against its meta.json (used by export and tests). */
+export async function fileSizeOf(file: string): Promise<number> {
+  return (await stat(file)).size;
+}

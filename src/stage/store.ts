@@ -1,0 +1,328 @@
+/**
+ * The staged store (docs/ARCHITECTURE.md, "Staged images"):
+ *
+ *   <stage>/images.json        {"version":1,"images":{"<id>":{"tags":[…]}}}   replaced atomically
+ *   <stage>/live/<id>/         a complete staged image, renamed into place whole
+ *   <stage>/tmp/<kind>-<pid>-<rand>/   work in progress, same file system as live/
+ *
+ * A staged image exists once its directory is in live/; images.json only names it. So a
+ * crash between the rename and the images.json update leaves an untagged image that
+ * `stage clean` removes, never a tag pointing at half a directory.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fsyncDir, writeJsonAtomic } from '../lib/atomic.js';
+import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { processAlive, withLock } from '../lib/lock.js';
+import { normalizeRef } from '../oci/reference.js';
+import { protectedIds } from './protect.js';
+
+export const ROOTFS_FILE = 'rootfs.squash';
+export const KERNEL_FILE = 'vmlinuz';
+export const INITRD_FILE = 'initrd.img';
+export const IMAGE_JSON = 'image.json';
+export const META_JSON = 'meta.json';
+
+/** Darch's image.json, as its GRUB and initramfs code reads it. */
+export interface DarchImageJson {
+  kernel: string;
+  initramfs?: string;
+  rootfs: string;
+  kernelparams?: string;
+}
+
+export interface StagedMeta {
+  schemaVersion: 1;
+  id: string;
+  source: { name?: string; digest: string; manifestDigest: string; layers: number };
+  created: string;
+  /** Where in the image the kernel and initramfs came from. */
+  kernel: { path: string; version?: string; from: string };
+  initramfs?: { path: string; from: string };
+  kernelparams?: string;
+  compression: string;
+  blockSize: number;
+  /** Every file of the staged directory (relative path) → size and sha256. */
+  sizes: Record<string, number>;
+  sha256: Record<string, string>;
+  totalSize: number;
+}
+
+export interface StagedImage {
+  id: string;
+  tags: string[];
+  dir: string;
+  meta?: StagedMeta;
+  /** Set when meta.json is missing or unreadable (a damaged entry is listed, not hidden). */
+  problem?: string;
+}
+
+interface ImagesFile {
+  version: 1;
+  images: Record<string, { tags: string[] }>;
+}
+
+const ID_RE = /^[a-z0-9]{25}$/;
+
+export function newStageId(): string {
+  // 25 base-36 characters like the original Darch (about 129 bits).
+  let s = '';
+  while (s.length < 25) s += BigInt(`0x${randomBytes(16).toString('hex')}`).toString(36);
+  return s.slice(0, 25);
+}
+
+export function isStageId(s: string): boolean {
+  return ID_RE.test(s);
+}
+
+export class StageStore {
+  readonly lockFile: string;
+
+  constructor(
+    readonly dir: string,
+    readonly lockTimeoutSec = 10,
+  ) {
+    this.lockFile = `${dir.replace(/\/+$/, '')}.lock`;
+  }
+
+  get imagesFile(): string {
+    return path.join(this.dir, 'images.json');
+  }
+  get liveDir(): string {
+    return path.join(this.dir, 'live');
+  }
+  get tmpDir(): string {
+    return path.join(this.dir, 'tmp');
+  }
+  imageDir(id: string): string {
+    return path.join(this.liveDir, id);
+  }
+
+  async init(): Promise<void> {
+    try {
+      await mkdir(this.liveDir, { recursive: true });
+      await mkdir(this.tmpDir, { recursive: true });
+    } catch (err) {
+      throw fsError(err, `cannot create the stage directory ${this.dir}`);
+    }
+  }
+
+  /** Writers hold this lock; readers never need it (images.json is replaced atomically). */
+  async withLock<T>(fn: () => Promise<T>): Promise<T> {
+    await this.init();
+    return withLock(this.lockFile, `the stage ${this.dir}`, this.lockTimeoutSec, fn);
+  }
+
+  /** A fresh work directory in tmp/ whose name carries our pid, so sweeps know when it is abandoned. */
+  async makeWorkDir(kind: string): Promise<string> {
+    await this.init();
+    const d = path.join(this.tmpDir, `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`);
+    await mkdir(d, { mode: 0o755 });
+    return d;
+  }
+
+  /** Remove work directories of processes that are gone (a crash or kill -9). */
+  async sweepTemp(): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.tmpDir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return 0;
+      throw err;
+    }
+    let n = 0;
+    for (const name of names) {
+      const m = /^[a-z]+-(\d+)-[a-f0-9]+$/.exec(name);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || processAlive(pid)) continue;
+      await rm(path.join(this.tmpDir, name), { recursive: true, force: true });
+      n++;
+    }
+    return n;
+  }
+
+  async readImages(): Promise<ImagesFile> {
+    let text: string;
+    try {
+      text = await readFile(this.imagesFile, 'utf8');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return { version: 1, images: {} };
+      throw fsError(err, `cannot read ${this.imagesFile}`);
+    }
+    try {
+      const doc = JSON.parse(text) as ImagesFile;
+      if (!doc || typeof doc.images !== 'object') throw new Error('no "images" object');
+      return { version: 1, images: doc.images };
+    } catch (err) {
+      throw new DarchError('E_STAGE_CORRUPT', `${this.imagesFile} is corrupt: ${(err as Error).message}`, {
+        hint: 'restore it, or delete it: staged images stay in live/ and can be tagged again with `darch stage tag <id> <name>`',
+      });
+    }
+  }
+
+  private async writeImages(doc: ImagesFile): Promise<void> {
+    try {
+      await writeJsonAtomic(this.imagesFile, doc, 0o644);
+    } catch (err) {
+      throw fsError(err, `cannot write ${this.imagesFile}`);
+    }
+  }
+
+  async liveIds(): Promise<string[]> {
+    try {
+      return (await readdir(this.liveDir)).filter(isStageId);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw fsError(err, `cannot read ${this.liveDir}`);
+    }
+  }
+
+  async readMeta(id: string): Promise<StagedMeta> {
+    const f = path.join(this.imageDir(id), META_JSON);
+    try {
+      return JSON.parse(await readFile(f, 'utf8')) as StagedMeta;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw new DarchError('E_STAGE_CORRUPT', `staged image ${id} has no ${META_JSON}`);
+      throw new DarchError('E_STAGE_CORRUPT', `${f} is unreadable: ${(err as Error).message}`);
+    }
+  }
+
+  /** Every staged image in live/ (tagged or not), newest first. */
+  async list(): Promise<StagedImage[]> {
+    const doc = await this.readImages();
+    const out: StagedImage[] = [];
+    for (const id of await this.liveIds()) {
+      const img: StagedImage = { id, tags: [...(doc.images[id]?.tags ?? [])].sort(), dir: this.imageDir(id) };
+      try {
+        img.meta = await this.readMeta(id);
+      } catch (err) {
+        img.problem = (err as Error).message;
+      }
+      out.push(img);
+    }
+    return out.sort((a, b) => (b.meta?.created ?? '').localeCompare(a.meta?.created ?? '') || a.id.localeCompare(b.id));
+  }
+
+  /** Find a staged image by tag (a missing tag means :latest), by id, or by a unique id prefix. */
+  async get(ref: string): Promise<StagedImage> {
+    const all = await this.list();
+    let tag: string | undefined;
+    try {
+      tag = normalizeRef(ref);
+    } catch {
+      tag = undefined;
+    }
+    const byTag = all.find((i) => i.tags.includes(ref) || (tag !== undefined && i.tags.includes(tag)));
+    if (byTag) return byTag;
+    const byId = all.filter((i) => i.id.startsWith(ref));
+    if (byId.length === 1 && byId[0]) return byId[0];
+    if (byId.length > 1) throw new DarchError('E_AMBIGUOUS', `${ref} matches more than one staged image id`, { hint: 'give more characters of the id' });
+    throw new DarchError('E_NOT_STAGED', `${ref} is not staged`, { hint: '`darch stage list` shows staged images; `darch stage upload IMAGE` stages one' });
+  }
+
+  /** Which id a tag points at, if any. */
+  async idOfTag(tag: string): Promise<string | undefined> {
+    const doc = await this.readImages();
+    const t = normalizeRef(tag);
+    return Object.entries(doc.images).find(([, v]) => v.tags.includes(t))?.[0];
+  }
+
+  /**
+   * Point tags at an id (moving them off any other id). Caller holds the lock.
+   * Ids that lose their last tag stay in live/ until clean or retention removes them.
+   */
+  async setTags(id: string, tags: string[]): Promise<void> {
+    const doc = await this.readImages();
+    const norm = tags.map((t) => normalizeRef(t));
+    for (const v of Object.values(doc.images)) v.tags = v.tags.filter((t) => !norm.includes(t));
+    const cur = doc.images[id]?.tags ?? [];
+    doc.images[id] = { tags: [...new Set([...cur, ...norm])].sort() };
+    for (const [k, v] of Object.entries(doc.images)) if (v.tags.length === 0) delete doc.images[k];
+    await this.writeImages(doc);
+  }
+
+  async untag(tag: string): Promise<string | undefined> {
+    const doc = await this.readImages();
+    const t = normalizeRef(tag);
+    let from: string | undefined;
+    for (const [id, v] of Object.entries(doc.images)) {
+      if (v.tags.includes(t)) {
+        from = id;
+        v.tags = v.tags.filter((x) => x !== t);
+        if (v.tags.length === 0) delete doc.images[id];
+      }
+    }
+    if (from) await this.writeImages(doc);
+    return from;
+  }
+
+  private async dropId(id: string): Promise<void> {
+    const doc = await this.readImages();
+    if (doc.images[id]) {
+      delete doc.images[id];
+      await this.writeImages(doc);
+    }
+  }
+
+  /**
+   * Delete a staged directory: first renamed out of live/ (one atomic step, so boot code
+   * never sees half a directory), then removed. Caller holds the lock and has checked
+   * protection.
+   */
+  async deleteImage(id: string): Promise<void> {
+    await this.dropId(id);
+    const aside = path.join(this.tmpDir, `removing-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await rename(this.imageDir(id), aside);
+      await fsyncDir(this.liveDir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw fsError(err, `cannot remove staged image ${id}`);
+    }
+    await rm(aside, { recursive: true, force: true });
+  }
+
+  /** Move a complete work directory into live/<id>. */
+  async commit(work: string, id: string): Promise<string> {
+    const dest = this.imageDir(id);
+    try {
+      await stat(dest);
+      throw new DarchError('E_EXISTS', `staged image ${id} already exists`);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+    try {
+      await fsyncDir(work);
+      await rename(work, dest);
+      await fsyncDir(this.liveDir);
+    } catch (err) {
+      throw fsError(err, `cannot move the staged image into ${dest}`);
+    }
+    return dest;
+  }
+
+  /**
+   * Retention: keep at most `keep` staged images. Untagged ones go first, then the oldest;
+   * protected ids (booted, default, pending trial) and `alsoKeep` are never removed.
+   * Caller holds the lock. Returns the removed ids.
+   */
+  async applyRetention(keep: number, alsoKeep: string[] = []): Promise<string[]> {
+    const all = await this.list();
+    if (all.length <= keep) return [];
+    const prot = new Set([...(await protectedIds(this)), ...alsoKeep]);
+    const candidates = all
+      .filter((i) => !prot.has(i.id))
+      .sort((a, b) => (a.tags.length === 0 ? 0 : 1) - (b.tags.length === 0 ? 0 : 1) || (a.meta?.created ?? '').localeCompare(b.meta?.created ?? ''));
+    const removed: string[] = [];
+    let count = all.length;
+    for (const c of candidates) {
+      if (count <= keep) break;
+      await this.deleteImage(c.id);
+      removed.push(c.id);
+      count--;
+    }
+    return removed;
+  }
+}
