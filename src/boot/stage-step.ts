@@ -49,7 +49,12 @@ export function chooseInitramfs(policy: 'auto' | 'darch' | 'image', ctx: BootSte
     }
     return 'image';
   }
-  return ctx.boot.initramfs && DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p)) ? 'image' : 'darch';
+  if (!ctx.boot.initramfs) return 'darch';
+  if (DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p))) return 'image';
+  // darch's initramfs needs the image's modules; an image without any (a kernel with all
+  // drivers built in) is better served by the initramfs it brought.
+  const hasModules = ['lib/modules', 'usr/lib/modules'].some((p) => lookupOk(ctx.index, p));
+  return hasModules ? 'darch' : 'image';
 }
 
 export function bootStageStep(paths: DarchPaths, config: Config) {
@@ -72,8 +77,10 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
       } else {
         // The image's initramfs-tools (or Darch's mkinitcpio/dracut hooks) select darch's
         // script with boot=darch.
+        const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
-        if (!/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        if (!aware) ui.warn(`keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`);
         ui.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
       }
       const staged = { id: ctx.id, dir: ctx.dir, tags: ctx.tags };
