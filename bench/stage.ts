@@ -12,7 +12,7 @@
  *   nice -n 10 node --import tsx bench/stage.ts [--reps N] [--compressor zstd] [--block-size 131072]
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,9 +34,11 @@ async function readAll(file: string): Promise<void> {
   for await (const _ of createReadStream(file, { highWaterMark: 4 << 20 })) void _;
 }
 
+// /proc is read with readFileSync (microseconds): spawning `cat`/`pgrep` every 100 ms
+// would stall this process's event loop and whatever it pipes.
 function vmhwm(pid: number): number {
   try {
-    const s = execFileSync('cat', [`/proc/${pid}/status`], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
     const m = /VmHWM:\s+(\d+) kB/.exec(s);
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
@@ -46,10 +48,9 @@ function vmhwm(pid: number): number {
 
 function children(pid: number): number[] {
   try {
-    return execFileSync('pgrep', ['-P', String(pid)], { stdio: ['ignore', 'pipe', 'ignore'] })
-      .toString()
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
       .trim()
-      .split('\n')
+      .split(/\s+/)
       .filter(Boolean)
       .map(Number);
   } catch {
@@ -65,9 +66,11 @@ interface Timed {
 /** Run a command, timing it and sampling the peak RSS of it and its direct children by name. */
 function timed(cmd: string, args: string[], opts: { stdinFile?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Timed> {
   return new Promise((resolve, reject) => {
+    // The child reads its input file directly (no copy through this process).
+    const stdin = opts.stdinFile ? openSync(opts.stdinFile, 'r') : 'ignore';
     const start = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: [opts.stdinFile ? 'pipe' : 'ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
-    if (opts.stdinFile) createReadStream(opts.stdinFile).pipe(child.stdin!);
+    const child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: opts.env ?? process.env });
+    if (typeof stdin === 'number') closeSync(stdin);
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
     const rss: Record<string, number> = {};
@@ -77,7 +80,7 @@ function timed(cmd: string, args: string[], opts: { stdinFile?: string; env?: No
       for (const p of pids) {
         if (!names.has(p)) {
           try {
-            names.set(p, execFileSync('cat', [`/proc/${p}/comm`], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
+            names.set(p, readFileSync(`/proc/${p}/comm`, 'utf8').trim());
           } catch {
             continue;
           }

@@ -49,7 +49,12 @@ export function chooseInitramfs(policy: 'auto' | 'darch' | 'image', ctx: BootSte
     }
     return 'image';
   }
-  return ctx.boot.initramfs && DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p)) ? 'image' : 'darch';
+  if (!ctx.boot.initramfs) return 'darch';
+  if (DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p))) return 'image';
+  // darch's initramfs needs the image's modules; an image without any (a kernel with all
+  // drivers built in) is better served by the initramfs it brought.
+  const hasModules = ['lib/modules', 'usr/lib/modules'].some((p) => lookupOk(ctx.index, p));
+  return hasModules ? 'darch' : 'image';
 }
 
 export function bootStageStep(paths: DarchPaths, config: Config) {
@@ -58,22 +63,34 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
     async run(ctx: BootStepContext): Promise<void> {
       const imageFile = path.join(ctx.dir, 'image.json');
       const image = JSON.parse(await readFile(imageFile, 'utf8')) as Partial<StagedImageJson>;
-      const which = chooseInitramfs(config.boot.initramfs, ctx);
+      let which = chooseInitramfs(config.boot.initramfs, ctx);
       if (which === 'darch') {
-        const res = await buildInitramfs({
-          rootfs: path.join(ctx.dir, image.rootfs ?? 'rootfs.squash'),
-          kernel: path.join(ctx.dir, image.kernel ?? 'vmlinuz'),
-          release: ctx.boot.kernel.version,
-          out: path.join(ctx.dir, 'initrd.img'),
-          tmpDir: paths.tmpDir,
-        });
-        ui.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
-        await writeJsonAtomic(imageFile, { ...image, initramfs: 'initrd.img' });
-      } else {
+        try {
+          const res = await buildInitramfs({
+            rootfs: path.join(ctx.dir, image.rootfs ?? 'rootfs.squash'),
+            kernel: path.join(ctx.dir, image.kernel ?? 'vmlinuz'),
+            release: ctx.boot.kernel.version,
+            out: path.join(ctx.dir, 'initrd.img'),
+            tmpDir: paths.tmpDir,
+          });
+          ui.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
+          await writeJsonAtomic(imageFile, { ...image, initramfs: 'initrd.img' });
+        } catch (err) {
+          // In auto mode an image that brought its own initramfs is never worse off than
+          // before: keep it, say why darch's could not be built.
+          const modulesProblem = err instanceof DarchError && ['E_MODULES_MISSING', 'E_MODULES_BROKEN', 'E_KERNEL_UNKNOWN'].includes(err.code);
+          if (config.boot.initramfs !== 'auto' || !ctx.boot.initramfs || !modulesProblem) throw err;
+          ui.warn(`darch's initramfs cannot be built (${(err as Error).message}); keeping the image's own`);
+          which = 'image';
+        }
+      }
+      if (which === 'image') {
         // The image's initramfs-tools (or Darch's mkinitcpio/dracut hooks) select darch's
         // script with boot=darch.
+        const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
-        if (!/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        if (!aware) ui.warn(`keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`);
         ui.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
       }
       const staged = { id: ctx.id, dir: ctx.dir, tags: ctx.tags };

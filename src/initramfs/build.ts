@@ -48,11 +48,13 @@ const MODULE_DIRS = ['lib/modules', 'usr/lib/modules'];
 
 /** Gives access to files under /lib/modules/<release> of an image, whatever its form. */
 interface ModuleSource {
-  release: string;
+  release: string | undefined;
   read(rel: string): Promise<string | undefined>;
   /** Local paths for the given files (relative to the release dir), fetching them if needed. */
   fetch(rels: string[]): Promise<Map<string, string>>;
 }
+
+const NO_MODULES: ModuleSource = { release: undefined, read: async () => undefined, fetch: async () => new Map() };
 
 async function dirSource(root: string, release: string | undefined): Promise<ModuleSource> {
   const releases: { rel: string; dir: string }[] = [];
@@ -60,6 +62,7 @@ async function dirSource(root: string, release: string | undefined): Promise<Mod
     for (const r of await readdir(path.join(root, d)).catch(() => [] as string[])) releases.push({ rel: r, dir: path.join(root, d, r) });
   }
   const pick = pickRelease(releases, release, root);
+  if (!pick) return NO_MODULES;
   return {
     release: pick.rel,
     read: (rel) => readFile(path.join(pick.dir, rel), 'utf8').catch(() => undefined),
@@ -86,6 +89,7 @@ async function squashSource(squash: string, release: string | undefined, work: s
     for (const r of await readdir(path.join(dest, d)).catch(() => [] as string[])) releases.push({ rel: r, dir: path.join(dest, d, r), imageDir: `${d}/${r}` });
   }
   const pick = pickRelease(releases, release, squash);
+  if (!pick) return NO_MODULES;
   return {
     release: pick.rel,
     read: (r) => readFile(path.join(pick.dir, r), 'utf8').catch(() => undefined),
@@ -96,7 +100,9 @@ async function squashSource(squash: string, release: string | undefined, work: s
   };
 }
 
-function pickRelease<T extends { rel: string }>(found: T[], want: string | undefined, where: string): T {
+/** undefined: the image has no module tree at all (a kernel with everything built in). */
+function pickRelease<T extends { rel: string }>(found: T[], want: string | undefined, where: string): T | undefined {
+  if (found.length === 0) return undefined;
   if (want) {
     const hit = found.find((f) => f.rel === want);
     if (hit) return hit;
@@ -106,11 +112,6 @@ function pickRelease<T extends { rel: string }>(found: T[], want: string | undef
   }
   const unique = [...new Map(found.map((f) => [f.rel, f])).values()];
   if (unique.length === 1 && unique[0]) return unique[0];
-  if (unique.length === 0) {
-    throw new DarchError('E_MODULES_MISSING', `${where} has no kernel modules (/lib/modules is empty)`, {
-      hint: 'install a kernel package in the image (for Debian: linux-image-amd64)',
-    });
-  }
   throw new DarchError('E_KERNEL_UNKNOWN', `${where} has modules for several kernels (${unique.map((f) => f.rel).join(', ')})`, {
     hint: 'pass the kernel so darch can tell which release it is',
   });
@@ -146,22 +147,30 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       throw fsError(err, `cannot read the image ${opts.rootfs}`);
     }
     const src = st.isDirectory() ? await dirSource(opts.rootfs, release) : await squashSource(opts.rootfs, release, work);
-    release = src.release;
-    const dep = await src.read('modules.dep');
-    if (dep === undefined) {
-      throw new DarchError('E_MODULES_MISSING', `the image has /lib/modules/${release} but no modules.dep`, {
-        hint: `run \`depmod ${release}\` in the image (kernel packages do this when installed) and stage it again`,
-      });
+    let resolution: Resolution = { load: [], builtin: [], absent: [], skipped: [] };
+    let local = new Map<string, string>();
+    if (src.release === undefined) {
+      // Nothing to load: fine for a kernel with squashfs, overlay, loop and its disk drivers built in.
+      ui.warn(`${opts.rootfs} has no /lib/modules: the initramfs carries no modules, so the kernel must have squashfs, overlay, loop and the disk drivers built in`);
+      release ??= 'unknown';
+    } else {
+      release = src.release;
+      const dep = await src.read('modules.dep');
+      if (dep === undefined) {
+        throw new DarchError('E_MODULES_MISSING', `the image has /lib/modules/${release} but no modules.dep`, {
+          hint: `run \`depmod ${release}\` in the image (kernel packages do this when installed) and stage it again`,
+        });
+      }
+      const db = parseModulesDep(dep, (await src.read('modules.builtin')) ?? '');
+      const wanted = [...WANTED_MODULES, ...(opts.extraModules ?? [])];
+      // First pass: everything modules.dep promises; then keep what the image really has.
+      const all = resolveModules(db, release, wanted);
+      local = await src.fetch(all.load);
+      const have = new Set<string>();
+      for (const rel of all.load) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
+      resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
+      if (resolution.skipped.length) ui.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
     }
-    const db = parseModulesDep(dep, (await src.read('modules.builtin')) ?? '');
-    const wanted = [...WANTED_MODULES, ...(opts.extraModules ?? [])];
-    // First pass: everything modules.dep promises; then keep what the image really has.
-    const all = resolveModules(db, release, wanted);
-    const local = await src.fetch(all.load);
-    const have = new Set<string>();
-    for (const rel of all.load) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
-    const resolution: Resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
-    if (resolution.skipped.length) ui.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
     const modules: { path: string; name: string }[] = [];
     for (const rel of resolution.load) modules.push(await plainModule(local.get(rel)!, rel, work));
     const busybox = await findStaticBusybox();

@@ -4,6 +4,7 @@
  * /dev/kvm exists but KVM_RUN hangs), TCG otherwise.
  */
 import { access, constants, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run, spawnChild, waitChild } from '../lib/proc.js';
@@ -41,8 +42,11 @@ function probeBootSector(): Buffer {
   return b;
 }
 
-/** Whether KVM really runs guests here; the answer is cached per boot of the host. */
-export async function kvmWorks(cacheDir: string, timeoutMs = 5000): Promise<boolean> {
+/**
+ * Whether KVM really runs guests here. The answer belongs to the host, not to a darch state
+ * directory, so it is cached per host boot in the temp directory (per user).
+ */
+export async function kvmWorks(cacheDir = path.join(os.tmpdir(), `darch-${process.getuid?.() ?? 0}`), timeoutMs = 5000): Promise<boolean> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
@@ -84,7 +88,6 @@ export interface VmOptions {
   network?: boolean;
   /** Exit instead of rebooting when the guest reboots. */
   noReboot?: boolean;
-  cacheDir: string;
   extraArgs?: string[];
 }
 
@@ -95,7 +98,7 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
   await copyFile(ovmf.vars, vars);
   let accel: 'kvm' | 'tcg' = 'tcg';
   if (opts.accel === 'kvm') accel = 'kvm';
-  else if (opts.accel !== 'tcg' && (await kvmWorks(opts.cacheDir))) accel = 'kvm';
+  else if (opts.accel !== 'tcg' && (await kvmWorks())) accel = 'kvm';
   const args = [
     '-machine', 'q35', '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max',
     '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 1),

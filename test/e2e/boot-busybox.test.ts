@@ -77,7 +77,7 @@ describe('booting staged images from a darch disk (OVMF → GRUB → darch initr
     }
   });
 
-  it('boots the second image once it is made the default, with its own hooks', async () => {
+  it('boots the second image once it is made the default, with its own hooks; the first still boots with `darch vm run`', async () => {
     await darchOk(['disk', 'set-default', disk, 'test/b:1'], { root });
     const vm = Vm.disk({ name: 'boot-busybox-second', disk, root });
     try {
@@ -89,11 +89,11 @@ describe('booting staged images from a darch disk (OVMF → GRUB → darch initr
     } finally {
       await vm.stop();
     }
-    // And back: the first image still boots.
-    await darchOk(['disk', 'set-default', disk, 'test/a:1'], { root });
-    const vm2 = Vm.disk({ name: 'boot-busybox-back-to-a', disk, root });
+    // The first image still boots, also the way a newcomer tries one: `darch vm run NAME:TAG`.
+    const vm2 = Vm.staged({ name: 'boot-busybox-vm-run-staged', staged: 'test/a:1', root, kernelArgs: KARGS });
     try {
       await vm2.waitFor(`${BOOTED} version=A`, 120_000);
+      assert.match(await vm2.ok('cat /proc/cmdline'), new RegExp(`darch_stageid=${idA}\\b`));
     } finally {
       await vm2.stop();
     }

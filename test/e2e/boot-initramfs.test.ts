@@ -5,6 +5,7 @@
  * (a clear message, a rescue shell, or a reboot when panic= asks for one).
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { darchOk, tempDir } from '../helpers/darch.js';
@@ -25,21 +26,28 @@ describe('the universal initramfs (kernel booted directly)', () => {
     const root = path.join(work, 'root');
     const k = await debianKernel();
     const id = await stageTree(root, await testImageTree(path.join(work, 'img'), k, 'R', 'ram-test'), ['test/r:1']);
+    // A hook whose run phase fails: reported on the console, and the boot goes on.
+    const broken = path.join(root, 'etc/darch/hooks/broken');
+    await mkdir(broken, { recursive: true });
+    await writeFile(path.join(broken, 'hook'), 'install() { echo x > "$DARCH_HOOK_DEST_DIR/x"; }\nrun() { echo "broken hook ran"; return 3; }\nhelp() { :; }\n');
+    await darchOk(['hooks', 'apply', '--no-sync'], { root });
     disk = path.join(work, 'disk.img');
     const created = (await darchOk(['--json', 'disk', 'create', disk], { root })).json<{ darchUuid: string }>();
     const dir = path.join(root, 'var/lib/darch/stage/live', id);
     kernel = path.join(dir, 'vmlinuz');
     initrd = path.join(dir, 'initrd.img');
-    base = `console=ttyS0,115200 loglevel=3 darch_rootfs=rootfs.squash darch_dir=UUID=${created.darchUuid}:/stage/live/${id} darch_stageid=${id}`;
+    base = `console=ttyS0,115200 loglevel=3 darch_rootfs=rootfs.squash darch_dir=UUID=${created.darchUuid}:/stage/live/${id} darch_stageid=${id} darch_hooks=hooks/test+r@1`;
   });
   after(async () => {
     for (const c of cleanups) await c();
   });
 
-  it('darch_ram=1 copies the squashfs to RAM and lets go of the stage partition', async () => {
+  it('darch_ram=1 copies the squashfs to RAM and lets go of the stage partition; a failing hook is reported and the boot goes on', async () => {
     const vm = Vm.kernel({ name: 'initramfs-ram', kernel, initrd, disk, append: `${base} darch_ram=1` });
     try {
       await vm.waitFor('copying rootfs.squash to RAM', 60_000);
+      await vm.waitFor('broken hook ran', 60_000);
+      await vm.waitFor('darch: hook broken: FAILED (exit 3), continuing', 10_000);
       await vm.waitFor(`${BOOTED} version=R`, 60_000);
       assert.equal((await vm.ok(`awk '$2=="/run/darch/source"' /proc/mounts | wc -l`)).trim(), '0');
       assert.match(await vm.ok(`awk '$2=="/run/darch/ram"{print $3}' /proc/mounts`), /tmpfs/);

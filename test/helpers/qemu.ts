@@ -58,6 +58,15 @@ export class Vm {
     return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
+  /** Boot a staged image the way a newcomer does: `darch vm run NAME:TAG` (a throw-away disk). */
+  static staged(o: Omit<DiskVmOptions, 'disk'> & { staged: string; kernelArgs?: string }): Vm {
+    const args = [
+      DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.staged, '--accel', process.env.DARCH_TEST_ACCEL ?? 'auto', '-m', String(o.memoryMiB ?? 512),
+      ...(o.kernelArgs ? ['--kernel-args', o.kernelArgs] : []), ...(o.extraArgs ?? []),
+    ];
+    return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
+  }
+
   /** Boot a kernel and initramfs directly (no firmware, no GRUB): initramfs-only tests. */
   static kernel(o: KernelVmOptions): Vm {
     const args = [

@@ -48,7 +48,6 @@ export class SerialVm {
       memoryMiB: opts.memoryMiB ?? 384,
       accel: (process.env.DARCH_TEST_ACCEL as 'kvm' | 'tcg' | undefined) ?? 'tcg',
       noReboot: opts.noReboot,
-      cacheDir: path.join(vm.work, 'cache'),
       extraArgs: [...(opts.extraArgs ?? []), '-qmp', `unix:${vm.qmp},server=on,wait=off`],
     });
     const finalArgs = opts.readOnly ? args.map((a) => (a.startsWith(`file=${opts.disk},`) ? `${a},readonly=on` : a)) : args;

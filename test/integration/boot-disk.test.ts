@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
+import { renderEmbeddedConfig } from '../../src/disk/layout.js';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { fakeStaged, stageDirOf } from '../helpers/fakestage.js';
 
@@ -117,9 +118,13 @@ describe('darch boot sync / install', () => {
     assert.match(out, new RegExp(`search --no-floppy --fs-uuid --set=darch_fs ${fsUuid}`));
     assert.match(out, /source \(\$darch_fs\)\/.*\/stage\/grub\.cfg/);
 
-    // A grub.cfg GRUB itself accepts: grub-script-check parses it.
+    // Files GRUB itself accepts: grub-script-check parses the menu and a disk's embedded config.
     const check = await run('grub-script-check', [path.join(stageDirOf(root), 'grub.cfg')], { allowFailure: true });
     assert.equal(check.code, 0, check.stderr);
+    const embedded = path.join(root, 'embedded.cfg');
+    await writeFile(embedded, renderEmbeddedConfig({ darchUuid: fsUuid, espSerial: 'ABCD-1234', kernelArgs: 'console=ttyS0', timeout: 3 }));
+    const check2 = await run('grub-script-check', [embedded], { allowFailure: true });
+    assert.equal(check2.code, 0, check2.stderr);
   });
 
   it('refuses a stage directory GRUB cannot read (tmpfs, overlay) with a hint', async (t) => {

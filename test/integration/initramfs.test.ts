@@ -72,9 +72,11 @@ describe('darch initramfs build', () => {
     const out = path.join(work, 'initrd.img');
     const empty = path.join(work, 'empty');
     await mkdir(path.join(empty, 'etc'), { recursive: true });
+    // No module tree at all: a kernel with everything built in. Built, with a warning.
     let r = await darch(['initramfs', 'build', empty, '-o', out]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /error: .* has no kernel modules \(\/lib\/modules is empty\)\nhint: install a kernel package in the image/);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: .* has no \/lib\/modules: the initramfs carries no modules/);
+    await rm(out);
 
     const root = await busyboxBootRoot(path.join(work, 'root'), { kernel });
     const mdir = path.join(root, 'lib/modules', kernel.release);

@@ -15,7 +15,9 @@ function ctx(files: string[], initramfs?: string): BootStepContext {
 
 describe('which initramfs a staged image boots with', () => {
   it('auto keeps an image initramfs only when the image has a darch hook for it', () => {
-    assert.equal(chooseInitramfs('auto', ctx([], '/boot/initrd.img')), 'darch');
+    assert.equal(chooseInitramfs('auto', ctx(['usr/lib/modules'], '/boot/initrd.img')), 'darch');
+    // No modules to build darch's from: the image's own is the better bet.
+    assert.equal(chooseInitramfs('auto', ctx([], '/boot/initrd.img')), 'image');
     assert.equal(chooseInitramfs('auto', ctx(['usr/share/initramfs-tools/scripts/darch'], '/boot/initrd.img')), 'image');
     assert.equal(chooseInitramfs('auto', ctx(['usr/share/initramfs-tools/scripts/darch'])), 'darch');
     assert.equal(chooseInitramfs('darch', ctx(['usr/share/initramfs-tools/scripts/darch'], '/boot/initrd.img')), 'darch');

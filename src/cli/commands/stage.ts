@@ -12,7 +12,11 @@ import { SQUASHFS_COMPRESSORS, type SquashfsCompressor } from '../../stage/squas
 import { stageImage } from '../../stage/stage.js';
 import { StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
+import { bootStageStep } from '../../boot/stage-step.js';
+import { reconcileBoot } from '../../boot/reconcile.js';
 import type { ContextFactory } from '../main.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
 
 function normalizeOrUndefined(ref: string): string | undefined {
   try {
@@ -62,7 +66,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .alias('add')
     .description('stage an image from the local store (no container runtime, no root, nothing from the image runs)')
     .argument('<image>', 'NAME[:TAG] or digest in the image store')
-    .option('-t, --tag <tag...>', 'name(s) for the staged image (default: the image name)')
+    .option('-t, --tag <tag>', 'a name for the staged image, repeatable (default: the image name)', collect, [])
     .option('-f, --force', 're-stage even if the tag is already staged (the tag moves to the new image)')
     .addOption(new Option('--compression <c>', 'squashfs compressor (default: stage.compression)').choices([...SQUASHFS_COMPRESSORS]))
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
@@ -78,7 +82,9 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         blockSize: opts.blockSize,
         keep: c.config.stage.keep,
         signal: c.signal,
+        steps: [bootStageStep(c.paths, c.config)],
       });
+      await reconcileBoot(c.paths, c.config);
       for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
       ui.success(
         `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes['rootfs.squash'] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
@@ -136,7 +142,8 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .argument('<tag>', 'new NAME[:TAG]')
     .option('-f, --force', 'move the tag if another staged image has it')
     .action(async (src: string, tag: string, opts: { force?: boolean }, cmd: Command) => {
-      const store = openStageStore(await ctx(cmd));
+      const c = await ctx(cmd);
+      const store = openStageStore(c);
       const res = await store.withLock(async () => {
         const img = await store.get(src);
         const owner = await store.idOfTag(tag);
@@ -146,6 +153,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         await store.setTags(img.id, [tag]);
         return { id: img.id, tags: (await store.get(img.id)).tags };
       });
+      await reconcileBoot(c.paths, c.config);
       ui.success(`${res.id} is now ${res.tags.join(', ')}`);
       await emit(res, () => undefined);
     });
@@ -156,7 +164,8 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .description('remove staged images by tag or id (the booted image loses its tag but stays on disk)')
     .argument('<staged...>', 'tags or ids')
     .action(async (refs: string[], _o: unknown, cmd: Command) => {
-      const store = openStageStore(await ctx(cmd));
+      const c = await ctx(cmd);
+      const store = openStageStore(c);
       const res = await store.withLock(async () => {
         const prot = await protectedIds(store);
         const out: Array<{ ref: string; id: string; deleted: boolean }> = [];
@@ -178,6 +187,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         }
         return { removed: out };
       });
+      await reconcileBoot(c.paths, c.config);
       for (const r of res.removed) ui.success(r.deleted ? `removed ${r.ref} (${r.id})` : `untagged ${r.ref} (${r.id} kept)`);
       await emit(res, () => undefined);
     });
@@ -187,7 +197,8 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .description('delete untagged staged images (never a protected one) and leftovers of interrupted stages')
     .option('-n, --dry-run', 'only report')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
-      const store = openStageStore(await ctx(cmd));
+      const c = await ctx(cmd);
+      const store = openStageStore(c);
       const res = await store.withLock(async () => {
         const prot = await protectedIds(store);
         const untagged = (await store.list()).filter((i) => i.tags.length === 0 && !prot.has(i.id));
@@ -195,6 +206,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         const temp = opts.dryRun ? 0 : await store.sweepTemp();
         return { dryRun: Boolean(opts.dryRun), removed: untagged.map((i) => i.id), bytesFreed: untagged.reduce((a, i) => a + (i.meta?.totalSize ?? 0), 0), tempRemoved: temp };
       });
+      if (!res.dryRun) await reconcileBoot(c.paths, c.config);
       ui.success(`${res.dryRun ? 'would remove' : 'removed'} ${res.removed.length} staged image(s), ${formatBytes(res.bytesFreed)}${res.tempRemoved ? `, ${res.tempRemoved} leftover work dir(s)` : ''}`);
       await emit(res, () => undefined);
     });
@@ -219,7 +231,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .command('import')
     .description('stage a bundle made by `darch stage export`, verifying every checksum first')
     .argument('<file>', 'bundle file, or - for stdin')
-    .option('-t, --tag <tag...>', 'tags to give instead of the bundle’s own')
+    .option('-t, --tag <tag>', 'a tag to give instead of the bundle’s own, repeatable', collect, [])
     .option('-f, --force', 'move tags that already name another staged image')
     .action(async (file: string, opts: { tag?: string[]; force?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
@@ -233,6 +245,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         onBytes: (n) => progress.tick(n),
         onManifest: (m) => progress.setTotal(m.files.reduce((a, f) => a + f.size, 0)),
       });
+      await reconcileBoot(c.paths, c.config);
       progress.done(`${res.alreadyStaged ? 'already staged' : 'imported'} ${res.tags.join(', ') || res.id} as ${res.id}`);
       await emit(res, (r) => r.id);
     });

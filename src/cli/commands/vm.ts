@@ -47,7 +47,6 @@ export function registerVm(program: Command, ctx: ContextFactory): void {
             snapshot: opts.snapshot,
             network: opts.net,
             noReboot: !opts.reboot,
-            cacheDir: c.paths.cacheDir,
           },
           c.signal,
         );
