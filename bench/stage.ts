@@ -5,6 +5,8 @@
  *   (a) darch stage upload             — two passes over the layers, piped into tar2sqfs
  *   (b) umoci unpack + mksquashfs      — the usual "extract to disk, then squash" baseline
  *   (c) tar2sqfs < flat.tar            — the limit: an already-flattened tar in the page cache
+ *   (a') darch with --writer tar2sqfs, and (c') sqfstar < flat.tar: the same two with the
+ *        other writer, since darch prefers sqfstar (parallel compression) when installed
  *
  * Layer blobs and flat.tar are read once first so every run starts from the page cache.
  * Peak RSS is sampled from /proc/<pid>/status (VmHWM) for darch's node process and its
@@ -119,7 +121,7 @@ async function main(): Promise<void> {
     const manifest = JSON.parse(execFileSync(process.execPath, [DARCH, '--root', root, '--json', 'images', 'inspect', 'bench:latest'], { env }).toString());
 
     // (b) prepared once for (c): umoci's tree, tarred as the flattened input of the limit case.
-    const results: Record<string, number[]> = { a: [], b_unpack: [], b_mksquashfs: [], b: [], c: [] };
+    const results: Record<string, number[]> = { a: [], a_tar2sqfs: [], b_unpack: [], b_mksquashfs: [], b: [], c: [], c_sqfstar: [] };
     const rss: Record<string, number> = {};
     let sizes: Record<string, number> = {};
     let contentBytes = 0;
@@ -132,6 +134,12 @@ async function main(): Promise<void> {
       const list = JSON.parse(execFileSync(process.execPath, [DARCH, '--root', root, '--json', 'stage', 'list'], { env }).toString());
       const meta = JSON.parse(await readFile(path.join(list.staged[0].dir, 'meta.json'), 'utf8'));
       sizes.a = meta.sizes['rootfs.squash'];
+
+      // (a') darch with tar2sqfs as its writer
+      await rm(path.join(root, 'var/lib/darch/stage'), { recursive: true, force: true });
+      const a2 = await timed(process.execPath, [DARCH, '--root', root, '-q', 'stage', 'upload', '--writer', 'tar2sqfs', '--compression', COMP, '--block-size', BLOCK, 'bench:latest'], { env });
+      results.a_tar2sqfs!.push(a2.seconds);
+      for (const [k, v] of Object.entries(a2.rss)) rss[`darch-tar2sqfs:${k}`] = Math.max(rss[`darch-tar2sqfs:${k}`] ?? 0, v);
 
       // (b) umoci unpack, then mksquashfs on the tree
       const bundle = path.join(work, 'bundle');
@@ -155,6 +163,12 @@ async function main(): Promise<void> {
       const c = await timed('tar2sqfs', ['--quiet', '--no-skip', '--force', '-c', COMP, '-b', BLOCK, '-j', JOBS, outC], { stdinFile: flat });
       results.c!.push(c.seconds);
       sizes.c = (await stat(outC)).size;
+      await readAll(flat);
+      const outC2 = path.join(work, 'c2.squash');
+      const c2 = await timed('sqfstar', ['-quiet', '-no-progress', '-comp', COMP, '-b', BLOCK, '-processors', JOBS, '-mem', '128M', '-mkfs-time', '0', outC2], { stdinFile: flat });
+      results.c_sqfstar!.push(c2.seconds);
+      sizes.c_sqfstar = (await stat(outC2)).size;
+      await rm(outC2, { force: true });
       await rm(bundle, { recursive: true, force: true });
       await rm(outB, { force: true });
     }
@@ -165,8 +179,13 @@ async function main(): Promise<void> {
       image: { layers: manifest.layers.length, layerBytes, flatTarBytes: contentBytes },
       settings: { compressor: COMP, blockSize: Number(BLOCK), jobs: Number(JOBS), reps: REPS },
       seconds: Object.fromEntries(Object.keys(results).map((k) => [k, results[k]])),
-      best: { a: best('a'), b: best('b'), c: best('c') },
-      ratios: { a_over_c: best('a') / best('c'), b_over_a: best('b') / best('a') },
+      best: { a: best('a'), a_tar2sqfs: best('a_tar2sqfs'), b: best('b'), c: best('c'), c_sqfstar: best('c_sqfstar') },
+      ratios: {
+        a_over_c: best('a') / best('c'),
+        a_over_c_sqfstar: best('a') / best('c_sqfstar'),
+        a_tar2sqfs_over_c: best('a_tar2sqfs') / best('c'),
+        b_over_a: best('b') / best('a'),
+      },
       peakRss: rss,
       squashfsBytes: sizes,
     };
@@ -174,10 +193,12 @@ async function main(): Promise<void> {
     console.error(
       [
         `image: ${report.image.layers} layers, ${mib(layerBytes)} compressed, ${mib(contentBytes)} flattened tar`,
-        `(a) darch stage upload:        ${best('a').toFixed(1)} s   squashfs ${mib(sizes.a ?? 0)}`,
+        `(a) darch stage upload:        ${best('a').toFixed(1)} s   squashfs ${mib(sizes.a ?? 0)}   (writer sqfstar)`,
+        `(a') darch --writer tar2sqfs:  ${best('a_tar2sqfs').toFixed(1)} s`,
         `(b) umoci unpack + mksquashfs: ${best('b').toFixed(1)} s   (${Math.min(...results.b_unpack!).toFixed(1)} + ${Math.min(...results.b_mksquashfs!).toFixed(1)})   squashfs ${mib(sizes.b ?? 0)}`,
         `(c) tar2sqfs < flat.tar:       ${best('c').toFixed(1)} s   squashfs ${mib(sizes.c ?? 0)}`,
-        `a/c = ${report.ratios.a_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}   (load average ${loadavgAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end, ${os.availableParallelism()} CPUs)`,
+        `(c') sqfstar < flat.tar:       ${best('c_sqfstar').toFixed(1)} s   squashfs ${mib(sizes.c_sqfstar ?? 0)}`,
+        `a/c = ${report.ratios.a_over_c.toFixed(2)}   a/c' = ${report.ratios.a_over_c_sqfstar.toFixed(2)}   a'/c = ${report.ratios.a_tar2sqfs_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}   (load average ${loadavgAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end, ${os.availableParallelism()} CPUs)`,
         `peak RSS: ${Object.entries(rss).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`,
       ].join('\n'),
     );

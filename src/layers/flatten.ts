@@ -387,7 +387,16 @@ export async function indexLayers(store: ImageStore, layers: Descriptor[], opts:
   return index;
 }
 
+const IMPLIED_DIR: TarHeader = { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0 };
+
+/** The root directory's attributes (from a './' entry, or the implied defaults). */
+export function rootHeader(index: FlatIndex): TarHeader {
+  return index.root.header ?? { ...IMPLIED_DIR, name: './' };
+}
+
 export interface StreamOptions {
+  /** Leave out the './' entry (sqfstar ignores it; its attributes go on the command line). */
+  omitRoot?: boolean;
   /** Data entry key → file to copy that entry's content to while streaming (kernel, initrd). */
   capture?: Map<number, string>;
   /** Raw (compressed) layer bytes are not counted; this gets uncompressed tar bytes emitted. */
@@ -407,8 +416,11 @@ async function* flattenedChunks(store: ImageStore, index: FlatIndex, opts: Strea
   };
   // Directories first: a layer may re-declare a parent after its children.
   for (const { path, node } of index.directories()) {
-    if (!node.header) continue;
-    yield emit(encodeHeader(fitHeader(node.header, path === '' ? './' : path)));
+    if (path === '' && opts.omitRoot) continue;
+    // A directory only implied by its children gets fixed attributes (0755 root, time 0),
+    // the same whichever squashfs writer reads the stream.
+    const header = node.header ?? { ...IMPLIED_DIR, name: path };
+    yield emit(encodeHeader(fitHeader(header, path === '' ? './' : path)));
   }
   for (let i = 0; i < index.layers.length; i++) {
     opts.signal?.throwIfAborted();

@@ -1,19 +1,35 @@
 /**
- * Pipe a tar stream into tar2sqfs (squashfs-tools-ng). tar2sqfs keeps tar member order for
- * file data, honours SCHILY.xattr.* records (file capabilities) and needs no root: owners
- * come from the tar headers, not from chown.
+ * Pipe a tar stream into a squashfs writer: sqfstar (squashfs-tools 4.5+, mksquashfs's
+ * multi-threaded engine) when installed, else tar2sqfs (squashfs-tools-ng). Both keep tar
+ * member order for file data, honour SCHILY.xattr.* records (file capabilities) and need
+ * no root: owners come from the tar headers, not from chown. Both are given fixed
+ * timestamps for the file system itself, so the same image gives the same bytes.
  */
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DarchError } from '../lib/errors.js';
-import { commandFailed, spawnChild, waitChild } from '../lib/proc.js';
+import { commandFailed, spawnChild, waitChild, which } from '../lib/proc.js';
 
 export const SQUASHFS_COMPRESSORS = ['zstd', 'xz', 'gzip', 'lz4', 'lzo', 'lzma'] as const;
 export type SquashfsCompressor = (typeof SQUASHFS_COMPRESSORS)[number];
 
+export type SquashfsWriter = 'sqfstar' | 'tar2sqfs';
+
+export interface RootAttributes {
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+}
+
 export interface SquashfsOptions {
+  writer: SquashfsWriter;
   compressor: SquashfsCompressor;
+  /** Root directory attributes, for sqfstar (which ignores a './' member). */
+  root?: RootAttributes;
+  /** sqfstar's cache memory; mksquashfs defaults to a quarter of RAM. */
+  memory?: string;
   blockSize: number;
   jobs?: number;
   signal?: AbortSignal;
@@ -23,16 +39,35 @@ export function tar2sqfsArgs(out: string, opts: SquashfsOptions): string[] {
   return ['--quiet', '--no-skip', '--force', '-c', opts.compressor, '-b', String(opts.blockSize), '-j', String(opts.jobs ?? os.availableParallelism()), out];
 }
 
+export function sqfstarArgs(out: string, opts: SquashfsOptions): string[] {
+  const r = opts.root ?? { mode: 0o755, uid: 0, gid: 0, mtime: 0 };
+  return [
+    '-quiet', '-no-progress', '-comp', opts.compressor, '-b', String(opts.blockSize),
+    '-processors', String(opts.jobs ?? os.availableParallelism()), '-mem', opts.memory ?? '128M',
+    '-mkfs-time', '0', '-root-time', String(r.mtime), '-root-mode', (r.mode & 0o7777).toString(8),
+    '-root-uid', String(r.uid), '-root-gid', String(r.gid), out,
+  ];
+}
+
+let detected: SquashfsWriter | undefined;
+
+/** sqfstar if installed (faster: parallel compression), else tar2sqfs. */
+export async function defaultWriter(): Promise<SquashfsWriter> {
+  detected ??= (await which('sqfstar')) ? 'sqfstar' : 'tar2sqfs';
+  return detected;
+}
+
 export async function writeSquashfs(tar: Readable, out: string, opts: SquashfsOptions): Promise<void> {
-  const args = tar2sqfsArgs(out, opts);
-  const child = spawnChild('tar2sqfs', args, { stdio: ['pipe', 'ignore', 'pipe'], signal: opts.signal });
+  const cmd = opts.writer;
+  const args = cmd === 'sqfstar' ? sqfstarArgs(out, opts) : tar2sqfsArgs(out, opts);
+  const child = spawnChild(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], signal: opts.signal });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-8192);
   });
-  const exited = waitChild(child, 'tar2sqfs');
+  const exited = waitChild(child, cmd);
   const fed = pipeline(tar, child.stdin!);
-  // A dying tar2sqfs shows up as EPIPE on our side; its exit status and stderr say why.
+  // A dying writer shows up as EPIPE on our side; its exit status and stderr say why.
   const [feed, exit] = await Promise.allSettled([fed, exited]);
   if (exit.status === 'rejected') throw exit.reason;
   const res = exit.value;
@@ -44,7 +79,7 @@ export async function writeSquashfs(tar: Readable, out: string, opts: SquashfsOp
     }
     if (feed.status === 'rejected' && feed.reason instanceof DarchError) throw feed.reason;
     if (opts.signal?.aborted) throw new DarchError('E_ABORTED', 'interrupted', { exitCode: 130 });
-    throw commandFailed('tar2sqfs', args, { ...res, stderr });
+    throw commandFailed(cmd, args, { ...res, stderr });
   }
   if (feed.status === 'rejected') throw feed.reason;
 }

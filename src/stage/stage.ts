@@ -18,10 +18,10 @@ import { formatBytes, ui } from '../lib/ui.js';
 import { HashSink } from '../oci/digest.js';
 import type { ImageStore, ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
-import { type FlatIndex, indexLayers, streamFlattened } from '../layers/flatten.js';
+import { type FlatIndex, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
 import { type BootFiles, findBootFiles } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
-import { type SquashfsCompressor, writeSquashfs } from './squashfs.js';
+import { type SquashfsCompressor, type SquashfsWriter, defaultWriter, writeSquashfs } from './squashfs.js';
 import {
   type DarchImageJson,
   IMAGE_JSON,
@@ -68,6 +68,8 @@ export interface StageOptions {
   force?: boolean;
   compressor?: SquashfsCompressor;
   blockSize?: number;
+  /** Which program writes the squashfs; default sqfstar when installed, else tar2sqfs. */
+  writer?: SquashfsWriter;
   /** Retention after a successful stage (stage.keep); undefined keeps everything. */
   keep?: number;
   /** Extra steps for this call, after the registered ones. */
@@ -171,11 +173,16 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     try {
       const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
       if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
-      ui.step(`writing squashfs (${compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
+      const writer = opts.writer ?? (await defaultWriter());
+      ui.step(`writing squashfs with ${writer} (${compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
       const progress = byteProgress('squashfs', st.contentBytes);
-      await writeSquashfs(streamFlattened(imageStore, index, { capture, onBytes: (n) => progress.tick(n), signal: opts.signal }), path.join(work, ROOTFS_FILE), {
+      const root = rootHeader(index);
+      const flat = streamFlattened(imageStore, index, { capture, omitRoot: writer === 'sqfstar', onBytes: (n) => progress.tick(n), signal: opts.signal });
+      await writeSquashfs(flat, path.join(work, ROOTFS_FILE), {
+        writer,
         compressor,
         blockSize,
+        root: { mode: root.mode, uid: root.uid, gid: root.gid, mtime: root.mtime },
         signal: opts.signal,
       });
       progress.done();
@@ -212,6 +219,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
         compression: compressor,
         blockSize,
+        writer,
         ...files,
       };
       await writeJsonAtomic(path.join(work, META_JSON), meta);

@@ -43,6 +43,8 @@ export interface StagedMeta {
   kernelparams?: string;
   compression: string;
   blockSize: number;
+  /** sqfstar or tar2sqfs. */
+  writer?: string;
   /** Every file of the staged directory (relative path) → size and sha256. */
   sizes: Record<string, number>;
   sha256: Record<string, string>;

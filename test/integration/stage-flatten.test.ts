@@ -54,6 +54,7 @@ describe('stage: flattening matches umoci unpack', () => {
   let root: string;
   let stagedDir: string;
   let stagedGzDir: string;
+  let tar2sqfsRoot: string;
   let umociRoot: string;
   let sqfsRoot: string;
 
@@ -158,6 +159,9 @@ describe('stage: flattening matches umoci unpack', () => {
     const res = await darchOk(['--json', 'stage', 'upload', 'test/tricky:1'], { root });
     stagedDir = res.json().dir;
     stagedGzDir = (await darchOk(['--json', 'stage', 'upload', 'test/tricky-gz:1'], { root })).json().dir;
+    const t2s = (await darchOk(['--json', 'stage', 'upload', '--writer', 'tar2sqfs', '-t', 'tricky-t2s:1', 'test/tricky:1'], { root })).json().dir;
+    tar2sqfsRoot = path.join(work, 'sqfs-tar2sqfs');
+    sh('unsquashfs', ['-q', '-d', tar2sqfsRoot, path.join(t2s, 'rootfs.squash')]);
 
     umociRoot = path.join(work, 'umoci');
     sh('umoci', ['unpack', '--image', `${root}/var/lib/darch/images:test/tricky-gz:1`, umociRoot]);
@@ -171,6 +175,12 @@ describe('stage: flattening matches umoci unpack', () => {
     const diffs = diffTrees(want, got, ['umoci', 'staged']);
     assert.deepEqual(diffs, [], diffs.join('\n'));
     assert.ok(want.size > 30, `the comparison saw only ${want.size} entries`);
+  });
+
+  it('gives the same root with tar2sqfs as the writer', () => {
+    const want = snapshotTree(path.join(umociRoot, 'rootfs'), { mtimes: true });
+    const diffs = diffTrees(want, snapshotTree(tar2sqfsRoot, { mtimes: true }), ['umoci', 'tar2sqfs']);
+    assert.deepEqual(diffs, [], diffs.join('\n'));
   });
 
   it('gives a byte-identical squashfs whether a layer is zstd or gzip compressed', async () => {

@@ -8,7 +8,7 @@ import { formatAge, formatBytes, ui } from '../../lib/ui.js';
 import { normalizeRef } from '../../oci/reference.js';
 import { exportStaged, importBundle } from '../../stage/bundle.js';
 import { bootedId, protectedIds } from '../../stage/protect.js';
-import { SQUASHFS_COMPRESSORS, type SquashfsCompressor } from '../../stage/squashfs.js';
+import { SQUASHFS_COMPRESSORS, type SquashfsCompressor, type SquashfsWriter } from '../../stage/squashfs.js';
 import { stageImage } from '../../stage/stage.js';
 import { StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
@@ -70,7 +70,8 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .option('-f, --force', 're-stage even if the tag is already staged (the tag moves to the new image)')
     .addOption(new Option('--compression <c>', 'squashfs compressor (default: stage.compression)').choices([...SQUASHFS_COMPRESSORS]))
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
-    .action(async (image: string, opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number }, cmd: Command) => {
+    .addOption(new Option('--writer <prog>', 'squashfs writer (default: sqfstar if installed, else tar2sqfs)').choices(['sqfstar', 'tar2sqfs']))
+    .action(async (image: string, opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter }, cmd: Command) => {
       const c = await ctx(cmd);
       if (opts.blockSize !== undefined && (!Number.isInteger(opts.blockSize) || opts.blockSize < 4096 || opts.blockSize > 1048576 || (opts.blockSize & (opts.blockSize - 1)) !== 0)) {
         throw usageError(`--block-size ${opts.blockSize} is not a power of two between 4096 and 1048576`);
@@ -80,6 +81,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         force: opts.force,
         compressor: opts.compression ?? c.config.stage.compression,
         blockSize: opts.blockSize,
+        writer: opts.writer,
         keep: c.config.stage.keep,
         signal: c.signal,
         steps: [bootStageStep(c.paths, c.config)],
