@@ -46,17 +46,29 @@ function probeBootSector(): Buffer {
  * Whether KVM really runs guests here. The answer belongs to the host, not to a darch state
  * directory, so it is cached per host boot in the temp directory (per user).
  */
-export async function kvmWorks(cacheDir = path.join(os.tmpdir(), `darch-${process.getuid?.() ?? 0}`), timeoutMs = 5000): Promise<boolean> {
+const KVM_CACHE_DIR = path.join(os.tmpdir(), `darch-${process.getuid?.() ?? 0}`);
+
+async function bootId(): Promise<string> {
+  return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
+}
+
+/** Remember until the next host boot that KVM does not run real guests here. */
+export async function recordKvmBroken(cacheDir = KVM_CACHE_DIR): Promise<void> {
+  await mkdir(cacheDir, { recursive: true });
+  await writeFile(path.join(cacheDir, 'kvm-probe.json'), JSON.stringify({ bootId: await bootId(), works: false })).catch(() => undefined);
+}
+
+export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000): Promise<boolean> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
     return false;
   }
-  const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
+  const host = await bootId();
   const cacheFile = path.join(cacheDir, 'kvm-probe.json');
   try {
     const c = JSON.parse(await readFile(cacheFile, 'utf8')) as { bootId: string; works: boolean };
-    if (c.bootId === bootId) return c.works;
+    if (c.bootId === host) return c.works;
   } catch {
     /* probe */
   }
@@ -72,7 +84,7 @@ export async function kvmWorks(cacheDir = path.join(os.tmpdir(), `darch-${proces
   const res = await waitChild(child, 'qemu-system-x86_64').finally(() => clearTimeout(timer));
   const works = res.code === 3;
   if (!works) ui.verbose(`KVM does not run guests here (probe ${res.signal ? 'hung' : `exited ${res.code}`}): using TCG`);
-  await writeFile(cacheFile, JSON.stringify({ bootId, works })).catch(() => undefined);
+  await writeFile(cacheFile, JSON.stringify({ bootId: host, works })).catch(() => undefined);
   return works;
 }
 
@@ -119,6 +131,23 @@ export async function runVm(opts: VmOptions, signal?: AbortSignal): Promise<numb
   ui.step(`booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`);
   const res = await run('qemu-system-x86_64', ['--version'], { allowFailure: true });
   ui.debug(res.stdout.split('\n')[0] ?? '');
+  const started = Date.now();
+  const code = await runQemu(args, signal);
+  // The probe runs a boot sector; some hosts (nested virtualisation) pass it and then fail a
+  // real UEFI guest at once ("KVM internal error"). When KVM was our choice, not the user's,
+  // remember that and boot again under TCG rather than leave the user with a dead VM.
+  if (accel === 'kvm' && opts.accel !== 'kvm' && code !== 0 && !signal?.aborted && Date.now() - started < KVM_EARLY_FAILURE_MS) {
+    ui.warn(`qemu failed under KVM after ${Math.round((Date.now() - started) / 1000)} s: booting again with TCG (KVM is now marked unusable on this host until reboot)`);
+    await recordKvmBroken();
+    const tcg = await qemuCommand({ ...opts, accel: 'tcg' });
+    return runQemu(tcg.args, signal);
+  }
+  return code;
+}
+
+const KVM_EARLY_FAILURE_MS = 20_000;
+
+async function runQemu(args: string[], signal?: AbortSignal): Promise<number> {
   const child = spawnChild('qemu-system-x86_64', args, { stdio: 'inherit', signal });
   const r = await waitChild(child, 'qemu-system-x86_64').catch((e: unknown) => {
     if (signal?.aborted) return { code: 130, signal: null };

@@ -54,14 +54,14 @@ export class Vm {
 
   /** Boot a darch disk the way a user does: `darch vm run DISK`. */
   static disk(o: DiskVmOptions): Vm {
-    const args = [DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.disk, '--accel', process.env.DARCH_TEST_ACCEL ?? 'auto', '-m', String(o.memoryMiB ?? 512), ...(o.extraArgs ?? [])];
+    const args = [DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.disk, '--accel', process.env.DARCH_TEST_ACCEL ?? 'tcg', '-m', String(o.memoryMiB ?? 512), ...(o.extraArgs ?? [])];
     return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
   /** Boot a staged image the way a newcomer does: `darch vm run NAME:TAG` (a throw-away disk). */
   static staged(o: Omit<DiskVmOptions, 'disk'> & { staged: string; kernelArgs?: string }): Vm {
     const args = [
-      DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.staged, '--accel', process.env.DARCH_TEST_ACCEL ?? 'auto', '-m', String(o.memoryMiB ?? 512),
+      DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.staged, '--accel', process.env.DARCH_TEST_ACCEL ?? 'tcg', '-m', String(o.memoryMiB ?? 512),
       ...(o.kernelArgs ? ['--kernel-args', o.kernelArgs] : []), ...(o.extraArgs ?? []),
     ];
     return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
