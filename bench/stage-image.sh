@@ -5,14 +5,14 @@
 # Needs root (debootstrap, chroot apt-get) and Debian's archive.
 set -euo pipefail
 CACHE="${BENCH_CACHE:-/var/cache/darch-bench}"
-MIRROR="${BENCH_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="${BENCH_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}"
 OCI="$CACHE/oci"
 mkdir -p "$CACHE"
 if [ -f "$OCI/.complete" ]; then echo "bench image cached in $OCI" >&2; exit 0; fi
 rm -rf "$OCI" "$CACHE/bundle"
 if [ ! -f "$CACHE/base/.complete" ]; then
   rm -rf "$CACHE/base"
-  debootstrap --variant=minbase bookworm "$CACHE/base" "$MIRROR" >&2
+  debootstrap --variant=minbase bookworm "$CACHE/base" ${MIRROR:+"$MIRROR"} >&2
   touch "$CACHE/base/.complete"
 fi
 umoci init --layout "$OCI"

@@ -8,6 +8,8 @@ darch demo
 [ "${1:-all}" = busybox ] && exit 0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian
+# The mirror apt already uses on this machine (debootstrap's default when there is none).
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+debootstrap --variant=minbase bookworm "$work/rootfs" $mirror
 tar -C "$work/rootfs" --numeric-owner -c . | zstd -T0 > "$work/bookworm.tar.zst"
 darch images import "$work/bookworm.tar.zst" debian/bookworm:minbase

@@ -8,6 +8,7 @@ import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:
 import path from 'node:path';
 import { acquireLock } from '../../src/lib/lock.js';
 import { run } from '../../src/lib/proc.js';
+import { debianMirror } from '../../src/lib/apt.js';
 import { parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from '../../src/examples/busybox-rootfs.js';
 
@@ -107,9 +108,10 @@ export async function debianSystemdTree(): Promise<string> {
     if (!(await exists(path.join(tree, '.done')))) {
       const tmp = `${tree}.tmp`;
       await rm(tmp, { recursive: true, force: true });
+      const mirror = await debianMirror();
       await run('nice', [
         'debootstrap', '--variant=minbase', '--include=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox',
-        'bookworm', tmp, 'http://deb.debian.org/debian',
+        'bookworm', tmp, ...(mirror ? [mirror] : []),
       ]);
       await writeFile(path.join(tmp, '.done'), 'bookworm\n');
       await rename(tmp, tree);
