@@ -4,7 +4,7 @@
 #   debian/bookworm:minbase   debootstrap --variant=minbase from Debian's archive (~120 MB, a few minutes)
 # Run as root (debootstrap needs it). Pass `busybox` to make only the first.
 set -eu
-darch demo
+darch demo --image-only
 [ "${1:-all}" = busybox ] && exit 0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -53,8 +53,18 @@ echo "darch example: booted $(cat /etc/os-release | grep PRETTY_NAME | cut -d= -
 // The no-systemd equivalent of darch-health.service + darch-mark-good.service (trial boots,
 // docs/TRIAL-BOOTS.md): run /etc/darch/health.d/* once the system is up; on a healthy trial
 // boot commit it, on an unhealthy one reboot so GRUB's counter runs down.
+/** `darch demo` boots unattended: report what booted, then power off (after the trial commit). */
+const DEMO_POWEROFF = `#!/bin/sh
+grep -q 'darch.demo=poweroff' /proc/cmdline || exit 0
+echo "darch demo: running $(grep PRETTY_NAME /etc/os-release | cut -d= -f2), / is $(grep ' / ' /proc/mounts | cut -d' ' -f1,3)"
+for w in darch_stageid darch.trial darch.fell_back; do grep -o "$w=[^ ]*" /proc/cmdline; done | sed 's/^/darch demo: /'
+echo "darch demo: powering off"
+sync
+poweroff -f
+`;
+
 const INITTAB = `::sysinit:/etc/init.d/rcS
-::once:/usr/lib/darch/darch-health --commit
+::once:/bin/sh -c '/usr/lib/darch/darch-health --commit; /usr/lib/darch/demo-poweroff'
 ::respawn:-/bin/sh
 ttyS0::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot
@@ -90,6 +100,7 @@ export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptio
     files[`usr/lib/darch/${name}`] = { content: await readFile(assetPath('trial', name), 'utf8'), mode };
   }
   files['etc/darch/health.d/README'] = { content: HEALTH_README, mode: 0o644 };
+  files['usr/lib/darch/demo-poweroff'] = { content: DEMO_POWEROFF, mode: 0o755 };
   for (const [p, v] of Object.entries(opts.extraFiles ?? {})) files[p] = typeof v === 'string' ? { content: v, mode: 0o644 } : v;
 
   const dirs = new Set(['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'etc', 'etc/init.d', 'proc', 'sys', 'dev', 'tmp', 'run', 'root', 'var', 'var/log', 'mnt']);

@@ -3,97 +3,25 @@
  * a cache directory, so a fresh CI machine works) and small bootable images made of
  * busybox-static plus that kernel and the modules a boot needs.
  */
-import { createWriteStream } from 'node:fs';
-import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { acquireLock } from '../../src/lib/lock.js';
 import { run } from '../../src/lib/proc.js';
 import { debianMirror } from '../../src/lib/apt.js';
-import { parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
-import { writeBusyboxRootfs, type BusyboxRootfsOptions } from '../../src/examples/busybox-rootfs.js';
+import { debianKernel as fetchKernel, type DebianKernel } from '../../src/examples/debian-kernel.js';
+export { busyboxBootRoot, type BootRootOptions } from '../../src/examples/debian-kernel.js';
 
 export const CACHE = process.env.DARCH_TEST_CACHE ?? '/var/cache/darch-test';
 
-export interface TestKernel {
-  /** The extracted linux-image package. */
-  tree: string;
-  vmlinuz: string;
-  release: string;
-  modulesDir: string;
+export type TestKernel = DebianKernel;
+
+/** The test kernel, cached where every test and test run finds it. */
+export function debianKernel(): Promise<TestKernel> {
+  return fetchKernel(CACHE);
 }
 
 async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
-}
-
-/** Debian's current linux-image-amd64 kernel, extracted and depmod'ed, cached. */
-export async function debianKernel(): Promise<TestKernel> {
-  const base = path.join(CACHE, 'kernel');
-  await mkdir(base, { recursive: true });
-  const lock = await acquireLock(path.join(base, '.lock'), 'the test kernel cache', 600);
-  try {
-    const tree = path.join(base, 'tree');
-    if (!(await exists(path.join(tree, '.done')))) {
-      let pkg = (await run('apt-cache', ['depends', 'linux-image-amd64'])).stdout.match(/Depends:\s*(linux-image-[\w.-]+-amd64)/)?.[1];
-      if (!pkg) {
-        await run('apt-get', ['update', '-q']);
-        pkg = (await run('apt-cache', ['depends', 'linux-image-amd64'])).stdout.match(/Depends:\s*(linux-image-[\w.-]+-amd64)/)?.[1];
-      }
-      if (!pkg) throw new Error('cannot find the linux-image package for linux-image-amd64');
-      const dl = path.join(base, 'dl');
-      await mkdir(dl, { recursive: true });
-      let debs = (await readdir(dl)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
-      if (debs.length === 0) {
-        const r = await run('apt-get', ['download', pkg], { cwd: dl, allowFailure: true });
-        if (r.code !== 0) {
-          await run('apt-get', ['update', '-q']);
-          await run('apt-get', ['download', pkg], { cwd: dl });
-        }
-        debs = (await readdir(dl)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
-      }
-      const tmp = `${tree}.tmp`;
-      await rm(tmp, { recursive: true, force: true });
-      await run('dpkg-deb', ['-x', path.join(dl, debs[0]!), tmp]);
-      const rel = (await readdir(path.join(tmp, 'lib/modules')))[0]!;
-      await run('depmod', ['-b', tmp, rel]);
-      await writeFile(path.join(tmp, '.done'), `${pkg}\n`);
-      await rm(tree, { recursive: true, force: true });
-      await rename(tmp, tree);
-    }
-    const rel = (await readdir(path.join(tree, 'lib/modules')))[0]!;
-    return { tree, release: rel, vmlinuz: path.join(tree, 'boot', `vmlinuz-${rel}`), modulesDir: path.join(tree, 'lib/modules', rel) };
-  } finally {
-    await lock.release();
-  }
-}
-
-export interface BootRootOptions extends BusyboxRootfsOptions {
-  kernel: TestKernel;
-}
-
-/** An unpacked busybox root with the kernel in /boot and the boot modules in /lib/modules. */
-export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  const tar = path.join(path.dirname(dir), `${path.basename(dir)}.tar`);
-  await writeBusyboxRootfs(createWriteStream(tar), opts);
-  await run('tar', ['-xf', tar, '-C', dir]);
-  await rm(tar, { force: true });
-  const k = opts.kernel;
-  const mdir = path.join(dir, 'lib/modules', k.release);
-  await mkdir(mdir, { recursive: true });
-  for (const f of await readdir(k.modulesDir)) {
-    if (f.startsWith('modules.')) await cp(path.join(k.modulesDir, f), path.join(mdir, f));
-  }
-  // Only the modules a boot needs (what darch's initramfs takes, with dependencies): a
-  // full module tree would make every test image ~400 MB for nothing.
-  const db = parseModulesDep(await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'), await readFile(path.join(k.modulesDir, 'modules.builtin'), 'utf8'));
-  for (const rel of resolveModules(db, k.release).load) {
-    await mkdir(path.dirname(path.join(mdir, rel)), { recursive: true });
-    await cp(path.join(k.modulesDir, rel), path.join(mdir, rel));
-  }
-  await mkdir(path.join(dir, 'boot'), { recursive: true });
-  await cp(k.vmlinuz, path.join(dir, 'boot', `vmlinuz-${k.release}`));
-  return dir;
 }
 
 /**

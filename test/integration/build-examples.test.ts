@@ -12,7 +12,7 @@ test('examples/recipes and examples/containerfile: busybox-base builds in both f
   const work = await mkdtemp(path.join(os.tmpdir(), 'darch-build-ex-'));
   after(() => rm(work, { recursive: true, force: true }));
   const root = path.join(work, 'root');
-  await darchOk(['demo'], { root }); // example/busybox:latest, as examples/make-bases.sh makes it
+  await darchOk(['demo', '--image-only'], { root }); // example/busybox:latest, as examples/make-bases.sh makes it
   await darchOk(['build', '-d', path.join(REPO, 'examples/recipes'), '-p', 'darch-format/', 'busybox-base'], { root });
   await darchOk(['build', '-d', path.join(REPO, 'examples/containerfile'), '-p', 'containerfile/', 'busybox-base'], { root });
   const names = await refNames(root);

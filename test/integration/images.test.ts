@@ -23,7 +23,7 @@ async function snapshot(root: string): Promise<string> {
 describe('darch images', () => {
   test('demo puts the example image in the store; skopeo and umoci read it', async (t) => {
     const root = await tempDir(t);
-    const demo = await darchOk(['--json', 'demo'], { root });
+    const demo = await darchOk(['--json', 'demo', '--image-only'], { root });
     const img = demo.json().image;
     assert.equal(img.name, 'example/busybox:latest');
     assert.match(img.digest, /^sha256:[a-f0-9]{64}$/);
@@ -47,10 +47,10 @@ describe('darch images', () => {
     assert.match(inspect.layers[0].diffId, /^sha256:/);
     assert.equal((await darchOk(['images', 'verify'], { root })).code, 0);
     // The example is reproducible: the same busybox gives the same image, and a rerun adds nothing.
-    const again = (await darchOk(['--json', 'demo'], { root })).json().image;
+    const again = (await darchOk(['--json', 'demo', '--image-only'], { root })).json().image;
     assert.equal(again.digest, img.digest);
     const other = await tempDir(t);
-    assert.equal((await darchOk(['--json', 'demo'], { root: other })).json().image.digest, img.digest);
+    assert.equal((await darchOk(['--json', 'demo', '--image-only'], { root: other })).json().image.digest, img.digest);
   });
 
   test('imports gzip, zstd and xz root file systems, OCI and docker archives, and OCI layouts', async (t) => {
@@ -94,7 +94,7 @@ describe('darch images', () => {
 
   test('an image skopeo copies into the store shows in the list', async (t) => {
     const root = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     await sh('skopeo', ['copy', `oci:${storeOf(root)}:example/busybox:latest`, `oci:${storeOf(root)}:copied/by-skopeo:7`]);
     const names = (await darchOk(['images', 'list', '--names'], { root })).stdout.trim().split('\n');
     assert.deepEqual(names, ['copied/by-skopeo:7', 'example/busybox:latest']);
@@ -103,7 +103,7 @@ describe('darch images', () => {
   test('tag, remove and prune', async (t) => {
     const root = await tempDir(t);
     const work = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     await darchOk(['images', 'import', await makeRootfsTar(work, 'other'), 'other:1'], { root });
     await darchOk(['images', 'tag', 'example/busybox', 'alias:2'], { root });
     const list = (await darchOk(['--json', 'images', 'list'], { root })).json().images;
@@ -129,7 +129,7 @@ describe('darch images', () => {
 
   test('verify finds a corrupt blob and a missing one, and names the image', async (t) => {
     const root = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     const inspect = (await darchOk(['--json', 'images', 'inspect', 'example/busybox'], { root })).json();
     const layer = path.join(storeOf(root), 'blobs/sha256', inspect.layers[0].digest.slice(7));
     const fh = await open(layer, 'r+');
@@ -159,7 +159,7 @@ describe('darch images: bad input leaves the store as it was', () => {
   test('not a tarball, truncated archives, bad names, missing files', async (t) => {
     const root = await tempDir(t);
     const work = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     const before = await snapshot(root);
 
     const junk = path.join(work, 'junk.tar');
@@ -213,7 +213,7 @@ describe('darch images: bad input leaves the store as it was', () => {
 
   test('a locked store: a clear error naming the owner; a dead owner is taken over', async (t) => {
     const root = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     const lock = path.join(root, 'var/lib/darch/images.lock');
     // A live process (this test runner) holds the lock.
     await writeFile(lock, JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), command: 'images import big.tar', since: new Date().toISOString() }));
@@ -231,7 +231,7 @@ describe('darch images: bad input leaves the store as it was', () => {
 
   test('a corrupt index gives a clear error', async (t) => {
     const root = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     await writeFile(path.join(storeOf(root), 'index.json'), '{"manifests": [');
     const r = await darch(['images', 'list'], { root });
     assert.equal(r.code, 1);
@@ -242,7 +242,7 @@ describe('darch images: bad input leaves the store as it was', () => {
   test('kill -9 in the middle of an import: verify passes, old tags resolve, nothing is locked', async (t) => {
     const root = await tempDir(t);
     const work = await tempDir(t);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     const before = await snapshot(root);
     const big = await makeRootfsTar(work, 'huge', { randomBytes: 400 * 1024 * 1024 });
     const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'images', 'import', big, 'huge:1'], { stdio: 'ignore' });
@@ -279,7 +279,7 @@ describe('darch images: bad input leaves the store as it was', () => {
     // Hooks run in order, and the temp dir's removal was registered first: unmount in the test itself.
     const unmount = () => sh('umount', [root]).then(() => undefined, () => undefined);
     t.after(unmount);
-    await darchOk(['demo'], { root });
+    await darchOk(['demo', '--image-only'], { root });
     const before = await snapshot(root);
     const big = await makeRootfsTar(work, 'big', { randomBytes: 8 * 1024 * 1024 });
     const r = await darch(['images', 'import', big, 'big:1'], { root });
@@ -306,7 +306,7 @@ describe('global behaviour', () => {
     assert.match(u.stderr, /missing required argument/);
     const h = await darchOk(['--help']);
     for (const group of ['demo', 'images', 'doctor']) assert.match(h.stdout, new RegExp(`^  ${group}\\s+\\S`, 'm'));
-    const q = await darchOk(['-q', 'demo'], { root });
+    const q = await darchOk(['-q', 'demo', '--image-only'], { root });
     assert.equal(q.stderr, '', '-q prints no progress');
     const colored = await darch(['--color=always', 'images', 'inspect', 'nothing:here'], { root });
     assert.match(colored.stderr, /\x1b\[31merror:/);
@@ -320,7 +320,7 @@ describe('global behaviour', () => {
     if (process.getuid?.() !== 0) return t.skip('needs root to switch to an unprivileged user');
     const home = await tempDir(t);
     await sh('chown', ['65534:65534', home]);
-    const { stdout } = await sh('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', `HOME=${home}`, 'XDG_DATA_HOME=', 'DARCH_ROOT=', process.execPath, DARCH_BIN, '--json', 'demo']);
+    const { stdout } = await sh('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', `HOME=${home}`, 'XDG_DATA_HOME=', 'DARCH_ROOT=', process.execPath, DARCH_BIN, '--json', 'demo', '--image-only']);
     assert.equal(JSON.parse(stdout).store, path.join(home, '.local/share/darch/images'));
     const s = await stat(path.join(home, '.local/share/darch/images/index.json'));
     assert.equal(s.uid, 65534);
@@ -328,7 +328,7 @@ describe('global behaviour', () => {
 
   test('user mode keeps state in XDG directories without root', async (t) => {
     const home = await tempDir(t);
-    const r = await darchOk(['--user', '--json', 'demo'], { env: { HOME: home, XDG_DATA_HOME: path.join(home, 'data'), DARCH_ROOT: '' } });
+    const r = await darchOk(['--user', '--json', 'demo', '--image-only'], { env: { HOME: home, XDG_DATA_HOME: path.join(home, 'data'), DARCH_ROOT: '' } });
     assert.equal(r.json().store, path.join(home, 'data/darch/images'));
     await stat(path.join(home, 'data/darch/images/index.json'));
   });

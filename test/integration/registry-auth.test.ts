@@ -34,7 +34,7 @@ describe('registry: TLS and authentication', () => {
     // Isolate every credential location: no real auth file of this machine is read or written.
     env = { HOME: home, XDG_RUNTIME_DIR: path.join(work, 'run'), XDG_CONFIG_HOME: path.join(home, '.config'), REGISTRY_AUTH_FILE: '', DOCKER_CONFIG: '' };
     src = path.join(work, 'src');
-    await darchOk(['demo', '--name', `${reg.host}/team/demo:1`], { root: src });
+    await darchOk(['demo', '--image-only', '--name', `${reg.host}/team/demo:1`], { root: src });
   });
 
   after(async () => {
@@ -176,7 +176,7 @@ describe('registry: Bearer token authentication (docker-registry with a token se
 
   test('push and pull with tokens per repository scope; mount asks for the source scope; wrong password is refused', async (t) => {
     const src = await tempDir(t);
-    await darchOk(['demo', '--name', `${reg.host}/team/demo:1`], { root: src });
+    await darchOk(['demo', '--image-only', '--name', `${reg.host}/team/demo:1`], { root: src });
     // Anonymous: the token service grants nothing and the registry refuses.
     const anon = await darch(['images', 'push', `${reg.host}/team/demo:1`, '--tls-verify=false'], { root: src, env });
     assert.equal(anon.code, 1);

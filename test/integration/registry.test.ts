@@ -64,7 +64,7 @@ describe('registry: pull and push through a faulty network', () => {
     proxy = await new FaultyProxy({ host: '127.0.0.1', port: reg.port }).start();
     work = await mkdtemp(path.join(os.tmpdir(), 'darch-reg-'));
     const build = path.join(work, 'build');
-    await darchOk(['demo', '--name', 'base:1'], { root: build });
+    await darchOk(['demo', '--image-only', '--name', 'base:1'], { root: build });
     layout = path.join(work, 'layout');
     app1 = await deriveImage(storeDir(build), 'base:1', layout, 'app:1', [3 * MiB]);
     app2 = await deriveImage(layout, 'app:1', layout, 'app:2', [1 * MiB]);
