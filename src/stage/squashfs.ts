@@ -1,6 +1,6 @@
 /**
- * Pipe a tar stream into a squashfs writer: sqfstar (squashfs-tools 4.5+, mksquashfs's
- * multi-threaded engine) when installed, else tar2sqfs (squashfs-tools-ng). Both keep tar
+ * Pipe a tar stream into a squashfs writer: tar2sqfs (squashfs-tools-ng) by default, or
+ * sqfstar (squashfs-tools 4.5+, mksquashfs's multi-threaded engine). Both keep tar
  * member order for file data, honour SCHILY.xattr.* records (file capabilities) and need
  * no root: owners come from the tar headers, not from chown. Both are given fixed
  * timestamps for the file system itself, so the same image gives the same bytes.
@@ -51,9 +51,14 @@ export function sqfstarArgs(out: string, opts: SquashfsOptions): string[] {
 
 let detected: SquashfsWriter | undefined;
 
-/** sqfstar if installed (faster: parallel compression), else tar2sqfs. */
+/**
+ * tar2sqfs if installed, else sqfstar. sqfstar fed through a pipe is not reproducible: the
+ * same tar arriving with different timing gives different bytes (seen with sqfstar 4.5.1 and
+ * a stream written in uneven chunks), while tar2sqfs gives identical output however its
+ * input arrives, and inside darch it was no slower (docs/STAGE.md, bench).
+ */
 export async function defaultWriter(): Promise<SquashfsWriter> {
-  detected ??= (await which('sqfstar')) ? 'sqfstar' : 'tar2sqfs';
+  detected ??= (await which('tar2sqfs')) ? 'tar2sqfs' : 'sqfstar';
   return detected;
 }
 

@@ -68,7 +68,7 @@ export interface StageOptions {
   force?: boolean;
   compressor?: SquashfsCompressor;
   blockSize?: number;
-  /** Which program writes the squashfs; default sqfstar when installed, else tar2sqfs. */
+  /** Which program writes the squashfs; default tar2sqfs (reproducible) when installed, else sqfstar. */
   writer?: SquashfsWriter;
   /** Retention after a successful stage (stage.keep); undefined keeps everything. */
   keep?: number;

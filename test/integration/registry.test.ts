@@ -265,6 +265,8 @@ describe('registry: pull and push through a faulty network', () => {
     const kept = (await stat(partial)).size;
     assert.ok(kept >= cutAt && kept < layer.size, `${kept} bytes kept\n${stderr}`);
     assert.equal(existsSync(path.join(root, 'var/lib/darch/images.lock')), false, 'the store lock was left behind');
+    // The network is healthy again: the resumed pull must pick up exactly where the killed one stopped.
+    proxy.clear();
     const j = (await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root })).json();
     assert.equal(j.bytesResumed, kept);
     await verifyOk(root);

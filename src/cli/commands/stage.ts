@@ -70,7 +70,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .option('-f, --force', 're-stage even if the tag is already staged (the tag moves to the new image)')
     .addOption(new Option('--compression <c>', 'squashfs compressor (default: stage.compression)').choices([...SQUASHFS_COMPRESSORS]))
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
-    .addOption(new Option('--writer <prog>', 'squashfs writer (default: sqfstar if installed, else tar2sqfs)').choices(['sqfstar', 'tar2sqfs']))
+    .addOption(new Option('--writer <prog>', 'squashfs writer (default: tar2sqfs if installed, else sqfstar)').choices(['sqfstar', 'tar2sqfs']))
     .action(async (image: string, opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter }, cmd: Command) => {
       const c = await ctx(cmd);
       if (opts.blockSize !== undefined && (!Number.isInteger(opts.blockSize) || opts.blockSize < 4096 || opts.blockSize > 1048576 || (opts.blockSize & (opts.blockSize - 1)) !== 0)) {
