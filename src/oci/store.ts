@@ -8,16 +8,16 @@
  * - index.json is replaced atomically, so readers never lock;
  * - writers hold the store lock for the whole operation, so prune never races an import.
  */
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fsyncDir, writeFileAtomic, writeJsonAtomic } from '../lib/atomic.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { processAlive, withLock } from '../lib/lock.js';
+import { withLock } from '../lib/lock.js';
+import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { type Digest, HashStream, digestHex, isDigest, parseDigest, sha256 } from './digest.js';
 import {
   type Descriptor,
@@ -152,7 +152,7 @@ export class ImageStore {
 
   /** A temp path in the store's scratch directory, named so a sweep can tell if its owner died. */
   tempPath(kind: string): string {
-    return path.join(this.tmpDir, `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`);
+    return path.join(this.tmpDir, ownedTempName(kind));
   }
 
   /**
@@ -489,24 +489,8 @@ export class ImageStore {
   }
 
   /** Remove temp files whose writer is no longer running. Returns how many were removed. */
-  async sweepTemp(): Promise<number> {
-    let names: string[];
-    try {
-      names = await readdir(this.tmpDir);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return 0;
-      throw err;
-    }
-    let n = 0;
-    for (const name of names) {
-      const m = /^[a-z]+-(\d+)-[a-f0-9]+/.exec(name);
-      if (!m) continue;
-      const pid = Number(m[1]);
-      if (pid === process.pid || processAlive(pid)) continue;
-      await rm(path.join(this.tmpDir, name), { recursive: true, force: true });
-      n++;
-    }
-    return n;
+  sweepTemp(): Promise<number> {
+    return sweepDeadOwners(this.tmpDir);
   }
 }
 

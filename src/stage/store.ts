@@ -14,7 +14,8 @@ import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir, writeJsonAtomic } from '../lib/atomic.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { processAlive, withLock } from '../lib/lock.js';
+import { withLock } from '../lib/lock.js';
+import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { normalizeRef } from '../oci/reference.js';
 import { protectedIds } from './protect.js';
 
@@ -119,30 +120,14 @@ export class StageStore {
   /** A fresh work directory in tmp/ whose name carries our pid, so sweeps know when it is abandoned. */
   async makeWorkDir(kind: string): Promise<string> {
     await this.init();
-    const d = path.join(this.tmpDir, `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const d = path.join(this.tmpDir, ownedTempName(kind));
     await mkdir(d, { mode: 0o755 });
     return d;
   }
 
   /** Remove work directories of processes that are gone (a crash or kill -9). */
-  async sweepTemp(): Promise<number> {
-    let names: string[];
-    try {
-      names = await readdir(this.tmpDir);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return 0;
-      throw err;
-    }
-    let n = 0;
-    for (const name of names) {
-      const m = /^[a-z]+-(\d+)-[a-f0-9]+$/.exec(name);
-      if (!m) continue;
-      const pid = Number(m[1]);
-      if (pid === process.pid || processAlive(pid)) continue;
-      await rm(path.join(this.tmpDir, name), { recursive: true, force: true });
-      n++;
-    }
-    return n;
+  sweepTemp(): Promise<number> {
+    return sweepDeadOwners(this.tmpDir);
   }
 
   async readImages(): Promise<ImagesFile> {
@@ -275,7 +260,7 @@ export class StageStore {
    */
   async deleteImage(id: string): Promise<void> {
     await this.dropId(id);
-    const aside = path.join(this.tmpDir, `removing-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const aside = path.join(this.tmpDir, ownedTempName('removing'));
     try {
       await rename(this.imageDir(id), aside);
       await fsyncDir(this.liveDir);

@@ -24,6 +24,12 @@ export async function fakeStaged(root: string, tags: string[], opts: { kernelpar
   await writeFile(path.join(dir, 'initrd.img'), 'not an initramfs\n');
   await writeFile(path.join(dir, 'image.json'), JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) }));
   await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: (opts.created ?? new Date()).toISOString() }));
+  await registerStaged(stage, id, tags);
+  return id;
+}
+
+/** Add a staged id and its tags to images.json, as `darch stage upload` records it. */
+export async function registerStaged(stage: string, id: string, tags: string[]): Promise<void> {
   const file = path.join(stage, 'images.json');
   let doc: { version: number; images: Record<string, { tags: string[] }> } = { version: 1, images: {} };
   try {
@@ -33,5 +39,4 @@ export async function fakeStaged(root: string, tags: string[], opts: { kernelpar
   }
   doc.images[id] = { tags };
   await writeFile(file, JSON.stringify(doc, null, 2));
-  return id;
 }

@@ -4,10 +4,11 @@
  * going through the image store. The initramfs is darch's own (`darch initramfs build`).
  */
 import { randomInt } from 'node:crypto';
-import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../../src/lib/proc.js';
 import { darchOk } from './darch.js';
+import { registerStaged } from './fakestage.js';
 
 function newId(): string {
   let s = '';
@@ -44,14 +45,6 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
   const image = { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) };
   await writeFile(path.join(dir, 'image.json'), JSON.stringify(image));
   await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, source: { name: tags[0] }, created: new Date().toISOString() }));
-  const file = path.join(stage, 'images.json');
-  let doc: { version: number; images: Record<string, { tags: string[] }> } = { version: 1, images: {} };
-  try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
-  } catch {
-    /* first */
-  }
-  doc.images[id] = { tags };
-  await writeFile(file, JSON.stringify(doc, null, 2));
+  await registerStaged(stage, id, tags);
   return id;
 }
