@@ -63,8 +63,9 @@ function buildProgram(): Command {
   program.addHelpText(
     'after',
     `
-Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.
-Environment: DARCH_ROOT (same as --root), DARCH_LOCK_TIMEOUT (seconds), NO_COLOR.
+Exit status: 0 success, 1 failure, 2 usage error, 78 bad configuration, 130 interrupted.
+Environment: DARCH_ROOT (same as --root), DARCH_LOCK_TIMEOUT (seconds), NO_COLOR,
+REGISTRY_AUTH_FILE, DARCH_KERNEL_CACHE (where darch demo keeps the Debian kernel).
 Docs: README.md and docs/ in the darch source tree.`,
   );
   return program;

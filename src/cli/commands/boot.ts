@@ -12,7 +12,7 @@ import { syncBootConfig } from '../../boot/sync.js';
 import type { ContextFactory } from '../main.js';
 
 export function registerBoot(program: Command, ctx: ContextFactory): void {
-  const boot = program.command('boot').description("darch's boot menu: GRUB entries for staged images");
+  const boot = program.command('boot').description("boot menu and boot state: GRUB entries, trial boots with fallback, rollback");
 
   boot
     .command('sync')
