@@ -1,0 +1,118 @@
+/**
+ * SLOW (about 6 minutes: four systemd boots under TCG; the first run also debootstraps
+ * into /var/cache/darch-test). The units darch ships, in a real systemd boot: a Debian
+ * image with darch-health.service and darch-mark-good.service installed the way
+ * docs/TRIAL-BOOTS.md says. A trial whose health check fails reboots from
+ * darch-health.service and GRUB falls back to the default; a healthy trial is committed by
+ * darch-mark-good.service after boot-complete.target.
+ */
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { run } from '../../src/lib/proc.js';
+import { debianSystemdTree } from '../helpers/bootimage.js';
+import { REPO, darchOk, tempDir } from '../helpers/darch.js';
+import { Vm } from '../helpers/qemu.js';
+import { registerStaged } from '../helpers/fakestage.js';
+import { stageTree } from '../helpers/staged.js';
+
+const HEALTH = '#!/bin/sh\n# fails when the kernel command line asks it to\nif grep -q darch.test=health-fail /proc/cmdline; then echo "test check: failing on purpose"; exit 1; fi\nexit 0\n';
+const REPORT =
+  '[Unit]\nDescription=report the boot to the test console\nAfter=darch-mark-good.service boot-complete.target\n' +
+  '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
+  '[Install]\nWantedBy=multi-user.target\n';
+
+describe('trial boots with the shipped systemd units (Debian image)', () => {
+  let root: string;
+  let work: string;
+  let disk: string;
+  const ids: Record<string, string> = {};
+  const cleanups: Array<() => Promise<void> | void> = [];
+
+  before(async () => {
+    work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-systemd-');
+    root = path.join(work, 'root');
+    const tree = path.join(work, 'tree');
+    await run('cp', ['-a', await debianSystemdTree(), tree]);
+    await darchOk(['initramfs', 'tools-install', tree], { root });
+    await run('chroot', [tree, 'update-initramfs', '-u', '-k', 'all']);
+    // What docs/TRIAL-BOOTS.md tells an image to do.
+    await mkdir(path.join(tree, 'usr/lib/darch'), { recursive: true });
+    for (const f of ['darch-grubenv.sh', 'darch-health', 'darch-commit']) await copyFile(path.join(REPO, 'assets/trial', f), path.join(tree, 'usr/lib/darch', f));
+    await run('chmod', ['755', path.join(tree, 'usr/lib/darch/darch-health'), path.join(tree, 'usr/lib/darch/darch-commit')]);
+    for (const u of ['darch-health.service', 'darch-mark-good.service']) await copyFile(path.join(REPO, 'assets/systemd', u), path.join(tree, 'etc/systemd/system', u));
+    await mkdir(path.join(tree, 'etc/darch/health.d'), { recursive: true });
+    await writeFile(path.join(tree, 'etc/darch/health.d/10-test'), HEALTH, { mode: 0o755 });
+    await writeFile(path.join(tree, 'etc/systemd/system/darch-test-report.service'), REPORT);
+    await run('chroot', [tree, 'systemctl', 'enable', 'darch-health.service', 'darch-mark-good.service', 'darch-test-report.service']);
+    ids.a = await stageTree(root, tree, ['debian/a:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
+    // The trials are the same squashfs with other kernel parameters (hard-linked copies).
+    const stage = path.join(root, 'var/lib/darch/stage');
+    for (const [name, params] of Object.entries({ good: 'boot=darch darch.test=good', bad: 'boot=darch darch.test=health-fail' })) {
+      const id = `${name}${'0'.repeat(25 - name.length)}`;
+      const dir = path.join(stage, 'live', id);
+      await run('cp', ['-al', path.join(stage, 'live', ids.a), dir]);
+      const img = JSON.parse(await readFile(path.join(dir, 'image.json'), 'utf8'));
+      await run('rm', [path.join(dir, 'image.json'), path.join(dir, 'meta.json')]);
+      await writeFile(path.join(dir, 'image.json'), JSON.stringify({ ...img, kernelparams: params }));
+      await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
+      await registerStaged(stage, id, [`debian/b:${name}`]);
+      ids[name] = id;
+    }
+    disk = path.join(work, 'disk.img');
+    await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', '--kernel-args', 'console=ttyS0,115200', '--timeout', '0'], { root, timeoutMs: 600_000 });
+  });
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  async function diskCopy(name: string): Promise<string> {
+    const d = path.join(work, `${name}.img`);
+    await run('cp', ['--sparse=always', disk, d]);
+    return d;
+  }
+
+  it('a failing health.d check reboots the trial and GRUB falls back to the default', async () => {
+    const d = await diskCopy('bad');
+    await darchOk(['boot', 'try', 'debian/b:bad', '--tries', '1', '--disk', d], { root });
+    const vm = Vm.disk({ name: 'trial-systemd-bad', disk: d, root, memoryMiB: 1024 });
+    try {
+      // The trial boot runs darch-health.service, whose failure reboots; GRUB then says the
+      // trial ran out of tries and boots the default.
+      const started = await vm.waitFor(/Starting darch-health\.serv/, 420_000);
+      const gaveUp = await vm.waitFor(new RegExp(`trial ${ids.bad} ran out of tries`), 420_000, started.end);
+      assert.doesNotMatch(vm.log.slice(0, gaveUp.end), /DARCH-REPORT/, 'the failed trial never completed its boot');
+      const fallback = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000, gaveUp.end);
+      assert.match(fallback.match[3]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
+      assert.match(fallback.match[3]!, /darch\.fell_back=1/);
+      assert.doesNotMatch(fallback.match[3]!, /darch\.trial=1/);
+    } finally {
+      await vm.stop();
+    }
+    const st = (await darchOk(['--json', 'boot', 'status', '--disk', d], { root })).json();
+    assert.equal(st.default.stage, ids.a);
+    assert.equal(st.trial, null);
+    assert.equal(st.fellBack, true);
+    assert.ok(JSON.stringify(st.bad).includes(ids.bad!), `the trial is marked bad: ${JSON.stringify(st.bad)}`);
+  });
+
+  it('a healthy trial is committed by darch-mark-good.service and becomes the default', async () => {
+    const d = await diskCopy('good');
+    await darchOk(['boot', 'try', 'debian/b:good', '--tries', '2', '--disk', d], { root });
+    const vm = Vm.disk({ name: 'trial-systemd-good', disk: d, root, memoryMiB: 1024 });
+    try {
+      const r = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000);
+      assert.match(r.match[3]!, new RegExp(`darch_stageid=${ids.good}\\b`));
+      assert.match(r.match[3]!, /darch\.trial=1/);
+      assert.equal(r.match[2], 'active', 'darch-mark-good.service ran');
+      assert.match(r.match[1]!, /^(running|degraded)$/);
+    } finally {
+      await vm.stop();
+    }
+    const st = (await darchOk(['--json', 'boot', 'status', '--disk', d], { root })).json();
+    assert.equal(st.default.stage, ids.good);
+    assert.equal(st.trial, null);
+    assert.equal(st.previous.stage, ids.a);
+  });
+});
