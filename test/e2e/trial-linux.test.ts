@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
 import { busyboxBootRoot, debianKernel } from '../helpers/bootimage.js';
-import { stageTree } from '../helpers/staged.js';
+import { stageTree, stageVariant } from '../helpers/staged.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
 const sh = promisify(execFile);
@@ -84,23 +84,9 @@ describe('trial boots of real kernels with automatic fallback', () => {
     const treeB = await busyboxBootRoot(path.join(work, 'b'), { kernel, version: 'B', extraFiles: await extra('B') });
     ids.a = await stageTree(root, treeA, ['test/a:1']);
     ids.good = await stageTree(root, treeB, ['test/b:good']);
-    // The bad variants are the same squashfs with other kernel parameters: a copy of the
-    // staged directory (hard links) with its own image.json.
-    const stage = path.join(root, 'var/lib/darch/stage');
-    const images = JSON.parse(await readFile(path.join(stage, 'images.json'), 'utf8'));
+    // The bad variants are the same squashfs with other kernel parameters.
     const variants: Record<string, string> = { panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang' };
-    for (const [name, params] of Object.entries(variants)) {
-      const id = `${name}${'0'.repeat(25 - name.length)}`;
-      const dir = path.join(stage, 'live', id);
-      await sh('cp', ['-al', path.join(stage, 'live', ids.good), dir]);
-      const imgJson = JSON.parse(await readFile(path.join(dir, 'image.json'), 'utf8'));
-      await sh('rm', [path.join(dir, 'image.json'), path.join(dir, 'meta.json')]);
-      await writeFile(path.join(dir, 'image.json'), JSON.stringify({ ...imgJson, kernelparams: params }));
-      await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
-      images.images[id] = { tags: [`test/b:${name}`] };
-      ids[name] = id;
-    }
-    await writeFile(path.join(stage, 'images.json'), JSON.stringify(images));
+    for (const [name, params] of Object.entries(variants)) ids[name] = await stageVariant(root, ids.good, name, `test/b:${name}`, params);
     disk = path.join(work, 'disk.img');
     await darchOk(['disk', 'create', disk, 'test/a:1', 'test/b:good', 'test/b:panic', 'test/b:noinit', 'test/b:health', 'test/b:hang', '--kernel-args', KARGS, '--timeout', '0'], { root, timeoutMs: 600_000 });
   });

@@ -7,15 +7,14 @@
  * darch-mark-good.service after boot-complete.target.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { debianSystemdTree } from '../helpers/bootimage.js';
 import { REPO, darchOk, tempDir } from '../helpers/darch.js';
 import { Vm } from '../helpers/qemu.js';
-import { registerStaged } from '../helpers/fakestage.js';
-import { stageTree } from '../helpers/staged.js';
+import { stageTree, stageVariant } from '../helpers/staged.js';
 
 const HEALTH = '#!/bin/sh\n# fails when the kernel command line asks it to\nif grep -q darch.test=health-fail /proc/cmdline; then echo "test check: failing on purpose"; exit 1; fi\nexit 0\n';
 const REPORT =
@@ -47,19 +46,9 @@ describe('trial boots with the shipped systemd units (Debian image)', () => {
     await writeFile(path.join(tree, 'etc/systemd/system/darch-test-report.service'), REPORT);
     await run('chroot', [tree, 'systemctl', 'enable', 'darch-health.service', 'darch-mark-good.service', 'darch-test-report.service']);
     ids.a = await stageTree(root, tree, ['debian/a:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
-    // The trials are the same squashfs with other kernel parameters (hard-linked copies).
-    const stage = path.join(root, 'var/lib/darch/stage');
-    for (const [name, params] of Object.entries({ good: 'boot=darch darch.test=good', bad: 'boot=darch darch.test=health-fail' })) {
-      const id = `${name}${'0'.repeat(25 - name.length)}`;
-      const dir = path.join(stage, 'live', id);
-      await run('cp', ['-al', path.join(stage, 'live', ids.a), dir]);
-      const img = JSON.parse(await readFile(path.join(dir, 'image.json'), 'utf8'));
-      await run('rm', [path.join(dir, 'image.json'), path.join(dir, 'meta.json')]);
-      await writeFile(path.join(dir, 'image.json'), JSON.stringify({ ...img, kernelparams: params }));
-      await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
-      await registerStaged(stage, id, [`debian/b:${name}`]);
-      ids[name] = id;
-    }
+    // The trials are the same squashfs with other kernel parameters.
+    ids.good = await stageVariant(root, ids.a, 'good', 'debian/b:good', 'boot=darch darch.test=good');
+    ids.bad = await stageVariant(root, ids.a, 'bad', 'debian/b:bad', 'boot=darch darch.test=health-fail');
     disk = path.join(work, 'disk.img');
     await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', '--kernel-args', 'console=ttyS0,115200', '--timeout', '0'], { root, timeoutMs: 600_000 });
   });

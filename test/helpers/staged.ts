@@ -4,7 +4,7 @@
  * going through the image store. The initramfs is darch's own (`darch initramfs build`).
  */
 import { randomInt } from 'node:crypto';
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../../src/lib/proc.js';
 import { darchOk } from './darch.js';
@@ -46,5 +46,23 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
   await writeFile(path.join(dir, 'image.json'), JSON.stringify(image));
   await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, source: { name: tags[0] }, created: new Date().toISOString() }));
   await registerStaged(stage, id, tags);
+  return id;
+}
+
+/**
+ * Another staged image made of the same files (hard links) with its own kernel
+ * parameters: a cheap variant for boot tests (a bad trial, a panic, a missing init).
+ */
+export async function stageVariant(root: string, baseId: string, name: string, tag: string, kernelparams: string): Promise<string> {
+  const stage = path.join(root, 'var/lib/darch/stage');
+  const id = `${name}${'0'.repeat(25 - name.length)}`;
+  const dir = path.join(stage, 'live', id);
+  await run('cp', ['-al', path.join(stage, 'live', baseId), dir]);
+  const img = JSON.parse(await readFile(path.join(dir, 'image.json'), 'utf8'));
+  // Unlink before writing: the files are hard links shared with the base image.
+  await run('rm', [path.join(dir, 'image.json'), path.join(dir, 'meta.json')]);
+  await writeFile(path.join(dir, 'image.json'), JSON.stringify({ ...img, kernelparams }));
+  await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: new Date().toISOString() }));
+  await registerStaged(stage, id, [tag]);
   return id;
 }
