@@ -43,7 +43,7 @@ const CODE_TYPE = ['file', 'link', 'symlink', 'char', 'block', 'dir', 'fifo'] as
 const LAYER_UNIT = 2 ** 32;
 
 /** One number names an entry: layer, its position in the layer's tar, and its type. */
-function keyOf(layer: number, ordinal: number, type: Exclude<EntryType, 'dir'>): number {
+export function keyOf(layer: number, ordinal: number, type: Exclude<EntryType, 'dir'>): number {
   return (layer * LAYER_UNIT + ordinal) * 8 + TYPE_CODE[type];
 }
 export function layerOfKey(key: number): number {
@@ -59,7 +59,7 @@ export function typeOfKey(key: number): EntryType {
 const isDir = (n: Node | undefined): n is DirNode => typeof n === 'object';
 
 /** What pass 1 records about each entry of a layer (bodies are never kept). */
-interface Rec {
+export interface Rec {
   path: string;
   kind: EntryType | 'whiteout' | 'opaque';
   ordinal: number;
@@ -86,9 +86,36 @@ export function normalizePath(name: string, layer: number): string {
   return parts.join('/');
 }
 
-function split(path: string): { dir: string; base: string } {
+export function split(path: string): { dir: string; base: string } {
   const i = path.lastIndexOf('/');
   return i < 0 ? { dir: '', base: path } : { dir: path.slice(0, i), base: path.slice(i + 1) };
+}
+
+/** What one tar entry means for the flattened root; undefined for AUFS bookkeeping names. */
+export function recOf(header: TarHeader, ordinal: number, layer: number): Rec | undefined {
+  const path = normalizePath(header.name, layer);
+  const { dir, base } = split(path);
+  if (base.startsWith('.wh.')) {
+    if (base === '.wh..wh..opq') return { path: dir, kind: 'opaque', ordinal };
+    // Other `.wh..wh.*` names are AUFS bookkeeping (hard-link dirs): never part of the root.
+    if (base.startsWith('.wh..wh.')) return undefined;
+    return { path: dir ? `${dir}/${base.slice(4)}` : base.slice(4), kind: 'whiteout', ordinal };
+  }
+  const rec: Rec = { path, kind: header.type, ordinal };
+  if (header.type === 'dir') rec.header = { ...header, name: path };
+  if (header.type === 'link') rec.linkname = normalizePath(header.linkname, layer);
+  if (header.type === 'symlink') rec.linkname = header.linkname;
+  if (header.type === 'file') rec.size = header.size;
+  return rec;
+}
+
+/** A layer that cannot be read is reported as such, whatever the reader tripped on. */
+export function badLayer(err: unknown, layer: Descriptor, index: number): DarchError {
+  if (err instanceof DarchError) return err;
+  return new DarchError('E_BAD_LAYER', `layer ${index + 1} (${layer.digest}) cannot be read: ${(err as Error).message}`, {
+    hint: 'run `darch images verify`; the layer is corrupt or not a tar archive',
+    cause: err,
+  });
 }
 
 async function scanLayer(store: ImageStore, layer: Descriptor, index: number): Promise<Rec[]> {
@@ -96,29 +123,13 @@ async function scanLayer(store: ImageStore, layer: Descriptor, index: number): P
   const recs: Rec[] = [];
   try {
     for await (const { header, ordinal } of readTar(new ByteReader(opened.tar))) {
-      const path = normalizePath(header.name, index);
-      const { dir, base } = split(path);
-      if (base.startsWith('.wh.')) {
-        if (base === '.wh..wh..opq') recs.push({ path: dir, kind: 'opaque', ordinal });
-        else if (!base.startsWith('.wh..wh.')) recs.push({ path: dir ? `${dir}/${base.slice(4)}` : base.slice(4), kind: 'whiteout', ordinal });
-        // Other `.wh..wh.*` names are AUFS bookkeeping (hard-link dirs): never part of the root.
-        continue;
-      }
-      const rec: Rec = { path, kind: header.type, ordinal };
-      if (header.type === 'dir') rec.header = { ...header, name: path };
-      if (header.type === 'link') rec.linkname = normalizePath(header.linkname, index);
-      if (header.type === 'symlink') rec.linkname = header.linkname;
-      if (header.type === 'file') rec.size = header.size;
-      recs.push(rec);
+      const rec = recOf(header, ordinal, index);
+      if (rec) recs.push(rec);
     }
     await opened.verified;
   } catch (err) {
     opened.close();
-    if (err instanceof DarchError) throw err;
-    throw new DarchError('E_BAD_LAYER', `layer ${index + 1} (${layer.digest}) cannot be read: ${(err as Error).message}`, {
-      hint: 'run `darch images verify`; the layer is corrupt or not a tar archive',
-      cause: err,
-    });
+    throw badLayer(err, layer, index);
   }
   return recs;
 }
@@ -387,7 +398,7 @@ export async function indexLayers(store: ImageStore, layers: Descriptor[], opts:
   return index;
 }
 
-const IMPLIED_DIR: TarHeader = { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0 };
+export const IMPLIED_DIR: TarHeader = { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0 };
 
 /** The root directory's attributes (from a './' entry, or the implied defaults). */
 export function rootHeader(index: FlatIndex): TarHeader {
@@ -404,7 +415,7 @@ export interface StreamOptions {
   signal?: AbortSignal;
 }
 
-function fitHeader(h: TarHeader, name: string): TarHeader {
+export function fitHeader(h: TarHeader, name: string): TarHeader {
   return { ...h, name };
 }
 

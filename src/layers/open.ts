@@ -31,7 +31,8 @@ async function magicOf(file: string): Promise<ReturnType<typeof sniff>> {
   }
 }
 
-export async function openLayer(store: ImageStore, layer: Descriptor, index: number): Promise<OpenedLayer> {
+/** onRaw counts compressed bytes as they are read (progress against the layers' sizes). */
+export async function openLayer(store: ImageStore, layer: Descriptor, index: number, onRaw?: (n: number) => void): Promise<OpenedLayer> {
   const file = store.blobPath(layer.digest);
   let kind: ReturnType<typeof sniff>;
   try {
@@ -69,6 +70,7 @@ export async function openLayer(store: ImageStore, layer: Descriptor, index: num
     raw.on('error', (e) => reject(fsError(e, `cannot read layer ${layer.digest}`)));
   });
   verified.catch(() => undefined);
+  if (onRaw) raw.on('data', (b) => onRaw(b.length));
   raw.pipe(hasher);
   const d = decompressor(actual);
   const tar: Readable = d ? (hasher.pipe(d) as unknown as Readable) : hasher;

@@ -107,7 +107,16 @@ interface NamedBoot {
   kernelparams?: string;
 }
 
-export async function findBootFiles(store: ImageStore, index: FlatIndex, labels: Record<string, string> = {}, imageName = 'the image'): Promise<BootFiles> {
+/** Reads a small file of the image by its entry key (default: a targeted pass over its layer). */
+export type ImageFileReader = (key: number, max: number) => Promise<Buffer>;
+
+export async function findBootFiles(
+  store: ImageStore,
+  index: FlatIndex,
+  labels: Record<string, string> = {},
+  imageName = 'the image',
+  read: ImageFileReader = (key, max) => readImageFile(store, index, key, max),
+): Promise<BootFiles> {
   const named = async (n: NamedBoot, from: string): Promise<BootFiles | undefined> => {
     if (!n.kernel) return undefined;
     const kp = resolveNamed(index, n.kernel);
@@ -141,7 +150,7 @@ export async function findBootFiles(store: ImageStore, index: FlatIndex, labels:
   if (ij?.type === 'file' && ij.key !== undefined) {
     let doc: NamedBoot;
     try {
-      doc = JSON.parse((await readImageFile(store, index, ij.key)).toString('utf8')) as NamedBoot;
+      doc = JSON.parse((await read(ij.key, 1024 * 1024)).toString('utf8')) as NamedBoot;
       if (!doc || typeof doc !== 'object') throw new Error('not an object');
     } catch (err) {
       throw new DarchError('E_BAD_IMAGE', `${imageName}: ${IMAGE_JSON_PATH} is not valid JSON (${(err as Error).message})`, {

@@ -5,11 +5,12 @@
  * no root: owners come from the tar headers, not from chown. Both are given fixed
  * timestamps for the file system itself, so the same image gives the same bytes.
  */
+import { open } from 'node:fs/promises';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DarchError } from '../lib/errors.js';
-import { commandFailed, spawnChild, waitChild, which } from '../lib/proc.js';
+import { commandFailed, run, spawnChild, waitChild, which } from '../lib/proc.js';
 
 export const SQUASHFS_COMPRESSORS = ['zstd', 'xz', 'gzip', 'lz4', 'lzo', 'lzma'] as const;
 export type SquashfsCompressor = (typeof SQUASHFS_COMPRESSORS)[number];
@@ -87,4 +88,30 @@ export async function writeSquashfs(tar: Readable, out: string, opts: SquashfsOp
     throw commandFailed(cmd, args, { ...res, stderr });
   }
   if (feed.status === 'rejected') throw feed.reason;
+}
+
+/**
+ * Copy a regular file out of a squashfs into `out` (created; fsynced). rdsquashfs comes
+ * with tar2sqfs (squashfs-tools-ng), so it is there whenever the one-pass stage ran.
+ */
+export async function copyFromSquashfs(image: string, inner: string, out: string, signal?: AbortSignal): Promise<void> {
+  const fh = await open(out, 'wx', 0o644);
+  try {
+    const args = ['-c', `/${inner}`, image];
+    const child = spawnChild('rdsquashfs', args, { stdio: ['ignore', fh.fd, 'pipe'], signal });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr = (stderr + b.toString()).slice(-4096);
+    });
+    const res = await waitChild(child, 'rdsquashfs');
+    if (res.code !== 0 || res.signal) throw commandFailed('rdsquashfs', args, { ...res, stderr });
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A small text file of a squashfs (image.json). */
+export async function readFromSquashfs(image: string, inner: string): Promise<Buffer> {
+  return Buffer.from((await run('rdsquashfs', ['-c', `/${inner}`, image])).stdout, 'utf8');
 }

@@ -19,9 +19,11 @@ import { HashSink } from '../oci/digest.js';
 import type { ImageStore, ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
 import { type FlatIndex, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
+import { streamTopDown } from '../layers/topdown.js';
+import type { Descriptor } from '../oci/mediatypes.js';
 import { type BootFiles, findBootFiles } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
-import { type SquashfsCompressor, type SquashfsWriter, defaultWriter, writeSquashfs } from './squashfs.js';
+import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
 import {
   type DarchImageJson,
   IMAGE_JSON,
@@ -70,6 +72,8 @@ export interface StageOptions {
   blockSize?: number;
   /** Which program writes the squashfs; default tar2sqfs (reproducible) when installed, else sqfstar. */
   writer?: SquashfsWriter;
+  /** 2 forces the two-pass flattener (index first); default one pass where the writer allows. */
+  passes?: 1 | 2;
   /** Retention after a successful stage (stage.keep); undefined keeps everything. */
   keep?: number;
   /** Extra steps for this call, after the registered ones. */
@@ -133,6 +137,51 @@ export async function describeFiles(dir: string): Promise<Pick<StagedMeta, 'size
   return { sizes, sha256: sha, totalSize: total };
 }
 
+interface TwoPassPlan {
+  index: FlatIndex;
+  boot: BootFiles;
+  estimate: number;
+}
+
+/** Pass 1 of the two-pass path: every layer's headers, then the kernel, before writing. */
+async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels: Record<string, string>, sourceName: string, signal?: AbortSignal): Promise<TwoPassPlan> {
+  const started = Date.now();
+  ui.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
+  const index = await indexLayers(imageStore, layers, { signal, onLayer: (i, n) => ui.verbose(`layer ${i + 1}: ${n} entries`) });
+  const st = index.stats();
+  ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const boot = await findBootFiles(imageStore, index, labels, sourceName);
+  const layerBytes = layers.reduce((a, l) => a + l.size, 0);
+  const bootBytes = boot.kernel.size + (boot.initramfs?.size ?? 0);
+  // squashfs is at most about the content plus metadata, and rarely more than the
+  // compressed layers; take the smaller as the estimate.
+  const estimate = Math.min(st.contentBytes, Math.ceil(layerBytes * 1.2)) + st.entries * 128 + bootBytes + 1024 * 1024;
+  return { index, boot, estimate };
+}
+
+/** Pass 2: stream the winners in layer order, copying the kernel and initramfs on the way. */
+async function writeTwoPass(
+  imageStore: ImageStore,
+  plan: TwoPassPlan,
+  work: string,
+  rootfs: string,
+  sq: { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal },
+): Promise<void> {
+  const { index, boot } = plan;
+  const st = index.stats();
+  const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
+  if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
+  ui.step(`writing squashfs with ${sq.writer} (${sq.compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
+  const progress = byteProgress('squashfs', st.contentBytes);
+  const root = rootHeader(index);
+  const flat = streamFlattened(imageStore, index, { capture, omitRoot: sq.writer === 'sqfstar', onBytes: (n) => progress.tick(n), signal: sq.signal });
+  try {
+    await writeSquashfs(flat, rootfs, { ...sq, root: { mode: root.mode, uid: root.uid, gid: root.gid, mtime: root.mtime } });
+  } finally {
+    progress.done();
+  }
+}
+
 export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string, opts: StageOptions = {}): Promise<StageResult> {
   const started = Date.now();
   const image = await imageStore.resolveImage(ref);
@@ -154,38 +203,67 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       }
     }
     const layers = image.manifest.layers;
-    ui.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
-    const index = await indexLayers(imageStore, layers, { signal: opts.signal, onLayer: (i, n) => ui.verbose(`layer ${i + 1}: ${n} entries`) });
-    const st = index.stats();
-    ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const boot = await findBootFiles(imageStore, index, image.config.config?.Labels ?? {}, sourceName);
-    ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
-
+    const labels = image.config.config?.Labels ?? {};
+    const writer = opts.writer ?? (await defaultWriter());
     const layerBytes = layers.reduce((a, l) => a + l.size, 0);
-    const bootBytes = boot.kernel.size + (boot.initramfs?.size ?? 0);
-    // squashfs is at most about the content plus metadata, and rarely more than the
-    // compressed layers; take the smaller as the estimate.
-    const estimate = Math.min(st.contentBytes, Math.ceil(layerBytes * 1.2)) + st.entries * 128 + bootBytes + 1024 * 1024;
+    // One pass (layers top-down, each decompressed once, tar2sqfs busy from the first byte)
+    // needs tar2sqfs; sqfstar wants the root's attributes before the stream starts.
+    let onePass = writer === 'tar2sqfs' && opts.passes !== 2;
+    let twoPass: TwoPassPlan | undefined;
+    let estimate: number;
+    if (onePass) {
+      // Not indexed yet: squashfs is rarely larger than the compressed layers.
+      estimate = Math.ceil(layerBytes * 1.2) + 1024 * 1024;
+    } else {
+      twoPass = await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
+      estimate = twoPass.estimate;
+    }
     await ensureFreeSpace(stageStore.tmpDir, estimate, `staging ${sourceName}`);
 
     const id = newStageId();
     const work = await stageStore.makeWorkDir('stage');
     try {
-      const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
-      if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
-      const writer = opts.writer ?? (await defaultWriter());
-      ui.step(`writing squashfs with ${writer} (${compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
-      const progress = byteProgress('squashfs', st.contentBytes);
-      const root = rootHeader(index);
-      const flat = streamFlattened(imageStore, index, { capture, omitRoot: writer === 'sqfstar', onBytes: (n) => progress.tick(n), signal: opts.signal });
-      await writeSquashfs(flat, path.join(work, ROOTFS_FILE), {
-        writer,
-        compressor,
-        blockSize,
-        root: { mode: root.mode, uid: root.uid, gid: root.gid, mtime: root.mtime },
-        signal: opts.signal,
-      });
-      progress.done();
+      const rootfs = path.join(work, ROOTFS_FILE);
+      const sqOpts = { writer, compressor, blockSize, signal: opts.signal };
+      let index: FlatIndex | undefined;
+      let boot: BootFiles | undefined;
+      if (onePass) {
+        ui.step(`writing squashfs with ${writer} (${compressor}) from ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
+        const progress = byteProgress('squashfs', layerBytes);
+        const flat = streamTopDown(imageStore, layers, { onRaw: (n) => progress.tick(n), signal: opts.signal });
+        try {
+          await writeSquashfs(flat.stream, rootfs, sqOpts);
+          const done = await flat.result;
+          progress.done();
+          index = done.index;
+          const fromSquashfs = (key: number) => {
+            const inner = done.dataPath(key);
+            if (inner === undefined) throw new DarchError('E_INTERNAL', `entry ${key} was not written to the squashfs`);
+            return inner;
+          };
+          boot = await findBootFiles(imageStore, index, labels, sourceName, async (key, max) => {
+            const b = await readFromSquashfs(rootfs, fromSquashfs(key));
+            if (b.length > max) throw new DarchError('E_BAD_IMAGE', `${fromSquashfs(key)} is ${b.length} bytes, too large`);
+            return b;
+          });
+          await copyFromSquashfs(rootfs, fromSquashfs(boot.kernel.key), path.join(work, KERNEL_FILE), opts.signal);
+          if (boot.initramfs) await copyFromSquashfs(rootfs, fromSquashfs(boot.initramfs.key), path.join(work, INITRD_FILE), opts.signal);
+        } catch (err) {
+          progress.done();
+          if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
+          ui.verbose(`${err.message}; staging with two passes`);
+          await rm(rootfs, { force: true });
+          onePass = false;
+        }
+      }
+      if (!onePass) {
+        twoPass ??= await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
+        ({ index, boot } = twoPass);
+        await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
+      }
+      if (!index || !boot) throw new DarchError('E_INTERNAL', 'staging produced no index');
+      const st = index.stats();
+      ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
       const imageJson: DarchImageJson = {
         kernel: KERNEL_FILE,
@@ -220,6 +298,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         compression: compressor,
         blockSize,
         writer,
+        passes: onePass ? 1 : 2,
         ...files,
       };
       await writeJsonAtomic(path.join(work, META_JSON), meta);

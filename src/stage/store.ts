@@ -46,6 +46,8 @@ export interface StagedMeta {
   blockSize: number;
   /** sqfstar or tar2sqfs. */
   writer?: string;
+  /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
+  passes?: 1 | 2;
   /** Every file of the staged directory (relative path) → size and sha256. */
   sizes: Record<string, number>;
   sha256: Record<string, string>;

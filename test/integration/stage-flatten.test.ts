@@ -57,6 +57,8 @@ describe('stage: flattening matches umoci unpack', () => {
   let tar2sqfsRoot: string;
   let umociRoot: string;
   let sqfsRoot: string;
+  let trickyPasses: number;
+  const onePass: { passes?: number; root?: string; twoPassRoot?: string; umoci?: string } = {};
 
   after(() => rm(work, { recursive: true, force: true }));
 
@@ -138,6 +140,35 @@ describe('stage: flattening matches umoci unpack', () => {
     await symlink('../data/target', `${d4}/etc/target-link`);
     gnuTarLayer(d4, `${work}/l4.tar`);
 
+    // The same changes without what one top-down pass cannot express (a hard link whose
+    // data an upper layer hid under its first name): this image must stage in one pass.
+    await tarStreamLayer(`${work}/l2-one.tar`, [
+      { name: 'usr/share/doc/.wh.a', content: '' },
+      { name: 'opt/old/', type: 'directory', mode: 0o750 },
+      { name: 'opt/old/.wh..wh..opq', content: '' },
+      { name: 'opt/old/3', content: 'three' },
+      { name: 'etc/hosts', content: '10.0.0.1 replaced\n', mode: 0o600 },
+      { name: 'usr/lib/', type: 'directory' },
+      { name: 'usr/lib/libx.so', content: 'lib' },
+      { name: 'usr/lib/hl-same-layer', content: 'linked in its own layer' },
+      { name: 'usr/lib/hl-same-layer-2', type: 'link', linkname: 'usr/lib/hl-same-layer' },
+      { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+      { name: 'data/ünï cødé.txt', content: 'utf-8 name' },
+    ]);
+    const d4one = path.join(work, 'l4-one');
+    await file(`${d4one}/usr/share/doc/b`, 'b is a file now');
+    await file(`${d4one}/opt/keep/inside`, 'keep is a directory now');
+    await mkdir(`${d4one}/etc`, { recursive: true });
+    await chmod(`${d4one}/etc`, 0o750);
+    gnuTarLayer(d4one, `${work}/l4-one.tar`);
+    const layoutOne = path.join(work, 'layout-one');
+    await writeOciLayout(layoutOne, 'one', [
+      { tar: `${work}/l1.tar`, compression: 'gzip' },
+      { tar: `${work}/l2-one.tar`, compression: 'gzip' },
+      { tar: `${work}/l3.tar`, compression: 'gzip' },
+      { tar: `${work}/l4-one.tar`, compression: 'none' },
+    ]);
+
     const layout = path.join(work, 'layout');
     await writeOciLayout(layout, 'tricky', [
       { tar: `${work}/l1.tar`, compression: 'gzip' },
@@ -158,6 +189,7 @@ describe('stage: flattening matches umoci unpack', () => {
     await darchOk(['images', 'import', `oci:${layoutGz}:tricky`, 'test/tricky-gz:1'], { root });
     const res = await darchOk(['--json', 'stage', 'upload', 'test/tricky:1'], { root });
     stagedDir = res.json().dir;
+    trickyPasses = res.json().meta.passes;
     stagedGzDir = (await darchOk(['--json', 'stage', 'upload', 'test/tricky-gz:1'], { root })).json().dir;
     const t2s = (await darchOk(['--json', 'stage', 'upload', '--writer', 'tar2sqfs', '-t', 'tricky-t2s:1', 'test/tricky:1'], { root })).json().dir;
     tar2sqfsRoot = path.join(work, 'sqfs-tar2sqfs');
@@ -167,6 +199,34 @@ describe('stage: flattening matches umoci unpack', () => {
     sh('umoci', ['unpack', '--image', `${root}/var/lib/darch/images:test/tricky-gz:1`, umociRoot]);
     sqfsRoot = path.join(work, 'sqfs');
     sh('unsquashfs', ['-q', '-d', sqfsRoot, path.join(stagedDir, 'rootfs.squash')]);
+
+    // Its own root: stage.keep would retire the images above.
+    const rootOne = path.join(work, 'root-one');
+    await darchOk(['images', 'import', `oci:${layoutOne}:one`, 'test/one:1'], { root: rootOne });
+    const one = (await darchOk(['--json', 'stage', 'upload', 'test/one:1'], { root: rootOne })).json();
+    onePass.passes = one.meta.passes;
+    onePass.root = path.join(work, 'sqfs-one');
+    sh('unsquashfs', ['-q', '-d', onePass.root, path.join(one.dir, 'rootfs.squash')]);
+    const two = (await darchOk(['--json', 'stage', 'upload', '--two-pass', '-t', 'one-2:1', 'test/one:1'], { root: rootOne })).json();
+    assert.equal(two.meta.passes, 2);
+    onePass.twoPassRoot = path.join(work, 'sqfs-one-2');
+    sh('unsquashfs', ['-q', '-d', onePass.twoPassRoot, path.join(two.dir, 'rootfs.squash')]);
+    onePass.umoci = path.join(work, 'umoci-one');
+    sh('umoci', ['unpack', '--image', `${rootOne}/var/lib/darch/images:test/one:1`, onePass.umoci]);
+  });
+
+  it('stages an image with whiteouts, opaque dirs, replacements and hard links in one pass, with the root umoci unpack gives', () => {
+    assert.equal(onePass.passes, 1, 'the image needs nothing one pass cannot do');
+    const want = snapshotTree(path.join(onePass.umoci!, 'rootfs'), { mtimes: true });
+    const diffs = diffTrees(want, snapshotTree(onePass.root!, { mtimes: true }), ['umoci', 'one pass']);
+    assert.deepEqual(diffs, [], diffs.join('\n'));
+    assert.ok(want.has('usr/lib/hl-same-layer-2') && want.has('var/lib/hl3') && !want.has('opt/old/1'), 'the fixture has hard links, cross-layer links and an opaque dir');
+    const two = diffTrees(want, snapshotTree(onePass.twoPassRoot!, { mtimes: true }), ['umoci', 'two passes']);
+    assert.deepEqual(two, [], two.join('\n'));
+  });
+
+  it('falls back to two passes for hard links whose data an upper layer hid, and still gets them right', () => {
+    assert.equal(trickyPasses, 2);
   });
 
   it('holds the same paths, types, modes, owners, sizes, mtimes, link targets, devices, xattrs, contents and hard-link groups as umoci unpack', () => {

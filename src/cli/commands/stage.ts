@@ -71,7 +71,8 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
     .addOption(new Option('--compression <c>', 'squashfs compressor (default: stage.compression)').choices([...SQUASHFS_COMPRESSORS]))
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
     .addOption(new Option('--writer <prog>', 'squashfs writer (default: tar2sqfs if installed, else sqfstar)').choices(['sqfstar', 'tar2sqfs']))
-    .action(async (image: string, opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter }, cmd: Command) => {
+    .option('--two-pass', 'index every layer before writing (the only way with sqfstar; one pass is faster and gives the same root)')
+    .action(async (image: string, opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter; twoPass?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       if (opts.blockSize !== undefined && (!Number.isInteger(opts.blockSize) || opts.blockSize < 4096 || opts.blockSize > 1048576 || (opts.blockSize & (opts.blockSize - 1)) !== 0)) {
         throw usageError(`--block-size ${opts.blockSize} is not a power of two between 4096 and 1048576`);
@@ -82,6 +83,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         compressor: opts.compression ?? c.config.stage.compression,
         blockSize: opts.blockSize,
         writer: opts.writer,
+        passes: opts.twoPass ? 2 : undefined,
         keep: c.config.stage.keep,
         signal: c.signal,
         steps: [bootStageStep(c.paths, c.config)],
