@@ -2,19 +2,21 @@
  * Staging bench: a Debian image of several layers (bench/stage-image.sh, cached in
  * /var/cache/darch-bench) staged three ways in one run, same compressor and block size:
  *
- *   (a) darch stage upload             — two passes over the layers, piped into tar2sqfs
- *   (b) umoci unpack + mksquashfs      — the usual "extract to disk, then squash" baseline
- *   (c) tar2sqfs < flat.tar            — the limit: an already-flattened tar in the page cache
- *   (a') darch with --writer tar2sqfs, and (c') sqfstar < flat.tar: the same two with the
- *        other writer, since darch prefers sqfstar (parallel compression) when installed
+ *   (a)  darch stage upload            — one pass, layers top-down, piped into tar2sqfs
+ *   (a2) darch stage upload --two-pass — the previous flattener: index every layer, then stream
+ *   (b)  umoci unpack + mksquashfs     — the usual "extract to disk, then squash" baseline
+ *   (c)  tar2sqfs < flat.tar           — the limit: an already-flattened tar in the page cache
  *
+ * Each rep runs the four in turn (c, a, a2, b), so drifting load hits them alike. Wall time
+ * and CPU time (user+sys of the command and its children, from /usr/bin/time) are both
+ * reported: on a shared 2-core machine the CPU ratios are the steadier figure.
  * Layer blobs and flat.tar are read once first so every run starts from the page cache.
  * Peak RSS is sampled from /proc/<pid>/status (VmHWM) for darch's node process and its
  * tar2sqfs child. Usage (as root; heavy, so niced):
  *   nice -n 10 node --import tsx bench/stage.ts [--reps N] [--compressor zstd] [--block-size 131072]
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { closeSync, createReadStream, openSync, readFileSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,6 +64,8 @@ function children(pid: number): number[] {
 
 interface Timed {
   seconds: number;
+  /** user + sys CPU seconds of the command and the children it waited for. */
+  cpu: number;
   rss: Record<string, number>;
 }
 
@@ -71,14 +75,16 @@ function timed(cmd: string, args: string[], opts: { stdinFile?: string; env?: No
     // The child reads its input file directly (no copy through this process).
     const stdin = opts.stdinFile ? openSync(opts.stdinFile, 'r') : 'ignore';
     const start = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: opts.env ?? process.env });
+    const cpuFile = path.join(os.tmpdir(), `darch-bench-cpu-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const child = spawn('/usr/bin/time', ['-f', '%U %S', '-o', cpuFile, cmd, ...args], { stdio: [stdin, 'ignore', 'pipe'], env: opts.env ?? process.env });
     if (typeof stdin === 'number') closeSync(stdin);
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
     const rss: Record<string, number> = {};
     const names = new Map<number, string>();
     const sample = () => {
-      const pids = [child.pid!, ...children(child.pid!)];
+      // /usr/bin/time's child is the command; sample it and its children.
+      const pids = children(child.pid!).flatMap((p) => [p, ...children(p)]);
       for (const p of pids) {
         if (!names.has(p)) {
           try {
@@ -96,8 +102,16 @@ function timed(cmd: string, args: string[], opts: { stdinFile?: string; env?: No
     child.on('close', (code) => {
       clearInterval(timer);
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      let cpu = NaN;
+      try {
+        const [u, s] = readFileSync(cpuFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+        cpu = u! + s!;
+        rmSync(cpuFile, { force: true });
+      } catch {
+        /* reported as NaN */
+      }
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`));
-      else resolve({ seconds, rss });
+      else resolve({ seconds, cpu, rss });
     });
   });
 }
@@ -120,26 +134,43 @@ async function main(): Promise<void> {
     }
     const manifest = JSON.parse(execFileSync(process.execPath, [DARCH, '--root', root, '--json', 'images', 'inspect', 'bench:latest'], { env }).toString());
 
-    // (b) prepared once for (c): umoci's tree, tarred as the flattened input of the limit case.
-    const results: Record<string, number[]> = { a: [], a_tar2sqfs: [], b_unpack: [], b_mksquashfs: [], b: [], c: [], c_sqfstar: [] };
+    const results: Record<string, number[]> = { a: [], a2: [], b_unpack: [], b_mksquashfs: [], b: [], c: [] };
+    const cpu: Record<string, number[]> = { a: [], a2: [], b: [], c: [] };
     const rss: Record<string, number> = {};
-    let sizes: Record<string, number> = {};
-    let contentBytes = 0;
-    for (let rep = 0; rep < REPS; rep++) {
-      // (a) darch
+    const sizes: Record<string, number> = {};
+    const passes: Record<string, number> = {};
+    // The flattened tar for (c): umoci's tree, tarred once, outside the timed runs.
+    const flat = path.join(work, 'flat.tar');
+    {
+      const bundle = path.join(work, 'bundle-flat');
+      execFileSync('umoci', ['unpack', '--image', `${root}/var/lib/darch/images:bench:latest`, bundle]);
+      execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--format=pax', '-C', path.join(bundle, 'rootfs'), '-cf', flat, '.']);
+      await rm(bundle, { recursive: true, force: true });
+    }
+    const contentBytes = (await stat(flat)).size;
+    const darchRun = async (name: 'a' | 'a2', extra: string[]) => {
       await rm(path.join(root, 'var/lib/darch/stage'), { recursive: true, force: true });
-      const a = await timed(process.execPath, [DARCH, '--root', root, '-q', 'stage', 'upload', '--compression', COMP, '--block-size', BLOCK, 'bench:latest'], { env });
-      results.a!.push(a.seconds);
-      for (const [k, v] of Object.entries(a.rss)) rss[`darch:${k}`] = Math.max(rss[`darch:${k}`] ?? 0, v);
+      const r = await timed(process.execPath, [DARCH, '--root', root, '-q', 'stage', 'upload', ...extra, '--compression', COMP, '--block-size', BLOCK, 'bench:latest'], { env });
+      results[name]!.push(r.seconds);
+      cpu[name]!.push(r.cpu);
+      for (const [k, v] of Object.entries(r.rss)) rss[`${name}:${k}`] = Math.max(rss[`${name}:${k}`] ?? 0, v);
       const list = JSON.parse(execFileSync(process.execPath, [DARCH, '--root', root, '--json', 'stage', 'list'], { env }).toString());
       const meta = JSON.parse(await readFile(path.join(list.staged[0].dir, 'meta.json'), 'utf8'));
-      sizes.a = meta.sizes['rootfs.squash'];
+      sizes[name] = meta.sizes['rootfs.squash'];
+      passes[name] = meta.passes;
+    };
+    for (let rep = 0; rep < REPS; rep++) {
+      // (c) tar2sqfs on a flattened tar already in the page cache
+      await readAll(flat);
+      const outC = path.join(work, 'c.squash');
+      const c = await timed('tar2sqfs', ['--quiet', '--no-skip', '--force', '-c', COMP, '-b', BLOCK, '-j', JOBS, outC], { stdinFile: flat });
+      results.c!.push(c.seconds);
+      cpu.c!.push(c.cpu);
+      sizes.c = (await stat(outC)).size;
+      await rm(outC, { force: true });
 
-      // (a') darch with tar2sqfs as its writer
-      await rm(path.join(root, 'var/lib/darch/stage'), { recursive: true, force: true });
-      const a2 = await timed(process.execPath, [DARCH, '--root', root, '-q', 'stage', 'upload', '--writer', 'tar2sqfs', '--compression', COMP, '--block-size', BLOCK, 'bench:latest'], { env });
-      results.a_tar2sqfs!.push(a2.seconds);
-      for (const [k, v] of Object.entries(a2.rss)) rss[`darch-tar2sqfs:${k}`] = Math.max(rss[`darch-tar2sqfs:${k}`] ?? 0, v);
+      await darchRun('a', []);
+      await darchRun('a2', ['--two-pass']);
 
       // (b) umoci unpack, then mksquashfs on the tree
       const bundle = path.join(work, 'bundle');
@@ -150,55 +181,46 @@ async function main(): Promise<void> {
       results.b_unpack!.push(bu.seconds);
       results.b_mksquashfs!.push(bm.seconds);
       results.b!.push(bu.seconds + bm.seconds);
+      cpu.b!.push(bu.cpu + bm.cpu);
       sizes.b = (await stat(outB)).size;
-
-      // (c) tar2sqfs on a flattened tar already in the page cache
-      const flat = path.join(work, 'flat.tar');
-      if (rep === 0) {
-        execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--format=pax', '-C', path.join(bundle, 'rootfs'), '-cf', flat, '.']);
-        contentBytes = (await stat(flat)).size;
-      }
-      await readAll(flat);
-      const outC = path.join(work, 'c.squash');
-      const c = await timed('tar2sqfs', ['--quiet', '--no-skip', '--force', '-c', COMP, '-b', BLOCK, '-j', JOBS, outC], { stdinFile: flat });
-      results.c!.push(c.seconds);
-      sizes.c = (await stat(outC)).size;
-      await readAll(flat);
-      const outC2 = path.join(work, 'c2.squash');
-      const c2 = await timed('sqfstar', ['-quiet', '-no-progress', '-comp', COMP, '-b', BLOCK, '-processors', JOBS, '-mem', '128M', '-mkfs-time', '0', outC2], { stdinFile: flat });
-      results.c_sqfstar!.push(c2.seconds);
-      sizes.c_sqfstar = (await stat(outC2)).size;
-      await rm(outC2, { force: true });
       await rm(bundle, { recursive: true, force: true });
       await rm(outB, { force: true });
     }
     const best = (k: string) => Math.min(...results[k]!);
+    const bestCpu = (k: string) => Math.min(...cpu[k]!);
     const report = {
       date: new Date().toISOString(),
       host: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model, node: process.version, loadavgAtStart, loadavgAtEnd: os.loadavg() },
       image: { layers: manifest.layers.length, layerBytes, flatTarBytes: contentBytes },
       settings: { compressor: COMP, blockSize: Number(BLOCK), jobs: Number(JOBS), reps: REPS },
-      seconds: Object.fromEntries(Object.keys(results).map((k) => [k, results[k]])),
-      best: { a: best('a'), a_tar2sqfs: best('a_tar2sqfs'), b: best('b'), c: best('c'), c_sqfstar: best('c_sqfstar') },
+      seconds: results,
+      cpuSeconds: cpu,
+      best: { a: best('a'), a2: best('a2'), b: best('b'), c: best('c') },
       ratios: {
         a_over_c: best('a') / best('c'),
-        a_over_c_sqfstar: best('a') / best('c_sqfstar'),
-        a_tar2sqfs_over_c: best('a_tar2sqfs') / best('c'),
+        a2_over_c: best('a2') / best('c'),
         b_over_a: best('b') / best('a'),
+        a2_over_a: best('a2') / best('a'),
+        cpu_a_over_c: bestCpu('a') / bestCpu('c'),
+        cpu_a2_over_c: bestCpu('a2') / bestCpu('c'),
+        cpu_b_over_a: bestCpu('b') / bestCpu('a'),
       },
+      passes,
       peakRss: rss,
       squashfsBytes: sizes,
     };
     console.log(JSON.stringify(report, null, 2));
+    const line = (label: string, k: string, extra = '') => `${label}${best(k).toFixed(1)} s wall, ${bestCpu(k).toFixed(1)} s CPU${extra}`;
     console.error(
       [
-        `image: ${report.image.layers} layers, ${mib(layerBytes)} compressed, ${mib(contentBytes)} flattened tar`,
-        `(a) darch stage upload:        ${best('a').toFixed(1)} s   squashfs ${mib(sizes.a ?? 0)}   (writer sqfstar)`,
-        `(a') darch --writer tar2sqfs:  ${best('a_tar2sqfs').toFixed(1)} s`,
-        `(b) umoci unpack + mksquashfs: ${best('b').toFixed(1)} s   (${Math.min(...results.b_unpack!).toFixed(1)} + ${Math.min(...results.b_mksquashfs!).toFixed(1)})   squashfs ${mib(sizes.b ?? 0)}`,
-        `(c) tar2sqfs < flat.tar:       ${best('c').toFixed(1)} s   squashfs ${mib(sizes.c ?? 0)}`,
-        `(c') sqfstar < flat.tar:       ${best('c_sqfstar').toFixed(1)} s   squashfs ${mib(sizes.c_sqfstar ?? 0)}`,
-        `a/c = ${report.ratios.a_over_c.toFixed(2)}   a/c' = ${report.ratios.a_over_c_sqfstar.toFixed(2)}   a'/c = ${report.ratios.a_tar2sqfs_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}   (load average ${loadavgAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end, ${os.availableParallelism()} CPUs)`,
+        `image: ${report.image.layers} layers, ${mib(layerBytes)} compressed, ${mib(contentBytes)} flattened tar (best of ${REPS})`,
+        line('(a)  darch stage upload:           ', 'a', `   squashfs ${mib(sizes.a ?? 0)}, ${passes.a} pass`),
+        line('(a2) darch stage upload --two-pass:', 'a2', `   squashfs ${mib(sizes.a2 ?? 0)}`),
+        line('(b)  umoci unpack + mksquashfs:    ', 'b', `   (${Math.min(...results.b_unpack!).toFixed(1)} + ${Math.min(...results.b_mksquashfs!).toFixed(1)})   squashfs ${mib(sizes.b ?? 0)}`),
+        line('(c)  tar2sqfs < flat.tar:          ', 'c', `   squashfs ${mib(sizes.c ?? 0)}`),
+        `wall: a/c = ${report.ratios.a_over_c.toFixed(2)}   a2/c = ${report.ratios.a2_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}   a2/a = ${report.ratios.a2_over_a.toFixed(2)}`,
+        `CPU:  a/c = ${report.ratios.cpu_a_over_c.toFixed(2)}   a2/c = ${report.ratios.cpu_a2_over_c.toFixed(2)}   b/a = ${report.ratios.cpu_b_over_a.toFixed(2)}`,
+        `load average ${loadavgAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end, ${os.availableParallelism()} CPUs`,
         `peak RSS: ${Object.entries(rss).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`,
       ].join('\n'),
     );

@@ -45,25 +45,47 @@ export class ByteReader {
     this.it = src[Symbol.asyncIterator]();
   }
 
-  private async fill(): Promise<boolean> {
-    if (this.ended) return false;
+  private async next(): Promise<Buffer | undefined> {
+    if (this.ended) return undefined;
     const r = await this.it.next();
     if (r.done) {
       this.ended = true;
-      return false;
+      return undefined;
     }
-    const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    return Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+  }
+
+  private async fill(): Promise<boolean> {
+    const chunk = await this.next();
+    if (!chunk) return false;
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     return true;
   }
 
-  /** Exactly n bytes, or fewer only at end of input. */
+  /**
+   * Exactly n bytes, or fewer only at end of input. Only the n bytes are copied when they
+   * straddle chunks: concatenating whole chunks would copy every layer once more.
+   */
   async read(n: number): Promise<Buffer> {
-    while (this.buf.length < n) if (!(await this.fill())) break;
-    const out = this.buf.subarray(0, Math.min(n, this.buf.length));
-    this.buf = this.buf.subarray(out.length);
-    this.offset += out.length;
-    return out;
+    if (this.buf.length >= n) {
+      const out = this.buf.subarray(0, n);
+      this.buf = this.buf.subarray(n);
+      this.offset += n;
+      return out;
+    }
+    const parts: Buffer[] = this.buf.length ? [this.buf] : [];
+    let have = this.buf.length;
+    this.buf = Buffer.alloc(0);
+    while (have < n) {
+      const c = await this.next();
+      if (!c) break;
+      const take = Math.min(c.length, n - have);
+      parts.push(take === c.length ? c : c.subarray(0, take));
+      if (take < c.length) this.buf = c.subarray(take);
+      have += take;
+    }
+    this.offset += have;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
   }
 
   /** Yields the next n bytes as they arrive; throws if the input ends first. */

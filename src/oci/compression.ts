@@ -44,7 +44,7 @@ export function toolTransform(cmd: string, args: string[], failureCode = 'E_CORR
 export function decompressor(kind: Magic): Duplex | undefined {
   switch (kind) {
     case 'gzip':
-      return createGunzip();
+      return createGunzip({ chunkSize: 256 * 1024 });
     case 'zstd':
       return toolTransform('zstd', ['-dc', '-q']);
     case 'xz':
