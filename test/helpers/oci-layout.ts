@@ -4,9 +4,30 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+
+export const LAYER_MTIME = new Date(1_600_000_000_000);
+
+export type TarEntry = Partial<tar.Header> & { name: string; content?: string };
+
+/** A layer tar written by tar-stream: lets a test put hard links to lower layers, whiteouts and bad names in it. */
+export async function tarStreamLayer(out: string, entries: TarEntry[]): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack, createWriteStream(out));
+  for (const e of entries) {
+    const { content, ...h } = e;
+    await new Promise<void>((resolve, reject) =>
+      pack.entry({ uid: 0, gid: 0, mode: h.type === 'directory' ? 0o755 : 0o644, mtime: LAYER_MTIME, ...h } as tar.Header, content ?? '', (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  pack.finalize();
+  await done;
+}
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 

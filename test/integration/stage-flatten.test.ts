@@ -9,16 +9,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmod, chown, link, mkdir, mkdtemp, readFile, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
-import tar from 'tar-stream';
 import { darchOk } from '../helpers/darch.js';
 import { diffTrees, snapshotTree } from '../helpers/fstree.js';
-import { writeOciLayout } from '../helpers/oci-layout.js';
+import { LAYER_MTIME, tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
 
-const MTIME = new Date(1_600_000_000_000);
+const MTIME = LAYER_MTIME;
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 
 async function file(p: string, content: string | Buffer, mode = 0o644): Promise<void> {
@@ -26,22 +23,6 @@ async function file(p: string, content: string | Buffer, mode = 0o644): Promise<
   await writeFile(p, content);
   await chmod(p, mode);
   await utimes(p, MTIME, MTIME);
-}
-
-type Entry = Partial<tar.Header> & { name: string; content?: string };
-
-/** A layer tar written by tar-stream: lets a test put hard links to lower layers and whiteouts in it. */
-async function tarStreamLayer(out: string, entries: Entry[]): Promise<void> {
-  const pack = tar.pack();
-  const done = pipeline(pack, createWriteStream(out));
-  for (const e of entries) {
-    const { content, ...h } = e;
-    await new Promise<void>((resolve, reject) =>
-      pack.entry({ uid: 0, gid: 0, mode: h.type === 'directory' ? 0o755 : 0o644, mtime: MTIME, ...h } as tar.Header, content ?? '', (err) => (err ? reject(err) : resolve())),
-    );
-  }
-  pack.finalize();
-  await done;
 }
 
 /** A layer tar written by GNU tar from a real directory: real xattrs, capabilities, devices, owners. */
