@@ -22,7 +22,7 @@ import { Readable } from 'node:stream';
 import { DarchError } from '../lib/errors.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
-import { openLayer } from './open.js';
+import { blobMatchesDigest, openLayer } from './open.js';
 import { ByteReader, END_OF_ARCHIVE, type EntryType, type TarHeader, bodyPadding, encodeHeader, readTar } from './tar.js';
 
 /** A leaf is a number: the key of the entry that made the path (see keyOf). */
@@ -109,11 +109,29 @@ export function recOf(header: TarHeader, ordinal: number, layer: number): Rec | 
   return rec;
 }
 
-/** A layer that cannot be read is reported as such, whatever the reader tripped on. */
-export function badLayer(err: unknown, layer: Descriptor, index: number): DarchError {
-  if (err instanceof DarchError) return err;
+const PASS_THROUGH = new Set(['E_STORE_CORRUPT', 'E_BLOB_MISSING', 'E_SINGLE_PASS', 'E_ABORTED']);
+
+/**
+ * A layer that cannot be read, reported by its cause. A damaged blob first shows up as
+ * whatever the decompressor or the tar reader tripped on ("invalid tar header"), so before
+ * blaming the image darch checks the blob against its digest: a mismatch means the store
+ * was damaged after import, which `darch images verify` and a re-pull fix.
+ */
+export async function layerFailure(store: ImageStore, err: unknown, layer: Descriptor, index: number): Promise<unknown> {
+  if ((err as Error)?.name === 'AbortError') return err;
+  if (err instanceof DarchError && PASS_THROUGH.has(err.code)) return err;
+  if (!(await blobMatchesDigest(store, layer))) {
+    return new DarchError('E_STORE_CORRUPT', `layer ${index + 1} does not match its digest ${layer.digest}: the image store was damaged after import`, {
+      hint: 'run `darch images verify`, then re-import or re-pull the image',
+      cause: err,
+    });
+  }
+  if (err instanceof DarchError) {
+    if (err.message.startsWith('layer ')) return err;
+    return new DarchError(err.code, `layer ${index + 1} (${layer.digest}): ${err.message}`, { hint: err.hint, details: err.details, cause: err });
+  }
   return new DarchError('E_BAD_LAYER', `layer ${index + 1} (${layer.digest}) cannot be read: ${(err as Error).message}`, {
-    hint: 'run `darch images verify`; the layer is corrupt or not a tar archive',
+    hint: 'the layer is corrupt or not a tar archive; `darch images verify` checks the store',
     cause: err,
   });
 }
@@ -129,7 +147,7 @@ async function scanLayer(store: ImageStore, layer: Descriptor, index: number): P
     await opened.verified;
   } catch (err) {
     opened.close();
-    throw badLayer(err, layer, index);
+    throw await layerFailure(store, err, layer, index);
   }
   return recs;
 }
@@ -473,7 +491,7 @@ async function* flattenedChunks(store: ImageStore, index: FlatIndex, opts: Strea
       await opened.verified;
     } catch (err) {
       opened.close();
-      throw err;
+      throw await layerFailure(store, err, index.layers[i]!, i);
     }
   }
   yield emit(END_OF_ARCHIVE);

@@ -22,7 +22,7 @@ import { Readable } from 'node:stream';
 import { DarchError } from '../lib/errors.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
-import { FlatIndex, IMPLIED_DIR, type Rec, badLayer, fitHeader, keyOf, recOf, typeOfKey } from './flatten.js';
+import { FlatIndex, IMPLIED_DIR, type Rec, fitHeader, keyOf, layerFailure, recOf, typeOfKey } from './flatten.js';
 import { openLayer } from './open.js';
 import { ByteReader, END_OF_ARCHIVE, type TarHeader, bodyPadding, encodeHeader, readTar } from './tar.js';
 
@@ -180,7 +180,7 @@ export function streamTopDown(store: ImageStore, layers: Descriptor[], opts: Top
         await opened.verified;
       } catch (err) {
         opened.close();
-        throw badLayer(err, layers[i]!, i);
+        throw await layerFailure(store, err, layers[i]!, i);
       }
       for (const r of recs) masks.add(r);
       recsByLayer[i] = recs;

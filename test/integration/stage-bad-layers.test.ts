@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readFile, readdir, rm, truncate } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -65,6 +65,14 @@ describe('stage: damaged and malformed layers', () => {
     await image('dangling', [{ name: 'srv/link', type: 'link', linkname: 'srv/nowhere' }]);
     await image('truncated', [{ name: 'srv/big', content: 'x'.repeat(200_000) }], 'none');
     await image('flipped', [{ name: 'srv/data', content: 'y'.repeat(100_000) }]);
+    // Intact in the store (the digest matches) but not a tar archive at all.
+    const junk = path.join(work, 'junk.tar');
+    await writeFile(junk, Buffer.alloc(4096, 'not a tar header '));
+    await writeOciLayout(path.join(work, 'layout-junk'), 'junk', [
+      { tar: path.join(work, 'good-base.tar'), compression: 'gzip' },
+      { tar: junk, compression: 'gzip' },
+    ]);
+    await darchOk(['images', 'import', `oci:${path.join(work, 'layout-junk')}:junk`, 'junk:1'], { root });
 
     // Damage two blobs after import, the way a failing disk would: the store's copy of
     // the uncompressed layer loses its end, the gzip one gets a flipped byte.
@@ -107,15 +115,24 @@ describe('stage: damaged and malformed layers', () => {
     it(`refuses a layer blob cut short after import ${how}`, async () => {
       const r = await darch(['stage', 'upload', ...mode, 'truncated:1'], { root });
       assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /error: .*(tar stream ends unexpectedly|does not match its digest)/);
+      assert.match(r.stderr, /error: layer 2 does not match its digest sha256:[0-9a-f]{64}: the image store was damaged after import/);
+      assert.match(r.stderr, /hint: run `darch images verify`/);
+      await assertNothingStaged(r.stderr);
+    });
+
+    it(`names the layer of an intact blob that is not a tar archive ${how}`, async () => {
+      const r = await darch(['stage', 'upload', ...mode, 'junk:1'], { root });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /error: layer 2 \(sha256:[0-9a-f]{64}\): invalid tar header at byte 0/);
+      assert.match(r.stderr, /hint: the layer is not a valid tar archive/);
       await assertNothingStaged(r.stderr);
     });
 
     it(`refuses a layer blob with a flipped byte ${how}`, async () => {
       const r = await darch(['stage', 'upload', ...mode, 'flipped:1'], { root });
       assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /error: layer 2 .*(does not match its digest|cannot be read)/);
-      assert.match(r.stderr, /darch images verify/);
+      assert.match(r.stderr, /error: layer 2 does not match its digest sha256:[0-9a-f]{64}: the image store was damaged after import/);
+      assert.match(r.stderr, /hint: run `darch images verify`/);
       await assertNothingStaged(r.stderr);
     });
   }
