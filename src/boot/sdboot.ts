@@ -63,7 +63,7 @@ export function renderBlsEntry(e: BlsEntryInput, version: number = VERSION.other
 }
 
 /** Only `version` and the darch.trial=1 option change when the state changes. */
-function retune(text: string, version: number, trial: boolean): string {
+export function retune(text: string, version: number, trial: boolean): string {
   let t = /^version .*$/m.test(text) ? text.replace(/^version .*$/m, `version ${version}`) : `${text.trimEnd()}\nversion ${version}\n`;
   t = t.replace(/^options (.*)$/m, (_m, o: string) => {
     const rest = o.split(/\s+/).filter((x) => x && x !== 'darch.trial=1');
@@ -133,6 +133,10 @@ export class DiskEntryFiles implements EntryFiles {
   }
   async remove(file: string): Promise<void> {
     await this.fat.exec('mdel', [`::/${ENTRIES_DIR}/${file}`], true);
+  }
+  /** Rename in place (used by tests that play systemd-boot's or systemd-bless-boot's part). */
+  async rename(from: string, to: string): Promise<void> {
+    await this.fat.exec('mren', [`::/${ENTRIES_DIR}/${from}`, `::/${ENTRIES_DIR}/${to}`]);
   }
 }
 
