@@ -159,7 +159,9 @@ async function change(c: Context, t: BootTarget, fn: (s: BootState, images: Know
     if (backend === 'systemd-boot' && entries) {
       const transition = await fn(state, images);
       for (const r of [transition.state.trial, transition.state.default]) if (r) requireEntry(entries, r.stage);
-      if (transition.changed) await applyState(t.entries, entries, transition.state);
+      // Also when nothing changed: that normalizes versions and drops a stale darch.trial=1
+      // from an entry systemd-bless-boot committed by renaming it.
+      await applyState(t.entries, entries, transition.state);
       return { transition, images };
     }
     // A state written before any darch command has no default: GRUB boots the first entry.
