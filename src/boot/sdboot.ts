@@ -208,7 +208,7 @@ export async function applyState(files: EntryFiles, entries: BlsEntry[], next: B
 export function requireEntry(entries: BlsEntry[], stage: string): void {
   if (!entries.some((e) => e.stage === stage)) {
     throw new DarchError('E_NO_MENU_ENTRY', `staged image ${stage} has no systemd-boot entry (loader/entries/darch-${stage}.conf)`, {
-      hint: 'write its entry first (darch disk create puts one per image on the ESP)',
+      hint: 'write its entry first: darch boot sync (on a disk, darch disk create writes one per image)',
     });
   }
 }

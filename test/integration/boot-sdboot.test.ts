@@ -8,7 +8,7 @@ import { mkdir, readFile, readdir, rename, stat, truncate, writeFile } from 'nod
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
-import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
 import { fakeStaged, stageDirOf } from '../helpers/fakestage.js';
 
 const MiB = 1024 * 1024;
@@ -153,6 +153,69 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
     assert.match(await read(`darch-${b}.conf`), /^version 30$/m);
     s = (await darchOk(['boot', 'status', '--json'], { root, env })).json();
     assert.deepEqual([s.default.stage, s.previous.stage, s.trial], [b, a, null]);
+  });
+});
+
+describe('darch boot commands inside a machine booted with systemd-boot', () => {
+  it('mark-good commits only on the trial boot itself; rollback and mark-bad rename and retune entries', async (t) => {
+    const root = await tempDir(t);
+    await mkdir(path.join(root, 'etc/darch'), { recursive: true });
+    await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000004"\nstage_fs_path = "/var/lib/darch/stage"\n`);
+    await mkdir(path.join(root, 'boot/efi/EFI'), { recursive: true });
+    const a = await fakeStaged(root, ['os:a'], { created: new Date(Date.now() - 60_000) });
+    const b = await fakeStaged(root, ['os:b']);
+    const cmdline = path.join(root, 'cmdline');
+    const boot = async (c: string) => {
+      await writeFile(cmdline, `${c}\n`);
+      return { DARCH_CMDLINE_FILE: cmdline };
+    };
+    const dir = path.join(root, 'boot/efi/loader/entries');
+    const list = async () => (await readdir(dir)).filter((f) => f.endsWith('.conf')).sort();
+    await darchOk(['boot', 'sync'], { root, env: await boot(`darch_stageid=${a}`) });
+    await darchOk(['boot', 'try', 'os:b', '--tries', '3'], { root, env: await boot(`darch_stageid=${a}`) });
+    // systemd-boot lowered the counter and booted B; a mark-good on another boot changes nothing.
+    await rename(path.join(dir, `darch-${b}+3.conf`), path.join(dir, `darch-${b}+2-1.conf`));
+    let r = await darchOk(['--json', 'boot', 'mark-good'], { root, env: await boot(`darch_stageid=${a}`) });
+    assert.equal(r.json().changed, false);
+    assert.deepEqual(await list(), [`darch-${a}.conf`, `darch-${b}+2-1.conf`].sort());
+    r = await darchOk(['--json', 'boot', 'mark-good'], { root, env: await boot(`darch_stageid=${b} darch.trial=1`) });
+    assert.equal(r.json().changed, true);
+    assert.deepEqual(await list(), [`darch-${a}.conf`, `darch-${b}.conf`].sort());
+    const eb = await readFile(path.join(dir, `darch-${b}.conf`), 'utf8');
+    assert.match(eb, /^version 20$/m);
+    assert.doesNotMatch(eb, /darch\.trial=1/);
+    assert.match(await readFile(path.join(dir, `darch-${a}.conf`), 'utf8'), /^version 10$/m);
+    const s = r.json().status;
+    assert.deepEqual([s.backend, s.default.stage, s.previous.stage, s.booted.stage], ['systemd-boot', b, a, b]);
+    // Back to A, then mark B bad: it gets the +0 name systemd-boot sorts last.
+    await darchOk(['boot', 'rollback'], { root, env: await boot(`darch_stageid=${b}`) });
+    assert.match(await readFile(path.join(dir, `darch-${a}.conf`), 'utf8'), /^version 20$/m);
+    await darchOk(['boot', 'mark-bad', 'os:b'], { root, env: await boot(`darch_stageid=${a}`) });
+    assert.deepEqual(await list(), [`darch-${a}.conf`, `darch-${b}+0.conf`].sort());
+    const t2 = await darch(['boot', 'try', 'os:b'], { root, env: await boot(`darch_stageid=${a}`) });
+    assert.equal(t2.code, 1);
+    assert.match(t2.stderr, /marked bad/);
+  });
+});
+
+describe('darch boot sync with systemd-boot on a full ESP', () => {
+  it('refuses with the bytes needed and free before it copies or writes anything', async (t) => {
+    const root = await tempDir(t);
+    await mkdir(path.join(root, 'etc/darch'), { recursive: true });
+    await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000003"\nstage_fs_path = "/var/lib/darch/stage"\n`);
+    const a = await fakeStaged(root, ['os:a']);
+    await truncate(path.join(stageDirOf(root), 'live', a, 'initrd.img'), 8 * MiB);
+    const espDir = path.join(root, 'boot/efi');
+    await mkdir(espDir, { recursive: true });
+    // A 4 MiB ESP: a tmpfs in a private mount namespace (no root needed where user namespaces work).
+    const script = 'mount -t tmpfs -o size=4m esp "$ESP" && mkdir "$ESP/EFI" && "$@"; echo "rc=$?"; ls -A "$ESP"';
+    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'boot', 'sync'], {
+      allowFailure: true,
+      env: { ...process.env, ESP: espDir, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
+    });
+    if (/unshare: .*(Operation not permitted|No space)/.test(r.stderr)) return t.skip('user namespaces are not available here');
+    assert.match(r.stderr, /error: the kernels and initramfs images of 1 staged image\(s\) need 10 MiB on the ESP, but .*boot\/efi has 4(\.0)? MiB free\nhint: remove staged images .*nothing was changed/);
+    assert.match(r.stdout, /rc=1\nEFI\n$/, 'nothing but the EFI directory that was there');
   });
 });
 
