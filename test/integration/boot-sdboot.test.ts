@@ -71,6 +71,14 @@ describe('darch disk create --bootloader systemd-boot', () => {
     await darchOk(['boot', 'rollback', '--disk', disk]);
     s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();
     assert.deepEqual([s.default.stage, s.trial], [b, null]);
+    // disk.json says systemd-boot: with its entries lost, commands refuse instead of writing a grubenv nothing reads.
+    for (const f of await mls(disk, e.off, 'loader/entries')) await run('mdel', ['-i', `${disk}@@${e.off}`, `::/loader/entries/${f}`], MT);
+    s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();
+    assert.deepEqual([s.backend, s.defaultIsFirstEntry, s.trial], ['systemd-boot', true, null]);
+    const lost = await darch(['boot', 'set-default', 'demo/a:1', '--disk', disk]);
+    assert.equal(lost.code, 1);
+    assert.match(lost.stderr, /has no systemd-boot entry .*\nhint: write its entry first/);
+    assert.deepEqual(await mls(disk, e.off, 'EFI/darch'), ['disk.json']);
   });
 
   it('sizes the ESP for the kernels, and refuses with numbers when they do not fit', async (t) => {

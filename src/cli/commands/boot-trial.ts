@@ -65,7 +65,7 @@ async function targetFor(c: Context, opts: DiskOpt): Promise<BootTarget> {
     if (!opts.disk) throw usageError('--disk needs a file or device', 'darch boot status --disk disk.img');
     return diskTarget(opts.disk, lockTimeout(c.config));
   }
-  return localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config));
+  return localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config), c.config.boot.bootloader);
 }
 
 interface ImageView {
