@@ -56,7 +56,7 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
 
   disk
     .command('set-default')
-    .description('make a disk boot another of its images by default (darch_default in the ESP grubenv)')
+    .description('make a disk boot another of its images by default (the boot state on its ESP: grubenv, or systemd-boot entry versions)')
     .argument('<disk>', 'image file or device')
     .argument('<staged>', 'NAME:TAG or id of an image on the disk')
     .action(async (d: string, what: string, _o: unknown, cmd: Command) => {
