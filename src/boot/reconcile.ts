@@ -11,9 +11,16 @@ import type { DarchPaths } from '../lib/paths.js';
 import { ui } from '../lib/ui.js';
 import { applyHooks, pruneHookDirs } from '../hooks/install.js';
 import { listStaged, tagKey } from './staged.js';
+import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboot-sync.js';
 import { syncBootConfig, type SyncResult } from './sync.js';
 
-export async function reconcileBoot(paths: DarchPaths, config: Config): Promise<SyncResult | undefined> {
+/** The boot loader's side of the staged store: GRUB's menu, or systemd-boot's entries and ESP kernels. */
+export async function syncBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {
+  if ((await localBootloader(paths, config)) === 'systemd-boot') return { sdboot: await syncSdbootLocal(paths, config, lockTimeoutSec) };
+  return { grub: await syncBootConfig(paths, { config }) };
+}
+
+export async function reconcileBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult } | undefined> {
   const staged = await listStaged(paths.stageDir);
   for (const image of staged) {
     for (const tag of image.tags) {
@@ -26,7 +33,7 @@ export async function reconcileBoot(paths: DarchPaths, config: Config): Promise<
     await pruneHookDirs(image);
   }
   try {
-    return await syncBootConfig(paths, { config });
+    return await syncBoot(paths, config, lockTimeoutSec);
   } catch (err) {
     ui.warn(`the boot menu was not updated: ${(err as Error).message}${(err as { hint?: string }).hint ? ` (${(err as { hint?: string }).hint})` : ''}`);
     return undefined;

@@ -63,7 +63,7 @@ export function renderBlsEntry(e: BlsEntryInput, version: number = VERSION.other
 }
 
 /** Only `version` and the darch.trial=1 option change when the state changes. */
-function retune(text: string, version: number, trial: boolean): string {
+export function retune(text: string, version: number, trial: boolean): string {
   let t = /^version .*$/m.test(text) ? text.replace(/^version .*$/m, `version ${version}`) : `${text.trimEnd()}\nversion ${version}\n`;
   t = t.replace(/^options (.*)$/m, (_m, o: string) => {
     const rest = o.split(/\s+/).filter((x) => x && x !== 'darch.trial=1');
@@ -133,6 +133,10 @@ export class DiskEntryFiles implements EntryFiles {
   }
   async remove(file: string): Promise<void> {
     await this.fat.exec('mdel', [`::/${ENTRIES_DIR}/${file}`], true);
+  }
+  /** Rename in place (used by tests that play systemd-boot's or systemd-bless-boot's part). */
+  async rename(from: string, to: string): Promise<void> {
+    await this.fat.exec('mren', [`::/${ENTRIES_DIR}/${from}`, `::/${ENTRIES_DIR}/${to}`]);
   }
 }
 
@@ -204,7 +208,7 @@ export async function applyState(files: EntryFiles, entries: BlsEntry[], next: B
 export function requireEntry(entries: BlsEntry[], stage: string): void {
   if (!entries.some((e) => e.stage === stage)) {
     throw new DarchError('E_NO_MENU_ENTRY', `staged image ${stage} has no systemd-boot entry (loader/entries/darch-${stage}.conf)`, {
-      hint: 'write its entry first (darch disk create puts one per image on the ESP)',
+      hint: 'write its entry first: darch boot sync (on a disk, darch disk create writes one per image)',
     });
   }
 }

@@ -44,20 +44,25 @@ export interface BootTarget {
   withLock<T>(fn: () => Promise<T>): Promise<T>;
   /** The ESP's loader/entries, where the systemd-boot backend keeps its state. */
   entries: EntryFiles;
+  /** The boot loader the target says it has (disk.json, config), if it says. */
+  declaredBootloader(): Promise<'grub' | 'systemd-boot' | undefined>;
 }
 
-/** systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
+/** The declared boot loader; else systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
 export async function backendOf(t: BootTarget): Promise<'grub' | 'systemd-boot'> {
+  const declared = await t.declaredBootloader().catch(() => undefined);
+  if (declared) return declared;
   return (await t.entries.list()).some((f) => parseEntryName(f)) ? 'systemd-boot' : 'grub';
 }
 
-export async function localTarget(paths: DarchPaths, espConfigured: string | undefined, lockTimeoutSec: number): Promise<BootTarget> {
+export async function localTarget(paths: DarchPaths, espConfigured: string | undefined, lockTimeoutSec: number, bootloader: 'auto' | 'grub' | 'systemd-boot' = 'auto'): Promise<BootTarget> {
   const storage = await localEnvStorage(paths, espConfigured);
   const store = new StageStore(paths.stageDir, lockTimeoutSec);
   return {
     entries: new DirEntryFiles(path.join(await localEspDir(paths, espConfigured), ENTRIES_DIR)),
     kind: 'local',
     label: 'this machine',
+    declaredBootloader: async () => (bootloader === 'auto' ? undefined : bootloader),
     storage,
     images: async () => (await store.list()).map((i) => ({ id: i.id, tags: i.tags })),
     firstEntry: async () => undefined,
@@ -71,6 +76,7 @@ export async function localTarget(paths: DarchPaths, espConfigured: string | und
 
 interface DiskJson {
   images?: Array<{ id?: string; tags?: string[] }>;
+  bootloader?: string;
 }
 
 export async function diskTarget(device: string, lockTimeoutSec: number): Promise<BootTarget> {
@@ -78,6 +84,7 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
   const esp = await findEsp(device);
   const fat = new MtoolsFat(device, esp.offset);
   let cached: KnownImage[] | undefined;
+  let declared: 'grub' | 'systemd-boot' | undefined;
   const images = async (): Promise<KnownImage[]> => {
     if (cached) return cached;
     const raw = await fat.readFile(`${ESP_DARCH_DIR}/disk.json`, 1024 * 1024);
@@ -89,6 +96,8 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
     try {
       const doc = JSON.parse(raw.toString('utf8')) as DiskJson;
       cached = (doc.images ?? []).filter((i): i is KnownImage => typeof i.id === 'string' && Array.isArray(i.tags));
+      // Disks made before systemd-boot disks existed say nothing: then the ESP's entries tell.
+      declared = doc.bootloader === 'systemd-boot' || doc.bootloader === 'grub' ? doc.bootloader : undefined;
     } catch (err) {
       throw new DarchError('E_NOT_DARCH_DISK', `${device}: ${ESP_DARCH_DIR}/disk.json is corrupt: ${(err as Error).message}`, {
         hint: 'recreate the disk with `darch disk create`',
@@ -102,6 +111,10 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
     entries: new DiskEntryFiles(fat),
     kind: 'disk',
     label: device,
+    async declaredBootloader() {
+      await images();
+      return declared;
+    },
     storage,
     images,
     async firstEntry() {

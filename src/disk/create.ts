@@ -18,10 +18,12 @@ import { entryId } from '../boot/grubcfg.js';
 import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
 import { emptyState, saveState } from '../boot/state.js';
 import {
-  DARCH_LABEL, DARCH_START, DISK_INFO_PATH, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
+  DARCH_LABEL, DISK_INFO_PATH, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
   renderEmbeddedConfig, type DiskInfo,
 } from './layout.js';
 import { mtarget, mtools } from './tools.js';
+import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot-sync.js';
+import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot.js';
 
 export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
 
@@ -36,7 +38,14 @@ export interface CreateDiskOptions {
   timeout?: number;
   /** Required to overwrite a block device. */
   force?: boolean;
+  /** The boot loader on the ESP (default GRUB). */
+  bootloader?: 'grub' | 'systemd-boot';
+  /** Size of the ESP in bytes (default: 64 MiB, or room for the kernels twice over with systemd-boot). */
+  espSize?: number;
 }
+
+/** mformat makes FAT32 only from about 33 MiB on; below that the ESP is refused. */
+export const MIN_ESP_SIZE = 36 * MiB;
 
 export interface CreateDiskResult extends DiskInfo {
   target: string;
@@ -69,15 +78,19 @@ async function linkTree(src: string, dst: string): Promise<number> {
     else if (ent.isSymbolicLink()) await symlink(await readlink(s), d);
     else if (ent.isFile()) {
       bytes += (await lstat(s)).size;
-      try {
-        await link(s, d);
-      } catch (err) {
-        if (!isErrno(err, 'EXDEV') && !isErrno(err, 'EPERM')) throw err;
-        await copyFile(s, d);
-      }
+      await linkOrCopy(s, d);
     }
   }
   return bytes;
+}
+
+async function linkOrCopy(s: string, d: string): Promise<void> {
+  try {
+    await link(s, d);
+  } catch (err) {
+    if (!isErrno(err, 'EXDEV') && !isErrno(err, 'EPERM')) throw err;
+    await copyFile(s, d);
+  }
 }
 
 async function isBlockDevice(p: string): Promise<boolean> {
@@ -160,11 +173,23 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       await writeFile(metaFile, `${JSON.stringify({ ...meta, id: img.id, created: new Date(now - n * 1000).toISOString() }, null, 2)}\n`);
     }
 
+    const bootloader = opts.bootloader ?? 'grub';
+    // systemd-boot reads kernels only from the ESP: it holds a copy of each image's kernel and
+    // initramfs, with room to stage as much again later.
+    const espNeed = bootloader === 'systemd-boot' ? (await espBytesFor(chosen)) + ESP_SLACK + (await stat(SDBOOT_EFI).then((st) => st.size, () => 0)) : 0;
+    const espSize = opts.espSize !== undefined ? Math.floor(opts.espSize / MiB) * MiB : Math.max(ESP_SIZE, Math.ceil((espNeed * 2 + 16 * MiB) / MiB) * MiB);
+    if (espSize < MIN_ESP_SIZE) {
+      throw new DarchError('E_USAGE', `--esp-size ${formatBytes(espSize)} is too small for a FAT32 ESP`, { hint: `give at least ${MIN_ESP_SIZE / MiB}M`, exitCode: 2 });
+    }
+    if (espNeed > espSize - 2 * MiB) {
+      throw espTooSmall(espNeed, chosen.length, `an ESP of ${formatBytes(espSize)} holds about ${formatBytes(espSize - 2 * MiB)}`, `give --esp-size at least ${Math.ceil((espNeed + 2 * MiB) / MiB)}M, or fewer images`);
+    }
+    const DARCH_START = ESP_START + espSize;
     const darchUuid = randomUUID();
     const serial = randomBytes(4).toString('hex').toUpperCase();
     const espSerial = `${serial.slice(0, 4)}-${serial.slice(4)}`;
     const kernelArgs = opts.kernelArgs ?? DEFAULT_KERNEL_ARGS;
-    await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, 'grub.cfg')]);
+    if (bootloader === 'grub') await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, 'grub.cfg')]);
 
     // Sizes: the images, ext4 metadata (~5%) and headroom to stage one more image like them.
     const need = Math.ceil((bytes * 1.1 + 64 * MiB) / MiB) * MiB;
@@ -179,20 +204,42 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       });
     }
 
-    // GRUB for UEFI with its config built in.
-    ui.step('building GRUB for UEFI');
-    const embedded = path.join(work, 'embedded.cfg');
-    await writeFile(embedded, renderEmbeddedConfig({ darchUuid, espSerial, kernelArgs, timeout: opts.timeout ?? 3 }));
     const efi = path.join(work, 'BOOTX64.EFI');
-    await run('grub-mkstandalone', [
-      '-O', 'x86_64-efi', '-o', efi, `--install-modules=${GRUB_MODULES.join(' ')}`, '--modules=part_gpt part_msdos fat ext2',
-      '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`,
-    ]);
-    // The boot state (issue 7): two sealed grubenv copies naming the first image the default.
     const envDir = path.join(work, 'env');
-    const firstTag = chosen[0]?.tags[0];
-    const initial = firstTag && chosen[0] ? { ...emptyState(), default: { entry: entryId(firstTag), stage: chosen[0].id } } : emptyState();
-    await saveState(new DirEnvStorage(envDir), initial);
+    const espTree = path.join(work, 'esp');
+    if (bootloader === 'grub') {
+      // GRUB for UEFI with its config built in.
+      ui.step('building GRUB for UEFI');
+      const embedded = path.join(work, 'embedded.cfg');
+      await writeFile(embedded, renderEmbeddedConfig({ darchUuid, espSerial, kernelArgs, timeout: opts.timeout ?? 3 }));
+      await run('grub-mkstandalone', [
+        '-O', 'x86_64-efi', '-o', efi, `--install-modules=${GRUB_MODULES.join(' ')}`, '--modules=part_gpt part_msdos fat ext2',
+        '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`,
+      ]);
+      // The boot state (issue 7): two sealed grubenv copies naming the first image the default.
+      const firstTag = chosen[0]?.tags[0];
+      const initial = firstTag && chosen[0] ? { ...emptyState(), default: { entry: entryId(firstTag), stage: chosen[0].id } } : emptyState();
+      await saveState(new DirEnvStorage(envDir), initial);
+    } else {
+      // systemd-boot: the state is the entries' names and versions; the first image is the default.
+      try {
+        await copyFile(SDBOOT_EFI, efi);
+      } catch (err) {
+        throw new DarchError('E_TOOL_MISSING', `systemd-boot is not installed (${SDBOOT_EFI}: ${isErrno(err, 'ENOENT') ? 'missing' : (err as Error).message})`, {
+          hint: 'apt-get install systemd-boot-efi',
+        });
+      }
+      await mkdir(path.join(espTree, ENTRIES_DIR), { recursive: true });
+      await writeFile(path.join(espTree, LOADER_CONF), renderLoaderConf(opts.timeout ?? 3));
+      const loc = { uuid: darchUuid, path: STAGE_PATH };
+      for (const [n, img] of chosen.entries()) {
+        const dir = path.join(espTree, ESP_IMAGE_DIR, img.id);
+        await mkdir(dir, { recursive: true });
+        for (const c of await espCopiesOf(img)) await linkOrCopy(c.src, path.join(dir, c.name));
+        const entry = renderBlsEntry(blsEntryFor(img, loc, kernelArgs), n === 0 ? VERSION.default : VERSION.other);
+        await writeFile(path.join(espTree, ENTRIES_DIR, entryName(img.id)), entry);
+      }
+    }
     const info: DiskInfo = {
       version: 1,
       darchUuid,
@@ -201,6 +248,8 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       darchOffset: DARCH_START,
       darchSize,
       kernelArgs,
+      bootloader,
+      espSize,
       created: new Date().toISOString(),
       images: chosen.map((i) => ({ id: i.id, tags: i.tags })),
     };
@@ -224,17 +273,26 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       'label: gpt',
       'unit: sectors',
       `first-lba: ${s(ESP_START)}`,
-      `start=${s(ESP_START)}, size=${s(ESP_SIZE)}, type=${ESP_TYPE}, name="EFI system"`,
+      `start=${s(ESP_START)}, size=${s(espSize)}, type=${ESP_TYPE}, name="EFI system"`,
       `start=${s(DARCH_START)}, size=${s(darchSize)}, type=${LINUX_TYPE}, name="${DARCH_LABEL}"`,
       '',
     ].join('\n');
     await run('sfdisk', ['-q', '--wipe', 'always', out], { input: table });
     const esp = mtarget(out, ESP_START);
-    await mtools('mformat', ['-i', esp, '-T', String(s(ESP_SIZE)), '-H', String(s(ESP_START)), '-N', serial, '-v', ESP_LABEL, '-F', '::']);
+    await mtools('mformat', ['-i', esp, '-T', String(s(espSize)), '-H', String(s(ESP_START)), '-N', serial, '-v', ESP_LABEL, '-F', '::']);
     await mtools('mmd', ['-i', esp, '::/EFI', '::/EFI/BOOT', '::/EFI/darch']);
     await mtools('mcopy', ['-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI']);
-    await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_PRIMARY), `::/${GRUBENV_PATH}`]);
-    await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_BACKUP), `::/${GRUBENV_PATH}.bak`]);
+    if (bootloader === 'grub') {
+      await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_PRIMARY), `::/${GRUBENV_PATH}`]);
+      await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_BACKUP), `::/${GRUBENV_PATH}.bak`]);
+    } else {
+      const res = await mtools('mcopy', ['-s', '-i', esp, path.join(espTree, 'loader'), path.join(espTree, ESP_IMAGE_DIR), '::/'], { allowFailure: true });
+      if (res.code !== 0) {
+        throw new DarchError('E_DISK_WRITE', `cannot fill the ESP: ${res.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
+          hint: /full|space/i.test(res.stderr) ? 'the ESP is too small: give a bigger --esp-size' : undefined,
+        });
+      }
+    }
     await mtools('mcopy', ['-i', esp, infoFile, `::/${DISK_INFO_PATH}`]);
     const mkfs = await run('mkfs.ext4', [
       '-q', '-F', '-b', '4096', '-L', DARCH_LABEL, '-U', darchUuid, '-d', tree, '-E', `offset=${DARCH_START}`, out, `${darchSize / 1024}k`,

@@ -3,7 +3,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
-import { diskTarget, resolveImage } from '../boot/target.js';
+import { backendOf, diskTarget, resolveImage } from '../boot/target.js';
+import { applyState, readEntries, requireEntry, stateFromEntries } from '../boot/sdboot.js';
+import { ui } from '../lib/ui.js';
+import { reorderDiskMenu } from './menu.js';
 import { loadState, saveState, setDefault } from '../boot/state.js';
 import { DISK_INFO_PATH, ESP_TYPE, GRUBENV_PATH, type DiskInfo } from './layout.js';
 import { mtarget, mtools, readGpt } from './tools.js';
@@ -64,9 +67,22 @@ export async function setDiskDefault(disk: string, _tmpDir: string, what: string
       if (!(err instanceof DarchError) || err.code !== 'E_NOT_STAGED') throw err;
       throw new DarchError('E_NOT_STAGED', `${what} is not on ${disk}`, { hint: `on the disk: ${images.flatMap((i) => i.tags).join(', ')}` });
     }
+    if ((await backendOf(t)) === 'systemd-boot') {
+      const entries = await readEntries(t.entries);
+      requireEntry(entries, target.stage);
+      const tr = setDefault(stateFromEntries(entries), target);
+      if (tr.changed) await applyState(t.entries, entries, tr.state);
+      return { tag: target.tag, id: target.stage, entry: target.entry };
+    }
     const { state } = await loadState(t.storage);
     const tr = setDefault(state.default ? state : { ...state, default: await t.firstEntry() }, target);
     if (tr.changed) await saveState(t.storage, tr.state);
+    // What a lost state boots: the disk's first menu entry follows the default.
+    try {
+      await reorderDiskMenu(disk, target.entry);
+    } catch (err) {
+      ui.warn(`the default is saved, but the grub.cfg of ${disk} was not reordered: ${(err as Error).message}`);
+    }
     return { tag: target.tag, id: target.stage, entry: target.entry };
   });
 }

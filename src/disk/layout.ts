@@ -40,6 +40,9 @@ export interface DiskInfo {
   darchOffset: number;
   darchSize: number;
   kernelArgs: string;
+  /** Absent on disks made before systemd-boot disks existed: GRUB. */
+  bootloader?: 'grub' | 'systemd-boot';
+  espSize?: number;
   created: string;
   images: { id: string; tags: string[] }[];
 }

@@ -60,6 +60,16 @@ export const ConfigSchema = z
          * darch (initramfs-tools/mkinitcpio/dracut hook inside), else darch's universal one.
          */
         initramfs: z.enum(['auto', 'darch', 'image']).default('auto'),
+        /**
+         * Which boot loader `darch boot sync` writes for: "auto" uses systemd-boot when darch's
+         * Boot Loader Specification entries are on the ESP, GRUB otherwise.
+         */
+        bootloader: z.enum(['auto', 'grub', 'systemd-boot']).default('auto'),
+        /**
+         * Extra kernel arguments of systemd-boot entries (GRUB takes them from GRUB_CMDLINE_LINUX).
+         * Unset: the kernel arguments of the darch disk the ESP belongs to (EFI/darch/disk.json).
+         */
+        kernel_args: z.string().optional(),
       })
       .strict()
       .prefault({}),

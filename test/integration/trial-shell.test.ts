@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -139,9 +139,15 @@ test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-b
   await mkdir(entries, { recursive: true });
   const opts = (id: string) => ({ stage: id, title: id, linux: '/k', initrd: '/i', options: `darch_stageid=${id}` });
   await writeFile(path.join(entries, `darch-${A.stage}.conf`), renderBlsEntry(opts(A.stage), 20));
-  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry(opts(B.stage), 30));
+  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry({ ...opts(B.stage), options: `darch_stageid=${B.stage} darch.trial=1` }, 30));
   const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
   assert.equal(r.code, 0, r.out);
   const st = stateFromEntries(await readEntries(new DirEntryFiles(entries)));
   assert.deepEqual([st.default?.stage, st.trial], [B.stage, undefined]);
+  assert.deepEqual((await readdir(entries)).sort(), [`darch-${A.stage}.conf`, `darch-${B.stage}.conf`]);
+  // Its next boots are not trial boots: the flag left its options.
+  assert.match(await readFile(path.join(entries, `darch-${B.stage}.conf`), 'utf8'), new RegExp(`^options darch_stageid=${B.stage}$`, 'm'));
+  const again = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
+  assert.equal(again.code, 0, again.out);
+  assert.match(again.out, /already committed/);
 });

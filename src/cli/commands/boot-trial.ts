@@ -25,17 +25,27 @@ import { lockTimeout, type Context } from '../context.js';
 import { readFile } from 'node:fs/promises';
 import { grubCfgPaths, syncBootConfig } from '../../boot/sync.js';
 import { globalsOf, type ContextFactory } from '../main.js';
+import { reorderDiskMenu } from '../../disk/menu.js';
 
 interface DiskOpt {
   disk?: string;
 }
 
 /**
- * On this machine, keep the default also first in darch's grub.cfg: it is what GRUB boots
+ * Keep the default also first in darch's grub.cfg (this machine's, or the disk's): it is what GRUB boots
  * when the state is lost. Best effort: the state already decides what boots.
  */
 async function reorderMenu(c: Context, t: BootTarget, before: BootState, after: BootState, images: KnownImage[]): Promise<void> {
-  if (t.kind !== 'local' || !after.default || before.default?.entry === after.default.entry) return;
+  if (!after.default || before.default?.entry === after.default.entry) return;
+  if (t.kind === 'disk') {
+    // The disk's own grub.cfg, inside its ext4 partition.
+    try {
+      await reorderDiskMenu(t.label, after.default.entry);
+    } catch (err) {
+      ui.warn(`the boot state is saved, but the grub.cfg of ${t.label} was not reordered: ${(err as Error).message}`);
+    }
+    return;
+  }
   const { primary } = grubCfgPaths(c.paths);
   const current = await readFile(primary, 'utf8').catch(() => undefined);
   if (current === undefined) return;
@@ -55,7 +65,7 @@ async function targetFor(c: Context, opts: DiskOpt): Promise<BootTarget> {
     if (!opts.disk) throw usageError('--disk needs a file or device', 'darch boot status --disk disk.img');
     return diskTarget(opts.disk, lockTimeout(c.config));
   }
-  return localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config));
+  return localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config), c.config.boot.bootloader);
 }
 
 interface ImageView {
@@ -149,7 +159,9 @@ async function change(c: Context, t: BootTarget, fn: (s: BootState, images: Know
     if (backend === 'systemd-boot' && entries) {
       const transition = await fn(state, images);
       for (const r of [transition.state.trial, transition.state.default]) if (r) requireEntry(entries, r.stage);
-      if (transition.changed) await applyState(t.entries, entries, transition.state);
+      // Also when nothing changed: that normalizes versions and drops a stale darch.trial=1
+      // from an entry systemd-bless-boot committed by renaming it.
+      await applyState(t.entries, entries, transition.state);
       return { transition, images };
     }
     // A state written before any darch command has no default: GRUB boots the first entry.

@@ -9,6 +9,9 @@ import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
 import { detectStageLocation } from '../../boot/location.js';
 import { syncBootConfig } from '../../boot/sync.js';
+import { syncBoot } from '../../boot/reconcile.js';
+import { formatBytes } from '../../lib/ui.js';
+import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../main.js';
 
 export function registerBoot(program: Command, ctx: ContextFactory): void {
@@ -16,12 +19,20 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
 
   boot
     .command('sync')
-    .description('regenerate the GRUB menu of staged images (<stage>/grub.cfg and /etc/darch/grub.cfg), atomically')
+    .description('regenerate the boot entries of staged images: the GRUB menu (<stage>/grub.cfg, /etc/darch/grub.cfg), or with systemd-boot its entries and kernels on the ESP')
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const res = await syncBootConfig(c.paths, { config: c.config });
-      ui.success(`${res.entries.length} menu entr${res.entries.length === 1 ? 'y' : 'ies'} written to ${res.written.join(' and ')}`);
-      await emit(res, () => undefined);
+      const res = await syncBoot(c.paths, c.config, lockTimeout(c.config));
+      if (res.grub) {
+        ui.success(`${res.grub.entries.length} menu entr${res.grub.entries.length === 1 ? 'y' : 'ies'} written to ${res.grub.written.join(' and ')}`);
+        await emit({ bootloader: 'grub', ...res.grub }, () => undefined);
+      } else if (res.sdboot) {
+        const r = res.sdboot;
+        ui.success(
+          `${r.entries.length} systemd-boot entr${r.entries.length === 1 ? 'y' : 'ies'} in ${r.esp}: ${r.written.length} written, ${r.removed.length} removed, ${formatBytes(r.copiedBytes)} of kernels copied`,
+        );
+        await emit({ bootloader: 'systemd-boot', ...r }, () => undefined);
+      }
     });
 
   boot

@@ -1,5 +1,6 @@
 /** `darch disk …`: bootable UEFI disks (image files or devices) holding staged images. */
 import type { Command } from 'commander';
+import { usageError } from '../../lib/errors.js';
 import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { createDisk, parseSize } from '../../disk/create.js';
@@ -16,10 +17,16 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
     .argument('[staged...]', 'staged images by NAME:TAG or id')
     .option('--size <size>', 'size of an image file, e.g. 4G (default: the images plus room for as much again)')
     .option('--kernel-args <args>', 'kernel arguments for every entry on this disk', 'console=tty0 console=ttyS0,115200')
-    .option('--timeout <seconds>', 'GRUB menu timeout', '3')
+    .option('--timeout <seconds>', 'boot menu timeout', '3')
+    .option('--bootloader <name>', 'grub or systemd-boot (copies each kernel and initramfs onto the ESP, one BLS entry per image)', 'grub')
+    .option('--esp-size <size>', 'size of the ESP, e.g. 256M (default: 64M, or room for the kernels twice over with systemd-boot)')
     .option('--force', 'erase a block device')
-    .action(async (target: string, staged: string[], opts: { size?: string; kernelArgs: string; timeout: string; force?: boolean }, cmd: Command) => {
+    .action(async (target: string, staged: string[], opts: { size?: string; kernelArgs: string; timeout: string; bootloader: string; espSize?: string; force?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
+      if (opts.bootloader !== 'grub' && opts.bootloader !== 'systemd-boot') {
+        throw usageError(`--bootloader must be grub or systemd-boot, not "${opts.bootloader}"`, 'darch disk create disk.img --bootloader systemd-boot');
+      }
+      if (!/^\d+$/.test(opts.timeout)) throw usageError(`--timeout must be a whole number of seconds, not "${opts.timeout}"`);
       const res = await createDisk(c.paths, {
         target,
         images: staged,
@@ -27,6 +34,8 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
         kernelArgs: opts.kernelArgs,
         timeout: Number(opts.timeout),
         force: opts.force,
+        bootloader: opts.bootloader,
+        espSize: opts.espSize ? parseSize(opts.espSize) : undefined,
       });
       ui.success(`${target}: ${formatBytes(res.size)}, ${res.images.length} image(s): ${res.images.flatMap((i) => i.tags).join(', ')}`);
       ui.info(`boot it: darch vm run ${target}`);
@@ -41,13 +50,13 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
       await ctx(cmd);
       const info = await readDiskInfo(d);
       await emit(info, (i) =>
-        [`darch partition  UUID ${i.darchUuid}, ${formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial}`, `kernel args      ${i.kernelArgs}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
+        [`darch partition  UUID ${i.darchUuid}, ${formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`, `boot loader      ${i.bootloader ?? 'grub'}`, `kernel args      ${i.kernelArgs}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
       );
     });
 
   disk
     .command('set-default')
-    .description('make a disk boot another of its images by default (darch_default in the ESP grubenv)')
+    .description('make a disk boot another of its images by default (the boot state on its ESP: grubenv, or systemd-boot entry versions)')
     .argument('<disk>', 'image file or device')
     .argument('<staged>', 'NAME:TAG or id of an image on the disk')
     .action(async (d: string, what: string, _o: unknown, cmd: Command) => {

@@ -4,10 +4,11 @@ import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { findStaged, listStaged } from '../../boot/staged.js';
-import { syncBootConfig } from '../../boot/sync.js';
+import { syncBoot } from '../../boot/reconcile.js';
 import { discoverHooks, findHook, hookApplies } from '../../hooks/hooks.js';
 import { applyHooks, callHook, pruneHookDirs, type ApplyResult } from '../../hooks/install.js';
 import type { ContextFactory } from '../main.js';
+import { lockTimeout } from '../context.js';
 
 export function registerHooks(program: Command, ctx: ContextFactory): void {
   const hooks = program.command('hooks').description('stage hooks: per-machine files (fstab, hostname, machine-id, ssh keys) put into booted images');
@@ -85,7 +86,7 @@ export function registerHooks(program: Command, ctx: ContextFactory): void {
       for (const image of staged) await pruneHookDirs(image);
       if (opts.sync && staged.length > 0) {
         try {
-          await syncBootConfig(c.paths, { config: c.config });
+          await syncBoot(c.paths, c.config, lockTimeout(c.config));
         } catch (err) {
           ui.warn(`boot menu not updated: ${(err as Error).message}`);
         }

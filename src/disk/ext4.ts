@@ -1,0 +1,64 @@
+/**
+ * Small files inside the ext4 darch partition of a disk image or device, through debugfs
+ * at the partition's byte offset: no mount, no loop device, no root. debugfs exits 0 even
+ * when a command fails, so its stderr is what tells.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DarchError } from '../lib/errors.js';
+import { run } from '../lib/proc.js';
+
+const BANNER = /^debugfs [\d.]+ \(.*\)$/;
+
+function problems(stderr: string): string[] {
+  return stderr.split('\n').map((l) => l.trim()).filter((l) => l && !BANNER.test(l));
+}
+
+export class Ext4Image {
+  constructor(readonly device: string, readonly offset: number) {}
+
+  private get spec(): string {
+    return `${this.device}?offset=${this.offset}`;
+  }
+
+  /** A small file's text; undefined when it does not exist. */
+  async readText(file: string): Promise<string | undefined> {
+    const res = await run('debugfs', ['-R', `cat ${file}`, this.spec], { allowFailure: true });
+    const errs = problems(res.stderr);
+    if (errs.some((l) => /not found/i.test(l))) return undefined;
+    if (res.code !== 0 || errs.length) {
+      throw new DarchError('E_DISK_FORMAT', `cannot read ${file} in the darch partition of ${this.device}: ${errs[0] ?? `debugfs exit ${res.code}`}`, {
+        hint: 'is this a disk made by `darch disk create`, and not in use by a running VM?',
+      });
+    }
+    return res.stdout;
+  }
+
+  /**
+   * Replace a file: the new content is written under another name first and linked into
+   * place in the same debugfs run, so the old file is gone only once the new one is whole.
+   */
+  async replaceText(file: string, text: string): Promise<void> {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'darch-ext4-'));
+    try {
+      const src = path.join(work, 'content');
+      await writeFile(src, text);
+      const tmp = `${file}.darch-new`;
+      const cmds = path.join(work, 'cmds');
+      // `ln`/`unlink` leave link counts alone: the new inode has one link before and after.
+      await writeFile(cmds, [`rm ${tmp}`, `write ${src} ${tmp}`, `rm ${file}`, `ln ${tmp} ${file}`, `unlink ${tmp}`, ''].join('\n'));
+      const res = await run('debugfs', ['-w', '-f', cmds, this.spec], { allowFailure: true });
+      // The first `rm` of a leftover temp file may fail harmlessly; anything else may not.
+      const errs = problems(res.stderr).filter((l) => !/^rm:.*not found/i.test(l));
+      const wrote = await this.readText(file);
+      if (res.code !== 0 || wrote !== text) {
+        throw new DarchError('E_DISK_WRITE', `cannot write ${file} in the darch partition of ${this.device}: ${errs[0] ?? 'the file read back differs'}`, {
+          hint: 'check that the disk is writable and not in use by a running VM',
+        });
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+}
