@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   try {
     const root = path.join(work, 'root');
     const env = { ...process.env, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' };
-    execFileSync(process.execPath, [DARCH, '--root', root, '-q', 'images', 'import', `oci:${CACHE}/oci:bench`, 'bench:latest'], { stdio: 'inherit', env });
+    execFileSync(process.execPath, [DARCH, '--root', root, '-q', 'images', 'import', `oci:${CACHE}/oci:bench`, 'bench:latest'], { stdio: ['ignore', 'ignore', 'inherit'], env });
     const blobs = path.join(root, 'var/lib/darch/images/blobs/sha256');
     let layerBytes = 0;
     for (const b of await readdir(blobs)) {
