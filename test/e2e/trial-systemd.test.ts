@@ -1,10 +1,12 @@
 /**
- * SLOW (about 6 minutes: four systemd boots under TCG; the first run also debootstraps
+ * SLOW (about 8 minutes: seven systemd boots under TCG; the first run also debootstraps
  * into /var/cache/darch-test). The units darch ships, in a real systemd boot: a Debian
  * image with darch-health.service and darch-mark-good.service installed the way
  * docs/TRIAL-BOOTS.md says. A trial whose health check fails reboots from
- * darch-health.service and GRUB falls back to the default; a healthy trial is committed by
- * darch-mark-good.service after boot-complete.target.
+ * darch-health.service and the boot loader falls back to the default; a healthy trial is
+ * committed by darch-mark-good.service after boot-complete.target. Both on a GRUB disk and
+ * on a systemd-boot disk (where the counter is the entry's `+N` name, counted down by
+ * systemd-boot itself, and darch-commit renames the entry on the ESP it mounts).
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
@@ -22,14 +24,13 @@ const REPORT =
   '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
   '[Install]\nWantedBy=multi-user.target\n';
 
-describe('trial boots with the shipped systemd units (Debian image)', () => {
-  let root: string;
-  let work: string;
-  let disk: string;
-  const ids: Record<string, string> = {};
-  const cleanups: Array<() => Promise<void> | void> = [];
+let root: string;
+let work: string;
+const ids: Record<string, string> = {};
+const cleanups: Array<() => Promise<void> | void> = [];
+const disks: Record<string, string> = {};
 
-  before(async () => {
+before(async () => {
     work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-systemd-');
     root = path.join(work, 'root');
     const tree = path.join(work, 'tree');
@@ -49,21 +50,29 @@ describe('trial boots with the shipped systemd units (Debian image)', () => {
     // The trials are the same squashfs with other kernel parameters.
     ids.good = await stageVariant(root, ids.a, 'good', 'debian/b:good', 'boot=darch darch.test=good');
     ids.bad = await stageVariant(root, ids.a, 'bad', 'debian/b:bad', 'boot=darch darch.test=health-fail');
-    disk = path.join(work, 'disk.img');
-    await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', '--kernel-args', 'console=ttyS0,115200', '--timeout', '0'], { root, timeoutMs: 600_000 });
-  });
-  after(async () => {
-    for (const c of cleanups.reverse()) await c();
-  });
+});
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
 
-  async function diskCopy(name: string): Promise<string> {
-    const d = path.join(work, `${name}.img`);
-    await run('cp', ['--sparse=always', disk, d]);
-    return d;
+type Loader = 'grub' | 'systemd-boot';
+
+/** One disk per boot loader, made on first use; each test boots its own sparse copy. */
+async function diskCopy(loader: Loader, name: string): Promise<string> {
+  if (!disks[loader]) {
+    const disk = path.join(work, `disk-${loader}.img`);
+    await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', '--bootloader', loader, '--kernel-args', 'console=ttyS0,115200', '--timeout', '0'], { root, timeoutMs: 600_000 });
+    disks[loader] = disk;
   }
+  const d = path.join(work, `${loader}-${name}.img`);
+  await run('cp', ['--sparse=always', disks[loader]!, d]);
+  return d;
+}
+
+describe('trial boots with the shipped systemd units (Debian image, GRUB)', () => {
 
   it('a failing health.d check reboots the trial and GRUB falls back to the default', async () => {
-    const d = await diskCopy('bad');
+    const d = await diskCopy('grub', 'bad');
     await darchOk(['boot', 'try', 'debian/b:bad', '--tries', '1', '--disk', d], { root });
     const vm = Vm.disk({ name: 'trial-systemd-bad', disk: d, root, memoryMiB: 1024 });
     try {
@@ -87,7 +96,7 @@ describe('trial boots with the shipped systemd units (Debian image)', () => {
   });
 
   it('a healthy trial is committed by darch-mark-good.service and becomes the default', async () => {
-    const d = await diskCopy('good');
+    const d = await diskCopy('grub', 'good');
     await darchOk(['boot', 'try', 'debian/b:good', '--tries', '2', '--disk', d], { root });
     const vm = Vm.disk({ name: 'trial-systemd-good', disk: d, root, memoryMiB: 1024 });
     try {
@@ -103,5 +112,48 @@ describe('trial boots with the shipped systemd units (Debian image)', () => {
     assert.equal(st.default.stage, ids.good);
     assert.equal(st.trial, null);
     assert.equal(st.previous.stage, ids.a);
+  });
+});
+
+describe('trial boots with the shipped systemd units (Debian image, systemd-boot)', () => {
+  it('a failing health.d check reboots the trial, systemd-boot counts it out and boots the default', async () => {
+    const d = await diskCopy('systemd-boot', 'bad');
+    await darchOk(['boot', 'try', 'debian/b:bad', '--tries', '1', '--disk', d], { root });
+    const vm = Vm.disk({ name: 'trial-systemd-sdboot-bad', disk: d, root, memoryMiB: 1024 });
+    try {
+      // The kernel prints its command line first thing: the trial booted, then the default.
+      const trial = await vm.waitFor(new RegExp(`Command line: .*darch_stageid=${ids.bad}\\b`), 420_000);
+      // The only try is used up: systemd-boot renamed the entry to +0-1 and boots the default.
+      const report = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000, trial.end);
+      assert.match(report.match[3]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
+      assert.doesNotMatch(report.match[3]!, /darch\.trial=1/);
+      assert.match(vm.log.slice(trial.end, report.end), new RegExp(`Command line: .*darch_stageid=${ids.a}\\b`), 'a second boot, of the default');
+    } finally {
+      await vm.stop();
+    }
+    const st = (await darchOk(['--json', 'boot', 'status', '--disk', d], { root })).json();
+    assert.equal(st.backend, 'systemd-boot');
+    assert.equal(st.default.stage, ids.a);
+    assert.equal(st.trial, null);
+    assert.equal(st.fellBack, true);
+    assert.ok(JSON.stringify(st.bad).includes(ids.bad!), `the trial is marked bad: ${JSON.stringify(st.bad)}`);
+  });
+
+  it('a healthy trial is committed by darch-mark-good.service on the ESP and becomes the default', async () => {
+    const d = await diskCopy('systemd-boot', 'good');
+    await darchOk(['boot', 'try', 'debian/b:good', '--tries', '2', '--disk', d], { root });
+    const vm = Vm.disk({ name: 'trial-systemd-sdboot-good', disk: d, root, memoryMiB: 1024 });
+    try {
+      const r = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000);
+      assert.match(r.match[3]!, new RegExp(`darch_stageid=${ids.good}\\b`));
+      assert.match(r.match[3]!, /darch\.trial=1/);
+      assert.equal(r.match[2], 'active', 'darch-mark-good.service ran');
+    } finally {
+      await vm.stop();
+    }
+    const st = (await darchOk(['--json', 'boot', 'status', '--disk', d], { root })).json();
+    assert.equal(st.default.stage, ids.good);
+    assert.equal(st.trial, null);
+    assert.equal(st.fellBack, false);
   });
 });
