@@ -111,6 +111,28 @@ export async function localBootloader(paths: DarchPaths, config: Config): Promis
   return (await new DirEntryFiles(path.join(esp, ENTRIES_DIR)).list()).some((f) => parseEntryName(f)) ? 'systemd-boot' : 'grub';
 }
 
+export interface SdbootEntryRow {
+  file: string;
+  stage: string;
+  tags: string[];
+  /** Tries left on a trial entry, 0 for one that failed; absent for a good entry. */
+  triesLeft?: number;
+  version: number;
+  role: 'trial' | 'default' | 'previous' | 'bad' | 'other';
+}
+
+/** darch's entries on the mounted ESP, highest version (what systemd-boot boots first) first. */
+export async function listSdbootEntries(paths: DarchPaths, config: Config): Promise<{ esp: string; entries: SdbootEntryRow[] }> {
+  const esp = await localEspDir(paths, config.boot.esp);
+  const tags = new Map((await listStaged(paths.stageDir)).map((i) => [i.id, i.tags]));
+  const rows = (await readEntries(new DirEntryFiles(path.join(esp, ENTRIES_DIR)))).map((e): SdbootEntryRow => {
+    const role =
+      e.left === 0 ? 'bad' : e.left !== undefined ? 'trial' : e.version === VERSION.default ? 'default' : e.version === VERSION.previous ? 'previous' : 'other';
+    return { file: e.file, stage: e.stage, tags: tags.get(e.stage) ?? [], ...(e.left !== undefined ? { triesLeft: e.left } : {}), version: e.version, role };
+  });
+  return { esp, entries: rows.sort((a, b) => b.version - a.version || a.file.localeCompare(b.file)) };
+}
+
 export interface SdbootSyncResult {
   esp: string;
   location: StageLocation;

@@ -138,6 +138,15 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
     await darchOk(['boot', 'try', 'os:b', '--tries', '2'], { root, env });
     await rename(path.join(entriesDir, `darch-${b}+2.conf`), path.join(entriesDir, `darch-${b}+1-1.conf`));
     const trialText = await read(`darch-${b}+1-1.conf`);
+    // `boot entries` shows the entries as systemd-boot will try them, and renames nothing.
+    const shown = (await darchOk(['--json', 'boot', 'entries'], { root, env })).json();
+    assert.equal(shown.bootloader, 'systemd-boot');
+    assert.deepEqual(
+      shown.entries.map((e: { stage: string; role: string; triesLeft?: number; tags: string[] }) => [e.stage, e.role, e.triesLeft, e.tags]),
+      [[b, 'trial', 1, ['os:b']], [a, 'default', undefined, ['os:a']]],
+    );
+    assert.deepEqual(await list(), [`darch-${a}.conf`, `darch-${b}+1-1.conf`].sort());
+    assert.match((await darchOk(['boot', 'entries'], { root, env })).stdout, new RegExp(`darch-${b}\\+1-1\\.conf\\s+os:b\\s+${b}\\s+trial\\s+1`));
 
     // Stage changes sync the systemd-boot side: a new image gets an entry (not the default)...
     const c = await fakeStaged(root, ['os:c']);

@@ -10,6 +10,7 @@ import { ui } from '../../lib/ui.js';
 import { detectStageLocation } from '../../boot/location.js';
 import { syncBootConfig } from '../../boot/sync.js';
 import { syncBoot } from '../../boot/reconcile.js';
+import { listSdbootEntries, localBootloader } from '../../boot/sdboot-sync.js';
 import { formatBytes } from '../../lib/ui.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../main.js';
@@ -37,11 +38,22 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
 
   boot
     .command('entries')
-    .description('show the GRUB menu entries darch generates')
+    .description('show the boot entries of staged images: the GRUB menu darch generates, or darch\'s systemd-boot entries on the ESP')
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
+      if ((await localBootloader(c.paths, c.config)) === 'systemd-boot') {
+        // Read-only: the names are the trial state, so listing them must not rewrite them.
+        const res = await listSdbootEntries(c.paths, c.config);
+        await emit({ bootloader: 'systemd-boot', ...res }, (r) =>
+          table(
+            ['ENTRY', 'TAGS', 'STAGED ID', 'ROLE', 'TRIES LEFT'],
+            r.entries.map((e) => [e.file, e.tags.join(', ') || '-', e.stage, e.role, e.triesLeft === undefined ? '-' : String(e.triesLeft)]),
+          ),
+        );
+        return;
+      }
       const res = await syncBootConfig(c.paths, { config: c.config });
-      await emit(res, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
+      await emit({ bootloader: 'grub', ...res }, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
     });
 
   boot
