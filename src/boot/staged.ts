@@ -1,11 +1,12 @@
 /**
- * A read-only view of the staged store (<state>/stage, the contract in docs/ARCHITECTURE.md)
- * as the boot side needs it: which images, which tags, which files. Staging itself
- * (writing this store) belongs to src/stage.
+ * The staged store as the boot side needs it: which images, which tags, and the files their
+ * image.json names. images.json and meta.json are read through src/stage's StageStore, the
+ * one reader and writer of that contract.
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DarchError, isErrno } from '../lib/errors.js';
+import { DarchError } from '../lib/errors.js';
+import { StageStore } from '../stage/store.js';
 
 export interface StagedImageJson {
   kernel: string;
@@ -23,38 +24,13 @@ export interface StagedImage {
   created: Date;
 }
 
-interface ImagesJson {
-  version?: number;
-  images?: Record<string, { tags?: string[] }>;
-}
-
 /** The directory name for a tag's hook output: reversible, and safe in paths and on a kernel command line. */
 export function tagKey(tag: string): string {
   return tag.replace(/\//g, '+').replace(/:/g, '@');
 }
 
-export async function readImagesJson(stageDir: string): Promise<Record<string, string[]>> {
-  const file = path.join(stageDir, 'images.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return {};
-    throw new DarchError('E_STAGE_READ', `cannot read ${file}: ${(err as Error).message}`);
-  }
-  let doc: ImagesJson;
-  try {
-    doc = JSON.parse(text) as ImagesJson;
-  } catch {
-    throw new DarchError('E_STAGE_CORRUPT', `${file} is not valid JSON`, { hint: 'restore it from the live/ directories with `darch stage` or remove it' });
-  }
-  const out: Record<string, string[]> = {};
-  for (const [id, v] of Object.entries(doc.images ?? {})) out[id] = [...(v.tags ?? [])];
-  return out;
-}
-
-export async function readStagedImage(stageDir: string, id: string, tags: string[]): Promise<StagedImage> {
-  const dir = path.join(stageDir, 'live', id);
+async function readStagedImage(store: StageStore, id: string, tags: string[]): Promise<StagedImage> {
+  const dir = store.imageDir(id);
   const imageFile = path.join(dir, 'image.json');
   let image: StagedImageJson;
   try {
@@ -69,21 +45,18 @@ export async function readStagedImage(stageDir: string, id: string, tags: string
       throw new DarchError('E_STAGE_CORRUPT', `staged image ${id}: image.json has no valid "${k}"`, { hint: 'stage the image again' });
     }
   }
-  let created: Date | undefined;
-  try {
-    const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as { created?: string };
-    if (meta.created) created = new Date(meta.created);
-  } catch {
-    /* meta.json is optional for images staged by the original Darch */
-  }
-  created ??= (await stat(dir)).mtime;
+  // meta.json is optional for images staged by the original Darch: then the directory's time.
+  const meta = await store.readMeta(id).catch(() => undefined);
+  const created = meta?.created ? new Date(meta.created) : (await stat(dir)).mtime;
   return { id, tags: [...tags].sort(), dir, image, created };
 }
 
 /** Every staged image, newest first. */
 export async function listStaged(stageDir: string): Promise<StagedImage[]> {
-  const map = await readImagesJson(stageDir);
-  const list = await Promise.all(Object.entries(map).map(([id, tags]) => readStagedImage(stageDir, id, tags)));
+  // The images images.json names (the tagged ones): an untagged staged image has no entry.
+  const store = new StageStore(stageDir);
+  const { images } = await store.readImages();
+  const list = await Promise.all(Object.entries(images).map(([id, v]) => readStagedImage(store, id, v.tags ?? [])));
   return list.sort((a, b) => b.created.getTime() - a.created.getTime() || a.id.localeCompare(b.id));
 }
 
