@@ -22,7 +22,7 @@ import { Readable } from 'node:stream';
 import { DarchError } from '../lib/errors.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
-import { blobMatchesDigest, openLayer } from './open.js';
+import { openLayer } from './open.js';
 import { ByteReader, END_OF_ARCHIVE, type EntryType, type TarHeader, bodyPadding, encodeHeader, readTar } from './tar.js';
 
 /** A leaf is a number: the key of the entry that made the path (see keyOf). */
@@ -120,7 +120,8 @@ const PASS_THROUGH = new Set(['E_STORE_CORRUPT', 'E_BLOB_MISSING', 'E_SINGLE_PAS
 export async function layerFailure(store: ImageStore, err: unknown, layer: Descriptor, index: number): Promise<unknown> {
   if ((err as Error)?.name === 'AbortError') return err;
   if (err instanceof DarchError && PASS_THROUGH.has(err.code)) return err;
-  if (!(await blobMatchesDigest(store, layer))) {
+  const now = await store.hashBlob(layer.digest).catch(() => undefined);
+  if (now?.digest !== layer.digest) {
     return new DarchError('E_STORE_CORRUPT', `layer ${index + 1} does not match its digest ${layer.digest}: the image store was damaged after import`, {
       hint: 'run `darch images verify`, then re-import or re-pull the image',
       cause: err,

@@ -2,7 +2,6 @@
  * Open one layer blob of the image store as a stream of uncompressed tar bytes, verifying
  * the blob's digest on the way (a store corrupted since import is caught here, not at boot).
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -87,13 +86,3 @@ export async function openLayer(store: ImageStore, layer: Descriptor, index: num
   };
 }
 
-/** Whether the stored blob still hashes to its digest (to tell a damaged store from a malformed layer). */
-export async function blobMatchesDigest(store: ImageStore, layer: Descriptor): Promise<boolean> {
-  const hash = createHash('sha256');
-  try {
-    for await (const chunk of createReadStream(store.blobPath(layer.digest), { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-  } catch {
-    return false;
-  }
-  return `sha256:${hash.digest('hex')}` === layer.digest;
-}

@@ -22,7 +22,7 @@ import { Readable } from 'node:stream';
 import { DarchError } from '../lib/errors.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
-import { FlatIndex, IMPLIED_DIR, type Rec, fitHeader, keyOf, layerFailure, recOf, typeOfKey } from './flatten.js';
+import { FlatIndex, IMPLIED_DIR, type Rec, fitHeader, keyOf, layerFailure, recOf } from './flatten.js';
 import { openLayer } from './open.js';
 import { ByteReader, END_OF_ARCHIVE, type TarHeader, bodyPadding, encodeHeader, readTar } from './tar.js';
 
@@ -201,9 +201,8 @@ export function streamTopDown(store: ImageStore, layers: Descriptor[], opts: Top
     let data = 0;
     for (const [key, paths] of index.emissionPlan()) {
       const at = emittedData.get(key);
-      if (at === undefined || !paths.includes(at)) {
-        throw fallback(`${JSON.stringify(paths[0])} holds data a layer above hid under its ${typeOfKey(key) === 'file' ? 'other name' : 'first name'}`);
-      }
+      if (at === undefined) throw fallback(`${JSON.stringify(paths[0])} needs data a layer above hid under another name (a hard link to a replaced or deleted file)`);
+      if (!paths.includes(at)) throw fallback(`${JSON.stringify(at)} was streamed, but the layers put that data at ${JSON.stringify(paths[0])}`);
       data++;
       for (const p of paths) {
         // tar2sqfs gives a hard link the inode of its target: only the names matter.

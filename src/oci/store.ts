@@ -462,6 +462,15 @@ export class ImageStore {
   }
 
   /** Re-hash every blob; report corrupt, missing and unreadable ones with the refs that need them. */
+  /** What a stored blob hashes to now (a blob is renamed into place only after hashing; disks rot). */
+  async hashBlob(digest: string): Promise<{ digest: Digest; size: number }> {
+    const hasher = new HashStream();
+    await pipeline(createReadStream(this.blobPath(digest)), hasher, async (src: AsyncIterable<Buffer>) => {
+      for await (const _ of src) void _;
+    });
+    return { digest: hasher.digest(), size: hasher.size };
+  }
+
   async verify(onBlob?: (digest: string, size: number) => void): Promise<VerifyReport> {
     const { blobs: reach, missing } = await this.reachable();
     const problems: VerifyProblem[] = [];
@@ -469,18 +478,16 @@ export class ImageStore {
     let bytesChecked = 0;
     const all = await this.listBlobs();
     for (const b of all) {
-      const hasher = new HashStream();
+      let actual: Digest;
       try {
-        await pipeline(createReadStream(this.blobPath(b.digest)), hasher, async (src: AsyncIterable<Buffer>) => {
-          for await (const _ of src) void _;
-        });
+        const h = await this.hashBlob(b.digest);
+        actual = h.digest;
+        bytesChecked += h.size;
+        onBlob?.(b.digest, h.size);
       } catch (err) {
         problems.push({ digest: b.digest, problem: 'unreadable', detail: (err as Error).message, refs: [...(reach.get(b.digest) ?? [])].sort() });
         continue;
       }
-      bytesChecked += hasher.size;
-      onBlob?.(b.digest, hasher.size);
-      const actual = hasher.digest();
       if (actual !== b.digest) {
         problems.push({ digest: b.digest, problem: 'corrupt', detail: `content hashes to ${actual}`, refs: [...(reach.get(b.digest) ?? [])].sort() });
       }

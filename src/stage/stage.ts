@@ -18,7 +18,7 @@ import { formatBytes, ui } from '../lib/ui.js';
 import { HashSink } from '../oci/digest.js';
 import type { ImageStore, ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
-import { type FlatIndex, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
+import { type FlatIndex, type FlattenStats, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
 import { streamTopDown } from '../layers/topdown.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import { type BootFiles, findBootFiles } from './kernel.js';
@@ -139,6 +139,7 @@ export async function describeFiles(dir: string): Promise<Pick<StagedMeta, 'size
 
 interface TwoPassPlan {
   index: FlatIndex;
+  stats: FlattenStats;
   boot: BootFiles;
   estimate: number;
 }
@@ -156,7 +157,7 @@ async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels:
   // squashfs is at most about the content plus metadata, and rarely more than the
   // compressed layers; take the smaller as the estimate.
   const estimate = Math.min(st.contentBytes, Math.ceil(layerBytes * 1.2)) + st.entries * 128 + bootBytes + 1024 * 1024;
-  return { index, boot, estimate };
+  return { index, stats: st, boot, estimate };
 }
 
 /** Pass 2: stream the winners in layer order, copying the kernel and initramfs on the way. */
@@ -167,8 +168,7 @@ async function writeTwoPass(
   rootfs: string,
   sq: { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal },
 ): Promise<void> {
-  const { index, boot } = plan;
-  const st = index.stats();
+  const { index, boot, stats: st } = plan;
   const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
   if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
   ui.step(`writing squashfs with ${sq.writer} (${sq.compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
@@ -262,7 +262,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
       }
       if (!index || !boot) throw new DarchError('E_INTERNAL', 'staging produced no index');
-      const st = index.stats();
+      const st = twoPass?.stats ?? index.stats();
       ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
       const imageJson: DarchImageJson = {
