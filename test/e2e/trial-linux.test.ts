@@ -13,50 +13,19 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
-import { busyboxBootRoot, debianKernel } from '../helpers/bootimage.js';
-import { stageTree, stageVariant } from '../helpers/staged.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { BOOTED, TRIAL_KARGS, TRIAL_TAGS, stageTrialImages, trialBoots, type TrialBoot } from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
 const sh = promisify(execFile);
-// no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and panic.
-const KARGS = 'console=ttyS0,115200 loglevel=3 panic=2 no_timer_check';
-const BOOTED = 'TRIAL-BOOTED';
 
-const RCS = `#!/bin/sh
-mount -t proc proc /proc 2>/dev/null
-mount -t sysfs sysfs /sys 2>/dev/null
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /tmp 2>/dev/null
-mount -t tmpfs tmpfs /run 2>/dev/null
-. /etc/os-release
-cmd=" $(cat /proc/cmdline) "
-case "$cmd" in
-*" darch.test=panic "*) echo "TRIAL-TEST: panic"; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger ;;
-*" darch.test=hang "*) echo "TRIAL-TEST: hang"; while :; do sleep 3600; done ;;
-esac
-/usr/lib/darch/darch-health --commit
-case "$cmd" in *" darch.trial=1 "*) t=1 ;; *) t=0 ;; esac
-case "$cmd" in *" darch.fell_back=1 "*) f=1 ;; *) f=0 ;; esac
-echo "${BOOTED} version=$VERSION_ID trial=$t fell_back=$f"
-`;
-
-const HEALTH = `#!/bin/sh
-# A check that fails when the kernel command line asks it to (the "bad update" of the test).
-case " $(cat /proc/cmdline) " in *" darch.test=health-fail "*) echo "disk check failed"; exit 1 ;; esac
-exit 0
-`;
-
-interface Boot {
+interface Boot extends TrialBoot {
   /** Which staged image GRUB loaded. */
   image: string;
-  /** What the guest reported, if it got that far: trial / fell_back flags from /proc/cmdline. */
-  booted?: { version: string; trial: boolean; fellBack: boolean };
-  text: string;
 }
 
 describe('trial boots of real kernels with automatic fallback', () => {
@@ -69,26 +38,9 @@ describe('trial boots of real kernels with automatic fallback', () => {
   before(async () => {
     work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-linux-');
     root = path.join(work, 'root');
-    const kernel = await debianKernel();
-    const lib = path.join(REPO, 'assets/trial');
-    const extra = async (version: string) => ({
-      'etc/init.d/rcS': { content: RCS, mode: 0o755 },
-      'etc/inittab': '::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n',
-      'etc/darch/health.d/10-test': { content: HEALTH, mode: 0o755 },
-      'usr/lib/darch/darch-grubenv.sh': await readFile(path.join(lib, 'darch-grubenv.sh'), 'utf8'),
-      'usr/lib/darch/darch-commit': { content: await readFile(path.join(lib, 'darch-commit'), 'utf8'), mode: 0o755 },
-      'usr/lib/darch/darch-health': { content: await readFile(path.join(lib, 'darch-health'), 'utf8'), mode: 0o755 },
-      'etc/os-release': `VERSION_ID=${version}\n`,
-    });
-    const treeA = await busyboxBootRoot(path.join(work, 'a'), { kernel, version: 'A', extraFiles: await extra('A') });
-    const treeB = await busyboxBootRoot(path.join(work, 'b'), { kernel, version: 'B', extraFiles: await extra('B') });
-    ids.a = await stageTree(root, treeA, ['test/a:1']);
-    ids.good = await stageTree(root, treeB, ['test/b:good']);
-    // The bad variants are the same squashfs with other kernel parameters.
-    const variants: Record<string, string> = { panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang' };
-    for (const [name, params] of Object.entries(variants)) ids[name] = await stageVariant(root, ids.good, name, `test/b:${name}`, params);
+    Object.assign(ids, await stageTrialImages(root, work));
     disk = path.join(work, 'disk.img');
-    await darchOk(['disk', 'create', disk, 'test/a:1', 'test/b:good', 'test/b:panic', 'test/b:noinit', 'test/b:health', 'test/b:hang', '--kernel-args', KARGS, '--timeout', '0'], { root, timeoutMs: 600_000 });
+    await darchOk(['disk', 'create', disk, ...TRIAL_TAGS, '--kernel-args', TRIAL_KARGS, '--timeout', '0'], { root, timeoutMs: 600_000 });
   });
   after(async () => {
     for (const c of cleanups.reverse()) await c();
@@ -105,32 +57,8 @@ describe('trial boots of real kernels with automatic fallback', () => {
     return Object.entries(ids).find(([, v]) => v === id)?.[0] ?? `unknown(${id ?? 'no entry loaded'})`;
   }
 
-  /**
-   * Boot until `count` boots happened and the last one reached userspace; reset the VM
-   * when its console has been silent for `silentMs` (a hang). Each boot starts where the
-   * firmware starts the boot loader.
-   */
-  async function boots(name: string, d: string, count: number, silentMs = 40_000): Promise<{ list: Boot[]; vm: SerialVm }> {
-    const vm = await SerialVm.start({ name, disk: d, memoryMiB: 512 });
-    const deadline = Date.now() + count * 120_000;
-    try {
-      for (;;) {
-        const segs = vm.text.split(/BdsDxe: starting Boot/).slice(1);
-        const last = segs[count - 1];
-        if (last !== undefined && (last.includes(BOOTED) || segs.length > count)) break;
-        if (vm.exited) throw new Error(`${name}: qemu exited\n${vm.tail()}`);
-        if (Date.now() > deadline) throw new Error(`${name}: ${count} boots did not finish in time (log ${vm.logFile})\n${vm.tail()}`);
-        if (Date.now() - vm.lastOutput > silentMs) await vm.reset();
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      const list = vm.text.split(/BdsDxe: starting Boot/).slice(1, count + 1).map((seg): Boot => {
-        const m = new RegExp(`${BOOTED} version=(\\w+) trial=(\\d) fell_back=(\\d)`).exec(seg);
-        return { image: imageOf(seg), text: seg, ...(m ? { booted: { version: m[1]!, trial: m[2] === '1', fellBack: m[3] === '1' } } : {}) };
-      });
-      return { list, vm };
-    } finally {
-      await vm.stop();
-    }
+  async function boots(name: string, d: string, count: number): Promise<Boot[]> {
+    return (await trialBoots(name, d, count)).map((b) => ({ ...b, image: imageOf(b.text) }));
   }
 
   async function status(d: string): Promise<any> {
@@ -141,10 +69,10 @@ describe('trial boots of real kernels with automatic fallback', () => {
   async function assertFallsBack(variant: string, tries: number, perBoot: (b: Boot) => void): Promise<void> {
     const d = await diskCopy(variant);
     await darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d]);
-    const { list } = await boots(`trial-linux-${variant}`, d, tries + 1);
+    const list = await boots(`trial-linux-${variant}`, d, tries + 1);
     assert.deepEqual(list.map((b) => b.image), [...Array(tries).fill(variant), 'a'], `boot order for ${variant}`);
     for (const b of list.slice(0, tries)) perBoot(b);
-    assert.deepEqual(list[tries]!.booted, { version: 'A', trial: false, fellBack: true });
+    assert.deepEqual(list[tries]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: true });
     const s = await status(d);
     assert.equal(s.default.stage, ids.a);
     assert.equal(s.trial, null);
@@ -160,10 +88,10 @@ describe('trial boots of real kernels with automatic fallback', () => {
     await darchOk(['boot', 'try', 'test/b:good', '--tries', '3', '--disk', d]);
     const vm = await SerialVm.start({ name: 'trial-linux-good', disk: d, memoryMiB: 512 });
     try {
-      const first = await vm.waitFor(new RegExp(`${BOOTED} version=B trial=1 fell_back=0`), 180_000);
+      const first = await vm.waitFor(new RegExp(`${BOOTED} version=B stage=${ids.good} trial=1 fell_back=0`), 180_000);
       assert.match(vm.text, /darch-commit: [a-z0-9]{25} is good: it is now the default/);
       vm.send('reboot -f');
-      const second = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w) trial=(\\d)`), 180_000, first.end);
+      const second = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w) stage=[a-z0-9]+ trial=(\\d)`), 180_000, first.end);
       assert.deepEqual([second.match[1], second.match[2]], ['B', '0'], 'the second boot is B as the default, not a trial');
       assert.match(vm.text.slice(first.end), /not a trial boot: nothing to do/);
     } finally {
@@ -202,8 +130,8 @@ describe('trial boots of real kernels with automatic fallback', () => {
     await writeFile(junk, Buffer.from('# GRUB Environment Block\n' + 'x'.repeat(999)));
     const off = 1024 * 1024;
     for (const f of ['grubenv', 'grubenv.bak']) await sh('mcopy', ['-o', '-i', `${d}@@${off}`, junk, `::/EFI/darch/${f}`]);
-    const { list } = await boots('trial-linux-corrupt', d, 1);
+    const list = await boots('trial-linux-corrupt', d, 1);
     assert.equal(list[0]!.image, 'a');
-    assert.deepEqual(list[0]!.booted, { version: 'A', trial: false, fellBack: false });
+    assert.deepEqual(list[0]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: false });
   });
 });

@@ -15,48 +15,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
-import { busyboxBootRoot, debianKernel } from '../helpers/bootimage.js';
-import { stageTree, stageVariant } from '../helpers/staged.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { BOOTED, TRIAL_KARGS, TRIAL_TAGS, stageTrialImages, trialBoots, type TrialBoot } from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
 const sh = promisify(execFile);
-// no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and panic.
-const KARGS = 'console=ttyS0,115200 loglevel=3 panic=2 no_timer_check';
-const BOOTED = 'SDTRIAL-BOOTED';
-
-const RCS = `#!/bin/sh
-mount -t proc proc /proc 2>/dev/null
-mount -t sysfs sysfs /sys 2>/dev/null
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /tmp 2>/dev/null
-mount -t tmpfs tmpfs /run 2>/dev/null
-. /etc/os-release
-cmd=" $(cat /proc/cmdline) "
-case "$cmd" in
-*" darch.test=panic "*) echo "TRIAL-TEST: panic"; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger ;;
-*" darch.test=hang "*) echo "TRIAL-TEST: hang"; while :; do sleep 3600; done ;;
-esac
-/usr/lib/darch/darch-health --commit
-case "$cmd" in *" darch.trial=1 "*) t=1 ;; *) t=0 ;; esac
-id=$(tr ' ' '\\n' < /proc/cmdline | sed -n 's/^darch_stageid=//p')
-echo "${BOOTED} version=$VERSION_ID stage=$id trial=$t"
-`;
-
-const HEALTH = `#!/bin/sh
-case " $(cat /proc/cmdline) " in *" darch.test=health-fail "*) echo "disk check failed"; exit 1 ;; esac
-exit 0
-`;
-
-interface Boot {
-  booted?: { version: string; stage: string; trial: boolean };
-  text: string;
-}
-
 describe('systemd-boot trial boots of real images on a disk made by darch', () => {
   let work: string;
   let root: string;
@@ -68,27 +34,11 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
   before(async () => {
     work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-sdboot-disk-');
     root = path.join(work, 'root');
-    const kernel = await debianKernel();
-    const lib = path.join(REPO, 'assets/trial');
-    const extra = async (version: string) => ({
-      'etc/init.d/rcS': { content: RCS, mode: 0o755 },
-      'etc/inittab': '::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n',
-      'etc/darch/health.d/10-test': { content: HEALTH, mode: 0o755 },
-      'usr/lib/darch/darch-grubenv.sh': await readFile(path.join(lib, 'darch-grubenv.sh'), 'utf8'),
-      'usr/lib/darch/darch-commit': { content: await readFile(path.join(lib, 'darch-commit'), 'utf8'), mode: 0o755 },
-      'usr/lib/darch/darch-health': { content: await readFile(path.join(lib, 'darch-health'), 'utf8'), mode: 0o755 },
-      'etc/os-release': `VERSION_ID=${version}\n`,
-    });
-    const treeA = await busyboxBootRoot(path.join(work, 'a'), { kernel, version: 'A', extraFiles: await extra('A') });
-    const treeB = await busyboxBootRoot(path.join(work, 'b'), { kernel, version: 'B', extraFiles: await extra('B') });
-    ids.a = await stageTree(root, treeA, ['test/a:1']);
-    ids.good = await stageTree(root, treeB, ['test/b:good']);
-    const variants: Record<string, string> = { panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang' };
-    for (const [name, params] of Object.entries(variants)) ids[name] = await stageVariant(root, ids.good, name, `test/b:${name}`, params);
+    Object.assign(ids, await stageTrialImages(root, work));
     disk = path.join(work, 'disk.img');
     const made = (
       await darchOk(
-        ['--json', 'disk', 'create', disk, 'test/a:1', 'test/b:good', 'test/b:panic', 'test/b:noinit', 'test/b:health', 'test/b:hang', '--bootloader', 'systemd-boot', '--kernel-args', KARGS, '--timeout', '0'],
+        ['--json', 'disk', 'create', disk, ...TRIAL_TAGS, '--bootloader', 'systemd-boot', '--kernel-args', TRIAL_KARGS, '--timeout', '0'],
         { root, timeoutMs: 600_000 },
       )
     ).json();
@@ -114,41 +64,18 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
   const entryOf = async (d: string, variant: string): Promise<string | undefined> => (await entries(d)).find((f) => f.startsWith(`darch-${ids[variant]}`));
   const status = async (d: string): Promise<any> => (await darchOk(['boot', 'status', '--disk', d, '--json'])).json();
 
-  /** Boot until `count` boots happened and the last one reached userspace; reset a silent (hung) guest. */
-  async function boots(name: string, d: string, count: number, silentMs = 40_000): Promise<Boot[]> {
-    const vm = await SerialVm.start({ name, disk: d, memoryMiB: 512 });
-    const deadline = Date.now() + count * 120_000;
-    try {
-      for (;;) {
-        const segs = vm.text.split(/BdsDxe: starting Boot/).slice(1);
-        const last = segs[count - 1];
-        if (last !== undefined && (last.includes(BOOTED) || segs.length > count)) break;
-        if (vm.exited) throw new Error(`${name}: qemu exited\n${vm.tail()}`);
-        if (Date.now() > deadline) throw new Error(`${name}: ${count} boots did not finish in time (log ${vm.logFile})\n${vm.tail()}`);
-        if (Date.now() - vm.lastOutput > silentMs) await vm.reset();
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      return vm.text.split(/BdsDxe: starting Boot/).slice(1, count + 1).map((seg): Boot => {
-        const m = new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d)`).exec(seg);
-        return { text: seg, ...(m ? { booted: { version: m[1]!, stage: m[2]!, trial: m[3] === '1' } } : {}) };
-      });
-    } finally {
-      await vm.stop();
-    }
-  }
-
-  async function assertFallsBack(variant: string, tries: number, perBoot: (b: Boot) => void): Promise<void> {
+  async function assertFallsBack(variant: string, tries: number, perBoot: (b: TrialBoot) => void): Promise<void> {
     const d = await diskCopy(variant);
     await darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d]);
     assert.equal(await entryOf(d, variant), `darch-${ids[variant]}+${tries}.conf`);
-    const list = await boots(`trial-sdboot-disk-${variant}`, d, tries + 1);
+    const list = await trialBoots(`trial-sdboot-disk-${variant}`, d, tries + 1);
     for (const b of list.slice(0, tries)) {
       // A failing health check reboots in the background, so rcS may still report the trial boot.
-      if (b.booted) assert.deepEqual(b.booted, { version: 'B', stage: ids[variant], trial: true }, `${variant}: every boot before the fallback is the trial`);
+      if (b.booted) assert.deepEqual(b.booted, { version: 'B', stage: ids[variant], trial: true, fellBack: false }, `${variant}: every boot before the fallback is the trial`);
       perBoot(b);
     }
     // The boot after the last try is A, the default, and not a trial.
-    assert.deepEqual(list[tries]!.booted, { version: 'A', stage: ids.a, trial: false });
+    assert.deepEqual(list[tries]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: false });
     // systemd-boot counted B down to +0 by itself; nothing else changed.
     assert.equal(await entryOf(d, variant), `darch-${ids[variant]}+0-${tries}.conf`);
     assert.equal(await entryOf(d, 'a'), `darch-${ids.a}.conf`);
@@ -165,8 +92,8 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
   }
 
   it('a fresh disk boots the default image A', async () => {
-    const list = await boots('trial-sdboot-disk-fresh', await diskCopy('fresh'), 1);
-    assert.deepEqual(list[0]!.booted, { version: 'A', stage: ids.a, trial: false });
+    const list = await trialBoots('trial-sdboot-disk-fresh', await diskCopy('fresh'), 1);
+    assert.deepEqual(list[0]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: false });
   });
 
   it('a good trial commits itself in the guest (darch-commit renames its entry): after one boot it is the default', async () => {
@@ -174,7 +101,7 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     await darchOk(['boot', 'try', 'test/b:good', '--tries', '3', '--disk', d]);
     const vm = await SerialVm.start({ name: 'trial-sdboot-disk-good', disk: d, memoryMiB: 512 });
     try {
-      const first = await vm.waitFor(new RegExp(`${BOOTED} version=B stage=${ids.good} trial=1`), 180_000);
+      const first = await vm.waitFor(new RegExp(`${BOOTED} version=B stage=${ids.good} trial=1 fell_back=0`), 180_000);
       assert.match(vm.text, /darch-commit: [a-z0-9]{25} is good: it is now the default/);
       vm.send('reboot -f');
       const second = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w) stage=([a-z0-9]+) trial=(\\d)`), 180_000, first.end);

@@ -1,0 +1,104 @@
+/**
+ * The busybox trial images that trial-linux (GRUB) and trial-sdboot-disk (systemd-boot)
+ * boot: A, the good default, and B staged as a good image and as variants that panic, miss
+ * their init, fail a health.d check or hang. Both run the documented no-systemd path from
+ * rcS (`/usr/lib/darch/darch-health --commit`) and report each boot on the console as
+ * `TRIAL-BOOTED version=… stage=… trial=0|1 fell_back=0|1`.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { REPO } from './darch.js';
+import { busyboxBootRoot, debianKernel } from './bootimage.js';
+import { stageTree, stageVariant } from './staged.js';
+import { SerialVm } from './serialvm.js';
+
+export const BOOTED = 'TRIAL-BOOTED';
+
+// no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and panic.
+export const TRIAL_KARGS = 'console=ttyS0,115200 loglevel=3 panic=2 no_timer_check';
+
+const RCS = `#!/bin/sh
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp 2>/dev/null
+mount -t tmpfs tmpfs /run 2>/dev/null
+. /etc/os-release
+cmd=" $(cat /proc/cmdline) "
+case "$cmd" in
+*" darch.test=panic "*) echo "TRIAL-TEST: panic"; echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger ;;
+*" darch.test=hang "*) echo "TRIAL-TEST: hang"; while :; do sleep 3600; done ;;
+esac
+/usr/lib/darch/darch-health --commit
+case "$cmd" in *" darch.trial=1 "*) t=1 ;; *) t=0 ;; esac
+case "$cmd" in *" darch.fell_back=1 "*) f=1 ;; *) f=0 ;; esac
+id=$(tr ' ' '\\n' < /proc/cmdline | sed -n 's/^darch_stageid=//p')
+echo "${BOOTED} version=$VERSION_ID stage=$id trial=$t fell_back=$f"
+`;
+
+/** A check that fails when the kernel command line asks it to (the "bad update" of the tests). */
+const HEALTH = `#!/bin/sh
+case " $(cat /proc/cmdline) " in *" darch.test=health-fail "*) echo "disk check failed"; exit 1 ;; esac
+exit 0
+`;
+
+/** The bad variants are B's squashfs with other kernel parameters. */
+const VARIANTS: Record<string, string> = { panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang' };
+
+/** Every tag stageTrialImages stages, A first (what `disk create` makes the default). */
+export const TRIAL_TAGS = ['test/a:1', 'test/b:good', ...Object.keys(VARIANTS).map((v) => `test/b:${v}`)];
+
+/** Stage A, B and B's variants into `root`; returns the staged ids by name (a, good, panic, noinit, health, hang). */
+export async function stageTrialImages(root: string, work: string): Promise<Record<string, string>> {
+  const kernel = await debianKernel();
+  const lib = path.join(REPO, 'assets/trial');
+  const extra = async (version: string) => ({
+    'etc/init.d/rcS': { content: RCS, mode: 0o755 },
+    'etc/inittab': '::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n',
+    'etc/darch/health.d/10-test': { content: HEALTH, mode: 0o755 },
+    'usr/lib/darch/darch-grubenv.sh': await readFile(path.join(lib, 'darch-grubenv.sh'), 'utf8'),
+    'usr/lib/darch/darch-commit': { content: await readFile(path.join(lib, 'darch-commit'), 'utf8'), mode: 0o755 },
+    'usr/lib/darch/darch-health': { content: await readFile(path.join(lib, 'darch-health'), 'utf8'), mode: 0o755 },
+    'etc/os-release': `VERSION_ID=${version}\n`,
+  });
+  const treeA = await busyboxBootRoot(path.join(work, 'a'), { kernel, version: 'A', extraFiles: await extra('A') });
+  const treeB = await busyboxBootRoot(path.join(work, 'b'), { kernel, version: 'B', extraFiles: await extra('B') });
+  const ids: Record<string, string> = {};
+  ids.a = await stageTree(root, treeA, ['test/a:1']);
+  ids.good = await stageTree(root, treeB, ['test/b:good']);
+  for (const [name, params] of Object.entries(VARIANTS)) ids[name] = await stageVariant(root, ids.good, name, `test/b:${name}`, params);
+  return ids;
+}
+
+export interface TrialBoot {
+  /** The console of this boot, from the firmware starting the boot loader. */
+  text: string;
+  /** What the guest reported, if it got that far. */
+  booted?: { version: string; stage: string; trial: boolean; fellBack: boolean };
+}
+
+/**
+ * Boot until `count` boots happened and the last one reached userspace; reset the VM when
+ * its console has been silent for `silentMs` (a hang, as a watchdog would).
+ */
+export async function trialBoots(name: string, disk: string, count: number, silentMs = 40_000): Promise<TrialBoot[]> {
+  const vm = await SerialVm.start({ name, disk, memoryMiB: 512 });
+  const deadline = Date.now() + count * 120_000;
+  try {
+    for (;;) {
+      const segs = vm.text.split(/BdsDxe: starting Boot/).slice(1);
+      const last = segs[count - 1];
+      if (last !== undefined && (last.includes(BOOTED) || segs.length > count)) break;
+      if (vm.exited) throw new Error(`${name}: qemu exited\n${vm.tail()}`);
+      if (Date.now() > deadline) throw new Error(`${name}: ${count} boots did not finish in time (log ${vm.logFile})\n${vm.tail()}`);
+      if (Date.now() - vm.lastOutput > silentMs) await vm.reset();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return vm.text.split(/BdsDxe: starting Boot/).slice(1, count + 1).map((seg): TrialBoot => {
+      const m = new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)`).exec(seg);
+      return { text: seg, ...(m ? { booted: { version: m[1]!, stage: m[2]!, trial: m[3] === '1', fellBack: m[4] === '1' } } : {}) };
+    });
+  } finally {
+    await vm.stop();
+  }
+}
