@@ -83,19 +83,23 @@ describe('stage: flattening matches umoci unpack', () => {
     gnuTarLayer(d1, `${work}/l1.tar`);
 
     // Layer 2 (gzip, tar-stream): hard links to layer 1, whiteout, opaque dir, replacements.
+    // The changes other than the hard links are shared with the one-pass image below.
+    const l2Changes = [
+      { name: 'usr/share/doc/.wh.a', content: '' },
+      { name: 'opt/old/', type: 'directory' as const, mode: 0o750 },
+      { name: 'opt/old/.wh..wh..opq', content: '' },
+      { name: 'opt/old/3', content: 'three' },
+      { name: 'etc/hosts', content: '10.0.0.1 replaced\n', mode: 0o600 },
+      { name: 'usr/lib/', type: 'directory' as const },
+      { name: 'usr/lib/libx.so', content: 'lib' },
+      { name: 'lib', type: 'symlink' as const, linkname: 'usr/lib' },
+      { name: 'data/ünï cødé.txt', content: 'utf-8 name' },
+    ];
     const long = `data/${'x'.repeat(60)}/${'y'.repeat(80)}.txt`;
     await tarStreamLayer(`${work}/l2.tar`, [
       { name: 'data/link1', type: 'link', linkname: 'data/target' },
       { name: 'data/link2', type: 'link', linkname: 'data/rm-target' },
-      { name: 'usr/share/doc/.wh.a', content: '' },
-      { name: 'opt/old/', type: 'directory', mode: 0o750 },
-      { name: 'opt/old/.wh..wh..opq', content: '' },
-      { name: 'opt/old/3', content: 'three' },
-      { name: 'etc/hosts', content: '10.0.0.1 replaced\n', mode: 0o600 },
-      { name: 'usr/lib/', type: 'directory' },
-      { name: 'usr/lib/libx.so', content: 'lib' },
-      { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
-      { name: 'data/ünï cødé.txt', content: 'utf-8 name' },
+      ...l2Changes,
       { name: `data/${'x'.repeat(60)}/`, type: 'directory' },
       { name: long, content: 'long path' },
     ]);
@@ -112,35 +116,27 @@ describe('stage: flattening matches umoci unpack', () => {
 
     // Layer 4 (uncompressed, GNU tar): a directory becomes a file and a file a directory,
     // re-declared parents with new modes, and the first name of a hard-link group deleted.
+    const layer4 = async (dir: string): Promise<void> => {
+      await file(`${dir}/usr/share/doc/b`, 'b is a file now');
+      await file(`${dir}/opt/keep/inside`, 'keep is a directory now');
+      await mkdir(`${dir}/etc`, { recursive: true });
+      await chmod(`${dir}/etc`, 0o750);
+    };
     const d4 = path.join(work, 'l4');
-    await file(`${d4}/usr/share/doc/b`, 'b is a file now');
-    await file(`${d4}/opt/keep/inside`, 'keep is a directory now');
+    await layer4(d4);
     await file(`${d4}/var/lib/.wh.hl1`, '');
-    await mkdir(`${d4}/etc`, { recursive: true });
-    await chmod(`${d4}/etc`, 0o750);
     await symlink('../data/target', `${d4}/etc/target-link`);
     gnuTarLayer(d4, `${work}/l4.tar`);
 
     // The same changes without what one top-down pass cannot express (a hard link whose
     // data an upper layer hid under its first name): this image must stage in one pass.
     await tarStreamLayer(`${work}/l2-one.tar`, [
-      { name: 'usr/share/doc/.wh.a', content: '' },
-      { name: 'opt/old/', type: 'directory', mode: 0o750 },
-      { name: 'opt/old/.wh..wh..opq', content: '' },
-      { name: 'opt/old/3', content: 'three' },
-      { name: 'etc/hosts', content: '10.0.0.1 replaced\n', mode: 0o600 },
-      { name: 'usr/lib/', type: 'directory' },
-      { name: 'usr/lib/libx.so', content: 'lib' },
+      ...l2Changes,
       { name: 'usr/lib/hl-same-layer', content: 'linked in its own layer' },
       { name: 'usr/lib/hl-same-layer-2', type: 'link', linkname: 'usr/lib/hl-same-layer' },
-      { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
-      { name: 'data/ünï cødé.txt', content: 'utf-8 name' },
     ]);
     const d4one = path.join(work, 'l4-one');
-    await file(`${d4one}/usr/share/doc/b`, 'b is a file now');
-    await file(`${d4one}/opt/keep/inside`, 'keep is a directory now');
-    await mkdir(`${d4one}/etc`, { recursive: true });
-    await chmod(`${d4one}/etc`, 0o750);
+    await layer4(d4one);
     gnuTarLayer(d4one, `${work}/l4-one.tar`);
     const layoutOne = path.join(work, 'layout-one');
     await writeOciLayout(layoutOne, 'one', [
