@@ -19,7 +19,7 @@ import { HashSink } from '../oci/digest.js';
 import type { ImageStore, ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
 import { type FlatIndex, type FlattenStats, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
-import { streamTopDown } from '../layers/topdown.js';
+import { streamTopDown, type TopDownResult } from '../layers/topdown.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import { type BootFiles, findBootFiles } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
@@ -137,6 +137,11 @@ export async function describeFiles(dir: string): Promise<Pick<StagedMeta, 'size
   return { sizes, sha256: sha, totalSize: total };
 }
 
+/** What the layer blobs take in the store: the one figure known before anything is read. */
+function compressedSize(layers: Descriptor[]): number {
+  return layers.reduce((a, l) => a + l.size, 0);
+}
+
 interface TwoPassPlan {
   index: FlatIndex;
   stats: FlattenStats;
@@ -152,12 +157,65 @@ async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels:
   const st = index.stats();
   ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const boot = await findBootFiles(imageStore, index, labels, sourceName);
-  const layerBytes = layers.reduce((a, l) => a + l.size, 0);
+  const layerBytes = compressedSize(layers);
   const bootBytes = boot.kernel.size + (boot.initramfs?.size ?? 0);
   // squashfs is at most about the content plus metadata, and rarely more than the
   // compressed layers; take the smaller as the estimate.
   const estimate = Math.min(st.contentBytes, Math.ceil(layerBytes * 1.2)) + st.entries * 128 + bootBytes + 1024 * 1024;
   return { index, stats: st, boot, estimate };
+}
+
+type SquashfsRun = { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal };
+
+interface Written {
+  index: FlatIndex;
+  stats: FlattenStats;
+  boot: BootFiles;
+  passes: 1 | 2;
+}
+
+/**
+ * One pass: layers top-down into tar2sqfs, then the kernel and initramfs found in the
+ * index and copied out of the squashfs. Undefined when the image needs two passes (the
+ * partial squashfs is removed; nothing else was written).
+ */
+async function writeOnePass(
+  imageStore: ImageStore,
+  layers: Descriptor[],
+  labels: Record<string, string>,
+  sourceName: string,
+  work: string,
+  rootfs: string,
+  sq: SquashfsRun,
+): Promise<Written | undefined> {
+  ui.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
+  const progress = byteProgress('squashfs', compressedSize(layers));
+  const flat = streamTopDown(imageStore, layers, { onRaw: (n) => progress.tick(n), signal: sq.signal });
+  let done: TopDownResult;
+  try {
+    await writeSquashfs(flat.stream, rootfs, sq);
+    done = await flat.result;
+  } catch (err) {
+    if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
+    ui.verbose(`${err.message}; staging with two passes`);
+    await rm(rootfs, { force: true });
+    return undefined;
+  } finally {
+    progress.done();
+  }
+  const inner = (key: number): string => {
+    const p = done.dataPath(key);
+    if (p === undefined) throw new DarchError('E_INTERNAL', `entry ${key} was not written to the squashfs`);
+    return p;
+  };
+  const boot = await findBootFiles(imageStore, done.index, labels, sourceName, async (key, max) => {
+    const b = await readFromSquashfs(rootfs, inner(key));
+    if (b.length > max) throw new DarchError('E_BAD_IMAGE', `${inner(key)} is ${b.length} bytes, too large`);
+    return b;
+  });
+  await copyFromSquashfs(rootfs, inner(boot.kernel.key), path.join(work, KERNEL_FILE), sq.signal);
+  if (boot.initramfs) await copyFromSquashfs(rootfs, inner(boot.initramfs.key), path.join(work, INITRD_FILE), sq.signal);
+  return { index: done.index, stats: done.index.stats(), boot, passes: 1 };
 }
 
 /** Pass 2: stream the winners in layer order, copying the kernel and initramfs on the way. */
@@ -166,7 +224,7 @@ async function writeTwoPass(
   plan: TwoPassPlan,
   work: string,
   rootfs: string,
-  sq: { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal },
+  sq: SquashfsRun,
 ): Promise<void> {
   const { index, boot, stats: st } = plan;
   const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
@@ -205,64 +263,26 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     const layers = image.manifest.layers;
     const labels = image.config.config?.Labels ?? {};
     const writer = opts.writer ?? (await defaultWriter());
-    const layerBytes = layers.reduce((a, l) => a + l.size, 0);
     // One pass (layers top-down, each decompressed once, tar2sqfs busy from the first byte)
     // needs tar2sqfs; sqfstar wants the root's attributes before the stream starts.
-    let onePass = writer === 'tar2sqfs' && opts.passes !== 2;
+    const onePass = writer === 'tar2sqfs' && opts.passes !== 2;
     let twoPass: TwoPassPlan | undefined;
-    let estimate: number;
-    if (onePass) {
-      // Not indexed yet: squashfs is rarely larger than the compressed layers.
-      estimate = Math.ceil(layerBytes * 1.2) + 1024 * 1024;
-    } else {
-      twoPass = await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
-      estimate = twoPass.estimate;
-    }
-    await ensureFreeSpace(stageStore.tmpDir, estimate, `staging ${sourceName}`);
+    if (!onePass) twoPass = await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
+    // Not indexed yet in one pass: squashfs is rarely larger than the compressed layers.
+    await ensureFreeSpace(stageStore.tmpDir, twoPass?.estimate ?? Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
 
     const id = newStageId();
     const work = await stageStore.makeWorkDir('stage');
     try {
       const rootfs = path.join(work, ROOTFS_FILE);
       const sqOpts = { writer, compressor, blockSize, signal: opts.signal };
-      let index: FlatIndex | undefined;
-      let boot: BootFiles | undefined;
-      if (onePass) {
-        ui.step(`writing squashfs with ${writer} (${compressor}) from ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
-        const progress = byteProgress('squashfs', layerBytes);
-        const flat = streamTopDown(imageStore, layers, { onRaw: (n) => progress.tick(n), signal: opts.signal });
-        try {
-          await writeSquashfs(flat.stream, rootfs, sqOpts);
-          const done = await flat.result;
-          progress.done();
-          index = done.index;
-          const fromSquashfs = (key: number) => {
-            const inner = done.dataPath(key);
-            if (inner === undefined) throw new DarchError('E_INTERNAL', `entry ${key} was not written to the squashfs`);
-            return inner;
-          };
-          boot = await findBootFiles(imageStore, index, labels, sourceName, async (key, max) => {
-            const b = await readFromSquashfs(rootfs, fromSquashfs(key));
-            if (b.length > max) throw new DarchError('E_BAD_IMAGE', `${fromSquashfs(key)} is ${b.length} bytes, too large`);
-            return b;
-          });
-          await copyFromSquashfs(rootfs, fromSquashfs(boot.kernel.key), path.join(work, KERNEL_FILE), opts.signal);
-          if (boot.initramfs) await copyFromSquashfs(rootfs, fromSquashfs(boot.initramfs.key), path.join(work, INITRD_FILE), opts.signal);
-        } catch (err) {
-          progress.done();
-          if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
-          ui.verbose(`${err.message}; staging with two passes`);
-          await rm(rootfs, { force: true });
-          onePass = false;
-        }
-      }
-      if (!onePass) {
+      let written = onePass ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts) : undefined;
+      if (!written) {
         twoPass ??= await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
-        ({ index, boot } = twoPass);
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
+        written = { ...twoPass, passes: 2 };
       }
-      if (!index || !boot) throw new DarchError('E_INTERNAL', 'staging produced no index');
-      const st = twoPass?.stats ?? index.stats();
+      const { index, boot, stats: st, passes } = written;
       ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
       const imageJson: DarchImageJson = {
@@ -298,7 +318,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         compression: compressor,
         blockSize,
         writer,
-        passes: onePass ? 1 : 2,
+        passes,
         ...files,
       };
       await writeJsonAtomic(path.join(work, META_JSON), meta);
