@@ -126,14 +126,15 @@ function fallback(reason: string): DarchError {
 
 export interface TopDownStream {
   stream: Readable;
-  /** Settles after the stream ended: the index, or the reason the pass gave up. */
-  result: Promise<TopDownResult>;
+  /**
+   * Once the stream ended (the writer took every byte): the index and where data went. A
+   * pass that gave up never gets here: its error (E_SINGLE_PASS included) fails the stream.
+   */
+  result(): TopDownResult;
 }
 
 export function streamTopDown(store: ImageStore, layers: Descriptor[], opts: TopDownOptions = {}): TopDownStream {
-  let settle!: { resolve: (r: TopDownResult) => void; reject: (e: unknown) => void };
-  const result = new Promise<TopDownResult>((resolve, reject) => (settle = { resolve, reject }));
-  result.catch(() => undefined);
+  let finished: TopDownResult | undefined;
   const emittedData = new Map<number, string>();
 
   async function* chunks(): AsyncGenerator<Buffer> {
@@ -210,19 +211,16 @@ export function streamTopDown(store: ImageStore, layers: Descriptor[], opts: Top
       }
     }
     if (data !== emittedData.size) throw fallback('an entry was streamed that the layers delete');
+    finished = { index, dataPath: (key) => emittedData.get(key) };
     for (const b of tail) yield b;
     yield END_OF_ARCHIVE;
-    settle.resolve({ index, dataPath: (key) => emittedData.get(key) });
   }
 
-  const gen = coalesce(chunks());
-  const guarded = (async function* () {
-    try {
-      yield* gen;
-    } catch (err) {
-      settle.reject(err);
-      throw err;
-    }
-  })();
-  return { stream: Readable.from(guarded, { objectMode: false, highWaterMark: 1024 * 1024 }), result };
+  return {
+    stream: Readable.from(coalesce(chunks()), { objectMode: false, highWaterMark: 1024 * 1024 }),
+    result() {
+      if (!finished) throw new DarchError('E_INTERNAL', 'the flattened stream was not read to its end');
+      return finished;
+    },
+  };
 }

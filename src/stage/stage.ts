@@ -194,7 +194,7 @@ async function writeOnePass(
   let done: TopDownResult;
   try {
     await writeSquashfs(flat.stream, rootfs, sq);
-    done = await flat.result;
+    done = flat.result();
   } catch (err) {
     if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
     ui.verbose(`${err.message}; staging with two passes`);
