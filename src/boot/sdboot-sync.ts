@@ -22,7 +22,7 @@ import { readCmdline } from '../stage/protect.js';
 import { ESP_DARCH_DIR, localEspDir } from './esp.js';
 import type { StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
-import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, VERSION, type BlsEntryInput } from './sdboot.js';
+import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
 import { listStaged, tagKey, type StagedImage } from './staged.js';
 import { bootedFrom } from './state.js';
 
@@ -125,11 +125,12 @@ export interface SdbootEntryRow {
 export async function listSdbootEntries(paths: DarchPaths, config: Config): Promise<{ esp: string; entries: SdbootEntryRow[] }> {
   const esp = await localEspDir(paths, config.boot.esp);
   const tags = new Map((await listStaged(paths.stageDir)).map((i) => [i.id, i.tags]));
-  const rows = (await readEntries(new DirEntryFiles(path.join(esp, ENTRIES_DIR)))).map((e): SdbootEntryRow => {
-    const role =
-      e.left === 0 ? 'bad' : e.left !== undefined ? 'trial' : e.version === VERSION.default ? 'default' : e.version === VERSION.previous ? 'previous' : 'other';
-    return { file: e.file, stage: e.stage, tags: tags.get(e.stage) ?? [], ...(e.left !== undefined ? { triesLeft: e.left } : {}), version: e.version, role };
-  });
+  const entries = await readEntries(new DirEntryFiles(path.join(esp, ENTRIES_DIR)));
+  // Roles as `darch boot status` reads them (a trial systemd-bless-boot committed keeps version 30).
+  const state = stateFromEntries(entries);
+  const roleOf = (stage: string): SdbootEntryRow['role'] =>
+    state.trial?.stage === stage ? 'trial' : state.bad.includes(stage) ? 'bad' : state.default?.stage === stage ? 'default' : state.previous?.stage === stage ? 'previous' : 'other';
+  const rows = entries.map((e): SdbootEntryRow => ({ file: e.file, stage: e.stage, tags: tags.get(e.stage) ?? [], ...(e.left !== undefined ? { triesLeft: e.left } : {}), version: e.version, role: roleOf(e.stage) }));
   return { esp, entries: rows.sort((a, b) => b.version - a.version || a.file.localeCompare(b.file)) };
 }
 

@@ -165,6 +165,12 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
 
     // systemd-bless-boot commits by renaming only: the next sync drops the stale darch.trial=1.
     await rename(path.join(entriesDir, `darch-${b}+1-1.conf`), path.join(entriesDir, `darch-${b}.conf`));
+    // Before darch touches it, `boot entries` already reads B as the default, as status does.
+    const committed = (await darchOk(['--json', 'boot', 'entries'], { root, env })).json();
+    assert.deepEqual(
+      committed.entries.map((e: { stage: string; role: string }) => [e.stage, e.role]),
+      [[b, 'default'], [a, 'previous']],
+    );
     await darchOk(['boot', 'sync'], { root, env });
     assert.doesNotMatch(await read(`darch-${b}.conf`), /darch\.trial=1/);
     assert.match(await read(`darch-${b}.conf`), /^version 30$/m);
