@@ -41,6 +41,14 @@ async function partials(root: string): Promise<string[]> {
   }
 }
 
+/** Bytes kept in all partial downloads: other blobs run in parallel, so a stopped pull can leave several. */
+async function partialBytes(root: string): Promise<number> {
+  const dir = path.join(root, 'var/lib/darch/tmp');
+  let sum = 0;
+  for (const n of await partials(root)) sum += (await stat(path.join(dir, n))).size;
+  return sum;
+}
+
 function total(img: LayoutImage): number {
   return img.configSize + img.layers.reduce((a, l) => a + l.size, 0);
 }
@@ -228,9 +236,12 @@ describe('registry: pull and push through a faulty network', () => {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('close', r));
     assert.equal(existsSync(blobFile(root, layer.digest)), false);
+    assert.equal((await stat(partial)).size, cutAt);
+    const kept = await partialBytes(root);
     const j = (await darchOk(['images', 'pull', `${proxy.host}/big:1`, NO_TLS, '--json'], { root })).json();
     assert.equal(j.digest, big.manifestDigest);
-    assert.equal(j.bytesResumed, cutAt);
+    // Every partial file is resumed, not only the stalled layer's.
+    assert.equal(j.bytesResumed, kept);
     const gets = proxy.requests(layer.digest);
     assert.equal(gets.at(-1)!.range, `bytes=${cutAt}-`);
     assert.equal(gets.at(-1)!.status, 206);
@@ -267,8 +278,10 @@ describe('registry: pull and push through a faulty network', () => {
     assert.equal(existsSync(path.join(root, 'var/lib/darch/images.lock')), false, 'the store lock was left behind');
     // The network is healthy again: the resumed pull must pick up exactly where the killed one stopped.
     proxy.clear();
+    const keptAll = await partialBytes(root);
     const j = (await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root })).json();
-    assert.equal(j.bytesResumed, kept);
+    assert.equal(j.bytesResumed, keptAll);
+    assert.equal(proxy.requests(layer.digest).at(-1)!.range, `bytes=${kept}-`);
     await verifyOk(root);
   });
 
