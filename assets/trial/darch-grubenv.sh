@@ -79,7 +79,25 @@ darch_cmdline() {
 	cat "${DARCH_CMDLINE_FILE:-/proc/cmdline}" 2>/dev/null
 }
 
-darch_is_trial_boot() {
+# systemd-boot's vendor GUID for the variables it hands to the booted system.
+DARCH_SDBOOT_GUID=4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+
+# darch_says_trial: the kernel command line carries darch.trial=1 (the boot loader's word,
+# which a stale systemd-boot entry can repeat after its trial ended; see darch_is_trial_boot).
+darch_says_trial() {
 	case " $(darch_cmdline) " in *" darch.trial=1 "*) return 0 ;; esac
 	return 1
+}
+
+darch_is_trial_boot() {
+	darch_says_trial || return 1
+	# systemd-boot sets LoaderBootCountPath only when the entry it booted has a counter. An
+	# entry systemd-bless-boot committed by renaming still says darch.trial=1 until darch
+	# rewrites it: booting it is not a trial, and a failed check must not reboot it for ever.
+	_efivars="${DARCH_EFIVARS:-/sys/firmware/efi/efivars}"
+	if [ -f "$_efivars/LoaderInfo-$DARCH_SDBOOT_GUID" ] && tr -d '\000' <"$_efivars/LoaderInfo-$DARCH_SDBOOT_GUID" | grep -q systemd-boot &&
+		[ ! -f "$_efivars/LoaderBootCountPath-$DARCH_SDBOOT_GUID" ]; then
+		return 1
+	fi
+	return 0
 }

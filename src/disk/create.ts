@@ -117,6 +117,16 @@ async function deviceSize(dev: string): Promise<number> {
   return Number(res.stdout.trim());
 }
 
+async function sdbootEfiSize(): Promise<number> {
+  try {
+    return (await stat(SDBOOT_EFI)).size;
+  } catch (err) {
+    throw new DarchError('E_TOOL_MISSING', `systemd-boot is not installed (${SDBOOT_EFI}: ${isErrno(err, 'ENOENT') ? 'missing' : (err as Error).message})`, {
+      hint: 'apt-get install systemd-boot-efi, or make the disk with --bootloader grub',
+    });
+  }
+}
+
 export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Promise<CreateDiskResult> {
   const all = await listStaged(paths.stageDir);
   let chosen: StagedImage[];
@@ -144,6 +154,10 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     }
     await assertNotMounted(opts.target);
   }
+
+  const bootloader = opts.bootloader ?? 'grub';
+  // Before anything is collected or written: without it there is no disk to make.
+  const sdbootSize = bootloader === 'systemd-boot' ? await sdbootEfiSize() : 0;
 
   await mkdir(paths.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(paths.tmpDir, 'disk-'));
@@ -173,10 +187,9 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       await writeFile(metaFile, `${JSON.stringify({ ...meta, id: img.id, created: new Date(now - n * 1000).toISOString() }, null, 2)}\n`);
     }
 
-    const bootloader = opts.bootloader ?? 'grub';
     // systemd-boot reads kernels only from the ESP: it holds a copy of each image's kernel and
     // initramfs, with room to stage as much again later.
-    const espNeed = bootloader === 'systemd-boot' ? (await espBytesFor(chosen)) + ESP_SLACK + (await stat(SDBOOT_EFI).then((st) => st.size, () => 0)) : 0;
+    const espNeed = bootloader === 'systemd-boot' ? (await espBytesFor(chosen)) + ESP_SLACK + sdbootSize : 0;
     const espSize = opts.espSize !== undefined ? Math.floor(opts.espSize / MiB) * MiB : Math.max(ESP_SIZE, Math.ceil((espNeed * 2 + 16 * MiB) / MiB) * MiB);
     if (espSize < MIN_ESP_SIZE) {
       throw new DarchError('E_USAGE', `--esp-size ${formatBytes(espSize)} is too small for a FAT32 ESP`, { hint: `give at least ${MIN_ESP_SIZE / MiB}M`, exitCode: 2 });
@@ -222,13 +235,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       await saveState(new DirEnvStorage(envDir), initial);
     } else {
       // systemd-boot: the state is the entries' names and versions; the first image is the default.
-      try {
-        await copyFile(SDBOOT_EFI, efi);
-      } catch (err) {
-        throw new DarchError('E_TOOL_MISSING', `systemd-boot is not installed (${SDBOOT_EFI}: ${isErrno(err, 'ENOENT') ? 'missing' : (err as Error).message})`, {
-          hint: 'apt-get install systemd-boot-efi',
-        });
-      }
+      await copyFile(SDBOOT_EFI, efi);
       await mkdir(path.join(espTree, ENTRIES_DIR), { recursive: true });
       await writeFile(path.join(espTree, LOADER_CONF), renderLoaderConf(opts.timeout ?? 3));
       const loc = { uuid: darchUuid, path: STAGE_PATH };

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { mls } from '../helpers/espfiles.js';
 import { BOOTED, TRIAL_KARGS, TRIAL_TAGS, stageTrialImages, trialBoots, type TrialBoot } from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
@@ -55,12 +56,7 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     return d;
   }
 
-  const entries = async (d: string): Promise<string[]> =>
-    (await sh('mdir', ['-b', '-i', `${d}@@${espOffset}`, '::/loader/entries'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } })).stdout
-      .split('\n')
-      .map((l) => l.trim().split('/').pop() ?? '')
-      .filter((f) => f.endsWith('.conf'))
-      .sort();
+  const entries = async (d: string): Promise<string[]> => (await mls(d, espOffset, 'loader/entries')).filter((f) => f.endsWith('.conf'));
   const entryOf = async (d: string, variant: string): Promise<string | undefined> => (await entries(d)).find((f) => f.startsWith(`darch-${ids[variant]}`));
   const status = async (d: string): Promise<any> => (await darchOk(['boot', 'status', '--disk', d, '--json'])).json();
 

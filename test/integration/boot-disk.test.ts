@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { renderEmbeddedConfig } from '../../src/disk/layout.js';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { mcopyOut, mls } from '../helpers/espfiles.js';
 import { fakeStaged, stageDirOf } from '../helpers/fakestage.js';
 
 const MiB = 1024 * 1024;
@@ -25,10 +26,9 @@ describe('darch disk create', () => {
     assert.equal(pt.partitions[1].type, '0FC63DAF-8483-4772-8E79-3D69D8477DE4');
 
     const espOff = pt.partitions[0].start * 512;
-    const dir = await run('mdir', ['-b', '-i', `${disk}@@${espOff}`, '::/EFI/BOOT'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
-    assert.match(dir.stdout, /BOOTX64\.EFI/);
+    assert.deepEqual(await mls(disk, espOff, 'EFI/BOOT'), ['BOOTX64.EFI']);
     const efi = path.join(root, 'BOOTX64.EFI');
-    await run('mcopy', ['-i', `${disk}@@${espOff}`, '::/EFI/BOOT/BOOTX64.EFI', efi], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    await mcopyOut(disk, espOff, 'EFI/BOOT/BOOTX64.EFI', efi);
     // A PE image for x86-64 with the embedded config that finds the darch partition by UUID.
     const bytes = await readFile(efi);
     assert.equal(bytes.subarray(0, 2).toString('latin1'), 'MZ');
@@ -53,7 +53,7 @@ describe('darch disk create', () => {
     assert.equal(info.darchUuid, res.darchUuid);
     const sd = (await darchOk(['--json', 'disk', 'set-default', disk, 'demo/a:1'], { root })).json();
     assert.equal(sd.entry, 'darch-demo+a@1');
-    await run('mcopy', ['-o', '-i', `${disk}@@${espOff}`, '::/EFI/darch/grubenv', path.join(root, 'grubenv')], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    await mcopyOut(disk, espOff, 'EFI/darch/grubenv', path.join(root, 'grubenv'));
     assert.match((await run('grub-editenv', [path.join(root, 'grubenv'), 'list'])).stdout, /^darch_default=darch-demo\+a@1$/m);
   });
 

@@ -9,19 +9,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
+import { esp, mcat, mcopyOut, mdel, mls } from '../helpers/espfiles.js';
 import { fakeStaged, stageDirOf } from '../helpers/fakestage.js';
 
 const MiB = 1024 * 1024;
 const SDBOOT = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
-const MT = { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } };
-
-async function esp(disk: string): Promise<{ off: number; size: number; darchOff: number }> {
-  const pt = JSON.parse((await run('sfdisk', ['-J', disk])).stdout).partitiontable;
-  return { off: pt.partitions[0].start * 512, size: pt.partitions[0].size * 512, darchOff: pt.partitions[1].start * 512 };
-}
-const mls = async (disk: string, off: number, dir: string) =>
-  (await run('mdir', ['-b', '-i', `${disk}@@${off}`, `::/${dir}`], { ...MT, allowFailure: true })).stdout.split('\n').map((l) => l.trim().split('/').pop() ?? '').filter(Boolean).sort();
-const mcat = async (disk: string, off: number, file: string) => (await run('mtype', ['-i', `${disk}@@${off}`, `::/${file}`], MT)).stdout;
 
 describe('darch disk create --bootloader systemd-boot', () => {
   it('puts systemd-boot, loader.conf, each image kernel and initramfs and one BLS entry per image on the ESP', async (t) => {
@@ -35,7 +27,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     assert.equal(e.size, 64 * MiB, 'small kernels: the default ESP size');
     // The boot loader is Debian's systemd-boot, byte for byte.
     const efi = path.join(root, 'BOOTX64.EFI');
-    await run('mcopy', ['-i', `${disk}@@${e.off}`, '::/EFI/BOOT/BOOTX64.EFI', efi], MT);
+    await mcopyOut(disk, e.off, 'EFI/BOOT/BOOTX64.EFI', efi);
     assert.deepEqual(await readFile(efi), await readFile(SDBOOT));
     assert.equal(await mcat(disk, e.off, 'loader/loader.conf').then((c) => /^timeout 5$/m.test(c) && /^default darch-\*$/m.test(c)), true);
     assert.deepEqual(await mls(disk, e.off, 'loader/entries'), [`darch-${a}.conf`, `darch-${b}.conf`].sort());
@@ -50,7 +42,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     assert.match(eb, /^title Darch: demo\/b:1$/m);
     // The kernel copies are the staged files.
     const k = path.join(root, 'k');
-    await run('mcopy', ['-i', `${disk}@@${e.off}`, `::/darch/${b}/vmlinuz`, k], MT);
+    await mcopyOut(disk, e.off, `darch/${b}/vmlinuz`, k);
     assert.deepEqual(await readFile(k), await readFile(path.join(stageDirOf(root), 'live', b, 'vmlinuz')));
     // The darch partition still holds the staged images, but no GRUB menu.
     const ls = (await run('debugfs', ['-R', 'ls -p /stage', `${disk}?offset=${e.darchOff}`])).stdout;
@@ -72,7 +64,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();
     assert.deepEqual([s.default.stage, s.trial], [b, null]);
     // disk.json says systemd-boot: with its entries lost, commands refuse instead of writing a grubenv nothing reads.
-    for (const f of await mls(disk, e.off, 'loader/entries')) await run('mdel', ['-i', `${disk}@@${e.off}`, `::/loader/entries/${f}`], MT);
+    for (const f of await mls(disk, e.off, 'loader/entries')) await mdel(disk, e.off, `loader/entries/${f}`);
     s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();
     assert.deepEqual([s.backend, s.defaultIsFirstEntry, s.trial], ['systemd-boot', true, null]);
     const lost = await darch(['boot', 'set-default', 'demo/a:1', '--disk', disk]);
@@ -100,8 +92,26 @@ describe('darch disk create --bootloader systemd-boot', () => {
     const e = await esp(disk);
     assert.ok(e.size >= 100 * MiB && e.size <= 140 * MiB, `ESP of ${e.size / MiB} MiB`);
     const k = path.join(root, 'k');
-    await run('mcopy', ['-i', `${disk}@@${e.off}`, `::/darch/${a}/initrd`, k], MT);
+    await mcopyOut(disk, e.off, `darch/${a}/initrd`, k);
     assert.equal((await stat(k)).size, 50 * MiB);
+  });
+
+  it('refuses before writing anything when systemd-boot is not installed', async (t) => {
+    const root = await tempDir(t);
+    await fakeStaged(root, ['demo/a:1']);
+    const disk = path.join(root, 'disk.img');
+    await writeFile(disk, 'keep me');
+    // An empty directory over Debian's systemd-boot-efi files, in a private mount namespace.
+    const script = 'mount -t tmpfs none "$(dirname "$SDBOOT")" && "$@"; echo "rc=$?"';
+    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot'], {
+      allowFailure: true,
+      env: { ...process.env, SDBOOT, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
+    });
+    if (/unshare: .*Operation not permitted/.test(r.stderr)) return t.skip('user namespaces are not available here');
+    assert.match(r.stdout, /rc=1\n$/, r.stderr);
+    assert.match(r.stderr, /^error: systemd-boot is not installed \(\/usr\/lib\/systemd\/boot\/efi\/systemd-bootx64\.efi: missing\)\nhint: apt-get install systemd-boot-efi/m);
+    assert.equal(await readFile(disk, 'utf8'), 'keep me');
+    assert.deepEqual(await readdir(path.join(root, 'var/lib/darch/tmp')).catch(() => []), [], 'no work directory is left');
   });
 });
 

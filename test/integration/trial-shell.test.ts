@@ -151,3 +151,39 @@ test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-b
   assert.equal(again.code, 0, again.out);
   assert.match(again.out, /already committed/);
 });
+
+test('after systemd-bless-boot committed a trial: darch-commit drops the stale flag, and that entry is no trial any more', async (t) => {
+  const s = await setup(t);
+  const { renderBlsEntry } = await import('../../src/boot/sdboot.js');
+  const entries = path.join(s.esp, 'loader/entries');
+  await mkdir(entries, { recursive: true });
+  const cmdline = `darch_stageid=${B.stage} darch.trial=1`;
+  // systemd-bless-boot only renames darch-B+1-2.conf: the options keep darch.trial=1.
+  await writeFile(path.join(entries, `darch-${B.stage}.conf`), renderBlsEntry({ stage: B.stage, title: 'b', linux: '/k', initrd: '/i', options: cmdline }, 30));
+  const r = await s.run('darch-commit', cmdline);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /committed by systemd-bless-boot: dropped darch\.trial=1/);
+  assert.match(await readFile(path.join(entries, `darch-${B.stage}.conf`), 'utf8'), new RegExp(`^options darch_stageid=${B.stage}$`, 'm'));
+  assert.deepEqual(await readdir(entries), [`darch-${B.stage}.conf`], 'no temporary file is left');
+
+  // A boot of such an entry (the flag still on the command line, say after a power cut before
+  // darch-commit ran) is not a trial when systemd-boot says it booted an entry without a counter.
+  const hd = path.join(s.dir, 'health.d');
+  await mkdir(hd);
+  await writeFile(path.join(hd, '10-fail'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+  const efivars = path.join(s.dir, 'efivars');
+  await mkdir(efivars);
+  const guid = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f';
+  // efivarfs files: 4 attribute bytes, then the UTF-16LE string.
+  await writeFile(path.join(efivars, `LoaderInfo-${guid}`), Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from('systemd-boot 252.39-1~deb12u2\0', 'utf16le')]));
+  const env = { DARCH_HEALTH_DIR: hd, DARCH_EFIVARS: efivars };
+  let h = await s.run('darch-health', cmdline, [], env);
+  assert.equal(h.code, 1);
+  assert.doesNotMatch(h.out, /rebooting/, h.out);
+  assert.match(h.out, /unhealthy: 10-fail/);
+  // While systemd-boot counts the booted entry down, it is a trial: a failure reboots.
+  await writeFile(path.join(efivars, `LoaderBootCountPath-${guid}`), Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from(`\\loader\\entries\\darch-${B.stage}+1-2.conf\0`, 'utf16le')]));
+  h = await s.run('darch-health', cmdline, [], env);
+  assert.equal(h.code, 1);
+  assert.match(h.out, /rebooting so the counter runs down/);
+});
