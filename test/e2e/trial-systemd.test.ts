@@ -6,7 +6,8 @@
  * darch-health.service and the boot loader falls back to the default; a healthy trial is
  * committed by darch-mark-good.service after boot-complete.target. Both on a GRUB disk and
  * on a systemd-boot disk (where the counter is the entry's `+N` name, counted down by
- * systemd-boot itself, and darch-commit renames the entry on the ESP it mounts).
+ * systemd-boot itself; the image mounts the ESP at /efi, so systemd-bless-boot commits the
+ * trial and darch-commit, after it, drops the trial flag from the entry).
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
@@ -15,14 +16,22 @@ import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { debianSystemdTree } from '../helpers/bootimage.js';
 import { REPO, darchOk, tempDir } from '../helpers/darch.js';
+import { esp, mcat, mls } from '../helpers/espfiles.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree, stageVariant } from '../helpers/staged.js';
 
 const HEALTH = '#!/bin/sh\n# fails when the kernel command line asks it to\nif grep -q darch.test=health-fail /proc/cmdline; then echo "test check: failing on purpose"; exit 1; fi\nexit 0\n';
+// bless: systemd-bless-boot.service (pulled in only when systemd-boot booted a counted entry);
+// commit: what darch-commit said (darch-mark-good.service runs it, the image has no darch CLI).
 const REPORT =
   '[Unit]\nDescription=report the boot to the test console\nAfter=darch-mark-good.service boot-complete.target\n' +
-  '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
+  '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); ' +
+  'c=$(journalctl -b -o cat -u darch-mark-good.service | grep "^darch-commit:" | tail -n 1); ' +
+  'echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) commit=[$c] cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
   '[Install]\nWantedBy=multi-user.target\n';
+const REPORT_LINE = /DARCH-REPORT: state=(\w+) good=(\S+) bless=(\S+) commit=\[([^\]]*)\] cmdline=(.*)/;
+/** systemd-bless-boot finds the ESP only where it is mounted (/efi, /boot, /boot/efi); darch disks label it DARCHESP. */
+const FSTAB_ESP = 'LABEL=DARCHESP /efi vfat umask=0077,nofail,x-systemd.device-timeout=30s 0 2\n';
 
 let root: string;
 let work: string;
@@ -45,6 +54,7 @@ before(async () => {
     await mkdir(path.join(tree, 'etc/darch/health.d'), { recursive: true });
     await writeFile(path.join(tree, 'etc/darch/health.d/10-test'), HEALTH, { mode: 0o755 });
     await writeFile(path.join(tree, 'etc/systemd/system/darch-test-report.service'), REPORT);
+    await writeFile(path.join(tree, 'etc/fstab'), FSTAB_ESP, { flag: 'a' });
     await run('chroot', [tree, 'systemctl', 'enable', 'darch-health.service', 'darch-mark-good.service', 'darch-test-report.service']);
     ids.a = await stageTree(root, tree, ['debian/a:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
     // The trials are the same squashfs with other kernel parameters.
@@ -81,10 +91,10 @@ describe('trial boots with the shipped systemd units (Debian image, GRUB)', () =
       const started = await vm.waitFor(/Starting darch-health\.serv/, 420_000);
       const gaveUp = await vm.waitFor(new RegExp(`trial ${ids.bad} ran out of tries`), 420_000, started.end);
       assert.doesNotMatch(vm.log.slice(0, gaveUp.end), /DARCH-REPORT/, 'the failed trial never completed its boot');
-      const fallback = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000, gaveUp.end);
-      assert.match(fallback.match[3]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
-      assert.match(fallback.match[3]!, /darch\.fell_back=1/);
-      assert.doesNotMatch(fallback.match[3]!, /darch\.trial=1/);
+      const fallback = await vm.waitFor(REPORT_LINE, 420_000, gaveUp.end);
+      assert.match(fallback.match[5]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
+      assert.match(fallback.match[5]!, /darch\.fell_back=1/);
+      assert.doesNotMatch(fallback.match[5]!, /darch\.trial=1/);
     } finally {
       await vm.stop();
     }
@@ -100,11 +110,13 @@ describe('trial boots with the shipped systemd units (Debian image, GRUB)', () =
     await darchOk(['boot', 'try', 'debian/b:good', '--tries', '2', '--disk', d], { root });
     const vm = Vm.disk({ name: 'trial-systemd-good', disk: d, root, memoryMiB: 1024 });
     try {
-      const r = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000);
-      assert.match(r.match[3]!, new RegExp(`darch_stageid=${ids.good}\\b`));
-      assert.match(r.match[3]!, /darch\.trial=1/);
+      const r = await vm.waitFor(REPORT_LINE, 420_000);
+      assert.match(r.match[5]!, new RegExp(`darch_stageid=${ids.good}\\b`));
+      assert.match(r.match[5]!, /darch\.trial=1/);
       assert.equal(r.match[2], 'active', 'darch-mark-good.service ran');
       assert.match(r.match[1]!, /^(running|degraded)$/);
+      assert.match(r.match[4]!, /is good: it is now the default/);
+      assert.equal(r.match[3], 'inactive', 'systemd-bless-boot has nothing to do under GRUB');
     } finally {
       await vm.stop();
     }
@@ -124,9 +136,9 @@ describe('trial boots with the shipped systemd units (Debian image, systemd-boot
       // The kernel prints its command line first thing: the trial booted, then the default.
       const trial = await vm.waitFor(new RegExp(`Command line: .*darch_stageid=${ids.bad}\\b`), 420_000);
       // The only try is used up: systemd-boot renamed the entry to +0-1 and boots the default.
-      const report = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000, trial.end);
-      assert.match(report.match[3]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
-      assert.doesNotMatch(report.match[3]!, /darch\.trial=1/);
+      const report = await vm.waitFor(REPORT_LINE, 420_000, trial.end);
+      assert.match(report.match[5]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
+      assert.doesNotMatch(report.match[5]!, /darch\.trial=1/);
       assert.match(vm.log.slice(trial.end, report.end), new RegExp(`Command line: .*darch_stageid=${ids.a}\\b`), 'a second boot, of the default');
     } finally {
       await vm.stop();
@@ -139,18 +151,28 @@ describe('trial boots with the shipped systemd units (Debian image, systemd-boot
     assert.ok(JSON.stringify(st.bad).includes(ids.bad!), `the trial is marked bad: ${JSON.stringify(st.bad)}`);
   });
 
-  it('a healthy trial is committed by darch-mark-good.service on the ESP and becomes the default', async () => {
+  it('a healthy trial is committed by systemd-bless-boot, then darch-mark-good.service drops its trial flag; it becomes the default', async () => {
     const d = await diskCopy('systemd-boot', 'good');
     await darchOk(['boot', 'try', 'debian/b:good', '--tries', '2', '--disk', d], { root });
     const vm = Vm.disk({ name: 'trial-systemd-sdboot-good', disk: d, root, memoryMiB: 1024 });
     try {
-      const r = await vm.waitFor(/DARCH-REPORT: state=(\w+) good=(\S+) cmdline=(.*)/, 420_000);
-      assert.match(r.match[3]!, new RegExp(`darch_stageid=${ids.good}\\b`));
-      assert.match(r.match[3]!, /darch\.trial=1/);
+      const r = await vm.waitFor(REPORT_LINE, 420_000);
+      assert.match(r.match[5]!, new RegExp(`darch_stageid=${ids.good}\\b`));
+      assert.match(r.match[5]!, /darch\.trial=1/);
       assert.equal(r.match[2], 'active', 'darch-mark-good.service ran');
+      // Both commit, one after the other: systemd-bless-boot renamed the entry first (it found
+      // the ESP at /efi), so darch-commit found it committed and only rewrote its options.
+      assert.equal(r.match[3], 'active', 'systemd-bless-boot.service ran and succeeded');
+      assert.match(r.match[4]!, /committed by systemd-bless-boot: dropped darch\.trial=1/);
     } finally {
       await vm.stop();
     }
+    const { off } = await esp(d);
+    const names = (await mls(d, off, 'loader/entries')).filter((f) => f.startsWith(`darch-${ids.good}`));
+    assert.deepEqual(names, [`darch-${ids.good}.conf`], 'one entry, without a counter');
+    const entry = await mcat(d, off, `loader/entries/darch-${ids.good}.conf`);
+    assert.match(entry, new RegExp(`^options .*darch_stageid=${ids.good}\\b`, 'm'));
+    assert.doesNotMatch(entry, /darch\.trial=1/, 'its next boots are not trial boots');
     const st = (await darchOk(['--json', 'boot', 'status', '--disk', d], { root })).json();
     assert.equal(st.default.stage, ids.good);
     assert.equal(st.trial, null);

@@ -3,7 +3,7 @@
  * a cache directory, so a fresh CI machine works) and small bootable images made of
  * busybox-static plus that kernel and the modules a boot needs.
  */
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { acquireLock } from '../../src/lib/lock.js';
 import { run } from '../../src/lib/proc.js';
@@ -20,28 +20,30 @@ export function debianKernel(): Promise<TestKernel> {
   return fetchKernel(CACHE);
 }
 
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
-}
+/** systemd-boot brings systemd-bless-boot (commits a counted entry after boot-complete.target). */
+const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot';
 
 /**
  * A Debian bookworm root with systemd, a kernel and initramfs-tools (debootstrap minbase),
- * made once into the cache; callers copy it before changing it.
+ * made once into the cache (again when the package list changes); callers copy it before
+ * changing it.
  */
 export async function debianSystemdTree(): Promise<string> {
   const tree = path.join(CACHE, 'debian-bookworm');
+  const stamp = `bookworm ${SYSTEMD_TREE_PACKAGES}\n`;
   await mkdir(CACHE, { recursive: true });
   const lock = await acquireLock(path.join(CACHE, '.debootstrap.lock'), 'the debootstrap cache', 1800);
   try {
-    if (!(await exists(path.join(tree, '.done')))) {
+    if ((await readFile(path.join(tree, '.done'), 'utf8').catch(() => '')) !== stamp) {
+      await rm(tree, { recursive: true, force: true });
       const tmp = `${tree}.tmp`;
       await rm(tmp, { recursive: true, force: true });
       const mirror = await debianMirror();
       await run('nice', [
-        'debootstrap', '--variant=minbase', '--include=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox',
+        'debootstrap', '--variant=minbase', `--include=${SYSTEMD_TREE_PACKAGES}`,
         'bookworm', tmp, ...(mirror ? [mirror] : []),
       ]);
-      await writeFile(path.join(tmp, '.done'), 'bookworm\n');
+      await writeFile(path.join(tmp, '.done'), stamp);
       await rename(tmp, tree);
     }
     return tree;
