@@ -59,14 +59,3 @@ export async function listStaged(stageDir: string): Promise<StagedImage[]> {
   const list = await Promise.all(Object.entries(images).map(([id, v]) => readStagedImage(store, id, v.tags ?? [])));
   return list.sort((a, b) => b.created.getTime() - a.created.getTime() || a.id.localeCompare(b.id));
 }
-
-/** Find a staged image by tag (NAME[:TAG], :latest implied) or id (or a unique id prefix). */
-export function findStaged(list: StagedImage[], what: string): { image: StagedImage; tag?: string } {
-  const tag = what.includes(':') ? what : `${what}:latest`;
-  for (const img of list) if (img.tags.includes(tag)) return { image: img, tag };
-  const byId = list.filter((i) => i.id === what || (what.length >= 4 && i.id.startsWith(what)));
-  if (byId.length === 1 && byId[0]) return { image: byId[0] };
-  throw new DarchError('E_NOT_STAGED', `${what} is not staged`, {
-    hint: list.length ? `staged: ${list.flatMap((i) => i.tags).join(', ')}` : 'stage an image first: darch stage upload NAME:TAG',
-  });
-}

@@ -12,7 +12,7 @@ import { DarchError } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { readCmdline } from '../stage/protect.js';
-import { StageStore } from '../stage/store.js';
+import { matchStaged, StageStore } from '../stage/store.js';
 import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir } from './esp.js';
 import { DirEntryFiles, DiskEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
 import type { EnvStorage } from './grubenv.js';
@@ -129,23 +129,15 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
 
 /** STAGED → (menu entry, staged id): a tag (NAME[:TAG], :latest implied), an id, or a unique id prefix. */
 export function resolveImage(images: KnownImage[], what: string): ImageRef & { tag: string } {
-  const tag = what.includes(':') ? what : `${what}:latest`;
-  for (const img of images) if (img.tags.includes(tag)) return { entry: entryIdForTag(tag), stage: img.id, tag };
-  const byId = images.filter((i) => i.id === what || (what.length >= 4 && i.id.startsWith(what)));
-  if (byId.length > 1) throw new DarchError('E_AMBIGUOUS', `${what} matches ${byId.length} staged images`, { hint: 'give more of the id, or a tag' });
-  const img = byId[0];
-  if (img) {
-    const first = [...img.tags].sort()[0];
-    if (!first) {
-      throw new DarchError('E_NO_MENU_ENTRY', `staged image ${img.id} has no tag, so it has no boot menu entry`, {
-        hint: `tag it first: darch stage tag ${img.id} NAME:TAG`,
-      });
-    }
-    return { entry: entryIdForTag(first), stage: img.id, tag: first };
+  const { image: img, tag } = matchStaged(images, what);
+  if (tag) return { entry: entryIdForTag(tag), stage: img.id, tag };
+  const first = [...img.tags].sort()[0];
+  if (!first) {
+    throw new DarchError('E_NO_MENU_ENTRY', `staged image ${img.id} has no tag, so it has no boot menu entry`, {
+      hint: `tag it first: darch stage tag ${img.id} NAME:TAG`,
+    });
   }
-  throw new DarchError('E_NOT_STAGED', `${what} is not staged${images.length ? '' : ' (nothing is)'}`, {
-    hint: images.length ? `staged: ${images.flatMap((i) => i.tags).join(', ')}` : 'stage an image first: darch stage upload NAME:TAG',
-  });
+  return { entry: entryIdForTag(first), stage: img.id, tag: first };
 }
 
 export function tagsOf(images: KnownImage[], stage: string | undefined): string[] {

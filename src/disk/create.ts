@@ -12,7 +12,8 @@ import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
 import { ui, formatBytes } from '../lib/ui.js';
-import { findStaged, listStaged, type StagedImage } from '../boot/staged.js';
+import { listStaged, type StagedImage } from '../boot/staged.js';
+import { matchStaged } from '../stage/store.js';
 import { writeGrubCfgFor } from '../boot/sync.js';
 import { entryId } from '../boot/grubcfg.js';
 import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
@@ -137,7 +138,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const byId = new Map<string, StagedImage>();
     const tagsFor = new Map<string, Set<string>>();
     for (const what of opts.images) {
-      const { image, tag } = findStaged(all, what);
+      const { image, tag } = matchStaged(all, what);
       byId.set(image.id, image);
       const set = tagsFor.get(image.id) ?? new Set<string>();
       for (const t of tag ? [tag] : image.tags) set.add(t);

@@ -70,6 +70,34 @@ interface ImagesFile {
 
 const ID_RE = /^[a-z0-9]{25}$/;
 
+/** Shortest id prefix that names a staged image: shorter ones match too much by accident. */
+const MIN_ID_PREFIX = 4;
+
+/**
+ * The one way every command names a staged image: a tag as written or normalized
+ * (`os` is `os:latest`, `localhost:5000/os` is `localhost:5000/os:latest`), else its id or
+ * a unique prefix of at least four characters of it. `tag` is the tag that matched.
+ */
+export function matchStaged<T extends { id: string; tags: readonly string[] }>(list: readonly T[], what: string): { image: T; tag?: string } {
+  let norm: string | undefined;
+  try {
+    norm = normalizeRef(what);
+  } catch {
+    norm = undefined;
+  }
+  for (const tag of norm !== undefined && norm !== what ? [what, norm] : [what]) {
+    const image = list.find((i) => i.tags.includes(tag));
+    if (image) return { image, tag };
+  }
+  const byId = list.filter((i) => i.id === what || (what.length >= MIN_ID_PREFIX && i.id.startsWith(what)));
+  if (byId.length === 1 && byId[0]) return { image: byId[0] };
+  if (byId.length > 1) throw new DarchError('E_AMBIGUOUS', `${what} matches ${byId.length} staged image ids`, { hint: 'give more characters of the id, or a tag' });
+  const tags = list.flatMap((i) => i.tags);
+  throw new DarchError('E_NOT_STAGED', `${what} is not staged`, {
+    hint: tags.length ? `staged: ${tags.slice(0, 10).join(', ')}${tags.length > 10 ? ', …' : ''} (darch stage list)` : 'stage an image first: darch stage upload NAME:TAG',
+  });
+}
+
 export function newStageId(): string {
   // 25 base-36 characters like the original Darch (about 129 bits).
   let s = '';
@@ -196,19 +224,7 @@ export class StageStore {
 
   /** Find a staged image by tag (a missing tag means :latest), by id, or by a unique id prefix. */
   async get(ref: string): Promise<StagedImage> {
-    const all = await this.list();
-    let tag: string | undefined;
-    try {
-      tag = normalizeRef(ref);
-    } catch {
-      tag = undefined;
-    }
-    const byTag = all.find((i) => i.tags.includes(ref) || (tag !== undefined && i.tags.includes(tag)));
-    if (byTag) return byTag;
-    const byId = all.filter((i) => i.id.startsWith(ref));
-    if (byId.length === 1 && byId[0]) return byId[0];
-    if (byId.length > 1) throw new DarchError('E_AMBIGUOUS', `${ref} matches more than one staged image id`, { hint: 'give more characters of the id' });
-    throw new DarchError('E_NOT_STAGED', `${ref} is not staged`, { hint: '`darch stage list` shows staged images; `darch stage upload IMAGE` stages one' });
+    return matchStaged(await this.list(), ref).image;
   }
 
   /** Which id a tag points at, if any. */

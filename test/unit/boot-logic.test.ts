@@ -5,7 +5,9 @@ import { describe, it } from 'node:test';
 import { globMatch } from '../../src/hooks/glob.js';
 import { moduleName, parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
 import { menuEntries, renderGrubCfg } from '../../src/boot/grubcfg.js';
-import { tagKey, findStaged, type StagedImage } from '../../src/boot/staged.js';
+import { tagKey, type StagedImage } from '../../src/boot/staged.js';
+import { matchStaged } from '../../src/stage/store.js';
+import { resolveImage } from '../../src/boot/target.js';
 import { CpioWriter } from '../../src/initramfs/cpio.js';
 import { parseSize } from '../../src/disk/create.js';
 
@@ -89,9 +91,25 @@ describe('GRUB menu', () => {
   it('tag keys are reversible and lookups accept tags, ids and id prefixes', () => {
     assert.equal(tagKey('registry:5000/a/b:v1'), 'registry@5000+a+b@v1');
     const list = [img('abcdef0123456789abcdef012', ['x/a:1']), img('zzzzef0123456789abcdef012', ['x/b:latest'])];
-    assert.equal(findStaged(list, 'x/b').image.id, 'zzzzef0123456789abcdef012');
-    assert.equal(findStaged(list, 'abcd').image.id, 'abcdef0123456789abcdef012');
-    assert.throws(() => findStaged(list, 'x/c:1'), /x\/c:1 is not staged/);
+    assert.equal(matchStaged(list, 'x/b').image.id, 'zzzzef0123456789abcdef012');
+    assert.equal(matchStaged(list, 'abcd').image.id, 'abcdef0123456789abcdef012');
+    assert.throws(() => matchStaged(list, 'x/c:1'), /x\/c:1 is not staged/);
+  });
+
+  it('every command resolves names alike: registry ports, :latest, short and shared id prefixes', () => {
+    const a = img('abcdef0123456789abcdef012', ['localhost:5000/os:latest', 'os:1']);
+    const b = img('abcdff0123456789abcdef012', ['os:2']);
+    const list = [a, b];
+    // A name with a registry port and no tag is NAME:latest, not a tag called "5000/os".
+    assert.deepEqual(matchStaged(list, 'localhost:5000/os'), { image: a, tag: 'localhost:5000/os:latest' });
+    assert.equal(resolveImage(list, 'localhost:5000/os').stage, a.id);
+    assert.equal(resolveImage(list, 'localhost:5000/os').entry, 'darch-localhost@5000+os@latest');
+    // A prefix two ids share is ambiguous (it used to be "not staged" for the disk and hook commands).
+    assert.throws(() => matchStaged(list, 'abcd'), (e: Error & { code?: string }) => e.code === 'E_AMBIGUOUS' && /abcd matches 2 staged image ids/.test(e.message));
+    assert.throws(() => resolveImage(list, 'abcd'), (e: Error & { code?: string }) => e.code === 'E_AMBIGUOUS');
+    assert.equal(matchStaged(list, 'abcdf').image, b);
+    // Three characters are too few to be taken for an id.
+    assert.throws(() => matchStaged(list, 'abc'), (e: Error & { code?: string }) => e.code === 'E_NOT_STAGED');
   });
 });
 

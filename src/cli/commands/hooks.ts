@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
-import { findStaged, listStaged } from '../../boot/staged.js';
+import { listStaged } from '../../boot/staged.js';
+import { matchStaged } from '../../stage/store.js';
 import { syncBoot } from '../../boot/reconcile.js';
 import { discoverHooks, findHook, hookApplies } from '../../hooks/hooks.js';
 import { applyHooks, callHook, pruneHookDirs, type ApplyResult } from '../../hooks/install.js';
@@ -71,7 +72,7 @@ export function registerHooks(program: Command, ctx: ContextFactory): void {
       if (which.length === 0) for (const image of staged) for (const tag of image.tags) jobs.push({ image, tag });
       else {
         for (const w of which) {
-          const { image, tag } = findStaged(staged, w);
+          const { image, tag } = matchStaged(staged, w);
           for (const t of tag ? [tag] : image.tags) jobs.push({ image, tag: t });
         }
       }
