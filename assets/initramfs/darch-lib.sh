@@ -8,6 +8,8 @@
 #   darch_timeout=<s>                 seconds to wait for the stage device (default 30)
 #   break=darch-prelocal|darch-premove|darch-preoverlay|darch-prehooks|darch-preunmount|darch-done
 #   panic=<s>                         on failure reboot after <s> seconds instead of a shell
+#   darch.watchdog=<s>                on a trial boot (darch.trial=1), arm a watchdog that
+#                                     only a commit stops: a trial that hangs is reset
 
 DARCH_RUN=/run/darch
 
@@ -15,7 +17,7 @@ darch_log() { echo "darch: $*" >/dev/console 2>/dev/null || echo "darch: $*"; }
 
 darch_parse_cmdline() {
 	darch_dir=; darch_rootfs=; darch_stageid=; darch_hooks=hooks; darch_ram=; darch_timeout=30
-	darch_break=; darch_panic=; darch_init=/sbin/init
+	darch_break=; darch_panic=; darch_init=/sbin/init; darch_watchdog=; darch_trial=
 	for arg in $(cat /proc/cmdline); do
 		case "$arg" in
 		darch_dir=*) darch_dir="${arg#darch_dir=}" ;;
@@ -27,6 +29,8 @@ darch_parse_cmdline() {
 		break=*) darch_break="$darch_break,${arg#break=}" ;;
 		panic=*) darch_panic="${arg#panic=}" ;;
 		init=*) darch_init="${arg#init=}" ;;
+		darch.watchdog=*) darch_watchdog="${arg#darch.watchdog=}" ;;
+		darch.trial=1) darch_trial=1 ;;
 		esac
 	done
 	case "$darch_ram" in 1 | y | yes | true) darch_ram=1 ;; *) darch_ram= ;; esac
@@ -41,6 +45,8 @@ darch_parse_cmdline() {
 darch_break() {
 	case ",$darch_break," in
 	*",$1,"*)
+		# Someone asked to stop here: a trial's watchdog would reset the machine under them.
+		darch_disarm_watchdog
 		darch_log "break point $1: exit the shell to continue booting"
 		darch_shell
 		;;
@@ -101,9 +107,85 @@ darch_wait_device() {
 	done
 }
 
+# Watchdog drivers tried in this order (ACPI's, Intel's, AMD's, qemu's); softdog (which
+# catches hung user space, not a hung kernel) only when none of them gives a device.
+DARCH_WATCHDOG_DRIVERS="wdat_wdt iTCO_wdt sp5100_tco i6300esb"
+
+# Load watchdog driver $1 with the timeout $2: from darch's initramfs (watchdog.list: lines
+# "<driver> <module file>", its dependencies first), else with modprobe, from the mounted
+# image $3 when given (initramfs-tools leaves watchdog drivers out of its initramfs).
+darch_load_watchdog() {
+	case "$1" in wdat_wdt) _p=timeout ;; softdog) _p=soft_margin ;; *) _p=heartbeat ;; esac
+	if [ -f /lib/modules/watchdog.list ]; then
+		_kver=$(uname -r)
+		while read -r _d _f; do
+			[ "$_d" = "$1" ] || continue
+			case "${_f##*/}" in
+			"$1".ko*) insmod "/lib/modules/$_kver/$_f" "$_p=$2" 2>/dev/null ;;
+			*) insmod "/lib/modules/$_kver/$_f" 2>/dev/null ;;
+			esac
+		done </lib/modules/watchdog.list
+	elif [ -n "$3" ]; then
+		modprobe -q -d "$3" "$1" "$_p=$2" 2>/dev/null
+	else
+		return 1
+	fi
+	command -v mdev >/dev/null 2>&1 && mdev -s 2>/dev/null
+	[ -e /sys/class/watchdog/watchdog0 ]
+}
+
+# On a trial boot with darch.watchdog=<s>: start a watchdog and leave it running. Closing
+# the device without the magic 'V' keeps it counting, so unless a commit (darch boot
+# mark-good, darch-commit) stops it, the machine is reset after <s> seconds wherever it
+# hangs, and the boot loader's counter runs down. Called before the root is mounted (darch's
+# initramfs has the drivers) and after, with the root ($1) to load them from. Never fails
+# the boot.
+darch_arm_watchdog() {
+	[ "$darch_trial" = 1 ] || return 0
+	case "$darch_watchdog" in '' | 0 | *[!0-9]*) return 0 ;; esac
+	[ -f "$DARCH_RUN/watchdog" ] && return 0
+	_drv=
+	if [ -e /sys/class/watchdog/watchdog0 ]; then
+		_drv=$(cat /sys/class/watchdog/watchdog0/identity 2>/dev/null)
+		_drv=${_drv:-watchdog0}
+	else
+		for _w in $DARCH_WATCHDOG_DRIVERS softdog; do
+			darch_load_watchdog "$_w" "$darch_watchdog" "${1:-}" && { _drv=$_w; break; }
+		done
+	fi
+	if [ -z "$_drv" ]; then
+		# Before the root is mounted initramfs-tools has no drivers yet: try again after.
+		[ -z "${1:-}" ] && [ ! -f /lib/modules/watchdog.list ] && return 0
+		darch_log "darch.watchdog=$darch_watchdog: no watchdog driver loaded; this trial boot is not guarded against hangs"
+		return 0
+	fi
+	_dev=/dev/watchdog0
+	_i=0
+	while [ ! -c "$_dev" ] && [ "$_i" -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; _i=$((_i + 1)); done
+	if ! printf '1' >"$_dev" 2>/dev/null; then
+		darch_log "darch.watchdog=$darch_watchdog: cannot open $_dev; this trial boot is not guarded against hangs"
+		return 0
+	fi
+	_t=$(cat /sys/class/watchdog/watchdog0/timeout 2>/dev/null)
+	mkdir -p "$DARCH_RUN"
+	printf 'device=%s\nseconds=%s\ndriver=%s\n' "$_dev" "${_t:-$darch_watchdog}" "$_drv" >"$DARCH_RUN/watchdog"
+	darch_log "trial boot: watchdog armed ($_drv, ${_t:-$darch_watchdog}s): only a commit stops it"
+}
+
+# Stop the watchdog darch_arm_watchdog started (writing 'V' before closing stops it).
+darch_disarm_watchdog() {
+	[ -f "$DARCH_RUN/watchdog" ] || return 0
+	_dev=$(sed -n 's/^device=//p' "$DARCH_RUN/watchdog")
+	if printf 'V' >"$_dev" 2>/dev/null; then
+		rm -f "$DARCH_RUN/watchdog"
+		darch_log "watchdog $_dev stopped"
+	fi
+}
+
 # Mount the staged image as an overlay on $1 (an existing empty directory).
 darch_mount_root() {
 	_root="$1"
+	darch_arm_watchdog
 	[ -n "$darch_dir" ] || { darch_fail "darch_dir= is missing from the kernel command line" "boot a darch menu entry (see /etc/darch/grub.cfg)"; return 1; }
 	[ -n "$darch_rootfs" ] || darch_rootfs=rootfs.squash
 	mkdir -p "$DARCH_RUN/source" "$DARCH_RUN/lower" "$DARCH_RUN/rw"
@@ -140,6 +222,7 @@ darch_mount_root() {
 		{ darch_fail "cannot mount the tmpfs for the writable layer"; return 1; }
 	mount -t overlay overlay -o "lowerdir=$DARCH_RUN/lower,upperdir=$DARCH_RUN/rw/upper,workdir=$DARCH_RUN/rw/work" "$_root" ||
 		{ darch_fail "cannot mount the overlay root" "the overlay module is missing from the initramfs"; return 1; }
+	darch_arm_watchdog "$_root"
 	darch_break darch-prehooks
 	darch_run_hooks "$_root"
 	darch_break darch-preunmount

@@ -101,3 +101,19 @@ darch_is_trial_boot() {
 	fi
 	return 0
 }
+
+# darch_disarm_watchdog: stop the watchdog the initramfs armed for this trial boot
+# (darch.watchdog=; its record is /run/darch/watchdog). Writing 'V' before closing the
+# device stops it. Prints what it did; fails only when the watchdog could not be stopped.
+darch_disarm_watchdog() {
+	_wd="${DARCH_RUN_DIR:-/run/darch}/watchdog"
+	[ -f "$_wd" ] || return 0
+	_dev=$(sed -n 's/^device=//p' "$_wd")
+	if [ -n "$_dev" ] && printf 'V' >"$_dev" 2>/dev/null; then
+		rm -f "$_wd"
+		echo "darch: the trial's watchdog ($_dev) is stopped"
+		return 0
+	fi
+	echo "darch: cannot stop the trial's watchdog ${_dev:-?} (does another program hold it?): the machine will be reset" >&2
+	return 1
+}

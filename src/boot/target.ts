@@ -13,6 +13,7 @@ import { withLock } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { readCmdline } from '../stage/protect.js';
 import { matchStaged, StageStore } from '../stage/store.js';
+import { armedWatchdog, type ArmedWatchdog } from './watchdog.js';
 import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir } from './esp.js';
 import { DirEntryFiles, DiskEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
 import type { EnvStorage } from './grubenv.js';
@@ -41,6 +42,8 @@ export interface BootTarget {
   firstEntry(): Promise<ImageRef | undefined>;
   /** The running system's boot (local only). */
   booted(): Promise<BootedInfo | undefined>;
+  /** The watchdog the initramfs armed for this trial boot (local only). */
+  watchdog(): Promise<ArmedWatchdog | undefined>;
   withLock<T>(fn: () => Promise<T>): Promise<T>;
   /** The ESP's loader/entries, where the systemd-boot backend keeps its state. */
   entries: EntryFiles;
@@ -67,6 +70,7 @@ export async function localTarget(paths: DarchPaths, espConfigured: string | und
     images: async () => (await store.list()).map((i) => ({ id: i.id, tags: i.tags })),
     firstEntry: async () => undefined,
     booted: async () => bootedFrom(await readCmdline()),
+    watchdog: () => armedWatchdog(paths.root),
     async withLock(fn) {
       await mkdir(paths.stateDir, { recursive: true });
       return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, fn);
@@ -123,6 +127,7 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
       return first && tag ? { entry: entryIdForTag(tag), stage: first.id } : undefined;
     },
     booted: async () => undefined,
+    watchdog: async () => undefined,
     withLock: (fn) => withLock(path.join(os.tmpdir(), `darch-boot-${key}.lock`), `the boot state of ${device}`, lockTimeoutSec, fn),
   };
 }

@@ -10,7 +10,7 @@ import { DarchError } from '../lib/errors.js';
 import { acquireLock } from '../lib/lock.js';
 import { run } from '../lib/proc.js';
 import { ui } from '../lib/ui.js';
-import { parseModulesDep, resolveModules } from '../initramfs/modules.js';
+import { parseModulesDep, resolveModules, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from './busybox-rootfs.js';
 
 export interface DebianKernel {
@@ -84,10 +84,12 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   for (const f of await readdir(k.modulesDir)) {
     if (f.startsWith('modules.')) await cp(path.join(k.modulesDir, f), path.join(mdir, f));
   }
-  // Only the modules a boot needs (what darch's initramfs takes, with dependencies): a
-  // full module tree would make every test image ~400 MB for nothing.
+  // Only the modules a boot needs (what darch's initramfs takes, with dependencies, and the
+  // watchdog drivers it carries for trial boots): a full module tree would make every test
+  // image ~400 MB for nothing.
   const db = parseModulesDep(await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'), await readFile(path.join(k.modulesDir, 'modules.builtin'), 'utf8'));
-  for (const rel of resolveModules(db, k.release).load) {
+  const watchdogs = Object.values(WATCHDOG_DRIVERS).flatMap((names) => resolveModules(db, k.release, names, []).load);
+  for (const rel of new Set([...resolveModules(db, k.release).load, ...watchdogs])) {
     await mkdir(path.dirname(path.join(mdir, rel)), { recursive: true });
     await cp(path.join(k.modulesDir, rel), path.join(mdir, rel));
   }

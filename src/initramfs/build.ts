@@ -16,9 +16,9 @@ import { run, spawnChild, waitChild, commandFailed } from '../lib/proc.js';
 import { ui } from '../lib/ui.js';
 import { CpioWriter } from './cpio.js';
 import { kernelRelease } from './kernel.js';
-import { parseModulesDep, resolveModules, WANTED_MODULES, type Resolution } from './modules.js';
+import { parseModulesDep, resolveModules, WANTED_MODULES, WATCHDOG_DRIVERS, type Resolution } from './modules.js';
 
-export const INITRAMFS_VERSION = '1';
+export const INITRAMFS_VERSION = '2';
 
 export interface BuildInitramfsOptions {
   /** The image: its rootfs.squash, or an unpacked root directory. */
@@ -149,6 +149,8 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     const src = st.isDirectory() ? await dirSource(opts.rootfs, release) : await squashSource(opts.rootfs, release, work);
     let resolution: Resolution = { load: [], builtin: [], absent: [], skipped: [] };
     let local = new Map<string, string>();
+    // Per watchdog driver, its module files in load order (dependencies first).
+    const watchdog: Array<{ driver: string; files: string[] }> = [];
     if (src.release === undefined) {
       // Nothing to load: fine for a kernel with squashfs, overlay, loop and its disk drivers built in.
       ui.warn(`${opts.rootfs} has no /lib/modules: the initramfs carries no modules, so the kernel must have squashfs, overlay, loop and the disk drivers built in`);
@@ -165,14 +167,22 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       const wanted = [...WANTED_MODULES, ...(opts.extraModules ?? [])];
       // First pass: everything modules.dep promises; then keep what the image really has.
       const all = resolveModules(db, release, wanted);
-      local = await src.fetch(all.load);
+      const kver = release;
+      const dogs = Object.entries(WATCHDOG_DRIVERS).map(([driver, names]) => ({ driver, files: resolveModules(db, kver, names, []).load }));
+      local = await src.fetch([...new Set([...all.load, ...dogs.flatMap((d) => d.files)])]);
       const have = new Set<string>();
-      for (const rel of all.load) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
+      for (const rel of local.keys()) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
       resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
       if (resolution.skipped.length) ui.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
+      // A driver the kernel lacks (or the image stripped) is simply not offered.
+      for (const d of dogs) if (d.files.length > 0 && d.files.every((f) => have.has(f))) watchdog.push(d);
     }
     const modules: { path: string; name: string }[] = [];
     for (const rel of resolution.load) modules.push(await plainModule(local.get(rel)!, rel, work));
+    const loaded = new Set(resolution.load);
+    const dogFiles = new Map<string, { path: string; name: string }>();
+    for (const rel of new Set(watchdog.flatMap((d) => d.files))) dogFiles.set(rel, await plainModule(local.get(rel)!, rel, work));
+    const carried = [...modules, ...[...dogFiles.entries()].filter(([rel]) => !loaded.has(rel)).map(([, m]) => m)];
     const busybox = await findStaticBusybox();
     const bbSize = (await stat(busybox)).size;
     const init = await readFile(assetPath('initramfs', 'init'));
@@ -194,7 +204,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       await cpio.add({ type: 'file', name: 'lib/darch/darch-lib.sh', data: lib });
       await cpio.add({ type: 'file', name: 'etc/darch-initramfs-version', data: `${INITRAMFS_VERSION} (kernel ${release})\n` });
       const dirs = new Set<string>();
-      for (const m of modules) {
+      for (const m of carried) {
         const parts = `lib/modules/${release}/${m.name}`.split('/');
         for (let i = 3; i < parts.length; i++) {
           const d = parts.slice(0, i).join('/');
@@ -206,6 +216,8 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
         await cpio.add({ type: 'diskfile', name: `lib/modules/${release}/${m.name}`, path: m.path, size: (await stat(m.path)).size });
       }
       await cpio.add({ type: 'file', name: 'lib/modules/load.list', data: modules.map((m) => m.name).join('\n') + '\n' });
+      const dogList = watchdog.flatMap((d) => d.files.map((f) => `${d.driver} ${dogFiles.get(f)!.name}\n`)).join('');
+      await cpio.add({ type: 'file', name: 'lib/modules/watchdog.list', data: dogList });
       await cpio.finish();
       pass.end();
       await done;

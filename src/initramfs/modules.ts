@@ -19,6 +19,19 @@ export const WANTED_MODULES = [
   'usbhid', 'hid_generic', 'atkbd', 'i8042',
 ];
 
+/**
+ * Carried but not loaded at boot: darch-lib.sh loads one, with its timeout as a module
+ * parameter, only on a trial boot with darch.watchdog= (docs/TRIAL-BOOTS.md). ACPI's,
+ * Intel's (lpc_ich creates the device iTCO_wdt drives), AMD's, qemu's, then softdog.
+ */
+export const WATCHDOG_DRIVERS: Record<string, string[]> = {
+  wdat_wdt: ['wdat_wdt'],
+  iTCO_wdt: ['lpc_ich', 'iTCO_wdt'],
+  sp5100_tco: ['sp5100_tco'],
+  i6300esb: ['i6300esb'],
+  softdog: ['softdog'],
+};
+
 export function moduleName(file: string): string {
   const base = file.slice(file.lastIndexOf('/') + 1);
   return base.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');

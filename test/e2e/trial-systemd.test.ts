@@ -26,10 +26,12 @@ const HEALTH = '#!/bin/sh\n# fails when the kernel command line asks it to\nif g
 const REPORT =
   '[Unit]\nDescription=report the boot to the test console\nAfter=darch-mark-good.service boot-complete.target\n' +
   '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); ' +
-  'c=$(journalctl -b -o cat -u darch-mark-good.service | grep "^darch-commit:" | tail -n 1); ' +
-  'echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) commit=[$c] cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
+  'c=$(journalctl -b -o cat -u darch-mark-good.service | grep "^darch" | tr "\\n" "|"); w=$(cat /sys/class/watchdog/watchdog0/state 2>/dev/null || echo none); ' +
+  'echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) wd=$w commit=[$c] cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
   '[Install]\nWantedBy=multi-user.target\n';
-const REPORT_LINE = /DARCH-REPORT: state=(\w+) good=(\S+) bless=(\S+) commit=\[([^\]]*)\] cmdline=(.*)/;
+const REPORT_LINE = /DARCH-REPORT: state=(\w+) good=(\S+) bless=(\S+) wd=(\S+) commit=\[([^\]]*)\] cmdline=(.*)/;
+/** Trial boots arm qemu's i6300esb from the initramfs-tools script; systemd under TCG needs minutes. */
+const WATCHDOG = 'darch.watchdog=900';
 /** systemd-bless-boot finds the ESP only where it is mounted (/efi, /boot, /boot/efi); darch disks label it DARCHESP. */
 const FSTAB_ESP = 'LABEL=DARCHESP /efi vfat umask=0077,nofail,x-systemd.device-timeout=30s 0 2\n';
 
@@ -71,7 +73,7 @@ type Loader = 'grub' | 'systemd-boot';
 async function diskCopy(loader: Loader, name: string): Promise<string> {
   if (!disks[loader]) {
     const disk = path.join(work, `disk-${loader}.img`);
-    await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', '--bootloader', loader, '--kernel-args', 'console=ttyS0,115200', '--timeout', '0'], { root, timeoutMs: 600_000 });
+    await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', '--bootloader', loader, '--kernel-args', `console=ttyS0,115200 ${WATCHDOG}`, '--timeout', '0'], { root, timeoutMs: 600_000 });
     disks[loader] = disk;
   }
   const d = path.join(work, `${loader}-${name}.img`);
@@ -92,9 +94,9 @@ describe('trial boots with the shipped systemd units (Debian image, GRUB)', () =
       const gaveUp = await vm.waitFor(new RegExp(`trial ${ids.bad} ran out of tries`), 420_000, started.end);
       assert.doesNotMatch(vm.log.slice(0, gaveUp.end), /DARCH-REPORT/, 'the failed trial never completed its boot');
       const fallback = await vm.waitFor(REPORT_LINE, 420_000, gaveUp.end);
-      assert.match(fallback.match[5]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
-      assert.match(fallback.match[5]!, /darch\.fell_back=1/);
-      assert.doesNotMatch(fallback.match[5]!, /darch\.trial=1/);
+      assert.match(fallback.match[6]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
+      assert.match(fallback.match[6]!, /darch\.fell_back=1/);
+      assert.doesNotMatch(fallback.match[6]!, /darch\.trial=1/);
     } finally {
       await vm.stop();
     }
@@ -111,12 +113,16 @@ describe('trial boots with the shipped systemd units (Debian image, GRUB)', () =
     const vm = Vm.disk({ name: 'trial-systemd-good', disk: d, root, memoryMiB: 1024 });
     try {
       const r = await vm.waitFor(REPORT_LINE, 420_000);
-      assert.match(r.match[5]!, new RegExp(`darch_stageid=${ids.good}\\b`));
-      assert.match(r.match[5]!, /darch\.trial=1/);
+      assert.match(r.match[6]!, new RegExp(`darch_stageid=${ids.good}\\b`));
+      assert.match(r.match[6]!, /darch\.trial=1/);
       assert.equal(r.match[2], 'active', 'darch-mark-good.service ran');
       assert.match(r.match[1]!, /^(running|degraded)$/);
-      assert.match(r.match[4]!, /is good: it is now the default/);
+      assert.match(r.match[5]!, /is good: it is now the default/);
       assert.equal(r.match[3], 'inactive', 'systemd-bless-boot has nothing to do under GRUB');
+      // initramfs-tools' darch script armed the watchdog from the image's modules; the commit stopped it.
+      assert.match(vm.log, /darch: trial boot: watchdog armed \(i6300esb, 900s\)/);
+      assert.match(r.match[5]!, /the trial's watchdog \(\/dev\/watchdog0\) is stopped/);
+      assert.equal(r.match[4], 'inactive', 'the watchdog no longer runs');
     } finally {
       await vm.stop();
     }
@@ -137,8 +143,8 @@ describe('trial boots with the shipped systemd units (Debian image, systemd-boot
       const trial = await vm.waitFor(new RegExp(`Command line: .*darch_stageid=${ids.bad}\\b`), 420_000);
       // The only try is used up: systemd-boot renamed the entry to +0-1 and boots the default.
       const report = await vm.waitFor(REPORT_LINE, 420_000, trial.end);
-      assert.match(report.match[5]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
-      assert.doesNotMatch(report.match[5]!, /darch\.trial=1/);
+      assert.match(report.match[6]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
+      assert.doesNotMatch(report.match[6]!, /darch\.trial=1/);
       assert.match(vm.log.slice(trial.end, report.end), new RegExp(`Command line: .*darch_stageid=${ids.a}\\b`), 'a second boot, of the default');
     } finally {
       await vm.stop();
@@ -157,13 +163,15 @@ describe('trial boots with the shipped systemd units (Debian image, systemd-boot
     const vm = Vm.disk({ name: 'trial-systemd-sdboot-good', disk: d, root, memoryMiB: 1024 });
     try {
       const r = await vm.waitFor(REPORT_LINE, 420_000);
-      assert.match(r.match[5]!, new RegExp(`darch_stageid=${ids.good}\\b`));
-      assert.match(r.match[5]!, /darch\.trial=1/);
+      assert.match(r.match[6]!, new RegExp(`darch_stageid=${ids.good}\\b`));
+      assert.match(r.match[6]!, /darch\.trial=1/);
       assert.equal(r.match[2], 'active', 'darch-mark-good.service ran');
       // Both commit, one after the other: systemd-bless-boot renamed the entry first (it found
       // the ESP at /efi), so darch-commit found it committed and only rewrote its options.
       assert.equal(r.match[3], 'active', 'systemd-bless-boot.service ran and succeeded');
-      assert.match(r.match[4]!, /committed by systemd-bless-boot: dropped darch\.trial=1/);
+      assert.match(r.match[5]!, /committed by systemd-bless-boot: dropped darch\.trial=1/);
+      assert.match(vm.log, /darch: trial boot: watchdog armed \(i6300esb, 900s\)/);
+      assert.equal(r.match[4], 'inactive', 'the commit stopped the watchdog');
     } finally {
       await vm.stop();
     }

@@ -4,7 +4,6 @@
  * markers, and keep the whole console log in test-artifacts/<name>.log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,9 +30,6 @@ export class SerialVm {
   private exitCode: Promise<number> = Promise.resolve(0);
   private work = '';
   private waiters: Array<() => void> = [];
-  private qmp = '';
-  /** When the console last printed something (a hung guest prints nothing). */
-  lastOutput = Date.now();
   exited = false;
 
   private constructor(readonly opts: SerialVmOptions) {}
@@ -41,20 +37,18 @@ export class SerialVm {
   static async start(opts: SerialVmOptions): Promise<SerialVm> {
     const vm = new SerialVm(opts);
     vm.work = await mkdtemp(path.join(os.tmpdir(), 'darch-vm-'));
-    vm.qmp = path.join(vm.work, 'qmp.sock');
     const { args } = await qemuCommand({
       disk: opts.disk,
       workDir: vm.work,
       memoryMiB: opts.memoryMiB ?? 384,
       accel: (process.env.DARCH_TEST_ACCEL as 'kvm' | 'tcg' | undefined) ?? 'tcg',
       noReboot: opts.noReboot,
-      extraArgs: [...(opts.extraArgs ?? []), '-qmp', `unix:${vm.qmp},server=on,wait=off`],
+      extraArgs: opts.extraArgs ?? [],
     });
     const finalArgs = opts.readOnly ? args.map((a) => (a.startsWith(`file=${opts.disk},`) ? `${a},readonly=on` : a)) : args;
     vm.child = spawn('qemu-system-x86_64', finalArgs, { stdio: ['pipe', 'pipe', 'pipe'] });
     const onData = (b: Buffer) => {
       vm.text += b.toString('utf8').replace(ANSI, '');
-      vm.lastOutput = Date.now();
       for (const w of vm.waiters.splice(0)) w();
     };
     vm.child.stdout!.on('data', onData);
@@ -88,23 +82,6 @@ export class SerialVm {
         });
       });
     }
-  }
-
-  /** Press the reset button (QMP system_reset): what a hardware watchdog does to a hung machine. */
-  async reset(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const c = net.connect(this.qmp);
-      c.on('error', reject);
-      c.on('connect', () => {
-        c.write('{"execute":"qmp_capabilities"}\n{"execute":"system_reset"}\n');
-        setTimeout(() => {
-          c.end();
-          resolve();
-        }, 300);
-      });
-    });
-    this.text += '\n[harness watchdog: the console was silent; system_reset]\n';
-    this.lastOutput = Date.now();
   }
 
   /** Type a line into the guest's console. */

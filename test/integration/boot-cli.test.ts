@@ -138,3 +138,32 @@ test('a new default also becomes the first entry of darch grub.cfg (what a lost 
   assert.ok(text.indexOf('darch trial boots') < text.indexOf('menuentry'));
   assert.match(text, new RegExp(`darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${A}`));
 });
+
+test('a trial boot under a watchdog: status shows it, mark-good stops it (magic close), a failed stop is reported', async (t) => {
+  const m = await machine(t);
+  await mkdir(path.join(m.root, 'boot/efi/EFI'), { recursive: true });
+  await darchOk(['boot', 'set-default', 'os:a'], { root: m.root });
+  await darchOk(['boot', 'try', 'os:b'], { root: m.root });
+  // What darch's initramfs records when it arms one; a plain file stands in for /dev/watchdog0.
+  const dev = path.join(m.root, 'watchdog0');
+  await writeFile(dev, '');
+  await mkdir(path.join(m.root, 'run/darch'), { recursive: true });
+  const record = path.join(m.root, 'run/darch/watchdog');
+  await writeFile(record, `device=${dev}\nseconds=60\ndriver=i6300esb\n`);
+  const env = await m.cmdline(`darch_stageid=${B} darch.trial=1 darch.watchdog=60`);
+  const st = await darchOk(['boot', 'status', '--json'], { root: m.root, env });
+  assert.deepEqual(st.json().watchdog, { device: dev, seconds: 60, driver: 'i6300esb' });
+  assert.match((await darchOk(['boot', 'status'], { root: m.root, env })).stdout, /^watchdog +\S+watchdog0 +i6300esb +armed \(60 s\): reset unless `darch boot mark-good` runs$/m);
+  const good = await darchOk(['boot', 'mark-good', '--json'], { root: m.root, env });
+  assert.equal(good.json().changed, true);
+  assert.deepEqual(good.json().watchdog, { stopped: true, device: dev, seconds: 60, driver: 'i6300esb' });
+  assert.equal(await readFile(dev, 'utf8'), 'V', "the magic 'V' was written before closing");
+  assert.equal(await stat(record).then(() => true, () => false), false, 'the record is gone');
+  assert.equal(good.json().status.watchdog, null);
+  assert.match(good.stderr, /the trial's watchdog \(\S+watchdog0\) is stopped/);
+
+  // A device that cannot be opened: the commit stands, the user is told the machine will be reset.
+  await writeFile(record, `device=${path.join(m.root, 'no/such/watchdog')}\nseconds=60\n`);
+  const again = await darchOk(['boot', 'mark-good'], { root: m.root, env });
+  assert.match(again.stderr, /warning: cannot stop the trial's watchdog .*no\/such\/watchdog: .*: the machine will be reset/);
+});

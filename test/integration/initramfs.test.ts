@@ -36,6 +36,14 @@ describe('darch initramfs build', () => {
     assert.ok(pos('jbd2') < pos('ext4') && pos('mbcache') < pos('ext4'));
     assert.ok(pos('fat') < pos('vfat'));
     assert.equal((await stat(path.join(work, 'x/dev/console'))).isCharacterDevice(), true);
+    // Watchdog drivers are carried for trial boots (darch.watchdog=), never loaded at boot.
+    const dogs = (await readFile(path.join(work, 'x/lib/modules/watchdog.list'), 'utf8')).split('\n').filter(Boolean).map((l) => l.split(' '));
+    const dogFiles = (d: string) => dogs.filter(([name]) => name === d).map(([, f]) => f!);
+    assert.deepEqual(dogFiles('i6300esb').map((f) => f.split('/').pop()), ['watchdog.ko', 'i6300esb.ko'], 'the core first, then the driver');
+    assert.deepEqual(dogFiles('softdog').map((f) => f.split('/').pop()), ['watchdog.ko', 'softdog.ko']);
+    for (const f of dogs.map(([, f]) => f!)) assert.ok(files.includes(`lib/modules/${kernel.release}/${f}`), `${f} in the initramfs`);
+    assert.equal(pos('i6300esb'), -1, 'not loaded on every boot');
+    assert.equal(pos('softdog'), -1);
 
     // The same from the image's squashfs, with Debian's merged /usr (lib → usr/lib).
     await mkdir(path.join(root, 'usr/lib'), { recursive: true });

@@ -187,3 +187,36 @@ test('after systemd-bless-boot committed a trial: darch-commit drops the stale f
   assert.equal(h.code, 1);
   assert.match(h.out, /rebooting so the counter runs down/);
 });
+
+test('darch-commit stops the watchdog the initramfs armed, on every successful path, and only then', async (t) => {
+  const s = await setup(t);
+  const run = path.join(s.dir, 'run');
+  await mkdir(run);
+  const dev = path.join(s.dir, 'watchdog0');
+  const arm = async () => {
+    await writeFile(dev, '');
+    await writeFile(path.join(run, 'watchdog'), `device=${dev}\nseconds=60\ndriver=i6300esb\n`);
+  };
+  const env = { DARCH_RUN_DIR: run };
+  // Not the pending trial (picked by hand during a trial): it passed its checks, so it is not reset.
+  await arm();
+  let r = await s.run('darch-commit', `darch_stageid=${C} darch.trial=1`, [], env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /not the pending trial[^]*watchdog .* is stopped/);
+  assert.equal(await readFile(dev, 'utf8'), 'V');
+  // The trial commits: the watchdog is stopped after the state is written.
+  await arm();
+  r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`, [], env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /is good: it is now the default\ndarch: the trial's watchdog \(.*watchdog0\) is stopped/);
+  assert.equal(await readFile(dev, 'utf8'), 'V');
+  assert.deepEqual(await readdir(run), []);
+  // A commit that fails leaves it running: the machine is reset and the counter runs down.
+  await arm();
+  await writeFile(path.join(s.storage.dir, 'grubenv'), 'garbage');
+  await writeFile(path.join(s.storage.dir, 'grubenv.bak'), 'garbage');
+  r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`, [], env);
+  assert.equal(r.code, 1);
+  assert.equal(await readFile(dev, 'utf8'), '', 'nothing written to the watchdog');
+  assert.deepEqual(await readdir(run), ['watchdog']);
+});

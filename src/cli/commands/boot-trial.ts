@@ -4,6 +4,7 @@
  * through --disk, so a trial can be armed before a machine's first boot.
  */
 import type { Command } from 'commander';
+import { disarmWatchdog, type ArmedWatchdog } from '../../boot/watchdog.js';
 import { usageError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
@@ -90,6 +91,8 @@ export interface StatusView {
   fellBackFrom: string | null;
   bad: string[];
   booted: (BootedInfo & { tags: string[] }) | null;
+  /** The watchdog this trial boot runs under until it commits (darch.watchdog=). */
+  watchdog: ArmedWatchdog | null;
   backend: 'grub' | 'systemd-boot';
   env: { where: string; source: string; primary: string; backup: string; problems: string[] };
 }
@@ -123,6 +126,7 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
     fellBackFrom: state.fellBackFrom ?? null,
     bad: state.bad,
     booted: booted ? { ...booted, tags: tagsOf(images, booted.stage) } : null,
+    watchdog: (await t.watchdog()) ?? null,
     backend,
     env:
       backend === 'grub'
@@ -142,6 +146,10 @@ function renderStatus(s: StatusView): string {
   if (s.booted) {
     const how = s.booted.trial ? 'trial boot' : s.booted.fellBack ? 'fell back from a trial' : 'normal boot';
     rows.push(['booted', s.booted.stage ?? '-', s.booted.tags.join(',') || '-', s.booted.stage ? how : 'not a darch image']);
+  }
+  if (s.watchdog) {
+    const secs = s.watchdog.seconds ? `${s.watchdog.seconds} s` : 'its default timeout';
+    rows.push(['watchdog', s.watchdog.device, s.watchdog.driver ?? '-', `armed (${secs}): reset unless \`darch boot mark-good\` runs`]);
   }
   let out = table(['', 'STAGED', 'TAGS', 'NOTE'], rows);
   out +=
@@ -174,11 +182,11 @@ async function change(c: Context, t: BootTarget, fn: (s: BootState, images: Know
   });
 }
 
-async function report(t: BootTarget, res: { transition: Transition; images: KnownImage[] }): Promise<void> {
+async function report(t: BootTarget, res: { transition: Transition; images: KnownImage[] }, extra: Record<string, unknown> = {}): Promise<void> {
   const { transition: tr } = res;
   if (tr.changed) ui.success(tr.message);
   else ui.info(tr.message);
-  await emit({ changed: tr.changed, message: tr.message, status: await statusOf(t) }, () => undefined);
+  await emit({ changed: tr.changed, message: tr.message, ...extra, status: await statusOf(t) }, () => undefined);
 }
 
 function parseTries(v: string): number {
@@ -241,7 +249,13 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
     const booted = t.kind === 'disk' ? 'outside' : await t.booted();
-    await report(t, await change(c, t, (s) => markGood(s, booted ?? { trial: false, fellBack: false })));
+    const res = await change(c, t, (s) => markGood(s, booted ?? { trial: false, fellBack: false }));
+    // The boot proved itself (or was picked by hand during a trial): its watchdog, if the
+    // initramfs armed one, must not reset it now.
+    const wd = t.kind === 'disk' ? undefined : await disarmWatchdog(c.paths.root);
+    if (wd?.stopped) ui.info(`the trial's watchdog (${wd.stopped.device}) is stopped`);
+    if (wd?.error) ui.warn(`${wd.error}: the machine will be reset`);
+    await report(t, res, wd ? { watchdog: wd.stopped ? { stopped: true, ...wd.stopped } : { stopped: false, error: wd.error } } : {});
   });
 
   diskOption(
