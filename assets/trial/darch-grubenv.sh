@@ -107,8 +107,17 @@ darch_is_trial_boot() {
 # device stops it. Prints what it did; fails only when the watchdog could not be stopped.
 darch_disarm_watchdog() {
 	_wd="${DARCH_RUN_DIR:-/run/darch}/watchdog"
-	[ -f "$_wd" ] || return 0
-	_dev=$(sed -n 's/^device=//p' "$_wd")
+	if [ -f "$_wd" ]; then
+		_dev=$(sed -n 's/^device=//p' "$_wd")
+	else
+		# The record is gone when the image mounted a fresh /run over the one the initramfs
+		# handed on (many rcS scripts do): the command line says whether one was armed.
+		_secs=$(darch_cmdline | tr ' ' '\n' | sed -n 's/^darch\.watchdog=//p' | tail -n 1)
+		case "$_secs" in '' | 0 | *[!0-9]*) return 0 ;; esac
+		darch_says_trial || return 0
+		_dev="${DARCH_WATCHDOG_DEV:-/dev/watchdog0}"
+		[ -e "$_dev" ] || return 0
+	fi
 	if [ -n "$_dev" ] && printf 'V' >"$_dev" 2>/dev/null; then
 		rm -f "$_wd"
 		echo "darch: the trial's watchdog ($_dev) is stopped"

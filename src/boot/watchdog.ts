@@ -4,8 +4,9 @@
  * and the boot loader's counter runs down. Writing 'V' before closing a watchdog device is
  * the kernel's "magic close": it stops the timer instead of leaving it running.
  */
-import { open, readFile, rm } from 'node:fs/promises';
+import { access, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { cmdlineParam } from '../stage/protect.js';
 
 export interface ArmedWatchdog {
   device: string;
@@ -36,8 +37,8 @@ export async function armedWatchdog(root: string): Promise<ArmedWatchdog | undef
  * an error message when the device could not be stopped (another program holds it: systemd
  * with RuntimeWatchdogSec= then keeps it fed itself).
  */
-export async function disarmWatchdog(root: string): Promise<{ stopped?: ArmedWatchdog; error?: string } | undefined> {
-  const wd = await armedWatchdog(root);
+export async function disarmWatchdog(root: string, cmdline: string): Promise<{ stopped?: ArmedWatchdog; error?: string } | undefined> {
+  const wd = (await armedWatchdog(root)) ?? (await impliedWatchdog(root, cmdline));
   if (!wd) return undefined;
   try {
     const fh = await open(wd.device, 'w');
@@ -51,4 +52,15 @@ export async function disarmWatchdog(root: string): Promise<{ stopped?: ArmedWat
   }
   await rm(watchdogRecord(root), { force: true });
   return { stopped: wd };
+}
+
+/**
+ * Without its record (an image that mounts a fresh /run hides the one the initramfs handed
+ * on), a trial boot with darch.watchdog= on its command line has /dev/watchdog0 running.
+ */
+async function impliedWatchdog(root: string, cmdline: string): Promise<ArmedWatchdog | undefined> {
+  const seconds = Number(cmdlineParam(cmdline, 'darch.watchdog'));
+  if (!(seconds > 0) || !` ${cmdline.trim()} `.includes(' darch.trial=1 ')) return undefined;
+  const device = path.join(root, 'dev/watchdog0');
+  return access(device).then(() => ({ device, seconds }), () => undefined);
 }

@@ -162,6 +162,16 @@ test('a trial boot under a watchdog: status shows it, mark-good stops it (magic 
   assert.equal(good.json().status.watchdog, null);
   assert.match(good.stderr, /the trial's watchdog \(\S+watchdog0\) is stopped/);
 
+  // No record (the image mounted a fresh /run): the command line says a watchdog was armed.
+  await darchOk(['boot', 'try', 'os:a', '--force'], { root: m.root });
+  const devDir = path.join(m.root, 'dev');
+  await mkdir(devDir, { recursive: true });
+  await writeFile(path.join(devDir, 'watchdog0'), '');
+  const implied = await darchOk(['boot', 'mark-good', '--json'], { root: m.root, env: await m.cmdline(`darch_stageid=${A} darch.trial=1 darch.watchdog=60`) });
+  assert.equal(implied.json().changed, true);
+  assert.equal(implied.json().watchdog.stopped, true);
+  assert.equal(await readFile(path.join(devDir, 'watchdog0'), 'utf8'), 'V');
+
   // A device that cannot be opened: the commit stands, the user is told the machine will be reset.
   await writeFile(record, `device=${path.join(m.root, 'no/such/watchdog')}\nseconds=60\n`);
   const again = await darchOk(['boot', 'mark-good'], { root: m.root, env });

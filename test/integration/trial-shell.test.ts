@@ -211,6 +211,13 @@ test('darch-commit stops the watchdog the initramfs armed, on every successful p
   assert.match(r.out, /is good: it is now the default\ndarch: the trial's watchdog \(.*watchdog0\) is stopped/);
   assert.equal(await readFile(dev, 'utf8'), 'V');
   assert.deepEqual(await readdir(run), []);
+  // The image mounted a fresh /run over the record: the command line says one was armed.
+  await writeFile(dev, '');
+  await saveState(s.storage, { ...emptyState(), default: A, trial: B, tries: 2 });
+  r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1 darch.watchdog=45`, [], { ...env, DARCH_WATCHDOG_DEV: dev });
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /watchdog .* is stopped/);
+  assert.equal(await readFile(dev, 'utf8'), 'V');
   // A commit that fails leaves it running: the machine is reset and the counter runs down.
   await arm();
   await writeFile(path.join(s.storage.dir, 'grubenv'), 'garbage');

@@ -10,7 +10,7 @@ import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { resolvePaths } from '../../lib/paths.js';
 import { loadConfig } from '../../lib/config.js';
-import { addProtectionSource } from '../../stage/protect.js';
+import { addProtectionSource, readCmdline } from '../../stage/protect.js';
 import { MAX_TRIES } from '../../boot/grubscript.js';
 import {
   armTrial, loadState, markBad, markGood, rollback, saveState, setDefault,
@@ -252,7 +252,7 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
     const res = await change(c, t, (s) => markGood(s, booted ?? { trial: false, fellBack: false }));
     // The boot proved itself (or was picked by hand during a trial): its watchdog, if the
     // initramfs armed one, must not reset it now.
-    const wd = t.kind === 'disk' ? undefined : await disarmWatchdog(c.paths.root);
+    const wd = t.kind === 'disk' ? undefined : await disarmWatchdog(c.paths.root, await readCmdline());
     if (wd?.stopped) ui.info(`the trial's watchdog (${wd.stopped.device}) is stopped`);
     if (wd?.error) ui.warn(`${wd.error}: the machine will be reset`);
     await report(t, res, wd ? { watchdog: wd.stopped ? { stopped: true, ...wd.stopped } : { stopped: false, error: wd.error } } : {});
