@@ -107,9 +107,10 @@ darch_wait_device() {
 	done
 }
 
-# Watchdog drivers tried in this order (ACPI's, Intel's, AMD's, qemu's); softdog (which
-# catches hung user space, not a hung kernel) only when none of them gives a device.
-DARCH_WATCHDOG_DRIVERS="wdat_wdt iTCO_wdt sp5100_tco i6300esb"
+# Watchdog drivers tried in this order: qemu's i6300esb first (a VM has one only when its
+# owner added it, and then it is the one meant), then ACPI's, Intel's and AMD's; softdog
+# (which catches hung user space, not a hung kernel) only when none of them gives a device.
+DARCH_WATCHDOG_DRIVERS="i6300esb wdat_wdt iTCO_wdt sp5100_tco"
 
 # Load watchdog driver $1 with the timeout $2: from darch's initramfs (watchdog.list: lines
 # "<driver> <module file>", its dependencies first), else with modprobe, from the mounted

@@ -21,14 +21,15 @@ export const WANTED_MODULES = [
 
 /**
  * Carried but not loaded at boot: darch-lib.sh loads one, with its timeout as a module
- * parameter, only on a trial boot with darch.watchdog= (docs/TRIAL-BOOTS.md). ACPI's,
- * Intel's (lpc_ich creates the device iTCO_wdt drives), AMD's, qemu's, then softdog.
+ * parameter, only on a trial boot with darch.watchdog= (docs/TRIAL-BOOTS.md), in
+ * DARCH_WATCHDOG_DRIVERS' order: qemu's, ACPI's, Intel's (lpc_ich creates the device
+ * iTCO_wdt drives), AMD's, then softdog.
  */
 export const WATCHDOG_DRIVERS: Record<string, string[]> = {
+  i6300esb: ['i6300esb'],
   wdat_wdt: ['wdat_wdt'],
   iTCO_wdt: ['lpc_ich', 'iTCO_wdt'],
   sp5100_tco: ['sp5100_tco'],
-  i6300esb: ['i6300esb'],
   softdog: ['softdog'],
 };
 

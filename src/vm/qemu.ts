@@ -118,9 +118,10 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
     '-drive', `if=pflash,format=raw,file=${vars}`,
     '-drive', `file=${opts.disk},format=raw,if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
-    // A hardware watchdog, as most real machines have: trial boots with darch.watchdog=
-    // arm it, and qemu resets the guest when it fires (its default action).
-    '-device', 'i6300esb',
+    // q35's ICH9 has Intel's TCO watchdog (iTCO_wdt), but qemu straps it "no reboot" by
+    // default: unstrapped, trial boots with darch.watchdog= are reset when it fires, as on
+    // a real Intel machine.
+    '-global', 'ICH9-LPC.noreboot=off',
     ...(opts.network ? ['-nic', 'user,model=virtio-net-pci'] : ['-nic', 'none']),
     ...(opts.noReboot ? ['-no-reboot'] : []),
     ...(opts.extraArgs ?? []),

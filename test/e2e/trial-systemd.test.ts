@@ -27,13 +27,13 @@ const REPORT =
   '[Unit]\nDescription=report the boot to the test console\nAfter=darch-mark-good.service boot-complete.target\n' +
   '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); ' +
   'c=$(journalctl -b -o cat -u darch-mark-good.service | grep "^darch" | tr "\\n" "|"); w=$(cat /sys/class/watchdog/watchdog0/state 2>/dev/null || echo none); ' +
-  'echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) wd=$w commit=[$c] cmdline=$(cat /proc/cmdline)" >/dev/ttyS0\'\n' +
+  'echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) wd=$w commit=[$c] cmdline=$(cat /proc/cmdline) END" >/dev/ttyS0\'\n' +
   '[Install]\nWantedBy=multi-user.target\n';
-const REPORT_LINE = /DARCH-REPORT: state=(\w+) good=(\S+) bless=(\S+) wd=(\S+) commit=\[([^\]]*)\] cmdline=(.*)/;
-/** Trial boots arm qemu's i6300esb from the initramfs-tools script; systemd under TCG needs minutes. */
-const WATCHDOG = 'darch.watchdog=900';
+const REPORT_LINE = /DARCH-REPORT: state=(\w+) good=(\S+) bless=(\S+) wd=(\S+) commit=\[([^\]]*)\] cmdline=(.*) END$/m;
+/** Trial boots arm q35's iTCO (at most 613 s) from the initramfs-tools script; systemd under TCG needs minutes. */
+const WATCHDOG = 'darch.watchdog=600';
 /** systemd-bless-boot finds the ESP only where it is mounted (/efi, /boot, /boot/efi); darch disks label it DARCHESP. */
-const FSTAB_ESP = 'LABEL=DARCHESP /efi vfat umask=0077,nofail,x-systemd.device-timeout=30s 0 2\n';
+const FSTAB_ESP = 'LABEL=DARCHESP /efi vfat umask=0077,nofail,x-systemd.device-timeout=30s,x-systemd.before=systemd-bless-boot.service 0 2\n';
 
 let root: string;
 let work: string;

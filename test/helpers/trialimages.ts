@@ -15,8 +15,9 @@ import { SerialVm } from './serialvm.js';
 export const BOOTED = 'TRIAL-BOOTED';
 
 // no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and panic.
-// darch.watchdog: trial boots run under qemu's i6300esb, which resets a trial that does not
-// commit within that many seconds (a good one commits in about 10 s under TCG).
+// darch.watchdog: trial boots run under the VM's watchdog (q35's iTCO, or an i6300esb when
+// added), which resets a trial that does not commit in time (a good one commits in about
+// 10 s under TCG; the TCO counts the timeout down twice before it resets).
 export const WATCHDOG_SECONDS = 45;
 export const TRIAL_KARGS = `console=ttyS0,115200 loglevel=3 panic=2 no_timer_check darch.watchdog=${WATCHDOG_SECONDS}`;
 
@@ -84,8 +85,8 @@ export interface TrialBoot {
  * Boot until `count` boots happened and the last one reached userspace. Nothing here resets
  * the VM: a hung trial is reset by the guest's own watchdog (darch.watchdog=, i6300esb).
  */
-export async function trialBoots(name: string, disk: string, count: number): Promise<TrialBoot[]> {
-  const vm = await SerialVm.start({ name, disk, memoryMiB: 512 });
+export async function trialBoots(name: string, disk: string, count: number, extraArgs: string[] = []): Promise<TrialBoot[]> {
+  const vm = await SerialVm.start({ name, disk, memoryMiB: 512, extraArgs });
   const deadline = Date.now() + count * 120_000;
   try {
     for (;;) {
