@@ -85,4 +85,3 @@ export async function openLayer(store: ImageStore, layer: Descriptor, index: num
     },
   };
 }
-

@@ -461,7 +461,6 @@ export class ImageStore {
     return { removed, bytesFreed: removed.reduce((a, b) => a + b.size, 0), tempFilesRemoved };
   }
 
-  /** Re-hash every blob; report corrupt, missing and unreadable ones with the refs that need them. */
   /** What a stored blob hashes to now (a blob is renamed into place only after hashing; disks rot). */
   async hashBlob(digest: string): Promise<{ digest: Digest; size: number }> {
     const hasher = new HashStream();
@@ -471,6 +470,7 @@ export class ImageStore {
     return { digest: hasher.digest(), size: hasher.size };
   }
 
+  /** Re-hash every blob; report corrupt, missing and unreadable ones with the refs that need them. */
   async verify(onBlob?: (digest: string, size: number) => void): Promise<VerifyReport> {
     const { blobs: reach, missing } = await this.reachable();
     const problems: VerifyProblem[] = [];
