@@ -108,14 +108,17 @@ interface NamedBoot {
 }
 
 /** Reads a small file of the image by its entry key (default: a targeted pass over its layer). */
-export type ImageFileReader = (key: number, max: number) => Promise<Buffer>;
+export type ImageFileReader = (key: number) => Promise<Buffer>;
+
+/** image.json is a few lines; the index knows its size before anything is read. */
+const MAX_IMAGE_JSON = 1024 * 1024;
 
 export async function findBootFiles(
   store: ImageStore,
   index: FlatIndex,
   labels: Record<string, string> = {},
   imageName = 'the image',
-  read: ImageFileReader = (key, max) => readImageFile(store, index, key, max),
+  read: ImageFileReader = (key) => readImageFile(store, index, key, MAX_IMAGE_JSON),
 ): Promise<BootFiles> {
   const named = async (n: NamedBoot, from: string): Promise<BootFiles | undefined> => {
     if (!n.kernel) return undefined;
@@ -150,7 +153,8 @@ export async function findBootFiles(
   if (ij?.type === 'file' && ij.key !== undefined) {
     let doc: NamedBoot;
     try {
-      doc = JSON.parse((await read(ij.key, 1024 * 1024)).toString('utf8')) as NamedBoot;
+      if ((ij.size ?? 0) > MAX_IMAGE_JSON) throw new Error(`${IMAGE_JSON_PATH} is ${ij.size} bytes, too large`);
+      doc = JSON.parse((await read(ij.key)).toString('utf8')) as NamedBoot;
       if (!doc || typeof doc !== 'object') throw new Error('not an object');
     } catch (err) {
       throw new DarchError('E_BAD_IMAGE', `${imageName}: ${IMAGE_JSON_PATH} is not valid JSON (${(err as Error).message})`, {

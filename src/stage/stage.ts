@@ -208,11 +208,8 @@ async function writeOnePass(
     if (p === undefined) throw new DarchError('E_INTERNAL', `entry ${key} was not written to the squashfs`);
     return p;
   };
-  const boot = await findBootFiles(imageStore, done.index, labels, sourceName, async (key, max) => {
-    const b = await readFromSquashfs(rootfs, inner(key));
-    if (b.length > max) throw new DarchError('E_BAD_IMAGE', `${inner(key)} is ${b.length} bytes, too large`);
-    return b;
-  });
+  // findBootFiles checks the size from the index before it asks for the bytes.
+  const boot = await findBootFiles(imageStore, done.index, labels, sourceName, (key) => readFromSquashfs(rootfs, inner(key)));
   await copyFromSquashfs(rootfs, inner(boot.kernel.key), path.join(work, KERNEL_FILE), sq.signal);
   if (boot.initramfs) await copyFromSquashfs(rootfs, inner(boot.initramfs.key), path.join(work, INITRD_FILE), sq.signal);
   return { index: done.index, stats: done.index.stats(), boot, passes: 1 };

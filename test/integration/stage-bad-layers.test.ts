@@ -19,6 +19,9 @@ const KERNEL = [
   { name: 'etc/hostname', content: 'good\n' },
 ];
 
+/** Where darch looks for an image's image.json (src/stage/kernel.ts IMAGE_JSON_PATH). */
+const IMAGE_JSON_NAME = 'usr/lib/darch/image.json';
+
 const ls = (dir: string) => readdir(dir).catch(() => [] as string[]);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -65,6 +68,7 @@ describe('stage: damaged and malformed layers', () => {
     await image('dangling', [{ name: 'srv/link', type: 'link', linkname: 'srv/nowhere' }]);
     await image('truncated', [{ name: 'srv/big', content: 'x'.repeat(200_000) }], 'none');
     await image('flipped', [{ name: 'srv/data', content: 'y'.repeat(100_000) }]);
+    await image('hugejson', [{ name: IMAGE_JSON_NAME, content: `{"kernel":"vmlinuz-6.1.0-test"}${' '.repeat(2 * 1024 * 1024)}` }]);
     // Intact in the store (the digest matches) but not a tar archive at all.
     const junk = path.join(work, 'junk.tar');
     await writeFile(junk, Buffer.alloc(4096, 'not a tar header '));
@@ -117,6 +121,13 @@ describe('stage: damaged and malformed layers', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /error: layer 2 does not match its digest sha256:[0-9a-f]{64}: the image store was damaged after import/);
       assert.match(r.stderr, /hint: run `darch images verify`/);
+      await assertNothingStaged(r.stderr);
+    });
+
+    it(`refuses an image.json too large to be one, before reading it, ${how}`, async () => {
+      const r = await darch(['stage', 'upload', ...mode, 'hugejson:1'], { root });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /error: .*image\.json is not valid JSON \(.*image\.json is 20971\d\d bytes, too large\)/);
       await assertNothingStaged(r.stderr);
     });
 
