@@ -116,13 +116,15 @@ describe('stage: damaged and malformed layers', () => {
       await assertNothingStaged(r.stderr);
     });
 
-    it(`refuses a layer blob cut short after import ${how}`, async () => {
-      const r = await darch(['stage', 'upload', ...mode, 'truncated:1'], { root });
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /error: layer 2 does not match its digest sha256:[0-9a-f]{64}: the image store was damaged after import/);
-      assert.match(r.stderr, /hint: run `darch images verify`/);
-      await assertNothingStaged(r.stderr);
-    });
+    for (const [damage, tag] of [['cut short', 'truncated:1'], ['with a flipped byte', 'flipped:1']] as const) {
+      it(`refuses a layer blob ${damage} after import ${how}`, async () => {
+        const r = await darch(['stage', 'upload', ...mode, tag], { root });
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /error: layer 2 does not match its digest sha256:[0-9a-f]{64}: the image store was damaged after import/);
+        assert.match(r.stderr, /hint: run `darch images verify`/);
+        await assertNothingStaged(r.stderr);
+      });
+    }
 
     it(`refuses an image.json too large to be one, before reading it, ${how}`, async () => {
       const r = await darch(['stage', 'upload', ...mode, 'hugejson:1'], { root });
@@ -136,14 +138,6 @@ describe('stage: damaged and malformed layers', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /error: layer 2 \(sha256:[0-9a-f]{64}\): invalid tar header at byte 0/);
       assert.match(r.stderr, /hint: the layer is not a valid tar archive/);
-      await assertNothingStaged(r.stderr);
-    });
-
-    it(`refuses a layer blob with a flipped byte ${how}`, async () => {
-      const r = await darch(['stage', 'upload', ...mode, 'flipped:1'], { root });
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /error: layer 2 does not match its digest sha256:[0-9a-f]{64}: the image store was damaged after import/);
-      assert.match(r.stderr, /hint: run `darch images verify`/);
       await assertNothingStaged(r.stderr);
     });
   }
