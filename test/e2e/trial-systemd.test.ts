@@ -23,11 +23,13 @@ import { stageTree, stageVariant } from '../helpers/staged.js';
 const HEALTH = '#!/bin/sh\n# fails when the kernel command line asks it to\nif grep -q darch.test=health-fail /proc/cmdline; then echo "test check: failing on purpose"; exit 1; fi\nexit 0\n';
 // bless: systemd-bless-boot.service (pulled in only when systemd-boot booted a counted entry);
 // commit: what darch-commit said (darch-mark-good.service runs it, the image has no darch CLI).
+// printf, not dash's echo: systemd-boot's command line has initrd=\darch\<id>\initrd, and echo
+// turns "\n…" into a line break and "\c…" into the end of the line ("%%" is systemd's "%").
 const REPORT =
   '[Unit]\nDescription=report the boot to the test console\nAfter=darch-mark-good.service boot-complete.target\n' +
   '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); ' +
   'c=$(journalctl -b -o cat -u darch-mark-good.service | grep "^darch" | tr "\\n" "|"); w=$(cat /sys/class/watchdog/watchdog0/state 2>/dev/null || echo none); ' +
-  'echo "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) wd=$w commit=[$c] cmdline=$(cat /proc/cmdline) END" >/dev/ttyS0\'\n' +
+  'printf "%%s\\n" "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) wd=$w commit=[$c] cmdline=$(cat /proc/cmdline) END" >/dev/ttyS0\'\n' +
   '[Install]\nWantedBy=multi-user.target\n';
 const REPORT_LINE = /DARCH-REPORT: state=(\w+) good=(\S+) bless=(\S+) wd=(\S+) commit=\[([^\]]*)\] cmdline=(.*) END$/m;
 /** Trial boots arm q35's iTCO (at most 613 s) from the initramfs-tools script; systemd under TCG needs minutes. */
