@@ -9,7 +9,8 @@
  * case arms B as a trial on a copy of one disk (`darch boot try --disk`) and reads every
  * boot from the serial console. Every trial boot runs under the q35 machine's Intel TCO
  * watchdog (iTCO_wdt), which darch's initramfs arms (darch.watchdog=) and only a commit
- * stops: it is what resets the hung trial; nothing in the harness does. The health-check case uses 3 tries, the other
+ * stops: it is what resets the hung trial; nothing in the harness does. The hang is booted
+ * once more on the i440fx machine, which has no watchdog: there softdog resets it. The health-check case uses 3 tries, the other
  * failures 1 try (the cheapest variant: the counting itself is covered in trial-grub.test.ts).
  */
 import assert from 'node:assert/strict';
@@ -58,8 +59,8 @@ describe('trial boots of real kernels with automatic fallback', () => {
     return Object.entries(ids).find(([, v]) => v === id)?.[0] ?? `unknown(${id ?? 'no entry loaded'})`;
   }
 
-  async function boots(name: string, d: string, count: number): Promise<Boot[]> {
-    return (await trialBoots(name, d, count)).map((b) => ({ ...b, image: imageOf(b.text) }));
+  async function boots(name: string, d: string, count: number, qemuArgs: string[] = []): Promise<Boot[]> {
+    return (await trialBoots(name, d, count, qemuArgs)).map((b) => ({ ...b, image: imageOf(b.text) }));
   }
 
   async function status(d: string): Promise<any> {
@@ -67,10 +68,11 @@ describe('trial boots of real kernels with automatic fallback', () => {
   }
 
   /** A bad trial: `tries` boots of it, then A with the fallback flag; B is bad and not tried again. */
-  async function assertFallsBack(variant: string, tries: number, perBoot: (b: Boot) => void): Promise<void> {
-    const d = await diskCopy(variant);
+  async function assertFallsBack(variant: string, tries: number, perBoot: (b: Boot) => void, vm: { name?: string; qemuArgs?: string[] } = {}): Promise<void> {
+    const name = vm.name ?? variant;
+    const d = await diskCopy(name);
     await darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d]);
-    const list = await boots(`trial-linux-${variant}`, d, tries + 1);
+    const list = await boots(`trial-linux-${name}`, d, tries + 1, vm.qemuArgs);
     assert.deepEqual(list.map((b) => b.image), [...Array(tries).fill(variant), 'a'], `boot order for ${variant}`);
     for (const b of list.slice(0, tries)) perBoot(b);
     assert.deepEqual(list[tries]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: true });
@@ -129,6 +131,13 @@ describe('trial boots of real kernels with automatic fallback', () => {
 
   it('a hang is reset by the hardware watchdog the trial runs under, and falls back to A', async () => {
     await assertFallsBack('hang', 1, (b) => assert.match(b.text, /trial boot: watchdog armed \(iTCO_wdt[^]*TRIAL-TEST: hang/));
+  });
+
+  it('on a machine with no hardware watchdog (i440fx) softdog resets the hang, and it falls back to A', async () => {
+    await assertFallsBack('hang', 1, (b) => {
+      assert.match(b.text, new RegExp(`trial boot: watchdog armed \\(softdog, ${WATCHDOG_SECONDS}s\\)[^]*TRIAL-TEST: hang`));
+      assert.match(b.text, /softdog: Initiating system reboot/, 'the reset came from softdog');
+    }, { name: 'hang-softdog', qemuArgs: ['-machine', 'pc'] });
   });
 
   it('a corrupted environment block still boots A', async () => {
