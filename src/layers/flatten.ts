@@ -19,7 +19,8 @@
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { DarchError } from '../lib/errors.js';
+import { finished } from 'node:stream/promises';
+import { DarchError, fsError } from '../lib/errors.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
 import { openLayer } from './open.js';
@@ -119,7 +120,7 @@ const PASS_THROUGH = new Set(['E_STORE_CORRUPT', 'E_BLOB_MISSING', 'E_SINGLE_PAS
  */
 export async function layerFailure(store: ImageStore, err: unknown, layer: Descriptor, index: number): Promise<unknown> {
   if ((err as Error)?.name === 'AbortError') return err;
-  if (err instanceof DarchError && PASS_THROUGH.has(err.code)) return err;
+  if (err instanceof DarchError && (PASS_THROUGH.has(err.code) || err.code.startsWith('E_FS_'))) return err;
   const now = await store.hashBlob(layer.digest).catch(() => undefined);
   if (now?.digest !== layer.digest) {
     return new DarchError('E_STORE_CORRUPT', `layer ${index + 1} does not match its digest ${layer.digest}: the image store was damaged after import`, {
@@ -438,6 +439,31 @@ export function fitHeader(h: TarHeader, name: string): TarHeader {
   return { ...h, name };
 }
 
+/**
+ * A file copied out of the stream on the way (the kernel and initramfs). Its failures (a
+ * full disk) are the file system's, not the layer's: they carry E_FS_* and are not blamed
+ * on the image, and a stream that failed is never waited on again (a closed stream emits
+ * no more events).
+ */
+function captureStream(dest: string): { write(chunk: Buffer): Promise<void>; close(): Promise<void>; abandon(): void } {
+  const ws: WriteStream = createWriteStream(dest, { flags: 'wx', mode: 0o644, flush: true });
+  ws.on('error', () => undefined); // reported by write() and close() through ws.errored / finished()
+  const failed = (err: unknown) => fsError(err, `cannot write ${dest}`);
+  return {
+    async write(chunk) {
+      if (ws.errored) throw failed(ws.errored);
+      if (!ws.write(chunk)) await once(ws, 'drain').catch((err: unknown) => Promise.reject(failed(err)));
+    },
+    async close() {
+      ws.end();
+      await finished(ws).catch((err: unknown) => Promise.reject(failed(ws.errored ?? err)));
+    },
+    abandon() {
+      if (!ws.closed) ws.destroy();
+    },
+  };
+}
+
 async function* flattenedChunks(store: ImageStore, index: FlatIndex, opts: StreamOptions): AsyncGenerator<Buffer> {
   const plan = index.emissionPlan();
   const emit = (b: Buffer): Buffer => {
@@ -463,27 +489,20 @@ async function* flattenedChunks(store: ImageStore, index: FlatIndex, opts: Strea
         if (!paths) continue;
         const [first, ...others] = paths as [string, ...string[]];
         yield emit(encodeHeader(fitHeader(header, first)));
-        if (header.type === 'file' && header.size > 0) {
-          const dest = opts.capture?.get(key);
-          let ws: WriteStream | undefined;
-          if (dest) ws = createWriteStream(dest, { flags: 'wx', mode: 0o644, flush: true });
-          try {
+        const dest = header.type === 'file' ? opts.capture?.get(key) : undefined;
+        const ws = dest ? captureStream(dest) : undefined;
+        try {
+          if (header.type === 'file' && header.size > 0) {
             for await (const chunk of body()) {
-              if (ws && !ws.write(chunk)) await once(ws, 'drain');
+              if (ws) await ws.write(chunk);
               yield emit(chunk);
             }
-          } finally {
-            if (ws) {
-              ws.end();
-              await once(ws, 'close');
-            }
+            const padding = bodyPadding(header.size);
+            if (padding.length) yield emit(padding);
           }
-          const padding = bodyPadding(header.size);
-          if (padding.length) yield emit(padding);
-        } else if (header.type === 'file' && opts.capture?.get(key)) {
-          const ws = createWriteStream(opts.capture.get(key)!, { flags: 'wx', mode: 0o644 });
-          ws.end();
-          await once(ws, 'close');
+          await ws?.close();
+        } finally {
+          ws?.abandon();
         }
         for (const p of others) {
           yield emit(encodeHeader({ ...header, name: p, type: 'link', linkname: first, size: 0, xattrs: undefined }));

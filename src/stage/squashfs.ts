@@ -78,16 +78,23 @@ export async function writeSquashfs(tar: Readable, out: string, opts: SquashfsOp
   if (exit.status === 'rejected') throw exit.reason;
   const res = exit.value;
   if (res.code !== 0 || res.signal) {
-    if (/No space left on device/i.test(stderr)) {
-      throw new DarchError('E_NO_SPACE', `the stage file system filled up while writing ${out}`, {
-        hint: 'free space (`darch stage clean`, `darch stage remove`) or lower stage.keep, then retry; nothing was staged',
-      });
-    }
+    if (filledUp(stderr)) throw filledUpError(`writing ${out}`);
     if (feed.status === 'rejected' && feed.reason instanceof DarchError) throw feed.reason;
     if (opts.signal?.aborted) throw new DarchError('E_ABORTED', 'interrupted', { exitCode: 130 });
     throw commandFailed(cmd, args, { ...res, stderr });
   }
   if (feed.status === 'rejected') throw feed.reason;
+}
+
+/** The squashfs tools report a full disk only in their messages. */
+function filledUp(stderr: string): boolean {
+  return /No space left on device/i.test(stderr);
+}
+
+function filledUpError(doing: string): DarchError {
+  return new DarchError('E_NO_SPACE', `the stage file system filled up while ${doing}`, {
+    hint: 'free space (`darch stage clean`, `darch stage remove`) or lower stage.keep, then retry; nothing was staged',
+  });
 }
 
 /**
@@ -104,7 +111,7 @@ export async function copyFromSquashfs(image: string, inner: string, out: string
       stderr = (stderr + b.toString()).slice(-4096);
     });
     const res = await waitChild(child, 'rdsquashfs');
-    if (res.code !== 0 || res.signal) throw commandFailed('rdsquashfs', args, { ...res, stderr });
+    if (res.code !== 0 || res.signal) throw filledUp(stderr) ? filledUpError(`copying /${inner} to ${out}`) : commandFailed('rdsquashfs', args, { ...res, stderr });
     await fh.sync();
   } finally {
     await fh.close();

@@ -210,6 +210,9 @@ async function writeOnePass(
   };
   // findBootFiles checks the size from the index before it asks for the bytes.
   const boot = await findBootFiles(imageStore, done.index, labels, sourceName, (key) => readFromSquashfs(rootfs, inner(key)));
+  // The estimate before the pass could not count them: a kernel and initramfs compress to
+  // little in the layers but are copied out whole.
+  await ensureFreeSpace(work, boot.kernel.size + (boot.initramfs?.size ?? 0), `the kernel and initramfs of ${sourceName}`);
   await copyFromSquashfs(rootfs, inner(boot.kernel.key), path.join(work, KERNEL_FILE), sq.signal);
   if (boot.initramfs) await copyFromSquashfs(rootfs, inner(boot.initramfs.key), path.join(work, INITRD_FILE), sq.signal);
   return { index: done.index, stats: done.index.stats(), boot, passes: 1 };
@@ -275,7 +278,11 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       const sqOpts = { writer, compressor, blockSize, signal: opts.signal };
       let written = onePass ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts) : undefined;
       if (!written) {
-        twoPass ??= await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
+        if (!twoPass) {
+          twoPass = await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
+          // One pass gave up: now the index says how much the two passes will write.
+          await ensureFreeSpace(work, twoPass.estimate, `staging ${sourceName}`);
+        }
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
         written = { ...twoPass, passes: 2 };
       }

@@ -9,10 +9,14 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import tar from 'tar-stream';
+import { indexLayers, streamFlattened } from '../../src/layers/flatten.js';
 import { resolvePaths } from '../../src/lib/paths.js';
+import { copyFromSquashfs } from '../../src/stage/squashfs.js';
 import { ImageStore } from '../../src/oci/store.js';
 import { stageImage, type StageStep } from '../../src/stage/stage.js';
 import { StageStore } from '../../src/stage/store.js';
@@ -74,5 +78,49 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
     assert.deepEqual(await readdir(stage.liveDir), before);
     assert.deepEqual(await readdir(stage.tmpDir), []);
     await assert.rejects(stage.get('api:2'), /not staged/);
+  });
+
+  it('a disk that fills while the kernel is copied out is the file system\'s error, not the layer\'s, in either pass, and stops the stream', async (t) => {
+    const t2 = path.join(work, 'big.tar');
+    const pack = tar.pack();
+    const done = pipeline(pack, createWriteStream(t2));
+    pack.entry({ name: 'boot/', type: 'directory', mode: 0o755 });
+    pack.entry({ name: 'boot/vmlinuz-6.1.0-1', mode: 0o644 }, Buffer.alloc(4 << 20));
+    pack.finalize();
+    await done;
+    await darchOk(['images', 'import', t2, 'big:1'], { root: path.join(work, 'root') });
+    const full = path.join(work, 'full');
+    await mkdir(full);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', full]);
+    } catch {
+      t.skip('cannot mount a tmpfs here (needs root)');
+      return;
+    }
+    try {
+      const image = await images.resolveImage('big:1');
+      const index = await indexLayers(images, image.manifest.layers);
+      const key = index.lookup('/boot/vmlinuz-6.1.0-1')!.key!;
+      const stream = streamFlattened(images, index, { capture: new Map([[key, path.join(full, 'vmlinuz')]]) });
+      const sink = new Writable({ write: (_c, _e, cb) => cb() });
+      // Before the fix the stream waited for a 'close' the failed file had already emitted: forever.
+      const hang = new Promise((_r, reject) => setTimeout(() => reject(new Error('the stream hung on the full disk')), 30_000).unref());
+      await assert.rejects(Promise.race([pipeline(stream, sink), hang]), (err: any) => {
+        assert.equal(err.code, 'E_FS_ENOSPC', String(err));
+        assert.match(err.message, /cannot write .*vmlinuz: ENOSPC/);
+        assert.match(err.hint, /the disk is full/);
+        return true;
+      });
+      // One pass copies the kernel out of the finished squashfs: rdsquashfs says "No space left".
+      const sq = path.join(work, 'big.squash');
+      execFileSync('tar2sqfs', ['--quiet', '--force', sq], { input: await readFile(t2) });
+      await assert.rejects(copyFromSquashfs(sq, 'boot/vmlinuz-6.1.0-1', path.join(full, 'vmlinuz-2')), (err: any) => {
+        assert.equal(err.code, 'E_NO_SPACE', String(err));
+        assert.match(err.message, /the stage file system filled up while copying \/boot\/vmlinuz-6\.1\.0-1 to /);
+        return true;
+      });
+    } finally {
+      execFileSync('umount', [full]);
+    }
   });
 });

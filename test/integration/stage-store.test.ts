@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { DARCH_BIN, darch, darchOk } from '../helpers/darch.js';
-import { writeOciLayout } from '../helpers/oci-layout.js';
+import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
 import { listFiles } from '../../src/stage/stage.js';
 
 type Spec = Record<string, string | Buffer | { symlink: string }>;
@@ -285,6 +285,50 @@ describe('stage: store, kernels, bundles and safety', () => {
       assert.equal(r.code, 1);
       assert.match(r.stderr, /error: not enough space for staging fat:1: about [\d.]+ MiB needed, [\d.]+ (MiB|KiB) free/);
       assert.match(r.stderr, /hint: free space/);
+      assert.deepEqual(await ls(path.join(staged(mnt), 'live')), []);
+      assert.deepEqual(await ls(path.join(staged(mnt), 'tmp')), []);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+
+  it('refuses before copying a kernel that will not fit, though its squashfs did, and re-checks when one pass falls back to two', async (t) => {
+    const mnt = await fresh();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
+    } catch {
+      t.skip('cannot mount a tmpfs here (needs root)');
+      return;
+    }
+    try {
+      // 8 MiB of zeros: a few KiB in the layer and in the squashfs, 8 MiB once copied out.
+      await importRootfs(mnt, 'bigkernel:1', { ...kernelOnly, 'boot/vmlinuz-6.1.0-1': Buffer.alloc(8 << 20) });
+      for (const passes of [[], ['--two-pass']]) {
+        const r = await darch(['stage', 'upload', 'bigkernel:1', ...passes], { root: mnt });
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /error: not enough space for .*bigkernel:1.*: about [\d.]+ MiB needed, [\d.]+ (MiB|KiB) free/, passes.join(' ') || 'one pass');
+        assert.deepEqual(await ls(path.join(staged(mnt), 'live')), []);
+        assert.deepEqual(await ls(path.join(staged(mnt), 'tmp')), []);
+      }
+      // One pass gives up on a hard link whose data an upper layer replaced; the two passes
+      // it falls back to are checked against the index before they write.
+      const kernel = '\0'.repeat(8 << 20);
+      const tars = await fresh();
+      await tarStreamLayer(path.join(tars, 'l1.tar'), [
+        { name: 'boot/', type: 'directory' },
+        { name: 'boot/vmlinuz-6.1.0-1', content: kernel },
+        { name: 'data/', type: 'directory' },
+        { name: 'data/target', content: 'original' },
+      ]);
+      await tarStreamLayer(path.join(tars, 'l2.tar'), [{ name: 'data/link', type: 'link', linkname: 'data/target' }]);
+      await tarStreamLayer(path.join(tars, 'l3.tar'), [{ name: 'data/target', content: 'replaced' }]);
+      const layout = path.join(tars, 'layout');
+      await writeOciLayout(layout, 'fallback', ['l1', 'l2', 'l3'].map((l) => ({ tar: path.join(tars, `${l}.tar`), compression: 'gzip' as const })));
+      await darchOk(['images', 'import', `oci:${layout}:fallback`, 'fallback:1'], { root: mnt });
+      const r = await darch(['-v', 'stage', 'upload', 'fallback:1'], { root: mnt });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /one pass cannot flatten this image.*; staging with two passes/);
+      assert.match(r.stderr, /error: not enough space for staging fallback:1: about [\d.]+ MiB needed, [\d.]+ (MiB|KiB) free/);
       assert.deepEqual(await ls(path.join(staged(mnt), 'live')), []);
       assert.deepEqual(await ls(path.join(staged(mnt), 'tmp')), []);
     } finally {
