@@ -3,12 +3,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, readFile, stat, truncate, writeFile, open, mkdir } from 'node:fs/promises';
+import { readdir, readFile, stat, truncate, writeFile, open } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
 import { makeRootfsTar, sh } from '../helpers/fixtures.js';
+import { withTmpfs } from '../helpers/tmpfs.js';
 
 const storeOf = (root: string) => path.join(root, 'var/lib/darch/images');
 
@@ -271,25 +272,19 @@ describe('darch images: bad input leaves the store as it was', () => {
   });
 
   test('a full disk: a clear error, and the store is as it was', async (t) => {
-    if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
     const work = await tempDir(t);
-    const root = path.join(work, 'small-disk');
-    await mkdir(root);
-    await sh('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', root]);
-    // Hooks run in order, and the temp dir's removal was registered first: unmount in the test itself.
-    const unmount = () => sh('umount', [root]).then(() => undefined, () => undefined);
-    t.after(unmount);
-    await darchOk(['demo', '--image-only'], { root });
-    const before = await snapshot(root);
-    const big = await makeRootfsTar(work, 'big', { randomBytes: 8 * 1024 * 1024 });
-    const r = await darch(['images', 'import', big, 'big:1'], { root });
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /error: .*(no space left|ENOSPC)/i);
-    assert.match(r.stderr, /hint: the disk is full/);
-    assert.equal(await snapshot(root), before);
-    assert.equal((await readdir(path.join(root, 'var/lib/darch/tmp'))).length, 0, 'the partial blob was removed');
-    await darchOk(['images', 'verify'], { root });
-    await unmount();
+    await withTmpfs(t, path.join(work, 'small-disk'), '4m', async (root) => {
+      await darchOk(['demo', '--image-only'], { root });
+      const before = await snapshot(root);
+      const big = await makeRootfsTar(work, 'big', { randomBytes: 8 * 1024 * 1024 });
+      const r = await darch(['images', 'import', big, 'big:1'], { root });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /error: .*(no space left|ENOSPC)/i);
+      assert.match(r.stderr, /hint: the disk is full/);
+      assert.equal(await snapshot(root), before);
+      assert.equal((await readdir(path.join(root, 'var/lib/darch/tmp'))).length, 0, 'the partial blob was removed');
+      await darchOk(['images', 'verify'], { root });
+    });
   });
 });
 

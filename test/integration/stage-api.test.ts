@@ -21,6 +21,7 @@ import { ImageStore } from '../../src/oci/store.js';
 import { stageImage, type StageStep } from '../../src/stage/stage.js';
 import { StageStore } from '../../src/stage/store.js';
 import { darchOk } from '../helpers/darch.js';
+import { withTmpfs } from '../helpers/tmpfs.js';
 
 describe('stage API: steps (the hook point for the initramfs and hooks)', () => {
   let work: string;
@@ -89,15 +90,7 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
     pack.finalize();
     await done;
     await darchOk(['images', 'import', t2, 'big:1'], { root: path.join(work, 'root') });
-    const full = path.join(work, 'full');
-    await mkdir(full);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', full]);
-    } catch {
-      t.skip('cannot mount a tmpfs here (needs root)');
-      return;
-    }
-    try {
+    await withTmpfs(t, path.join(work, 'full'), '1m', async (full) => {
       const image = await images.resolveImage('big:1');
       const index = await indexLayers(images, image.manifest.layers);
       const key = index.lookup('/boot/vmlinuz-6.1.0-1')!.key!;
@@ -119,8 +112,6 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
         assert.match(err.message, /the stage file system filled up while copying \/boot\/vmlinuz-6\.1\.0-1 to /);
         return true;
       });
-    } finally {
-      execFileSync('umount', [full]);
-    }
+    });
   });
 });

@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { DARCH_BIN, darch, darchOk } from '../helpers/darch.js';
 import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
+import { withTmpfs } from '../helpers/tmpfs.js';
 import { listFiles } from '../../src/stage/stage.js';
 
 type Spec = Record<string, string | Buffer | { symlink: string }>;
@@ -272,14 +273,7 @@ describe('stage: store, kernels, bundles and safety', () => {
   });
 
   it('refuses to stage when the stage file system is too small, with the numbers', async (t) => {
-    const mnt = await fresh();
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
-    } catch {
-      t.skip('cannot mount a tmpfs here (needs root)');
-      return;
-    }
-    try {
+    await withTmpfs(t, await fresh(), '6m', async (mnt) => {
       await importRootfs(mnt, 'fat:1', { ...kernelOnly, 'data/blob': randomBytes(3 << 20) });
       const r = await darch(['stage', 'upload', 'fat:1'], { root: mnt });
       assert.equal(r.code, 1);
@@ -287,20 +281,11 @@ describe('stage: store, kernels, bundles and safety', () => {
       assert.match(r.stderr, /hint: free space/);
       assert.deepEqual(await ls(path.join(staged(mnt), 'live')), []);
       assert.deepEqual(await ls(path.join(staged(mnt), 'tmp')), []);
-    } finally {
-      execFileSync('umount', [mnt]);
-    }
+    });
   });
 
   it('refuses before copying a kernel that will not fit, though its squashfs did, and re-checks when one pass falls back to two', async (t) => {
-    const mnt = await fresh();
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
-    } catch {
-      t.skip('cannot mount a tmpfs here (needs root)');
-      return;
-    }
-    try {
+    await withTmpfs(t, await fresh(), '6m', async (mnt) => {
       // 8 MiB of zeros: a few KiB in the layer and in the squashfs, 8 MiB once copied out.
       await importRootfs(mnt, 'bigkernel:1', { ...kernelOnly, 'boot/vmlinuz-6.1.0-1': Buffer.alloc(8 << 20) });
       for (const passes of [[], ['--two-pass']]) {
@@ -331,9 +316,7 @@ describe('stage: store, kernels, bundles and safety', () => {
       assert.match(r.stderr, /error: not enough space for staging fallback:1: about [\d.]+ MiB needed, [\d.]+ (MiB|KiB) free/);
       assert.deepEqual(await ls(path.join(staged(mnt), 'live')), []);
       assert.deepEqual(await ls(path.join(staged(mnt), 'tmp')), []);
-    } finally {
-      execFileSync('umount', [mnt]);
-    }
+    });
   });
 
   it('stages without root, in the user’s XDG directories', async (t) => {
