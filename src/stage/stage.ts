@@ -142,27 +142,34 @@ function compressedSize(layers: Descriptor[]): number {
   return layers.reduce((a, l) => a + l.size, 0);
 }
 
+/** What copying the kernel and initramfs out writes beside the squashfs. */
+function bootBytes(boot: BootFiles): number {
+  return boot.kernel.size + (boot.initramfs?.size ?? 0);
+}
+
 interface TwoPassPlan {
   index: FlatIndex;
   stats: FlattenStats;
   boot: BootFiles;
-  estimate: number;
 }
 
-/** Pass 1 of the two-pass path: every layer's headers, then the kernel, before writing. */
-async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels: Record<string, string>, sourceName: string, signal?: AbortSignal): Promise<TwoPassPlan> {
+/**
+ * Pass 1 of the two-pass path: every layer's headers, then the kernel, before writing.
+ * The index is the first moment the size of what pass 2 writes is known, so the free space
+ * in `spaceDir` is checked here, whether two passes were chosen or one pass fell back.
+ */
+async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels: Record<string, string>, sourceName: string, spaceDir: string, signal?: AbortSignal): Promise<TwoPassPlan> {
   const started = Date.now();
   ui.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
   const index = await indexLayers(imageStore, layers, { signal, onLayer: (i, n) => ui.verbose(`layer ${i + 1}: ${n} entries`) });
   const st = index.stats();
   ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const boot = await findBootFiles(imageStore, index, labels, sourceName);
-  const layerBytes = compressedSize(layers);
-  const bootBytes = boot.kernel.size + (boot.initramfs?.size ?? 0);
   // squashfs is at most about the content plus metadata, and rarely more than the
   // compressed layers; take the smaller as the estimate.
-  const estimate = Math.min(st.contentBytes, Math.ceil(layerBytes * 1.2)) + st.entries * 128 + bootBytes + 1024 * 1024;
-  return { index, stats: st, boot, estimate };
+  const estimate = Math.min(st.contentBytes, Math.ceil(compressedSize(layers) * 1.2)) + st.entries * 128 + bootBytes(boot) + 1024 * 1024;
+  await ensureFreeSpace(spaceDir, estimate, `staging ${sourceName}`);
+  return { index, stats: st, boot };
 }
 
 type SquashfsRun = { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal };
@@ -212,7 +219,7 @@ async function writeOnePass(
   const boot = await findBootFiles(imageStore, done.index, labels, sourceName, (key) => readFromSquashfs(rootfs, inner(key)));
   // The estimate before the pass could not count them: a kernel and initramfs compress to
   // little in the layers but are copied out whole.
-  await ensureFreeSpace(work, boot.kernel.size + (boot.initramfs?.size ?? 0), `the kernel and initramfs of ${sourceName}`);
+  await ensureFreeSpace(work, bootBytes(boot), `the kernel and initramfs of ${sourceName}`);
   await copyFromSquashfs(rootfs, inner(boot.kernel.key), path.join(work, KERNEL_FILE), sq.signal);
   if (boot.initramfs) await copyFromSquashfs(rootfs, inner(boot.initramfs.key), path.join(work, INITRD_FILE), sq.signal);
   return { index: done.index, stats: done.index.stats(), boot, passes: 1 };
@@ -266,10 +273,10 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     // One pass (layers top-down, each decompressed once, tar2sqfs busy from the first byte)
     // needs tar2sqfs; sqfstar wants the root's attributes before the stream starts.
     const onePass = writer === 'tar2sqfs' && opts.passes !== 2;
-    let twoPass: TwoPassPlan | undefined;
-    if (!onePass) twoPass = await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
+    const plan = () => planTwoPass(imageStore, layers, labels, sourceName, stageStore.tmpDir, opts.signal);
     // Not indexed yet in one pass: squashfs is rarely larger than the compressed layers.
-    await ensureFreeSpace(stageStore.tmpDir, twoPass?.estimate ?? Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
+    if (onePass) await ensureFreeSpace(stageStore.tmpDir, Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
+    let twoPass = onePass ? undefined : await plan();
 
     const id = newStageId();
     const work = await stageStore.makeWorkDir('stage');
@@ -278,11 +285,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       const sqOpts = { writer, compressor, blockSize, signal: opts.signal };
       let written = onePass ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts) : undefined;
       if (!written) {
-        if (!twoPass) {
-          twoPass = await planTwoPass(imageStore, layers, labels, sourceName, opts.signal);
-          // One pass gave up: now the index says how much the two passes will write.
-          await ensureFreeSpace(work, twoPass.estimate, `staging ${sourceName}`);
-        }
+        twoPass ??= await plan();
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
         written = { ...twoPass, passes: 2 };
       }
