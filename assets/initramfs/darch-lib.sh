@@ -8,6 +8,7 @@
 #   darch_timeout=<s>                 seconds to wait for the stage device (default 30)
 #   break=darch-prelocal|darch-premove|darch-preoverlay|darch-prehooks|darch-preunmount|darch-done
 #   panic=<s>                         on failure reboot after <s> seconds instead of a shell
+#                                     (a trial boot always reboots: nobody is at its console)
 #   darch.watchdog=<s>                on a trial boot (darch.trial=1), arm a watchdog that
 #                                     only a commit stops: a trial that hangs is reset
 
@@ -61,15 +62,36 @@ darch_shell() {
 	fi
 }
 
-# Failure: a clear message, then a rescue shell, or a reboot when panic= asks for one.
+# Seconds a trial waits before it reboots after a failure: panic= when it asks for a
+# reboot, else 10 (panic=0 means "never" to the kernel, but a trial must not wait for ever).
+darch_trial_delay() {
+	case "$darch_panic" in '' | 0 | *[!0-9]*) echo 10 ;; *) echo "$darch_panic" ;; esac
+}
+
+darch_reboot() {
+	sync
+	echo b >/proc/sysrq-trigger 2>/dev/null
+	reboot -f
+}
+
+# Failure: a clear message, then a rescue shell, or a reboot when panic= asks for one. A
+# trial boot always reboots (unless a break= point says someone is at the console): a
+# machine that updates itself has nobody at its console, and only a reboot lets the boot
+# loader count the attempt and fall back to the last good image.
 darch_fail() {
 	darch_log "ERROR: $1"
 	[ -n "$2" ] && darch_log "hint: $2"
+	if [ "$darch_trial" = 1 ] && [ -z "$darch_break" ]; then
+		command -v darch_record_failure >/dev/null 2>&1 && darch_record_failure initramfs "$1"
+		_delay=$(darch_trial_delay)
+		darch_log "trial boot failed: rebooting in ${_delay}s so the boot loader counts the attempt"
+		sleep "$_delay" 2>/dev/null
+		darch_reboot
+	fi
 	if [ -n "$darch_panic" ]; then
 		darch_log "rebooting in ${darch_panic}s (panic=$darch_panic)"
 		sleep "$darch_panic" 2>/dev/null
-		echo b >/proc/sysrq-trigger 2>/dev/null
-		reboot -f
+		darch_reboot
 	fi
 	darch_log "starting a rescue shell; fix the problem and exit to retry, or reboot"
 	darch_shell

@@ -96,7 +96,7 @@ export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptio
     'etc/init.d/rcS': { content: RCS, mode: 0o755 },
     'etc/fstab': { content: '# darch example: / is an overlay made by the initramfs\n', mode: 0o644 },
   };
-  for (const [name, mode] of [['darch-grubenv.sh', 0o644], ['darch-health', 0o755], ['darch-commit', 0o755]] as const) {
+  for (const [name, mode] of [['darch-grubenv.sh', 0o644], ['darch-record.sh', 0o644], ['darch-health', 0o755], ['darch-commit', 0o755]] as const) {
     files[`usr/lib/darch/${name}`] = { content: await readFile(assetPath('trial', name), 'utf8'), mode };
   }
   files['etc/darch/health.d/README'] = { content: HEALTH_README, mode: 0o644 };

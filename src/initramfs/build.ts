@@ -18,7 +18,7 @@ import { CpioWriter } from './cpio.js';
 import { kernelRelease } from './kernel.js';
 import { parseModulesDep, resolveModules, WANTED_MODULES, WATCHDOG_DRIVERS, type Resolution } from './modules.js';
 
-export const INITRAMFS_VERSION = '2';
+export const INITRAMFS_VERSION = '3';
 
 export interface BuildInitramfsOptions {
   /** The image: its rootfs.squash, or an unpacked root directory. */
@@ -187,6 +187,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     const bbSize = (await stat(busybox)).size;
     const init = await readFile(assetPath('initramfs', 'init'));
     const lib = await readFile(assetPath('initramfs', 'darch-lib.sh'));
+    const record = await readFile(assetPath('trial', 'darch-record.sh'));
 
     const tmpOut = `${opts.out}.${process.pid}.tmp`;
     const pass = new PassThrough();
@@ -202,6 +203,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       await cpio.add({ type: 'symlink', name: 'bin/sh', target: 'busybox' });
       await cpio.add({ type: 'file', name: 'init', mode: 0o755, data: init });
       await cpio.add({ type: 'file', name: 'lib/darch/darch-lib.sh', data: lib });
+      await cpio.add({ type: 'file', name: 'lib/darch/darch-record.sh', data: record });
       await cpio.add({ type: 'file', name: 'etc/darch-initramfs-version', data: `${INITRAMFS_VERSION} (kernel ${release})\n` });
       const dirs = new Set<string>();
       for (const m of carried) {

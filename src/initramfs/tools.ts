@@ -12,6 +12,7 @@ export const TOOLS_FILES: { asset: string[]; dest: string; mode: number }[] = [
   { asset: ['initramfs-tools', 'hooks', 'darch'], dest: 'usr/share/initramfs-tools/hooks/darch', mode: 0o755 },
   { asset: ['initramfs-tools', 'scripts', 'darch'], dest: 'usr/share/initramfs-tools/scripts/darch', mode: 0o644 },
   { asset: ['initramfs', 'darch-lib.sh'], dest: 'usr/share/initramfs-tools/scripts/darch-lib.sh', mode: 0o644 },
+  { asset: ['trial', 'darch-record.sh'], dest: 'usr/share/initramfs-tools/scripts/darch-record.sh', mode: 0o644 },
 ];
 
 /** Copy the hook package into a root tree; returns the files written (relative to root). */

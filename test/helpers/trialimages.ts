@@ -61,6 +61,7 @@ export async function stageTrialImages(root: string, work: string): Promise<Reco
     'etc/inittab': '::sysinit:/etc/init.d/rcS\nttyS0::respawn:-/bin/sh\n',
     'etc/darch/health.d/10-test': { content: HEALTH, mode: 0o755 },
     'usr/lib/darch/darch-grubenv.sh': await readFile(path.join(lib, 'darch-grubenv.sh'), 'utf8'),
+    'usr/lib/darch/darch-record.sh': await readFile(path.join(lib, 'darch-record.sh'), 'utf8'),
     'usr/lib/darch/darch-commit': { content: await readFile(path.join(lib, 'darch-commit'), 'utf8'), mode: 0o755 },
     'usr/lib/darch/darch-health': { content: await readFile(path.join(lib, 'darch-health'), 'utf8'), mode: 0o755 },
     'etc/os-release': `VERSION_ID=${version}\n`,
