@@ -20,8 +20,12 @@ export function debianKernel(): Promise<TestKernel> {
   return fetchKernel(CACHE);
 }
 
-/** systemd-boot brings systemd-bless-boot (commits a counted entry after boot-complete.target). */
-const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot';
+/**
+ * systemd-boot brings systemd-bless-boot (commits a counted entry after boot-complete.target);
+ * grub-efi-amd64 lets the same tree be installed as a distribution with its own GRUB
+ * (boot-installed-grub): one debootstrap serves both.
+ */
+const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64';
 
 /**
  * A Debian bookworm root with systemd, a kernel and initramfs-tools (debootstrap minbase),
