@@ -93,7 +93,7 @@ export function renderGrubCfg(entries: MenuEntry[], loc: StageLocation): string 
       '\tinsmod gzio',
       `\tsearch --no-floppy --fs-uuid --set=root ${loc.uuid}`,
       `\techo ${grubQuote(`Loading ${e.tag} (${e.stageId})...`)}`,
-      `\tlinux ${e.kernelPath} ${e.cmdline} \${darch_cmdline}`,
+      `\tlinux ${e.kernelPath} \${darch_trial_cmdline} ${e.cmdline} \${darch_cmdline}`,
       `\tinitrd ${e.initrdPath}`,
       '}',
     );

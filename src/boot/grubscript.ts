@@ -13,7 +13,9 @@
  * - a boot that is not a trial writes nothing.
  *
  * The kernel command line gets `darch.trial=1` on a trial boot and `darch.fell_back=1` on
- * the boot that fell back, through `darch_cmdline`, which every darch menu entry appends.
+ * the boot that fell back, through `darch_cmdline`, which every darch menu entry appends;
+ * a trial boot also gets the trial's own arguments (`darch_trial_args`: panic=, darch.watchdog=)
+ * through `darch_trial_cmdline`, which every entry puts first.
  */
 import { ENV_BACKUP, ENV_PRIMARY, SEAL_VAR, SEQ_VAR } from './grubenv.js';
 import { ESP_DARCH_DIR } from './esp.js';
@@ -30,6 +32,8 @@ export const V = {
   trial: 'darch_trial',
   trialStage: 'darch_trial_stage',
   tries: 'darch_tries',
+  trialArgs: 'darch_trial_args',
+  trialTries: 'darch_trial_tries',
   fellBack: 'darch_fell_back',
   fellBackFrom: 'darch_fell_back_from',
   bad: 'darch_bad',
@@ -99,6 +103,7 @@ ${clear.replace(/\t\t/g, '\t')}
 	echo "darch: no boot state on the ESP; booting the default entry"
 ${first}fi
 set darch_mode=normal
+set darch_trial_cmdline=""
 if [ -n "\${${V.trial}}" ]; then
 ${countdown.join('\n')}
 	else
@@ -134,6 +139,9 @@ if [ "\${darch_mode}" = "trial" ]; then
 	# If the trial's kernel cannot even be loaded, GRUB boots the default right away.
 	if [ -n "\${${V.default}}" ]; then set fallback="\${${V.default}}"; else set fallback=0; fi
 	set darch_cmdline="\${darch_cmdline} ${CMDLINE_TRIAL}"
+	# panic=/darch.watchdog= of the trial (darch boot try): menu entries put them before
+	# their own arguments, so an image's or the user's own panic= or darch.watchdog= wins.
+	set darch_trial_cmdline="\${${V.trialArgs}}"
 elif [ -n "\${${V.default}}" ]; then
 	set default="\${${V.default}}"
 fi

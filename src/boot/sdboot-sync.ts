@@ -22,7 +22,7 @@ import { readCmdline } from '../stage/protect.js';
 import { ESP_DARCH_DIR, localEspDir } from './esp.js';
 import type { StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
-import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
+import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
 import { listStaged, tagKey, type StagedImage } from './staged.js';
 import { bootedFrom } from './state.js';
 
@@ -213,7 +213,7 @@ export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTim
         // The name and version are the trial state: kept. A stale darch.trial=1 on an entry
         // that lost its counter (systemd-bless-boot committed it) goes away.
         file = ex.file;
-        text = retune(renderBlsEntry(input, ex.version), ex.version, ex.left !== undefined && ex.left > 0);
+        text = retune(renderBlsEntry(input, ex.version), ex.version, ex.left !== undefined && ex.left > 0 ? (trialArgsOf(ex.text) ?? '') : undefined);
       } else {
         file = entryName(img.id);
         text = renderBlsEntry(input, img.id === firstDefault ? VERSION.default : VERSION.other);

@@ -6,7 +6,7 @@
  * `systemd-bless-boot` commits (it strips the counter). darch reads the same names into the
  * BootState of state.ts, applies the same transitions, and writes the result back as names:
  *
- *   trial      darch-<id>+LEFT[-DONE].conf, version 30, options … darch.trial=1
+ *   trial      darch-<id>+LEFT[-DONE].conf, version 30, options … darch.trial=1 [panic=… darch.watchdog=…]
  *   default    darch-<id>.conf, version 20      (loader.conf: default darch-*)
  *   previous   darch-<id>.conf, version 10
  *   others     darch-<id>.conf, version 1
@@ -62,12 +62,39 @@ export function renderBlsEntry(e: BlsEntryInput, version: number = VERSION.other
   return `title ${e.title}\nsort-key darch\nversion ${version}\nlinux ${e.linux}\ninitrd ${e.initrd}\noptions ${e.options}\n`;
 }
 
-/** Only `version` and the darch.trial=1 option change when the state changes. */
-export function retune(text: string, version: number, trial: boolean): string {
+const TRIAL_FLAG = 'darch.trial=1';
+
+function optionsOf(text: string): string[] {
+  return (/^options (.*)$/m.exec(text)?.[1] ?? '').split(/\s+/).filter(Boolean);
+}
+
+/**
+ * The trial's own arguments on an entry: darch writes `darch.trial=1` and then them at the
+ * end of `options`, so everything after the flag is darch's (the commit drops it all).
+ * Undefined when the entry carries no flag.
+ */
+export function trialArgsOf(text: string): string | undefined {
+  const o = optionsOf(text);
+  const i = o.indexOf(TRIAL_FLAG);
+  return i < 0 ? undefined : o.slice(i + 1).join(' ');
+}
+
+/**
+ * Only `version` and the trial's part of `options` change when the state changes. `trial`
+ * is the trial's arguments (an entry being tried), or undefined (any other entry). Of the
+ * trial's arguments only those the entry does not set itself are added: the user's own
+ * `panic=` or `darch.watchdog=` wins.
+ */
+export function retune(text: string, version: number, trial: string | undefined): string {
   let t = /^version .*$/m.test(text) ? text.replace(/^version .*$/m, `version ${version}`) : `${text.trimEnd()}\nversion ${version}\n`;
   t = t.replace(/^options (.*)$/m, (_m, o: string) => {
-    const rest = o.split(/\s+/).filter((x) => x && x !== 'darch.trial=1');
-    return `options ${[...rest, ...(trial ? ['darch.trial=1'] : [])].join(' ')}`;
+    const all = o.split(/\s+/).filter(Boolean);
+    const i = all.indexOf(TRIAL_FLAG);
+    const own = i < 0 ? all : all.slice(0, i);
+    if (trial === undefined) return `options ${own.join(' ')}`;
+    const keys = new Set(own.map((x) => x.split('=')[0]));
+    const add = trial.split(/\s+/).filter((x) => x && !keys.has(x.split('=')[0]));
+    return `options ${[...own, TRIAL_FLAG, ...add].join(' ')}`;
   });
   return t;
 }
@@ -164,10 +191,15 @@ export function stateFromEntries(entries: BlsEntry[]): BootState {
   if (trial) {
     s.trial = ref(trial);
     s.tries = trial.left ?? 0;
+    s.trialArgs = trialArgsOf(trial.text) || undefined;
+    s.trialTries = (trial.left ?? 0) + (trial.done ?? 0);
   }
-  s.bad = entries.filter((e) => e.left === 0).map((e) => e.stage);
+  const bad = entries.filter((e) => e.left === 0);
+  s.bad = bad.map((e) => e.stage);
   s.fellBack = s.bad.length > 0 && !s.trial;
   s.fellBackFrom = s.fellBack ? s.bad[s.bad.length - 1] : undefined;
+  // systemd-boot counted the attempts in the name: +0-DONE.
+  if (s.fellBack) s.trialTries = bad[bad.length - 1]?.done || undefined;
   return s;
 }
 
@@ -179,12 +211,12 @@ export async function applyState(files: EntryFiles, entries: BlsEntry[], next: B
   const plan = entries.map((e) => {
     let name: string;
     let version: number;
-    let trial = false;
+    let trial: string | undefined;
     if (next.trial?.stage === e.stage) {
       const keep = e.left !== undefined && e.left === next.tries;
       name = keep ? e.file : entryName(e.stage, next.tries);
       version = VERSION.trial;
-      trial = true;
+      trial = next.trialArgs ?? '';
     } else if (next.bad.includes(e.stage)) {
       name = e.left === 0 ? e.file : entryName(e.stage, 0, e.done);
       version = VERSION.other;

@@ -28,6 +28,15 @@ export interface BootState {
   previous?: ImageRef;
   trial?: ImageRef;
   tries: number;
+  /**
+   * Kernel arguments the trial's boots get and no other boot does (`panic=10
+   * darch.watchdog=300` by default: a failure reboots, a hang is reset), decided when it was
+   * armed. The user's own arguments win: GRUB puts these first, systemd-boot adds only
+   * those the entry lacks.
+   */
+  trialArgs?: string;
+  /** The tries the trial was armed with (kept after a fallback: how many it used). */
+  trialTries?: number;
   fellBack: boolean;
   fellBackFrom?: string;
   /** Staged ids that failed as trials or were marked bad, oldest first. */
@@ -49,12 +58,16 @@ function ref(vars: EnvVars, entry: string, stage: string): ImageRef | undefined 
 
 export function stateFromVars(vars: EnvVars): BootState {
   const tries = Number.parseInt(vars.get(V.tries) ?? '0', 10);
+  const armed = Number.parseInt(vars.get(V.trialTries) ?? '', 10);
   const trial = ref(vars, V.trial, V.trialStage);
+  const args = vars.get(V.trialArgs)?.trim();
   return {
     default: ref(vars, V.default, V.defaultStage),
     previous: ref(vars, V.previous, V.previousStage),
     trial,
     tries: trial && Number.isSafeInteger(tries) && tries > 0 ? tries : 0,
+    trialArgs: trial && args ? args : undefined,
+    trialTries: Number.isSafeInteger(armed) && armed > 0 ? armed : undefined,
     fellBack: vars.get(V.fellBack) === '1',
     fellBackFrom: vars.get(V.fellBackFrom)?.trim() || undefined,
     bad: [...new Set((vars.get(V.bad) ?? '').split(/\s+/).filter(Boolean))],
@@ -71,6 +84,9 @@ export function stateToVars(s: BootState): EnvVars {
     [V.trial, s.trial?.entry ?? ''],
     [V.trialStage, s.trial?.stage ?? ''],
     [V.tries, String(s.trial ? s.tries : 0)],
+    [V.trialArgs, s.trial ? (s.trialArgs ?? '') : ''],
+    // Kept after the fallback, so status can say how many tries the failed trial used.
+    [V.trialTries, (s.trial || s.fellBack) && s.trialTries ? String(s.trialTries) : ''],
     [V.fellBack, s.fellBack ? '1' : ''],
     [V.fellBackFrom, s.fellBackFrom ?? ''],
     [V.bad, s.bad.slice(-MAX_BAD).join(' ')],
@@ -88,7 +104,12 @@ export interface Transition {
 
 const without = (list: string[], id: string) => list.filter((x) => x !== id);
 
-export function armTrial(s: BootState, target: ImageRef, tries: number, opts: { force?: boolean } = {}): Transition {
+/** What `[boot] trial_panic` and `trial_watchdog` ask every trial boot to carry (0 = leave it out). */
+export function trialKernelArgs(boot: { trial_panic: number; trial_watchdog: number }): string {
+  return [boot.trial_panic > 0 ? `panic=${boot.trial_panic}` : '', boot.trial_watchdog > 0 ? `darch.watchdog=${boot.trial_watchdog}` : ''].filter(Boolean).join(' ');
+}
+
+export function armTrial(s: BootState, target: ImageRef, tries: number, opts: { force?: boolean; args?: string } = {}): Transition {
   if (!Number.isInteger(tries) || tries < 1 || tries > MAX_TRIES) {
     throw usageError(`--tries must be a whole number from 1 to ${MAX_TRIES}, not ${tries}`, 'GRUB counts down with one comparison per value; 3 is a good choice');
   }
@@ -103,7 +124,7 @@ export function armTrial(s: BootState, target: ImageRef, tries: number, opts: { 
     });
   }
   return {
-    state: { ...s, trial: target, tries, fellBack: false, fellBackFrom: undefined, bad: without(s.bad, target.stage) },
+    state: { ...s, trial: target, tries, trialArgs: opts.args?.trim() || undefined, trialTries: tries, fellBack: false, fellBackFrom: undefined, bad: without(s.bad, target.stage) },
     changed: true,
     message: `the next boot tries ${target.stage} (${tries} ${tries === 1 ? 'try' : 'tries'}); ${s.default ? `it falls back to ${s.default.stage}` : 'it falls back to the first menu entry'} unless it is marked good`,
   };
@@ -131,7 +152,7 @@ export function markGood(s: BootState, booted: BootedInfo | 'outside'): Transiti
   const t = s.trial;
   const previous = s.default && s.default.stage !== t.stage ? s.default : s.previous;
   return {
-    state: { ...s, default: t, previous, trial: undefined, tries: 0, fellBack: false, fellBackFrom: undefined, bad: without(s.bad, t.stage) },
+    state: { ...s, default: t, previous, trial: undefined, tries: 0, trialArgs: undefined, trialTries: undefined, fellBack: false, fellBackFrom: undefined, bad: without(s.bad, t.stage) },
     changed: true,
     message: `${t.stage} is good: it is now the default`,
   };

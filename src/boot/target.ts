@@ -14,7 +14,10 @@ import type { DarchPaths } from '../lib/paths.js';
 import { readCmdline } from '../stage/protect.js';
 import { matchStaged, StageStore } from '../stage/store.js';
 import { armedWatchdog, type ArmedWatchdog } from './watchdog.js';
-import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir } from './esp.js';
+import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir, readPartitions } from './esp.js';
+import { failureFile, parseFailure, readFailure, removeFailure, type TrialFailure } from '../stage/failures.js';
+import { Ext4Image } from '../disk/ext4.js';
+import { LINUX_TYPE, STAGE_PATH } from '../disk/layout.js';
 import { DirEntryFiles, DiskEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
 import type { EnvStorage } from './grubenv.js';
 import { bootedFrom, type BootedInfo, type ImageRef } from './state.js';
@@ -49,6 +52,9 @@ export interface BootTarget {
   entries: EntryFiles;
   /** The boot loader the target says it has (disk.json, config), if it says. */
   declaredBootloader(): Promise<'grub' | 'systemd-boot' | undefined>;
+  /** Why a trial of `stage` failed, if its boot could record it (src/stage/failures.ts). */
+  failure(stage: string): Promise<TrialFailure | undefined>;
+  clearFailure(stage: string): Promise<void>;
 }
 
 /** The declared boot loader; else systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
@@ -71,6 +77,8 @@ export async function localTarget(paths: DarchPaths, espConfigured: string | und
     firstEntry: async () => undefined,
     booted: async () => bootedFrom(await readCmdline()),
     watchdog: () => armedWatchdog(paths.root),
+    failure: (stage) => readFailure(paths.stageDir, stage),
+    clearFailure: (stage) => removeFailure(paths.stageDir, stage),
     async withLock(fn) {
       await mkdir(paths.stateDir, { recursive: true });
       return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, fn);
@@ -109,6 +117,12 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
     }
     return cached;
   };
+  // The darch partition (ext4), where the trial's boot keeps why it failed.
+  const stageFs = async (): Promise<Ext4Image> => {
+    const part = (await readPartitions(device)).find((p) => p.type === LINUX_TYPE);
+    if (!part) throw new DarchError('E_DISK_FORMAT', `${device} has no darch partition`, { hint: 'is this a disk made by `darch disk create`?' });
+    return new Ext4Image(device, part.offset);
+  };
   // Lock by the disk's real path, in the system temp directory: never next to a /dev node.
   const key = createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
   return {
@@ -128,6 +142,13 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
     },
     booted: async () => undefined,
     watchdog: async () => undefined,
+    async failure(stage) {
+      const fs = await stageFs();
+      return parseFailure(await fs.readText(`${STAGE_PATH}/${failureFile(stage)}`), stage);
+    },
+    async clearFailure(stage) {
+      await (await stageFs()).remove(`${STAGE_PATH}/${failureFile(stage)}`);
+    },
     withLock: (fn) => withLock(path.join(os.tmpdir(), `darch-boot-${key}.lock`), `the boot state of ${device}`, lockTimeoutSec, fn),
   };
 }

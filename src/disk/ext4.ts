@@ -35,6 +35,17 @@ export class Ext4Image {
     return res.stdout;
   }
 
+  /** Remove a file; a file that is not there is fine. */
+  async remove(file: string): Promise<void> {
+    const res = await run('debugfs', ['-w', '-R', `rm ${file}`, this.spec], { allowFailure: true });
+    const errs = problems(res.stderr).filter((l) => !/not found/i.test(l));
+    if (res.code !== 0 || errs.length) {
+      throw new DarchError('E_DISK_WRITE', `cannot remove ${file} in the darch partition of ${this.device}: ${errs[0] ?? `debugfs exit ${res.code}`}`, {
+        hint: 'check that the disk is writable and not in use by a running VM',
+      });
+    }
+  }
+
   /**
    * Replace a file: the new content is written under another name first and linked into
    * place in the same debugfs run, so the old file is gone only once the new one is whole.

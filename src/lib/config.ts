@@ -49,6 +49,16 @@ export const ConfigSchema = z
         /** Boots a trial gets before GRUB falls back to the default (`darch boot try --tries`). */
         tries: z.number().int().min(1).max(20).default(3),
         /**
+         * Trial boots reboot this many seconds after a kernel panic (`panic=N` on the trial's
+         * command line, unless its own arguments set panic=). 0: add nothing.
+         */
+        trial_panic: z.number().int().min(0).max(3600).default(10),
+        /**
+         * Trial boots run under a watchdog that resets them unless they commit within this
+         * many seconds (`darch.watchdog=S`, unless their own arguments set it). 0: off.
+         */
+        trial_watchdog: z.number().int().min(0).max(86400).default(300),
+        /**
          * UUID of the file system holding the stage directory, for when findmnt/blkid cannot
          * read it (containers, no udev). Empty: detect.
          */

@@ -17,6 +17,7 @@ import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
 import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { normalizeRef } from '../oci/reference.js';
+import { removeFailure } from './failures.js';
 import { protectedIds } from './protect.js';
 
 export const ROOTFS_FILE = 'rootfs.squash';
@@ -287,6 +288,7 @@ export class StageStore {
       throw fsError(err, `cannot remove staged image ${id}`);
     }
     await rm(aside, { recursive: true, force: true });
+    await removeFailure(this.dir, id).catch(() => undefined);
   }
 
   /** Move a complete work directory into live/<id>. */

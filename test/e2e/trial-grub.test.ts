@@ -53,7 +53,8 @@ async function buildTemplate(dir: string): Promise<string> {
   const cfg = renderGrubCfg(entries, loc).replace(/\tlinux \S+ (.*)\n\tinitrd .*\n/g, (_m, args: string) => {
     assert.match(args, / \$\{darch_cmdline\}$/);
     const stage = /darch_stageid=(\w+)/.exec(args)?.[1];
-    return `\techo "DARCH-BOOT"\n\techo "stage=${stage}"\n\techo "flags=\${darch_cmdline}"\n\techo "DARCH-END"\n\treboot\n`;
+    assert.match(args, /^\$\{darch_trial_cmdline\} /, 'the trial\'s own arguments come first, so the entry\'s and the user\'s win');
+    return `\techo "DARCH-BOOT"\n\techo "stage=${stage}"\n\techo "flags=\${darch_cmdline}"\n\techo "targs=[\${darch_trial_cmdline}]"\n\techo "DARCH-END"\n\treboot\n`;
   });
   assert.match(cfg, /DARCH-BOOT/);
   const tree = path.join(dir, 'tree');
@@ -89,9 +90,10 @@ interface Boot {
 }
 
 /** Watch `count` boots (GRUB's reboot resets the VM) and say which entry each one booted with which flags. */
-async function watchBoots(name: string, disk: string, count: number, noReboot = false, readOnly = false): Promise<{ boots: Boot[]; vm: SerialVm }> {
+async function watchBoots(name: string, disk: string, count: number, noReboot = false, readOnly = false): Promise<{ boots: Boot[]; vm: SerialVm; trialArgs: string[] }> {
   const vm = await SerialVm.start({ name, disk, noReboot, readOnly, memoryMiB: 128 });
   const boots: Boot[] = [];
+  const trialArgs: string[] = [];
   let from = 0;
   try {
     for (let i = 0; i < count; i++) {
@@ -102,11 +104,12 @@ async function watchBoots(name: string, disk: string, count: number, noReboot = 
       const stage = /stage=([a-z0-9]{25})/.exec(line)?.[1];
       assert.ok(stage === A.id || stage === B.id, `unexpected boot output: ${line}`);
       boots.push({ entry: stage === A.id ? 'a' : 'b', trial: /\bdarch\.trial=1\b/.test(line), fellBack: /\bdarch\.fell_back=1\b/.test(line) });
+      trialArgs.push(/targs=\[([^\]]*)\]/.exec(line)?.[1]?.trim() ?? '?');
     }
   } finally {
     await vm.stop();
   }
-  return { boots, vm };
+  return { boots, vm, trialArgs };
 }
 
 async function status(disk: string): Promise<any> {
@@ -123,14 +126,17 @@ test('GRUB boots the trial while tries remain, then falls back to the default fo
   const disk = await freshDisk('countdown');
   const armed = await darchOk(['boot', 'try', 'os:b', '--tries', '2', '--disk', disk, '--json']);
   assert.equal(armed.json().status.trial.stage, B.id);
-  const { boots } = await watchBoots('trial-grub-countdown', disk, 4);
+  const { boots, trialArgs } = await watchBoots('trial-grub-countdown', disk, 4);
   assert.deepEqual(boots, [
     { entry: 'b', trial: true, fellBack: false },
     { entry: 'b', trial: true, fellBack: false },
     { entry: 'a', trial: false, fellBack: true },
     { entry: 'a', trial: false, fellBack: false },
   ]);
+  // On defaults a trial reboots 10 s after a panic and runs under a 300 s watchdog; no other boot gets either.
+  assert.deepEqual(trialArgs, ['panic=10 darch.watchdog=300', 'panic=10 darch.watchdog=300', '', '']);
   const s = await status(disk);
+  assert.equal(s.trialTries, 2, 'status says how many tries the trial used');
   assert.equal(s.default.stage, A.id);
   assert.equal(s.trial, null);
   assert.equal(s.fellBack, true);

@@ -60,7 +60,7 @@ test('set-default, try, mark-good (only on the trial boot), rollback, mark-bad',
   // The human table names both images and the tries left.
   const table = await darchOk(['boot', 'status'], { root: m.root });
   assert.match(table.stdout, new RegExp(`^default +${A} +os:a +last good image$`, 'm'));
-  assert.match(table.stdout, new RegExp(`^trial +${B} +os:b,os:latest +2 tries left$`, 'm'));
+  assert.match(table.stdout, new RegExp(`^trial +${B} +os:b,os:latest +2 tries left of 2$`, 'm'));
 
   // A boot that is not the trial changes nothing, byte for byte.
   const before = await readFile(path.join(m.env, 'grubenv'));

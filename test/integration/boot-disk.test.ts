@@ -44,7 +44,7 @@ describe('darch disk create', () => {
     // Named order: demo/b:1 first (the default), and only the tags asked for.
     const titles = [...cfg.matchAll(/menuentry '([^']+)'/g)].map((m) => m[1]);
     assert.deepEqual(titles, ['Darch: demo/b:1', 'Darch: demo/a:1']);
-    assert.match(cfg, new RegExp(`linux /stage/live/${a}/vmlinuz quiet darch_rootfs=rootfs.squash darch_dir=UUID=${res.darchUuid}:/stage/live/${a} darch_stageid=${a} darch_hooks=hooks/demo\\+a@1`));
+    assert.match(cfg, new RegExp(`linux /stage/live/${a}/vmlinuz \\$\\{darch_trial_cmdline\\} quiet darch_rootfs=rootfs.squash darch_dir=UUID=${res.darchUuid}:/stage/live/${a} darch_stageid=${a} darch_hooks=hooks/demo\\+a@1`));
     const squash = (await run('debugfs', ['-R', `stat /stage/live/${a}/rootfs.squash`, `${disk}?offset=${darchOff}`])).stdout;
     const size = (await stat(path.join(stageDirOf(root), 'live', a, 'rootfs.squash'))).size;
     assert.match(squash, new RegExp(`Size: ${size}\\b`));

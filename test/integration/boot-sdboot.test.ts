@@ -59,10 +59,15 @@ describe('darch disk create --bootloader systemd-boot', () => {
     assert.match(await mcat(disk, e.off, `loader/entries/darch-${a}.conf`), /^version 10$/m);
     await darchOk(['boot', 'try', 'demo/a:1', '--tries', '2', '--disk', disk]);
     assert.deepEqual(await mls(disk, e.off, 'loader/entries'), [`darch-${a}+2.conf`, `darch-${b}.conf`].sort());
-    assert.match(await mcat(disk, e.off, `loader/entries/darch-${a}+2.conf`), /^options .* darch\.trial=1$/m);
+    // The trial's entry reboots on a panic and runs under the watchdog by default, after its own arguments.
+    assert.match(await mcat(disk, e.off, `loader/entries/darch-${a}+2.conf`), /^options .* console=ttyS0 darch\.trial=1 panic=10 darch\.watchdog=300$/m);
+    s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();
+    assert.deepEqual([s.trial.stage, s.triesLeft, s.trialTries], [a, 2, 2]);
     await darchOk(['boot', 'rollback', '--disk', disk]);
     s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();
     assert.deepEqual([s.default.stage, s.trial], [b, null]);
+    // Once the trial is over its entry carries neither the flag nor the trial's arguments.
+    assert.match(await mcat(disk, e.off, `loader/entries/darch-${a}.conf`), /^options .* console=ttyS0$/m);
     // disk.json says systemd-boot: with its entries lost, commands refuse instead of writing a grubenv nothing reads.
     for (const f of await mls(disk, e.off, 'loader/entries')) await mdel(disk, e.off, `loader/entries/${f}`);
     s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json();

@@ -139,13 +139,14 @@ test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-b
   await mkdir(entries, { recursive: true });
   const opts = (id: string) => ({ stage: id, title: id, linux: '/k', initrd: '/i', options: `darch_stageid=${id}` });
   await writeFile(path.join(entries, `darch-${A.stage}.conf`), renderBlsEntry(opts(A.stage), 20));
-  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry({ ...opts(B.stage), options: `darch_stageid=${B.stage} darch.trial=1` }, 30));
+  // As `darch boot try` arms it: the flag, then the trial's own panic= and darch.watchdog=.
+  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry({ ...opts(B.stage), options: `darch_stageid=${B.stage} darch.trial=1 panic=10 darch.watchdog=300` }, 30));
   const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
   assert.equal(r.code, 0, r.out);
   const st = stateFromEntries(await readEntries(new DirEntryFiles(entries)));
   assert.deepEqual([st.default?.stage, st.trial], [B.stage, undefined]);
   assert.deepEqual((await readdir(entries)).sort(), [`darch-${A.stage}.conf`, `darch-${B.stage}.conf`]);
-  // Its next boots are not trial boots: the flag left its options.
+  // Its next boots are not trial boots: the flag and the trial's arguments left its options.
   assert.match(await readFile(path.join(entries, `darch-${B.stage}.conf`), 'utf8'), new RegExp(`^options darch_stageid=${B.stage}$`, 'm'));
   const again = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
   assert.equal(again.code, 0, again.out);
@@ -157,7 +158,7 @@ test('after systemd-bless-boot committed a trial: darch-commit drops the stale f
   const { renderBlsEntry } = await import('../../src/boot/sdboot.js');
   const entries = path.join(s.esp, 'loader/entries');
   await mkdir(entries, { recursive: true });
-  const cmdline = `darch_stageid=${B.stage} darch.trial=1`;
+  const cmdline = `darch_stageid=${B.stage} darch.trial=1 panic=10`;
   // systemd-bless-boot only renames darch-B+1-2.conf: the options keep darch.trial=1.
   await writeFile(path.join(entries, `darch-${B.stage}.conf`), renderBlsEntry({ stage: B.stage, title: 'b', linux: '/k', initrd: '/i', options: cmdline }, 30));
   const r = await s.run('darch-commit', cmdline);
@@ -226,4 +227,91 @@ test('darch-commit stops the watchdog the initramfs armed, on every successful p
   assert.equal(r.code, 1);
   assert.equal(await readFile(dev, 'utf8'), '', 'nothing written to the watchdog');
   assert.deepEqual(await readdir(run), ['watchdog']);
+});
+
+/** A stand-in for systemctl: boot-complete.target reached or not, two failed units, one waiting job; calls logged. */
+async function fakeSystemctl(dir: string, completed: boolean): Promise<{ env: NodeJS.ProcessEnv; calls(): Promise<string> }> {
+  const log = path.join(dir, 'systemctl.log');
+  const bin = path.join(dir, 'fakebin');
+  await mkdir(bin, { recursive: true });
+  await writeFile(log, '');
+  await writeFile(
+    path.join(bin, 'systemctl'),
+    '#!/bin/sh\n' +
+      `echo "$*" >>${log}\n` +
+      'case "$1" in\n' +
+      `show) echo ${completed ? '81234567' : '0'} ;;\n` +
+      'list-units) printf "darchbad.mount loaded failed failed /darchbad\\nlocal-fs.target loaded failed failed Local File Systems\\n" ;;\n' +
+      'list-jobs) printf "41 darch-slow.service start running\\n" ;;\n' +
+      'esac\n',
+    { mode: 0o755 },
+  );
+  return { env: { PATH: `${bin}:${path.join(dir, 'bb')}`, DARCH_NO_CONSOLE: '1' }, calls: () => readFile(log, 'utf8') };
+}
+
+test('darch-trial-failed: a trial boot in emergency mode reboots (with why); any other boot keeps its shell', async (t) => {
+  const s = await setup(t);
+  let fake = await fakeSystemctl(s.dir, false);
+  // A trial boot that failed into emergency mode: says why and reboots (DARCH_NO_REBOOT stops short: exit 1).
+  let r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1`, ['emergency.target'], fake.env);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /trial boot failed \(emergency\.target: the boot failed into emergency\.target; failed units: darchbad\.mount local-fs\.target\): rebooting/);
+  // Not a trial boot: emergency mode is left alone, systemd is not even asked.
+  fake = await fakeSystemctl(s.dir, false);
+  r = await s.run('darch-trial-failed', `darch_stageid=${A.stage}`, ['emergency.target'], fake.env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /not a trial boot: nothing to do/);
+  assert.equal(await fake.calls(), '');
+  // Someone asked for the shell on the command line of a trial boot.
+  for (const ask of ['systemd.unit=emergency.target', 'single', 'rescue', 'break=darch-premove']) {
+    r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 ${ask}`, ['rescue.target'], fake.env);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /asks for a shell: this trial boot stays here/);
+  }
+  // The trial came up (boot-complete.target reached in this boot); rescue mode later is someone's choice.
+  fake = await fakeSystemctl(s.dir, true);
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1`, ['rescue.target'], fake.env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /boot-complete\.target was reached in this boot/);
+  // Under systemd-boot, an entry systemd-bless-boot committed still says darch.trial=1, but
+  // systemd-boot set no LoaderBootCountPath: not a trial, no reboot.
+  const efivars = path.join(s.dir, 'efivars');
+  await mkdir(efivars, { recursive: true });
+  await writeFile(path.join(efivars, 'LoaderInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'), 'systemd-boot 252');
+  fake = await fakeSystemctl(s.dir, false);
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1`, ['emergency.target'], { ...fake.env, DARCH_EFIVARS: efivars });
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /not a trial boot/);
+  await writeFile(path.join(efivars, 'LoaderBootCountPath-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'), '\\loader\\entries\\darch-b+0-1.conf');
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1`, ['emergency.target'], { ...fake.env, DARCH_EFIVARS: efivars });
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /rebooting so the boot loader counts the attempt/);
+  // Usage errors.
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1`, [], fake.env);
+  assert.equal(r.code, 2, r.out);
+});
+
+test('darch-trial-failed --deadline: a trial that has not reached boot-complete.target in time reboots; one that reached it never does', async (t) => {
+  const s = await setup(t);
+  // The host's uptime is past a 1 s deadline, so the check runs at once.
+  let fake = await fakeSystemctl(s.dir, false);
+  let r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 darch.trial_deadline=1`, ['--deadline'], fake.env);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /within 1s of power-on/);
+  assert.match(r.out, /trial boot failed \(deadline: boot-complete\.target not reached within 1s; waiting: darch-slow\.service; failed units: .*\): rebooting/);
+  // Without darch.trial_deadline= the deadline is the watchdog's seconds.
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 darch.watchdog=2`, ['--deadline'], fake.env);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /within 2s of power-on/);
+  // 0 turns it off; boots that are not trials have none.
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 darch.trial_deadline=0`, ['--deadline'], fake.env);
+  assert.equal(r.code, 0, r.out);
+  r = await s.run('darch-trial-failed', `darch_stageid=${A.stage} darch.trial_deadline=1`, ['--deadline'], fake.env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /not a trial boot: no deadline/);
+  // boot-complete.target was reached (the commit follows it): the deadline is off.
+  fake = await fakeSystemctl(s.dir, true);
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 darch.trial_deadline=1`, ['--deadline'], fake.env);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /boot-complete\.target reached after \d+s: the deadline is off/);
 });

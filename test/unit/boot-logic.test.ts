@@ -81,7 +81,7 @@ describe('GRUB menu', () => {
     const entries = menuEntries([img('aaa', ['x/a:1', 'x/a:latest'], 'boot=darch'), img('bbb', ['x/b:1'])], loc, 'x/b:1');
     assert.deepEqual(entries.map((e) => e.id), ['darch-x+b@1', 'darch-x+a@1', 'darch-x+a@latest']);
     const cfg = renderGrubCfg(entries, loc);
-    assert.match(cfg, /linux \/var\/lib\/darch\/stage\/live\/aaa\/vmlinuz boot=darch darch_rootfs=rootfs\.squash darch_dir=UUID=11111111-2222-3333-4444-555555555555:\/var\/lib\/darch\/stage\/live\/aaa darch_stageid=aaa darch_hooks=hooks\/x\+a@1 \$\{darch_cmdline\}/);
+    assert.match(cfg, /linux \/var\/lib\/darch\/stage\/live\/aaa\/vmlinuz \$\{darch_trial_cmdline\} boot=darch darch_rootfs=rootfs\.squash darch_dir=UUID=11111111-2222-3333-4444-555555555555:\/var\/lib\/darch\/stage\/live\/aaa darch_stageid=aaa darch_hooks=hooks\/x\+a@1 \$\{darch_cmdline\}/);
     assert.match(cfg, /initrd \/var\/lib\/darch\/stage\/live\/bbb\/initrd\.img/);
     // darch_default now comes from the trial-boot state (issue 7): the trial script sets it.
     assert.match(cfg, /elif \[ -n "\$\{darch_default\}" \]; then\n\tset default="\$\{darch_default\}"/);

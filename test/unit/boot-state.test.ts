@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  armTrial, bootedFrom, emptyState, markBad, markGood, rollback, setDefault, stateFromVars, stateToVars, MAX_BAD,
+  armTrial, bootedFrom, emptyState, markBad, markGood, rollback, setDefault, stateFromVars, stateToVars, trialKernelArgs, MAX_BAD,
   type BootState, type ImageRef,
 } from '../../src/boot/state.js';
 import { renderTrialScript, MAX_TRIES } from '../../src/boot/grubscript.js';
@@ -59,13 +59,13 @@ test('set-default ends a trial of the same image; rollback cancels a pending tri
 });
 
 test('state round-trips through grubenv variables, and the worst case fits the 1 KiB block', () => {
-  const s: BootState = { default: A, previous: C, trial: B, tries: 3, fellBack: true, fellBackFrom: C.stage, bad: Array.from({ length: 9 }, (_, i) => `${i}`.repeat(25)) };
+  const s: BootState = { default: A, previous: C, trial: B, tries: 3, trialArgs: 'panic=10 darch.watchdog=300', trialTries: 3, fellBack: true, fellBackFrom: C.stage, bad: Array.from({ length: 9 }, (_, i) => `${i}`.repeat(25)) };
   const vars = stateToVars(s);
   const back = stateFromVars(parseGrubEnv(serializeGrubEnv(vars)));
   assert.deepEqual(back, { ...s, bad: s.bad.slice(-MAX_BAD) });
   // The worst case (long registry tags, a full bad list, a seal GRUB lengthened 21 times) fits the 1 KiB block.
   const long = (c: string): ImageRef => ({ entry: `darch-registry.example.com:5000+team+desktop@2026-11-26-${c}`, stage: c.repeat(25) });
-  const worst = stateToVars({ default: long('a'), previous: long('p'), trial: long('t'), tries: 20, fellBack: true, fellBackFrom: 'f'.repeat(25), bad: s.bad });
+  const worst = stateToVars({ default: long('a'), previous: long('p'), trial: long('t'), tries: 20, trialArgs: 'panic=3600 darch.watchdog=86400', trialTries: 20, fellBack: true, fellBackFrom: 'f'.repeat(25), bad: s.bad });
   const seal = `99999${'g'.repeat(MAX_TRIES + 1)}`;
   assert.equal(serializeGrubEnv([['darch_seq', seal], ...worst, ['darch_seal', seal]]).length, 1024);
   // A counter GRUB left at 0 (or garbage) means no trial.
@@ -102,4 +102,40 @@ test('assets/grub-ab/ab.cfg is the generated standalone A/B script', async () =>
   const shipped = await readFile(`${REPO}/assets/grub-ab/ab.cfg`, 'utf8');
   assert.equal(shipped, renderAbScript(), 'regenerate assets/grub-ab/ab.cfg from renderAbScript()');
   for (let n = 1; n <= 9; n++) assert.match(shipped, new RegExp(`"\\$\\{ab_tries\\}" = "${n}" \\]; then\\n\\t\\tset ab_tries=${n - 1}\\n`));
+});
+
+test('systemd-boot: a trial entry gets the flag and the trial arguments its own options lack; the commit drops both', async () => {
+  const { retune, trialArgsOf } = await import('../../src/boot/sdboot.js');
+  const entry = (options: string) => `title t\nversion 1\nlinux /k\noptions ${options}\n`;
+  const armed = retune(entry('root=x console=ttyS0'), 30, 'panic=10 darch.watchdog=300');
+  assert.match(armed, /^options root=x console=ttyS0 darch\.trial=1 panic=10 darch\.watchdog=300$/m);
+  assert.equal(trialArgsOf(armed), 'panic=10 darch.watchdog=300');
+  // The user's own panic= (and darch.watchdog=0, "off") win: only what they lack is added.
+  assert.match(retune(entry('panic=0 darch.watchdog=0'), 30, 'panic=10 darch.watchdog=300'), /^options panic=0 darch\.watchdog=0 darch\.trial=1$/m);
+  // Re-arming does not pile arguments up, and the commit leaves the entry as it was.
+  assert.equal(retune(armed, 30, 'panic=10 darch.watchdog=300'), armed.replace('version 1', 'version 30'));
+  assert.match(retune(armed, 20, undefined), /^options root=x console=ttyS0$/m);
+  assert.equal(trialArgsOf(entry('root=x')), undefined);
+});
+
+test('trial kernel arguments come from [boot] trial_panic and trial_watchdog; 0 leaves one out', () => {
+  assert.equal(trialKernelArgs({ trial_panic: 10, trial_watchdog: 300 }), 'panic=10 darch.watchdog=300');
+  assert.equal(trialKernelArgs({ trial_panic: 0, trial_watchdog: 45 }), 'darch.watchdog=45');
+  assert.equal(trialKernelArgs({ trial_panic: 0, trial_watchdog: 0 }), '');
+  const s = armTrial(emptyState(), B, 2, { args: 'panic=10' }).state;
+  assert.deepEqual([s.trialArgs, s.trialTries], ['panic=10', 2]);
+  const committed = markGood(s, 'outside').state;
+  assert.deepEqual([committed.trialArgs, committed.trialTries], [undefined, undefined]);
+});
+
+test('a failure record is read only when it is whole and names the image asked for', async () => {
+  const { parseFailure } = await import('../../src/stage/failures.js');
+  const id = 'b'.repeat(25);
+  const text = `stage=${id}\nwhere=initramfs\nreason=the image has no /sbin/init\nuptime=3\n`;
+  assert.deepEqual(parseFailure(text, id), { stage: id, where: 'initramfs', reason: 'the image has no /sbin/init', uptime: 3 });
+  assert.deepEqual(parseFailure(text.replace('uptime=3', 'uptime='), id), { stage: id, where: 'initramfs', reason: 'the image has no /sbin/init' });
+  assert.equal(parseFailure(text, 'a'.repeat(25)), undefined, 'another image');
+  assert.equal(parseFailure(text.slice(0, 20), id), undefined, 'cut short');
+  assert.equal(parseFailure(undefined, id), undefined);
+  assert.equal(parseFailure(`${text}${'x'.repeat(5000)}`, id), undefined, 'oversized');
 });

@@ -13,7 +13,7 @@ import { loadConfig } from '../../lib/config.js';
 import { addProtectionSource, readCmdline } from '../../stage/protect.js';
 import { MAX_TRIES } from '../../boot/grubscript.js';
 import {
-  armTrial, loadState, markBad, markGood, rollback, saveState, setDefault,
+  armTrial, loadState, markBad, markGood, rollback, saveState, setDefault, trialKernelArgs,
   type BootState, type BootedInfo, type ImageRef, type Transition,
 } from '../../boot/state.js';
 import { backendOf, diskTarget, entryIdForTag, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
@@ -23,6 +23,7 @@ import { readEnvPair, type EnvPair } from '../../boot/grubenv.js';
 import { applyState, DirEntryFiles, ENTRIES_DIR, readEntries, requireEntry, stateFromEntries, type BlsEntry } from '../../boot/sdboot.js';
 import { stateFromVars } from '../../boot/state.js';
 import { lockTimeout, type Context } from '../context.js';
+import type { TrialFailure } from '../../stage/failures.js';
 import { readFile } from 'node:fs/promises';
 import { grubCfgPaths, syncBootConfig } from '../../boot/sync.js';
 import { globalsOf, type ContextFactory } from '../main.js';
@@ -89,6 +90,14 @@ export interface StatusView {
   previous: ImageView | null;
   fellBack: boolean;
   fellBackFrom: string | null;
+  /** The tries the trial was armed with (on a fallback: how many it used), when known. */
+  trialTries: number | null;
+  /**
+   * Why the last attempt of the trial (pending, or the one that fell back) failed, when its
+   * boot could record it: the initramfs, a health check or a systemd emergency. A kernel
+   * panic, a hang or a reset leaves no record.
+   */
+  failure: TrialFailure | null;
   bad: string[];
   booted: (BootedInfo & { tags: string[] }) | null;
   /** The watchdog this trial boot runs under until it commits (darch.watchdog=). */
@@ -115,6 +124,13 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
   });
   const first = state.default ? undefined : await t.firstEntry().catch(() => undefined);
   const booted = await t.booted();
+  const tried = state.fellBack ? state.fellBackFrom : state.trial?.stage;
+  const failure = tried
+    ? await t.failure(tried).catch((err: unknown) => {
+        ui.debug(`cannot read the failure record of ${tried}: ${(err as Error).message}`);
+        return undefined;
+      })
+    : undefined;
   return {
     target: t.label,
     default: view(state.default ?? first, images),
@@ -124,6 +140,8 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
     previous: view(state.previous, images),
     fellBack: state.fellBack,
     fellBackFrom: state.fellBackFrom ?? null,
+    trialTries: state.trial || state.fellBack ? (state.trialTries ?? null) : null,
+    failure: failure ?? null,
     bad: state.bad,
     booted: booted ? { ...booted, tags: tagsOf(images, booted.stage) } : null,
     watchdog: (await t.watchdog()) ?? null,
@@ -139,9 +157,16 @@ function renderStatus(s: StatusView): string {
   const tags = (v: ImageView | null) => (v && v.tags.length ? v.tags.join(',') : '-');
   const rows: string[][] = [];
   rows.push(['default', s.default?.stage ?? '-', tags(s.default), s.defaultIsFirstEntry ? (s.default ? 'first menu entry (no state yet)' : 'the first menu entry') : 'last good image']);
-  rows.push(['trial', s.trial?.stage ?? '-', tags(s.trial), s.trial ? `${s.triesLeft} ${s.triesLeft === 1 ? 'try' : 'tries'} left` : 'none pending']);
+  const why = s.failure ? `${s.failure.where}: ${s.failure.reason}` : undefined;
+  const trialNote = `${s.triesLeft} ${s.triesLeft === 1 ? 'try' : 'tries'} left${s.trialTries ? ` of ${s.trialTries}` : ''}`;
+  rows.push(['trial', s.trial?.stage ?? '-', tags(s.trial), s.trial ? trialNote : 'none pending']);
+  if (s.trial && why) rows.push(['', '', '', `last attempt failed: ${why}`]);
   rows.push(['previous', s.previous?.stage ?? '-', tags(s.previous), s.previous ? '`darch boot rollback` returns here' : '']);
-  if (s.fellBack) rows.push(['fell back', s.fellBackFrom ?? '-', '-', 'the last trial ran out of tries']);
+  if (s.fellBack) {
+    const used = s.trialTries ? ` after ${s.trialTries} ${s.trialTries === 1 ? 'try' : 'tries'}` : '';
+    rows.push(['fell back', s.fellBackFrom ?? '-', '-', `the last trial failed${used}`]);
+    rows.push(['', '', '', why ? `why: ${why}` : 'why: not recorded (a kernel panic, a hang or a reset leaves no record)']);
+  }
   rows.push(['bad', s.bad.join(' ') || '-', '-', s.bad.length ? 'not tried again without --force' : '']);
   if (s.booted) {
     const how = s.booted.trial ? 'trial boot' : s.booted.fellBack ? 'fell back from a trial' : 'normal boot';
@@ -238,7 +263,11 @@ export function registerBootTrial(program: Command, ctx: ContextFactory): void {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
     const tries = opts.tries === undefined ? c.config.boot.tries : parseTries(opts.tries);
-    await report(t, await change(c, t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force })));
+    const args = trialKernelArgs(c.config.boot);
+    const res = await change(c, t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force, args }));
+    // An earlier trial of the same image may have left a reason; this trial starts clean.
+    if (res.transition.state.trial) await t.clearFailure(res.transition.state.trial.stage).catch((err: unknown) => ui.debug(`cannot clear the failure record: ${(err as Error).message}`));
+    await report(t, res);
   });
 
   diskOption(
