@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Every Debian package the project or its tests call. Keep in step with docs/ARCHITECTURE.md.
 PACKAGES=(
   ca-certificates git file xz-utils bzip2 zstd cpio kmod attr libcap2-bin openssl apache2-utils
-  busybox-static debootstrap e2fsprogs dosfstools mtools fdisk util-linux
+  busybox-static debootstrap e2fsprogs dosfstools mtools fdisk util-linux fusefat
   squashfs-tools squashfs-tools-ng
   buildah skopeo umoci uidmap fuse-overlayfs
   docker-registry time

@@ -151,7 +151,9 @@ export class DirEnvStorage implements EnvStorage {
       }
       try {
         await fh.write(data, 0, data.length, 0);
-        await fh.truncate(data.length);
+        // Only a longer (corrupt) file needs cutting: the blocks darch writes are all the same
+        // size, and some FAT drivers (FUSE ones such as fusefat) refuse any truncate.
+        if ((await fh.stat()).size > data.length) await fh.truncate(data.length);
         await fh.sync();
       } finally {
         await fh.close();

@@ -1,9 +1,10 @@
 /** `darch boot …`: darch's GRUB menu file and its hook into the distribution's GRUB. */
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { access, chmod, constants as fsConstants, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../../lib/atomic.js';
 import { assetPath } from '../../lib/assets.js';
+import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
@@ -73,14 +74,46 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
       await chmod(target, 0o755);
       const sync = await syncBootConfig(c.paths, { config: c.config });
       ui.success(`installed ${target} (stage file system ${loc.uuid}, ${loc.path})`);
-      if (opts.mkconfig) {
-        const tool = (await which('grub-mkconfig')) ?? (await which('grub2-mkconfig'));
-        if (!tool) ui.warn('grub-mkconfig is not installed: run your distribution\'s equivalent');
-        else {
-          await run(tool, ['-o', path.join(c.paths.root, 'boot/grub/grub.cfg')]);
-          ui.success('grub-mkconfig done: the darch entries are in the GRUB menu');
-        }
-      } else ui.info('now run `grub-mkconfig -o /boot/grub/grub.cfg` once (or `update-grub`); darch keeps its own menu current from then on');
+      if (opts.mkconfig) await mkconfig(c.paths.root);
+      else ui.info('now run `grub-mkconfig -o /boot/grub/grub.cfg` once (or `update-grub`); darch keeps its own menu current from then on');
       await emit({ installed: target, location: loc, entries: sync.entries.length }, () => undefined);
     });
+}
+
+/**
+ * The distribution's grub-mkconfig, run once so its menu sources darch's. With --root (a
+ * system mounted from outside, as an installer has it) it must be that system's own
+ * grub-mkconfig, its /etc/grub.d and /etc/default/grub, so it runs chrooted; the host's
+ * would write the host's kernels into the other system's menu.
+ */
+async function mkconfig(root: string): Promise<void> {
+  const chrooted = path.resolve(root) !== '/';
+  const tools = ['grub-mkconfig', 'grub2-mkconfig'];
+  let tool: string | undefined;
+  if (chrooted) {
+    for (const t of tools) {
+      for (const dir of ['usr/sbin', 'usr/bin', 'sbin', 'bin']) {
+        if (!tool && (await access(path.join(root, dir, t), fsConstants.X_OK).then(() => true, () => false))) tool = t;
+      }
+    }
+  } else {
+    for (const t of tools) tool ??= (await which(t)) ? t : undefined;
+  }
+  if (!tool) {
+    ui.warn(`grub-mkconfig is not installed${chrooted ? ` in ${root}` : ''}: run your distribution's equivalent`);
+    return;
+  }
+  // Fedora's grub2-mkconfig writes /boot/grub2/grub.cfg; Debian's grub-mkconfig /boot/grub/grub.cfg.
+  const out = tool === 'grub2-mkconfig' ? '/boot/grub2/grub.cfg' : '/boot/grub/grub.cfg';
+  const res = chrooted
+    ? await run('chroot', [root, tool, '-o', out], { allowFailure: true })
+    : await run(tool, ['-o', out], { allowFailure: true });
+  if (res.code !== 0) {
+    throw new DarchError('E_BOOT_MKCONFIG', `${tool} failed${chrooted ? ` in ${root}` : ''}: ${res.stderr.trim().split('\n').slice(-2).join(' | ')}`, {
+      hint: chrooted
+        ? `grub-mkconfig needs /dev, /proc and /sys in the chroot: mount --bind /dev ${root}/dev; mount -t proc proc ${root}/proc; mount -t sysfs sysfs ${root}/sys`
+        : `run ${tool} -o ${out} yourself to see why`,
+    });
+  }
+  ui.success(`${tool} done${chrooted ? ` in ${root}` : ''}: the darch entries are in the GRUB menu (${out})`);
 }
