@@ -4,14 +4,23 @@
  * the documented no-systemd equivalent of the health and mark-good units
  * (`/usr/lib/darch/darch-health --commit` from rcS).
  *
- * Image A is the good default; image B is staged five times with different kernel
- * parameters that make it good, panic, miss its init, fail a health.d check, or hang. Each
- * case arms B as a trial on a copy of one disk (`darch boot try --disk`) and reads every
- * boot from the serial console. Every trial boot runs under the q35 machine's Intel TCO
- * watchdog (iTCO_wdt), which darch's initramfs arms (darch.watchdog=) and only a commit
- * stops: it is what resets the hung trial; nothing in the harness does. The hang is booted
- * once more on the i440fx machine, which has no watchdog: there softdog resets it. The health-check case uses 3 tries, the other
- * failures 1 try (the cheapest variant: the counting itself is covered in trial-grub.test.ts).
+ * On darch's defaults: the disk's kernel arguments are only a serial console. What turns a
+ * failure into a reboot is what darch adds to trial boots by itself (panic=10 and
+ * darch.watchdog=300 from `[boot] trial_panic`/`trial_watchdog`, put on the trial's command
+ * line by `darch boot try`) and the initramfs rebooting a trial instead of opening a shell.
+ * Only the hang cases set `trial_watchdog = 45` in config.toml (the default would wait
+ * 300 s, twice that on Intel's TCO).
+ *
+ * Image A is the good default; image B is staged as variants with kernel parameters that
+ * make it good, panic, die as init, miss its init, fail a health.d check or hang, and one
+ * whose squashfs the test deletes from the disk. Each case arms B as a trial on a copy of
+ * one disk (`darch boot try --disk`) and reads every boot from the serial console, then
+ * `darch boot status` for the fallback, the tries used and the recorded reason. Every trial
+ * boot runs under the q35 machine's Intel TCO watchdog (iTCO_wdt), which darch's initramfs
+ * arms and only a commit stops: it is what resets the hung trial; nothing in the harness
+ * does. The hang is booted once more on the i440fx machine, which has no watchdog: there
+ * softdog resets it. The same faults on a boot that is not a trial still stop for the
+ * person at the console (rescue shell, kernel panic without reboot).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -20,7 +29,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
-import { BOOTED, TRIAL_KARGS, TRIAL_TAGS, WATCHDOG_SECONDS, stageTrialImages, trialBoots, type TrialBoot } from '../helpers/trialimages.js';
+import {
+  BOOTED, DEFAULT_WATCHDOG_SECONDS, HANG_WATCHDOG_SECONDS, TRIAL_KARGS, TRIAL_TAGS,
+  removeFromDarchPartition, stageTrialImages, trialBoots, withTrialWatchdog, type TrialBoot,
+} from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
 const sh = promisify(execFile);
@@ -67,23 +79,64 @@ describe('trial boots of real kernels with automatic fallback', () => {
     return (await darchOk(['boot', 'status', '--disk', d, '--json'])).json();
   }
 
+  interface FallBack {
+    tries: number;
+    perBoot: (b: Boot) => void;
+    /** What `darch boot status` says the trial died of: a recorded reason, or null (a panic or a hang records none). */
+    why: { where: string; reason: RegExp } | null;
+    name?: string;
+    qemuArgs?: string[];
+    /** Done to the disk after the trial is armed (e.g. losing the squashfs). */
+    prepare?: (disk: string) => Promise<void>;
+    /** `[boot] trial_watchdog` for this trial (a hang): else darch's default. */
+    watchdog?: number;
+  }
+
   /** A bad trial: `tries` boots of it, then A with the fallback flag; B is bad and not tried again. */
-  async function assertFallsBack(variant: string, tries: number, perBoot: (b: Boot) => void, vm: { name?: string; qemuArgs?: string[] } = {}): Promise<void> {
-    const name = vm.name ?? variant;
+  async function assertFallsBack(variant: string, o: FallBack): Promise<void> {
+    const name = o.name ?? variant;
     const d = await diskCopy(name);
-    await darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d]);
-    const list = await boots(`trial-linux-${name}`, d, tries + 1, vm.qemuArgs);
-    assert.deepEqual(list.map((b) => b.image), [...Array(tries).fill(variant), 'a'], `boot order for ${variant}`);
-    for (const b of list.slice(0, tries)) perBoot(b);
-    assert.deepEqual(list[tries]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: true });
+    // With --root: the config.toml there is the one a hang case writes its trial_watchdog into.
+    const arm = () => darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(o.tries), '--disk', d], { root });
+    await (o.watchdog ? withTrialWatchdog(root, o.watchdog, arm) : arm());
+    await o.prepare?.(d);
+    const list = await boots(`trial-linux-${name}`, d, o.tries + 1, o.qemuArgs);
+    assert.deepEqual(list.map((b) => b.image), [...Array(o.tries).fill(variant), 'a'], `boot order for ${variant}`);
+    for (const b of list.slice(0, o.tries)) o.perBoot(b);
+    // The default still boots (and knows it fell back).
+    assert.deepEqual(list[o.tries]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: true });
     const s = await status(d);
     assert.equal(s.default.stage, ids.a);
     assert.equal(s.trial, null);
     assert.equal(s.fellBack, true);
+    assert.equal(s.fellBackFrom, ids[variant]);
+    assert.equal(s.trialTries, o.tries, 'status says how many tries the trial used');
     assert.deepEqual(s.bad, [ids[variant]]);
+    if (o.why) {
+      assert.equal(s.failure?.stage, ids[variant]);
+      assert.equal(s.failure?.where, o.why.where);
+      assert.match(s.failure?.reason ?? '', o.why.reason);
+    } else {
+      assert.equal(s.failure, null, 'nothing recorded a reason');
+    }
     const again = await darch(['boot', 'try', `test/b:${variant}`, '--disk', d]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /marked bad/);
+  }
+
+  /** Not a trial: the same fault waits for the person at the console and never reboots by itself. */
+  async function assertStays(variant: string, waitFor: RegExp): Promise<void> {
+    const d = await diskCopy(`${variant}-default`);
+    await darchOk(['disk', 'set-default', d, `test/b:${variant}`]);
+    const vm = await SerialVm.start({ name: `trial-linux-${variant}-default`, disk: d, memoryMiB: 512 });
+    try {
+      const seen = await vm.waitFor(waitFor, 180_000);
+      assert.doesNotMatch(vm.text, /darch\.trial=1|watchdog armed/, 'not a trial boot');
+      await new Promise((r) => setTimeout(r, 20_000));
+      assert.equal(vm.text.split('BdsDxe: starting Boot').length - 1, 1, `${variant}: no reboot 20 s after: ${vm.text.slice(seen.end).slice(-400)}`);
+    } finally {
+      await vm.stop();
+    }
   }
 
   it('a good trial commits itself: after one boot it is the default and no trial remains', async () => {
@@ -92,7 +145,8 @@ describe('trial boots of real kernels with automatic fallback', () => {
     const vm = await SerialVm.start({ name: 'trial-linux-good', disk: d, memoryMiB: 512 });
     try {
       const first = await vm.waitFor(new RegExp(`${BOOTED} version=B stage=${ids.good} trial=1 fell_back=0`), 180_000);
-      assert.match(vm.text, new RegExp(`darch: trial boot: watchdog armed \\(iTCO_wdt, ${WATCHDOG_SECONDS}s\\)`));
+      // darch's default: every trial boot runs under a 300 s watchdog, with nothing on the disk's command line asking for it.
+      assert.match(vm.text, new RegExp(`darch: trial boot: watchdog armed \\(iTCO_wdt, ${DEFAULT_WATCHDOG_SECONDS}s\\)`));
       assert.match(vm.text, /darch-commit: [a-z0-9]{25} is good: it is now the default\s+darch: the trial's watchdog \(\/dev\/watchdog0\) is stopped/);
       // Stopped for real, as the kernel sees it.
       vm.send('echo "WD=$(cat /sys/class/watchdog/watchdog0/state)"');
@@ -115,29 +169,70 @@ describe('trial boots of real kernels with automatic fallback', () => {
   });
 
   it('a failing health.d check reboots the trial until its 3 tries are used, then A boots for good', async () => {
-    await assertFallsBack('health', 3, (b) => {
-      assert.match(b.text, /darch-health: FAILED: 10-test/);
-      assert.match(b.text, /rebooting so the counter runs down/);
+    await assertFallsBack('health', {
+      tries: 3,
+      why: { where: 'health', reason: /health check failed: 10-test/ },
+      perBoot: (b) => {
+        assert.match(b.text, /darch-health: FAILED: 10-test/);
+        assert.match(b.text, /rebooting so the counter runs down/);
+      },
     });
   });
 
-  it('a kernel panic (panic=2 reboots) falls back to A', async () => {
-    await assertFallsBack('panic', 1, (b) => assert.match(b.text, /Kernel panic/));
+  it('a kernel panic reboots by darch\'s default panic=10 and falls back to A', async () => {
+    await assertFallsBack('panic', { tries: 1, why: null, perBoot: (b) => assert.match(b.text, /Kernel panic[^]*Rebooting in 10 seconds/) });
   });
 
-  it('a missing init falls back to A', async () => {
-    await assertFallsBack('noinit', 1, (b) => assert.match(b.text, /no-such-init/));
+  it('an init that dies (the kernel panics) falls back to A', async () => {
+    await assertFallsBack('initexit', { tries: 1, why: null, perBoot: (b) => assert.match(b.text, /Attempted to kill init[^]*Rebooting in 10 seconds/) });
+  });
+
+  it('a missing init: the initramfs records why and reboots instead of opening a shell; falls back to A', async () => {
+    await assertFallsBack('noinit', {
+      tries: 1,
+      why: { where: 'initramfs', reason: /has no \/sbin\/no-such-init/ },
+      perBoot: (b) => {
+        assert.match(b.text, /no-such-init[^]*trial boot failed: rebooting in 10s/);
+        assert.doesNotMatch(b.text, /starting a rescue shell/);
+      },
+    });
+  });
+
+  it('a missing squashfs falls back to A, and status says why', async () => {
+    await assertFallsBack('nosquash', {
+      tries: 2,
+      why: { where: 'initramfs', reason: /rootfs\.squash not found/ },
+      prepare: (d) => removeFromDarchPartition(d, `/stage/live/${ids.nosquash}/rootfs.squash`),
+      perBoot: (b) => assert.match(b.text, /rootfs\.squash not found[^]*trial boot failed: rebooting/),
+    });
   });
 
   it('a hang is reset by the hardware watchdog the trial runs under, and falls back to A', async () => {
-    await assertFallsBack('hang', 1, (b) => assert.match(b.text, /trial boot: watchdog armed \(iTCO_wdt[^]*TRIAL-TEST: hang/));
+    await assertFallsBack('hang', {
+      tries: 1,
+      why: null,
+      watchdog: HANG_WATCHDOG_SECONDS,
+      perBoot: (b) => assert.match(b.text, new RegExp(`trial boot: watchdog armed \\(iTCO_wdt, ${HANG_WATCHDOG_SECONDS}s\\)[^]*TRIAL-TEST: hang`)),
+    });
   });
 
   it('on a machine with no hardware watchdog (i440fx) softdog resets the hang, and it falls back to A', async () => {
-    await assertFallsBack('hang', 1, (b) => {
-      assert.match(b.text, new RegExp(`trial boot: watchdog armed \\(softdog, ${WATCHDOG_SECONDS}s\\)[^]*TRIAL-TEST: hang`));
-      assert.match(b.text, /softdog: Initiating system reboot/, 'the reset came from softdog');
-    }, { name: 'hang-softdog', qemuArgs: ['-machine', 'pc'] });
+    await assertFallsBack('hang', {
+      tries: 1,
+      why: null,
+      watchdog: HANG_WATCHDOG_SECONDS,
+      name: 'hang-softdog',
+      qemuArgs: ['-machine', 'pc'],
+      perBoot: (b) => {
+        assert.match(b.text, new RegExp(`trial boot: watchdog armed \\(softdog, ${HANG_WATCHDOG_SECONDS}s\\)[^]*TRIAL-TEST: hang`));
+        assert.match(b.text, /softdog: Initiating system reboot/, 'the reset came from softdog');
+      },
+    });
+  });
+
+  it('not a trial: a missing init still opens the rescue shell, and a dying init still stops at the panic', async () => {
+    await assertStays('noinit', /starting a rescue shell/);
+    await assertStays('initexit', /Attempted to kill init/);
   });
 
   it('a corrupted environment block still boots A', async () => {

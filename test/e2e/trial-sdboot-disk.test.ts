@@ -10,9 +10,12 @@
  * init, fail a health.d check or hang. Each case arms B with `darch boot try --disk` on a
  * sparse copy of one disk and reads every boot from the serial console. systemd-boot cannot
  * add darch.fell_back=1 to the boot that falls back: the `+0` entry name is how
- * `darch boot status` knows. A hang is reset by the VM's watchdog, which darch's initramfs
- * arms on trial boots (darch.watchdog=): here an added i6300esb, in trial-linux.test.ts
- * q35's own iTCO.
+ * `darch boot status` knows. The disk's kernel arguments are only a serial console: what
+ * makes a failing trial reboot is darch's defaults (panic=10 darch.watchdog=300 on the
+ * trial's entry, the initramfs rebooting instead of opening a shell). A hang is reset by the
+ * VM's watchdog, which darch's initramfs arms on trial boots: here an added i6300esb, in
+ * trial-linux.test.ts q35's own iTCO; the hang case sets `[boot] trial_watchdog = 45` so
+ * it does not wait out the default 300 s.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -21,7 +24,10 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { mls } from '../helpers/espfiles.js';
-import { BOOTED, TRIAL_KARGS, TRIAL_TAGS, stageTrialImages, trialBoots, type TrialBoot } from '../helpers/trialimages.js';
+import {
+  BOOTED, HANG_WATCHDOG_SECONDS, TRIAL_KARGS, TRIAL_TAGS,
+  removeFromDarchPartition, stageTrialImages, trialBoots, withTrialWatchdog, type TrialBoot,
+} from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
 const sh = promisify(execFile);
@@ -61,11 +67,26 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
   const entryOf = async (d: string, variant: string): Promise<string | undefined> => (await entries(d)).find((f) => f.startsWith(`darch-${ids[variant]}`));
   const status = async (d: string): Promise<any> => (await darchOk(['boot', 'status', '--disk', d, '--json'])).json();
 
-  async function assertFallsBack(variant: string, tries: number, perBoot: (b: TrialBoot) => void, qemuArgs: string[] = []): Promise<void> {
+  interface FallBack {
+    tries: number;
+    perBoot: (b: TrialBoot) => void;
+    /** What `darch boot status` says the trial died of, or null (a panic or a hang records none). */
+    why: { where: string; reason: RegExp } | null;
+    qemuArgs?: string[];
+    prepare?: (disk: string) => Promise<void>;
+    /** `[boot] trial_watchdog` for this trial (a hang): else darch's default. */
+    watchdog?: number;
+  }
+
+  async function assertFallsBack(variant: string, o: FallBack): Promise<void> {
+    const { tries, perBoot } = o;
     const d = await diskCopy(variant);
-    await darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d]);
+    // With --root: the config.toml there is the one a hang case writes its trial_watchdog into.
+    const arm = () => darchOk(['boot', 'try', `test/b:${variant}`, '--tries', String(tries), '--disk', d], { root });
+    await (o.watchdog ? withTrialWatchdog(root, o.watchdog, arm) : arm());
     assert.equal(await entryOf(d, variant), `darch-${ids[variant]}+${tries}.conf`);
-    const list = await trialBoots(`trial-sdboot-disk-${variant}`, d, tries + 1, qemuArgs);
+    await o.prepare?.(d);
+    const list = await trialBoots(`trial-sdboot-disk-${variant}`, d, tries + 1, o.qemuArgs);
     for (const b of list.slice(0, tries)) {
       // A failing health check reboots in the background, so rcS may still report the trial boot.
       if (b.booted) assert.deepEqual(b.booted, { version: 'B', stage: ids[variant], trial: true, fellBack: false }, `${variant}: every boot before the fallback is the trial`);
@@ -82,7 +103,14 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     assert.equal(s.trial, null);
     assert.equal(s.fellBack, true, 'status reports the fallback from the +0 entry');
     assert.equal(s.fellBackFrom, ids[variant]);
+    assert.equal(s.trialTries, tries, 'status says how many tries the trial used (systemd-boot\'s +0-N)');
     assert.deepEqual(s.bad, [ids[variant]]);
+    if (o.why) {
+      assert.equal(s.failure?.where, o.why.where);
+      assert.match(s.failure?.reason ?? '', o.why.reason);
+    } else {
+      assert.equal(s.failure, null, 'nothing recorded a reason');
+    }
     const again = await darch(['boot', 'try', `test/b:${variant}`, '--disk', d]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /marked bad/);
@@ -117,22 +145,52 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
   });
 
   it('a failing health.d check reboots the trial until its 2 tries are used, then A boots', async () => {
-    await assertFallsBack('health', 2, (b) => {
-      assert.match(b.text, /darch-health: FAILED: 10-test/);
-      assert.match(b.text, /rebooting so the counter runs down/);
+    await assertFallsBack('health', {
+      tries: 2,
+      why: { where: 'health', reason: /10-test/ },
+      perBoot: (b) => {
+        assert.match(b.text, /darch-health: FAILED: 10-test/);
+        assert.match(b.text, /rebooting so the counter runs down/);
+      },
     });
   });
 
-  it('a kernel panic (panic=2 reboots) falls back to A', async () => {
-    await assertFallsBack('panic', 1, (b) => assert.match(b.text, /TRIAL-TEST: panic[^]*Kernel panic/));
+  it('a kernel panic reboots by darch\'s default panic=10 (the trial entry carries it) and falls back to A', async () => {
+    await assertFallsBack('panic', { tries: 1, why: null, perBoot: (b) => assert.match(b.text, /TRIAL-TEST: panic[^]*Kernel panic[^]*Rebooting in 10 seconds/) });
   });
 
-  it('a missing init falls back to A', async () => {
-    await assertFallsBack('noinit', 1, (b) => assert.match(b.text, /no-such-init/));
+  it('an init that dies falls back to A', async () => {
+    await assertFallsBack('initexit', { tries: 1, why: null, perBoot: (b) => assert.match(b.text, /Attempted to kill init[^]*Rebooting in 10 seconds/) });
+  });
+
+  it('a missing init falls back to A without a rescue shell, and status says why', async () => {
+    await assertFallsBack('noinit', {
+      tries: 1,
+      why: { where: 'initramfs', reason: /no-such-init/ },
+      perBoot: (b) => {
+        assert.match(b.text, /no-such-init[^]*trial boot failed: rebooting in 10s/);
+        assert.doesNotMatch(b.text, /starting a rescue shell/);
+      },
+    });
+  });
+
+  it('a missing squashfs falls back to A', async () => {
+    await assertFallsBack('nosquash', {
+      tries: 1,
+      why: { where: 'initramfs', reason: /rootfs\.squash not found/ },
+      prepare: (d) => removeFromDarchPartition(d, `/stage/live/${ids.nosquash}/rootfs.squash`),
+      perBoot: (b) => assert.match(b.text, /rootfs\.squash not found[^]*trial boot failed: rebooting/),
+    });
   });
 
   it('a hang is reset by the hardware watchdog the trial runs under, and falls back to A', async () => {
     // With an i6300esb added (as a VM's owner would), darch prefers it over q35's TCO.
-    await assertFallsBack('hang', 1, (b) => assert.match(b.text, /trial boot: watchdog armed \(i6300esb, \d+s\)[^]*TRIAL-TEST: hang/), ['-device', 'i6300esb']);
+    await assertFallsBack('hang', {
+      tries: 1,
+      why: null,
+      watchdog: HANG_WATCHDOG_SECONDS,
+      qemuArgs: ['-device', 'i6300esb'],
+      perBoot: (b) => assert.match(b.text, new RegExp(`trial boot: watchdog armed \\(i6300esb, ${HANG_WATCHDOG_SECONDS}s\\)[^]*TRIAL-TEST: hang`)),
+    });
   });
 });

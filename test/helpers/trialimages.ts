@@ -3,10 +3,15 @@
  * boot: A, the good default, and B staged as a good image and as variants that panic, miss
  * their init, fail a health.d check or hang. Both run the documented no-systemd path from
  * rcS (`/usr/lib/darch/darch-health --commit`) and report each boot on the console as
- * `TRIAL-BOOTED version=… stage=… trial=0|1 fell_back=0|1`.
+ * `TRIAL-BOOTED version=… stage=… trial=0|1 fell_back=0|1`. Further variants die as init,
+ * or lose their squashfs on the disk.
  */
-import { readFile } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { readPartitions } from '../../src/boot/esp.js';
+import { Ext4Image } from '../../src/disk/ext4.js';
+import { LINUX_TYPE } from '../../src/disk/layout.js';
 import { REPO } from './darch.js';
 import { busyboxBootRoot, debianKernel } from './bootimage.js';
 import { stageTree, stageVariant } from './staged.js';
@@ -14,12 +19,40 @@ import { SerialVm } from './serialvm.js';
 
 export const BOOTED = 'TRIAL-BOOTED';
 
-// no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and panic.
-// darch.watchdog: trial boots run under the VM's watchdog (q35's iTCO, or an i6300esb when
-// added), which resets a trial that does not commit in time (a good one commits in about
-// 10 s under TCG; the TCO counts the timeout down twice before it resets).
-export const WATCHDOG_SECONDS = 45;
-export const TRIAL_KARGS = `console=ttyS0,115200 loglevel=3 panic=2 no_timer_check darch.watchdog=${WATCHDOG_SECONDS}`;
+// What a user types: a serial console, nothing that makes failures reboot (trial boots get
+// panic= and darch.watchdog= from darch's defaults). loglevel keeps the console readable;
+// no_timer_check: under a loaded TCG host the kernel's IO-APIC timer check can fail and
+// panic, which is qemu's problem, not the image's.
+export const TRIAL_KARGS = 'console=ttyS0,115200 loglevel=3 no_timer_check';
+/** The default `[boot] trial_watchdog` (300 s; Intel's TCO counts it down twice). */
+export const DEFAULT_WATCHDOG_SECONDS = 300;
+/**
+ * The hang cases set `[boot] trial_watchdog` to this (a good busybox trial commits in about
+ * 10 s under TCG): waiting out the default 300 s (600 on Intel's TCO) per case would cost
+ * CI most of its time. Nothing else in the tests changes darch's defaults.
+ */
+export const HANG_WATCHDOG_SECONDS = 45;
+
+/** Run `fn` with `[boot] trial_watchdog = seconds` in root's config.toml (what a user would write). */
+export async function withTrialWatchdog<T>(root: string, seconds: number, fn: () => Promise<T>): Promise<T> {
+  const file = path.join(root, 'etc/darch/config.toml');
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, `[boot]\ntrial_watchdog = ${seconds}\n`);
+  try {
+    return await fn();
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** Remove a file of the darch partition (ext4) of a disk made by `darch disk create`, e.g. a staged squashfs. */
+export async function removeFromDarchPartition(disk: string, file: string): Promise<void> {
+  const part = (await readPartitions(disk)).find((p) => p.type === LINUX_TYPE);
+  assert.ok(part, `${disk} has a darch partition`);
+  const fs = new Ext4Image(disk, part.offset);
+  await fs.remove(file);
+  assert.equal(await fs.readText(file), undefined, `${file} is gone`);
+}
 
 const RCS = `#!/bin/sh
 mount -t proc proc /proc 2>/dev/null
@@ -47,7 +80,12 @@ exit 0
 `;
 
 /** The bad variants are B's squashfs with other kernel parameters. */
-const VARIANTS: Record<string, string> = { panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang' };
+// initexit: init dies (the kernel panics: "Attempted to kill init"); nosquash: the tests
+// delete its rootfs.squash from the disk.
+const VARIANTS: Record<string, string> = {
+  panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang',
+  initexit: 'init=/bin/false', nosquash: 'darch.test=nosquash',
+};
 
 /** Every tag stageTrialImages stages, A first (what `disk create` makes the default). */
 export const TRIAL_TAGS = ['test/a:1', 'test/b:good', ...Object.keys(VARIANTS).map((v) => `test/b:${v}`)];
