@@ -65,7 +65,10 @@ describe("a distribution's own GRUB boots darch's images and falls back from a b
   it("the distribution's GRUB menu shows darch's entries and boots the default image, A", async () => {
     const vm = await SerialVm.start({ name: 'boot-installed-grub-default', disk, memoryMiB: 512 });
     try {
-      const booted = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)`), 240_000);
+      // What GRUB picked, before waiting for a boot that would never report if it was Debian's.
+      const picked = await vm.waitFor(/Booting `([^']+)'/, 180_000);
+      assert.equal(picked.match[1], 'Darch: test/a:1', "GRUB booted darch's default entry, not the distribution's");
+      const booted = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)`), 180_000, picked.end);
       const menu = vm.text.slice(0, booted.end);
       assert.match(menu, /Debian GNU\/Linux/, "the distribution's menu was shown");
       for (const tag of ['test/a:1', 'test/b:good', `test/b:${BAD}`]) assert.ok(menu.includes(`Darch: ${tag}`), `the menu shows "Darch: ${tag}"`);
@@ -86,6 +89,8 @@ describe("a distribution's own GRUB boots darch's images and falls back from a b
     assert.deepEqual(boots.map((b) => imageOf(b.text)), [BAD, 'a'], 'the bad trial, then the default');
     assert.match(boots[0]!.text, /darch: trial boot of [a-z0-9]+, 0 more tries after this one/);
     assert.match(boots[0]!.text, /Kernel panic/);
+    // Nothing but the console was configured: the reboot after the panic is darch's trial default.
+    assert.match(boots[0]!.text, /Command line: [^\n]*\bpanic=\d+ [^\n]*console=ttyS0,115200 darch\.trial=1/);
     assert.equal(boots[0]!.booted, undefined, 'the bad image never came up');
     assert.match(boots[1]!.text, new RegExp(`darch: trial ${ids[BAD]} ran out of tries; back to darch-test\\+a@1`));
     assert.deepEqual(boots[1]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: true });

@@ -60,7 +60,7 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
   boot
     .command('install')
     .description('install /etc/grub.d/60_darch so the distribution\'s GRUB menu sources darch\'s (run once)')
-    .option('--mkconfig', 'also run grub-mkconfig -o /boot/grub/grub.cfg now')
+    .option('--mkconfig', 'also run grub-mkconfig -o /boot/grub/grub.cfg now (with --root: that system\'s own, chrooted)')
     .action(async (opts: { mkconfig?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       await mkdir(c.paths.stageDir, { recursive: true });
