@@ -33,10 +33,11 @@ darch_record_failure() {
 	case "$_rec_path" in /*/live/"$_rec_id" | /live/"$_rec_id") ;; *) return 0 ;; esac
 	_rec_stage="${_rec_path%/live/*}"
 	# The initramfs keeps the stage file system mounted read-only here (also after
-	# switch_root: /run moves along); with darch_ram=1 it was unmounted, so mount it again.
+	# switch_root: /run moves along). With darch_ram=1 it was unmounted, and an image that
+	# mounts its own /run hides it (/proc/mounts still lists it): then mount it again.
 	_rec_mnt=/run/darch/source
 	_rec_own=
-	if ! grep -q " $_rec_mnt " /proc/mounts 2>/dev/null; then
+	if [ ! -d "$_rec_mnt$_rec_path" ]; then
 		case "$_rec_dev" in
 		UUID=*) _rec_node="/dev/disk/by-uuid/${_rec_dev#UUID=}" ;;
 		LABEL=*) _rec_node="/dev/disk/by-label/${_rec_dev#LABEL=}" ;;
