@@ -62,6 +62,18 @@ test('set-default, try, mark-good (only on the trial boot), rollback, mark-bad',
   assert.match(table.stdout, new RegExp(`^default +${A} +os:a +last good image$`, 'm'));
   assert.match(table.stdout, new RegExp(`^trial +${B} +os:b,os:latest +2 tries left of 2$`, 'm'));
 
+  // An attempt that failed and could say why (the initramfs or a health check writes the
+  // record on the stage file system): status shows it; a new `try` of the image starts clean.
+  const record = path.join(m.root, 'var/lib/darch/stage/failed', B);
+  await mkdir(path.dirname(record), { recursive: true });
+  await writeFile(record, `stage=${B}\nwhere=initramfs\nreason=rootfs.squash not found in UUID=x:/stage/live/${B}\nuptime=4\n`);
+  const failedOnce = await darchOk(['boot', 'status'], { root: m.root });
+  assert.match(failedOnce.stdout, /^ +last attempt failed: initramfs: rootfs\.squash not found/m);
+  assert.equal((await darchOk(['boot', 'status', '--json'], { root: m.root })).json().failure.where, 'initramfs');
+  await darchOk(['boot', 'try', 'os', '--tries', '2'], { root: m.root });
+  assert.equal((await darchOk(['boot', 'status', '--json'], { root: m.root })).json().failure, null);
+  await assert.rejects(stat(record), /ENOENT/);
+
   // A boot that is not the trial changes nothing, byte for byte.
   const before = await readFile(path.join(m.env, 'grubenv'));
   for (const c of [`darch_stageid=${A}`, `darch_stageid=${B}`, `darch_stageid=${A} darch.trial=1`]) {
