@@ -52,7 +52,7 @@ export const ERROR_CODES = {
     hint: 'give more characters, a tag, or choose with --source-ref',
   },
   E_ASSETS_MISSING: {
-    meaning: "darch cannot find its assets/ directory (initramfs scripts, hooks, GRUB snippets)",
+    meaning: 'darch cannot find its assets/ directory (initramfs scripts, hooks, GRUB snippets)',
     hint: 'run darch from its source tree or set DARCH_ASSETS',
   },
   E_AUTH: {
@@ -368,7 +368,7 @@ export const ERROR_CODES = {
   },
   E_SINGLE_PASS: {
     meaning: 'one pass cannot flatten this image; staging falls back to two passes by itself',
-    hint: 'nothing to do: seen only with --passes 1',
+    hint: 'nothing to do: stage catches it and never reports it',
   },
   E_SIZE_MISMATCH: {
     meaning: 'content is not the size it was promised at',
@@ -388,7 +388,7 @@ export const ERROR_CODES = {
   },
   E_TLS: {
     meaning: "the registry's TLS certificate cannot be verified, or the TLS handshake failed",
-    hint: 'add its CA under /etc/containers/certs.d, or use --tls-verify=false for a test registry',
+    hint: "put the registry's CA in /etc/containers/certs.d/HOST/ca.crt (or --cert-dir DIR), or use --tls-verify=false for a test registry",
   },
   E_TOOL_MISSING: {
     meaning: 'an external program darch needs is not installed',
