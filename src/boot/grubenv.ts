@@ -78,7 +78,7 @@ function escapeValue(v: string): string {
 export function serializeGrubEnv(vars: EnvVars | Iterable<[string, string]>): Buffer {
   let body = GRUBENV_SIGNATURE + GRUBENV_WARNING;
   for (const [name, value] of vars) {
-    if (!NAME_RE.test(name)) throw new DarchError('E_USAGE', `invalid GRUB variable name ${JSON.stringify(name)}`, { exitCode: 2 });
+    if (!NAME_RE.test(name)) throw new DarchError('E_USAGE', `invalid GRUB variable name ${JSON.stringify(name)}`);
     body += `${name}=${escapeValue(value)}\n`;
   }
   const bytes = Buffer.from(body, 'utf8');

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../lib/atomic.js';
 import type { Config } from '../lib/config.js';
-import { DarchError } from '../lib/errors.js';
+import { DarchError, type ErrorCode } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { ui, formatBytes } from '../lib/ui.js';
 import { buildInitramfs } from '../initramfs/build.js';
@@ -30,6 +30,9 @@ export const DARCH_AWARE_INITRAMFS = [
   'etc/initcpio/hooks/darch',
   'usr/lib/dracut/modules.d/99darch/module-setup.sh', // Darch's dracut module
 ];
+
+/** Failures of darch's initramfs that an image's own initramfs may not share. */
+const MODULES_PROBLEMS = new Set<ErrorCode>(['E_MODULES_MISSING', 'E_MODULES_BROKEN', 'E_KERNEL_UNKNOWN']);
 
 function lookupOk(index: BootStepContext['index'], p: string): boolean {
   try {
@@ -78,7 +81,7 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         } catch (err) {
           // In auto mode an image that brought its own initramfs is never worse off than
           // before: keep it, say why darch's could not be built.
-          const modulesProblem = err instanceof DarchError && ['E_MODULES_MISSING', 'E_MODULES_BROKEN', 'E_KERNEL_UNKNOWN'].includes(err.code);
+          const modulesProblem = err instanceof DarchError && MODULES_PROBLEMS.has(err.code);
           if (config.boot.initramfs !== 'auto' || !ctx.boot.initramfs || !modulesProblem) throw err;
           ui.warn(`darch's initramfs cannot be built (${(err as Error).message}); keeping the image's own`);
           which = 'image';

@@ -85,7 +85,6 @@ function recipeImage(prefix: string, recipe: string, tag: string): string {
   } catch (err) {
     throw new DarchError('E_USAGE', `"${raw}" is not a valid image name (from --image-prefix "${prefix}", recipe ${recipe} and tag ${tag})`, {
       hint: 'image names are lowercase; tags are letters, digits, . _ -',
-      exitCode: 2,
       cause: err,
     });
   }
@@ -93,14 +92,14 @@ function recipeImage(prefix: string, recipe: string, tag: string): string {
 
 export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{ graph: RecipeGraph; steps: PlanStep[]; pulls: string[] }> {
   const graph = await RecipeGraph.load(req.recipesDir);
-  if (req.recipes.length === 0) throw new DarchError('E_USAGE', 'name at least one recipe to build', { hint: '`darch recipes list` shows them', exitCode: 2 });
+  if (req.recipes.length === 0) throw new DarchError('E_USAGE', 'name at least one recipe to build', { hint: '`darch recipes list` shows them' });
   const requested = req.recipes.map((n) => graph.get(n).name);
   // --no-deps still builds the named recipes parents-first among themselves.
   const order = req.noDeps ? graph.buildOrder(requested).filter((n) => requested.includes(n)) : graph.buildOrder(requested);
   const tag = buildTagOf(req);
   const prefix = req.prefix ?? '';
   for (const t of req.tags ?? []) {
-    if (!/^[\w][\w.-]{0,127}$/.test(t)) throw new DarchError('E_USAGE', `-t ${t}: not a valid tag`, { hint: 'tags are up to 128 letters, digits, . _ - (not starting with . or -)', exitCode: 2 });
+    if (!/^[\w][\w.-]{0,127}$/.test(t)) throw new DarchError('E_USAGE', `-t ${t}: not a valid tag`, { hint: 'tags are up to 128 letters, digits, . _ - (not starting with . or -)' });
   }
   const planned = new Set(order);
   const steps: PlanStep[] = [];
@@ -125,7 +124,7 @@ export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{
         try {
           storeRef = refString(parseRef(t.ref, recipe.format === 'darch' ? tag : 'latest'));
         } catch (err) {
-          throw new DarchError('E_RECIPE_INVALID', `recipe ${name}: ${(err as Error).message}`, { exitCode: 78 });
+          throw new DarchError('E_RECIPE_INVALID', `recipe ${name}: ${(err as Error).message}`);
         }
         parents.push({ written: t.ref, target: t, storeRef, inPlan: false });
       }

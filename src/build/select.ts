@@ -18,7 +18,7 @@ export async function probeBuilders(paths: DarchPaths): Promise<Probe[]> {
 export async function selectBuilder(paths: DarchPaths, requested?: string): Promise<Builder> {
   if (requested !== undefined) {
     if (!BUILDER_KINDS.includes(requested as BuilderKind)) {
-      throw new DarchError('E_USAGE', `unknown builder ${requested}`, { hint: `choose one of ${BUILDER_KINDS.join(', ')}`, exitCode: 2 });
+      throw new DarchError('E_USAGE', `unknown builder ${requested}`, { hint: `choose one of ${BUILDER_KINDS.join(', ')}` });
     }
     const b = makeBuilder(requested as BuilderKind, paths);
     const p = await b.probe();

@@ -62,7 +62,7 @@ const GRUB_MODULES = [
 
 export function parseSize(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?$/i.exec(s.trim());
-  if (!m) throw new DarchError('E_USAGE', `invalid size "${s}"`, { hint: 'use a number with K, M, G or T, e.g. 2G', exitCode: 2 });
+  if (!m) throw new DarchError('E_USAGE', `invalid size "${s}"`, { hint: 'use a number with K, M, G or T, e.g. 2G' });
   const unit = (m[2] ?? 'B').toUpperCase()[0] ?? 'B';
   const mult = { B: 1, K: 1024, M: MiB, G: 1024 * MiB, T: 1024 * 1024 * MiB }[unit] ?? 1;
   return Math.floor(Number(m[1]) * mult);
@@ -193,7 +193,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const espNeed = bootloader === 'systemd-boot' ? (await espBytesFor(chosen)) + ESP_SLACK + sdbootSize : 0;
     const espSize = opts.espSize !== undefined ? Math.floor(opts.espSize / MiB) * MiB : Math.max(ESP_SIZE, Math.ceil((espNeed * 2 + 16 * MiB) / MiB) * MiB);
     if (espSize < MIN_ESP_SIZE) {
-      throw new DarchError('E_USAGE', `--esp-size ${formatBytes(espSize)} is too small for a FAT32 ESP`, { hint: `give at least ${MIN_ESP_SIZE / MiB}M`, exitCode: 2 });
+      throw new DarchError('E_USAGE', `--esp-size ${formatBytes(espSize)} is too small for a FAT32 ESP`, { hint: `give at least ${MIN_ESP_SIZE / MiB}M` });
     }
     if (espNeed > espSize - 2 * MiB) {
       throw espTooSmall(espNeed, chosen.length, `an ESP of ${formatBytes(espSize)} holds about ${formatBytes(espSize - 2 * MiB)}`, `give --esp-size at least ${Math.ceil((espNeed + 2 * MiB) / MiB)}M, or fewer images`);

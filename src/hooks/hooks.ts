@@ -9,11 +9,12 @@
  *   {"_default": {"execution-order": 0, "include-images": ["*"], "exclude-images": []},
  *    "fstab": {"exclude-images": ["*:testing"]}}
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { assetPath } from '../lib/assets.js';
-import { DarchError, isErrno } from '../lib/errors.js';
+import { DarchError } from '../lib/errors.js';
+import { loadValidated } from '../lib/validated.js';
 import { globMatch } from './glob.js';
 
 export const BUILTIN_HOOKS = ['fstab', 'hostname', 'machine-id', 'ssh'];
@@ -43,31 +44,12 @@ export function hooksDir(configDir: string): string {
   return path.join(configDir, 'hooks');
 }
 
-export async function loadHooksConfig(configDir: string): Promise<HooksConfig> {
-  const file = path.join(hooksDir(configDir), 'hooks-config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return {};
-    throw new DarchError('E_CONFIG', `cannot read ${file}: ${(err as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new DarchError('E_CONFIG', `${file}: ${(err as Error).message}`, { hint: 'fix the JSON syntax', exitCode: 78 });
-  }
-  const res = HooksConfigSchema.safeParse(raw);
-  if (!res.success) {
-    const issue = res.error.issues[0];
-    const msg = issue?.code === 'unrecognized_keys' ? `unknown key ${[...issue.path, ...issue.keys].join('.')}` : `${issue?.path.join('.')}: ${issue?.message}`;
-    throw new DarchError('E_CONFIG', `${file}: ${msg}`, {
-      hint: 'each hook (or _default) takes execution-order, include-images and exclude-images',
-      exitCode: 78,
-    });
-  }
-  return res.data;
+export function loadHooksConfig(configDir: string): Promise<HooksConfig> {
+  return loadValidated(path.join(hooksDir(configDir), 'hooks-config.json'), HooksConfigSchema, {
+    code: 'E_CONFIG',
+    missing: () => ({}),
+    schemaHint: 'each hook (or _default) takes execution-order, include-images and exclude-images',
+  });
 }
 
 async function isHookDir(dir: string): Promise<boolean> {
@@ -89,7 +71,6 @@ export async function discoverHooks(configDir: string): Promise<Hook[]> {
     if (key !== '_default' && !found.has(key)) {
       throw new DarchError('E_CONFIG', `${path.join(userDir, 'hooks-config.json')} configures hook "${key}", which does not exist`, {
         hint: `hooks: ${[...found.keys()].sort().join(', ')}`,
-        exitCode: 78,
       });
     }
   }

@@ -20,7 +20,7 @@ import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { DarchError, fsError } from '../lib/errors.js';
+import { DarchError, type ErrorCode, fsError } from '../lib/errors.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
 import { openLayer } from './open.js';
@@ -110,7 +110,7 @@ export function recOf(header: TarHeader, ordinal: number, layer: number): Rec | 
   return rec;
 }
 
-const PASS_THROUGH = new Set(['E_STORE_CORRUPT', 'E_BLOB_MISSING', 'E_SINGLE_PASS', 'E_ABORTED']);
+const PASS_THROUGH = new Set<ErrorCode>(['E_STORE_CORRUPT', 'E_BLOB_MISSING', 'E_SINGLE_PASS', 'E_ABORTED']);
 
 /**
  * A layer that cannot be read, reported by its cause. A damaged blob first shows up as

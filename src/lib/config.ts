@@ -2,10 +2,8 @@
  * /etc/darch/config.toml (or the XDG equivalent). Unknown keys are errors that name the
  * file and the key: a typo must not silently fall back to a default.
  */
-import { readFile } from 'node:fs/promises';
-import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
-import { DarchError, isErrno } from './errors.js';
+import { loadValidated } from './validated.js';
 
 export const ConfigSchema = z
   .object({
@@ -92,32 +90,10 @@ export function defaultConfig(): Config {
   return ConfigSchema.parse({});
 }
 
-export async function loadConfig(file: string): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return defaultConfig();
-    throw new DarchError('E_CONFIG', `cannot read ${file}: ${(err as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = parseToml(text);
-  } catch (err) {
-    throw new DarchError('E_CONFIG', `${file}: ${(err as Error).message.split('\n')[0]}`, {
-      hint: 'fix the TOML syntax',
-      exitCode: 78,
-    });
-  }
-  const res = ConfigSchema.safeParse(raw);
-  if (!res.success) {
-    const issue = res.error.issues[0];
-    const where = issue?.path.join('.') || '(top level)';
-    const msg =
-      issue?.code === 'unrecognized_keys'
-        ? `unknown key ${[...issue.path, ...issue.keys].join('.')}`
-        : `${where}: ${issue?.message ?? 'invalid'}`;
-    throw new DarchError('E_CONFIG', `${file}: ${msg}`, { hint: 'see docs/CONFIG.md for the keys darch knows', exitCode: 78 });
-  }
-  return res.data;
+export function loadConfig(file: string): Promise<Config> {
+  return loadValidated(file, ConfigSchema, {
+    code: 'E_CONFIG',
+    missing: defaultConfig,
+    schemaHint: 'see docs/CONFIG.md for the keys darch knows',
+  });
 }

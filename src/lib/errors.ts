@@ -1,16 +1,12 @@
 /**
  * The one error type darch throws on purpose. Everything a user can cause or fix
  * is a DarchError with a stable code, a one-line message and, where we know it, a hint.
- * The top-level handler (cli/main.ts) prints these without a stack trace.
+ * The top-level handler (cli/main.ts) prints these without a stack trace. Codes are
+ * declared in error-codes.ts (and listed in docs/ERRORS.md).
  */
-export const ExitCode = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-  /** `check`-style commands: an update is available (dnf check-update precedent). */
-  updateAvailable: 100,
-  interrupted: 130,
-} as const;
+import { type ErrorCode, ExitCode, errorCodeInfo, type FsErrorCode } from './error-codes.js';
+
+export { type ErrorCode, ExitCode } from './error-codes.js';
 
 export interface DarchErrorOptions {
   hint?: string;
@@ -21,17 +17,17 @@ export interface DarchErrorOptions {
 }
 
 export class DarchError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly exitCode: number;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: string, message: string, opts: DarchErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, opts: DarchErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'DarchError';
     this.code = code;
     this.hint = opts.hint;
-    this.exitCode = opts.exitCode ?? ExitCode.failure;
+    this.exitCode = opts.exitCode ?? errorCodeInfo(code)?.exit ?? ExitCode.failure;
     this.details = opts.details;
   }
 
@@ -46,7 +42,7 @@ export class DarchError extends Error {
 }
 
 export function usageError(message: string, hint?: string): DarchError {
-  return new DarchError('E_USAGE', message, { hint, exitCode: ExitCode.usage });
+  return new DarchError('E_USAGE', message, { hint });
 }
 
 export function isErrno(err: unknown, code?: string): err is NodeJS.ErrnoException {
@@ -58,17 +54,8 @@ export function isErrno(err: unknown, code?: string): err is NodeJS.ErrnoExcepti
 export function fsError(err: unknown, what: string): DarchError {
   if (err instanceof DarchError) return err;
   if (isErrno(err)) {
-    const hints: Record<string, string> = {
-      ENOSPC: 'the disk is full: free some space (`darch images prune` removes unreferenced blobs) and retry',
-      EACCES: 'permission denied: run as root, or without --root to use your user directories',
-      EPERM: 'operation not permitted: run as root, or without --root to use your user directories',
-      ENOENT: 'the path does not exist',
-      EROFS: 'the file system is read-only',
-    };
-    return new DarchError(`E_FS_${err.code}`, `${what}: ${err.message}`, {
-      hint: hints[err.code ?? ''],
-      cause: err,
-    });
+    const code = `E_FS_${err.code}` as FsErrorCode;
+    return new DarchError(code, `${what}: ${err.message}`, { hint: errorCodeInfo(code)?.hint, cause: err });
   }
   return new DarchError('E_INTERNAL', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

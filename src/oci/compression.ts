@@ -4,7 +4,7 @@
  */
 import { createGunzip } from 'node:zlib';
 import { Duplex, PassThrough, Readable } from 'node:stream';
-import { DarchError } from '../lib/errors.js';
+import { DarchError, type ErrorCode } from '../lib/errors.js';
 import { commandFailed, spawnChild, waitChild } from '../lib/proc.js';
 
 export type Magic = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'none';
@@ -18,7 +18,7 @@ export function sniff(head: Buffer): Magic {
 }
 
 /** A Duplex that pipes through an external tool; the tool's failure becomes the stream's error. */
-export function toolTransform(cmd: string, args: string[], failureCode = 'E_CORRUPT_INPUT', failureHint = 'the input is truncated or corrupt'): Duplex {
+export function toolTransform(cmd: string, args: string[], failureCode: ErrorCode = 'E_CORRUPT_INPUT', failureHint = 'the input is truncated or corrupt'): Duplex {
   const child = spawnChild(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const input = new PassThrough();
   const out = new PassThrough();

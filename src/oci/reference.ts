@@ -27,7 +27,6 @@ export function parseRef(input: string, defaultTag = DEFAULT_TAG): ImageRef {
   const bad = (why: string) =>
     new DarchError('E_BAD_REFERENCE', `invalid image reference "${input}": ${why}`, {
       hint: 'use NAME[:TAG], for example example/busybox:latest (lowercase name, tag of letters, digits, . _ -)',
-      exitCode: 2,
     });
   if (!input) throw bad('empty');
   let rest = input;

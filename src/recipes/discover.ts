@@ -52,7 +52,7 @@ export function parentLabel(p: Parent): string {
 }
 
 function invalid(message: string, hint?: string): DarchError {
-  return new DarchError('E_RECIPE_INVALID', message, { hint, exitCode: 78 });
+  return new DarchError('E_RECIPE_INVALID', message, { hint });
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -42,7 +42,6 @@ export class RecipeGraph {
           const how = r.format === 'darch' ? `inherits "${d}"` : `has FROM darch:${d}`;
           throw new DarchError('E_RECIPE_PARENT_MISSING', `recipe ${r.name} ${how}, which is not a recipe in this directory`, {
             hint: r.format === 'darch' ? `for an image in the store write "external:${d}"; recipes here: ${this.names.join(', ')}` : `recipes here: ${this.names.join(', ')}`,
-            exitCode: 78,
           });
         }
       }
@@ -60,7 +59,6 @@ export class RecipeGraph {
         throw new DarchError('E_RECIPE_CYCLE', `recipes inherit in a cycle: ${cycle.join(' → ')}`, {
           hint: 'a recipe cannot be its own ancestor; change one "inherits" (or FROM darch:…) in the cycle',
           details: { cycle },
-          exitCode: 78,
         });
       }
       state.set(n, 'visiting');

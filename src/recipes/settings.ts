@@ -3,11 +3,9 @@
  * extra tags. Validated strictly: a typo must fail loudly, naming the file and the key,
  * rather than silently building something else.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
-import { DarchError, isErrno } from '../lib/errors.js';
+import { loadValidated } from '../lib/validated.js';
 
 export const SETTINGS_FILE = 'recipe.toml';
 
@@ -38,32 +36,11 @@ export function defaultSettings(): RecipeSettings {
   return RecipeSettingsSchema.parse({});
 }
 
-export async function loadSettings(recipeDir: string): Promise<RecipeSettings> {
-  const file = path.join(recipeDir, SETTINGS_FILE);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return defaultSettings();
-    throw new DarchError('E_RECIPE_INVALID', `cannot read ${file}: ${(err as Error).message}`, { hint: 'make it readable, or remove it', exitCode: 78 });
-  }
-  let raw: unknown;
-  try {
-    raw = parseToml(text);
-  } catch (err) {
-    throw new DarchError('E_RECIPE_INVALID', `${file}: ${(err as Error).message.split('\n')[0]}`, { hint: 'fix the TOML syntax', exitCode: 78 });
-  }
-  const res = RecipeSettingsSchema.safeParse(raw);
-  if (!res.success) {
-    const issue = res.error.issues[0];
-    const msg =
-      issue?.code === 'unrecognized_keys'
-        ? `unknown key ${[...issue.path, ...issue.keys].join('.')}`
-        : `${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`;
-    throw new DarchError('E_RECIPE_INVALID', `${file}: ${msg}`, {
-      hint: 'recipe.toml knows env, build_args, labels, tags and inputs (see docs/RECIPES.md)',
-      exitCode: 78,
-    });
-  }
-  return res.data;
+export function loadSettings(recipeDir: string): Promise<RecipeSettings> {
+  return loadValidated(path.join(recipeDir, SETTINGS_FILE), RecipeSettingsSchema, {
+    code: 'E_RECIPE_INVALID',
+    missing: defaultSettings,
+    readHint: 'make it readable, or remove it',
+    schemaHint: 'recipe.toml knows env, build_args, labels, tags and inputs (see docs/RECIPES.md)',
+  });
 }

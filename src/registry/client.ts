@@ -344,7 +344,7 @@ export class RegistryClient {
     if (err instanceof DarchError) return err;
     if (this.opts.signal?.aborted) {
       const r = this.opts.signal.reason as unknown;
-      return r instanceof DarchError ? r : new DarchError('E_ABORTED', 'interrupted', { exitCode: 130 });
+      return r instanceof DarchError ? r : new DarchError('E_ABORTED', 'interrupted');
     }
     const code = errCode(err);
     if (TLS_VERIFY_CODES.has(code)) {

@@ -52,7 +52,7 @@ export async function fetchManifest(client: RegistryClient, repo: string, refere
 
 export function parsePlatform(s: string): Platform {
   const [os, architecture, variant] = s.split('/');
-  if (!os || !architecture) throw new DarchError('E_USAGE', `invalid platform "${s}"`, { hint: 'use OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8', exitCode: 2 });
+  if (!os || !architecture) throw new DarchError('E_USAGE', `invalid platform "${s}"`, { hint: 'use OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8' });
   return { os, architecture, ...(variant ? { variant } : {}) };
 }
 

@@ -34,7 +34,6 @@ export function requireRegistry(ref: ImageRef, input: string): Remote {
   if (!ref.domain) {
     throw new DarchError('E_USAGE', `"${input}" names no registry`, {
       hint: 'give the destination with its registry, e.g. `darch images push NAME:TAG registry.example:5000/NAME:TAG`',
-      exitCode: 2,
     });
   }
   return remoteOf(ref);

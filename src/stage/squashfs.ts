@@ -80,7 +80,7 @@ export async function writeSquashfs(tar: Readable, out: string, opts: SquashfsOp
   if (res.code !== 0 || res.signal) {
     if (filledUp(stderr)) throw filledUpError(`writing ${out}`);
     if (feed.status === 'rejected' && feed.reason instanceof DarchError) throw feed.reason;
-    if (opts.signal?.aborted) throw new DarchError('E_ABORTED', 'interrupted', { exitCode: 130 });
+    if (opts.signal?.aborted) throw new DarchError('E_ABORTED', 'interrupted');
     throw commandFailed(cmd, args, { ...res, stderr });
   }
   if (feed.status === 'rejected') throw feed.reason;

@@ -343,7 +343,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       };
     } catch (err) {
       await rm(work, { recursive: true, force: true }).catch(() => undefined);
-      if (opts.signal?.aborted && !(err instanceof DarchError)) throw new DarchError('E_ABORTED', 'interrupted', { exitCode: 130 });
+      if (opts.signal?.aborted && !(err instanceof DarchError)) throw new DarchError('E_ABORTED', 'interrupted');
       throw fsError(err, `cannot stage ${sourceName}`);
     }
   });
