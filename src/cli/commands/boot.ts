@@ -14,10 +14,9 @@ import { syncBoot } from '../../boot/reconcile.js';
 import { listSdbootEntries, localBootloader } from '../../boot/sdboot-sync.js';
 import { formatBytes } from '../../lib/ui.js';
 import { lockTimeout } from '../context.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
-export function registerBoot(program: Command, ctx: ContextFactory): void {
-  const boot = program.command('boot').description("boot menu and boot state: GRUB entries, trial boots with fallback, rollback");
+export function registerBoot(boot: Command, ctx: ContextFactory): void {
 
   boot
     .command('sync')

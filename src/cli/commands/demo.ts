@@ -20,7 +20,7 @@ import { run } from '../../lib/proc.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { importImage } from '../../oci/importer.js';
 import type { Context, GlobalOptions } from '../context.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 import { summarize } from './images.js';
 
 export const DEMO_IMAGE = 'example/busybox:latest';
@@ -33,10 +33,8 @@ interface DemoOptions {
   bootTimeout: string;
 }
 
-export function registerDemo(program: Command, ctx: ContextFactory): void {
-  program
-    .command('demo')
-    .description("run darch's main job on built-in defaults: example images → stage → disk → boot in qemu → update → rollback")
+export function registerDemo(demo: Command, ctx: ContextFactory): void {
+  demo
     .option('--name <name:tag>', 'name for the small example image', DEMO_IMAGE)
     .option('--image-only', 'only make the small example image (no kernel download, no VM)')
     .addOption(new Option('--accel <kind>', 'how the VM runs').choices(['auto', 'kvm', 'tcg']).default('auto'))

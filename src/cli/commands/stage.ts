@@ -12,9 +12,8 @@ import { SQUASHFS_COMPRESSORS, type SquashfsCompressor, type SquashfsWriter } fr
 import { stageImage } from '../../stage/stage.js';
 import { StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
-import { bootStageStep } from '../../boot/stage-step.js';
 import { reconcileBoot } from '../../boot/reconcile.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -27,7 +26,7 @@ function normalizeOrUndefined(ref: string): string | undefined {
 }
 
 export function openStageStore(c: Context): StageStore {
-  return new StageStore(c.paths.stageDir, lockTimeout(c.config));
+  return new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection);
 }
 
 interface StagedSummary {
@@ -58,8 +57,7 @@ function summary(i: StagedImage, booted?: string): StagedSummary {
   };
 }
 
-export function registerStage(program: Command, ctx: ContextFactory): void {
-  const stage = program.command('stage').description('staged images: squashfs root, kernel and initramfs ready to boot');
+export function registerStage(stage: Command, ctx: ContextFactory): void {
 
   stage
     .command('upload')
@@ -86,7 +84,8 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         passes: opts.twoPass ? 2 : undefined,
         keep: c.config.stage.keep,
         signal: c.signal,
-        steps: [bootStageStep(c.paths, c.config)],
+        steps: c.stageSteps,
+        report: c.report,
       });
       await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
       for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
