@@ -267,7 +267,7 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
         );
         await adoptParentLayers(outDir, ctx.store, parent?.storeRef);
       }
-      const res = await importImage(ctx.store, source, step.target, { signal: ctx.signal });
+      const res = await importImage(ctx.store, source, step.target, { signal: ctx.signal, report });
       digest = res.digest;
       status = 'built';
     } finally {

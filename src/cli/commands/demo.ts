@@ -71,7 +71,7 @@ async function exampleImage(c: Context, name: string) {
     ui.step('making the example root file system from busybox-static');
     await writeBusyboxRootfs(createWriteStream(tarPath));
     ui.step(`importing it as ${name}`);
-    await importImage(store, tarPath, name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal });
+    await importImage(store, tarPath, name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal, report: c.report });
   } finally {
     await rm(tarPath, { force: true });
   }
@@ -91,7 +91,7 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
   const work = path.join(c.paths.stateDir, 'demo');
   await mkdir(work, { recursive: true });
   // DARCH_KERNEL_CACHE lets several roots (tests, CI) share one download.
-  const kernel = await debianKernel(process.env.DARCH_KERNEL_CACHE || c.paths.cacheDir);
+  const kernel = await debianKernel(process.env.DARCH_KERNEL_CACHE || c.paths.cacheDir, c.report);
   for (const v of ['1', '2']) {
     const tree = path.join(work, `tree-${v}`);
     await rm(tree, { recursive: true, force: true });
@@ -100,7 +100,7 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
     const tarPath = path.join(work, `tree-${v}.tar`);
     await run('tar', ['-C', tree, '--numeric-owner', '-cf', tarPath, '.']);
     await rm(tree, { recursive: true, force: true });
-    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo', signal: c.signal });
+    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo', signal: c.signal, report: c.report });
     await rm(tarPath, { force: true });
   }
   const darch = (args: string[]) => runDarch(globals, args, c.signal);

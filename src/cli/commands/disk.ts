@@ -35,6 +35,7 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
         force: opts.force,
         bootloader: opts.bootloader,
         espSize: opts.espSize ? parseSize(opts.espSize) : undefined,
+        report: c.report,
       });
       ui.success(`${target}: ${formatBytes(res.size)}, ${res.images.length} image(s): ${res.images.flatMap((i) => i.tags).join(', ')}`);
       ui.info(`boot it: darch vm run ${target}`);

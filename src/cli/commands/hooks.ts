@@ -86,7 +86,7 @@ export function registerHooks(hooks: Command, ctx: ContextFactory): void {
       for (const image of staged) await pruneHookDirs(image);
       if (opts.sync && staged.length > 0) {
         try {
-          await syncBoot(c.paths, c.config, lockTimeout(c.config));
+          await syncBoot(c.paths, c.config, lockTimeout(c.config), c.report);
         } catch (err) {
           ui.warn(`boot menu not updated: ${(err as Error).message}`);
         }

@@ -69,6 +69,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
         sourceRef: opts.sourceRef,
         compression: opts.compression ?? c.config.store.compression,
         signal: c.signal,
+        report: c.report,
       });
       ui.success(`imported ${res.name} (${res.format}, ${res.layers} layer${res.layers === 1 ? '' : 's'}, ${formatBytes(res.bytesWritten)} new)`);
       await emit(res, (r) => r.digest);

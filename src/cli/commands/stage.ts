@@ -87,7 +87,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         steps: c.stageSteps,
         report: c.report,
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
       ui.success(
         `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes['rootfs.squash'] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
@@ -156,7 +156,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         await store.setTags(img.id, [tag]);
         return { id: img.id, tags: (await store.get(img.id)).tags };
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       ui.success(`${res.id} is now ${res.tags.join(', ')}`);
       await emit(res, () => undefined);
     });
@@ -190,7 +190,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         }
         return { removed: out };
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       for (const r of res.removed) ui.success(r.deleted ? `removed ${r.ref} (${r.id})` : `untagged ${r.ref} (${r.id} kept)`);
       await emit(res, () => undefined);
     });
@@ -209,7 +209,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         const temp = opts.dryRun ? 0 : await store.sweepTemp();
         return { dryRun: Boolean(opts.dryRun), removed: untagged.map((i) => i.id), bytesFreed: untagged.reduce((a, i) => a + (i.meta?.totalSize ?? 0), 0), tempRemoved: temp };
       });
-      if (!res.dryRun) await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      if (!res.dryRun) await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       ui.success(`${res.dryRun ? 'would remove' : 'removed'} ${res.removed.length} staged image(s), ${formatBytes(res.bytesFreed)}${res.tempRemoved ? `, ${res.tempRemoved} leftover work dir(s)` : ''}`);
       await emit(res, () => undefined);
     });
@@ -247,8 +247,9 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         keep: c.config.stage.keep,
         onBytes: (n) => progress.tick(n),
         onManifest: (m) => progress.setTotal(m.files.reduce((a, f) => a + f.size, 0)),
+        report: c.report,
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       progress.done(`${res.alreadyStaged ? 'already staged' : 'imported'} ${res.tags.join(', ') || res.id} as ${res.id}`);
       await emit(res, (r) => r.id);
     });

@@ -34,7 +34,7 @@ export function registerVm(vm: Command, ctx: ContextFactory): void {
         if (!(await isDisk(what))) {
           disk = path.join(work, 'disk.img');
           ui.step(`making a throw-away disk with ${what}`);
-          await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1 });
+          await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1, report: c.report });
         }
         const code = await runVm(
           {
@@ -46,6 +46,7 @@ export function registerVm(vm: Command, ctx: ContextFactory): void {
             snapshot: opts.snapshot,
             network: opts.net,
             noReboot: !opts.reboot,
+            report: c.report,
           },
           c.signal,
         );
