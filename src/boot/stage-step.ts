@@ -1,5 +1,5 @@
 /**
- * What booting needs from every stage (registered with src/stage's registerStageStep):
+ * What booting needs from every stage (the CLI passes it to every `stageImage` through its context's stageSteps):
  * an initramfs that understands darch, and the hook output of each tag. Runs on the work
  * directory before it is renamed into place, so a failure stages nothing.
  */

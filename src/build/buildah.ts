@@ -111,7 +111,7 @@ export class BuildahBuilder implements Builder {
           // Absolute: buildah looks a bare "./script" up in PATH and finds util-linux's script(1).
           `/recipes/${recipe.name}/script`,
         ],
-        { prefix: p, env: this.env, signal: step.signal },
+        { prefix: p, env: this.env, signal: step.signal, report: this.report },
       );
       if (step.signal.aborted) throw step.signal.reason;
       if (res.code !== 0) throw new BuildStepError('./script', res.signal ?? res.code, res.tail);

@@ -18,8 +18,8 @@ export interface StreamOptions {
   prefix: string;
   signal?: AbortSignal;
   env?: NodeJS.ProcessEnv;
-  /** Where the program's lines go as they come (always captured for errors); none: nowhere. */
-  report?: Reporter;
+  /** Where the program's lines go as they come (they are also captured for errors). */
+  report: Reporter;
   /** 'verbose': lines a person sees only with -v (buildah's chatter). */
   level?: 'info' | 'verbose';
 }
@@ -81,7 +81,7 @@ export async function runStreaming(cmd: string, args: string[], opts: StreamOpti
         if (/^STEP \d+\/\d+: /.test(line)) lastStep = line;
         tail.push(line);
         if (tail.length > TAIL_LINES) tail.shift();
-        opts.report?.output(opts.prefix, line, opts.level);
+        opts.report.output(opts.prefix, line, opts.level);
       }
     };
   })();
