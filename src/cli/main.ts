@@ -1,6 +1,7 @@
 /**
- * darch's entry point: global options, command registration, and the single top-level
- * error handler. Exit codes: 0 ok, 1 failure, 2 usage error, 130/143 interrupted.
+ * darch's only entry point (importing it runs darch): global options, the commands of
+ * src/cli/table.ts with only the one argv runs loaded, and the single top-level error
+ * handler. Exit codes: 0 ok, 1 failure, 2 usage error, 130/143 interrupted.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { DarchError, ExitCode } from '../lib/errors.js';
@@ -86,7 +87,7 @@ async function reportError(err: unknown): Promise<void> {
   if (ui.debugMode && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
 }
 
-export async function main(argv: string[]): Promise<number> {
+async function main(argv: string[]): Promise<number> {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);
   });
