@@ -8,34 +8,34 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { applyHooks, pruneHookDirs } from '../hooks/install.js';
 import { listStaged, tagKey } from './staged.js';
 import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboot-sync.js';
 import { syncBootConfig, type SyncResult } from './sync.js';
 
 /** The boot loader's side of the staged store: GRUB's menu, or systemd-boot's entries and ESP kernels. */
-export async function syncBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {
-  if ((await localBootloader(paths, config)) === 'systemd-boot') return { sdboot: await syncSdbootLocal(paths, config, lockTimeoutSec) };
+export async function syncBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout, report: Reporter = silentReporter): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {
+  if ((await localBootloader(paths, config)) === 'systemd-boot') return { sdboot: await syncSdbootLocal(paths, config, lockTimeoutSec, { report }) };
   return { grub: await syncBootConfig(paths, { config }) };
 }
 
-export async function reconcileBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult } | undefined> {
+export async function reconcileBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout, report: Reporter = silentReporter): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult } | undefined> {
   const staged = await listStaged(paths.stageDir);
   for (const image of staged) {
     for (const tag of image.tags) {
       const have = await access(path.join(image.dir, 'hooks', tagKey(tag))).then(() => true, () => false);
       if (!have) {
         const r = await applyHooks(paths, image, tag);
-        for (const h of r.hooks) for (const m of h.messages) ui.warn(`${tag}: hook ${h.hook}: ${m}`);
+        for (const h of r.hooks) for (const m of h.messages) report.warn(`${tag}: hook ${h.hook}: ${m}`);
       }
     }
     await pruneHookDirs(image);
   }
   try {
-    return await syncBoot(paths, config, lockTimeoutSec);
+    return await syncBoot(paths, config, lockTimeoutSec, report);
   } catch (err) {
-    ui.warn(`the boot menu was not updated: ${(err as Error).message}${(err as { hint?: string }).hint ? ` (${(err as { hint?: string }).hint})` : ''}`);
+    report.warn(`the boot menu was not updated: ${(err as Error).message}${(err as { hint?: string }).hint ? ` (${(err as { hint?: string }).hint})` : ''}`);
     return undefined;
   }
 }

@@ -17,7 +17,8 @@ import type { Config } from '../lib/config.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { formatBytes, ui } from '../lib/ui.js';
+import { formatBytes } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { readCmdline } from '../stage/protect.js';
 import { ESP_DARCH_DIR, localEspDir } from './esp.js';
 import type { StageLocation } from './grubcfg.js';
@@ -167,7 +168,7 @@ async function copyDurably(src: string, dst: string): Promise<void> {
  * with changed options; an existing entry keeps its file name and version), then entries and
  * kernels of images that are no longer staged.
  */
-export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTimeoutSec: number, opts: { location?: StageLocation } = {}): Promise<SdbootSyncResult> {
+export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTimeoutSec: number, opts: { location?: StageLocation; report?: Reporter } = {}): Promise<SdbootSyncResult> {
   const esp = await localEspDir(paths, config.boot.esp);
   await mkdir(paths.stateDir, { recursive: true });
   return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, async () => {
@@ -253,7 +254,7 @@ export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTim
       await writeFileAtomic(loaderConf, renderLoaderConf(3));
       written.push(LOADER_CONF);
     } else if (!/^\s*default\s+darch-\*\s*$/m.test(conf)) {
-      ui.warn(`${loaderConf} has no \`default darch-*\` line: systemd-boot may not boot darch's default or trial`);
+      (opts.report ?? silentReporter).warn(`${loaderConf} has no \`default darch-*\` line: systemd-boot may not boot darch's default or trial`);
     }
     return { esp, location: loc, entries: result, written, removed, copiedBytes: need };
   });

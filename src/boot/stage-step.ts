@@ -1,5 +1,5 @@
 /**
- * What booting needs from every stage (registered with src/stage's registerStageStep):
+ * What booting needs from every stage (the CLI passes it to every `stageImage` through its context's stageSteps):
  * an initramfs that understands darch, and the hook output of each tag. Runs on the work
  * directory before it is renamed into place, so a failure stages nothing.
  */
@@ -9,7 +9,8 @@ import { writeJsonAtomic } from '../lib/atomic.js';
 import type { Config } from '../lib/config.js';
 import { DarchError, type ErrorCode } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { ui, formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { buildInitramfs } from '../initramfs/build.js';
 import { applyHooks } from '../hooks/install.js';
 import type { StagedImageJson } from './staged.js';
@@ -21,6 +22,7 @@ export interface BootStepContext {
   tags: string[];
   boot: { kernel: { path: string; version?: string }; initramfs?: { path: string }; kernelparams?: string };
   index: { lookup(p: string): unknown };
+  report?: Reporter;
 }
 
 /** Files by which an image's own initramfs generator shows it knows darch's parameters. */
@@ -64,6 +66,7 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
   return {
     name: 'darch-boot',
     async run(ctx: BootStepContext): Promise<void> {
+      const report = ctx.report ?? silentReporter;
       const imageFile = path.join(ctx.dir, 'image.json');
       const image = JSON.parse(await readFile(imageFile, 'utf8')) as Partial<StagedImageJson>;
       let which = chooseInitramfs(config.boot.initramfs, ctx);
@@ -75,15 +78,16 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
             release: ctx.boot.kernel.version,
             out: path.join(ctx.dir, 'initrd.img'),
             tmpDir: paths.tmpDir,
+            report,
           });
-          ui.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
+          report.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
           await writeJsonAtomic(imageFile, { ...image, initramfs: 'initrd.img' });
         } catch (err) {
           // In auto mode an image that brought its own initramfs is never worse off than
           // before: keep it, say why darch's could not be built.
           const modulesProblem = err instanceof DarchError && MODULES_PROBLEMS.has(err.code);
           if (config.boot.initramfs !== 'auto' || !ctx.boot.initramfs || !modulesProblem) throw err;
-          ui.warn(`darch's initramfs cannot be built (${(err as Error).message}); keeping the image's own`);
+          report.warn(`darch's initramfs cannot be built (${(err as Error).message}); keeping the image's own`);
           which = 'image';
         }
       }
@@ -93,13 +97,13 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
         if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
-        if (!aware) ui.warn(`keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`);
-        ui.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
+        if (!aware) report.warn(`keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`);
+        report.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
       }
       const staged = { id: ctx.id, dir: ctx.dir, tags: ctx.tags };
       for (const tag of ctx.tags) {
         const r = await applyHooks(paths, staged, tag);
-        for (const h of r.hooks) for (const m of h.messages) ui.warn(`${tag}: hook ${h.hook}: ${m}`);
+        for (const h of r.hooks) for (const m of h.messages) report.warn(`${tag}: hook ${h.hook}: ${m}`);
       }
     },
   };

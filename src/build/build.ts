@@ -10,7 +10,7 @@ import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { acquireLock, type LockHandle } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { importImage } from '../oci/importer.js';
 import { parseRef, refString, splitRefName } from '../oci/reference.js';
 import type { ImageStore } from '../oci/store.js';
@@ -20,7 +20,7 @@ import { RecipeGraph } from '../recipes/graph.js';
 import { hashRecipeInputs } from '../recipes/hash.js';
 import { adoptParentLayers } from './adopt-layers.js';
 import { BuildStepError, type Builder } from './builder.js';
-import { externalMissing, pullExternal } from './external.js';
+import { externalMissing, pullExternal, type Puller } from './external.js';
 import { selectBuilder } from './select.js';
 
 export const LABEL_RECIPE = 'io.darch.recipe';
@@ -45,6 +45,9 @@ export interface BuildContext {
   paths: DarchPaths;
   store: ImageStore;
   signal: AbortSignal;
+  /** Fetches external bases for `pull: true` (the CLI passes the registry client). */
+  pull?: Puller;
+  report?: Reporter;
 }
 
 export interface BuiltImage {
@@ -174,9 +177,9 @@ async function cachedDigest(store: ImageStore, target: string, key: string): Pro
 export async function buildRecipes(ctx: BuildContext, req: BuildRequest): Promise<{ builder: string; images: BuiltImage[] }> {
   await ctx.store.init();
   const { steps, pulls } = await planBuild(ctx, req);
-  const builder = await selectBuilder(ctx.paths, req.builder);
+  const builder = await selectBuilder(ctx.paths, req.builder, ctx.report);
   // Pulls are work: they start only once every check above has passed.
-  for (const ref of pulls) await pullExternal(ctx.store, ref, ctx.signal);
+  for (const ref of pulls) await pullExternal(ctx.pull, ctx.store, ref, ctx.signal);
   const lockFile = path.join(ctx.paths.cacheDir, `${builder.kind}-build.lock`);
   // The builder's workspace is locked and swept only once something must really be built,
   // so an all-cached build costs no builder process at all.
@@ -203,6 +206,7 @@ export async function buildRecipes(ctx: BuildContext, req: BuildRequest): Promis
 }
 
 async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder, step: PlanStep, counter: string, ensureBuilder: () => Promise<void>): Promise<BuiltImage> {
+  const report = ctx.report ?? silentReporter;
   const started = performance.now();
   const { recipe } = step;
   const key = await cacheKey(ctx, step, req);
@@ -212,9 +216,9 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
   if (hit) {
     digest = hit;
     status = 'cached';
-    ui.success(`[${counter}] ${recipe.name}: up to date (${step.target})`);
+    report.success(`[${counter}] ${recipe.name}: up to date (${step.target})`);
   } else {
-    ui.step(`[${counter}] ${recipe.name}: building ${step.target} from ${parentLabel(recipe.parent)} (${recipe.format === 'darch' ? 'Darch recipe' : path.basename((recipe as { file: string }).file)}, ${builder.kind})`);
+    report.step(`[${counter}] ${recipe.name}: building ${step.target} from ${parentLabel(recipe.parent)} (${recipe.format === 'darch' ? 'Darch recipe' : path.basename((recipe as { file: string }).file)}, ${builder.kind})`);
     await ensureBuilder();
     const outDir = ctx.store.tempPath('build');
     const labels = { ...recipe.settings.labels, [LABEL_RECIPE]: recipe.name, [LABEL_KEY]: key };
@@ -262,7 +266,7 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
         );
         await adoptParentLayers(outDir, ctx.store, parent?.storeRef);
       }
-      const res = await importImage(ctx.store, source, step.target, { signal: ctx.signal });
+      const res = await importImage(ctx.store, source, step.target, { signal: ctx.signal, report });
       digest = res.digest;
       status = 'built';
     } finally {
@@ -278,7 +282,7 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
     });
   }
   const seconds = (performance.now() - started) / 1000;
-  if (status === 'built') ui.success(`[${counter}] ${recipe.name}: built ${step.target} (${digest.slice(7, 19)}) in ${seconds.toFixed(1)} s`);
+  if (status === 'built') report.success(`[${counter}] ${recipe.name}: built ${step.target} (${digest.slice(7, 19)}) in ${seconds.toFixed(1)} s`);
   return { recipe: recipe.name, image: step.target, digest, status, seconds, tags: [step.target, ...step.extraTags] };
 }
 

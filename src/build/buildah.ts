@@ -11,7 +11,7 @@
 import { lstat, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { missingTool, run, which } from '../lib/proc.js';
-import { ui } from '../lib/ui.js';
+import type { Reporter } from '../lib/report.js';
 import { BuildStepError, OUTPUT_REF, ociStorePath, type Builder, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
 import { runStreaming } from './stream.js';
 
@@ -22,7 +22,10 @@ export class BuildahBuilder implements Builder {
   readonly kind = 'buildah' as const;
   private seq = 0;
 
-  constructor(private readonly storageDir: string) {}
+  constructor(
+    private readonly storageDir: string,
+    private readonly report: Reporter,
+  ) {}
 
   private get globalArgs(): string[] {
     return ['--root', path.join(this.storageDir, 'storage'), '--runroot', path.join(this.storageDir, 'run')];
@@ -41,7 +44,7 @@ export class BuildahBuilder implements Builder {
 
   /** A buildah command whose output only matters when it fails. */
   private async quiet(step: string, args: string[], prefix: string, signal?: AbortSignal): Promise<string[]> {
-    const res = await runStreaming('buildah', [...this.globalArgs, ...args], { prefix, signal, env: this.env, silent: ui.verbosity < 1 });
+    const res = await runStreaming('buildah', [...this.globalArgs, ...args], { prefix, signal, env: this.env, report: this.report, level: 'verbose' });
     if (res.code !== 0) throw new BuildStepError(step, res.signal ?? res.code, res.tail);
     return res.tail;
   }
@@ -108,7 +111,7 @@ export class BuildahBuilder implements Builder {
           // Absolute: buildah looks a bare "./script" up in PATH and finds util-linux's script(1).
           `/recipes/${recipe.name}/script`,
         ],
-        { prefix: p, env: this.env, signal: step.signal },
+        { prefix: p, env: this.env, signal: step.signal, report: this.report },
       );
       if (step.signal.aborted) throw step.signal.reason;
       if (res.code !== 0) throw new BuildStepError('./script', res.signal ?? res.code, res.tail);
@@ -153,7 +156,7 @@ export class BuildahBuilder implements Builder {
         ...(step.noCache ? ['--no-cache'] : []),
         step.recipe.dir,
       ];
-      const res = await runStreaming('buildah', args, { prefix: step.prefix, env: this.env, signal: step.signal });
+      const res = await runStreaming('buildah', args, { prefix: step.prefix, env: this.env, signal: step.signal, report: this.report });
       if (step.signal.aborted) throw step.signal.reason;
       if (res.code !== 0) {
         const status = /exit status (\d+)/.exec(res.tail.join('\n'))?.[1] ?? String(res.signal ?? res.code);
@@ -176,7 +179,7 @@ export class BuildahBuilder implements Builder {
   private async mountPoint(container: string, prefix: string, signal: AbortSignal): Promise<string | undefined> {
     const res = await run('buildah', [...this.globalArgs, 'mount', container], { allowFailure: true, env: this.env, signal });
     if (res.code !== 0) {
-      ui.debug(`[${prefix}] cannot mount ${container} (${res.stderr.trim()}); mount-point files stay in the layer`);
+      this.report.debug(`[${prefix}] cannot mount ${container} (${res.stderr.trim()}); mount-point files stay in the layer`);
       return undefined;
     }
     return res.stdout.trim();

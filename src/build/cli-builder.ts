@@ -11,12 +11,16 @@ import { rm, writeFile } from 'node:fs/promises';
 import { missingTool, run, which } from '../lib/proc.js';
 import { BuildStepError, OUTPUT_REF, ociStorePath, type Builder, type BuilderKind, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
 import { runStreaming } from './stream.js';
+import type { Reporter } from '../lib/report.js';
 
 export class ContainerCliBuilder implements Builder {
   private seq = 0;
   private readonly images = new Set<string>();
 
-  constructor(readonly kind: Exclude<BuilderKind, 'buildah'>) {}
+  constructor(
+    readonly kind: Exclude<BuilderKind, 'buildah'>,
+    private readonly report: Reporter,
+  ) {}
 
   async probe(): Promise<Probe> {
     if (!(await which(this.kind))) return { kind: this.kind, usable: false, detail: 'not installed' };
@@ -96,7 +100,7 @@ export class ContainerCliBuilder implements Builder {
         ...(noCache ? ['--no-cache'] : []),
         context,
       ];
-      const res = await runStreaming(this.kind, args, { prefix, signal, env: { ...process.env, DOCKER_BUILDKIT: '1' } });
+      const res = await runStreaming(this.kind, args, { prefix, signal, env: { ...process.env, DOCKER_BUILDKIT: '1' }, report: this.report });
       if (signal.aborted) throw signal.reason;
       if (res.code !== 0) {
         const status = /exit (?:status|code):? (\d+)/.exec(res.tail.join('\n'))?.[1];

@@ -1,23 +1,16 @@
 /**
- * External base images come from darch's local store. `--pull` is the seam for registry
- * pulls (src/registry, issue 4): when that lands, `pullExternal` calls its pull function;
- * until then asking for a pull says so plainly.
+ * External base images come from darch's local store. `--pull` fetches them through a
+ * `Puller` the caller passes (the CLI's is the registry client, src/registry); without one,
+ * asking for a pull says so plainly.
  */
 import { DarchError } from '../lib/errors.js';
 import type { ImageStore } from '../oci/store.js';
 
 export type Puller = (store: ImageStore, ref: string, signal: AbortSignal) => Promise<void>;
 
-let puller: Puller | undefined;
-
-/** Called by the registry module (or a test) to make `darch build --pull` work. */
-export function setExternalPuller(fn: Puller | undefined): void {
-  puller = fn;
-}
-
-export async function pullExternal(store: ImageStore, ref: string, signal: AbortSignal): Promise<void> {
+export async function pullExternal(puller: Puller | undefined, store: ImageStore, ref: string, signal: AbortSignal): Promise<void> {
   if (!puller) {
-    throw new DarchError('E_PULL_UNAVAILABLE', `cannot pull ${ref}: this darch has no registry client yet`, {
+    throw new DarchError('E_PULL_UNAVAILABLE', `cannot pull ${ref}: no registry client was given to this build`, {
       hint: `import the base instead: \`darch images import <rootfs.tar> ${ref}\``,
     });
   }

@@ -2,25 +2,27 @@
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { BUILDER_KINDS, type Builder, type BuilderKind, type Probe } from './builder.js';
 import { BuildahBuilder } from './buildah.js';
 import { ContainerCliBuilder } from './cli-builder.js';
 
-export function makeBuilder(kind: BuilderKind, paths: DarchPaths): Builder {
-  if (kind === 'buildah') return new BuildahBuilder(path.join(paths.cacheDir, 'buildah'));
-  return new ContainerCliBuilder(kind);
+/** `report` gets the builder's own output lines (buildah's only with -v) and its notes. */
+export function makeBuilder(kind: BuilderKind, paths: DarchPaths, report: Reporter = silentReporter): Builder {
+  if (kind === 'buildah') return new BuildahBuilder(path.join(paths.cacheDir, 'buildah'), report);
+  return new ContainerCliBuilder(kind, report);
 }
 
 export async function probeBuilders(paths: DarchPaths): Promise<Probe[]> {
   return Promise.all(BUILDER_KINDS.map((k) => makeBuilder(k, paths).probe()));
 }
 
-export async function selectBuilder(paths: DarchPaths, requested?: string): Promise<Builder> {
+export async function selectBuilder(paths: DarchPaths, requested?: string, report: Reporter = silentReporter): Promise<Builder> {
   if (requested !== undefined) {
     if (!BUILDER_KINDS.includes(requested as BuilderKind)) {
       throw new DarchError('E_USAGE', `unknown builder ${requested}`, { hint: `choose one of ${BUILDER_KINDS.join(', ')}` });
     }
-    const b = makeBuilder(requested as BuilderKind, paths);
+    const b = makeBuilder(requested as BuilderKind, paths, report);
     const p = await b.probe();
     if (!p.usable) {
       throw new DarchError(p.detail.startsWith('not installed') ? 'E_TOOL_MISSING' : 'E_BUILDER_UNUSABLE', `builder ${requested} cannot be used: ${p.detail}`, {
@@ -31,7 +33,7 @@ export async function selectBuilder(paths: DarchPaths, requested?: string): Prom
   }
   const probes: Probe[] = [];
   for (const k of BUILDER_KINDS) {
-    const b = makeBuilder(k, paths);
+    const b = makeBuilder(k, paths, report);
     const p = await b.probe();
     if (p.usable) return b;
     probes.push(p);

@@ -3,7 +3,7 @@
  * name, and remembers what is needed for a useful error: the last build step announced and
  * the tail of the output.
  */
-import { ui } from '../lib/ui.js';
+import type { Reporter } from '../lib/report.js';
 import { spawnChild, waitChild } from '../lib/proc.js';
 
 export interface StreamResult {
@@ -18,8 +18,10 @@ export interface StreamOptions {
   prefix: string;
   signal?: AbortSignal;
   env?: NodeJS.ProcessEnv;
-  /** Do not echo (still captured for errors). */
-  silent?: boolean;
+  /** Where the program's lines go as they come (they are also captured for errors). */
+  report: Reporter;
+  /** 'verbose': lines a person sees only with -v (buildah's chatter). */
+  level?: 'info' | 'verbose';
 }
 
 const TAIL_LINES = 20;
@@ -68,7 +70,6 @@ export async function runStreaming(cmd: string, args: string[], opts: StreamOpti
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const tail: string[] = [];
   let lastStep: string | undefined;
-  const tag = ui.colors.dim(`[${opts.prefix}]`);
   const onText = (() => {
     const partial = { out: '', err: '' };
     return (which: 'out' | 'err', chunk: Buffer | undefined) => {
@@ -80,7 +81,7 @@ export async function runStreaming(cmd: string, args: string[], opts: StreamOpti
         if (/^STEP \d+\/\d+: /.test(line)) lastStep = line;
         tail.push(line);
         if (tail.length > TAIL_LINES) tail.shift();
-        if (!opts.silent && !ui.quiet) ui.err.write(`${tag} ${line}\n`);
+        opts.report.output(opts.prefix, line, opts.level);
       }
     };
   })();

@@ -1,34 +1,26 @@
 /**
- * darch's entry point: global options, command registration, and the single top-level
- * error handler. Exit codes: 0 ok, 1 failure, 2 usage error, 130/143 interrupted.
+ * darch's only entry point (importing it runs darch): global options, the commands of
+ * src/cli/table.ts with only the one argv runs loaded, and the single top-level error
+ * handler. Exit codes: 0 ok, 1 failure, 2 usage error, 130/143 interrupted.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { DarchError, ExitCode } from '../lib/errors.js';
 import { writeStdout } from '../lib/output.js';
 import { ui } from '../lib/ui.js';
-import { makeContext, type Context, type GlobalOptions } from './context.js';
-import { registerImages } from './commands/images.js';
-import { registerDemo } from './commands/demo.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerStage } from './commands/stage.js';
-import { registerRecipes } from './commands/recipes.js';
-import { registerBuild } from './commands/build.js';
-import { registerLoginCommands } from './commands/registry.js';
-import { registerBoot } from './commands/boot.js';
-import { registerBootTrial } from './commands/boot-trial.js';
-import { registerDisk } from './commands/disk.js';
-import { registerHooks } from './commands/hooks.js';
-import { registerInitramfs } from './commands/initramfs.js';
-import { registerVm } from './commands/vm.js';
-
-declare const __DARCH_VERSION__: string | undefined;
-export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
-
-export type ContextFactory = (cmd: Command) => Promise<Context>;
+import { globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
+import { COMMANDS, commandIn, type CommandEntry } from './table.js';
+import type { Context } from './context.js';
 
 const abort = new AbortController();
 
-function buildProgram(): Command {
+/** Thrown by a stand-in command that argv did not name where commandIn() looked: load it and parse again. */
+class LoadCommand extends Error {
+  constructor(readonly entry: CommandEntry) {
+    super(`load ${entry.name}`);
+  }
+}
+
+function buildProgram(defined: Map<string, DefineCommand>): Command {
   const program = new Command('darch');
   program
     .description('Build operating-system images like containers; boot them as stateless, immutable roots.')
@@ -46,20 +38,16 @@ function buildProgram(): Command {
   program.hook('preAction', (_this, action) => {
     ui.configure(globalsOf(action));
   });
-  const ctx: ContextFactory = (cmd) => makeContext(globalsOf(cmd), abort.signal);
-  registerDemo(program, ctx);
-  registerImages(program, ctx);
-  registerRecipes(program, ctx);
-  registerBuild(program, ctx);
-  registerHooks(program, ctx);
-  registerInitramfs(program, ctx);
-  registerStage(program, ctx);
-  registerBoot(program, ctx);
-  registerBootTrial(program, ctx);
-  registerDisk(program, ctx);
-  registerVm(program, ctx);
-  registerDoctor(program, ctx);
-  registerLoginCommands(program, ctx);
+  // One context per run, made on first use: --help and --version never load config or stores.
+  let context: Promise<Context> | undefined;
+  const ctx: ContextFactory = (cmd) => (context ??= import('./context.js').then((m) => m.makeContext(globalsOf(cmd), abort.signal)));
+  for (const entry of COMMANDS) {
+    const cmd = program.command(entry.name).description(entry.description);
+    const define = defined.get(entry.name);
+    if (define) define(cmd, ctx);
+    // A stand-in: listed in help and in "did you mean", defined only when it runs.
+    else cmd.allowUnknownOption().allowExcessArguments().helpOption(false).action(() => Promise.reject(new LoadCommand(entry)));
+  }
   program.addHelpText(
     'after',
     `
@@ -71,8 +59,8 @@ Docs: README.md and docs/ in the darch source tree.`,
   return program;
 }
 
-export function globalsOf(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals() as GlobalOptions;
+async function programFor(entry: CommandEntry | undefined): Promise<Command> {
+  return buildProgram(new Map(entry ? [[entry.name, await entry.load()]] : []));
 }
 
 function exitCodeFor(err: unknown): number {
@@ -99,7 +87,7 @@ async function reportError(err: unknown): Promise<void> {
   if (ui.debugMode && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
 }
 
-export async function main(argv: string[]): Promise<number> {
+async function main(argv: string[]): Promise<number> {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);
   });
@@ -119,9 +107,14 @@ export async function main(argv: string[]): Promise<number> {
     debug: argv.includes('--debug'),
     color: argv.includes('--color=never') ? 'never' : argv.includes('--color=always') ? 'always' : 'auto',
   });
-  const program = buildProgram();
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    const named = commandIn(argv);
+    try {
+      await (await programFor(COMMANDS.find((e) => e.name === named))).parseAsync(argv, { from: 'user' });
+    } catch (err) {
+      if (!(err instanceof LoadCommand)) throw err;
+      await (await programFor(err.entry)).parseAsync(argv, { from: 'user' });
+    }
     return abort.signal.aborted ? interruptedCode() : ExitCode.ok;
   } catch (err) {
     await reportError(err);
@@ -135,5 +128,5 @@ function interruptedCode(): number {
   return reason instanceof DarchError ? reason.exitCode : ExitCode.interrupted;
 }
 
-const code = await main(process.argv.slice(2));
-process.exitCode = code;
+// The only entry point: importing this module runs darch.
+process.exitCode = await main(process.argv.slice(2));

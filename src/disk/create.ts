@@ -11,7 +11,8 @@ import { tempName } from '../lib/atomic.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
-import { ui, formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { listStaged, type StagedImage } from '../boot/staged.js';
 import { matchStaged } from '../stage/store.js';
 import { writeGrubCfgFor } from '../boot/sync.js';
@@ -43,6 +44,7 @@ export interface CreateDiskOptions {
   bootloader?: 'grub' | 'systemd-boot';
   /** Size of the ESP in bytes (default: 64 MiB, or room for the kernels twice over with systemd-boot). */
   espSize?: number;
+  report?: Reporter;
 }
 
 /** mformat makes FAT32 only from about 33 MiB on; below that the ESP is refused. */
@@ -129,6 +131,7 @@ async function sdbootEfiSize(): Promise<number> {
 }
 
 export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Promise<CreateDiskResult> {
+  const report = opts.report ?? silentReporter;
   const all = await listStaged(paths.stageDir);
   let chosen: StagedImage[];
   if (opts.images.length === 0) {
@@ -167,7 +170,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const tree = path.join(work, 'darch');
     const stageTree = path.join(tree, STAGE_PATH);
     await mkdir(path.join(stageTree, 'live'), { recursive: true });
-    ui.step(`collecting ${chosen.length} staged image(s)`);
+    report.step(`collecting ${chosen.length} staged image(s)`);
     let bytes = 0;
     for (const img of chosen) bytes += await linkTree(img.dir, path.join(stageTree, 'live', img.id));
     // Newest-first order in listStaged is by creation time; give the disk's images
@@ -223,7 +226,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const espTree = path.join(work, 'esp');
     if (bootloader === 'grub') {
       // GRUB for UEFI with its config built in.
-      ui.step('building GRUB for UEFI');
+      report.step('building GRUB for UEFI');
       const embedded = path.join(work, 'embedded.cfg');
       await writeFile(embedded, renderEmbeddedConfig({ darchUuid, espSerial, kernelArgs, timeout: opts.timeout ?? 3 }));
       await run('grub-mkstandalone', [
@@ -264,7 +267,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const infoFile = path.join(work, 'disk.json');
     await writeFile(infoFile, `${JSON.stringify(info, null, 2)}\n`);
 
-    ui.step(`writing ${opts.target} (${formatBytes(total)})`);
+    report.step(`writing ${opts.target} (${formatBytes(total)})`);
     // An image file is assembled under a temporary name: a failure leaves any old file as it was.
     out = device ? opts.target : tempName(path.resolve(opts.target));
     if (!device) {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { acquireLock } from '../lib/lock.js';
 import { run } from '../lib/proc.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { parseModulesDep, resolveModules, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from './busybox-rootfs.js';
 
@@ -26,7 +26,7 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Debian's current linux-image-amd64 kernel, extracted and depmod'ed, cached under cacheDir. */
-export async function debianKernel(cacheDir: string): Promise<DebianKernel> {
+export async function debianKernel(cacheDir: string, report: Reporter = silentReporter): Promise<DebianKernel> {
   const base = path.join(cacheDir, 'kernel');
   await mkdir(base, { recursive: true });
   const lock = await acquireLock(path.join(base, '.lock'), 'the test kernel cache', 600);
@@ -39,7 +39,7 @@ export async function debianKernel(cacheDir: string): Promise<DebianKernel> {
         pkg = (await run('apt-cache', ['depends', 'linux-image-amd64'])).stdout.match(/Depends:\s*(linux-image-[\w.-]+-amd64)/)?.[1];
       }
       if (!pkg) throw new DarchError('E_KERNEL_UNAVAILABLE', 'apt knows no linux-image package for linux-image-amd64', { hint: 'check /etc/apt/sources.list.d and run apt-get update' });
-      ui.step(`fetching the Debian kernel ${pkg} with apt-get download (once; cached in ${base})`);
+      report.step(`fetching the Debian kernel ${pkg} with apt-get download (once; cached in ${base})`);
       const dl = path.join(base, 'dl');
       await mkdir(dl, { recursive: true });
       let debs = (await readdir(dl)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));

@@ -13,7 +13,7 @@ import { findStaticBusybox } from '../examples/busybox-rootfs.js';
 import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { run, spawnChild, waitChild, commandFailed } from '../lib/proc.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { CpioWriter } from './cpio.js';
 import { kernelRelease } from './kernel.js';
 import { parseModulesDep, resolveModules, WANTED_MODULES, WATCHDOG_DRIVERS, type Resolution } from './modules.js';
@@ -32,6 +32,7 @@ export interface BuildInitramfsOptions {
   tmpDir: string;
   /** Extra module names to include. */
   extraModules?: string[];
+  report?: Reporter;
 }
 
 export interface BuildInitramfsResult {
@@ -135,11 +136,12 @@ async function plainModule(local: string, rel: string, work: string): Promise<{ 
 }
 
 export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<BuildInitramfsResult> {
+  const report = opts.report ?? silentReporter;
   await mkdir(opts.tmpDir, { recursive: true });
   const work = await mkdtemp(path.join(opts.tmpDir, 'initramfs-'));
   try {
     let release = opts.release ?? (opts.kernel ? await kernelRelease(opts.kernel) : undefined);
-    if (opts.kernel && !release) ui.warn(`cannot read the release of ${opts.kernel}; looking for a single /lib/modules directory`);
+    if (opts.kernel && !release) report.warn(`cannot read the release of ${opts.kernel}; looking for a single /lib/modules directory`);
     let st;
     try {
       st = await stat(opts.rootfs);
@@ -153,7 +155,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     const watchdog: Array<{ driver: string; files: string[] }> = [];
     if (src.release === undefined) {
       // Nothing to load: fine for a kernel with squashfs, overlay, loop and its disk drivers built in.
-      ui.warn(`${opts.rootfs} has no /lib/modules: the initramfs carries no modules, so the kernel must have squashfs, overlay, loop and the disk drivers built in`);
+      report.warn(`${opts.rootfs} has no /lib/modules: the initramfs carries no modules, so the kernel must have squashfs, overlay, loop and the disk drivers built in`);
       release ??= 'unknown';
     } else {
       release = src.release;
@@ -173,7 +175,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       const have = new Set<string>();
       for (const rel of local.keys()) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
       resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
-      if (resolution.skipped.length) ui.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
+      if (resolution.skipped.length) report.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
       // A driver the kernel lacks (or the image stripped) is simply not offered.
       for (const d of dogs) if (d.files.length > 0 && d.files.every((f) => have.has(f))) watchdog.push(d);
     }

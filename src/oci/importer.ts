@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { byteProgress } from '../lib/progress.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { decompressor, peek, sniff } from './compression.js';
 import { type Digest, HashStream, isDigest, sha256 } from './digest.js';
 import {
@@ -44,6 +44,8 @@ export interface ImportOptions {
   /** The history line recorded in the image config. */
   createdBy?: string;
   signal?: AbortSignal;
+  /** Where the import's byte progress goes. */
+  report?: Reporter;
 }
 
 export interface ImportResult {
@@ -81,8 +83,8 @@ export async function importImage(store: ImageStore, source: string, target: str
       } else {
         const format = opts.format ?? (source === '-' ? 'rootfs' : await detectFormat(source));
         if (format === 'rootfs') res = await importRootfs(store, tx, source, name, opts);
-        else if (format === 'oci-archive') res = await importOciArchive(store, tx, source, name, opts.sourceRef);
-        else res = await importDockerArchive(store, tx, source, name, opts.sourceRef);
+        else if (format === 'oci-archive') res = await importOciArchive(store, tx, source, name, opts.sourceRef, opts.report);
+        else res = await importDockerArchive(store, tx, source, name, opts.sourceRef, opts.report);
       }
       await tx.dropUnreachable();
       return { name, ...res, blobsWritten: tx.added.size, bytesWritten: tx.bytes };
@@ -289,7 +291,7 @@ export class TarValidator extends Transform {
 }
 
 async function importRootfs(store: ImageStore, tx: BlobTransaction, source: string, name: string, opts: ImportOptions) {
-  const progress = byteProgress(`importing ${path.basename(source === '-' ? 'stdin' : source)}`);
+  const progress = (opts.report ?? silentReporter).progress(`importing ${path.basename(source === '-' ? 'stdin' : source)}`);
   const { stream, size } = await openTar(source, (n) => progress.tick(n));
   if (size) progress.setTotal(size);
   const compression = opts.compression ?? 'gzip';
@@ -344,9 +346,9 @@ interface Collected {
 }
 
 /** Stream every entry of an archive: small metadata is buffered, everything else goes straight into the store. */
-async function collectArchive(source: string, tx: BlobTransaction, isBlob: (name: string, size: number) => boolean): Promise<Collected> {
+async function collectArchive(source: string, tx: BlobTransaction, isBlob: (name: string, size: number) => boolean, report: Reporter = silentReporter): Promise<Collected> {
   const links = new Map<string, string>();
-  const progress = byteProgress(`importing ${path.basename(source)}`);
+  const progress = report.progress(`importing ${path.basename(source)}`);
   const { stream, size } = await openTar(source, (n) => progress.tick(n));
   if (size) progress.setTotal(size);
   const small = new Map<string, Buffer>();
@@ -465,8 +467,8 @@ async function checkClosure(store: ImageStore, root: Descriptor, source: string)
   return layers;
 }
 
-async function importOciArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string) {
-  const { small } = await collectArchive(source, tx, (n) => n.startsWith('blobs/'));
+async function importOciArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string, report?: Reporter) {
+  const { small } = await collectArchive(source, tx, (n) => n.startsWith('blobs/'), report);
   const index = parseJson<ImageIndex>(small.get('index.json'), 'index.json', source);
   if (!Array.isArray(index.manifests)) throw new DarchError('E_BAD_ARCHIVE', `${source}: index.json has no manifests`);
   const pick = pickFromIndex(index, sourceRef, source);
@@ -520,8 +522,8 @@ interface DockerManifestEntry {
   Layers: string[];
 }
 
-async function importDockerArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string) {
-  const { small, blobs } = await collectArchive(source, tx, (n, size) => n.startsWith('blobs/') || n.endsWith('.tar') || size > SMALL_FILE);
+async function importDockerArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string, report?: Reporter) {
+  const { small, blobs } = await collectArchive(source, tx, (n, size) => n.startsWith('blobs/') || n.endsWith('.tar') || size > SMALL_FILE, report);
   const entries = parseJson<DockerManifestEntry[]>(small.get('manifest.json'), 'manifest.json', source);
   if (!Array.isArray(entries) || entries.length === 0) throw new DarchError('E_BAD_ARCHIVE', `${source}: manifest.json lists no images`);
   let entry: DockerManifestEntry | undefined;

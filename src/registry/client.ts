@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { DarchError } from '../lib/errors.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { findCredentials, type Credentials } from './auth-file.js';
 import { type Challenge, parseChallenges } from './challenge.js';
 import { tlsSettingsFor } from './tls.js';
@@ -29,6 +29,7 @@ export interface ClientOptions {
   retries: number;
   /** Seconds without progress (headers or body bytes) before a request is abandoned. */
   timeoutSec: number;
+  report?: Reporter;
 }
 
 export interface Response {
@@ -110,8 +111,12 @@ export class RegistryClient {
   /** Authorization header per scope set ("" for Basic, which covers every scope). */
   private readonly authCache = new Map<string, string>();
 
+  /** Where this client and the transfers over it report retries and progress. */
+  readonly report: Reporter;
+
   private constructor(private readonly opts: ClientOptions) {
     this.host = apiHost(opts.host);
+    this.report = opts.report ?? silentReporter;
   }
 
   /** Build the transport and ping /v2/ (finds the scheme and the auth challenge). */
@@ -122,7 +127,7 @@ export class RegistryClient {
       c.credentialsLooked = true;
     }
     const tls = await tlsSettingsFor(opts.host, { certDir: opts.certDir, configDir: opts.configDir, verify: opts.tlsVerify });
-    for (const f of tls.files) ui.debug(`tls: using ${f}`);
+    for (const f of tls.files) c.report.debug(`tls: using ${f}`);
     const connect = { ...(tls.ca.length ? { ca: tls.ca } : {}), cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized };
     const timeout = opts.timeoutSec * 1000;
     c.dispatcher = new EnvHttpProxyAgent({ connect, requestTls: connect, headersTimeout: timeout, bodyTimeout: timeout, connectTimeout: timeout });
@@ -150,7 +155,7 @@ export class RegistryClient {
       res = await tryOrigin(this.origin);
     } catch (err) {
       if (this.opts.tlsVerify || !looksLikePlainHttp(err)) throw this.networkError(err);
-      ui.debug(`${this.host} speaks no TLS; using plain HTTP (--tls-verify=false)`);
+      this.report.debug(`${this.host} speaks no TLS; using plain HTTP (--tls-verify=false)`);
       this.origin = `http://${this.host}`;
       try {
         res = await tryOrigin(this.origin);
@@ -173,7 +178,7 @@ export class RegistryClient {
     let m = method;
     let b = body;
     for (let i = 0; ; i++) {
-      ui.debug(`http: ${m} ${cur.origin}${cur.pathname}`);
+      this.report.debug(`http: ${m} ${cur.origin}${cur.pathname}`);
       const res = await request(cur, {
         method: m as Dispatcher.HttpMethod,
         headers: hdrs,
@@ -216,14 +221,14 @@ export class RegistryClient {
         const refusedAtFirst = firstContact && errCode(err) === 'ECONNREFUSED';
         if (!retry || refusedAtFirst || attempt >= this.opts.retries || !isRetryableNetworkError(err)) throw err;
         const wait = backoffMs(attempt);
-        ui.warn(`${this.host}: ${describe(err)}; retrying in ${(wait / 1000).toFixed(1)} s (${attempt + 1}/${this.opts.retries})`);
+        this.report.warn(`${this.host}: ${describe(err)}; retrying in ${(wait / 1000).toFixed(1)} s (${attempt + 1}/${this.opts.retries})`);
         await sleep(wait, undefined, { signal: this.opts.signal });
         continue;
       }
       if (retry && (res.status === 429 || res.status >= 500) && attempt < this.opts.retries) {
         await res.body.dump().catch(() => undefined);
         const wait = backoffMs(attempt, headerValue(res.headers, 'retry-after'));
-        ui.warn(`${this.host} answered ${res.status}; retrying in ${(wait / 1000).toFixed(1)} s (${attempt + 1}/${this.opts.retries})`);
+        this.report.warn(`${this.host} answered ${res.status}; retrying in ${(wait / 1000).toFixed(1)} s (${attempt + 1}/${this.opts.retries})`);
         await sleep(wait, undefined, { signal: this.opts.signal });
         continue;
       }
@@ -285,7 +290,7 @@ export class RegistryClient {
       : findCredentials(this.opts.host, repoHint, { authFile: this.opts.authFile }).then((c) => {
           this.credentials = c;
           this.credentialsLooked = true;
-          if (c) ui.debug(`auth: credentials for ${this.opts.host} from ${c.source}`);
+          if (c) this.report.debug(`auth: credentials for ${this.opts.host} from ${c.source}`);
           return c;
         });
     return this.credentialsLookup;

@@ -16,7 +16,6 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DarchError, isErrno } from '../lib/errors.js';
-import { ui } from '../lib/ui.js';
 import { type Digest, digestHex, parseDigest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
@@ -111,7 +110,7 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
       if (first) {
         result.resumed = offset;
         opts.onBytes(offset);
-        ui.info(`resuming ${short} at ${offset} of ${desc.size} bytes`);
+        client.report.info(`resuming ${short} at ${offset} of ${desc.size} bytes`);
       }
     }
     first = false;
@@ -129,11 +128,11 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
             // A range we did not ask for: do not guess, start over.
             await res.body.dump().catch(() => undefined);
             await truncate(partial, 0);
-            ui.warn(`${short}: the registry answered a different range (${headerValue(res.headers, 'content-range') ?? 'none'}); starting over`);
+            client.report.warn(`${short}: the registry answered a different range (${headerValue(res.headers, 'content-range') ?? 'none'}); starting over`);
             continue;
           }
         } else if (res.status === 200) {
-          if (append) ui.verbose(`${short}: the registry ignored the range request; starting over`);
+          if (append) client.report.verbose(`${short}: the registry ignored the range request; starting over`);
           append = false;
         } else if (res.status === 416) {
           await res.body.dump().catch(() => undefined);
@@ -165,12 +164,12 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
         if (err instanceof DarchError && err.code === 'E_DIGEST_MISMATCH') {
           if (restartedAfterMismatch) throw err;
           restartedAfterMismatch = true;
-          ui.warn(`${short}: ${err.message}; downloading it again`);
+          client.report.warn(`${short}: ${err.message}; downloading it again`);
           continue;
         }
         if (!isRetryableNetworkError(err) || failures >= opts.retries) throw wrapDownloadError(err, client, short);
         const wait = backoffMs(failures++);
-        ui.warn(`${short}: download interrupted (${describe(err)}); resuming in ${(wait / 1000).toFixed(1)} s`);
+        client.report.warn(`${short}: download interrupted (${describe(err)}); resuming in ${(wait / 1000).toFixed(1)} s`);
         await sleep(wait, undefined, { signal: opts.signal });
         continue;
       }

@@ -4,8 +4,8 @@
  * layer-level delta), then the manifest and the name, last, under the store lock.
  */
 import { DarchError } from '../lib/errors.js';
-import { byteProgressGroup } from '../lib/progress.js';
-import { formatBytes, ui } from '../lib/ui.js';
+import { formatBytes } from '../lib/ui.js';
+import { silentReporter } from '../lib/report.js';
 import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type Platform, hostPlatform, isIndexType } from '../oci/mediatypes.js';
 import { type ImageRef, parseRef, refString } from '../oci/reference.js';
@@ -68,6 +68,7 @@ export async function pool<T, R>(items: T[], n: number, fn: (item: T) => Promise
 }
 
 export async function pullImage(store: ImageStore, input: string, opts: PullOptions): Promise<PullResult> {
+  const report = opts.report ?? silentReporter;
   const ref = parseRef(input);
   const remote = remoteOf(ref);
   const name = opts.name ? refString(parseRef(opts.name)) : localNameFor(input, ref);
@@ -76,7 +77,7 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
   const client = await connectFor(remote.host, opts);
   try {
     return await store.withLock(async () => {
-      ui.step(`pulling ${remote.display}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`);
+      report.step(`pulling ${remote.display}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`);
       let top = await fetchManifest(client, remote.repo, ref.digest ?? ref.tag, scopes);
       if (isIndexType(top.mediaType)) {
         const pick = choosePlatform(top.doc, platform);
@@ -85,7 +86,7 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
             hint: `available: ${top.doc.manifests.map((m) => formatPlatform(m.platform)).join(', ')}; choose one with --platform`,
           });
         }
-        ui.verbose(`index: chose ${formatPlatform(pick.platform)} (${pick.digest})`);
+        report.verbose(`index: chose ${formatPlatform(pick.platform)} (${pick.digest})`);
         top = await fetchManifest(client, remote.repo, pick.digest, scopes);
         if (isIndexType(top.mediaType)) throw new DarchError('E_UNSUPPORTED', `${remote.display}: an index inside an index is not supported`);
       }
@@ -96,20 +97,20 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       for (const d of [manifest.config, ...manifest.layers]) {
         if (seen.has(d.digest)) continue;
         seen.add(d.digest);
-        if (d.urls?.length) ui.verbose(`${d.digest}: foreign layer, fetched from the registry anyway`);
+        if (d.urls?.length) report.verbose(`${d.digest}: foreign layer, fetched from the registry anyway`);
         blobs.push(d);
       }
       const present = await Promise.all(blobs.map((d) => store.hasBlob(d.digest)));
       const toFetch = blobs.filter((_, i) => !present[i]);
       const total = toFetch.reduce((a, d) => a + d.size, 0);
       const skippedBytes = blobs.filter((_, i) => present[i]).reduce((a, d) => a + d.size, 0);
-      if (skippedBytes > 0) ui.info(`${blobs.length - toFetch.length} of ${blobs.length} blobs already in the store (${formatBytes(skippedBytes)} skipped)`);
-      const progress = byteProgressGroup(`pulling ${name}`, total);
+      if (skippedBytes > 0) report.info(`${blobs.length - toFetch.length} of ${blobs.length} blobs already in the store (${formatBytes(skippedBytes)} skipped)`);
+      const progress = report.progressGroup(`pulling ${name}`, total);
       const transfers = await pool<Descriptor, BlobTransfer>(toFetch, opts.jobs, async (d) => {
         const bar = progress.item(d.digest.slice(7, 19), d.size);
         const t = await downloadBlob(client, store, d, { repo: remote.repo, retries: opts.retries, onBytes: (n) => bar.tick(n), signal: opts.signal });
         bar.done();
-        ui.verbose(`${t.digest}: ${t.skipped ? 'already present' : `${formatBytes(t.downloaded)} downloaded${t.resumed ? `, ${formatBytes(t.resumed)} resumed` : ''}`}`);
+        report.verbose(`${t.digest}: ${t.skipped ? 'already present' : `${formatBytes(t.downloaded)} downloaded${t.resumed ? `, ${formatBytes(t.resumed)} resumed` : ''}`}`);
         return t;
       }).catch((err) => {
         progress.done();

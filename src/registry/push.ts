@@ -7,8 +7,9 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DarchError } from '../lib/errors.js';
-import { byteProgress, type Progress } from '../lib/progress.js';
-import { formatBytes, ui } from '../lib/ui.js';
+import type { Progress } from '../lib/progress.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
+import { formatBytes } from '../lib/ui.js';
 import { type Digest, sha256 } from '../oci/digest.js';
 import { type Descriptor, type ImageIndex, type ImageManifest, MediaType, isIndexType } from '../oci/mediatypes.js';
 import { parseRef, refString } from '../oci/reference.js';
@@ -40,6 +41,7 @@ interface ManifestNode {
 }
 
 export async function pushImage(store: ImageStore, localName: string, destInput: string | undefined, opts: PushOptions): Promise<PushResult> {
+  const report = opts.report ?? silentReporter;
   const local = await store.resolve(localName);
   const destRef = parseRef(destInput ?? local.name);
   const remote = requireRegistry(destRef, destInput ?? local.name);
@@ -80,10 +82,10 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
 
   const client = await connectFor(remote.host, opts);
   try {
-    ui.step(`pushing ${local.name} to ${remote.display}:${destRef.tag}`);
+    report.step(`pushing ${local.name} to ${remote.display}:${destRef.tag}`);
     const list = [...blobs.values()];
     const total = list.reduce((a, d) => a + d.size, 0);
-    const progress = byteProgress(`pushing ${remote.display}:${destRef.tag}`, total);
+    const progress = report.progress(`pushing ${remote.display}:${destRef.tag}`, total);
     const outcomes = await pool(list, opts.jobs, (d) => pushBlob(client, store, remote.repo, d, mountFrom, scopes, opts, progress)).finally(() => progress.done());
     for (const m of manifests) await putManifest(client, remote.repo, m.desc.digest, m.bytes, m.desc.mediaType, scopes);
     const topType = top.desc.mediaType ?? topDoc.mediaType ?? MediaType.ociManifest;
@@ -129,7 +131,7 @@ async function pushBlob(
   const head = await client.send({ method: 'HEAD', url: `/v2/${repo}/blobs/${d.digest}`, scopes });
   await head.body.dump().catch(() => undefined);
   if (head.status === 200) {
-    ui.verbose(`${short}: the registry has it`);
+    client.report.verbose(`${short}: the registry has it`);
     progress.tick(d.size);
     return { digest: d.digest, size: d.size, how: 'existing' };
   }
@@ -143,7 +145,7 @@ async function pushBlob(
       const res = await client.send({ method: 'POST', url: start, headers: { 'content-length': '0' }, scopes });
       await res.body.dump().catch(() => undefined);
       if (res.status === 201 && mountFrom) {
-        ui.verbose(`${short}: mounted from ${mountFrom}`);
+        client.report.verbose(`${short}: mounted from ${mountFrom}`);
         progress.tick(d.size);
         return { digest: d.digest, size: d.size, how: 'mounted' };
       }
@@ -196,14 +198,14 @@ async function pushBlob(
         await r.body.dump().catch(() => undefined);
         checkStatus(r.status, [201, 204], client, repo, `uploading ${short}`);
       }
-      ui.verbose(`${short}: uploaded ${formatBytes(d.size)}`);
+      client.report.verbose(`${short}: uploaded ${formatBytes(d.size)}`);
       return { digest: d.digest, size: d.size, how: 'uploaded' };
     } catch (err) {
       progress.tick(-sent);
       const retryable = isRetryableNetworkError(err) || (err instanceof DarchError && err.code === 'E_REGISTRY_RETRY');
       if (!retryable || attempt >= opts.retries || opts.signal?.aborted) throw err instanceof DarchError && err.code !== 'E_REGISTRY_RETRY' ? err : client.networkError(err);
       const wait = backoffMs(attempt);
-      ui.warn(`${short}: upload failed (${describe(err)}); starting it again in ${(wait / 1000).toFixed(1)} s`);
+      client.report.warn(`${short}: upload failed (${describe(err)}); starting it again in ${(wait / 1000).toFixed(1)} s`);
       await sleep(wait, undefined, { signal: opts.signal });
     }
   }

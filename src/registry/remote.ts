@@ -2,6 +2,7 @@
 import { DarchError } from '../lib/errors.js';
 import type { ImageRef } from '../oci/reference.js';
 import { RegistryClient } from './client.js';
+import type { Reporter } from '../lib/report.js';
 
 export interface ConnectSettings {
   tlsVerify?: boolean;
@@ -14,6 +15,7 @@ export interface ConnectSettings {
   retries: number;
   timeoutSec: number;
   signal?: AbortSignal;
+  report?: Reporter;
 }
 
 export interface Remote {
@@ -51,5 +53,6 @@ export async function connectFor(host: string, s: ConnectSettings): Promise<Regi
     retries: s.retries,
     timeoutSec: s.timeoutSec,
     signal: s.signal,
+    report: s.report,
   });
 }

@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { tempName } from '../lib/atomic.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 import { normalizeRef } from '../oci/reference.js';
 import { ByteReader, END_OF_ARCHIVE, bodyPadding, encodeHeader, readTar, type TarHeader } from '../layers/tar.js';
 import { ensureFreeSpace } from './space.js';
@@ -185,6 +185,7 @@ export interface ImportOptions {
   onBytes?: (n: number) => void;
   /** Total bytes, when known (for progress). */
   onManifest?: (m: BundleManifest) => void;
+  report?: Reporter;
 }
 
 export interface ImportResult {
@@ -287,7 +288,7 @@ export async function importBundle(stageStore: StageStore, source: string | Read
         if (same.meta?.sha256?.[ROOTFS_FILE] !== rootSha) {
           throw new DarchError('E_EXISTS', `a different staged image with id ${m.id} exists`, { hint: 'remove it first with `darch stage remove`' });
         }
-        ui.info(`staged image ${m.id} is already here; updating its tags`);
+        (opts.report ?? silentReporter).info(`staged image ${m.id} is already here; updating its tags`);
         if (tags.length) await stageStore.setTags(m.id, tags);
         await rm(work, { recursive: true, force: true });
         return { id: m.id, tags, dir: same.dir, bytes, alreadyStaged: true, removed: [] };

@@ -1,7 +1,7 @@
 /**
- * Staged images that must never be removed by retention, `clean` or `remove`.
- * Today: the one the machine booted (darch_stageid= on the kernel command line).
- * Issue 7 adds the default entry and a pending trial by extending `protectedIds`.
+ * Staged images that must never be removed by retention, `clean` or `remove`: the one the
+ * machine booted (darch_stageid= on the kernel command line), and whatever the sources the
+ * store was opened with name (the CLI's: the boot state's default, previous and trial).
  */
 import { readFile } from 'node:fs/promises';
 import type { StageStore } from './store.js';
@@ -38,17 +38,10 @@ export async function bootedId(env: NodeJS.ProcessEnv = process.env): Promise<st
 
 export type ProtectionSource = (store: StageStore) => Promise<string[]>;
 
-const extraSources: ProtectionSource[] = [];
-
-/** Issue 7 registers the default and trial images here. */
-export function addProtectionSource(src: ProtectionSource): void {
-  extraSources.push(src);
-}
-
 export async function protectedIds(store: StageStore): Promise<Set<string>> {
   const ids = new Set<string>();
   const booted = await bootedId();
   if (booted) ids.add(booted);
-  for (const src of extraSources) for (const id of await src(store)) ids.add(id);
+  for (const src of store.protection) for (const id of await src(store)) ids.add(id);
   return ids;
 }

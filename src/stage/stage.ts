@@ -5,16 +5,16 @@
  * into place only when complete, so a crash at any point leaves earlier staged images as
  * they were (the abandoned work directory is swept by the next stage command).
  *
- * Issue 6 (initramfs, hooks) plugs in through `registerStageStep`: steps run on the work
- * directory after the squashfs and kernel are written and before meta.json and the rename.
+ * Booting (initramfs, hooks) plugs in through `opts.steps`: steps run on the work directory
+ * after the squashfs and kernel are written and before meta.json and the rename.
  */
 import { createReadStream } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../lib/atomic.js';
 import { DarchError, fsError } from '../lib/errors.js';
-import { byteProgress } from '../lib/progress.js';
-import { formatBytes, ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
+import { formatBytes } from '../lib/ui.js';
 import { HashSink } from '../oci/digest.js';
 import type { ImageStore, ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
@@ -49,18 +49,13 @@ export interface StageStepContext {
   imageStore: ImageStore;
   stageStore: StageStore;
   signal?: AbortSignal;
+  /** Where the step reports: the stage call's reporter. */
+  report: Reporter;
 }
 
 export interface StageStep {
   name: string;
   run(ctx: StageStepContext): Promise<void>;
-}
-
-const registeredSteps: StageStep[] = [];
-
-/** Add a step every `stageImage` runs before committing (issue 6: initramfs, hook install). */
-export function registerStageStep(step: StageStep): void {
-  if (!registeredSteps.some((s) => s.name === step.name)) registeredSteps.push(step);
 }
 
 export interface StageOptions {
@@ -76,9 +71,13 @@ export interface StageOptions {
   passes?: 1 | 2;
   /** Retention after a successful stage (stage.keep); undefined keeps everything. */
   keep?: number;
-  /** Extra steps for this call, after the registered ones. */
-  steps?: StageStep[];
+  /**
+   * What runs before committing, in order. Required, so no caller forgets darch's
+   * initramfs and hooks (the CLI passes its context's `stageSteps`; [] stages the bare image).
+   */
+  steps: StageStep[];
   signal?: AbortSignal;
+  report?: Reporter;
 }
 
 export interface StageResult extends StagedImage {
@@ -158,12 +157,12 @@ interface TwoPassPlan {
  * The index is the first moment the size of what pass 2 writes is known, so the free space
  * in `spaceDir` is checked here, whether two passes were chosen or one pass fell back.
  */
-async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels: Record<string, string>, sourceName: string, spaceDir: string, signal?: AbortSignal): Promise<TwoPassPlan> {
+async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels: Record<string, string>, sourceName: string, spaceDir: string, report: Reporter, signal?: AbortSignal): Promise<TwoPassPlan> {
   const started = Date.now();
-  ui.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
-  const index = await indexLayers(imageStore, layers, { signal, onLayer: (i, n) => ui.verbose(`layer ${i + 1}: ${n} entries`) });
+  report.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
+  const index = await indexLayers(imageStore, layers, { signal, onLayer: (i, n) => report.verbose(`layer ${i + 1}: ${n} entries`) });
   const st = index.stats();
-  ui.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  report.verbose(`indexed ${st.entries} entries (${formatBytes(st.contentBytes)} of file content) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const boot = await findBootFiles(imageStore, index, labels, sourceName);
   // squashfs is at most about the content plus metadata, and rarely more than the
   // compressed layers; take the smaller as the estimate.
@@ -172,7 +171,7 @@ async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels:
   return { index, stats: st, boot };
 }
 
-type SquashfsRun = { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal };
+type SquashfsRun = { writer: SquashfsWriter; compressor: SquashfsCompressor; blockSize: number; signal?: AbortSignal; report: Reporter };
 
 interface Written {
   index: FlatIndex;
@@ -195,8 +194,8 @@ async function writeOnePass(
   rootfs: string,
   sq: SquashfsRun,
 ): Promise<Written | undefined> {
-  ui.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
-  const progress = byteProgress('squashfs', compressedSize(layers));
+  sq.report.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
+  const progress = sq.report.progress('squashfs', compressedSize(layers));
   const flat = streamTopDown(imageStore, layers, { onRaw: (n) => progress.tick(n), signal: sq.signal });
   let done: TopDownResult;
   try {
@@ -204,7 +203,7 @@ async function writeOnePass(
     done = flat.result();
   } catch (err) {
     if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
-    ui.verbose(`${err.message}; staging with two passes`);
+    sq.report.verbose(`${err.message}; staging with two passes`);
     await rm(rootfs, { force: true });
     return undefined;
   } finally {
@@ -236,8 +235,8 @@ async function writeTwoPass(
   const { index, boot, stats: st } = plan;
   const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
   if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
-  ui.step(`writing squashfs with ${sq.writer} (${sq.compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
-  const progress = byteProgress('squashfs', st.contentBytes);
+  sq.report.step(`writing squashfs with ${sq.writer} (${sq.compressor}, ${st.files} files, ${formatBytes(st.contentBytes)})`);
+  const progress = sq.report.progress('squashfs', st.contentBytes);
   const root = rootHeader(index);
   const flat = streamFlattened(imageStore, index, { capture, omitRoot: sq.writer === 'sqfstar', onBytes: (n) => progress.tick(n), signal: sq.signal });
   try {
@@ -247,8 +246,9 @@ async function writeTwoPass(
   }
 }
 
-export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string, opts: StageOptions = {}): Promise<StageResult> {
+export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string, opts: StageOptions): Promise<StageResult> {
   const started = Date.now();
+  const report = opts.report ?? silentReporter;
   const image = await imageStore.resolveImage(ref);
   const sourceName = image.name ?? ref;
   const tags = (opts.tags && opts.tags.length ? opts.tags : [sourceName]).map((t) => normalizeRef(t));
@@ -273,7 +273,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     // One pass (layers top-down, each decompressed once, tar2sqfs busy from the first byte)
     // needs tar2sqfs; sqfstar wants the root's attributes before the stream starts.
     const onePass = writer === 'tar2sqfs' && opts.passes !== 2;
-    const plan = () => planTwoPass(imageStore, layers, labels, sourceName, stageStore.tmpDir, opts.signal);
+    const plan = () => planTwoPass(imageStore, layers, labels, sourceName, stageStore.tmpDir, report, opts.signal);
     // Not indexed yet in one pass: squashfs is rarely larger than the compressed layers.
     if (onePass) await ensureFreeSpace(stageStore.tmpDir, Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
     let twoPass = onePass ? undefined : await plan();
@@ -282,7 +282,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     const work = await stageStore.makeWorkDir('stage');
     try {
       const rootfs = path.join(work, ROOTFS_FILE);
-      const sqOpts = { writer, compressor, blockSize, signal: opts.signal };
+      const sqOpts = { writer, compressor, blockSize, signal: opts.signal, report };
       let written = onePass ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts) : undefined;
       if (!written) {
         twoPass ??= await plan();
@@ -290,7 +290,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         written = { ...twoPass, passes: 2 };
       }
       const { index, boot, stats: st, passes } = written;
-      ui.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
+      report.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
       const imageJson: DarchImageJson = {
         kernel: KERNEL_FILE,
@@ -300,10 +300,10 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       };
       await writeJsonAtomic(path.join(work, IMAGE_JSON), imageJson);
 
-      const ctx: StageStepContext = { id, dir: work, image, index, boot, tags, imageStore, stageStore, signal: opts.signal };
-      for (const step of [...registeredSteps, ...(opts.steps ?? [])]) {
+      const ctx: StageStepContext = { id, dir: work, image, index, boot, tags, imageStore, stageStore, signal: opts.signal, report };
+      for (const step of opts.steps) {
         opts.signal?.throwIfAborted();
-        ui.verbose(`stage step: ${step.name}`);
+        report.verbose(`stage step: ${step.name}`);
         await step.run(ctx);
       }
 

@@ -18,7 +18,7 @@ import { withLock } from '../lib/lock.js';
 import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { normalizeRef } from '../oci/reference.js';
 import { removeFailure } from './failures.js';
-import { protectedIds } from './protect.js';
+import { protectedIds, type ProtectionSource } from './protect.js';
 
 export const ROOTFS_FILE = 'rootfs.squash';
 export const KERNEL_FILE = 'vmlinuz';
@@ -116,6 +116,8 @@ export class StageStore {
   constructor(
     readonly dir: string,
     readonly lockTimeoutSec = 10,
+    /** Ids retention, `remove` and `clean` keep besides the booted one (protect.ts). */
+    readonly protection: ProtectionSource[] = [],
   ) {
     this.lockFile = `${dir.replace(/\/+$/, '')}.lock`;
   }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run, spawnChild, waitChild } from '../lib/proc.js';
-import { ui } from '../lib/ui.js';
+import { silentReporter, type Reporter } from '../lib/report.js';
 
 export const OVMF_PAIRS = [
   ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd'],
@@ -58,7 +58,7 @@ export async function recordKvmBroken(cacheDir = KVM_CACHE_DIR): Promise<void> {
   await writeFile(path.join(cacheDir, 'kvm-probe.json'), JSON.stringify({ bootId: await bootId(), works: false })).catch(() => undefined);
 }
 
-export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000): Promise<boolean> {
+export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000, report: Reporter = silentReporter): Promise<boolean> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
@@ -75,7 +75,7 @@ export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000): Prom
   await mkdir(cacheDir, { recursive: true });
   const img = path.join(cacheDir, 'kvm-probe.img');
   await writeFile(img, probeBootSector());
-  ui.verbose('probing KVM…');
+  report.verbose('probing KVM…');
   const child = spawnChild('qemu-system-x86_64', [
     '-accel', 'kvm', '-machine', 'pc', '-m', '16', '-nodefaults', '-display', 'none', '-no-reboot',
     '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-drive', `file=${img},format=raw,if=ide`,
@@ -83,7 +83,7 @@ export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000): Prom
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const res = await waitChild(child, 'qemu-system-x86_64').finally(() => clearTimeout(timer));
   const works = res.code === 3;
-  if (!works) ui.verbose(`KVM does not run guests here (probe ${res.signal ? 'hung' : `exited ${res.code}`}): using TCG`);
+  if (!works) report.verbose(`KVM does not run guests here (probe ${res.signal ? 'hung' : `exited ${res.code}`}): using TCG`);
   await writeFile(cacheFile, JSON.stringify({ bootId: host, works })).catch(() => undefined);
   return works;
 }
@@ -101,6 +101,7 @@ export interface VmOptions {
   /** Exit instead of rebooting when the guest reboots. */
   noReboot?: boolean;
   extraArgs?: string[];
+  report?: Reporter;
 }
 
 export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; accel: 'kvm' | 'tcg' }> {
@@ -110,7 +111,7 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
   await copyFile(ovmf.vars, vars);
   let accel: 'kvm' | 'tcg' = 'tcg';
   if (opts.accel === 'kvm') accel = 'kvm';
-  else if (opts.accel !== 'tcg' && (await kvmWorks())) accel = 'kvm';
+  else if (opts.accel !== 'tcg' && (await kvmWorks(KVM_CACHE_DIR, undefined, opts.report))) accel = 'kvm';
   const args = [
     '-machine', 'q35', '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max',
     '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 1),
@@ -131,17 +132,18 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
 
 /** Run the VM with the serial console on this process's stdio; resolves with qemu's exit code. */
 export async function runVm(opts: VmOptions, signal?: AbortSignal): Promise<number> {
+  const report = opts.report ?? silentReporter;
   const { args, accel } = await qemuCommand(opts);
-  ui.step(`booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`);
+  report.step(`booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`);
   const res = await run('qemu-system-x86_64', ['--version'], { allowFailure: true });
-  ui.debug(res.stdout.split('\n')[0] ?? '');
+  report.debug(res.stdout.split('\n')[0] ?? '');
   const started = Date.now();
   const code = await runQemu(args, signal);
   // The probe runs a boot sector; some hosts (nested virtualisation) pass it and then fail a
   // real UEFI guest at once ("KVM internal error"). When KVM was our choice, not the user's,
   // remember that and boot again under TCG rather than leave the user with a dead VM.
   if (accel === 'kvm' && opts.accel !== 'kvm' && code !== 0 && !signal?.aborted && Date.now() - started < KVM_EARLY_FAILURE_MS) {
-    ui.warn(`qemu failed under KVM after ${Math.round((Date.now() - started) / 1000)} s: booting again with TCG (KVM is now marked unusable on this host until reboot)`);
+    report.warn(`qemu failed under KVM after ${Math.round((Date.now() - started) / 1000)} s: booting again with TCG (KVM is now marked unusable on this host until reboot)`);
     await recordKvmBroken();
     const tcg = await qemuCommand({ ...opts, accel: 'tcg' });
     return runQemu(tcg.args, signal);

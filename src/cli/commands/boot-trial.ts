@@ -8,9 +8,7 @@ import { disarmWatchdog, type ArmedWatchdog } from '../../boot/watchdog.js';
 import { usageError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
-import { resolvePaths } from '../../lib/paths.js';
-import { loadConfig } from '../../lib/config.js';
-import { addProtectionSource, readCmdline } from '../../stage/protect.js';
+import { readCmdline } from '../../stage/protect.js';
 import { MAX_TRIES } from '../../boot/grubscript.js';
 import {
   armTrial, loadState, markBad, markGood, rollback, saveState, setDefault, trialKernelArgs,
@@ -26,7 +24,7 @@ import { lockTimeout, type Context } from '../context.js';
 import type { TrialFailure } from '../../stage/failures.js';
 import { readFile } from 'node:fs/promises';
 import { grubCfgPaths, syncBootConfig } from '../../boot/sync.js';
-import { globalsOf, type ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 import { reorderDiskMenu } from '../../disk/menu.js';
 
 interface DiskOpt {
@@ -221,26 +219,8 @@ function parseTries(v: string): number {
 }
 
 /** Adds the trial-boot commands to `darch boot` (whose menu commands live in boot.ts). */
-export function registerBootTrial(program: Command, ctx: ContextFactory): void {
-  const boot = program.commands.find((c) => c.name() === 'boot') ?? program.command('boot');
+export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   const diskOption = (c: Command) => c.option('--disk <file|device>', 'act on a disk made by `darch disk create` instead of this machine');
-
-  // Retention must never remove the default, previous or trial image.
-  program.hook('preAction', (_this, action) => {
-    const g = globalsOf(action);
-    addProtectionSource(async () => {
-      try {
-        const paths = resolvePaths({ root: g.root, user: g.user });
-        const config = await loadConfig(paths.configFile);
-        const esp = await localEspDir(paths, config.boot.esp);
-        const sd = await readEntries(new DirEntryFiles(path.join(esp, ENTRIES_DIR)));
-        const s = sd.length ? stateFromEntries(sd) : stateFromVars((await readEnvPair(await localEnvStorage(paths, config.boot.esp))).vars);
-        return [s.default?.stage, s.previous?.stage, s.trial?.stage].filter((x): x is string => Boolean(x));
-      } catch {
-        return []; // no ESP here: nothing to protect beyond the booted image
-      }
-    });
-  });
 
   diskOption(boot.command('status').description('the default image, the pending trial, tries left, fallbacks and bad images')).action(
     async (opts: DiskOpt, cmd: Command) => {

@@ -14,17 +14,16 @@ import { syncBoot } from '../../boot/reconcile.js';
 import { listSdbootEntries, localBootloader } from '../../boot/sdboot-sync.js';
 import { formatBytes } from '../../lib/ui.js';
 import { lockTimeout } from '../context.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
-export function registerBoot(program: Command, ctx: ContextFactory): void {
-  const boot = program.command('boot').description("boot menu and boot state: GRUB entries, trial boots with fallback, rollback");
+export function registerBoot(boot: Command, ctx: ContextFactory): void {
 
   boot
     .command('sync')
     .description('regenerate the boot entries of staged images: the GRUB menu (<stage>/grub.cfg, /etc/darch/grub.cfg), or with systemd-boot its entries and kernels on the ESP')
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const res = await syncBoot(c.paths, c.config, lockTimeout(c.config));
+      const res = await syncBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       if (res.grub) {
         ui.success(`${res.grub.entries.length} menu entr${res.grub.entries.length === 1 ? 'y' : 'ies'} written to ${res.grub.written.join(' and ')}`);
         await emit({ bootloader: 'grub', ...res.grub }, () => undefined);

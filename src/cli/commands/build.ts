@@ -6,7 +6,7 @@ import { BUILDER_KINDS } from '../../build/builder.js';
 import { usageError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 import { recipesDirOption } from './recipes.js';
 
 interface BuildOpts {
@@ -51,7 +51,7 @@ function defineBuild(cmd: Command, ctx: ContextFactory, ownDirOption: boolean): 
       const c = await ctx(command);
       const dir = (command.optsWithGlobals() as BuildOpts).recipesDir ?? '.';
       const res = await buildRecipes(
-        { paths: c.paths, store: c.imageStore(), signal: c.signal },
+        { paths: c.paths, store: c.imageStore(), signal: c.signal, pull: c.puller, report: c.report },
         {
           recipesDir: dir,
           recipes: names,
@@ -76,8 +76,11 @@ function defineBuild(cmd: Command, ctx: ContextFactory, ownDirOption: boolean): 
     });
 }
 
-export function registerBuild(program: Command, ctx: ContextFactory): void {
-  defineBuild(program.command('build'), ctx, true);
-  const recipes = program.commands.find((c) => c.name() === 'recipes');
-  if (recipes) defineBuild(recipes.command('build'), ctx, false);
+export function registerBuild(build: Command, ctx: ContextFactory): void {
+  defineBuild(build, ctx, true);
+}
+
+/** `darch recipes build`: the same command under `recipes`, whose --recipes-dir it uses. */
+export function registerRecipesBuild(recipes: Command, ctx: ContextFactory): void {
+  defineBuild(recipes.command('build'), ctx, false);
 }

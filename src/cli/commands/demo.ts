@@ -20,7 +20,7 @@ import { run } from '../../lib/proc.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { importImage } from '../../oci/importer.js';
 import type { Context, GlobalOptions } from '../context.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 import { summarize } from './images.js';
 
 export const DEMO_IMAGE = 'example/busybox:latest';
@@ -33,10 +33,8 @@ interface DemoOptions {
   bootTimeout: string;
 }
 
-export function registerDemo(program: Command, ctx: ContextFactory): void {
-  program
-    .command('demo')
-    .description("run darch's main job on built-in defaults: example images → stage → disk → boot in qemu → update → rollback")
+export function registerDemo(demo: Command, ctx: ContextFactory): void {
+  demo
     .option('--name <name:tag>', 'name for the small example image', DEMO_IMAGE)
     .option('--image-only', 'only make the small example image (no kernel download, no VM)')
     .addOption(new Option('--accel <kind>', 'how the VM runs').choices(['auto', 'kvm', 'tcg']).default('auto'))
@@ -73,7 +71,7 @@ async function exampleImage(c: Context, name: string) {
     ui.step('making the example root file system from busybox-static');
     await writeBusyboxRootfs(createWriteStream(tarPath));
     ui.step(`importing it as ${name}`);
-    await importImage(store, tarPath, name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal });
+    await importImage(store, tarPath, name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal, report: c.report });
   } finally {
     await rm(tarPath, { force: true });
   }
@@ -93,7 +91,7 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
   const work = path.join(c.paths.stateDir, 'demo');
   await mkdir(work, { recursive: true });
   // DARCH_KERNEL_CACHE lets several roots (tests, CI) share one download.
-  const kernel = await debianKernel(process.env.DARCH_KERNEL_CACHE || c.paths.cacheDir);
+  const kernel = await debianKernel(process.env.DARCH_KERNEL_CACHE || c.paths.cacheDir, c.report);
   for (const v of ['1', '2']) {
     const tree = path.join(work, `tree-${v}`);
     await rm(tree, { recursive: true, force: true });
@@ -102,7 +100,7 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
     const tarPath = path.join(work, `tree-${v}.tar`);
     await run('tar', ['-C', tree, '--numeric-owner', '-cf', tarPath, '.']);
     await rm(tree, { recursive: true, force: true });
-    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo', signal: c.signal });
+    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo', signal: c.signal, report: c.report });
     await rm(tarPath, { force: true });
   }
   const darch = (args: string[]) => runDarch(globals, args, c.signal);

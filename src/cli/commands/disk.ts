@@ -5,10 +5,9 @@ import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { createDisk, parseSize } from '../../disk/create.js';
 import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
-export function registerDisk(program: Command, ctx: ContextFactory): void {
-  const disk = program.command('disk').description('bootable disks: GPT, an ESP with GRUB, and a darch partition with staged images');
+export function registerDisk(disk: Command, ctx: ContextFactory): void {
 
   disk
     .command('create')
@@ -36,6 +35,7 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
         force: opts.force,
         bootloader: opts.bootloader,
         espSize: opts.espSize ? parseSize(opts.espSize) : undefined,
+        report: c.report,
       });
       ui.success(`${target}: ${formatBytes(res.size)}, ${res.images.length} image(s): ${res.images.flatMap((i) => i.tags).join(', ')}`);
       ui.info(`boot it: darch vm run ${target}`);

@@ -5,7 +5,7 @@ import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
 import { probeBuilders } from '../../build/select.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
 interface Check {
   name: string;
@@ -33,10 +33,8 @@ const TOOLS: Array<[string, string, string[]]> = [
   ['docker-registry', 'registry tests on 127.0.0.1', ['--version']],
 ];
 
-export function registerDoctor(program: Command, ctx: ContextFactory): void {
-  program
-    .command('doctor')
-    .description('check which tools and kernel features darch can use here')
+export function registerDoctor(doctor: Command, ctx: ContextFactory): void {
+  doctor
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
       const checks: Check[] = [];

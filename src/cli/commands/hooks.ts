@@ -8,11 +8,10 @@ import { matchStaged } from '../../stage/store.js';
 import { syncBoot } from '../../boot/reconcile.js';
 import { discoverHooks, findHook, hookApplies } from '../../hooks/hooks.js';
 import { applyHooks, callHook, pruneHookDirs, type ApplyResult } from '../../hooks/install.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 import { lockTimeout } from '../context.js';
 
-export function registerHooks(program: Command, ctx: ContextFactory): void {
-  const hooks = program.command('hooks').description('stage hooks: per-machine files (fstab, hostname, machine-id, ssh keys) put into booted images');
+export function registerHooks(hooks: Command, ctx: ContextFactory): void {
 
   hooks
     .command('list')
@@ -87,7 +86,7 @@ export function registerHooks(program: Command, ctx: ContextFactory): void {
       for (const image of staged) await pruneHookDirs(image);
       if (opts.sync && staged.length > 0) {
         try {
-          await syncBoot(c.paths, c.config, lockTimeout(c.config));
+          await syncBoot(c.paths, c.config, lockTimeout(c.config), c.report);
         } catch (err) {
           ui.warn(`boot menu not updated: ${(err as Error).message}`);
         }

@@ -8,7 +8,7 @@ import { formatAge, formatBytes, ui } from '../../lib/ui.js';
 import { importImage, type ImportFormat } from '../../oci/importer.js';
 import { normalizeRef, splitRefName } from '../../oci/reference.js';
 import type { ImageStore } from '../../oci/store.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 import { registerRegistryImageCommands } from './registry.js';
 
 export interface ImageSummary {
@@ -50,8 +50,7 @@ export async function summarize(store: ImageStore, name: string): Promise<ImageS
   }
 }
 
-export function registerImages(program: Command, ctx: ContextFactory): void {
-  const images = program.command('images').description('manage the local image store (an OCI image layout)');
+export function registerImages(images: Command, ctx: ContextFactory): void {
 
   images
     .command('import')
@@ -70,6 +69,7 @@ export function registerImages(program: Command, ctx: ContextFactory): void {
         sourceRef: opts.sourceRef,
         compression: opts.compression ?? c.config.store.compression,
         signal: c.signal,
+        report: c.report,
       });
       ui.success(`imported ${res.name} (${res.format}, ${res.layers} layer${res.layers === 1 ? '' : 's'}, ${formatBytes(res.bytesWritten)} new)`);
       await emit(res, (r) => r.digest);

@@ -5,13 +5,9 @@ import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { buildInitramfs } from '../../initramfs/build.js';
 import { buildInitramfsToolsDeb, installInitramfsTools } from '../../initramfs/tools.js';
-import type { ContextFactory } from '../main.js';
+import { VERSION, type ContextFactory } from '../globals.js';
 
-declare const __DARCH_VERSION__: string | undefined;
-const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
-
-export function registerInitramfs(program: Command, ctx: ContextFactory): void {
-  const initramfs = program.command('initramfs').description("darch's universal initramfs (busybox + the image's own kernel modules)");
+export function registerInitramfs(initramfs: Command, ctx: ContextFactory): void {
   initramfs
     .command('build')
     .description('build the initramfs for an image: its rootfs.squash or an unpacked root directory')
@@ -30,6 +26,7 @@ export function registerInitramfs(program: Command, ctx: ContextFactory): void {
         out: path.resolve(opts.output),
         tmpDir: c.paths.tmpDir,
         extraModules: opts.module,
+        report: c.report,
       });
       ui.success(`${res.path}: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
       if (res.absent.length) ui.verbose(`not in this kernel: ${res.absent.join(', ')}`);

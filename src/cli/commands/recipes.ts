@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { emit } from '../../lib/output.js';
 import { parentLabel } from '../../recipes/discover.js';
 import { RecipeGraph, renderTree } from '../../recipes/graph.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
 interface DirOpts {
   recipesDir: string;
@@ -17,8 +17,8 @@ function dirOf(cmd: Command): string {
   return (cmd.optsWithGlobals() as DirOpts).recipesDir ?? '.';
 }
 
-export function registerRecipes(program: Command, ctx: ContextFactory): void {
-  const recipes = recipesDirOption(program.command('recipes').description('inspect a recipes directory: formats, parents, build order'));
+export function registerRecipes(cmd: Command, ctx: ContextFactory): void {
+  const recipes = recipesDirOption(cmd);
 
   recipes
     .command('list')

@@ -1,7 +1,6 @@
 /** `darch images pull|push` and `darch login|logout`: thin wrappers over src/registry. */
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { setExternalPuller } from '../../build/external.js';
 import { DarchError, usageError } from '../../lib/errors.js';
 import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
@@ -11,7 +10,9 @@ import { pullImage } from '../../registry/pull.js';
 import { pushImage } from '../../registry/push.js';
 import type { ConnectSettings } from '../../registry/remote.js';
 import type { Context } from '../context.js';
-import type { ContextFactory } from '../main.js';
+import { registryDefaults } from '../services.js';
+import type { Reporter } from '../../lib/report.js';
+import type { ContextFactory } from '../globals.js';
 
 interface ConnectFlags {
   tlsVerify?: boolean;
@@ -43,16 +44,15 @@ function connectOptions(cmd: Command): Command {
     .option('--timeout <seconds>', 'seconds without progress before a request counts as stalled (config registry.timeout)');
 }
 
-function settings(c: Context, f: ConnectFlags): ConnectSettings {
+function settings(c: Context, f: ConnectFlags): ConnectSettings & { report: Reporter } {
   return {
+    ...registryDefaults(c),
     tlsVerify: f.tlsVerify,
-    insecure: c.config.registry.insecure,
     certDir: f.certDir,
-    configDir: c.paths.configDir,
     authFile: f.authfile,
     retries: int('--retries', f.retries, c.config.registry.retries),
     timeoutSec: Math.max(1, int('--timeout', f.timeout, c.config.registry.timeout)),
-    signal: c.signal,
+    report: c.report,
   };
 }
 
@@ -126,26 +126,9 @@ async function readPassword(opts: { password?: string; passwordStdin?: boolean }
   }
 }
 
-/**
- * `darch build --pull` pulls external bases through src/build/external.ts's seam; the
- * puller needs this run's config and paths, so it is installed just before `build` runs.
- */
-function installBuildPuller(program: Command, ctx: ContextFactory): void {
-  program.hook('preAction', async (_root, action) => {
-    if (action.name() !== 'build') return;
-    const c = await ctx(action);
-    setExternalPuller(async (store, ref, signal) => {
-      await pullImage(store, ref, { ...settings(c, {}), signal, jobs: c.config.registry.jobs });
-    });
-  });
-}
-
-export function registerLoginCommands(program: Command, ctx: ContextFactory): void {
-  installBuildPuller(program, ctx);
+export function registerLogin(loginCmd: Command, ctx: ContextFactory): void {
   connectOptions(
-    program
-      .command('login')
-      .description('store credentials for a registry (after checking them) where podman and skopeo find them too')
+    loginCmd
       .argument('<registry>', 'HOST[:PORT]')
       .requiredOption('-u, --username <user>', 'user name')
       .option('-p, --password <password>', 'password (visible in ps; prefer --password-stdin)')
@@ -158,10 +141,10 @@ export function registerLoginCommands(program: Command, ctx: ContextFactory): vo
     ui.success(`logged in to ${host} (credentials in ${res.file})`);
     await emit({ registry: host, username: opts.username, file: res.file }, () => undefined);
   });
+}
 
-  program
-    .command('logout')
-    .description('forget the stored credentials for a registry')
+export function registerLogout(logoutCmd: Command, ctx: ContextFactory): void {
+  logoutCmd
     .argument('<registry>', 'HOST[:PORT]')
     .option('--authfile <file>', 'credentials file (default: REGISTRY_AUTH_FILE, or the containers auth.json)')
     .action(async (reg: string, opts: { authfile?: string }, cmd: Command) => {

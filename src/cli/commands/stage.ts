@@ -12,9 +12,8 @@ import { SQUASHFS_COMPRESSORS, type SquashfsCompressor, type SquashfsWriter } fr
 import { stageImage } from '../../stage/stage.js';
 import { StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
-import { bootStageStep } from '../../boot/stage-step.js';
 import { reconcileBoot } from '../../boot/reconcile.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -27,7 +26,7 @@ function normalizeOrUndefined(ref: string): string | undefined {
 }
 
 export function openStageStore(c: Context): StageStore {
-  return new StageStore(c.paths.stageDir, lockTimeout(c.config));
+  return new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection);
 }
 
 interface StagedSummary {
@@ -58,8 +57,7 @@ function summary(i: StagedImage, booted?: string): StagedSummary {
   };
 }
 
-export function registerStage(program: Command, ctx: ContextFactory): void {
-  const stage = program.command('stage').description('staged images: squashfs root, kernel and initramfs ready to boot');
+export function registerStage(stage: Command, ctx: ContextFactory): void {
 
   stage
     .command('upload')
@@ -86,9 +84,10 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         passes: opts.twoPass ? 2 : undefined,
         keep: c.config.stage.keep,
         signal: c.signal,
-        steps: [bootStageStep(c.paths, c.config)],
+        steps: c.stageSteps,
+        report: c.report,
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
       ui.success(
         `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes['rootfs.squash'] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
@@ -157,7 +156,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         await store.setTags(img.id, [tag]);
         return { id: img.id, tags: (await store.get(img.id)).tags };
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       ui.success(`${res.id} is now ${res.tags.join(', ')}`);
       await emit(res, () => undefined);
     });
@@ -191,7 +190,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         }
         return { removed: out };
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       for (const r of res.removed) ui.success(r.deleted ? `removed ${r.ref} (${r.id})` : `untagged ${r.ref} (${r.id} kept)`);
       await emit(res, () => undefined);
     });
@@ -210,7 +209,7 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         const temp = opts.dryRun ? 0 : await store.sweepTemp();
         return { dryRun: Boolean(opts.dryRun), removed: untagged.map((i) => i.id), bytesFreed: untagged.reduce((a, i) => a + (i.meta?.totalSize ?? 0), 0), tempRemoved: temp };
       });
-      if (!res.dryRun) await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      if (!res.dryRun) await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       ui.success(`${res.dryRun ? 'would remove' : 'removed'} ${res.removed.length} staged image(s), ${formatBytes(res.bytesFreed)}${res.tempRemoved ? `, ${res.tempRemoved} leftover work dir(s)` : ''}`);
       await emit(res, () => undefined);
     });
@@ -248,8 +247,9 @@ export function registerStage(program: Command, ctx: ContextFactory): void {
         keep: c.config.stage.keep,
         onBytes: (n) => progress.tick(n),
         onManifest: (m) => progress.setTotal(m.files.reduce((a, f) => a + f.size, 0)),
+        report: c.report,
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config));
+      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       progress.done(`${res.alreadyStaged ? 'already staged' : 'imported'} ${res.tags.join(', ') || res.id} as ${res.id}`);
       await emit(res, (r) => r.id);
     });

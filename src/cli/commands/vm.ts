@@ -7,15 +7,14 @@ import { DarchError } from '../../lib/errors.js';
 import { ui } from '../../lib/ui.js';
 import { createDisk } from '../../disk/create.js';
 import { runVm } from '../../vm/qemu.js';
-import type { ContextFactory } from '../main.js';
+import type { ContextFactory } from '../globals.js';
 
 async function isDisk(p: string): Promise<boolean> {
   if (!p.includes('/') && !p.endsWith('.img') && !p.endsWith('.raw')) return false;
   return stat(p).then((s) => s.isFile() || s.isBlockDevice(), () => false);
 }
 
-export function registerVm(program: Command, ctx: ContextFactory): void {
-  const vm = program.command('vm').description('boot images in a virtual machine (qemu, UEFI)');
+export function registerVm(vm: Command, ctx: ContextFactory): void {
   vm.command('run')
     .description('boot a staged image (on a throw-away disk) or a darch disk in qemu, serial console on this terminal')
     .argument('<what>', 'a staged NAME:TAG or id, or a disk image made by `darch disk create`')
@@ -35,7 +34,7 @@ export function registerVm(program: Command, ctx: ContextFactory): void {
         if (!(await isDisk(what))) {
           disk = path.join(work, 'disk.img');
           ui.step(`making a throw-away disk with ${what}`);
-          await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1 });
+          await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1, report: c.report });
         }
         const code = await runVm(
           {
@@ -47,6 +46,7 @@ export function registerVm(program: Command, ctx: ContextFactory): void {
             snapshot: opts.snapshot,
             network: opts.net,
             noReboot: !opts.reboot,
+            report: c.report,
           },
           c.signal,
         );
