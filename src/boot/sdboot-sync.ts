@@ -10,9 +10,9 @@
  * (sdboot.ts) that systemd-boot and systemd-bless-boot change by renaming. It writes new
  * files before it removes old ones, and removes an entry before the kernel it points to.
  */
-import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, tempName, writeFileAtomic } from '../lib/atomic.js';
+import { copyFileAtomic, writeFileAtomic } from '../lib/scratch.js';
 import type { Config } from '../lib/config.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
@@ -143,25 +143,6 @@ export interface SdbootSyncResult {
   copiedBytes: number;
 }
 
-async function copyDurably(src: string, dst: string): Promise<void> {
-  await mkdir(path.dirname(dst), { recursive: true });
-  const tmp = tempName(dst);
-  try {
-    await copyFile(src, tmp);
-    const fh = await open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dst);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw fsError(err, `cannot copy ${src} to ${dst}`);
-  }
-  await fsyncDir(path.dirname(dst));
-}
-
 /**
  * Bring the mounted ESP in line with the staged store: kernels first, then entries (new or
  * with changed options; an existing entry keeps its file name and version), then entries and
@@ -196,7 +177,7 @@ export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTim
         throw espTooSmall(need + ESP_SLACK, count, `${esp} has ${formatBytes(free)} free`, 'remove staged images (darch stage remove) or make the ESP bigger; nothing was changed');
       }
     }
-    for (const c of copies) await copyDurably(c.src, c.dst);
+    for (const c of copies) await copyFileAtomic(c.src, c.dst);
 
     // 2. Entries. With no good entry yet (a first sync), the booted image or the newest is the default.
     const anyGood = entries.some((e) => e.left === undefined);

@@ -19,7 +19,7 @@
  */
 import { mkdir, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../lib/atomic.js';
+import { fsyncDir, writeFileAtomic } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { emptyState, type BootState, type ImageRef } from './state.js';
 import type { MtoolsFat } from './esp.js';

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeJsonAtomic } from '../lib/atomic.js';
+import { writeJsonAtomic } from '../lib/scratch.js';
 import type { Config } from '../lib/config.js';
 import { DarchError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';

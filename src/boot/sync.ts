@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../lib/atomic.js';
+import { writeFileAtomic } from '../lib/scratch.js';
 import { fsError } from '../lib/errors.js';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';

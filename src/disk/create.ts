@@ -5,9 +5,9 @@
  * so it also works rootless.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFile, link, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tempName } from '../lib/atomic.js';
+import { commitFile, fsyncFile, makeWorkDir, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
@@ -160,8 +160,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
   // Before anything is collected or written: without it there is no disk to make.
   const sdbootSize = bootloader === 'systemd-boot' ? await sdbootEfiSize() : 0;
 
-  await mkdir(paths.tmpDir, { recursive: true });
-  const work = await mkdtemp(path.join(paths.tmpDir, 'disk-'));
+  const work = await makeWorkDir(paths.tmpDir, 'disk');
   let out: string | undefined;
   try {
     const tree = path.join(work, 'darch');
@@ -311,7 +310,11 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       });
     }
     if (device) await run('partx', ['-u', out], { allowFailure: true });
-    else await rename(out, opts.target);
+    else {
+      // mkfs.ext4 and mtools leave the bytes in the page cache: on disk before the name.
+      await fsyncFile(out);
+      await commitFile(out, opts.target);
+    }
     return { ...info, target: opts.target, size: total, device };
   } catch (err) {
     if (!device && out) await rm(out, { force: true }).catch(() => undefined);

@@ -9,14 +9,13 @@
  * rootfs.squash last). Import writes into <stage>/tmp, checks every size and sha256 as the
  * bytes arrive, and renames into live/ only when every file matched.
  */
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
-import { mkdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
-import { tempName } from '../lib/atomic.js';
+import { captureFile, commitFile, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { ui } from '../lib/ui.js';
 import { normalizeRef } from '../oci/reference.js';
@@ -144,7 +143,7 @@ export async function exportStaged(stageStore: StageStore, ref: string, out: str
   try {
     const ws = createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true });
     await pipeline(src, ws);
-    await rename(tmp, out);
+    await commitFile(tmp, out);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw fsError(err, `cannot write ${out}`);
@@ -236,20 +235,20 @@ export async function importBundle(stageStore: StageStore, source: string | Read
       seen.add(want.path);
       if (e.header.size !== want.size) throw bundleCorrupt(`${want.path} is ${e.header.size} bytes, the manifest says ${want.size}`);
       const dest = path.join(work, want.path);
-      await mkdir(path.dirname(dest), { recursive: true });
+      await mkdir(path.dirname(dest), { recursive: true }).catch((err: unknown) => Promise.reject(fsError(err, `cannot create ${path.dirname(dest)}`)));
       const h = createHash('sha256');
-      const ws: WriteStream = createWriteStream(dest, { flags: 'wx', mode: 0o644, flush: true });
-      const closed = once(ws, 'close');
+      // A full disk is the stage's file system (E_FS_ENOSPC), never a corrupt bundle.
+      const ws = captureFile(dest);
       try {
         for await (const c of e.body()) {
           h.update(c);
           bytes += c.length;
           opts.onBytes?.(c.length);
-          if (!ws.write(c)) await once(ws, 'drain');
+          await ws.write(c);
         }
+        await ws.close();
       } finally {
-        ws.end();
-        await closed;
+        ws.abandon();
       }
       const got = h.digest('hex');
       if (got !== want.sha256) throw bundleCorrupt(`${want.path} does not match its sha256 (expected ${want.sha256.slice(0, 12)}…, got ${got.slice(0, 12)}…)`);

@@ -11,7 +11,7 @@
 import { createReadStream } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { writeJsonAtomic } from '../lib/atomic.js';
+import { writeJsonAtomic } from '../lib/scratch.js';
 import { DarchError, fsError } from '../lib/errors.js';
 import { byteProgress } from '../lib/progress.js';
 import { formatBytes, ui } from '../lib/ui.js';

@@ -12,10 +12,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, writeJsonAtomic } from '../lib/atomic.js';
+import { fsyncDir, makeWorkDir, ownedTempName, sweepDeadOwners, writeJsonAtomic } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
-import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { normalizeRef } from '../oci/reference.js';
 import { removeFailure } from './failures.js';
 import { protectedIds } from './protect.js';
@@ -151,9 +150,7 @@ export class StageStore {
   /** A fresh work directory in tmp/ whose name carries our pid, so sweeps know when it is abandoned. */
   async makeWorkDir(kind: string): Promise<string> {
     await this.init();
-    const d = path.join(this.tmpDir, ownedTempName(kind));
-    await mkdir(d, { mode: 0o755 });
-    return d;
+    return makeWorkDir(this.tmpDir, kind);
   }
 
   /** Remove work directories of processes that are gone (a crash or kill -9). */

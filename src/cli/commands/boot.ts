@@ -2,7 +2,7 @@
 import { access, chmod, constants as fsConstants, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { writeFileAtomic } from '../../lib/atomic.js';
+import { writeFileAtomic } from '../../lib/scratch.js';
 import { assetPath } from '../../lib/assets.js';
 import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
