@@ -10,6 +10,7 @@ import path from 'node:path';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
 import type { DarchPaths } from '../lib/paths.js';
+import type { SmallFiles } from '../lib/smallfs.js';
 import { DirEnvStorage, GRUBENV_SIZE, type EnvStorage } from './grubenv.js';
 
 export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
@@ -72,8 +73,31 @@ export async function findEsp(device: string): Promise<PartitionInfo> {
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0', LC_ALL: 'C' };
 
 /** `mtools` commands against the FAT file system at `offset` inside `device`. */
-export class MtoolsFat {
+export class MtoolsFat implements SmallFiles {
   constructor(readonly device: string, readonly offset: number) {}
+
+  get where(): string {
+    return `${this.device} (ESP)`;
+  }
+
+  read(fatPath: string, maxBytes?: number): Promise<Buffer | undefined> {
+    return this.readFile(fatPath.replace(/^\/+/, ''), maxBytes ?? 1024 * 1024);
+  }
+
+  /** FAT has no atomic replace: mcopy overwrites, and the device is fsynced before we return. */
+  write(fatPath: string, data: Buffer | string): Promise<void> {
+    return this.writeFile(fatPath.replace(/^\/+/, ''), Buffer.from(data));
+  }
+
+  async list(fatDir: string): Promise<string[]> {
+    const r = await this.exec('mdir', ['-b', `::/${fatDir.replace(/^\/+/, '')}`], true);
+    if (r.code !== 0) return [];
+    return r.stdout.split('\n').map((l) => l.trim().replace(/\/+$/, '').split('/').pop() ?? '').filter(Boolean);
+  }
+
+  async remove(fatPath: string): Promise<void> {
+    await this.exec('mdel', [`::/${fatPath.replace(/^\/+/, '')}`], true);
+  }
 
   private get target(): string {
     return `${this.device}@@${this.offset}`;

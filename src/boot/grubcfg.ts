@@ -10,7 +10,7 @@
  */
 import { DarchError } from '../lib/errors.js';
 import { renderTrialScript } from './grubscript.js';
-import { tagKey, type StagedImage } from './staged.js';
+import { tagKey, type BootableImage } from './staged.js';
 
 export interface StageLocation {
   /** File-system UUID of the file system holding the stage directory. */
@@ -39,7 +39,7 @@ function grubQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export function menuEntries(images: StagedImage[], loc: StageLocation, defaultTag?: string): MenuEntry[] {
+export function menuEntries(images: BootableImage[], loc: StageLocation, defaultTag?: string): MenuEntry[] {
   const entries: MenuEntry[] = [];
   for (const img of images) {
     const rel = `${loc.path.replace(/\/+$/, '')}/live/${img.id}`;

@@ -19,11 +19,13 @@ import { withLock } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { formatBytes, ui } from '../lib/ui.js';
 import { readCmdline } from '../stage/protect.js';
-import { ESP_DARCH_DIR, localEspDir } from './esp.js';
+import { localEspDir } from './esp.js';
+import { readDiskJsonIfAny } from './disk-json.js';
+import { DirFiles } from '../lib/smallfs.js';
 import type { StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
 import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
-import { listStaged, tagKey, type StagedImage } from './staged.js';
+import { listStaged, tagKey, type BootableImage } from './staged.js';
 import { bootedFrom } from './state.js';
 
 /** Debian's package systemd-boot-efi. */
@@ -41,7 +43,7 @@ export function espFilesOf(id: string): { linux: string; initrd: string } {
 }
 
 /** The entry for a staged image: the same kernel parameters as its GRUB menu entry. */
-export function blsEntryFor(img: StagedImage, loc: StageLocation, extraArgs: string): BlsEntryInput {
+export function blsEntryFor(img: BootableImage, loc: StageLocation, extraArgs: string): BlsEntryInput {
   const rel = `${loc.path.replace(/\/+$/, '')}/live/${img.id}`;
   if (!SAFE.test(rel)) {
     throw new DarchError('E_BOOT_PATH', `the stage directory path ${rel} has characters a kernel command line cannot carry`, {
@@ -66,7 +68,7 @@ export function renderLoaderConf(timeout: number): string {
 }
 
 /** The kernel and initramfs of an image as (source on the stage fs, name on the ESP, size). */
-export async function espCopiesOf(img: StagedImage): Promise<Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }>> {
+export async function espCopiesOf(img: BootableImage): Promise<Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }>> {
   const out: Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }> = [];
   for (const [field, name] of [['kernel', 'vmlinuz'], ['initramfs', 'initrd']] as const) {
     const src = path.join(img.dir, img.image[field]);
@@ -79,7 +81,7 @@ export async function espCopiesOf(img: StagedImage): Promise<Array<{ src: string
   return out;
 }
 
-export async function espBytesFor(images: StagedImage[]): Promise<number> {
+export async function espBytesFor(images: BootableImage[]): Promise<number> {
   let n = 0;
   for (const img of images) for (const c of await espCopiesOf(img)) n += c.size;
   return n;
@@ -89,14 +91,9 @@ export function espTooSmall(need: number, count: number, but: string, hint: stri
   return new DarchError('E_ESP_FULL', `the kernels and initramfs images of ${count} staged image(s) need ${formatBytes(need)} on the ESP, but ${but}`, { hint });
 }
 
-/** The kernel arguments a darch disk was made with, from the ESP's EFI/darch/disk.json. */
+/** The kernel arguments a darch disk was made with, when this machine booted one (its ESP's disk.json). */
 async function diskKernelArgs(esp: string): Promise<string | undefined> {
-  try {
-    const doc = JSON.parse(await readFile(path.join(esp, ESP_DARCH_DIR, 'disk.json'), 'utf8')) as { kernelArgs?: unknown };
-    return typeof doc.kernelArgs === 'string' ? doc.kernelArgs : undefined;
-  } catch {
-    return undefined;
-  }
+  return (await readDiskJsonIfAny(new DirFiles(esp)))?.kernelArgs;
 }
 
 /** Which boot loader `darch boot sync` writes for on this machine. */

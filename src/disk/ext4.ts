@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
+import { MAX_SMALL_FILE, type SmallFiles } from '../lib/smallfs.js';
 
 const BANNER = /^debugfs [\d.]+ \(.*\)$/;
 
@@ -15,8 +16,33 @@ function problems(stderr: string): string[] {
   return stderr.split('\n').map((l) => l.trim()).filter((l) => l && !BANNER.test(l));
 }
 
-export class Ext4Image {
+export class Ext4Image implements SmallFiles {
   constructor(readonly device: string, readonly offset: number) {}
+
+  get where(): string {
+    return `${this.device} (darch partition)`;
+  }
+
+  async read(file: string, maxBytes = MAX_SMALL_FILE): Promise<Buffer | undefined> {
+    const text = await this.readText(file);
+    if (text === undefined) return undefined;
+    const buf = Buffer.from(text);
+    return buf.length > maxBytes ? buf.subarray(0, maxBytes) : buf;
+  }
+
+  write(file: string, data: Buffer | string): Promise<void> {
+    return this.replaceText(file, data.toString());
+  }
+
+  /** Names in a directory (`ls -p` lines are /inode/mode/uid/gid/name/size/). */
+  async list(dir: string): Promise<string[]> {
+    const res = await run('debugfs', ['-R', `ls -p ${dir}`, this.spec], { allowFailure: true });
+    if (problems(res.stderr).length || res.code !== 0) return [];
+    return res.stdout
+      .split('\n')
+      .map((l) => l.split('/')[5] ?? '')
+      .filter((n) => n && n !== '.' && n !== '..');
+  }
 
   private get spec(): string {
     return `${this.device}?offset=${this.offset}`;

@@ -11,7 +11,8 @@ import { DarchError, fsError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run, which } from '../lib/proc.js';
 import { makeWorkDir, swapDir, sweepDeadOwners } from '../lib/scratch.js';
-import { tagKey, type StagedImage } from '../boot/staged.js';
+import { tagKey } from '../boot/staged.js';
+import type { StagedImage } from '../stage/store.js';
 import { discoverHooks, hookApplies, hooksDir, type Hook } from './hooks.js';
 
 export interface HookRun {

@@ -21,6 +21,8 @@ import { ui } from '../lib/ui.js';
 import { normalizeRef } from '../oci/reference.js';
 import { ByteReader, END_OF_ARCHIVE, bodyPadding, encodeHeader, readTar, type TarHeader } from '../layers/tar.js';
 import { ensureFreeSpace } from './space.js';
+import { readMetaIn } from './meta-json.js';
+import { DirFiles } from '../lib/smallfs.js';
 import { listFiles } from './stage.js';
 import { META_JSON, ROOTFS_FILE, type StageStore, type StagedMeta, isStageId } from './store.js';
 
@@ -256,7 +258,7 @@ export async function importBundle(stageStore: StageStore, source: string | Read
     if (!manifest) throw bundleCorrupt('the bundle is empty');
     const missing = manifest.files.filter((f) => !seen.has(f.path));
     if (missing.length) throw bundleCorrupt(`the bundle is incomplete: ${missing.map((f) => f.path).join(', ')} missing`);
-    const meta = JSON.parse(await readFile(path.join(work, META_JSON), 'utf8')) as StagedMeta;
+    const meta = await readMetaIn(new DirFiles(work)).catch((err: unknown) => Promise.reject(bundleCorrupt((err as Error).message)));
     if (meta.id !== manifest.id) throw bundleCorrupt(`${META_JSON} names id ${meta.id}, the manifest ${manifest.id}`);
     for (const f of manifest.files) {
       if (f.path !== META_JSON && meta.sha256?.[f.path] !== f.sha256) throw bundleCorrupt(`${f.path}: the manifest and ${META_JSON} disagree on its sha256`);

@@ -9,7 +9,7 @@ import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
 import { detectStageLocation } from '../../boot/location.js';
-import { syncBootConfig } from '../../boot/sync.js';
+import { bootMenu, syncBootConfig } from '../../boot/sync.js';
 import { syncBoot } from '../../boot/reconcile.js';
 import { listSdbootEntries, localBootloader } from '../../boot/sdboot-sync.js';
 import { formatBytes } from '../../lib/ui.js';
@@ -53,8 +53,9 @@ export function registerBoot(program: Command, ctx: ContextFactory): void {
         );
         return;
       }
-      const res = await syncBootConfig(c.paths, { config: c.config });
-      await emit({ bootloader: 'grub', ...res }, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
+      // Read-only too: a listing never rewrites the menu (`darch boot sync` does).
+      const res = await bootMenu(c.paths, { config: c.config });
+      await emit({ bootloader: 'grub', location: res.location, entries: res.entries }, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
     });
 
   boot

@@ -5,6 +5,7 @@ import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { createDisk, parseSize } from '../../disk/create.js';
 import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
+import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../main.js';
 
 export function registerDisk(program: Command, ctx: ContextFactory): void {
@@ -61,7 +62,8 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
     .argument('<staged>', 'NAME:TAG or id of an image on the disk')
     .action(async (d: string, what: string, _o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const res = await setDiskDefault(d, c.paths.tmpDir, what);
+      const { warnings, changed: _changed, ...res } = await setDiskDefault(d, what, lockTimeout(c.config));
+      for (const w of warnings) ui.warn(w);
       ui.success(`${d} now boots ${res.tag} (${res.id}) by default`);
       await emit(res, () => undefined);
     });
