@@ -22,6 +22,7 @@ import { readCmdline } from '../stage/protect.js';
 import { localEspDir } from './esp.js';
 import { readDiskJsonIfAny } from './disk-json.js';
 import { DirFiles } from '../lib/smallfs.js';
+import { liveRel } from '../stage/layout.js';
 import type { StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
 import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
@@ -44,7 +45,7 @@ export function espFilesOf(id: string): { linux: string; initrd: string } {
 
 /** The entry for a staged image: the same kernel parameters as its GRUB menu entry. */
 export function blsEntryFor(img: BootableImage, loc: StageLocation, extraArgs: string): BlsEntryInput {
-  const rel = `${loc.path.replace(/\/+$/, '')}/live/${img.id}`;
+  const rel = `${loc.path.replace(/\/+$/, '')}/${liveRel(img.id)}`;
   if (!SAFE.test(rel)) {
     throw new DarchError('E_BOOT_PATH', `the stage directory path ${rel} has characters a kernel command line cannot carry`, {
       hint: 'keep the stage directory on a path of letters, digits and . _ - /',

@@ -64,8 +64,8 @@ export async function makeWorkDir(parent: string, kind: string, mode = 0o755): P
   }
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+async function fsyncPath(p: string, flags: 'r' | 'r+'): Promise<void> {
+  const fh = await open(p, flags);
   try {
     await fh.sync();
   } finally {
@@ -73,14 +73,10 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function fsyncFile(file: string): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+/** Make a rename or unlink in `dir` durable. */
+export const fsyncDir = (dir: string): Promise<void> => fsyncPath(dir, 'r');
+/** Opened for writing: some systems refuse fsync on a read-only descriptor of a file (a device). */
+export const fsyncFile = (file: string): Promise<void> => fsyncPath(file, 'r+');
 
 /**
  * Put a complete, fsynced file in place of `dest` and make the rename durable. The temp
