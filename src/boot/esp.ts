@@ -4,11 +4,12 @@
  * block device made by `darch disk create`, which we reach with mtools at the partition's
  * byte offset, so acting on a disk needs no mount, no loop device and no root.
  */
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { open, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
+import { makeWorkDir } from '../lib/scratch.js';
 import type { DarchPaths } from '../lib/paths.js';
 import type { SmallFiles } from '../lib/smallfs.js';
 import { DirEnvStorage, GRUBENV_SIZE, type EnvStorage } from './grubenv.js';
@@ -115,7 +116,7 @@ export class MtoolsFat implements SmallFiles {
 
   /** Copy a file out of the FAT; undefined when it does not exist. Files are small here. */
   async readFile(fatPath: string, maxBytes = GRUBENV_SIZE + 1): Promise<Buffer | undefined> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-esp-'));
+    const dir = await makeWorkDir(os.tmpdir(), 'darchesp');
     try {
       const out = path.join(dir, 'f');
       const res = await this.exec('mcopy', ['-n', `::/${fatPath}`, out], true);
@@ -153,7 +154,7 @@ export class MtoolsFat implements SmallFiles {
 
   /** Write a file into the FAT, then fsync the image or device so it is on disk when we return. */
   async writeFile(fatPath: string, data: Buffer): Promise<void> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-esp-'));
+    const dir = await makeWorkDir(os.tmpdir(), 'darchesp');
     try {
       const src = path.join(dir, 'f');
       await writeFile(src, data);

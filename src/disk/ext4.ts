@@ -3,11 +3,12 @@
  * at the partition's byte offset: no mount, no loop device, no root. debugfs exits 0 even
  * when a command fails, so its stderr is what tells.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
+import { makeWorkDir } from '../lib/scratch.js';
 import { MAX_SMALL_FILE, type SmallFiles } from '../lib/smallfs.js';
 
 const BANNER = /^debugfs [\d.]+ \(.*\)$/;
@@ -77,7 +78,7 @@ export class Ext4Image implements SmallFiles {
    * place in the same debugfs run, so the old file is gone only once the new one is whole.
    */
   async replaceText(file: string, text: string): Promise<void> {
-    const work = await mkdtemp(path.join(os.tmpdir(), 'darch-ext4-'));
+    const work = await makeWorkDir(os.tmpdir(), 'darchext');
     try {
       const src = path.join(work, 'content');
       await writeFile(src, text);

@@ -54,7 +54,7 @@ export async function debianKernel(cacheDir: string): Promise<DebianKernel> {
       }
       // An extraction a killed run left behind is its own: remove it (we hold the cache lock).
       await sweepDeadOwners(base);
-      const tmp = await makeWorkDir(base, 'tree');
+      const tmp = await makeWorkDir(base, 'tree', 0o755);
       await run('dpkg-deb', ['-x', path.join(dl, debs[0]!), tmp]);
       const rel = (await readdir(path.join(tmp, 'lib/modules')))[0]!;
       await run('depmod', ['-b', tmp, rel]);

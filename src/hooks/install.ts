@@ -60,7 +60,7 @@ export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id
   const key = tagKey(tag);
   // What a killed run left here is its own; the tag's directory itself is never touched.
   await sweepDeadOwners(base).catch(() => 0);
-  const tmp = await makeWorkDir(base, 'hooks');
+  const tmp = await makeWorkDir(base, 'hooks', 0o755);
   const runs: HookRun[] = [];
   try {
     let n = 0;

@@ -52,8 +52,12 @@ export async function sweepDeadOwners(dir: string): Promise<number> {
   return n;
 }
 
-/** A fresh work directory `<parent>/<kind>-<pid>-<random>` that sweepDeadOwners(parent) finds once we are gone. */
-export async function makeWorkDir(parent: string, kind: string, mode = 0o755): Promise<string> {
+/**
+ * A fresh work directory `<parent>/<kind>-<pid>-<random>` that sweepDeadOwners(parent) finds
+ * once we are gone. Private by default; one that is renamed into place as a staged image or
+ * a hook directory passes 0o755.
+ */
+export async function makeWorkDir(parent: string, kind: string, mode = 0o700): Promise<string> {
   try {
     await mkdir(parent, { recursive: true });
     const d = path.join(parent, ownedTempName(kind));

@@ -117,7 +117,7 @@ export class StageStore {
   /** A fresh work directory in tmp/ whose name carries our pid, so sweeps know when it is abandoned. */
   async makeWorkDir(kind: string): Promise<string> {
     await this.init();
-    return makeWorkDir(this.tmpDir, kind);
+    return makeWorkDir(this.tmpDir, kind, 0o755);
   }
 
   /** Remove work directories of processes that are gone (a crash or kill -9). */
