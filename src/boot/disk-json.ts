@@ -12,27 +12,34 @@ import { contractText, parseContract, type SmallFiles } from '../lib/smallfs.js'
 /** Relative to the ESP's root. */
 export const DISK_JSON_PATH = 'EFI/darch/disk.json';
 
+// Readers need different parts (the boot state only `images` and `bootloader`), and disks
+// made by older versions or by tests carry less: only `images` is required to read.
 const DiskInfoSchema = z
   .object({
-    version: z.literal(1),
+    version: z.literal(1).optional(),
     /** ext4 UUID of the darch partition. */
-    darchUuid: z.string(),
+    darchUuid: z.string().optional(),
     /** FAT volume serial of the ESP, as GRUB's search --fs-uuid spells it (XXXX-XXXX). */
-    espSerial: z.string(),
-    espOffset: z.number(),
-    darchOffset: z.number(),
-    darchSize: z.number(),
-    kernelArgs: z.string(),
+    espSerial: z.string().optional(),
+    espOffset: z.number().optional(),
+    darchOffset: z.number().optional(),
+    darchSize: z.number().optional(),
+    kernelArgs: z.string().optional(),
     /** Absent on disks made before systemd-boot disks existed: GRUB. */
     bootloader: z.enum(['grub', 'systemd-boot']).optional(),
     espSize: z.number().optional(),
-    created: z.string(),
+    created: z.string().optional(),
     /** In the order they were named: the first was the default. */
     images: z.array(z.object({ id: z.string(), tags: z.array(z.string()) })),
   })
   .loose();
 
+/** disk.json as read. */
 export type DiskInfo = z.infer<typeof DiskInfoSchema>;
+
+/** disk.json as `darch disk create` writes it: every field. */
+export type NewDiskInfo = DiskInfo &
+  Required<Pick<DiskInfo, 'version' | 'darchUuid' | 'espSerial' | 'espOffset' | 'darchOffset' | 'darchSize' | 'kernelArgs' | 'bootloader' | 'espSize' | 'created'>>;
 
 const NOT_DARCH = { code: 'E_NOT_DARCH_DISK', hint: 'give a disk made by `darch disk create` (or create it again)' };
 
@@ -47,6 +54,6 @@ export async function readDiskJsonIfAny(esp: SmallFiles): Promise<DiskInfo | und
   return readDiskJson(esp).catch(() => undefined);
 }
 
-export async function writeDiskJson(esp: SmallFiles, info: DiskInfo): Promise<void> {
+export async function writeDiskJson(esp: SmallFiles, info: NewDiskInfo): Promise<void> {
   await esp.write(DISK_JSON_PATH, contractText(DiskInfoSchema.parse(info)));
 }

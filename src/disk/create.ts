@@ -22,7 +22,7 @@ import {
   DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
   renderEmbeddedConfig,
 } from './layout.js';
-import { writeDiskJson, type DiskInfo } from '../boot/disk-json.js';
+import { writeDiskJson, type NewDiskInfo } from '../boot/disk-json.js';
 import { MtoolsFat } from '../boot/esp.js';
 import { DirFiles } from '../lib/smallfs.js';
 import { writeImagesFile } from '../stage/images-json.js';
@@ -54,7 +54,7 @@ export interface CreateDiskOptions {
 /** mformat makes FAT32 only from about 33 MiB on; below that the ESP is refused. */
 export const MIN_ESP_SIZE = 36 * MiB;
 
-export interface CreateDiskResult extends DiskInfo {
+export interface CreateDiskResult extends NewDiskInfo {
   target: string;
   size: number;
   device: boolean;
@@ -246,7 +246,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
         await writeFile(path.join(espTree, ENTRIES_DIR, entryName(img.id)), entry);
       }
     }
-    const info: DiskInfo = {
+    const info: NewDiskInfo = {
       version: 1,
       darchUuid,
       espSerial,

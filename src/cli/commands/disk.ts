@@ -51,7 +51,7 @@ export function registerDisk(program: Command, ctx: ContextFactory): void {
       await ctx(cmd);
       const info = await readDiskInfo(d);
       await emit(info, (i) =>
-        [`darch partition  UUID ${i.darchUuid}, ${formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`, `boot loader      ${i.bootloader ?? 'grub'}`, `kernel args      ${i.kernelArgs}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
+        [`darch partition  UUID ${i.darchUuid ?? '-'}, ${i.darchSize === undefined ? '-' : formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial ?? '-'}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`, `boot loader      ${i.bootloader ?? 'grub'}`, `kernel args      ${i.kernelArgs ?? '-'}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
       );
     });
 
