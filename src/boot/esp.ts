@@ -4,12 +4,14 @@
  * block device made by `darch disk create`, which we reach with mtools at the partition's
  * byte offset, so acting on a disk needs no mount, no loop device and no root.
  */
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { open, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
+import { makeWorkDir } from '../lib/scratch.js';
 import type { DarchPaths } from '../lib/paths.js';
+import type { SmallFiles } from '../lib/smallfs.js';
 import { DirEnvStorage, GRUBENV_SIZE, type EnvStorage } from './grubenv.js';
 
 export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
@@ -72,8 +74,31 @@ export async function findEsp(device: string): Promise<PartitionInfo> {
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0', LC_ALL: 'C' };
 
 /** `mtools` commands against the FAT file system at `offset` inside `device`. */
-export class MtoolsFat {
+export class MtoolsFat implements SmallFiles {
   constructor(readonly device: string, readonly offset: number) {}
+
+  get where(): string {
+    return `${this.device} (ESP)`;
+  }
+
+  read(fatPath: string, maxBytes?: number): Promise<Buffer | undefined> {
+    return this.readFile(fatPath.replace(/^\/+/, ''), maxBytes ?? 1024 * 1024);
+  }
+
+  /** FAT has no atomic replace: mcopy overwrites, and the device is fsynced before we return. */
+  write(fatPath: string, data: Buffer | string): Promise<void> {
+    return this.writeFile(fatPath.replace(/^\/+/, ''), Buffer.from(data));
+  }
+
+  async list(fatDir: string): Promise<string[]> {
+    const r = await this.exec('mdir', ['-b', `::/${fatDir.replace(/^\/+/, '')}`], true);
+    if (r.code !== 0) return [];
+    return r.stdout.split('\n').map((l) => l.trim().replace(/\/+$/, '').split('/').pop() ?? '').filter(Boolean);
+  }
+
+  async remove(fatPath: string): Promise<void> {
+    await this.exec('mdel', [`::/${fatPath.replace(/^\/+/, '')}`], true);
+  }
 
   private get target(): string {
     return `${this.device}@@${this.offset}`;
@@ -91,7 +116,7 @@ export class MtoolsFat {
 
   /** Copy a file out of the FAT; undefined when it does not exist. Files are small here. */
   async readFile(fatPath: string, maxBytes = GRUBENV_SIZE + 1): Promise<Buffer | undefined> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-esp-'));
+    const dir = await makeWorkDir(os.tmpdir(), 'darchesp');
     try {
       const out = path.join(dir, 'f');
       const res = await this.exec('mcopy', ['-n', `::/${fatPath}`, out], true);
@@ -129,7 +154,7 @@ export class MtoolsFat {
 
   /** Write a file into the FAT, then fsync the image or device so it is on disk when we return. */
   async writeFile(fatPath: string, data: Buffer): Promise<void> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-esp-'));
+    const dir = await makeWorkDir(os.tmpdir(), 'darchesp');
     try {
       const src = path.join(dir, 'f');
       await writeFile(src, data);

@@ -9,8 +9,9 @@
  * serial console of a disk), darch_default (a menu entry id to boot by default).
  */
 import { DarchError } from '../lib/errors.js';
+import { liveRel } from '../stage/layout.js';
 import { renderTrialScript } from './grubscript.js';
-import { tagKey, type StagedImage } from './staged.js';
+import { tagKey, type BootableImage } from './staged.js';
 
 export interface StageLocation {
   /** File-system UUID of the file system holding the stage directory. */
@@ -39,10 +40,10 @@ function grubQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export function menuEntries(images: StagedImage[], loc: StageLocation, defaultTag?: string): MenuEntry[] {
+export function menuEntries(images: BootableImage[], loc: StageLocation, defaultTag?: string): MenuEntry[] {
   const entries: MenuEntry[] = [];
   for (const img of images) {
-    const rel = `${loc.path.replace(/\/+$/, '')}/live/${img.id}`;
+    const rel = `${loc.path.replace(/\/+$/, '')}/${liveRel(img.id)}`;
     if (!SAFE.test(rel)) {
       throw new DarchError('E_BOOT_PATH', `the stage directory path ${rel} has characters GRUB and the kernel command line cannot carry`, {
         hint: 'keep the stage directory on a path of letters, digits and . _ - /',

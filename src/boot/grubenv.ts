@@ -11,7 +11,7 @@
  */
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir } from '../lib/atomic.js';
+import { fsyncDir } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 
 export const GRUBENV_SIZE = 1024;

@@ -10,9 +10,9 @@
  * (sdboot.ts) that systemd-boot and systemd-bless-boot change by renaming. It writes new
  * files before it removes old ones, and removes an entry before the kernel it points to.
  */
-import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, tempName, writeFileAtomic } from '../lib/atomic.js';
+import { copyFileAtomic, writeFileAtomic } from '../lib/scratch.js';
 import type { Config } from '../lib/config.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
@@ -20,11 +20,14 @@ import type { DarchPaths } from '../lib/paths.js';
 import { formatBytes } from '../lib/ui.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { readCmdline } from '../stage/protect.js';
-import { ESP_DARCH_DIR, localEspDir } from './esp.js';
+import { localEspDir } from './esp.js';
+import { readDiskJsonIfAny } from './disk-json.js';
+import { DirFiles } from '../lib/smallfs.js';
+import { liveRel } from '../stage/layout.js';
 import type { StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
 import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
-import { listStaged, tagKey, type StagedImage } from './staged.js';
+import { listStaged, tagKey, type BootableImage } from './staged.js';
 import { bootedFrom } from './state.js';
 
 /** Debian's package systemd-boot-efi. */
@@ -42,8 +45,8 @@ export function espFilesOf(id: string): { linux: string; initrd: string } {
 }
 
 /** The entry for a staged image: the same kernel parameters as its GRUB menu entry. */
-export function blsEntryFor(img: StagedImage, loc: StageLocation, extraArgs: string): BlsEntryInput {
-  const rel = `${loc.path.replace(/\/+$/, '')}/live/${img.id}`;
+export function blsEntryFor(img: BootableImage, loc: StageLocation, extraArgs: string): BlsEntryInput {
+  const rel = `${loc.path.replace(/\/+$/, '')}/${liveRel(img.id)}`;
   if (!SAFE.test(rel)) {
     throw new DarchError('E_BOOT_PATH', `the stage directory path ${rel} has characters a kernel command line cannot carry`, {
       hint: 'keep the stage directory on a path of letters, digits and . _ - /',
@@ -67,7 +70,7 @@ export function renderLoaderConf(timeout: number): string {
 }
 
 /** The kernel and initramfs of an image as (source on the stage fs, name on the ESP, size). */
-export async function espCopiesOf(img: StagedImage): Promise<Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }>> {
+export async function espCopiesOf(img: BootableImage): Promise<Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }>> {
   const out: Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }> = [];
   for (const [field, name] of [['kernel', 'vmlinuz'], ['initramfs', 'initrd']] as const) {
     const src = path.join(img.dir, img.image[field]);
@@ -80,7 +83,7 @@ export async function espCopiesOf(img: StagedImage): Promise<Array<{ src: string
   return out;
 }
 
-export async function espBytesFor(images: StagedImage[]): Promise<number> {
+export async function espBytesFor(images: BootableImage[]): Promise<number> {
   let n = 0;
   for (const img of images) for (const c of await espCopiesOf(img)) n += c.size;
   return n;
@@ -90,14 +93,9 @@ export function espTooSmall(need: number, count: number, but: string, hint: stri
   return new DarchError('E_ESP_FULL', `the kernels and initramfs images of ${count} staged image(s) need ${formatBytes(need)} on the ESP, but ${but}`, { hint });
 }
 
-/** The kernel arguments a darch disk was made with, from the ESP's EFI/darch/disk.json. */
+/** The kernel arguments a darch disk was made with, when this machine booted one (its ESP's disk.json). */
 async function diskKernelArgs(esp: string): Promise<string | undefined> {
-  try {
-    const doc = JSON.parse(await readFile(path.join(esp, ESP_DARCH_DIR, 'disk.json'), 'utf8')) as { kernelArgs?: unknown };
-    return typeof doc.kernelArgs === 'string' ? doc.kernelArgs : undefined;
-  } catch {
-    return undefined;
-  }
+  return (await readDiskJsonIfAny(new DirFiles(esp)))?.kernelArgs;
 }
 
 /** Which boot loader `darch boot sync` writes for on this machine. */
@@ -144,25 +142,6 @@ export interface SdbootSyncResult {
   copiedBytes: number;
 }
 
-async function copyDurably(src: string, dst: string): Promise<void> {
-  await mkdir(path.dirname(dst), { recursive: true });
-  const tmp = tempName(dst);
-  try {
-    await copyFile(src, tmp);
-    const fh = await open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dst);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw fsError(err, `cannot copy ${src} to ${dst}`);
-  }
-  await fsyncDir(path.dirname(dst));
-}
-
 /**
  * Bring the mounted ESP in line with the staged store: kernels first, then entries (new or
  * with changed options; an existing entry keeps its file name and version), then entries and
@@ -197,7 +176,7 @@ export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTim
         throw espTooSmall(need + ESP_SLACK, count, `${esp} has ${formatBytes(free)} free`, 'remove staged images (darch stage remove) or make the ESP bigger; nothing was changed');
       }
     }
-    for (const c of copies) await copyDurably(c.src, c.dst);
+    for (const c of copies) await copyFileAtomic(c.src, c.dst);
 
     // 2. Entries. With no good entry yet (a first sync), the booted image or the newest is the default.
     const anyGood = entries.some((e) => e.left === undefined);

@@ -17,10 +17,10 @@
  * `darch.fell_back=1` (systemd-boot adds nothing to an entry's options); a `+0` entry is
  * how status knows a trial fell back.
  */
-import { mkdir, readFile, readdir, rename, unlink } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../lib/atomic.js';
-import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { DarchError } from '../lib/errors.js';
+import { DirFiles, type SmallFiles } from '../lib/smallfs.js';
 import { emptyState, type BootState, type ImageRef } from './state.js';
 import type { MtoolsFat } from './esp.js';
 
@@ -108,58 +108,47 @@ export interface EntryFiles {
   remove(file: string): Promise<void>;
 }
 
-export class DirEntryFiles implements EntryFiles {
-  constructor(readonly dir: string) {}
-  get where(): string {
-    return this.dir;
+/** loader/entries over any SmallFiles: the names are the state, so this is their one reader and writer. */
+class SmallEntryFiles implements EntryFiles {
+  constructor(
+    protected readonly files: SmallFiles,
+    protected readonly dir: string,
+    readonly where: string,
+  ) {}
+  private at(file: string): string {
+    return this.dir ? `${this.dir}/${file}` : file;
   }
-  async list(): Promise<string[]> {
-    try {
-      return await readdir(this.dir);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw fsError(err, `cannot read ${this.dir}`);
-    }
-  }
-  read(file: string): Promise<string> {
-    return readFile(path.join(this.dir, file), 'utf8');
-  }
-  async write(file: string, text: string): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    await writeFileAtomic(path.join(this.dir, file), text);
-  }
-  async remove(file: string): Promise<void> {
-    await unlink(path.join(this.dir, file)).catch((err: unknown) => {
-      if (!isErrno(err, 'ENOENT')) throw fsError(err, `cannot remove ${file}`);
-    });
-    await fsyncDir(this.dir);
-  }
-  /** Used by tests that play systemd-boot's part. */
-  async rename(from: string, to: string): Promise<void> {
-    await rename(path.join(this.dir, from), path.join(this.dir, to));
-  }
-}
-
-export class DiskEntryFiles implements EntryFiles {
-  constructor(readonly fat: MtoolsFat) {}
-  get where(): string {
-    return `${this.fat.device} (ESP):/${ENTRIES_DIR}`;
-  }
-  async list(): Promise<string[]> {
-    const r = await this.fat.exec('mdir', ['-b', `::/${ENTRIES_DIR}`], true);
-    if (r.code !== 0) return [];
-    return r.stdout.split('\n').map((l) => l.trim().split('/').pop() ?? '').filter(Boolean);
+  list(): Promise<string[]> {
+    return this.files.list(this.dir || '.');
   }
   async read(file: string): Promise<string> {
-    const b = await this.fat.readFile(`${ENTRIES_DIR}/${file}`, 64 * 1024);
+    const b = await this.files.read(this.at(file), 64 * 1024);
     if (!b) throw new DarchError('E_ESP_IO', `${file} vanished from ${this.where}`);
     return b.toString('utf8');
   }
   write(file: string, text: string): Promise<void> {
-    return this.fat.writeFile(`${ENTRIES_DIR}/${file}`, Buffer.from(text));
+    return this.files.write(this.at(file), text);
   }
-  async remove(file: string): Promise<void> {
-    await this.fat.exec('mdel', [`::/${ENTRIES_DIR}/${file}`], true);
+  remove(file: string): Promise<void> {
+    return this.files.remove(this.at(file));
+  }
+}
+
+/** The entries directory of a mounted ESP. */
+export class DirEntryFiles extends SmallEntryFiles {
+  constructor(readonly entriesDir: string) {
+    super(new DirFiles(entriesDir), '', entriesDir);
+  }
+  /** Used by tests that play systemd-boot's part. */
+  async rename(from: string, to: string): Promise<void> {
+    await rename(path.join(this.entriesDir, from), path.join(this.entriesDir, to));
+  }
+}
+
+/** The entries of a disk's ESP, through mtools. */
+export class DiskEntryFiles extends SmallEntryFiles {
+  constructor(readonly fat: MtoolsFat) {
+    super(fat, ENTRIES_DIR, `${fat.device} (ESP):/${ENTRIES_DIR}`);
   }
   /** Rename in place (used by tests that play systemd-boot's or systemd-bless-boot's part). */
   async rename(from: string, to: string): Promise<void> {

@@ -3,9 +3,8 @@
  * an initramfs that understands darch, and the hook output of each tag. Runs on the work
  * directory before it is renamed into place, so a failure stages nothing.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeJsonAtomic } from '../lib/atomic.js';
+import { DirFiles } from '../lib/smallfs.js';
 import type { Config } from '../lib/config.js';
 import { DarchError, type ErrorCode } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
@@ -13,7 +12,7 @@ import { formatBytes } from '../lib/ui.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { buildInitramfs } from '../initramfs/build.js';
 import { applyHooks } from '../hooks/install.js';
-import type { StagedImageJson } from './staged.js';
+import { INITRD_FILE, readImageJsonIn, writeImageJsonIn } from '../stage/image-json.js';
 
 /** The parts of src/stage's StageStepContext this step reads. */
 export interface BootStepContext {
@@ -67,21 +66,21 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
     name: 'darch-boot',
     async run(ctx: BootStepContext): Promise<void> {
       const report = ctx.report ?? silentReporter;
-      const imageFile = path.join(ctx.dir, 'image.json');
-      const image = JSON.parse(await readFile(imageFile, 'utf8')) as Partial<StagedImageJson>;
+      const dir = new DirFiles(ctx.dir);
+      const image = await readImageJsonIn(dir);
       let which = chooseInitramfs(config.boot.initramfs, ctx);
       if (which === 'darch') {
         try {
           const res = await buildInitramfs({
-            rootfs: path.join(ctx.dir, image.rootfs ?? 'rootfs.squash'),
-            kernel: path.join(ctx.dir, image.kernel ?? 'vmlinuz'),
+            rootfs: path.join(ctx.dir, image.rootfs),
+            kernel: path.join(ctx.dir, image.kernel),
             release: ctx.boot.kernel.version,
-            out: path.join(ctx.dir, 'initrd.img'),
+            out: path.join(ctx.dir, INITRD_FILE),
             tmpDir: paths.tmpDir,
             report,
           });
           report.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
-          await writeJsonAtomic(imageFile, { ...image, initramfs: 'initrd.img' });
+          await writeImageJsonIn(dir, { ...image, initramfs: INITRD_FILE });
         } catch (err) {
           // In auto mode an image that brought its own initramfs is never worse off than
           // before: keep it, say why darch's could not be built.
@@ -96,7 +95,7 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         // script with boot=darch.
         const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
-        if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeJsonAtomic(imageFile, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeImageJsonIn(dir, { ...image, kernelparams: `${params} boot=darch`.trim() });
         if (!aware) report.warn(`keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`);
         report.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
       }

@@ -1,26 +1,22 @@
 /**
  * The staged store as the boot side needs it: which images, which tags, and the files their
- * image.json names. images.json and meta.json are read through src/stage's StageStore, the
- * one reader and writer of that contract.
+ * image.json names, read through the stage's contract modules (images.json, image.json,
+ * meta.json) over any SmallFiles: this machine's stage directory, or a disk's `/stage`
+ * through debugfs.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DarchError } from '../lib/errors.js';
-import { StageStore } from '../stage/store.js';
+import { DirFiles, type SmallFiles } from '../lib/smallfs.js';
+import { readImageJson, requireInitramfs, type BootImageJson } from '../stage/image-json.js';
+import { readImagesFile } from '../stage/images-json.js';
+import { liveRel } from '../stage/layout.js';
+import { readMeta } from '../stage/meta-json.js';
+import type { StagedImage } from '../stage/store.js';
 
-export interface StagedImageJson {
-  kernel: string;
-  initramfs: string;
-  rootfs: string;
-  kernelparams?: string;
-}
-
-export interface StagedImage {
-  id: string;
-  tags: string[];
-  dir: string;
-  image: StagedImageJson;
-  /** Staging time (meta.json `created`, else the directory's mtime). */
+/** A staged image with what a boot entry needs: the files it boots and when it was staged. */
+export interface BootableImage extends StagedImage {
+  image: BootImageJson;
+  /** Staging time (meta.json `created`, else `fallbackTime`). */
   created: Date;
 }
 
@@ -29,33 +25,31 @@ export function tagKey(tag: string): string {
   return tag.replace(/\//g, '+').replace(/:/g, '@');
 }
 
-async function readStagedImage(store: StageStore, id: string, tags: string[]): Promise<StagedImage> {
-  const dir = store.imageDir(id);
-  const imageFile = path.join(dir, 'image.json');
-  let image: StagedImageJson;
-  try {
-    image = JSON.parse(await readFile(imageFile, 'utf8')) as StagedImageJson;
-  } catch (err) {
-    throw new DarchError('E_STAGE_CORRUPT', `staged image ${id}: cannot read ${imageFile}: ${(err as Error).message}`, {
-      hint: 'stage the image again',
-    });
-  }
-  for (const k of ['kernel', 'initramfs', 'rootfs'] as const) {
-    if (typeof image[k] !== 'string' || !image[k] || image[k].includes('/')) {
-      throw new DarchError('E_STAGE_CORRUPT', `staged image ${id}: image.json has no valid "${k}"`, { hint: 'stage the image again' });
-    }
-  }
-  // meta.json is optional for images staged by the original Darch: then the directory's time.
-  const meta = await store.readMeta(id).catch(() => undefined);
-  const created = meta?.created ? new Date(meta.created) : (await stat(dir)).mtime;
-  return { id, tags: [...tags].sort(), dir, image, created };
+export interface StagedSource {
+  files: SmallFiles;
+  /** The image directory as the caller names it (a local path, or a path inside the disk). */
+  dirOf(id: string): string;
+  /** When meta.json says nothing (images staged by the original Darch). */
+  fallbackTime(id: string): Promise<Date>;
 }
 
-/** Every staged image, newest first. */
-export async function listStaged(stageDir: string): Promise<StagedImage[]> {
-  // The images images.json names (the tagged ones): an untagged staged image has no entry.
-  const store = new StageStore(stageDir);
-  const { images } = await store.readImages();
-  const list = await Promise.all(Object.entries(images).map(([id, v]) => readStagedImage(store, id, v.tags ?? [])));
+/** The images images.json names (the tagged ones: an untagged staged image has no entry), newest first. */
+export async function listBootable(src: StagedSource): Promise<BootableImage[]> {
+  const { images } = await readImagesFile(src.files);
+  const list = await Promise.all(
+    Object.entries(images).map(async ([id, v]): Promise<BootableImage> => {
+      const image = requireInitramfs(await readImageJson(src.files, id), id);
+      // meta.json is optional for images staged by the original Darch.
+      const meta = await readMeta(src.files, id).catch(() => undefined);
+      const created = meta?.created ? new Date(meta.created) : await src.fallbackTime(id);
+      return { id, tags: [...v.tags].sort(), dir: src.dirOf(id), ...(meta ? { meta } : {}), image, created };
+    }),
+  );
   return list.sort((a, b) => b.created.getTime() - a.created.getTime() || a.id.localeCompare(b.id));
+}
+
+/** Every staged image of this machine's stage directory, newest first. */
+export function listStaged(stageDir: string): Promise<BootableImage[]> {
+  const dirOf = (id: string) => path.join(stageDir, liveRel(id));
+  return listBootable({ files: new DirFiles(stageDir), dirOf, fallbackTime: async (id) => (await stat(dirOf(id))).mtime });
 }

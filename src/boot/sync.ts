@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../lib/atomic.js';
+import { writeFileAtomic } from '../lib/scratch.js';
 import { fsError } from '../lib/errors.js';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
@@ -12,6 +12,7 @@ import { entryId, menuEntries, renderGrubCfg, type MenuEntry, type StageLocation
 import { localDefaultEntry } from './default.js';
 import { detectStageLocation } from './location.js';
 import { listStaged } from './staged.js';
+import { GRUB_CFG } from '../stage/layout.js';
 
 export interface SyncResult {
   location: StageLocation;
@@ -29,7 +30,7 @@ export interface SyncOptions {
 }
 
 export function grubCfgPaths(paths: DarchPaths): { primary: string; copy: string } {
-  return { primary: path.join(paths.stageDir, 'grub.cfg'), copy: path.join(paths.configDir, 'grub.cfg') };
+  return { primary: path.join(paths.stageDir, GRUB_CFG), copy: path.join(paths.configDir, 'grub.cfg') };
 }
 
 export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targets: string[], defaultTag?: string): Promise<SyncResult> {
@@ -47,16 +48,23 @@ export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targ
   return { location: loc, entries, written: targets };
 }
 
-export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}): Promise<SyncResult> {
-  await mkdir(paths.stageDir, { recursive: true });
+/** The menu syncBootConfig would write, without writing it (`darch boot entries`). */
+export async function bootMenu(paths: DarchPaths, opts: SyncOptions = {}): Promise<{ location: StageLocation; entries: MenuEntry[]; defaultTag?: string }> {
   const boot = opts.config?.boot;
-  const loc = opts.location ?? (await detectStageLocation(paths.stageDir, { uuid: boot?.stage_fs_uuid, path: boot?.stage_fs_path }));
-  const { primary, copy } = grubCfgPaths(paths);
+  const location = opts.location ?? (await detectStageLocation(paths.stageDir, { uuid: boot?.stage_fs_uuid, path: boot?.stage_fs_path }));
+  const images = await listStaged(paths.stageDir);
   // Trial boots (issue 7): the default of the boot state stays the first entry.
   let defaultTag = opts.defaultTag;
   if (defaultTag === undefined) {
     const entry = await localDefaultEntry(paths, boot?.esp);
-    if (entry) defaultTag = (await listStaged(paths.stageDir)).flatMap((i) => i.tags).find((t) => entryId(t) === entry);
+    if (entry) defaultTag = images.flatMap((i) => i.tags).find((t) => entryId(t) === entry);
   }
-  return writeGrubCfgFor(paths.stageDir, loc, opts.configCopy === false ? [primary] : [primary, copy], defaultTag);
+  return { location, entries: menuEntries(images, location, defaultTag), ...(defaultTag ? { defaultTag } : {}) };
+}
+
+export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}): Promise<SyncResult> {
+  await mkdir(paths.stageDir, { recursive: true });
+  const { location, defaultTag } = await bootMenu(paths, opts);
+  const { primary, copy } = grubCfgPaths(paths);
+  return writeGrubCfgFor(paths.stageDir, location, opts.configCopy === false ? [primary] : [primary, copy], defaultTag);
 }

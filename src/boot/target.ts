@@ -1,12 +1,10 @@
 /**
- * What a `darch boot` command acts on: this machine (the mounted ESP and the local stage)
- * or a disk made by `darch disk create` (its ESP through mtools, its image list from the
- * disk.json that `disk create` leaves on the ESP). Also turns a user's STAGED argument
- * (tag, id or id prefix) into the GRUB menu entry and staged id the boot state needs.
+ * What a `darch boot` command acts on: this machine (the mounted ESP and the local stage,
+ * here) or a disk made by `darch disk create` (src/disk/target.ts: its ESP through mtools,
+ * its image list from disk.json). Also turns a user's STAGED argument (tag, id or id
+ * prefix) into the GRUB menu entry and staged id the boot state needs.
  */
-import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
@@ -14,25 +12,17 @@ import type { DarchPaths } from '../lib/paths.js';
 import { readCmdline } from '../stage/protect.js';
 import { matchStaged, StageStore } from '../stage/store.js';
 import { armedWatchdog, type ArmedWatchdog } from './watchdog.js';
-import { ESP_DARCH_DIR, MtoolsFat, diskEnvStorage, findEsp, localEnvStorage, localEspDir, readPartitions } from './esp.js';
-import { failureFile, parseFailure, readFailure, removeFailure, type TrialFailure } from '../stage/failures.js';
-import { Ext4Image } from '../disk/ext4.js';
-import { LINUX_TYPE, STAGE_PATH } from '../disk/layout.js';
-import { DirEntryFiles, DiskEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
+import { localEnvStorage, localEspDir } from './esp.js';
+import { readFailure, removeFailure, type TrialFailure } from '../stage/failures.js';
+import { DirEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
 import type { EnvStorage } from './grubenv.js';
 import { bootedFrom, type BootedInfo, type ImageRef } from './state.js';
+import { grubCfgPaths, syncBootConfig } from './sync.js';
+import { entryId } from './grubcfg.js';
 
 export interface KnownImage {
   id: string;
   tags: string[];
-}
-
-/**
- * The GRUB menu entry id of a staged tag. Must match issue 6's grub.cfg generator
- * (src/boot/grubcfg.ts entryId + staged.ts tagKey): `darch-` + the tag with / → + and : → @.
- */
-export function entryIdForTag(tag: string): string {
-  return `darch-${tag.replace(/\//g, '+').replace(/:/g, '@')}`;
 }
 
 export interface BootTarget {
@@ -55,6 +45,11 @@ export interface BootTarget {
   /** Why a trial of `stage` failed, if its boot could record it (src/stage/failures.ts). */
   failure(stage: string): Promise<TrialFailure | undefined>;
   clearFailure(stage: string): Promise<void>;
+  /**
+   * Keep the default also first in the target's GRUB menu: what GRUB boots when the state
+   * is lost. Nothing to do under systemd-boot, whose entries are the state.
+   */
+  followDefault(defaultEntry: string, images: KnownImage[]): Promise<void>;
 }
 
 /** The declared boot loader; else systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
@@ -79,6 +74,16 @@ export async function localTarget(paths: DarchPaths, espConfigured: string | und
     watchdog: () => armedWatchdog(paths.root),
     failure: (stage) => readFailure(paths.stageDir, stage),
     clearFailure: (stage) => removeFailure(paths.stageDir, stage),
+    async followDefault(defaultEntry, images) {
+      const { primary } = grubCfgPaths(paths);
+      const current = await readFile(primary, 'utf8').catch(() => undefined);
+      if (current === undefined) return;
+      const tag = images.flatMap((i) => i.tags).find((tg) => entryId(tg) === defaultEntry);
+      // Where the stage is, as GRUB saw it when the menu was last written (no re-detection needed).
+      const uuid = /--set=darch_fs (\S+)/.exec(current)?.[1];
+      const dir = /darch_dir=UUID=[^:\s]+:(\S+)\/live\//.exec(current)?.[1];
+      await syncBootConfig(paths, { defaultTag: tag, ...(uuid && dir ? { location: { uuid, path: dir } } : {}) });
+    },
     async withLock(fn) {
       await mkdir(paths.stateDir, { recursive: true });
       return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, fn);
@@ -86,84 +91,17 @@ export async function localTarget(paths: DarchPaths, espConfigured: string | und
   };
 }
 
-interface DiskJson {
-  images?: Array<{ id?: string; tags?: string[] }>;
-  bootloader?: string;
-}
-
-export async function diskTarget(device: string, lockTimeoutSec: number): Promise<BootTarget> {
-  const storage = await diskEnvStorage(device);
-  const esp = await findEsp(device);
-  const fat = new MtoolsFat(device, esp.offset);
-  let cached: KnownImage[] | undefined;
-  let declared: 'grub' | 'systemd-boot' | undefined;
-  const images = async (): Promise<KnownImage[]> => {
-    if (cached) return cached;
-    const raw = await fat.readFile(`${ESP_DARCH_DIR}/disk.json`, 1024 * 1024);
-    if (!raw) {
-      throw new DarchError('E_NOT_DARCH_DISK', `${device} has no ${ESP_DARCH_DIR}/disk.json on its ESP`, {
-        hint: 'give a disk made by `darch disk create`',
-      });
-    }
-    try {
-      const doc = JSON.parse(raw.toString('utf8')) as DiskJson;
-      cached = (doc.images ?? []).filter((i): i is KnownImage => typeof i.id === 'string' && Array.isArray(i.tags));
-      // Disks made before systemd-boot disks existed say nothing: then the ESP's entries tell.
-      declared = doc.bootloader === 'systemd-boot' || doc.bootloader === 'grub' ? doc.bootloader : undefined;
-    } catch (err) {
-      throw new DarchError('E_NOT_DARCH_DISK', `${device}: ${ESP_DARCH_DIR}/disk.json is corrupt: ${(err as Error).message}`, {
-        hint: 'recreate the disk with `darch disk create`',
-      });
-    }
-    return cached;
-  };
-  // The darch partition (ext4), where the trial's boot keeps why it failed.
-  const stageFs = async (): Promise<Ext4Image> => {
-    const part = (await readPartitions(device)).find((p) => p.type === LINUX_TYPE);
-    if (!part) throw new DarchError('E_DISK_FORMAT', `${device} has no darch partition`, { hint: 'is this a disk made by `darch disk create`?' });
-    return new Ext4Image(device, part.offset);
-  };
-  // Lock by the disk's real path, in the system temp directory: never next to a /dev node.
-  const key = createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
-  return {
-    entries: new DiskEntryFiles(fat),
-    kind: 'disk',
-    label: device,
-    async declaredBootloader() {
-      await images();
-      return declared;
-    },
-    storage,
-    images,
-    async firstEntry() {
-      const first = (await images())[0];
-      const tag = first?.tags[0];
-      return first && tag ? { entry: entryIdForTag(tag), stage: first.id } : undefined;
-    },
-    booted: async () => undefined,
-    watchdog: async () => undefined,
-    async failure(stage) {
-      const fs = await stageFs();
-      return parseFailure(await fs.readText(`${STAGE_PATH}/${failureFile(stage)}`), stage);
-    },
-    async clearFailure(stage) {
-      await (await stageFs()).remove(`${STAGE_PATH}/${failureFile(stage)}`);
-    },
-    withLock: (fn) => withLock(path.join(os.tmpdir(), `darch-boot-${key}.lock`), `the boot state of ${device}`, lockTimeoutSec, fn),
-  };
-}
-
 /** STAGED → (menu entry, staged id): a tag (NAME[:TAG], :latest implied), an id, or a unique id prefix. */
 export function resolveImage(images: KnownImage[], what: string): ImageRef & { tag: string } {
   const { image: img, tag } = matchStaged(images, what);
-  if (tag) return { entry: entryIdForTag(tag), stage: img.id, tag };
+  if (tag) return { entry: entryId(tag), stage: img.id, tag };
   const first = [...img.tags].sort()[0];
   if (!first) {
     throw new DarchError('E_NO_MENU_ENTRY', `staged image ${img.id} has no tag, so it has no boot menu entry`, {
       hint: `tag it first: darch stage tag ${img.id} NAME:TAG`,
     });
   }
-  return { entry: entryIdForTag(first), stage: img.id, tag: first };
+  return { entry: entryId(first), stage: img.id, tag: first };
 }
 
 export function tagsOf(images: KnownImage[], stage: string | undefined): string[] {

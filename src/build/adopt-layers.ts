@@ -9,7 +9,7 @@
 import { copyFile, link, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isErrno } from '../lib/errors.js';
-import { writeFileAtomic } from '../lib/atomic.js';
+import { writeFileAtomic } from '../lib/scratch.js';
 import { sha256 } from '../oci/digest.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';

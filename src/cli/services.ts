@@ -3,7 +3,6 @@
  * Each imports its implementation when first used, so a command that needs none of them
  * (most) does not load the registry client, the initramfs builder or the boot state readers.
  */
-import path from 'node:path';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
 import type { ConnectSettings } from '../registry/remote.js';
@@ -32,20 +31,8 @@ export function makeServices(c: Base): Services {
 
 /** Retention must never remove the default, previous or trial image of this machine's boot state. */
 async function bootStateIds(paths: DarchPaths, config: Config): Promise<string[]> {
-  const [{ localEspDir, localEnvStorage }, sdboot, { readEnvPair }, { stateFromVars }] = await Promise.all([
-    import('../boot/esp.js'),
-    import('../boot/sdboot.js'),
-    import('../boot/grubenv.js'),
-    import('../boot/state.js'),
-  ]);
-  try {
-    const esp = await localEspDir(paths, config.boot.esp);
-    const sd = await sdboot.readEntries(new sdboot.DirEntryFiles(path.join(esp, sdboot.ENTRIES_DIR)));
-    const s = sd.length ? sdboot.stateFromEntries(sd) : stateFromVars((await readEnvPair(await localEnvStorage(paths, config.boot.esp))).vars);
-    return [s.default?.stage, s.previous?.stage, s.trial?.stage].filter((x): x is string => Boolean(x));
-  } catch {
-    return []; // no ESP here: nothing to protect beyond the booted image
-  }
+  const { bootStateIds: ids } = await import('../boot/bootstate.js');
+  return ids(paths, config);
 }
 
 /** The registry settings config.toml gives, before any command-line flag. */

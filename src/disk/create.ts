@@ -5,24 +5,30 @@
  * so it also works rootless.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFile, link, lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tempName } from '../lib/atomic.js';
+import { commitFile, fsyncFile, makeWorkDir, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
 import { formatBytes } from '../lib/ui.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
-import { listStaged, type StagedImage } from '../boot/staged.js';
+import { listStaged, type BootableImage } from '../boot/staged.js';
 import { matchStaged } from '../stage/store.js';
 import { writeGrubCfgFor } from '../boot/sync.js';
 import { entryId } from '../boot/grubcfg.js';
 import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
 import { emptyState, saveState } from '../boot/state.js';
 import {
-  DARCH_LABEL, DISK_INFO_PATH, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
-  renderEmbeddedConfig, type DiskInfo,
+  DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
+  renderEmbeddedConfig,
 } from './layout.js';
+import { writeDiskJson, type NewDiskInfo } from '../boot/disk-json.js';
+import { MtoolsFat } from '../boot/esp.js';
+import { DirFiles } from '../lib/smallfs.js';
+import { writeImagesFile } from '../stage/images-json.js';
+import { GRUB_CFG, LIVE_DIR, liveRel } from '../stage/layout.js';
+import { readMeta, writeMetaIn } from '../stage/meta-json.js';
 import { mtarget, mtools } from './tools.js';
 import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot-sync.js';
 import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot.js';
@@ -50,7 +56,7 @@ export interface CreateDiskOptions {
 /** mformat makes FAT32 only from about 33 MiB on; below that the ESP is refused. */
 export const MIN_ESP_SIZE = 36 * MiB;
 
-export interface CreateDiskResult extends DiskInfo {
+export interface CreateDiskResult extends NewDiskInfo {
   target: string;
   size: number;
   device: boolean;
@@ -133,12 +139,12 @@ async function sdbootEfiSize(): Promise<number> {
 export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Promise<CreateDiskResult> {
   const report = opts.report ?? silentReporter;
   const all = await listStaged(paths.stageDir);
-  let chosen: StagedImage[];
+  let chosen: BootableImage[];
   if (opts.images.length === 0) {
     if (all.length === 0) throw new DarchError('E_NOT_STAGED', 'nothing is staged', { hint: 'stage an image first: darch stage upload NAME:TAG' });
     chosen = all;
   } else {
-    const byId = new Map<string, StagedImage>();
+    const byId = new Map<string, BootableImage>();
     const tagsFor = new Map<string, Set<string>>();
     for (const what of opts.images) {
       const { image, tag } = matchStaged(all, what);
@@ -163,32 +169,24 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
   // Before anything is collected or written: without it there is no disk to make.
   const sdbootSize = bootloader === 'systemd-boot' ? await sdbootEfiSize() : 0;
 
-  await mkdir(paths.tmpDir, { recursive: true });
-  const work = await mkdtemp(path.join(paths.tmpDir, 'disk-'));
+  const work = await makeWorkDir(paths.tmpDir, 'disk');
   let out: string | undefined;
   try {
     const tree = path.join(work, 'darch');
     const stageTree = path.join(tree, STAGE_PATH);
-    await mkdir(path.join(stageTree, 'live'), { recursive: true });
+    await mkdir(path.join(stageTree, LIVE_DIR), { recursive: true });
     report.step(`collecting ${chosen.length} staged image(s)`);
     let bytes = 0;
-    for (const img of chosen) bytes += await linkTree(img.dir, path.join(stageTree, 'live', img.id));
+    for (const img of chosen) bytes += await linkTree(img.dir, path.join(stageTree, liveRel(img.id)));
     // Newest-first order in listStaged is by creation time; give the disk's images
     // creation order that matches the order chosen (first = default).
     const now = Date.now();
-    const images = Object.fromEntries(chosen.map((i) => [i.id, { tags: i.tags }]));
-    await writeFile(path.join(stageTree, 'images.json'), `${JSON.stringify({ version: 1, images }, null, 2)}\n`);
+    const stageFiles = new DirFiles(stageTree);
+    await writeImagesFile(stageFiles, { version: 1, images: Object.fromEntries(chosen.map((i) => [i.id, { tags: i.tags }])) });
     for (const [n, img] of chosen.entries()) {
-      const metaFile = path.join(stageTree, 'live', img.id, 'meta.json');
-      let meta: Record<string, unknown> = {};
-      try {
-        meta = JSON.parse(await readFile(metaFile, 'utf8')) as Record<string, unknown>;
-      } catch {
-        /* optional */
-      }
-      // A new file, not the hardlinked one: the host's staged meta.json stays untouched.
-      await rm(metaFile, { force: true });
-      await writeFile(metaFile, `${JSON.stringify({ ...meta, id: img.id, created: new Date(now - n * 1000).toISOString() }, null, 2)}\n`);
+      const meta = await readMeta(stageFiles, img.id).catch(() => undefined);
+      // Written under a temp name and renamed: the host's hardlinked meta.json stays untouched.
+      await writeMetaIn(new DirFiles(path.join(stageTree, liveRel(img.id))), { ...meta, id: img.id, created: new Date(now - n * 1000).toISOString() });
     }
 
     // systemd-boot reads kernels only from the ESP: it holds a copy of each image's kernel and
@@ -206,7 +204,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const serial = randomBytes(4).toString('hex').toUpperCase();
     const espSerial = `${serial.slice(0, 4)}-${serial.slice(4)}`;
     const kernelArgs = opts.kernelArgs ?? DEFAULT_KERNEL_ARGS;
-    if (bootloader === 'grub') await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, 'grub.cfg')]);
+    if (bootloader === 'grub') await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, GRUB_CFG)]);
 
     // Sizes: the images, ext4 metadata (~5%) and headroom to stage one more image like them.
     const need = Math.ceil((bytes * 1.1 + 64 * MiB) / MiB) * MiB;
@@ -251,7 +249,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
         await writeFile(path.join(espTree, ENTRIES_DIR, entryName(img.id)), entry);
       }
     }
-    const info: DiskInfo = {
+    const info: NewDiskInfo = {
       version: 1,
       darchUuid,
       espSerial,
@@ -264,8 +262,6 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       created: new Date().toISOString(),
       images: chosen.map((i) => ({ id: i.id, tags: i.tags })),
     };
-    const infoFile = path.join(work, 'disk.json');
-    await writeFile(infoFile, `${JSON.stringify(info, null, 2)}\n`);
 
     report.step(`writing ${opts.target} (${formatBytes(total)})`);
     // An image file is assembled under a temporary name: a failure leaves any old file as it was.
@@ -304,7 +300,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
         });
       }
     }
-    await mtools('mcopy', ['-i', esp, infoFile, `::/${DISK_INFO_PATH}`]);
+    await writeDiskJson(new MtoolsFat(out, ESP_START), info);
     const mkfs = await run('mkfs.ext4', [
       '-q', '-F', '-b', '4096', '-L', DARCH_LABEL, '-U', darchUuid, '-d', tree, '-E', `offset=${DARCH_START}`, out, `${darchSize / 1024}k`,
     ], { allowFailure: true });
@@ -314,7 +310,11 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       });
     }
     if (device) await run('partx', ['-u', out], { allowFailure: true });
-    else await rename(out, opts.target);
+    else {
+      // mkfs.ext4 and mtools leave the bytes in the page cache: on disk before the name.
+      await fsyncFile(out);
+      await commitFile(out, opts.target);
+    }
     return { ...info, target: opts.target, size: total, device };
   } catch (err) {
     if (!device && out) await rm(out, { force: true }).catch(() => undefined);

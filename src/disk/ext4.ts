@@ -3,11 +3,13 @@
  * at the partition's byte offset: no mount, no loop device, no root. debugfs exits 0 even
  * when a command fails, so its stderr is what tells.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
+import { makeWorkDir } from '../lib/scratch.js';
+import { MAX_SMALL_FILE, type SmallFiles } from '../lib/smallfs.js';
 
 const BANNER = /^debugfs [\d.]+ \(.*\)$/;
 
@@ -15,8 +17,33 @@ function problems(stderr: string): string[] {
   return stderr.split('\n').map((l) => l.trim()).filter((l) => l && !BANNER.test(l));
 }
 
-export class Ext4Image {
+export class Ext4Image implements SmallFiles {
   constructor(readonly device: string, readonly offset: number) {}
+
+  get where(): string {
+    return `${this.device} (darch partition)`;
+  }
+
+  async read(file: string, maxBytes = MAX_SMALL_FILE): Promise<Buffer | undefined> {
+    const text = await this.readText(file);
+    if (text === undefined) return undefined;
+    const buf = Buffer.from(text);
+    return buf.length > maxBytes ? buf.subarray(0, maxBytes) : buf;
+  }
+
+  write(file: string, data: Buffer | string): Promise<void> {
+    return this.replaceText(file, data.toString());
+  }
+
+  /** Names in a directory (`ls -p` lines are /inode/mode/uid/gid/name/size/). */
+  async list(dir: string): Promise<string[]> {
+    const res = await run('debugfs', ['-R', `ls -p ${dir}`, this.spec], { allowFailure: true });
+    if (problems(res.stderr).length || res.code !== 0) return [];
+    return res.stdout
+      .split('\n')
+      .map((l) => l.split('/')[5] ?? '')
+      .filter((n) => n && n !== '.' && n !== '..');
+  }
 
   private get spec(): string {
     return `${this.device}?offset=${this.offset}`;
@@ -51,7 +78,7 @@ export class Ext4Image {
    * place in the same debugfs run, so the old file is gone only once the new one is whole.
    */
   async replaceText(file: string, text: string): Promise<void> {
-    const work = await mkdtemp(path.join(os.tmpdir(), 'darch-ext4-'));
+    const work = await makeWorkDir(os.tmpdir(), 'darchext');
     try {
       const src = path.join(work, 'content');
       await writeFile(src, text);

@@ -26,26 +26,8 @@ export const LINUX_TYPE = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
 export const ESP_LABEL = 'DARCHESP';
 export const DARCH_LABEL = 'darch';
 export const GRUBENV_PATH = 'EFI/darch/grubenv';
-export const DISK_INFO_PATH = 'EFI/darch/disk.json';
 /** Where the stage directory sits inside the darch partition. */
 export const STAGE_PATH = '/stage';
-
-export interface DiskInfo {
-  version: 1;
-  /** ext4 UUID of the darch partition. */
-  darchUuid: string;
-  /** FAT volume serial of the ESP, as GRUB's search --fs-uuid spells it (XXXX-XXXX). */
-  espSerial: string;
-  espOffset: number;
-  darchOffset: number;
-  darchSize: number;
-  kernelArgs: string;
-  /** Absent on disks made before systemd-boot disks existed: GRUB. */
-  bootloader?: 'grub' | 'systemd-boot';
-  espSize?: number;
-  created: string;
-  images: { id: string; tags: string[] }[];
-}
 
 export function renderEmbeddedConfig(info: { darchUuid: string; espSerial: string; kernelArgs: string; timeout: number }): string {
   return `# darch disk: built into BOOTX64.EFI by \`darch disk create\`

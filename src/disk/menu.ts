@@ -5,39 +5,25 @@
  * `darch boot set-default|rollback|mark-good --disk` changes it.
  */
 import { DarchError } from '../lib/errors.js';
+import { subFiles } from '../lib/smallfs.js';
 import { entryId, menuEntries, renderGrubCfg } from '../boot/grubcfg.js';
-import { readPartitions } from '../boot/esp.js';
-import type { StagedImage, StagedImageJson } from '../boot/staged.js';
+import { findEsp, MtoolsFat, readPartitions } from '../boot/esp.js';
+import { readDiskJson } from '../boot/disk-json.js';
+import { listBootable, type BootableImage } from '../boot/staged.js';
+import { GRUB_CFG, liveRel } from '../stage/layout.js';
 import { Ext4Image } from './ext4.js';
-import { readDiskInfo } from './defaults.js';
 import { LINUX_TYPE, STAGE_PATH } from './layout.js';
 
-function parse<T>(text: string | undefined, what: string, disk: string): T {
-  if (text === undefined) throw new DarchError('E_DISK_FORMAT', `${disk} has no ${what} in its darch partition`, { hint: 'is this a disk made by `darch disk create`?' });
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new DarchError('E_DISK_FORMAT', `${disk}: ${what} in its darch partition is corrupt`, { hint: 'create the disk again' });
-  }
+/** The darch partition of a disk (ext4, through debugfs). */
+export async function diskStageFs(disk: string): Promise<Ext4Image> {
+  const part = (await readPartitions(disk)).find((p) => p.type === LINUX_TYPE);
+  if (!part) throw new DarchError('E_DISK_FORMAT', `${disk} has no darch partition`, { hint: 'is this a disk made by `darch disk create`?' });
+  return new Ext4Image(disk, part.offset);
 }
 
 /** The staged images of a disk, as its ext4 partition holds them (newest first, like listStaged). */
-async function diskImages(fs: Ext4Image, disk: string): Promise<StagedImage[]> {
-  const doc = parse<{ images?: Record<string, { tags?: string[] }> }>(await fs.readText(`${STAGE_PATH}/images.json`), `${STAGE_PATH}/images.json`, disk);
-  const out: StagedImage[] = [];
-  for (const [id, v] of Object.entries(doc.images ?? {})) {
-    const dir = `${STAGE_PATH}/live/${id}`;
-    const image = parse<StagedImageJson>(await fs.readText(`${dir}/image.json`), `${dir}/image.json`, disk);
-    const meta = await fs.readText(`${dir}/meta.json`);
-    let created = new Date(0);
-    try {
-      if (meta) created = new Date((JSON.parse(meta) as { created?: string }).created ?? 0);
-    } catch {
-      /* meta.json is optional */
-    }
-    out.push({ id, tags: [...(v.tags ?? [])].sort(), dir, image, created });
-  }
-  return out.sort((a, b) => b.created.getTime() - a.created.getTime() || a.id.localeCompare(b.id));
+function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
+  return listBootable({ files: subFiles(fs, STAGE_PATH), dirOf: (id) => `${STAGE_PATH}/${liveRel(id)}`, fallbackTime: async () => new Date(0) });
 }
 
 /**
@@ -45,17 +31,16 @@ async function diskImages(fs: Ext4Image, disk: string): Promise<StagedImage[]> {
  * Returns false when the disk is not a GRUB disk or already lists it first.
  */
 export async function reorderDiskMenu(disk: string, defaultEntry: string): Promise<boolean> {
-  const info = await readDiskInfo(disk);
+  const info = await readDiskJson(new MtoolsFat(disk, (await findEsp(disk)).offset));
   if (info.bootloader && info.bootloader !== 'grub') return false;
-  const part = (await readPartitions(disk)).find((p) => p.type === LINUX_TYPE);
-  if (!part) throw new DarchError('E_DISK_FORMAT', `${disk} has no darch partition`, { hint: 'is this a disk made by `darch disk create`?' });
-  const fs = new Ext4Image(disk, part.offset);
-  const images = await diskImages(fs, disk);
+  if (!info.darchUuid) throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, { hint: 'a disk made by `darch disk create` has it' });
+  const fs = await diskStageFs(disk);
+  const images = await diskImages(fs);
   const defaultTag = images.flatMap((i) => i.tags).find((t) => entryId(t) === defaultEntry);
   if (!defaultTag) throw new DarchError('E_NOT_STAGED', `${defaultEntry} is not a menu entry of ${disk}`);
   const loc = { uuid: info.darchUuid, path: STAGE_PATH };
   const text = renderGrubCfg(menuEntries(images, loc, defaultTag), loc);
-  const file = `${STAGE_PATH}/grub.cfg`;
+  const file = `${STAGE_PATH}/${GRUB_CFG}`;
   if ((await fs.readText(file)) === text) return false;
   await fs.replaceText(file, text);
   return true;

@@ -4,12 +4,13 @@
  * extracted and depmod'ed into a cache; and a bootable busybox root made with it.
  */
 import { createWriteStream } from 'node:fs';
-import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import { acquireLock } from '../lib/lock.js';
 import { run } from '../lib/proc.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
+import { makeWorkDir, swapDir, sweepDeadOwners } from '../lib/scratch.js';
 import { parseModulesDep, resolveModules, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from './busybox-rootfs.js';
 
@@ -51,14 +52,14 @@ export async function debianKernel(cacheDir: string, report: Reporter = silentRe
         }
         debs = (await readdir(dl)).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
       }
-      const tmp = `${tree}.tmp`;
-      await rm(tmp, { recursive: true, force: true });
+      // An extraction a killed run left behind is its own: remove it (we hold the cache lock).
+      await sweepDeadOwners(base);
+      const tmp = await makeWorkDir(base, 'tree', 0o755);
       await run('dpkg-deb', ['-x', path.join(dl, debs[0]!), tmp]);
       const rel = (await readdir(path.join(tmp, 'lib/modules')))[0]!;
       await run('depmod', ['-b', tmp, rel]);
       await writeFile(path.join(tmp, '.done'), `${pkg}\n`);
-      await rm(tree, { recursive: true, force: true });
-      await rename(tmp, tree);
+      await swapDir(tmp, tree);
     }
     const rel = (await readdir(path.join(tree, 'lib/modules')))[0]!;
     return { tree, release: rel, vmlinuz: path.join(tree, 'boot', `vmlinuz-${rel}`), modulesDir: path.join(tree, 'lib/modules', rel) };

@@ -4,13 +4,15 @@
  * Output is per tag (the original Darch shared one directory between all tags of an image,
  * so the last tag's glob matches won), and whatever a hook prints on stderr is reported.
  */
-import { mkdir, readdir, rename, rm, copyFile, chmod } from 'node:fs/promises';
+import { mkdir, readdir, rm, copyFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run, which } from '../lib/proc.js';
-import { tagKey, type StagedImage } from '../boot/staged.js';
+import { makeWorkDir, swapDir, sweepDeadOwners } from '../lib/scratch.js';
+import { tagKey } from '../boot/staged.js';
+import type { StagedImage } from '../stage/store.js';
 import { discoverHooks, hookApplies, hooksDir, type Hook } from './hooks.js';
 
 export interface HookRun {
@@ -56,9 +58,9 @@ export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id
   const hooks = await discoverHooks(paths.configDir);
   const base = path.join(image.dir, 'hooks');
   const key = tagKey(tag);
-  const tmp = path.join(base, `.tmp-${key}-${process.pid}`);
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
+  // What a killed run left here is its own; the tag's directory itself is never touched.
+  await sweepDeadOwners(base).catch(() => 0);
+  const tmp = await makeWorkDir(base, 'hooks', 0o755);
   const runs: HookRun[] = [];
   try {
     let n = 0;
@@ -82,12 +84,9 @@ export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id
       const files = (await readdir(dest)).filter((f) => f !== 'hook').sort();
       runs.push({ hook: hook.name, applied: true, messages, files });
     }
-    // Swap the tag's hook directory whole: the initramfs never sees half of it.
+    // Swap the tag's hook directory whole: the initramfs never sees half of it, or none.
     const final = path.join(base, key);
-    const old = path.join(base, `.old-${key}-${process.pid}`);
-    await rename(final, old).catch(() => undefined);
-    await rename(tmp, final);
-    await rm(old, { recursive: true, force: true });
+    await swapDir(tmp, final);
     return { id: image.id, tag, dir: final, hooks: runs };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });

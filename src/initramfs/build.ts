@@ -4,7 +4,7 @@
  * written as a gzip-compressed newc cpio. Nothing from the image is executed.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, readdir, rename, rm, stat, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
@@ -12,6 +12,7 @@ import { createGzip } from 'node:zlib';
 import { findStaticBusybox } from '../examples/busybox-rootfs.js';
 import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { commitFile, makeWorkDir, ownedTempName, tempName } from '../lib/scratch.js';
 import { run, spawnChild, waitChild, commandFailed } from '../lib/proc.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { CpioWriter } from './cpio.js';
@@ -74,7 +75,7 @@ async function dirSource(root: string, release: string | undefined): Promise<Mod
 async function squashSource(squash: string, release: string | undefined, work: string): Promise<ModuleSource> {
   const dest = path.join(work, 'x');
   const extract = async (patterns: string[]) => {
-    const list = path.join(work, `list-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+    const list = path.join(work, ownedTempName('list'));
     await writeFile(list, patterns.join('\n') + '\n');
     const res = await run('unsquashfs', ['-d', dest, '-f', '-no-progress', '-no-xattrs', '-ef', list, squash], { allowFailure: true });
     if (res.code !== 0) {
@@ -137,8 +138,7 @@ async function plainModule(local: string, rel: string, work: string): Promise<{ 
 
 export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<BuildInitramfsResult> {
   const report = opts.report ?? silentReporter;
-  await mkdir(opts.tmpDir, { recursive: true });
-  const work = await mkdtemp(path.join(opts.tmpDir, 'initramfs-'));
+  const work = await makeWorkDir(opts.tmpDir, 'initramfs');
   try {
     let release = opts.release ?? (opts.kernel ? await kernelRelease(opts.kernel) : undefined);
     if (opts.kernel && !release) report.warn(`cannot read the release of ${opts.kernel}; looking for a single /lib/modules directory`);
@@ -191,9 +191,10 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     const lib = await readFile(assetPath('initramfs', 'darch-lib.sh'));
     const record = await readFile(assetPath('trial', 'darch-record.sh'));
 
-    const tmpOut = `${opts.out}.${process.pid}.tmp`;
+    const tmpOut = tempName(opts.out);
     const pass = new PassThrough();
-    const done = pipeline(pass, createGzip({ level: 6 }), createWriteStream(tmpOut));
+    // flush: the file is fsynced before it is renamed over an initramfs that boots today.
+    const done = pipeline(pass, createGzip({ level: 6 }), createWriteStream(tmpOut, { flags: 'wx', flush: true }));
     const cpio = new CpioWriter(pass);
     try {
       for (const d of ['bin', 'dev', 'etc', 'lib', 'lib/darch', 'lib/modules', 'proc', 'run', 'sys', 'tmp', 'newroot', 'sbin', 'usr', 'usr/bin', 'usr/sbin']) {
@@ -225,7 +226,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       await cpio.finish();
       pass.end();
       await done;
-      await rename(tmpOut, opts.out);
+      await commitFile(tmpOut, opts.out);
     } catch (err) {
       pass.destroy();
       await done.catch(() => undefined);

@@ -3,7 +3,8 @@
  * initramfs (LUKS, LVM, firmware) boot with `boot=darch` and the same darch_* parameters.
  * Delivered into a root tree (recipes, tests) or as a .deb a recipe can `apt install`.
  */
-import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { makeWorkDir } from '../lib/scratch.js';
 import path from 'node:path';
 import { assetPath } from '../lib/assets.js';
 import { run } from '../lib/proc.js';
@@ -27,8 +28,7 @@ export async function installInitramfsTools(root: string): Promise<string[]> {
 }
 
 export async function buildInitramfsToolsDeb(out: string, version: string, tmpDir: string): Promise<string> {
-  await mkdir(tmpDir, { recursive: true });
-  const work = await mkdtemp(path.join(tmpDir, 'deb-'));
+  const work = await makeWorkDir(tmpDir, 'deb');
   try {
     const tree = path.join(work, 'pkg');
     await installInitramfsTools(tree);

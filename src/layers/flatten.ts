@@ -16,13 +16,11 @@
  * Whiteouts and opaque markers apply to lower layers only (OCI image-spec, layer.md): an
  * entry the same layer adds survives, whatever the order inside the tar.
  */
-import { once } from 'node:events';
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { DarchError, type ErrorCode, fsError } from '../lib/errors.js';
+import { captureFile } from '../lib/scratch.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
+import { Readable } from 'node:stream';
 import { openLayer } from './open.js';
 import { ByteReader, END_OF_ARCHIVE, type EntryType, type TarHeader, bodyPadding, encodeHeader, readTar } from './tar.js';
 
@@ -439,31 +437,6 @@ export function fitHeader(h: TarHeader, name: string): TarHeader {
   return { ...h, name };
 }
 
-/**
- * A file copied out of the stream on the way (the kernel and initramfs). Its failures (a
- * full disk) are the file system's, not the layer's: they carry E_FS_* and are not blamed
- * on the image, and a stream that failed is never waited on again (a closed stream emits
- * no more events).
- */
-function captureStream(dest: string): { write(chunk: Buffer): Promise<void>; close(): Promise<void>; abandon(): void } {
-  const ws: WriteStream = createWriteStream(dest, { flags: 'wx', mode: 0o644, flush: true });
-  ws.on('error', () => undefined); // reported by write() and close() through ws.errored / finished()
-  const failed = (err: unknown) => fsError(err, `cannot write ${dest}`);
-  return {
-    async write(chunk) {
-      if (ws.errored) throw failed(ws.errored);
-      if (!ws.write(chunk)) await once(ws, 'drain').catch((err: unknown) => Promise.reject(failed(err)));
-    },
-    async close() {
-      ws.end();
-      await finished(ws).catch((err: unknown) => Promise.reject(failed(ws.errored ?? err)));
-    },
-    abandon() {
-      if (!ws.closed) ws.destroy();
-    },
-  };
-}
-
 async function* flattenedChunks(store: ImageStore, index: FlatIndex, opts: StreamOptions): AsyncGenerator<Buffer> {
   const plan = index.emissionPlan();
   const emit = (b: Buffer): Buffer => {
@@ -490,7 +463,7 @@ async function* flattenedChunks(store: ImageStore, index: FlatIndex, opts: Strea
         const [first, ...others] = paths as [string, ...string[]];
         yield emit(encodeHeader(fitHeader(header, first)));
         const dest = header.type === 'file' ? opts.capture?.get(key) : undefined;
-        const ws = dest ? captureStream(dest) : undefined;
+        const ws = dest ? captureFile(dest) : undefined;
         try {
           if (header.type === 'file' && header.size > 0) {
             for await (const chunk of body()) {

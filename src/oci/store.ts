@@ -10,14 +10,13 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fsyncDir, writeFileAtomic, writeJsonAtomic } from '../lib/atomic.js';
+import { commitFile, fsyncDir, ownedTempName, sweepDeadOwners, writeFileAtomic, writeFileDurable, writeJsonAtomic } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
-import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { type Digest, HashStream, digestHex, isDigest, parseDigest, sha256 } from './digest.js';
 import {
   type Descriptor,
@@ -206,8 +205,7 @@ export class ImageStore {
   async commitTempBlob(tmp: string, digest: Digest): Promise<void> {
     const dest = this.blobPath(digest);
     try {
-      await rename(tmp, dest);
-      await fsyncDir(path.dirname(dest));
+      await commitFile(tmp, dest);
     } catch (err) {
       throw fsError(err, `cannot store blob ${digest}`);
     }
@@ -225,13 +223,7 @@ export class ImageStore {
       await mkdir(this.tmpDir, { recursive: true });
       const tmp = this.tempPath('blob');
       try {
-        const fh = await open(tmp, 'wx', 0o644);
-        try {
-          await fh.writeFile(bytes);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        await writeFileDurable(tmp, bytes);
         await this.commitTempBlob(tmp, digest);
       } catch (err) {
         await unlink(tmp).catch(() => undefined);

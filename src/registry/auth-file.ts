@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import { writeFileAtomic } from '../lib/atomic.js';
+import { writeFileAtomic } from '../lib/scratch.js';
 import { DarchError, isErrno } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
 

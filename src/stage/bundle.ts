@@ -9,19 +9,20 @@
  * rootfs.squash last). Import writes into <stage>/tmp, checks every size and sha256 as the
  * bytes arrive, and renames into live/ only when every file matched.
  */
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
-import { mkdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
-import { tempName } from '../lib/atomic.js';
+import { captureFile, commitFile, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { normalizeRef } from '../oci/reference.js';
 import { ByteReader, END_OF_ARCHIVE, bodyPadding, encodeHeader, readTar, type TarHeader } from '../layers/tar.js';
 import { ensureFreeSpace } from './space.js';
+import { readMetaIn } from './meta-json.js';
+import { DirFiles } from '../lib/smallfs.js';
 import { listFiles } from './stage.js';
 import { META_JSON, ROOTFS_FILE, type StageStore, type StagedMeta, isStageId } from './store.js';
 
@@ -144,7 +145,7 @@ export async function exportStaged(stageStore: StageStore, ref: string, out: str
   try {
     const ws = createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true });
     await pipeline(src, ws);
-    await rename(tmp, out);
+    await commitFile(tmp, out);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw fsError(err, `cannot write ${out}`);
@@ -237,20 +238,20 @@ export async function importBundle(stageStore: StageStore, source: string | Read
       seen.add(want.path);
       if (e.header.size !== want.size) throw bundleCorrupt(`${want.path} is ${e.header.size} bytes, the manifest says ${want.size}`);
       const dest = path.join(work, want.path);
-      await mkdir(path.dirname(dest), { recursive: true });
+      await mkdir(path.dirname(dest), { recursive: true }).catch((err: unknown) => Promise.reject(fsError(err, `cannot create ${path.dirname(dest)}`)));
       const h = createHash('sha256');
-      const ws: WriteStream = createWriteStream(dest, { flags: 'wx', mode: 0o644, flush: true });
-      const closed = once(ws, 'close');
+      // A full disk is the stage's file system (E_FS_ENOSPC), never a corrupt bundle.
+      const ws = captureFile(dest);
       try {
         for await (const c of e.body()) {
           h.update(c);
           bytes += c.length;
           opts.onBytes?.(c.length);
-          if (!ws.write(c)) await once(ws, 'drain');
+          await ws.write(c);
         }
+        await ws.close();
       } finally {
-        ws.end();
-        await closed;
+        ws.abandon();
       }
       const got = h.digest('hex');
       if (got !== want.sha256) throw bundleCorrupt(`${want.path} does not match its sha256 (expected ${want.sha256.slice(0, 12)}…, got ${got.slice(0, 12)}…)`);
@@ -258,7 +259,7 @@ export async function importBundle(stageStore: StageStore, source: string | Read
     if (!manifest) throw bundleCorrupt('the bundle is empty');
     const missing = manifest.files.filter((f) => !seen.has(f.path));
     if (missing.length) throw bundleCorrupt(`the bundle is incomplete: ${missing.map((f) => f.path).join(', ')} missing`);
-    const meta = JSON.parse(await readFile(path.join(work, META_JSON), 'utf8')) as StagedMeta;
+    const meta = await readMetaIn(new DirFiles(work)).catch((err: unknown) => Promise.reject(bundleCorrupt((err as Error).message)));
     if (meta.id !== manifest.id) throw bundleCorrupt(`${META_JSON} names id ${meta.id}, the manifest ${manifest.id}`);
     for (const f of manifest.files) {
       if (f.path !== META_JSON && meta.sha256?.[f.path] !== f.sha256) throw bundleCorrupt(`${f.path}: the manifest and ${META_JSON} disagree on its sha256`);

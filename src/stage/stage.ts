@@ -11,7 +11,9 @@
 import { createReadStream } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { writeJsonAtomic } from '../lib/atomic.js';
+import { DirFiles } from '../lib/smallfs.js';
+import { writeImageJsonIn, type ImageJson } from './image-json.js';
+import { writeMetaIn, type NewStagedMeta } from './meta-json.js';
 import { DarchError, fsError } from '../lib/errors.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { formatBytes } from '../lib/ui.js';
@@ -25,15 +27,12 @@ import { type BootFiles, findBootFiles } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
 import {
-  type DarchImageJson,
-  IMAGE_JSON,
   INITRD_FILE,
   KERNEL_FILE,
   META_JSON,
   ROOTFS_FILE,
   type StageStore,
   type StagedImage,
-  type StagedMeta,
   newStageId,
 } from './store.js';
 
@@ -81,7 +80,7 @@ export interface StageOptions {
 }
 
 export interface StageResult extends StagedImage {
-  meta: StagedMeta;
+  meta: NewStagedMeta;
   /** Ids retention removed. */
   removed: string[];
   stats: { entries: number; files: number; contentBytes: number; layers: number; seconds: number };
@@ -122,7 +121,7 @@ export async function hashAndSync(file: string): Promise<{ size: number; sha256:
 }
 
 /** Fill sizes/sha256/totalSize of a meta from the files in dir (except meta.json itself). */
-export async function describeFiles(dir: string): Promise<Pick<StagedMeta, 'sizes' | 'sha256' | 'totalSize'>> {
+export async function describeFiles(dir: string): Promise<Pick<NewStagedMeta, 'sizes' | 'sha256' | 'totalSize'>> {
   const sizes: Record<string, number> = {};
   const sha: Record<string, string> = {};
   let total = 0;
@@ -292,13 +291,14 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       const { index, boot, stats: st, passes } = written;
       report.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
-      const imageJson: DarchImageJson = {
+      const workFiles = new DirFiles(work);
+      const imageJson: ImageJson = {
         kernel: KERNEL_FILE,
         ...(boot.initramfs ? { initramfs: INITRD_FILE } : {}),
         rootfs: ROOTFS_FILE,
         ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
       };
-      await writeJsonAtomic(path.join(work, IMAGE_JSON), imageJson);
+      await writeImageJsonIn(workFiles, imageJson);
 
       const ctx: StageStepContext = { id, dir: work, image, index, boot, tags, imageStore, stageStore, signal: opts.signal, report };
       for (const step of opts.steps) {
@@ -311,10 +311,10 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       let initramfsFromStep = false;
       if (!boot.initramfs && (await stat(path.join(work, INITRD_FILE)).catch(() => undefined))) {
         initramfsFromStep = true;
-        await writeJsonAtomic(path.join(work, IMAGE_JSON), { ...imageJson, initramfs: INITRD_FILE, rootfs: ROOTFS_FILE });
+        await writeImageJsonIn(workFiles, { ...imageJson, initramfs: INITRD_FILE, rootfs: ROOTFS_FILE });
       }
       const files = await describeFiles(work);
-      const meta: StagedMeta = {
+      const meta: NewStagedMeta = {
         schemaVersion: 1,
         id,
         source: { name: sourceName, digest: image.descriptor.digest, manifestDigest: image.manifestDigest, layers: layers.length },
@@ -328,7 +328,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         passes,
         ...files,
       };
-      await writeJsonAtomic(path.join(work, META_JSON), meta);
+      await writeMetaIn(workFiles, meta);
       opts.signal?.throwIfAborted();
       const dir = await stageStore.commit(work, id);
       await stageStore.setTags(id, tags);
@@ -347,9 +347,4 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       throw fsError(err, `cannot stage ${sourceName}`);
     }
   });
-}
-
-/** Check a staged directory against its meta.json (used by export and tests). */
-export async function fileSizeOf(file: string): Promise<number> {
-  return (await stat(file)).size;
 }

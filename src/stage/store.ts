@@ -12,48 +12,19 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, writeJsonAtomic } from '../lib/atomic.js';
+import { fsyncDir, makeWorkDir, ownedTempName, sweepDeadOwners, writeJsonAtomic } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
-import { ownedTempName, sweepDeadOwners } from '../lib/tempfiles.js';
 import { normalizeRef } from '../oci/reference.js';
 import { removeFailure } from './failures.js';
+import { IMAGES_JSON, readImagesFile, writeImagesFile, type ImagesFile } from './images-json.js';
+import { LIVE_DIR, TMP_DIR } from './layout.js';
+import { readMeta, type StagedMeta } from './meta-json.js';
+import { DirFiles } from '../lib/smallfs.js';
 import { protectedIds, type ProtectionSource } from './protect.js';
 
-export const ROOTFS_FILE = 'rootfs.squash';
-export const KERNEL_FILE = 'vmlinuz';
-export const INITRD_FILE = 'initrd.img';
-export const IMAGE_JSON = 'image.json';
-export const META_JSON = 'meta.json';
-
-/** Darch's image.json, as its GRUB and initramfs code reads it. */
-export interface DarchImageJson {
-  kernel: string;
-  initramfs?: string;
-  rootfs: string;
-  kernelparams?: string;
-}
-
-export interface StagedMeta {
-  schemaVersion: 1;
-  id: string;
-  source: { name?: string; digest: string; manifestDigest: string; layers: number };
-  created: string;
-  /** Where in the image the kernel and initramfs came from. */
-  kernel: { path: string; version?: string; from: string };
-  initramfs?: { path: string; from: string };
-  kernelparams?: string;
-  compression: string;
-  blockSize: number;
-  /** sqfstar or tar2sqfs. */
-  writer?: string;
-  /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
-  passes?: 1 | 2;
-  /** Every file of the staged directory (relative path) → size and sha256. */
-  sizes: Record<string, number>;
-  sha256: Record<string, string>;
-  totalSize: number;
-}
+export { IMAGE_JSON, INITRD_FILE, KERNEL_FILE, ROOTFS_FILE } from './image-json.js';
+export { META_JSON, type StagedMeta } from './meta-json.js';
 
 export interface StagedImage {
   id: string;
@@ -62,11 +33,6 @@ export interface StagedImage {
   meta?: StagedMeta;
   /** Set when meta.json is missing or unreadable (a damaged entry is listed, not hidden). */
   problem?: string;
-}
-
-interface ImagesFile {
-  version: 1;
-  images: Record<string, { tags: string[] }>;
 }
 
 const ID_RE = /^[a-z0-9]{25}$/;
@@ -123,13 +89,13 @@ export class StageStore {
   }
 
   get imagesFile(): string {
-    return path.join(this.dir, 'images.json');
+    return path.join(this.dir, IMAGES_JSON);
   }
   get liveDir(): string {
-    return path.join(this.dir, 'live');
+    return path.join(this.dir, LIVE_DIR);
   }
   get tmpDir(): string {
-    return path.join(this.dir, 'tmp');
+    return path.join(this.dir, TMP_DIR);
   }
   imageDir(id: string): string {
     return path.join(this.liveDir, id);
@@ -153,9 +119,7 @@ export class StageStore {
   /** A fresh work directory in tmp/ whose name carries our pid, so sweeps know when it is abandoned. */
   async makeWorkDir(kind: string): Promise<string> {
     await this.init();
-    const d = path.join(this.tmpDir, ownedTempName(kind));
-    await mkdir(d, { mode: 0o755 });
-    return d;
+    return makeWorkDir(this.tmpDir, kind, 0o755);
   }
 
   /** Remove work directories of processes that are gone (a crash or kill -9). */
@@ -163,31 +127,17 @@ export class StageStore {
     return sweepDeadOwners(this.tmpDir);
   }
 
-  async readImages(): Promise<ImagesFile> {
-    let text: string;
-    try {
-      text = await readFile(this.imagesFile, 'utf8');
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return { version: 1, images: {} };
-      throw fsError(err, `cannot read ${this.imagesFile}`);
-    }
-    try {
-      const doc = JSON.parse(text) as ImagesFile;
-      if (!doc || typeof doc.images !== 'object') throw new Error('no "images" object');
-      return { version: 1, images: doc.images };
-    } catch (err) {
-      throw new DarchError('E_STAGE_CORRUPT', `${this.imagesFile} is corrupt: ${(err as Error).message}`, {
-        hint: 'restore it, or delete it: staged images stay in live/ and can be tagged again with `darch stage tag <id> <name>`',
-      });
-    }
+  /** The stage directory's own files, for the contract modules. */
+  get files(): DirFiles {
+    return new DirFiles(this.dir);
   }
 
-  private async writeImages(doc: ImagesFile): Promise<void> {
-    try {
-      await writeJsonAtomic(this.imagesFile, doc, 0o644);
-    } catch (err) {
-      throw fsError(err, `cannot write ${this.imagesFile}`);
-    }
+  readImages(): Promise<ImagesFile> {
+    return readImagesFile(this.files);
+  }
+
+  private writeImages(doc: ImagesFile): Promise<void> {
+    return writeImagesFile(this.files, doc);
   }
 
   async liveIds(): Promise<string[]> {
@@ -199,14 +149,8 @@ export class StageStore {
     }
   }
 
-  async readMeta(id: string): Promise<StagedMeta> {
-    const f = path.join(this.imageDir(id), META_JSON);
-    try {
-      return JSON.parse(await readFile(f, 'utf8')) as StagedMeta;
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw new DarchError('E_STAGE_CORRUPT', `staged image ${id} has no ${META_JSON}`);
-      throw new DarchError('E_STAGE_CORRUPT', `${f} is unreadable: ${(err as Error).message}`);
-    }
+  readMeta(id: string): Promise<StagedMeta> {
+    return readMeta(this.files, id);
   }
 
   /** Every staged image in live/ (tagged or not), newest first. */

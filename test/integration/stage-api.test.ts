@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,7 @@ import { resolvePaths } from '../../src/lib/paths.js';
 import { copyFromSquashfs } from '../../src/stage/squashfs.js';
 import { ImageStore } from '../../src/oci/store.js';
 import { stageImage, type StageStep } from '../../src/stage/stage.js';
+import { exportStaged, importBundle } from '../../src/stage/bundle.js';
 import { StageStore } from '../../src/stage/store.js';
 import { darchOk } from '../helpers/darch.js';
 import { withTmpfs } from '../helpers/tmpfs.js';
@@ -79,6 +80,31 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
     assert.deepEqual(await readdir(stage.liveDir), before);
     assert.deepEqual(await readdir(stage.tmpDir), []);
     await assert.rejects(stage.get('api:2'), /not staged/);
+  });
+
+  it('a disk that fills while a bundle is imported is the file system\'s error, not the bundle\'s', async (t) => {
+    const bundle = path.join(work, 'api.darch');
+    await exportStaged(stage, 'api:1', bundle);
+    await withTmpfs(t, path.join(work, 'full-import'), '2m', async (full) => {
+      const target = new StageStore(path.join(full, 'stage'), 0);
+      let filled = false;
+      const fill = () => {
+        if (filled) return;
+        filled = true;
+        // The space check has passed: now the disk fills up under the import.
+        try {
+          writeFileSync(path.join(full, 'filler'), Buffer.alloc(4 << 20));
+        } catch {
+          /* ENOSPC: full, as wanted */
+        }
+      };
+      await assert.rejects(importBundle(target, bundle, { onBytes: fill }), (err: any) => {
+        assert.equal(err.code, 'E_FS_ENOSPC', String(err));
+        assert.match(err.hint, /the disk is full/);
+        return true;
+      });
+      assert.deepEqual(await readdir(target.tmpDir), [], 'the work directory is removed');
+    });
   });
 
   it('a disk that fills while the kernel is copied out is the file system\'s error, not the layer\'s, in either pass, and stops the stream', async (t) => {

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { globMatch } from '../../src/hooks/glob.js';
 import { moduleName, parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
 import { menuEntries, renderGrubCfg } from '../../src/boot/grubcfg.js';
-import { tagKey, type StagedImage } from '../../src/boot/staged.js';
+import { tagKey, type BootableImage } from '../../src/boot/staged.js';
 import { matchStaged } from '../../src/stage/store.js';
 import { resolveImage } from '../../src/boot/target.js';
 import { CpioWriter } from '../../src/initramfs/cpio.js';
@@ -68,7 +68,7 @@ describe('kernel module resolution', () => {
 });
 
 describe('GRUB menu', () => {
-  const img = (id: string, tags: string[], params?: string): StagedImage => ({
+  const img = (id: string, tags: string[], params?: string): BootableImage => ({
     id,
     tags,
     dir: `/x/${id}`,

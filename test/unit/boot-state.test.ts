@@ -6,7 +6,8 @@ import {
 } from '../../src/boot/state.js';
 import { renderTrialScript, MAX_TRIES } from '../../src/boot/grubscript.js';
 import { serializeGrubEnv, parseGrubEnv } from '../../src/boot/grubenv.js';
-import { resolveImage, entryIdForTag } from '../../src/boot/target.js';
+import { resolveImage } from '../../src/boot/target.js';
+import { entryId } from '../../src/boot/grubcfg.js';
 import { DarchError } from '../../src/lib/errors.js';
 
 const A: ImageRef = { entry: 'darch-os@a', stage: 'a'.repeat(25) };
@@ -91,7 +92,7 @@ test('STAGED names resolve to the menu entry of that tag', () => {
   const images = [{ id: A.stage, tags: ['os:a', 'os:latest'] }, { id: B.stage, tags: ['example/busybox:b'] }];
   assert.deepEqual(resolveImage(images, 'os'), { entry: 'darch-os@latest', stage: A.stage, tag: 'os:latest' });
   assert.deepEqual(resolveImage(images, 'bbbb'), { entry: 'darch-example+busybox@b', stage: B.stage, tag: 'example/busybox:b' });
-  assert.equal(entryIdForTag('a/b:c'), 'darch-a+b@c');
+  assert.equal(entryId('a/b:c'), 'darch-a+b@c');
   assert.throws(() => resolveImage(images, 'nope'), code('E_NOT_STAGED'));
 });
 

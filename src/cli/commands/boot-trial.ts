@@ -1,7 +1,8 @@
 /**
- * `darch boot status|try|mark-good|mark-bad|set-default|rollback`: trial boots and rollback. The state lives in the grubenv copies on the
- * ESP (src/boot/state.ts); every command also works on a disk made by `darch disk create`
- * through --disk, so a trial can be armed before a machine's first boot.
+ * `darch boot status|try|mark-good|mark-bad|set-default|rollback`: trial boots and rollback,
+ * thin over the boot-state API (src/boot/bootstate.ts), which hides whether GRUB or
+ * systemd-boot keeps the state; every command also works on a disk made by `darch disk
+ * create` through --disk, so a trial can be armed before a machine's first boot.
  */
 import type { Command } from 'commander';
 import { disarmWatchdog, type ArmedWatchdog } from '../../boot/watchdog.js';
@@ -10,54 +11,16 @@ import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { readCmdline } from '../../stage/protect.js';
 import { MAX_TRIES } from '../../boot/grubscript.js';
-import {
-  armTrial, loadState, markBad, markGood, rollback, saveState, setDefault, trialKernelArgs,
-  type BootState, type BootedInfo, type ImageRef, type Transition,
-} from '../../boot/state.js';
-import { backendOf, diskTarget, entryIdForTag, localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
-import { localEnvStorage, localEspDir } from '../../boot/esp.js';
-import path from 'node:path';
-import { readEnvPair, type EnvPair } from '../../boot/grubenv.js';
-import { applyState, DirEntryFiles, ENTRIES_DIR, readEntries, requireEntry, stateFromEntries, type BlsEntry } from '../../boot/sdboot.js';
-import { stateFromVars } from '../../boot/state.js';
+import { armTrial, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootedInfo, type ImageRef } from '../../boot/state.js';
+import { bootStateIds, changeState, readState, type ChangeResult, type StateChange } from '../../boot/bootstate.js';
+import { localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
+import { diskTarget } from '../../disk/target.js';
 import { lockTimeout, type Context } from '../context.js';
 import type { TrialFailure } from '../../stage/failures.js';
-import { readFile } from 'node:fs/promises';
-import { grubCfgPaths, syncBootConfig } from '../../boot/sync.js';
 import type { ContextFactory } from '../globals.js';
-import { reorderDiskMenu } from '../../disk/menu.js';
 
 interface DiskOpt {
   disk?: string;
-}
-
-/**
- * Keep the default also first in darch's grub.cfg (this machine's, or the disk's): it is what GRUB boots
- * when the state is lost. Best effort: the state already decides what boots.
- */
-async function reorderMenu(c: Context, t: BootTarget, before: BootState, after: BootState, images: KnownImage[]): Promise<void> {
-  if (!after.default || before.default?.entry === after.default.entry) return;
-  if (t.kind === 'disk') {
-    // The disk's own grub.cfg, inside its ext4 partition.
-    try {
-      await reorderDiskMenu(t.label, after.default.entry);
-    } catch (err) {
-      ui.warn(`the boot state is saved, but the grub.cfg of ${t.label} was not reordered: ${(err as Error).message}`);
-    }
-    return;
-  }
-  const { primary } = grubCfgPaths(c.paths);
-  const current = await readFile(primary, 'utf8').catch(() => undefined);
-  if (current === undefined) return;
-  const tag = images.flatMap((i) => i.tags).find((tg) => entryIdForTag(tg) === after.default?.entry);
-  // Where the stage is, as GRUB saw it when the menu was last written (no re-detection needed).
-  const uuid = /--set=darch_fs (\S+)/.exec(current)?.[1];
-  const dir = /darch_dir=UUID=[^:\s]+:(\S+)\/live\//.exec(current)?.[1];
-  try {
-    await syncBootConfig(c.paths, { defaultTag: tag, ...(uuid && dir ? { location: { uuid, path: dir } } : {}) });
-  } catch (err) {
-    ui.warn(`the boot state is saved, but ${primary} was not reordered: ${(err as Error).message}`);
-  }
 }
 
 async function targetFor(c: Context, opts: DiskOpt): Promise<BootTarget> {
@@ -104,18 +67,8 @@ export interface StatusView {
   env: { where: string; source: string; primary: string; backup: string; problems: string[] };
 }
 
-/** The state as the target's bootloader keeps it: grubenv copies, or systemd-boot entry names. */
-async function readBootState(t: BootTarget): Promise<{ state: BootState; pair: EnvPair; backend: 'grub' | 'systemd-boot'; entries?: BlsEntry[] }> {
-  if ((await backendOf(t)) === 'systemd-boot') {
-    const entries = await readEntries(t.entries);
-    const pair: EnvPair = { vars: new Map(), source: 'none', status: { primary: 'missing', backup: 'missing' }, problems: [] };
-    return { state: stateFromEntries(entries), pair, backend: 'systemd-boot', entries };
-  }
-  return { ...(await loadState(t.storage)), backend: 'grub' };
-}
-
 async function statusOf(t: BootTarget): Promise<StatusView> {
-  const { state, pair, backend } = await readBootState(t);
+  const { state, env, backend, where } = await readState(t);
   const images = await t.images().catch((err: unknown) => {
     ui.debug(`cannot list images: ${(err as Error).message}`);
     return [] as KnownImage[];
@@ -144,10 +97,9 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
     booted: booted ? { ...booted, tags: tagsOf(images, booted.stage) } : null,
     watchdog: (await t.watchdog()) ?? null,
     backend,
-    env:
-      backend === 'grub'
-        ? { where: t.storage.where, source: pair.source, primary: pair.status.primary, backup: pair.status.backup, problems: pair.problems }
-        : { where: t.entries.where, source: 'entry names', primary: 'n/a', backup: 'n/a', problems: [] },
+    env: env
+      ? { where, source: env.source, primary: env.status.primary, backup: env.status.backup, problems: env.problems }
+      : { where, source: 'entry names', primary: 'n/a', backup: 'n/a', problems: [] },
   };
 }
 
@@ -182,30 +134,13 @@ function renderStatus(s: StatusView): string {
   return out;
 }
 
-/** Load, apply, save under the lock; the save rewrites both copies (which also repairs a damaged one). */
-async function change(c: Context, t: BootTarget, fn: (s: BootState, images: KnownImage[]) => Promise<Transition> | Transition): Promise<{ transition: Transition; images: KnownImage[] }> {
-  return t.withLock(async () => {
-    const { state, backend, entries } = await readBootState(t);
-    const images = await t.images();
-    if (backend === 'systemd-boot' && entries) {
-      const transition = await fn(state, images);
-      for (const r of [transition.state.trial, transition.state.default]) if (r) requireEntry(entries, r.stage);
-      // Also when nothing changed: that normalizes versions and drops a stale darch.trial=1
-      // from an entry systemd-bless-boot committed by renaming it.
-      await applyState(t.entries, entries, transition.state);
-      return { transition, images };
-    }
-    // A state written before any darch command has no default: GRUB boots the first entry.
-    const first = state.default ? undefined : await t.firstEntry();
-    const transition = await fn(first ? { ...state, default: first } : state, images);
-    // Also write when the default had to be filled in: that repairs missing or damaged copies.
-    if (transition.changed || first) await saveState(t.storage, transition.state);
-    await reorderMenu(c, t, state, transition.state, images);
-    return { transition, images };
-  });
+async function change(t: BootTarget, fn: StateChange): Promise<ChangeResult> {
+  const res = await changeState(t, fn);
+  for (const w of res.warnings) ui.warn(w);
+  return res;
 }
 
-async function report(t: BootTarget, res: { transition: Transition; images: KnownImage[] }, extra: Record<string, unknown> = {}): Promise<void> {
+async function report(t: BootTarget, res: ChangeResult, extra: Record<string, unknown> = {}): Promise<void> {
   const { transition: tr } = res;
   if (tr.changed) ui.success(tr.message);
   else ui.info(tr.message);
@@ -244,7 +179,7 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
     const t = await targetFor(c, opts);
     const tries = opts.tries === undefined ? c.config.boot.tries : parseTries(opts.tries);
     const args = trialKernelArgs(c.config.boot);
-    const res = await change(c, t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force, args }));
+    const res = await change(t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force, args }));
     // An earlier trial of the same image may have left a reason; this trial starts clean.
     if (res.transition.state.trial) await t.clearFailure(res.transition.state.trial.stage).catch((err: unknown) => ui.debug(`cannot clear the failure record: ${(err as Error).message}`));
     await report(t, res);
@@ -258,7 +193,7 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
     const booted = t.kind === 'disk' ? 'outside' : await t.booted();
-    const res = await change(c, t, (s) => markGood(s, booted ?? { trial: false, fellBack: false }));
+    const res = await change(t, (s) => markGood(s, booted ?? { trial: false, fellBack: false }));
     // The boot proved itself (or was picked by hand during a trial): its watchdog, if the
     // initramfs armed one, must not reset it now.
     const wd = t.kind === 'disk' ? undefined : await disarmWatchdog(c.paths.root, await readCmdline());
@@ -275,7 +210,7 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   ).action(async (what: string | undefined, opts: DiskOpt, cmd: Command) => {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
-    await report(t, await change(c, t, (s, images) => markBad(s, what === undefined ? undefined : resolveImage(images, what).stage)));
+    await report(t, await change(t, (s, images) => markBad(s, what === undefined ? undefined : resolveImage(images, what).stage)));
   });
 
   diskOption(
@@ -286,14 +221,14 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   ).action(async (what: string, opts: DiskOpt, cmd: Command) => {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
-    await report(t, await change(c, t, (s, images) => setDefault(s, resolveImage(images, what))));
+    await report(t, await change(t, (s, images) => setDefault(s, resolveImage(images, what))));
   });
 
   diskOption(boot.command('rollback').description('cancel the pending trial; with none, go back to the previous default')).action(
     async (opts: DiskOpt, cmd: Command) => {
       const c = await ctx(cmd);
     const t = await targetFor(c, opts);
-      await report(t, await change(c, t, (s) => rollback(s)));
+      await report(t, await change(t, (s) => rollback(s)));
     },
   );
 }

@@ -2,14 +2,14 @@
 import { access, chmod, constants as fsConstants, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { writeFileAtomic } from '../../lib/atomic.js';
+import { writeFileAtomic } from '../../lib/scratch.js';
 import { assetPath } from '../../lib/assets.js';
 import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
 import { detectStageLocation } from '../../boot/location.js';
-import { syncBootConfig } from '../../boot/sync.js';
+import { bootMenu, syncBootConfig } from '../../boot/sync.js';
 import { syncBoot } from '../../boot/reconcile.js';
 import { listSdbootEntries, localBootloader } from '../../boot/sdboot-sync.js';
 import { formatBytes } from '../../lib/ui.js';
@@ -52,8 +52,9 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
         );
         return;
       }
-      const res = await syncBootConfig(c.paths, { config: c.config });
-      await emit({ bootloader: 'grub', ...res }, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
+      // Read-only too: a listing never rewrites the menu (`darch boot sync` does).
+      const res = await bootMenu(c.paths, { config: c.config });
+      await emit({ bootloader: 'grub', location: res.location, entries: res.entries }, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
     });
 
   boot

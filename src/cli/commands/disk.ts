@@ -5,6 +5,7 @@ import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { createDisk, parseSize } from '../../disk/create.js';
 import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
+import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 
 export function registerDisk(disk: Command, ctx: ContextFactory): void {
@@ -50,7 +51,7 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
       await ctx(cmd);
       const info = await readDiskInfo(d);
       await emit(info, (i) =>
-        [`darch partition  UUID ${i.darchUuid}, ${formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`, `boot loader      ${i.bootloader ?? 'grub'}`, `kernel args      ${i.kernelArgs}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
+        [`darch partition  UUID ${i.darchUuid ?? '-'}, ${i.darchSize === undefined ? '-' : formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial ?? '-'}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`, `boot loader      ${i.bootloader ?? 'grub'}`, `kernel args      ${i.kernelArgs ?? '-'}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
       );
     });
 
@@ -61,7 +62,8 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
     .argument('<staged>', 'NAME:TAG or id of an image on the disk')
     .action(async (d: string, what: string, _o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const res = await setDiskDefault(d, c.paths.tmpDir, what);
+      const { warnings, changed: _changed, ...res } = await setDiskDefault(d, what, lockTimeout(c.config));
+      for (const w of warnings) ui.warn(w);
       ui.success(`${d} now boots ${res.tag} (${res.id}) by default`);
       await emit(res, () => undefined);
     });

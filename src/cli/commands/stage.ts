@@ -10,7 +10,7 @@ import { exportStaged, importBundle } from '../../stage/bundle.js';
 import { bootedId, protectedIds } from '../../stage/protect.js';
 import { SQUASHFS_COMPRESSORS, type SquashfsCompressor, type SquashfsWriter } from '../../stage/squashfs.js';
 import { stageImage } from '../../stage/stage.js';
-import { StageStore, type StagedImage } from '../../stage/store.js';
+import { ROOTFS_FILE, StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
 import { reconcileBoot } from '../../boot/reconcile.js';
 import type { ContextFactory } from '../globals.js';
@@ -48,9 +48,9 @@ function summary(i: StagedImage, booted?: string): StagedSummary {
     tags: i.tags,
     created: i.meta?.created,
     size: i.meta?.totalSize ?? 0,
-    kernel: i.meta?.kernel.version ?? i.meta?.kernel.path,
-    source: i.meta?.source.name,
-    sourceDigest: i.meta?.source.digest,
+    kernel: i.meta?.kernel?.version ?? i.meta?.kernel?.path,
+    source: i.meta?.source?.name,
+    sourceDigest: i.meta?.source?.digest,
     booted: i.id === booted,
     ...(i.problem ? { problem: i.problem } : {}),
     dir: i.dir,
@@ -90,7 +90,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
       await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
       for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
       ui.success(
-        `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes['rootfs.squash'] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
+        `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes[ROOTFS_FILE] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
           `${res.meta.initramfs ? '' : ' (no initramfs in the image)'} in ${res.stats.seconds.toFixed(1)} s`,
       );
       await emit({ id: res.id, tags: res.tags, dir: res.dir, meta: res.meta, removed: res.removed, stats: res.stats }, (r) => r.id);

@@ -1,5 +1,6 @@
 /** `darch vm run`: try a staged image or a darch disk in qemu before it touches hardware. */
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { makeWorkDir } from '../../lib/scratch.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -27,8 +28,7 @@ export function registerVm(vm: Command, ctx: ContextFactory): void {
     .option('--kernel-args <args>', 'kernel arguments when a staged image is booted', 'console=ttyS0,115200')
     .action(async (what: string, opts: { memory: string; cpus: string; accel: 'auto' | 'kvm' | 'tcg'; snapshot?: boolean; net?: boolean; reboot: boolean; kernelArgs: string }, cmd: Command) => {
       const c = await ctx(cmd);
-      await mkdir(c.paths.tmpDir, { recursive: true });
-      const work = await mkdtemp(path.join(c.paths.tmpDir, 'vm-'));
+      const work = await makeWorkDir(c.paths.tmpDir, 'vm');
       try {
         let disk = what;
         if (!(await isDisk(what))) {

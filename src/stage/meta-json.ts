@@ -1,0 +1,76 @@
+/**
+ * `live/<id>/meta.json`: where a staged image came from, when, and the size and sha256 of
+ * every file of its directory (what bundles and `stage verify` check). The only reader and
+ * writer. darch writes every field; a reader accepts less (images staged by the original
+ * Darch or by older versions have only some, and a disk's copy is rewritten with its own
+ * `created`).
+ */
+import { z } from 'zod';
+import { DarchError } from '../lib/errors.js';
+import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../lib/smallfs.js';
+import { liveRel } from './layout.js';
+
+export const META_JSON = 'meta.json';
+
+const MetaSchema = z
+  .object({
+    schemaVersion: z.literal(1).optional(),
+    id: z.string(),
+    source: z.object({ name: z.string().optional(), digest: z.string().optional(), manifestDigest: z.string().optional(), layers: z.number().optional() }).loose().optional(),
+    created: z.string(),
+    /** Where in the image the kernel and initramfs came from. */
+    kernel: z.object({ path: z.string(), version: z.string().optional(), from: z.string() }).optional(),
+    initramfs: z.object({ path: z.string(), from: z.string() }).optional(),
+    kernelparams: z.string().optional(),
+    compression: z.string().optional(),
+    blockSize: z.number().optional(),
+    /** sqfstar or tar2sqfs. */
+    writer: z.string().optional(),
+    /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
+    passes: z.union([z.literal(1), z.literal(2)]).optional(),
+    /** Every file of the staged directory (relative path) → size and sha256. */
+    sizes: z.record(z.string(), z.number()).optional(),
+    sha256: z.record(z.string(), z.string()).optional(),
+    totalSize: z.number().optional(),
+  })
+  .loose();
+
+/** meta.json as read: what any staged image's file may hold. */
+export type StagedMeta = z.infer<typeof MetaSchema>;
+
+/** meta.json as darch writes it when it stages an image: every field. */
+export type NewStagedMeta = StagedMeta & {
+  schemaVersion: 1;
+  source: { name?: string; digest: string; manifestDigest: string; layers: number };
+  kernel: { path: string; version?: string; from: string };
+  compression: string;
+  blockSize: number;
+  sizes: Record<string, number>;
+  sha256: Record<string, string>;
+  totalSize: number;
+};
+
+const CORRUPT: ContractProblem = { code: 'E_STAGE_CORRUPT', hint: 'stage the image again' };
+
+export function parseMeta(text: string, file: string): StagedMeta {
+  return parseContract(MetaSchema, text, file, CORRUPT);
+}
+
+/** meta.json of staged image `id`, under a stage directory's files. */
+export async function readMeta(stage: SmallFiles, id: string): Promise<StagedMeta> {
+  const file = liveRel(id, META_JSON);
+  const raw = await stage.read(file);
+  if (raw === undefined) throw new DarchError('E_STAGE_CORRUPT', `staged image ${id} has no ${META_JSON}`, CORRUPT);
+  return parseMeta(raw.toString('utf8'), `${stage.where}/${file}`);
+}
+
+/** meta.json directly under an image directory (one being staged, imported or copied). */
+export async function readMetaIn(dir: SmallFiles): Promise<StagedMeta> {
+  const raw = await dir.read(META_JSON);
+  if (raw === undefined) throw new DarchError('E_STAGE_CORRUPT', `${dir.where} has no ${META_JSON}`, CORRUPT);
+  return parseMeta(raw.toString('utf8'), `${dir.where}/${META_JSON}`);
+}
+
+export async function writeMetaIn(dir: SmallFiles, meta: StagedMeta): Promise<void> {
+  await dir.write(META_JSON, contractText(meta));
+}
