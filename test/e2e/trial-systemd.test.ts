@@ -1,6 +1,6 @@
 /**
- * SLOW (about 13 minutes, 20 measured on 2 busy cores: eleven systemd boots under TCG; the first run also debootstraps
- * into /var/cache/darch-test). The units darch ships, in a real systemd boot: a Debian
+ * SLOW (about 13 minutes, 20 measured on 2 busy cores: eleven systemd boots under TCG; the
+ * first run also debootstraps into /var/cache/darch-test). The units darch ships, in a real systemd boot: a Debian
  * image with darch's units (darch-health, darch-mark-good, darch-trial-failed@emergency and
  * @rescue, darch-trial-deadline) installed the way docs/TRIAL-BOOTS.md says, on disks with
  * only a serial console among their kernel arguments: darch's trial defaults do the rest. A trial whose health check fails reboots from
