@@ -106,6 +106,9 @@ darch_is_trial_boot() {
 # (darch.watchdog=; its record is /run/darch/watchdog). Writing 'V' before closing the
 # device stops it. Prints what it did; fails only when the watchdog could not be stopped.
 darch_disarm_watchdog() {
+	# This boot proved itself (every caller is a commit path): darch-trial-failed's deadline
+	# stands down on this mark even when no watchdog was armed (trial_watchdog = 0).
+	mkdir -p "${DARCH_RUN_DIR:-/run/darch}" 2>/dev/null && : >"${DARCH_RUN_DIR:-/run/darch}/committed" 2>/dev/null
 	_wd="${DARCH_RUN_DIR:-/run/darch}/watchdog"
 	if [ -f "$_wd" ]; then
 		_dev=$(sed -n 's/^device=//p' "$_wd")

@@ -4,7 +4,7 @@
  * and the boot loader's counter runs down. Writing 'V' before closing a watchdog device is
  * the kernel's "magic close": it stops the timer instead of leaving it running.
  */
-import { access, open, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cmdlineParam } from '../stage/protect.js';
 
@@ -16,6 +16,16 @@ export interface ArmedWatchdog {
 
 export function watchdogRecord(root: string): string {
   return path.join(root, 'run/darch/watchdog');
+}
+
+/**
+ * `/run/darch/committed`: this boot proved itself (`darch boot mark-good` or darch-commit
+ * ran). darch-trial-failed's boot-complete deadline stands down on it, also when no
+ * watchdog was armed. Best effort: /run may be read-only or missing in a test root.
+ */
+export async function markCommitted(root: string): Promise<void> {
+  const dir = path.join(root, 'run/darch');
+  await mkdir(dir, { recursive: true }).then(() => writeFile(path.join(dir, 'committed'), ''), () => undefined).catch(() => undefined);
 }
 
 /** The watchdog armed for this boot, if any. */

@@ -85,6 +85,8 @@ test('set-default, try, mark-good (only on the trial boot), rollback, mark-bad',
   const booted = await darchOk(['boot', 'status', '--json'], { root: m.root, env: await m.cmdline(`BOOT_IMAGE=x darch_stageid=${B} darch.trial=1`) });
   assert.deepEqual([booted.json().booted.stage, booted.json().booted.trial], [B, true]);
   const good = await darchOk(['boot', 'mark-good', '--json'], { root: m.root, env: await m.cmdline(`BOOT_IMAGE=x darch_stageid=${B} darch.trial=1`) });
+  // This boot proved itself: the mark darch-trial-failed's boot-complete deadline stands down on.
+  await stat(path.join(m.root, 'run/darch/committed'));
   s = good.json().status;
   assert.equal(good.json().changed, true);
   assert.deepEqual([s.default.stage, s.previous.stage, s.trial], [B, A, null]);

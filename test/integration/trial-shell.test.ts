@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -51,7 +51,8 @@ async function setup(t: Parameters<typeof tempDir>[0]): Promise<Setup> {
       await writeFile(cmdFile, `${cmdline}\n`);
       try {
         const r = await sh(path.join(bin, 'sh'), [path.join(LIB, script), ...args], {
-          env: { PATH: bin, DARCH_LIB: LIB, DARCH_ESP: esp, DARCH_CMDLINE_FILE: cmdFile, TMPDIR: dir, DARCH_NO_REBOOT: '1', ...env },
+          // DARCH_RUN_DIR: the scripts' /run/darch (watchdog record, commit mark) stays in the test's directory.
+          env: { PATH: bin, DARCH_LIB: LIB, DARCH_ESP: esp, DARCH_CMDLINE_FILE: cmdFile, TMPDIR: dir, DARCH_NO_REBOOT: '1', DARCH_RUN_DIR: path.join(dir, 'run'), ...env },
         });
         return { code: 0, out: r.stdout + r.stderr };
       } catch (err) {
@@ -143,6 +144,7 @@ test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-b
   await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry({ ...opts(B.stage), options: `darch_stageid=${B.stage} darch.trial=1 panic=10 darch.watchdog=300` }, 30));
   const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
   assert.equal(r.code, 0, r.out);
+  await stat(path.join(s.dir, 'run/committed')); // the boot proved itself: darch-trial-failed's deadline stands down
   const st = stateFromEntries(await readEntries(new DirEntryFiles(entries)));
   assert.deepEqual([st.default?.stage, st.trial], [B.stage, undefined]);
   assert.deepEqual((await readdir(entries)).sort(), [`darch-${A.stage}.conf`, `darch-${B.stage}.conf`]);
@@ -211,7 +213,7 @@ test('darch-commit stops the watchdog the initramfs armed, on every successful p
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /is good: it is now the default\ndarch: the trial's watchdog \(.*watchdog0\) is stopped/);
   assert.equal(await readFile(dev, 'utf8'), 'V');
-  assert.deepEqual(await readdir(run), []);
+  assert.deepEqual(await readdir(run), ['committed'], 'the record is gone; the commit mark is there');
   // The image mounted a fresh /run over the record: the command line says one was armed.
   await writeFile(dev, '');
   await saveState(s.storage, { ...emptyState(), default: A, trial: B, tries: 2 });
@@ -219,8 +221,10 @@ test('darch-commit stops the watchdog the initramfs armed, on every successful p
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /watchdog .* is stopped/);
   assert.equal(await readFile(dev, 'utf8'), 'V');
-  // A commit that fails leaves it running: the machine is reset and the counter runs down.
+  // A commit that fails leaves it running: the machine is reset and the counter runs down,
+  // and it leaves no commit mark (the boot-complete deadline still counts).
   await arm();
+  await rm(path.join(run, 'committed'));
   await writeFile(path.join(s.storage.dir, 'grubenv'), 'garbage');
   await writeFile(path.join(s.storage.dir, 'grubenv.bak'), 'garbage');
   r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`, [], env);
@@ -309,6 +313,13 @@ test('darch-trial-failed --deadline: a trial that has not reached boot-complete.
   r = await s.run('darch-trial-failed', `darch_stageid=${A.stage} darch.trial_deadline=1`, ['--deadline'], fake.env);
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /not a trial boot: no deadline/);
+  // darch-commit (or darch boot mark-good) ran in this boot, e.g. by hand with no watchdog
+  // armed: the boot proved itself, and the deadline is off although systemd says nothing.
+  await mkdir(path.join(s.dir, 'run'), { recursive: true });
+  await writeFile(path.join(s.dir, 'run/committed'), '');
+  r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 darch.trial_deadline=1`, ['--deadline'], fake.env);
+  assert.equal(r.code, 0, r.out);
+  await rm(path.join(s.dir, 'run/committed'));
   // boot-complete.target was reached (the commit follows it): the deadline is off.
   fake = await fakeSystemctl(s.dir, true);
   r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1 darch.trial_deadline=1`, ['--deadline'], fake.env);

@@ -5,7 +5,7 @@
  * create` through --disk, so a trial can be armed before a machine's first boot.
  */
 import type { Command } from 'commander';
-import { disarmWatchdog, type ArmedWatchdog } from '../../boot/watchdog.js';
+import { disarmWatchdog, markCommitted, type ArmedWatchdog } from '../../boot/watchdog.js';
 import { usageError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
@@ -196,6 +196,7 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
     const res = await change(t, (s) => markGood(s, booted ?? { trial: false, fellBack: false }));
     // The boot proved itself (or was picked by hand during a trial): its watchdog, if the
     // initramfs armed one, must not reset it now.
+    if (t.kind !== 'disk') await markCommitted(c.paths.root);
     const wd = t.kind === 'disk' ? undefined : await disarmWatchdog(c.paths.root, await readCmdline());
     if (wd?.stopped) ui.info(`the trial's watchdog (${wd.stopped.device}) is stopped`);
     if (wd?.error) ui.warn(`${wd.error}: the machine will be reset`);
