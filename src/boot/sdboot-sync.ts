@@ -23,11 +23,11 @@ import { readCmdline } from '../stage/protect.js';
 import { localEspDir } from './esp.js';
 import { readDiskJsonIfAny } from './disk-json.js';
 import { DirFiles } from '../lib/smallfs.js';
-import { liveRel } from '../stage/layout.js';
+import { hooksRel, liveRel } from '../stage/layout.js';
 import type { StageLocation } from './grubcfg.js';
 import { detectStageLocation } from './location.js';
 import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
-import { listStaged, tagKey, type BootableImage } from './staged.js';
+import { listStaged, type BootableImage } from './staged.js';
 import { bootedFrom } from './state.js';
 
 /** Debian's package systemd-boot-efi. */
@@ -59,7 +59,7 @@ export function blsEntryFor(img: BootableImage, loc: StageLocation, extraArgs: s
     `darch_rootfs=${img.image.rootfs}`,
     `darch_dir=UUID=${loc.uuid}:${rel}`,
     `darch_stageid=${img.id}`,
-    tag ? `darch_hooks=hooks/${tagKey(tag)}` : undefined,
+    tag ? `darch_hooks=${hooksRel(tag)}` : undefined,
     extraArgs.trim(),
   ].filter(Boolean);
   return { stage: img.id, title: `Darch: ${img.tags.join(', ') || img.id}`, ...espFilesOf(img.id), options: options.join(' ') };

@@ -20,11 +20,6 @@ export interface BootableImage extends StagedImage {
   created: Date;
 }
 
-/** The directory name for a tag's hook output: reversible, and safe in paths and on a kernel command line. */
-export function tagKey(tag: string): string {
-  return tag.replace(/\//g, '+').replace(/:/g, '@');
-}
-
 export interface StagedSource {
   files: SmallFiles;
   /** The image directory as the caller names it (a local path, or a path inside the disk). */
