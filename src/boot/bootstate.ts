@@ -8,9 +8,10 @@
  */
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
-import type { EnvPair } from './grubenv.js';
-import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from './sdboot.js';
-import { loadState, saveState, type BootState, type Transition } from './state.js';
+import type { EnvPair } from './grub/grubenv.js';
+import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from './sdboot/sdboot.js';
+import { type BootState, type Transition } from './trial/state.js';
+import { loadState, saveState } from './grub/envstate.js';
 import { backendOf, localTarget, type BootTarget, type KnownImage } from './target.js';
 
 export type Backend = 'grub' | 'systemd-boot';

@@ -10,10 +10,10 @@ import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { applyHooks, pruneHookDirs } from '../hooks/install.js';
-import { listStaged } from './staged.js';
+import { listStaged } from './shared/staged.js';
 import { hooksRel } from '../stage/layout.js';
-import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboot-sync.js';
-import { syncBootConfig, type SyncResult } from './sync.js';
+import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboot/sdboot-sync.js';
+import { syncBootConfig, type SyncResult } from './grub/sync.js';
 
 /** The boot loader's side of the staged store: GRUB's menu, or systemd-boot's entries and ESP kernels. */
 export async function syncBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout, report: Reporter = silentReporter): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {

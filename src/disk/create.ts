@@ -13,25 +13,26 @@ import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
 import { formatBytes } from '../lib/ui.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
-import { listStaged, type BootableImage } from '../boot/staged.js';
+import { listStaged, type BootableImage } from '../boot/shared/staged.js';
 import { matchStaged } from '../stage/store.js';
-import { writeGrubCfgFor } from '../boot/sync.js';
-import { entryId } from '../boot/grubcfg.js';
-import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
-import { emptyState, saveState } from '../boot/state.js';
+import { writeGrubCfgFor } from '../boot/grub/sync.js';
+import { entryId } from '../boot/grub/grubcfg.js';
+import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grub/grubenv.js';
+import { emptyState } from '../boot/trial/state.js';
+import { saveState } from '../boot/grub/envstate.js';
 import {
   DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
   renderEmbeddedConfig,
 } from './layout.js';
-import { writeDiskJson, type NewDiskInfo } from '../boot/disk-json.js';
-import { MtoolsFat } from '../boot/esp.js';
+import { writeDiskJson, type NewDiskInfo } from '../boot/shared/disk-json.js';
+import { MtoolsFat } from '../boot/shared/esp.js';
 import { DirFiles } from '../lib/smallfs.js';
 import { writeImagesFile } from '../stage/images-json.js';
 import { GRUB_CFG, LIVE_DIR, liveRel } from '../stage/layout.js';
 import { readMeta, writeMetaIn } from '../stage/meta-json.js';
 import { mtarget, mtools } from './tools.js';
-import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot-sync.js';
-import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot.js';
+import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot/sdboot-sync.js';
+import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot/sdboot.js';
 
 export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
 

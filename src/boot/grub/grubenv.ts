@@ -11,8 +11,10 @@
  */
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir } from '../lib/scratch.js';
-import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { fsyncDir } from '../../lib/scratch.js';
+import { DarchError, fsError, isErrno } from '../../lib/errors.js';
+import type { DarchPaths } from '../../lib/paths.js';
+import { ESP_DARCH_DIR, MtoolsFat, findEsp, localEspDir } from '../shared/esp.js';
 
 export const GRUBENV_SIZE = 1024;
 export const GRUBENV_SIGNATURE = '# GRUB Environment Block\n';
@@ -239,4 +241,27 @@ export async function writeEnvPair(storage: EnvStorage, vars: EnvVars): Promise<
   await storage.write(ENV_PRIMARY, block);
   await storage.write(ENV_BACKUP, block);
   return seq;
+}
+
+/** The grubenv copies on the ESP of a disk image or block device. */
+export class DiskEnvStorage implements EnvStorage {
+  constructor(readonly fat: MtoolsFat, readonly dir = ESP_DARCH_DIR) {}
+  get where(): string {
+    return `${this.fat.device} (ESP):/${this.dir}`;
+  }
+  read(name: string): Promise<Buffer | undefined> {
+    return this.fat.readFile(`${this.dir}/${name}`);
+  }
+  write(name: string, data: Buffer): Promise<void> {
+    return this.fat.writeFile(`${this.dir}/${name}`, data);
+  }
+}
+
+export async function diskEnvStorage(device: string): Promise<DiskEnvStorage> {
+  const esp = await findEsp(device);
+  return new DiskEnvStorage(new MtoolsFat(device, esp.offset));
+}
+
+export async function localEnvStorage(paths: DarchPaths, configured: string | undefined): Promise<DirEnvStorage> {
+  return new DirEnvStorage(path.join(await localEspDir(paths, configured), ESP_DARCH_DIR));
 }

@@ -19,10 +19,10 @@
  */
 import { rename } from 'node:fs/promises';
 import path from 'node:path';
-import { DarchError } from '../lib/errors.js';
-import { DirFiles, type SmallFiles } from '../lib/smallfs.js';
-import { emptyState, type BootState, type ImageRef } from './state.js';
-import type { MtoolsFat } from './esp.js';
+import { DarchError } from '../../lib/errors.js';
+import { DirFiles, type SmallFiles } from '../../lib/smallfs.js';
+import { emptyState, type BootState, type ImageRef } from '../trial/state.js';
+import type { MtoolsFat } from '../shared/esp.js';
 
 export const ENTRIES_DIR = 'loader/entries';
 export const VERSION = { trial: 30, default: 20, previous: 10, other: 1 } as const;

@@ -6,12 +6,12 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DirFiles, type SmallFiles } from '../lib/smallfs.js';
-import { readImageJson, requireInitramfs, type BootImageJson } from '../stage/image-json.js';
-import { readImagesFile } from '../stage/images-json.js';
-import { liveRel } from '../stage/layout.js';
-import { readMeta } from '../stage/meta-json.js';
-import type { StagedImage } from '../stage/store.js';
+import { DirFiles, type SmallFiles } from '../../lib/smallfs.js';
+import { readImageJson, requireInitramfs, type BootImageJson } from '../../stage/image-json.js';
+import { readImagesFile } from '../../stage/images-json.js';
+import { liveRel } from '../../stage/layout.js';
+import { readMeta } from '../../stage/meta-json.js';
+import type { StagedImage } from '../../stage/store.js';
 
 /** A staged image with what a boot entry needs: the files it boots and when it was staged. */
 export interface BootableImage extends StagedImage {

@@ -6,8 +6,8 @@
  * as a directory (mounted) or through mtools.
  */
 import { z } from 'zod';
-import { DarchError } from '../lib/errors.js';
-import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../lib/smallfs.js';
+import { DarchError } from '../../lib/errors.js';
+import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../../lib/smallfs.js';
 
 /** Relative to the ESP's root. */
 export const DISK_JSON_PATH = 'EFI/darch/disk.json';
