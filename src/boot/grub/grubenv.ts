@@ -107,6 +107,9 @@ export interface EnvStorage {
 
 export const ENV_PRIMARY = 'grubenv';
 export const ENV_BACKUP = 'grubenv.bak';
+/** The two copies relative to the ESP's root (what GRUB's load_env and mtools name). */
+export const GRUBENV_PATH = `${ESP_DARCH_DIR}/${ENV_PRIMARY}`;
+export const GRUBENV_BAK_PATH = `${ESP_DARCH_DIR}/${ENV_BACKUP}`;
 
 /** Both copies in a directory of a mounted file system (normally <ESP>/EFI/darch). */
 export class DirEnvStorage implements EnvStorage {

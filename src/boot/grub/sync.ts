@@ -30,7 +30,7 @@ export interface SyncOptions {
 }
 
 export function grubCfgPaths(paths: DarchPaths): { primary: string; copy: string } {
-  return { primary: path.join(paths.stageDir, GRUB_CFG), copy: path.join(paths.configDir, 'grub.cfg') };
+  return { primary: path.join(paths.stageDir, GRUB_CFG), copy: path.join(paths.configDir, GRUB_CFG) };
 }
 
 export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targets: string[], defaultTag?: string): Promise<SyncResult> {
