@@ -1,8 +1,8 @@
 /**
  * The one boot-state API: what a target (this machine or a darch disk) boots by default,
  * tries next and gave up on, whichever boot loader keeps it. GRUB keeps it in the two
- * grubenv copies (state.ts ⇄ grubenv.ts); systemd-boot in the names and versions of
- * darch's BLS entries (sdboot.ts). Every command that reads or changes the state (`darch
+ * grubenv copies (grub/envstate.ts ⇄ grub/grubenv.ts); systemd-boot in the names and versions of
+ * darch's BLS entries (sdboot/sdboot.ts). Every command that reads or changes the state (`darch
  * boot status|try|mark-good|mark-bad|set-default|rollback`, `darch disk set-default`, the
  * retention guard) goes through here, so the two back ends cannot drift apart again.
  */

@@ -16,7 +16,7 @@ export async function espOffset(disk: string): Promise<number> {
   return esp.start * gpt.sectorsize;
 }
 
-/** disk.json of a darch disk (src/boot/disk-json.ts), and where its ESP starts. */
+/** disk.json of a darch disk (src/boot/shared/disk-json.ts), and where its ESP starts. */
 export async function readDiskInfo(disk: string): Promise<DiskInfo & { espOffset: number }> {
   const off = await espOffset(disk);
   return { ...(await readDiskJson(new MtoolsFat(disk, off))), espOffset: off };

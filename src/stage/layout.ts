@@ -6,7 +6,7 @@
  */
 export const LIVE_DIR = 'live';
 export const TMP_DIR = 'tmp';
-/** Darch's GRUB menu, what GRUB reads (src/boot/sync.ts writes it). */
+/** Darch's GRUB menu, what GRUB reads (src/boot/grub/sync.ts writes it). */
 export const GRUB_CFG = 'grub.cfg';
 
 /** `live/<id>[/<file>]`. */

@@ -4,7 +4,7 @@
  * (`loader/entries/darch-<staged id>[+LEFT[-DONE]].conf`), which systemd-boot itself counts
  * down (it renames `+3` → `+2-1` before each attempt and sorts `+0` entries last) and which
  * `systemd-bless-boot` commits (it strips the counter). darch reads the same names into the
- * BootState of state.ts, applies the same transitions, and writes the result back as names:
+ * BootState of trial/state.ts, applies the same transitions, and writes the result back as names:
  *
  *   trial      darch-<id>+LEFT[-DONE].conf, version 30, options … darch.trial=1 [panic=… darch.watchdog=…]
  *   default    darch-<id>.conf, version 20      (loader.conf: default darch-*)
