@@ -1,16 +1,17 @@
 /**
  * The one boot-state API: what a target (this machine or a darch disk) boots by default,
  * tries next and gave up on, whichever boot loader keeps it. GRUB keeps it in the two
- * grubenv copies (state.ts ⇄ grubenv.ts); systemd-boot in the names and versions of
- * darch's BLS entries (sdboot.ts). Every command that reads or changes the state (`darch
+ * grubenv copies (grub/envstate.ts ⇄ grub/grubenv.ts); systemd-boot in the names and versions of
+ * darch's BLS entries (sdboot/sdboot.ts). Every command that reads or changes the state (`darch
  * boot status|try|mark-good|mark-bad|set-default|rollback`, `darch disk set-default`, the
  * retention guard) goes through here, so the two back ends cannot drift apart again.
  */
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
-import type { EnvPair } from './grubenv.js';
-import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from './sdboot.js';
-import { loadState, saveState, type BootState, type Transition } from './state.js';
+import type { EnvPair } from './grub/grubenv.js';
+import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from './sdboot/sdboot.js';
+import { type BootState, type Transition } from './trial/state.js';
+import { loadState, saveState } from './grub/envstate.js';
 import { backendOf, localTarget, type BootTarget, type KnownImage } from './target.js';
 
 export type Backend = 'grub' | 'systemd-boot';

@@ -10,9 +10,10 @@ import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { applyHooks, pruneHookDirs } from '../hooks/install.js';
-import { listStaged, tagKey } from './staged.js';
-import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboot-sync.js';
-import { syncBootConfig, type SyncResult } from './sync.js';
+import { listStaged } from './shared/staged.js';
+import { hooksRel } from '../stage/layout.js';
+import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboot/sdboot-sync.js';
+import { syncBootConfig, type SyncResult } from './grub/sync.js';
 
 /** The boot loader's side of the staged store: GRUB's menu, or systemd-boot's entries and ESP kernels. */
 export async function syncBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout, report: Reporter = silentReporter): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {
@@ -24,7 +25,7 @@ export async function reconcileBoot(paths: DarchPaths, config: Config, lockTimeo
   const staged = await listStaged(paths.stageDir);
   for (const image of staged) {
     for (const tag of image.tags) {
-      const have = await access(path.join(image.dir, 'hooks', tagKey(tag))).then(() => true, () => false);
+      const have = await access(path.join(image.dir, hooksRel(tag))).then(() => true, () => false);
       if (!have) {
         const r = await applyHooks(paths, image, tag);
         for (const h of r.hooks) for (const m of h.messages) report.warn(`${tag}: hook ${h.hook}: ${m}`);

@@ -11,14 +11,14 @@ import { withLock } from '../lib/lock.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { readCmdline } from '../stage/protect.js';
 import { matchStaged, StageStore } from '../stage/store.js';
-import { armedWatchdog, type ArmedWatchdog } from './watchdog.js';
-import { localEnvStorage, localEspDir } from './esp.js';
+import { armedWatchdog, type ArmedWatchdog } from './trial/watchdog.js';
+import { localEspDir } from './shared/esp.js';
+import { localEnvStorage, type EnvStorage } from './grub/grubenv.js';
 import { readFailure, removeFailure, type TrialFailure } from '../stage/failures.js';
-import { DirEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot.js';
-import type { EnvStorage } from './grubenv.js';
-import { bootedFrom, type BootedInfo, type ImageRef } from './state.js';
-import { grubCfgPaths, syncBootConfig } from './sync.js';
-import { entryId } from './grubcfg.js';
+import { DirEntryFiles, ENTRIES_DIR, parseEntryName, type EntryFiles } from './sdboot/sdboot.js';
+import { bootedFrom, type BootedInfo, type ImageRef } from './trial/state.js';
+import { grubCfgPaths, syncBootConfig } from './grub/sync.js';
+import { entryId } from './grub/grubcfg.js';
 
 export interface KnownImage {
   id: string;

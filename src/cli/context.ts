@@ -1,29 +1,22 @@
 /** What every command gets: resolved paths, loaded config, lazily opened stores, and the run's services. */
-import type { Puller } from '../build/external.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import { resolvePaths, type DarchPaths } from '../lib/paths.js';
 import type { Reporter } from '../lib/report.js';
 import { ImageStore } from '../oci/store.js';
-import type { ProtectionSource } from '../stage/protect.js';
-import type { StageStep } from '../stage/stage.js';
-import type { GlobalOptions } from './globals.js';
 import { uiReporter } from './reporter.js';
-import { makeServices } from './services.js';
+import { makeServices, type Services } from './services.js';
 
-export type { GlobalOptions } from './globals.js';
+export type { Services } from './services.js';
 
-/**
- * What library code needs from other parts of darch, handed to it explicitly. They used to be
- * module-level registries filled in as import side effects, so a caller that skipped the
- * import (any `stageImage` outside `stage upload`) silently got less.
- */
-export interface Services {
-  /** How `darch build --pull` fetches an external base: the registry client. */
-  puller: Puller;
-  /** Staged ids retention, `stage remove` and `stage clean` keep besides the booted one. */
-  protection: ProtectionSource[];
-  /** What every stage runs before committing: darch's initramfs and the tags' hooks. */
-  stageSteps: StageStep[];
+/** The global options of every command (main.ts defines them). */
+export interface GlobalOptions {
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: number;
+  color?: 'auto' | 'always' | 'never';
+  debug?: boolean;
+  root?: string;
+  user?: boolean;
 }
 
 export interface Context extends Services {

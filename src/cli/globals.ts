@@ -3,20 +3,12 @@
  * runs the CLI when imported, so a command module that imported it would start a second run.
  */
 import type { Command } from 'commander';
-import type { Context } from './context.js';
+import type { Context, GlobalOptions } from './context.js';
+
+export type { GlobalOptions } from './context.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
-
-export interface GlobalOptions {
-  json?: boolean;
-  quiet?: boolean;
-  verbose?: number;
-  color?: 'auto' | 'always' | 'never';
-  debug?: boolean;
-  root?: string;
-  user?: boolean;
-}
 
 /** The run's context; every call in a run returns the same one (built on the first call). */
 export type ContextFactory = (cmd: Command) => Promise<Context>;

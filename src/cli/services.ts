@@ -1,14 +1,37 @@
 /**
- * The run's services (see `Services` in context.ts), built once per run by makeContext.
+ * The run's services, built once per run by makeContext (context.ts).
  * Each imports its implementation when first used, so a command that needs none of them
  * (most) does not load the registry client, the initramfs builder or the boot state readers.
  */
+import type { Puller } from '../build/external.js';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
+import type { Reporter } from '../lib/report.js';
 import type { ConnectSettings } from '../registry/remote.js';
-import type { Context, Services } from './context.js';
+import type { ProtectionSource } from '../stage/store.js';
+import type { StageStep } from '../stage/stage.js';
 
-type Base = Pick<Context, 'paths' | 'config' | 'signal' | 'report'>;
+/**
+ * What library code needs from other parts of darch, handed to it explicitly. They used to be
+ * module-level registries filled in as import side effects, so a caller that skipped the
+ * import (any `stageImage` outside `stage upload`) silently got less.
+ */
+export interface Services {
+  /** How `darch build --pull` fetches an external base: the registry client. */
+  puller: Puller;
+  /** Staged ids retention, `stage remove` and `stage clean` keep besides the booted one. */
+  protection: ProtectionSource[];
+  /** What every stage runs before committing: darch's initramfs and the tags' hooks. */
+  stageSteps: StageStep[];
+}
+
+/** The part of the run's context the services are made from (context.ts's Context has it). */
+interface Base {
+  paths: DarchPaths;
+  config: Config;
+  signal: AbortSignal;
+  report: Reporter;
+}
 
 export function makeServices(c: Base): Services {
   return {
@@ -36,7 +59,7 @@ async function bootStateIds(paths: DarchPaths, config: Config): Promise<string[]
 }
 
 /** The registry settings config.toml gives, before any command-line flag. */
-export function registryDefaults(c: Pick<Context, 'paths' | 'config' | 'signal'>): ConnectSettings {
+export function registryDefaults(c: Omit<Base, 'report'>): ConnectSettings {
   return {
     insecure: c.config.registry.insecure,
     configDir: c.paths.configDir,

@@ -13,25 +13,26 @@ import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
 import { formatBytes } from '../lib/ui.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
-import { listStaged, type BootableImage } from '../boot/staged.js';
+import { listStaged, type BootableImage } from '../boot/shared/staged.js';
 import { matchStaged } from '../stage/store.js';
-import { writeGrubCfgFor } from '../boot/sync.js';
-import { entryId } from '../boot/grubcfg.js';
-import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY } from '../boot/grubenv.js';
-import { emptyState, saveState } from '../boot/state.js';
+import { writeGrubCfgFor } from '../boot/grub/sync.js';
+import { entryId } from '../boot/grub/grubcfg.js';
+import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY, GRUBENV_BAK_PATH, GRUBENV_PATH } from '../boot/grub/grubenv.js';
+import { emptyState } from '../boot/trial/state.js';
+import { saveState } from '../boot/grub/envstate.js';
 import {
-  DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, GRUBENV_PATH, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
+  DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
   renderEmbeddedConfig,
 } from './layout.js';
-import { writeDiskJson, type NewDiskInfo } from '../boot/disk-json.js';
-import { MtoolsFat } from '../boot/esp.js';
+import { writeDiskJson, type NewDiskInfo } from '../boot/shared/disk-json.js';
+import { ESP_DARCH_DIR, MtoolsFat } from '../boot/shared/esp.js';
 import { DirFiles } from '../lib/smallfs.js';
 import { writeImagesFile } from '../stage/images-json.js';
 import { GRUB_CFG, LIVE_DIR, liveRel } from '../stage/layout.js';
 import { readMeta, writeMetaIn } from '../stage/meta-json.js';
 import { mtarget, mtools } from './tools.js';
-import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot-sync.js';
-import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot.js';
+import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot/sdboot-sync.js';
+import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot/sdboot.js';
 
 export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
 
@@ -287,11 +288,11 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     await run('sfdisk', ['-q', '--wipe', 'always', out], { input: table });
     const esp = mtarget(out, ESP_START);
     await mtools('mformat', ['-i', esp, '-T', String(s(espSize)), '-H', String(s(ESP_START)), '-N', serial, '-v', ESP_LABEL, '-F', '::']);
-    await mtools('mmd', ['-i', esp, '::/EFI', '::/EFI/BOOT', '::/EFI/darch']);
+    await mtools('mmd', ['-i', esp, '::/EFI', '::/EFI/BOOT', `::/${ESP_DARCH_DIR}`]);
     await mtools('mcopy', ['-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI']);
     if (bootloader === 'grub') {
       await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_PRIMARY), `::/${GRUBENV_PATH}`]);
-      await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_BACKUP), `::/${GRUBENV_PATH}.bak`]);
+      await mtools('mcopy', ['-i', esp, path.join(envDir, ENV_BACKUP), `::/${GRUBENV_BAK_PATH}`]);
     } else {
       const res = await mtools('mcopy', ['-s', '-i', esp, path.join(espTree, 'loader'), path.join(espTree, ESP_IMAGE_DIR), '::/'], { allowFailure: true });
       if (res.code !== 0) {

@@ -2,12 +2,12 @@
 import { DarchError } from '../lib/errors.js';
 import { resolveImage, type KnownImage } from '../boot/target.js';
 import { changeState } from '../boot/bootstate.js';
-import { setDefault, type ImageRef } from '../boot/state.js';
+import { setDefault, type ImageRef } from '../boot/trial/state.js';
 import { diskTarget } from './target.js';
 import { ESP_TYPE } from './layout.js';
 import { readGpt } from './tools.js';
-import { readDiskJson, type DiskInfo } from '../boot/disk-json.js';
-import { MtoolsFat } from '../boot/esp.js';
+import { readDiskJson, type DiskInfo } from '../boot/shared/disk-json.js';
+import { MtoolsFat } from '../boot/shared/esp.js';
 
 export async function espOffset(disk: string): Promise<number> {
   const gpt = await readGpt(disk);
@@ -16,7 +16,7 @@ export async function espOffset(disk: string): Promise<number> {
   return esp.start * gpt.sectorsize;
 }
 
-/** disk.json of a darch disk (src/boot/disk-json.ts), and where its ESP starts. */
+/** disk.json of a darch disk (src/boot/shared/disk-json.ts), and where its ESP starts. */
 export async function readDiskInfo(disk: string): Promise<DiskInfo & { espOffset: number }> {
   const off = await espOffset(disk);
   return { ...(await readDiskJson(new MtoolsFat(disk, off))), espOffset: off };

@@ -12,6 +12,8 @@
  * grubenv and sources stage/grub.cfg, so a booted image that mounts the darch partition at
  * /var/lib/darch updates the menu with a plain `darch boot sync`.
  */
+import { GRUBENV_PATH } from '../boot/grub/grubenv.js';
+
 export const SECTOR = 512;
 export const MiB = 1024 * 1024;
 export const ESP_START = 1 * MiB;
@@ -25,7 +27,6 @@ export const LINUX_TYPE = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
 
 export const ESP_LABEL = 'DARCHESP';
 export const DARCH_LABEL = 'darch';
-export const GRUBENV_PATH = 'EFI/darch/grubenv';
 /** Where the stage directory sits inside the darch partition. */
 export const STAGE_PATH = '/stage';
 

@@ -6,10 +6,10 @@
  */
 import { DarchError } from '../lib/errors.js';
 import { subFiles } from '../lib/smallfs.js';
-import { entryId, menuEntries, renderGrubCfg } from '../boot/grubcfg.js';
-import { findEsp, MtoolsFat, readPartitions } from '../boot/esp.js';
-import { readDiskJson } from '../boot/disk-json.js';
-import { listBootable, type BootableImage } from '../boot/staged.js';
+import { entryId, menuEntries, renderGrubCfg } from '../boot/grub/grubcfg.js';
+import { findEsp, MtoolsFat, readPartitions } from '../boot/shared/esp.js';
+import { readDiskJson } from '../boot/shared/disk-json.js';
+import { listBootable, type BootableImage } from '../boot/shared/staged.js';
 import { GRUB_CFG, liveRel } from '../stage/layout.js';
 import { Ext4Image } from './ext4.js';
 import { LINUX_TYPE, STAGE_PATH } from './layout.js';

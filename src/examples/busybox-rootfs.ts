@@ -8,28 +8,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { DarchError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
 import { assetPath } from '../lib/assets.js';
+import { findStaticBusybox } from '../initramfs/busybox.js';
 
-export const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
 /** 2024-01-01T00:00:00Z: a fixed time so the same busybox gives the same image digest. */
 export const EXAMPLE_MTIME = new Date(1704067200 * 1000);
-
-export async function findStaticBusybox(): Promise<string> {
-  for (const p of BUSYBOX_CANDIDATES) {
-    try {
-      await stat(p);
-      const res = await run('file', ['-L', p], { allowFailure: true });
-      // `file` may be absent; a dynamically linked busybox would not run in an empty root.
-      if (res.code === 0 && /dynamically linked/.test(res.stdout)) continue;
-      return p;
-    } catch {
-      /* try the next */
-    }
-  }
-  throw new DarchError('E_TOOL_MISSING', 'a static busybox is not installed', { hint: 'apt-get install busybox-static' });
-}
 
 export interface BusyboxRootfsOptions {
   hostname?: string;

@@ -11,7 +11,7 @@ import { DarchError, fsError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run, which } from '../lib/proc.js';
 import { makeWorkDir, swapDir, sweepDeadOwners } from '../lib/scratch.js';
-import { tagKey } from '../boot/staged.js';
+import { HOOKS_DIR, tagKey } from '../stage/layout.js';
 import type { StagedImage } from '../stage/store.js';
 import { discoverHooks, hookApplies, hooksDir, type Hook } from './hooks.js';
 
@@ -56,7 +56,7 @@ export async function callHook(paths: DarchPaths, hook: Hook, fn: 'install' | 'h
 export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id' | 'dir' | 'tags'>, tag: string): Promise<ApplyResult> {
   if (!image.tags.includes(tag)) throw new DarchError('E_NOT_STAGED', `${tag} is not a tag of staged image ${image.id}`);
   const hooks = await discoverHooks(paths.configDir);
-  const base = path.join(image.dir, 'hooks');
+  const base = path.join(image.dir, HOOKS_DIR);
   const key = tagKey(tag);
   // What a killed run left here is its own; the tag's directory itself is never touched.
   await sweepDeadOwners(base).catch(() => 0);
@@ -96,7 +96,7 @@ export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id
 
 /** Drop hook output of tags the image no longer has. */
 export async function pruneHookDirs(image: Pick<StagedImage, 'dir' | 'tags'>): Promise<void> {
-  const base = path.join(image.dir, 'hooks');
+  const base = path.join(image.dir, HOOKS_DIR);
   const keep = new Set(image.tags.map(tagKey));
   for (const ent of await readdir(base).catch(() => [] as string[])) {
     if (!keep.has(ent)) await rm(path.join(base, ent), { recursive: true, force: true });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { findStaticBusybox } from '../examples/busybox-rootfs.js';
+import { findStaticBusybox } from './busybox.js';
 import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { commitFile, makeWorkDir, ownedTempName, tempName } from '../lib/scratch.js';

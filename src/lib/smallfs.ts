@@ -2,7 +2,7 @@
  * The small files of darch's on-disk contracts (images.json, image.json, meta.json,
  * disk.json, BLS entries) live in three kinds of place: a mounted directory, the ext4
  * partition of a disk image (debugfs, src/disk/ext4.ts) and the FAT ESP of a disk image
- * (mtools, src/boot/esp.ts). Each contract module reads and writes through this interface,
+ * (mtools, src/boot/shared/esp.ts). Each contract module reads and writes through this interface,
  * so one parser and one writer serve all three.
  */
 import { mkdir, open, readdir, unlink } from 'node:fs/promises';

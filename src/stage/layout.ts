@@ -6,10 +6,23 @@
  */
 export const LIVE_DIR = 'live';
 export const TMP_DIR = 'tmp';
-/** Darch's GRUB menu, what GRUB reads (src/boot/sync.ts writes it). */
+/** Darch's GRUB menu, what GRUB reads (src/boot/grub/sync.ts writes it). */
 export const GRUB_CFG = 'grub.cfg';
 
 /** `live/<id>[/<file>]`. */
 export function liveRel(id: string, file?: string): string {
   return file ? `${LIVE_DIR}/${id}/${file}` : `${LIVE_DIR}/${id}`;
+}
+
+/** Per-tag hook output inside an image directory (`live/<id>/hooks/<tag-key>/…`, src/hooks writes it). */
+export const HOOKS_DIR = 'hooks';
+
+/** The directory name for a tag's hook output: reversible, and safe in paths and on a kernel command line. */
+export function tagKey(tag: string): string {
+  return tag.replace(/\//g, '+').replace(/:/g, '@');
+}
+
+/** `hooks/<tag-key>`, relative to the image directory (what `darch_hooks=` names). */
+export function hooksRel(tag: string): string {
+  return `${HOOKS_DIR}/${tagKey(tag)}`;
 }

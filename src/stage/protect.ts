@@ -1,10 +1,9 @@
 /**
- * Staged images that must never be removed by retention, `clean` or `remove`: the one the
- * machine booted (darch_stageid= on the kernel command line), and whatever the sources the
- * store was opened with name (the CLI's: the boot state's default, previous and trial).
+ * The kernel command line this system booted with, and the staged id it names
+ * (darch_stageid=): retention, `clean` and `remove` never delete that image
+ * (`protectedIds` in store.ts).
  */
 import { readFile } from 'node:fs/promises';
-import type { StageStore } from './store.js';
 
 /**
  * DARCH_CMDLINE_FILE names a file to read instead of /proc/cmdline (tests, and
@@ -34,14 +33,4 @@ export function cmdlineParam(cmdline: string, name: string): string | undefined 
 /** The staged id this system booted from, if it booted a darch image. */
 export async function bootedId(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
   return cmdlineParam(await readCmdline(env), 'darch_stageid') || undefined;
-}
-
-export type ProtectionSource = (store: StageStore) => Promise<string[]>;
-
-export async function protectedIds(store: StageStore): Promise<Set<string>> {
-  const ids = new Set<string>();
-  const booted = await bootedId();
-  if (booted) ids.add(booted);
-  for (const src of store.protection) for (const id of await src(store)) ids.add(id);
-  return ids;
 }

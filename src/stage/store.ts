@@ -21,7 +21,7 @@ import { IMAGES_JSON, readImagesFile, writeImagesFile, type ImagesFile } from '.
 import { LIVE_DIR, TMP_DIR } from './layout.js';
 import { readMeta, type StagedMeta } from './meta-json.js';
 import { DirFiles } from '../lib/smallfs.js';
-import { protectedIds, type ProtectionSource } from './protect.js';
+import { bootedId } from './protect.js';
 
 export { IMAGE_JSON, INITRD_FILE, KERNEL_FILE, ROOTFS_FILE } from './image-json.js';
 export { META_JSON, type StagedMeta } from './meta-json.js';
@@ -76,13 +76,29 @@ export function isStageId(s: string): boolean {
   return ID_RE.test(s);
 }
 
+/** Ids a store must keep besides the booted one (the CLI's: the boot state's default, previous and trial). */
+export type ProtectionSource = (store: StageStore) => Promise<string[]>;
+
+/**
+ * Staged images that must never be removed by retention, `clean` or `remove`: the one the
+ * machine booted (darch_stageid= on the kernel command line), and whatever the sources the
+ * store was opened with name.
+ */
+export async function protectedIds(store: StageStore): Promise<Set<string>> {
+  const ids = new Set<string>();
+  const booted = await bootedId();
+  if (booted) ids.add(booted);
+  for (const src of store.protection) for (const id of await src(store)) ids.add(id);
+  return ids;
+}
+
 export class StageStore {
   readonly lockFile: string;
 
   constructor(
     readonly dir: string,
     readonly lockTimeoutSec = 10,
-    /** Ids retention, `remove` and `clean` keep besides the booted one (protect.ts). */
+    /** Ids retention, `remove` and `clean` keep besides the booted one (protectedIds). */
     readonly protection: ProtectionSource[] = [],
   ) {
     this.lockFile = `${dir.replace(/\/+$/, '')}.lock`;

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { renderBlsEntry, VERSION } from '../../src/boot/sdboot.js';
+import { renderBlsEntry, VERSION } from '../../src/boot/sdboot/sdboot.js';
 import { darch, darchOk } from '../helpers/darch.js';
 import { debianKernel } from '../helpers/bootimage.js';
 import { SerialVm } from '../helpers/serialvm.js';

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { readPartitions } from '../../src/boot/esp.js';
+import { readPartitions } from '../../src/boot/shared/esp.js';
 import { Ext4Image } from '../../src/disk/ext4.js';
 import { LINUX_TYPE } from '../../src/disk/layout.js';
 import { REPO } from './darch.js';

@@ -8,18 +8,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import {
-  DirEnvStorage,
-  ENV_BACKUP,
-  ENV_PRIMARY,
-  GRUBENV_SIZE,
-  parseGrubEnv,
-  readEnvPair,
-  serializeGrubEnv,
-  writeEnvPair,
-  type EnvStorage,
-} from '../../src/boot/grubenv.js';
-import { diskEnvStorage, findEsp, MtoolsFat } from '../../src/boot/esp.js';
+import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY, GRUBENV_SIZE, parseGrubEnv, readEnvPair, serializeGrubEnv, writeEnvPair, type EnvStorage, diskEnvStorage } from '../../src/boot/grub/grubenv.js';
+import { findEsp, MtoolsFat } from '../../src/boot/shared/esp.js';
 import { DarchError } from '../../src/lib/errors.js';
 import { tempDir } from '../helpers/darch.js';
 

@@ -9,8 +9,9 @@ import { chmod, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'n
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { DirEnvStorage, serializeGrubEnv } from '../../src/boot/grubenv.js';
-import { emptyState, loadState, saveState, stateToVars, type ImageRef } from '../../src/boot/state.js';
+import { DirEnvStorage, serializeGrubEnv } from '../../src/boot/grub/grubenv.js';
+import { emptyState, type ImageRef } from '../../src/boot/trial/state.js';
+import { loadState, saveState, stateToVars } from '../../src/boot/grub/envstate.js';
 import { REPO, tempDir } from '../helpers/darch.js';
 
 const sh = promisify(execFile);
@@ -135,7 +136,7 @@ test('darch-health: a failing check fails the boot; on a trial boot it reboots; 
 
 test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-boot, and darch agrees', async (t) => {
   const s = await setup(t);
-  const { renderBlsEntry, readEntries, stateFromEntries, DirEntryFiles } = await import('../../src/boot/sdboot.js');
+  const { renderBlsEntry, readEntries, stateFromEntries, DirEntryFiles } = await import('../../src/boot/sdboot/sdboot.js');
   const entries = path.join(s.esp, 'loader/entries');
   await mkdir(entries, { recursive: true });
   const opts = (id: string) => ({ stage: id, title: id, linux: '/k', initrd: '/i', options: `darch_stageid=${id}` });
@@ -157,7 +158,7 @@ test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-b
 
 test('after systemd-bless-boot committed a trial: darch-commit drops the stale flag, and that entry is no trial any more', async (t) => {
   const s = await setup(t);
-  const { renderBlsEntry } = await import('../../src/boot/sdboot.js');
+  const { renderBlsEntry } = await import('../../src/boot/sdboot/sdboot.js');
   const entries = path.join(s.esp, 'loader/entries');
   await mkdir(entries, { recursive: true });
   const cmdline = `darch_stageid=${B.stage} darch.trial=1 panic=10`;

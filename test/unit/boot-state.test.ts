@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  armTrial, bootedFrom, emptyState, markBad, markGood, rollback, setDefault, stateFromVars, stateToVars, trialKernelArgs, MAX_BAD,
-  type BootState, type ImageRef,
-} from '../../src/boot/state.js';
-import { renderTrialScript, MAX_TRIES } from '../../src/boot/grubscript.js';
-import { serializeGrubEnv, parseGrubEnv } from '../../src/boot/grubenv.js';
+import { armTrial, bootedFrom, emptyState, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootState, type ImageRef, MAX_TRIES } from '../../src/boot/trial/state.js';
+import { stateFromVars, stateToVars, MAX_BAD } from '../../src/boot/grub/envstate.js';
+import { renderTrialScript } from '../../src/boot/grub/grubscript.js';
+import { serializeGrubEnv, parseGrubEnv } from '../../src/boot/grub/grubenv.js';
 import { resolveImage } from '../../src/boot/target.js';
-import { entryId } from '../../src/boot/grubcfg.js';
+import { entryId } from '../../src/boot/grub/grubcfg.js';
 import { DarchError } from '../../src/lib/errors.js';
 
 const A: ImageRef = { entry: 'darch-os@a', stage: 'a'.repeat(25) };
@@ -98,7 +96,7 @@ test('STAGED names resolve to the menu entry of that tag', () => {
 
 test('assets/grub-ab/ab.cfg is the generated standalone A/B script', async () => {
   const { readFile } = await import('node:fs/promises');
-  const { renderAbScript } = await import('../../src/boot/grubab.js');
+  const { renderAbScript } = await import('../../src/boot/grub/grubab.js');
   const { REPO } = await import('../helpers/darch.js');
   const shipped = await readFile(`${REPO}/assets/grub-ab/ab.cfg`, 'utf8');
   assert.equal(shipped, renderAbScript(), 'regenerate assets/grub-ab/ab.cfg from renderAbScript()');
@@ -106,7 +104,7 @@ test('assets/grub-ab/ab.cfg is the generated standalone A/B script', async () =>
 });
 
 test('systemd-boot: a trial entry gets the flag and the trial arguments its own options lack; the commit drops both', async () => {
-  const { retune, trialArgsOf } = await import('../../src/boot/sdboot.js');
+  const { retune, trialArgsOf } = await import('../../src/boot/sdboot/sdboot.js');
   const entry = (options: string) => `title t\nversion 1\nlinux /k\noptions ${options}\n`;
   const armed = retune(entry('root=x console=ttyS0'), 30, 'panic=10 darch.watchdog=300');
   assert.match(armed, /^options root=x console=ttyS0 darch\.trial=1 panic=10 darch\.watchdog=300$/m);

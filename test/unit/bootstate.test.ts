@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { changeState, readState } from '../../src/boot/bootstate.js';
-import type { EnvStorage } from '../../src/boot/grubenv.js';
-import { entryName, renderBlsEntry, VERSION, type EntryFiles } from '../../src/boot/sdboot.js';
-import { armTrial, setDefault } from '../../src/boot/state.js';
+import type { EnvStorage } from '../../src/boot/grub/grubenv.js';
+import { entryName, renderBlsEntry, VERSION, type EntryFiles } from '../../src/boot/sdboot/sdboot.js';
+import { armTrial, setDefault } from '../../src/boot/trial/state.js';
 import { resolveImage, type BootTarget, type KnownImage } from '../../src/boot/target.js';
 
 const A = 'a'.repeat(25);

@@ -1,7 +1,7 @@
 /** The contract modules: one schema per file, a clear error naming a damaged file, minimal files still read. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readDiskJson } from '../../src/boot/disk-json.js';
+import { readDiskJson } from '../../src/boot/shared/disk-json.js';
 import type { SmallFiles } from '../../src/lib/smallfs.js';
 import { readImageJson } from '../../src/stage/image-json.js';
 import { readImagesFile, writeImagesFile } from '../../src/stage/images-json.js';

@@ -5,13 +5,12 @@
  * create` through --disk, so a trial can be armed before a machine's first boot.
  */
 import type { Command } from 'commander';
-import { disarmWatchdog, markCommitted, type ArmedWatchdog } from '../../boot/watchdog.js';
+import { disarmWatchdog, markCommitted, type ArmedWatchdog } from '../../boot/trial/watchdog.js';
 import { usageError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { readCmdline } from '../../stage/protect.js';
-import { MAX_TRIES } from '../../boot/grubscript.js';
-import { armTrial, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootedInfo, type ImageRef } from '../../boot/state.js';
+import { MAX_TRIES, armTrial, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootedInfo, type ImageRef } from '../../boot/trial/state.js';
 import { bootStateIds, changeState, readState, type ChangeResult, type StateChange } from '../../boot/bootstate.js';
 import { localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
 import { diskTarget } from '../../disk/target.js';

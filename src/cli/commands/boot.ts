@@ -8,10 +8,11 @@ import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
-import { detectStageLocation } from '../../boot/location.js';
-import { bootMenu, syncBootConfig } from '../../boot/sync.js';
+import { detectStageLocation } from '../../boot/shared/location.js';
+import { bootMenu, syncBootConfig } from '../../boot/grub/sync.js';
 import { syncBoot } from '../../boot/reconcile.js';
-import { listSdbootEntries, localBootloader } from '../../boot/sdboot-sync.js';
+import { GRUB_CFG } from '../../stage/layout.js';
+import { listSdbootEntries, localBootloader } from '../../boot/sdboot/sdboot-sync.js';
 import { formatBytes } from '../../lib/ui.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
@@ -67,7 +68,7 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
       const loc = await detectStageLocation(c.paths.stageDir, { uuid: c.config.boot.stage_fs_uuid, path: c.config.boot.stage_fs_path });
       const script = (await readFile(assetPath('grub', '60_darch'), 'utf8'))
         .replace('@UUID@', loc.uuid)
-        .replace('@PATH@', `${loc.path.replace(/\/+$/, '')}/grub.cfg`);
+        .replace('@PATH@', `${loc.path.replace(/\/+$/, '')}/${GRUB_CFG}`);
       const target = path.join(c.paths.root, 'etc/grub.d/60_darch');
       await mkdir(path.dirname(target), { recursive: true });
       await writeFileAtomic(target, script, 0o755);

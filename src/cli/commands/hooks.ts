@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
-import { listStaged } from '../../boot/staged.js';
+import { listStaged } from '../../boot/shared/staged.js';
 import { matchStaged } from '../../stage/store.js';
 import { syncBoot } from '../../boot/reconcile.js';
 import { discoverHooks, findHook, hookApplies } from '../../hooks/hooks.js';

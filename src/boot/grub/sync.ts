@@ -4,15 +4,15 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../lib/scratch.js';
-import { fsError } from '../lib/errors.js';
-import type { Config } from '../lib/config.js';
-import type { DarchPaths } from '../lib/paths.js';
-import { entryId, menuEntries, renderGrubCfg, type MenuEntry, type StageLocation } from './grubcfg.js';
+import { writeFileAtomic } from '../../lib/scratch.js';
+import { fsError } from '../../lib/errors.js';
+import type { Config } from '../../lib/config.js';
+import type { DarchPaths } from '../../lib/paths.js';
+import { entryId, menuEntries, renderGrubCfg, type MenuEntry } from './grubcfg.js';
+import { type StageLocation, detectStageLocation } from '../shared/location.js';
 import { localDefaultEntry } from './default.js';
-import { detectStageLocation } from './location.js';
-import { listStaged } from './staged.js';
-import { GRUB_CFG } from '../stage/layout.js';
+import { listStaged } from '../shared/staged.js';
+import { GRUB_CFG } from '../../stage/layout.js';
 
 export interface SyncResult {
   location: StageLocation;
@@ -30,7 +30,7 @@ export interface SyncOptions {
 }
 
 export function grubCfgPaths(paths: DarchPaths): { primary: string; copy: string } {
-  return { primary: path.join(paths.stageDir, GRUB_CFG), copy: path.join(paths.configDir, 'grub.cfg') };
+  return { primary: path.join(paths.stageDir, GRUB_CFG), copy: path.join(paths.configDir, GRUB_CFG) };
 }
 
 export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targets: string[], defaultTag?: string): Promise<SyncResult> {

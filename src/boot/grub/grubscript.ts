@@ -18,10 +18,8 @@
  * through `darch_trial_cmdline`, which every entry puts first.
  */
 import { ENV_BACKUP, ENV_PRIMARY, SEAL_VAR, SEQ_VAR } from './grubenv.js';
-import { ESP_DARCH_DIR } from './esp.js';
-
-/** The most tries `darch boot try --tries N` accepts (the script has one comparison per value). */
-export const MAX_TRIES = 20;
+import { ESP_DARCH_DIR } from '../shared/esp.js';
+import { MAX_TRIES } from '../trial/state.js';
 
 /** Boot-state variables in grubenv. Entry ids are GRUB menu entry ids; *_stage are staged ids. */
 export const V = {

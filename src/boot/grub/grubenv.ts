@@ -11,8 +11,10 @@
  */
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir } from '../lib/scratch.js';
-import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { fsyncDir } from '../../lib/scratch.js';
+import { DarchError, fsError, isErrno } from '../../lib/errors.js';
+import type { DarchPaths } from '../../lib/paths.js';
+import { ESP_DARCH_DIR, MtoolsFat, findEsp, localEspDir } from '../shared/esp.js';
 
 export const GRUBENV_SIZE = 1024;
 export const GRUBENV_SIGNATURE = '# GRUB Environment Block\n';
@@ -105,6 +107,9 @@ export interface EnvStorage {
 
 export const ENV_PRIMARY = 'grubenv';
 export const ENV_BACKUP = 'grubenv.bak';
+/** The two copies relative to the ESP's root (what GRUB's load_env and mtools name). */
+export const GRUBENV_PATH = `${ESP_DARCH_DIR}/${ENV_PRIMARY}`;
+export const GRUBENV_BAK_PATH = `${ESP_DARCH_DIR}/${ENV_BACKUP}`;
 
 /** Both copies in a directory of a mounted file system (normally <ESP>/EFI/darch). */
 export class DirEnvStorage implements EnvStorage {
@@ -239,4 +244,27 @@ export async function writeEnvPair(storage: EnvStorage, vars: EnvVars): Promise<
   await storage.write(ENV_PRIMARY, block);
   await storage.write(ENV_BACKUP, block);
   return seq;
+}
+
+/** The grubenv copies on the ESP of a disk image or block device. */
+export class DiskEnvStorage implements EnvStorage {
+  constructor(readonly fat: MtoolsFat, readonly dir = ESP_DARCH_DIR) {}
+  get where(): string {
+    return `${this.fat.device} (ESP):/${this.dir}`;
+  }
+  read(name: string): Promise<Buffer | undefined> {
+    return this.fat.readFile(`${this.dir}/${name}`);
+  }
+  write(name: string, data: Buffer): Promise<void> {
+    return this.fat.writeFile(`${this.dir}/${name}`, data);
+  }
+}
+
+export async function diskEnvStorage(device: string): Promise<DiskEnvStorage> {
+  const esp = await findEsp(device);
+  return new DiskEnvStorage(new MtoolsFat(device, esp.offset));
+}
+
+export async function localEnvStorage(paths: DarchPaths, configured: string | undefined): Promise<DirEnvStorage> {
+  return new DirEnvStorage(path.join(await localEspDir(paths, configured), ESP_DARCH_DIR));
 }

@@ -12,23 +12,22 @@
  */
 import { mkdir, readFile, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { copyFileAtomic, writeFileAtomic } from '../lib/scratch.js';
-import type { Config } from '../lib/config.js';
-import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { withLock } from '../lib/lock.js';
-import type { DarchPaths } from '../lib/paths.js';
-import { formatBytes } from '../lib/ui.js';
-import { silentReporter, type Reporter } from '../lib/report.js';
-import { readCmdline } from '../stage/protect.js';
-import { localEspDir } from './esp.js';
-import { readDiskJsonIfAny } from './disk-json.js';
-import { DirFiles } from '../lib/smallfs.js';
-import { liveRel } from '../stage/layout.js';
-import type { StageLocation } from './grubcfg.js';
-import { detectStageLocation } from './location.js';
+import { copyFileAtomic, writeFileAtomic } from '../../lib/scratch.js';
+import type { Config } from '../../lib/config.js';
+import { DarchError, fsError, isErrno } from '../../lib/errors.js';
+import { withLock } from '../../lib/lock.js';
+import type { DarchPaths } from '../../lib/paths.js';
+import { formatBytes } from '../../lib/ui.js';
+import { silentReporter, type Reporter } from '../../lib/report.js';
+import { readCmdline } from '../../stage/protect.js';
+import { localEspDir } from '../shared/esp.js';
+import { readDiskJsonIfAny } from '../shared/disk-json.js';
+import { DirFiles } from '../../lib/smallfs.js';
+import { hooksRel, liveRel } from '../../stage/layout.js';
+import { type StageLocation, detectStageLocation } from '../shared/location.js';
 import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
-import { listStaged, tagKey, type BootableImage } from './staged.js';
-import { bootedFrom } from './state.js';
+import { listStaged, type BootableImage } from '../shared/staged.js';
+import { bootedFrom } from '../trial/state.js';
 
 /** Debian's package systemd-boot-efi. */
 export const SDBOOT_EFI = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
@@ -59,7 +58,7 @@ export function blsEntryFor(img: BootableImage, loc: StageLocation, extraArgs: s
     `darch_rootfs=${img.image.rootfs}`,
     `darch_dir=UUID=${loc.uuid}:${rel}`,
     `darch_stageid=${img.id}`,
-    tag ? `darch_hooks=hooks/${tagKey(tag)}` : undefined,
+    tag ? `darch_hooks=${hooksRel(tag)}` : undefined,
     extraArgs.trim(),
   ].filter(Boolean);
   return { stage: img.id, title: `Darch: ${img.tags.join(', ') || img.id}`, ...espFilesOf(img.id), options: options.join(' ') };

@@ -8,17 +8,11 @@
  * Variables the sourcing config may set: darch_cmdline (extra kernel arguments, e.g. the
  * serial console of a disk), darch_default (a menu entry id to boot by default).
  */
-import { DarchError } from '../lib/errors.js';
-import { liveRel } from '../stage/layout.js';
+import { DarchError } from '../../lib/errors.js';
+import { hooksRel, liveRel, tagKey } from '../../stage/layout.js';
 import { renderTrialScript } from './grubscript.js';
-import { tagKey, type BootableImage } from './staged.js';
-
-export interface StageLocation {
-  /** File-system UUID of the file system holding the stage directory. */
-  uuid: string;
-  /** Path of the stage directory inside that file system, starting with '/'. */
-  path: string;
-}
+import type { BootableImage } from '../shared/staged.js';
+import type { StageLocation } from '../shared/location.js';
 
 export interface MenuEntry {
   id: string;
@@ -55,7 +49,7 @@ export function menuEntries(images: BootableImage[], loc: StageLocation, default
         `darch_rootfs=${img.image.rootfs}`,
         `darch_dir=UUID=${loc.uuid}:${rel}`,
         `darch_stageid=${img.id}`,
-        `darch_hooks=hooks/${tagKey(tag)}`,
+        `darch_hooks=${hooksRel(tag)}`,
       ].filter(Boolean);
       entries.push({
         id: entryId(tag),

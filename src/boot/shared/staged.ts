@@ -6,23 +6,18 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DirFiles, type SmallFiles } from '../lib/smallfs.js';
-import { readImageJson, requireInitramfs, type BootImageJson } from '../stage/image-json.js';
-import { readImagesFile } from '../stage/images-json.js';
-import { liveRel } from '../stage/layout.js';
-import { readMeta } from '../stage/meta-json.js';
-import type { StagedImage } from '../stage/store.js';
+import { DirFiles, type SmallFiles } from '../../lib/smallfs.js';
+import { readImageJson, requireInitramfs, type BootImageJson } from '../../stage/image-json.js';
+import { readImagesFile } from '../../stage/images-json.js';
+import { liveRel } from '../../stage/layout.js';
+import { readMeta } from '../../stage/meta-json.js';
+import type { StagedImage } from '../../stage/store.js';
 
 /** A staged image with what a boot entry needs: the files it boots and when it was staged. */
 export interface BootableImage extends StagedImage {
   image: BootImageJson;
   /** Staging time (meta.json `created`, else `fallbackTime`). */
   created: Date;
-}
-
-/** The directory name for a tag's hook output: reversible, and safe in paths and on a kernel command line. */
-export function tagKey(tag: string): string {
-  return tag.replace(/\//g, '+').replace(/:/g, '@');
 }
 
 export interface StagedSource {

@@ -7,16 +7,18 @@
 import { open, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { run } from '../lib/proc.js';
-import { makeWorkDir } from '../lib/scratch.js';
-import type { DarchPaths } from '../lib/paths.js';
-import type { SmallFiles } from '../lib/smallfs.js';
-import { DirEnvStorage, GRUBENV_SIZE, type EnvStorage } from './grubenv.js';
+import { DarchError, fsError, isErrno } from '../../lib/errors.js';
+import { run } from '../../lib/proc.js';
+import { makeWorkDir } from '../../lib/scratch.js';
+import type { DarchPaths } from '../../lib/paths.js';
+import type { SmallFiles } from '../../lib/smallfs.js';
 
 export const ESP_TYPE_GUID = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
 /** The directory on the ESP that holds darch's grubenv copies (and, for GRUB, nothing else). */
 export const ESP_DARCH_DIR = 'EFI/darch';
+
+/** What `MtoolsFat.readFile` reads unless told: a grubenv block (1024 bytes) and one more, to see it is too long. */
+const SMALL_FILE_MAX = 1024 + 1;
 
 export interface PartitionInfo {
   index: number;
@@ -115,7 +117,7 @@ export class MtoolsFat implements SmallFiles {
   }
 
   /** Copy a file out of the FAT; undefined when it does not exist. Files are small here. */
-  async readFile(fatPath: string, maxBytes = GRUBENV_SIZE + 1): Promise<Buffer | undefined> {
+  async readFile(fatPath: string, maxBytes = SMALL_FILE_MAX): Promise<Buffer | undefined> {
     const dir = await makeWorkDir(os.tmpdir(), 'darchesp');
     try {
       const out = path.join(dir, 'f');
@@ -174,25 +176,6 @@ export class MtoolsFat implements SmallFiles {
   }
 }
 
-/** The grubenv copies on the ESP of a disk image or block device. */
-export class DiskEnvStorage implements EnvStorage {
-  constructor(readonly fat: MtoolsFat, readonly dir = ESP_DARCH_DIR) {}
-  get where(): string {
-    return `${this.fat.device} (ESP):/${this.dir}`;
-  }
-  read(name: string): Promise<Buffer | undefined> {
-    return this.fat.readFile(`${this.dir}/${name}`);
-  }
-  write(name: string, data: Buffer): Promise<void> {
-    return this.fat.writeFile(`${this.dir}/${name}`, data);
-  }
-}
-
-export async function diskEnvStorage(device: string): Promise<DiskEnvStorage> {
-  const esp = await findEsp(device);
-  return new DiskEnvStorage(new MtoolsFat(device, esp.offset));
-}
-
 /** Where the ESP is mounted on this machine: the config's boot.esp, else the usual places. */
 export async function localEspDir(paths: DarchPaths, configured: string | undefined): Promise<string> {
   const under = (p: string) => path.join(paths.root, p);
@@ -208,8 +191,4 @@ export async function localEspDir(paths: DarchPaths, configured: string | undefi
   throw new DarchError('E_NO_ESP', `no EFI system partition found at ${candidates.map(under).join(', ')}`, {
     hint: 'mount the ESP (it holds an EFI/ directory), set boot.esp in config.toml, or use --disk FILE',
   });
-}
-
-export async function localEnvStorage(paths: DarchPaths, configured: string | undefined): Promise<DirEnvStorage> {
-  return new DirEnvStorage(path.join(await localEspDir(paths, configured), ESP_DARCH_DIR));
 }

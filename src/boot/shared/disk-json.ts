@@ -6,11 +6,12 @@
  * as a directory (mounted) or through mtools.
  */
 import { z } from 'zod';
-import { DarchError } from '../lib/errors.js';
-import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../lib/smallfs.js';
+import { DarchError } from '../../lib/errors.js';
+import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../../lib/smallfs.js';
+import { ESP_DARCH_DIR } from './esp.js';
 
 /** Relative to the ESP's root. */
-export const DISK_JSON_PATH = 'EFI/darch/disk.json';
+export const DISK_JSON_PATH = `${ESP_DARCH_DIR}/disk.json`;
 
 // Readers need different parts (the boot state only `images` and `bootloader`), and disks
 // made by older versions or by tests carry less: only `images` is required to read.

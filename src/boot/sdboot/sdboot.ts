@@ -4,7 +4,7 @@
  * (`loader/entries/darch-<staged id>[+LEFT[-DONE]].conf`), which systemd-boot itself counts
  * down (it renames `+3` → `+2-1` before each attempt and sorts `+0` entries last) and which
  * `systemd-bless-boot` commits (it strips the counter). darch reads the same names into the
- * BootState of state.ts, applies the same transitions, and writes the result back as names:
+ * BootState of trial/state.ts, applies the same transitions, and writes the result back as names:
  *
  *   trial      darch-<id>+LEFT[-DONE].conf, version 30, options … darch.trial=1 [panic=… darch.watchdog=…]
  *   default    darch-<id>.conf, version 20      (loader.conf: default darch-*)
@@ -19,10 +19,10 @@
  */
 import { rename } from 'node:fs/promises';
 import path from 'node:path';
-import { DarchError } from '../lib/errors.js';
-import { DirFiles, type SmallFiles } from '../lib/smallfs.js';
-import { emptyState, type BootState, type ImageRef } from './state.js';
-import type { MtoolsFat } from './esp.js';
+import { DarchError } from '../../lib/errors.js';
+import { DirFiles, type SmallFiles } from '../../lib/smallfs.js';
+import { emptyState, type BootState, type ImageRef } from '../trial/state.js';
+import type { MtoolsFat } from '../shared/esp.js';
 
 export const ENTRIES_DIR = 'loader/entries';
 export const VERSION = { trial: 30, default: 20, previous: 10, other: 1 } as const;

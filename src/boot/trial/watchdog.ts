@@ -6,7 +6,7 @@
  */
 import { access, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cmdlineParam } from '../stage/protect.js';
+import { cmdlineParam } from '../../stage/protect.js';
 
 export interface ArmedWatchdog {
   device: string;

@@ -1,7 +1,8 @@
 /**
- * The boot state of trial boots and its transitions. It lives in the two grubenv copies on
- * the ESP (grubenv.ts) so GRUB can read and lower the counter on its own; everything here
- * is pure except `loadState`/`saveState`.
+ * The boot state of trial boots and its transitions, whichever boot loader keeps it: GRUB
+ * in the two grubenv copies on the ESP (grub/envstate.ts), so GRUB can read and lower the
+ * counter on its own; systemd-boot in the names of darch's BLS entries (sdboot/sdboot.ts).
+ * Everything here is pure.
  *
  *   default   the last good image: what GRUB boots when no trial is pending
  *   trial     an image to try, with `tries` boots left; GRUB lowers the count before
@@ -12,9 +13,10 @@
  * Images are named twice: the GRUB menu entry id (what GRUB boots) and the staged id (what
  * the kernel command line carries as darch_stageid=, and what retention protects).
  */
-import { DarchError, usageError } from '../lib/errors.js';
-import { readEnvPair, writeEnvPair, type EnvPair, type EnvStorage, type EnvVars } from './grubenv.js';
-import { MAX_TRIES, V } from './grubscript.js';
+import { DarchError, usageError } from '../../lib/errors.js';
+
+/** The most tries `darch boot try --tries N` accepts (GRUB's script has one comparison per value, grub/grubscript.ts). */
+export const MAX_TRIES = 20;
 
 export interface ImageRef {
   /** GRUB menu entry id, e.g. darch-example+busybox@latest. */
@@ -43,54 +45,8 @@ export interface BootState {
   bad: string[];
 }
 
-/** Bad ids kept: enough to refuse re-trying recent failures, small enough for the 1 KiB block. */
-export const MAX_BAD = 6;
-
 export function emptyState(): BootState {
   return { tries: 0, fellBack: false, bad: [] };
-}
-
-function ref(vars: EnvVars, entry: string, stage: string): ImageRef | undefined {
-  const e = vars.get(entry)?.trim();
-  const s = vars.get(stage)?.trim();
-  return e && s ? { entry: e, stage: s } : undefined;
-}
-
-export function stateFromVars(vars: EnvVars): BootState {
-  const tries = Number.parseInt(vars.get(V.tries) ?? '0', 10);
-  const armed = Number.parseInt(vars.get(V.trialTries) ?? '', 10);
-  const trial = ref(vars, V.trial, V.trialStage);
-  const args = vars.get(V.trialArgs)?.trim();
-  return {
-    default: ref(vars, V.default, V.defaultStage),
-    previous: ref(vars, V.previous, V.previousStage),
-    trial,
-    tries: trial && Number.isSafeInteger(tries) && tries > 0 ? tries : 0,
-    trialArgs: trial && args ? args : undefined,
-    trialTries: Number.isSafeInteger(armed) && armed > 0 ? armed : undefined,
-    fellBack: vars.get(V.fellBack) === '1',
-    fellBackFrom: vars.get(V.fellBackFrom)?.trim() || undefined,
-    bad: [...new Set((vars.get(V.bad) ?? '').split(/\s+/).filter(Boolean))],
-  };
-}
-
-/** Every variable is always written, in a fixed order, so GRUB's in-place edits never move them. */
-export function stateToVars(s: BootState): EnvVars {
-  return new Map<string, string>([
-    [V.default, s.default?.entry ?? ''],
-    [V.defaultStage, s.default?.stage ?? ''],
-    [V.previous, s.previous?.entry ?? ''],
-    [V.previousStage, s.previous?.stage ?? ''],
-    [V.trial, s.trial?.entry ?? ''],
-    [V.trialStage, s.trial?.stage ?? ''],
-    [V.tries, String(s.trial ? s.tries : 0)],
-    [V.trialArgs, s.trial ? (s.trialArgs ?? '') : ''],
-    // Kept after the fallback, so status can say how many tries the failed trial used.
-    [V.trialTries, (s.trial || s.fellBack) && s.trialTries ? String(s.trialTries) : ''],
-    [V.fellBack, s.fellBack ? '1' : ''],
-    [V.fellBackFrom, s.fellBackFrom ?? ''],
-    [V.bad, s.bad.slice(-MAX_BAD).join(' ')],
-  ]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -209,22 +165,6 @@ export function rollback(s: BootState): Transition {
     changed: true,
     message: `rolled back: ${s.previous.stage} is the default again`,
   };
-}
-
-// ---------------------------------------------------------------------------------------
-
-export interface LoadedState {
-  state: BootState;
-  pair: EnvPair;
-}
-
-export async function loadState(storage: EnvStorage): Promise<LoadedState> {
-  const pair = await readEnvPair(storage);
-  return { state: stateFromVars(pair.vars), pair };
-}
-
-export async function saveState(storage: EnvStorage, s: BootState): Promise<void> {
-  await writeEnvPair(storage, stateToVars(s));
 }
 
 /** Parse the kernel command line of the running system. */

@@ -4,12 +4,19 @@
  * overlay root of a booted darch image ("failed to get canonical path of 'overlay'").
  */
 import path from 'node:path';
-import { DarchError } from '../lib/errors.js';
-import { run } from '../lib/proc.js';
-import type { StageLocation } from './grubcfg.js';
+import { DarchError } from '../../lib/errors.js';
+import { run } from '../../lib/proc.js';
 
 /** File systems GRUB can read a kernel from. */
 const GRUB_READABLE = new Set(['ext2', 'ext3', 'ext4', 'vfat', 'msdos', 'btrfs', 'xfs', 'f2fs', 'jfs', 'reiserfs', 'hfsplus', 'exfat', 'ntfs', 'zfs', 'iso9660', 'udf']);
+
+/** Where the stage directory is, as a boot loader names it. */
+export interface StageLocation {
+  /** File-system UUID of the file system holding the stage directory. */
+  uuid: string;
+  /** Path of the stage directory inside that file system, starting with '/'. */
+  path: string;
+}
 
 export interface LocationOverride {
   uuid?: string;
