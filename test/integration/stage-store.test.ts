@@ -144,13 +144,15 @@ describe('stage: store, kernels, bundles and safety', () => {
     }
   });
 
-  it('refuses an image without a kernel, says so, and stages nothing', async () => {
+  it('refuses an image without a kernel before compressing anything, says so, and stages nothing', async () => {
     const root = await fresh();
-    await importRootfs(root, 'nokernel:1', { 'etc/hostname': 'x\n', 'boot/grub/grub.cfg': '' });
+    await importRootfs(root, 'nokernel:1', { 'etc/hostname': 'x\n', 'boot/grub/grub.cfg': '', 'usr/share/big': randomBytes(4 << 20) });
     const r = await darch(['stage', 'upload', 'nokernel:1'], { root });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: nokernel:1 has no kernel/);
     assert.match(r.stderr, /hint: install a kernel/);
+    // Known from the layers' headers: no squashfs was started.
+    assert.doesNotMatch(r.stderr, /writing squashfs/);
     assert.deepEqual(await ls(path.join(staged(root), 'live')), []);
     assert.deepEqual(await ls(path.join(staged(root), 'tmp')), []);
   });
