@@ -156,7 +156,7 @@ async function checkTargetFile(target: string, force: boolean): Promise<void> {
     }
     throw fsError(err, `cannot create ${target}`);
   }
-  if (!dirStat.isDirectory()) throw new DarchError('E_FS_ENOTDIR', `cannot create ${target}: ${dir} is not a directory`);
+  if (!dirStat.isDirectory()) throw new DarchError('E_FS_ENOENT', `cannot create ${target}: ${dir} is not a directory`);
   try {
     await access(dir, fsConstants.W_OK);
   } catch {
@@ -169,7 +169,7 @@ async function checkTargetFile(target: string, force: boolean): Promise<void> {
     if (isErrno(err, 'ENOENT')) return;
     throw fsError(err, `cannot look at ${target}`);
   }
-  if (existing.isDirectory()) throw new DarchError('E_FS_EISDIR', `cannot create ${target}: it is a directory`, { hint: 'name a file in it, e.g. ' + path.join(target, 'disk.img') });
+  if (existing.isDirectory()) throw new DarchError('E_USAGE', `cannot create ${target}: it is a directory`, { hint: 'name a file in it, e.g. ' + path.join(target, 'disk.img') });
   if (force) return;
   throw new DarchError('E_DISK_EXISTS', `${target} already exists: replacing it would lose ${await whatWouldBeLost(target, existing.size)}`, {
     hint: 'add --force to replace it, or choose another file name',
