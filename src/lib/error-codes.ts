@@ -259,6 +259,10 @@ export const ERROR_CODES = {
     meaning: 'darch cannot tell which kernel release an image boots, so which modules its initramfs needs',
     hint: 'keep modules for one kernel in the image, or set boot.initramfs = "image"',
   },
+  E_KIT_EXISTS: {
+    meaning: 'the darch-kit directory `darch recipes kit` writes already exists and darch did not write it',
+    hint: 'move it away, or give another recipe directory',
+  },
   E_LOCKED: {
     meaning: 'another darch process holds the lock on the store',
     hint: 'wait for it to finish, or raise store.lock_timeout (DARCH_LOCK_TIMEOUT)',
