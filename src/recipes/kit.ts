@@ -49,8 +49,8 @@ export const HEALTH_README = `# /etc/darch/health.d: darch's health checks (inst
 # darch-health runs every executable file here in name order on each boot. On a trial boot
 # (darch boot try) the trial commits itself only when all of them exit 0; one that fails
 # reboots the machine, so the boot loader counts the attempt and, once the tries are used
-# up, boots the last good image again. Keep each check quick and make it say what failed
-# (its last line of output is what \`darch boot status\` shows as the reason):
+# up, boots the last good image again. Keep each check quick, name it after what it checks
+# (\`darch boot status\` shows the names of the checks that failed) and print why it failed:
 #
 #   #!/bin/sh
 #   systemctl is-active --quiet sshd || { echo "sshd is not running"; exit 1; }
