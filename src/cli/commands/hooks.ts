@@ -6,7 +6,7 @@ import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { listStaged } from '../../boot/staged.js';
 import { matchStaged } from '../../stage/store.js';
-import { syncBoot } from '../../boot/reconcile.js';
+import { bootsDarchMenu, syncBoot } from '../../boot/reconcile.js';
 import { discoverHooks, findHook, hookApplies, hooksDir } from '../../hooks/hooks.js';
 import { applyHooks, callHook, pruneHookDirs, type ApplyResult } from '../../hooks/install.js';
 import type { ContextFactory } from '../globals.js';
@@ -88,7 +88,8 @@ export function registerHooks(hooks: Command, ctx: ContextFactory): void {
         for (const h of r.hooks) for (const m of h.messages) ui.warn(`${j.tag}: hook ${h.hook}: ${m}`);
       }
       for (const image of staged) await pruneHookDirs(image);
-      if (opts.sync && staged.length > 0) {
+      // Like every stage change: only where this machine boots darch's menu.
+      if (opts.sync && staged.length > 0 && (await bootsDarchMenu(c.paths, c.config))) {
         try {
           await syncBoot(c.paths, c.config, lockTimeout(c.config), c.report);
         } catch (err) {
