@@ -91,7 +91,8 @@ if [ -z "$dest" ] && command -v systemctl >/dev/null 2>&1; then
 	systemctl enable ${KIT_UNITS.join(' ')}
 fi
 # initramfs-tools images (boot=darch): rebuild the initramfs of installed kernels with the hook.
-if [ -z "$dest" ] && command -v update-initramfs >/dev/null 2>&1 && ls /var/lib/initramfs-tools/* >/dev/null 2>&1; then
+has_initrd() { for f in /boot/initrd.img-* /var/lib/initramfs-tools/*; do [ -e "$f" ] && return 0; done; return 1; }
+if [ -z "$dest" ] && command -v update-initramfs >/dev/null 2>&1 && has_initrd; then
 	update-initramfs -u -k all
 fi
 echo "darch-kit: installed darch's in-image files (${version})"
