@@ -222,14 +222,16 @@ function kernelCandidate(name: string): boolean {
 /**
  * Before one pass compresses anything: refuse an image that cannot have a kernel, known from
  * the layers' headers alone (no layer has a `vmlinu*` path or image.json, and no label names
- * one). Layers are read top-down and the scan stops at the first candidate, so an image with
- * a kernel pays only until its kernel's header; whether a candidate really is the kernel is
+ * one). Layers are read from the base up (kernels usually come with the base, and a derived
+ * image's big upper layers are then never read twice) and the scan stops at the first
+ * candidate, so an image with a kernel pays only until its kernel's header, headers only,
+ * no squashfs work; whether a candidate really is the kernel is
  * findBootFiles' business after the pass. A layer that cannot be read is left to the pass
  * itself to report.
  */
 export async function refuseWithoutKernel(store: ImageStore, layers: Descriptor[], labels: Record<string, string>, imageName: string, signal?: AbortSignal): Promise<void> {
   if (labels[LABEL_KERNEL]) return;
-  for (let i = layers.length - 1; i >= 0; i--) {
+  for (let i = 0; i < layers.length; i++) {
     signal?.throwIfAborted();
     let opened;
     try {
