@@ -5,7 +5,8 @@
  * so it also works rootless.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { commitFile, fsyncFile, makeWorkDir, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
@@ -20,6 +21,9 @@ import { entryId } from '../boot/grub/grubcfg.js';
 import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY, GRUBENV_BAK_PATH, GRUBENV_PATH } from '../boot/grub/grubenv.js';
 import { emptyState } from '../boot/trial/state.js';
 import { saveState } from '../boot/grub/envstate.js';
+import { readState } from '../boot/bootstate.js';
+import { tagsOf, type KnownImage } from '../boot/target.js';
+import { diskTarget } from './target.js';
 import {
   DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
   renderEmbeddedConfig,
@@ -137,6 +141,66 @@ async function sdbootEfiSize(): Promise<number> {
   }
 }
 
+/**
+ * Before any work: the target's directory exists and is writable, and an existing file is
+ * replaced only with --force. Errors name the path as the user wrote it, and what an
+ * existing darch disk holds (its images and boot state), which replacing it would lose.
+ */
+async function checkTargetFile(target: string, force: boolean): Promise<void> {
+  const dir = path.dirname(target);
+  let dirStat;
+  try {
+    dirStat = await stat(dir);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) {
+      throw new DarchError('E_FS_ENOENT', `cannot create ${target}: the directory ${dir} does not exist`, { hint: `create it first (mkdir -p ${dir}) or write the disk elsewhere` });
+    }
+    throw fsError(err, `cannot create ${target}`);
+  }
+  if (!dirStat.isDirectory()) throw new DarchError('E_FS_ENOENT', `cannot create ${target}: ${dir} is not a directory`);
+  try {
+    await access(dir, fsConstants.W_OK);
+  } catch {
+    throw new DarchError('E_FS_EACCES', `cannot create ${target}: the directory ${dir} is not writable`, { hint: 'write the disk where you may create files, or run as a user who may' });
+  }
+  let existing;
+  try {
+    existing = await stat(target);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return;
+    throw fsError(err, `cannot look at ${target}`);
+  }
+  if (existing.isDirectory()) throw new DarchError('E_USAGE', `cannot create ${target}: it is a directory`, { hint: 'name a file in it, e.g. ' + path.join(target, 'disk.img') });
+  if (force) return;
+  throw new DarchError('E_DISK_EXISTS', `${target} already exists: replacing it would lose ${await whatWouldBeLost(target, existing.size)}`, {
+    hint: 'add --force to replace it, or choose another file name',
+  });
+}
+
+/** What a file holds, in words: a darch disk's images and boot state, else its size. */
+async function whatWouldBeLost(file: string, size: number): Promise<string> {
+  let images: KnownImage[];
+  let read: Awaited<ReturnType<typeof readState>> | undefined;
+  try {
+    const t = await diskTarget(file, 0);
+    images = await t.images();
+    read = await readState(t).catch(() => undefined);
+  } catch {
+    return `its ${formatBytes(size)} (it is not a darch disk)`;
+  }
+  const name = (id: string) => tagsOf(images, id).join(',') || id;
+  const held = `its ${images.length} image(s) (${images.map((i) => i.tags.join(',') || i.id).join('; ')})`;
+  if (!read) return `${held} and its boot state`;
+  const { state } = read;
+  const parts = [
+    state.default ? `default ${name(state.default.stage)}` : 'no default yet',
+    ...(state.trial ? [`trial ${name(state.trial.stage)} with ${state.tries} ${state.tries === 1 ? 'try' : 'tries'} left`] : []),
+    ...(state.previous ? [`previous ${name(state.previous.stage)}`] : []),
+    ...(state.bad.length ? [`bad ${state.bad.map(name).join(', ')}`] : []),
+  ];
+  return `${held} and its boot state (${parts.join('; ')})`;
+}
+
 export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Promise<CreateDiskResult> {
   const report = opts.report ?? silentReporter;
   const all = await listStaged(paths.stageDir);
@@ -165,6 +229,8 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     }
     await assertNotMounted(opts.target);
   }
+
+  if (!device) await checkTargetFile(opts.target, opts.force ?? false);
 
   const bootloader = opts.bootloader ?? 'grub';
   // Before anything is collected or written: without it there is no disk to make.

@@ -167,6 +167,10 @@ export const ERROR_CODES = {
     meaning: 'the target of `darch disk create` is a block device, which would be erased',
     hint: 'add --force if that is what you want',
   },
+  E_DISK_EXISTS: {
+    meaning: 'the target file of `darch disk create` already exists; replacing it would lose what it holds (a darch disk: its images and boot state)',
+    hint: 'add --force to replace it, or choose another file name',
+  },
   E_DISK_FORMAT: {
     meaning: 'a disk lacks a part that disks made by `darch disk create` have, or that part is corrupt',
     hint: 'is this a disk made by `darch disk create`? Create it again',
@@ -254,6 +258,10 @@ export const ERROR_CODES = {
   E_KERNEL_UNKNOWN: {
     meaning: 'darch cannot tell which kernel release an image boots, so which modules its initramfs needs',
     hint: 'keep modules for one kernel in the image, or set boot.initramfs = "image"',
+  },
+  E_KIT_EXISTS: {
+    meaning: 'the darch-kit directory `darch recipes kit` writes already exists and darch did not write it',
+    hint: 'move it away, or give another recipe directory',
   },
   E_LOCKED: {
     meaning: 'another darch process holds the lock on the store',

@@ -15,6 +15,7 @@
  * inside the image, never on the host.
  */
 import { DarchError } from '../lib/errors.js';
+import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
 import { type FlatIndex, layerOfKey } from '../layers/flatten.js';
 import { openLayer } from '../layers/open.js';
@@ -202,7 +203,52 @@ export async function findBootFiles(
     if (kernel) return { kernel, initramfs: fileAt(index, i), kernelparams: params, from: k };
   }
 
-  throw new DarchError('E_NO_KERNEL', `${imageName} has no kernel: looked for /boot/vmlinuz-*, /usr/lib/modules/*/vmlinuz, /boot/vmlinuz and /vmlinuz`, {
+  throw noKernel(imageName);
+}
+
+function noKernel(imageName: string): DarchError {
+  return new DarchError('E_NO_KERNEL', `${imageName} has no kernel: looked for /boot/vmlinuz-*, /usr/lib/modules/*/vmlinuz, /boot/vmlinuz and /vmlinuz`, {
     hint: `install a kernel in the image (linux-image-amd64 on Debian), or name it with the ${LABEL_KERNEL} label or ${IMAGE_JSON_PATH}`,
   });
+}
+
+/** A path in a layer that could be (or name) the kernel the rules above find. */
+function kernelCandidate(name: string): boolean {
+  const p = name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
+  const base = p.slice(p.lastIndexOf('/') + 1);
+  return base.startsWith('vmlinu') || `/${p}` === IMAGE_JSON_PATH;
+}
+
+/**
+ * Before one pass compresses anything: refuse an image that cannot have a kernel, known from
+ * the layers' headers alone (no layer has a `vmlinu*` path or image.json, and no label names
+ * one). Layers are read from the base up (kernels usually come with the base, and a derived
+ * image's big upper layers are then never read twice) and the scan stops at the first
+ * candidate, so an image with a kernel pays only until its kernel's header, headers only,
+ * no squashfs work; whether a candidate really is the kernel is
+ * findBootFiles' business after the pass. A layer that cannot be read is left to the pass
+ * itself to report.
+ */
+export async function refuseWithoutKernel(store: ImageStore, layers: Descriptor[], labels: Record<string, string>, imageName: string, signal?: AbortSignal): Promise<void> {
+  if (labels[LABEL_KERNEL]) return;
+  for (let i = 0; i < layers.length; i++) {
+    signal?.throwIfAborted();
+    let opened;
+    try {
+      opened = await openLayer(store, layers[i]!, i);
+    } catch {
+      return;
+    }
+    try {
+      for await (const { header } of readTar(new ByteReader(opened.tar))) {
+        if (kernelCandidate(header.name) || (header.type === 'link' && kernelCandidate(header.linkname))) return;
+        signal?.throwIfAborted();
+      }
+    } catch {
+      return;
+    } finally {
+      opened.close();
+    }
+  }
+  throw noKernel(imageName);
 }

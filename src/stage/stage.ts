@@ -23,7 +23,7 @@ import { normalizeRef } from '../oci/reference.js';
 import { type FlatIndex, type FlattenStats, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
 import { streamTopDown, type TopDownResult } from '../layers/topdown.js';
 import type { Descriptor } from '../oci/mediatypes.js';
-import { type BootFiles, findBootFiles } from './kernel.js';
+import { type BootFiles, findBootFiles, refuseWithoutKernel } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
 import {
@@ -274,6 +274,9 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     const onePass = writer === 'tar2sqfs' && opts.passes !== 2;
     const plan = () => planTwoPass(imageStore, layers, labels, sourceName, stageStore.tmpDir, report, opts.signal);
     // Not indexed yet in one pass: squashfs is rarely larger than the compressed layers.
+    // The kernel is found in the index only once the pass is over: an image that cannot have
+    // one is refused from its layers' headers first (two passes find it before writing anyway).
+    if (onePass) await refuseWithoutKernel(imageStore, layers, labels, sourceName, opts.signal);
     if (onePass) await ensureFreeSpace(stageStore.tmpDir, Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
     let twoPass = onePass ? undefined : await plan();
 

@@ -117,7 +117,7 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
     '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 1),
     '-drive', `if=pflash,format=raw,readonly=on,file=${ovmf.code}`,
     '-drive', `if=pflash,format=raw,file=${vars}`,
-    '-drive', `file=${opts.disk},format=raw,if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
+    '-drive', `file=${opts.disk},format=${/\.qcow2$/i.test(opts.disk) ? 'qcow2' : 'raw'},if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
     // q35's ICH9 has Intel's TCO watchdog (iTCO_wdt), but qemu straps it "no reboot" by
     // default: unstrapped, trial boots with darch.watchdog= are reset when it fires, as on

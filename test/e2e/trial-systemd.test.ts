@@ -15,12 +15,12 @@
  * in emergency mode with its shell.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { debianSystemdTree } from '../helpers/bootimage.js';
-import { REPO, darchOk, tempDir } from '../helpers/darch.js';
+import { darchOk, tempDir } from '../helpers/darch.js';
 import { esp, mcat, mls } from '../helpers/espfiles.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree, stageVariant } from '../helpers/staged.js';
@@ -73,20 +73,22 @@ before(async () => {
     root = path.join(work, 'root');
     const tree = path.join(work, 'tree');
     await run('cp', ['-a', await debianSystemdTree(), tree]);
-    await darchOk(['initramfs', 'tools-install', tree], { root });
-    await run('chroot', [tree, 'update-initramfs', '-u', '-k', 'all']);
-    // What docs/TRIAL-BOOTS.md tells an image to do.
-    await mkdir(path.join(tree, 'usr/lib/darch'), { recursive: true });
-    for (const f of ['darch-grubenv.sh', 'darch-record.sh', 'darch-health', 'darch-commit', 'darch-trial-failed']) await copyFile(path.join(REPO, 'assets/trial', f), path.join(tree, 'usr/lib/darch', f));
-    await run('chmod', ['755', ...['darch-health', 'darch-commit', 'darch-trial-failed'].map((f) => path.join(tree, 'usr/lib/darch', f))]);
-    for (const u of ['darch-health.service', 'darch-mark-good.service', 'darch-trial-failed@.service', 'darch-trial-deadline.service']) await copyFile(path.join(REPO, 'assets/systemd', u), path.join(tree, 'etc/systemd/system', u));
+    // What docs/TRIAL-BOOTS.md tells a recipe to do: `darch recipes kit DIR`, then the
+    // Containerfile's COPY + RUN of its install inside the image (here cp + chroot). install
+    // also enables darch's five units and rebuilds the initramfs with the boot=darch hook.
+    const recipe = path.join(work, 'recipe');
+    await mkdir(recipe);
+    await darchOk(['recipes', 'kit', recipe], { root });
+    await run('cp', ['-a', path.join(recipe, 'darch-kit'), path.join(tree, 'tmp/darch-kit')]);
+    await run('chroot', [tree, 'sh', '/tmp/darch-kit/install']);
+    await run('rm', ['-rf', path.join(tree, 'tmp/darch-kit')]);
     await mkdir(path.join(tree, 'etc/darch/health.d'), { recursive: true });
     await writeFile(path.join(tree, 'etc/darch/health.d/10-test'), HEALTH, { mode: 0o755 });
     await writeFile(path.join(tree, 'etc/systemd/system/darch-test-report.service'), REPORT);
     await writeFile(path.join(tree, 'etc/fstab'), FSTAB_ESP + FSTAB_BAD, { flag: 'a' });
     await mkdir(path.join(tree, 'etc/systemd/system/darchbad.mount.d'), { recursive: true });
     await writeFile(path.join(tree, 'etc/systemd/system/darchbad.mount.d/armed-by-test.conf'), BAD_MOUNT_ARMED);
-    await run('chroot', [tree, 'systemctl', 'enable', 'darch-health.service', 'darch-mark-good.service', 'darch-trial-failed@emergency.service', 'darch-trial-failed@rescue.service', 'darch-trial-deadline.service', 'darch-test-report.service']);
+    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
     ids.a = await stageTree(root, tree, ['debian/a:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
     // The trials are the same squashfs with other kernel parameters.
     ids.good = await stageVariant(root, ids.a, 'good', 'debian/b:good', 'boot=darch darch.test=good');

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { DirEnvStorage } from '../../src/boot/grub/grubenv.js';
+import { loadState, saveState } from '../../src/boot/grub/envstate.js';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 
 const A = 'a'.repeat(25);
@@ -97,10 +99,29 @@ test('set-default, try, mark-good (only on the trial boot), rollback, mark-bad',
   await darchOk(['boot', 'try', 'os:b'], { root: m.root });
   s = (await darchOk(['boot', 'mark-bad', '--json'], { root: m.root })).json().status;
   assert.deepEqual([s.trial, s.bad], [null, [B]]);
+  // The bad image is still staged and tagged: its row shows the tags.
+  assert.match((await darchOk(['boot', 'status'], { root: m.root })).stdout, new RegExp(`^bad +${B} +os:b,os:latest +not tried again without --force$`, 'm'));
+  assert.deepEqual(s.badImages, [{ stage: B, tags: ['os:b', 'os:latest'] }]);
   const again = await darch(['boot', 'try', 'os:b'], { root: m.root });
   assert.equal(again.code, 1);
   assert.match(again.stderr, /error: .* failed before \(it is marked bad\)\nhint: .*--force/);
   await darchOk(['boot', 'try', 'os:b', '--force'], { root: m.root });
+});
+
+test('after GRUB fell back from a trial, status shows the tags of the image on the "fell back" and "bad" rows', async (t) => {
+  const m = await machine(t);
+  await mkdir(path.join(m.root, 'boot/efi/EFI'), { recursive: true });
+  await darchOk(['boot', 'set-default', 'os:a'], { root: m.root });
+  await darchOk(['boot', 'try', 'os:b', '--tries', '2'], { root: m.root });
+  // What GRUB's script leaves once the tries ran out.
+  const storage = new DirEnvStorage(m.env);
+  const { state } = await loadState(storage);
+  await saveState(storage, { ...state, trial: undefined, tries: 0, fellBack: true, fellBackFrom: B, bad: [B] });
+  const out = (await darchOk(['boot', 'status'], { root: m.root })).stdout;
+  assert.match(out, new RegExp(`^fell back +${B} +os:b,os:latest +the last trial failed after 2 tries$`, 'm'));
+  assert.match(out, new RegExp(`^bad +${B} +os:b,os:latest +not tried again without --force$`, 'm'));
+  const j = (await darchOk(['boot', 'status', '--json'], { root: m.root })).json();
+  assert.deepEqual(j.fellBackFromTags, ['os:b', 'os:latest']);
 });
 
 test('bad arguments are usage errors; unknown images list what is staged', async (t) => {

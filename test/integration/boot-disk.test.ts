@@ -68,8 +68,19 @@ describe('darch disk create', () => {
     r = await darch(['disk', 'create', disk, 'demo/nope:1'], { root });
     assert.match(r.stderr, /error: demo\/nope:1 is not staged\nhint: staged: demo\/a:1/);
 
+    // A missing directory fails before any work, naming the directory as the user wrote it.
+    const cwd = await darch(['disk', 'create', 'nosuch/disk.img'], { root, cwd: root });
+    assert.equal(cwd.code, 1);
+    assert.match(cwd.stderr, /^error: cannot create nosuch\/disk\.img: the directory nosuch does not exist\nhint: create it first \(mkdir -p nosuch\)/);
+    assert.doesNotMatch(cwd.stderr, /GRUB|\.tmp/);
+
+    // An existing file is replaced only with --force, and the error says what would be lost.
     await writeFile(disk, 'keep me');
-    r = await darch(['disk', 'create', disk, '--size', '10M'], { root });
+    r = await darch(['disk', 'create', disk], { root });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /error: .*disk\.img already exists: replacing it would lose its 7 B \(it is not a darch disk\)\nhint: add --force/);
+    assert.equal(r.stderr.match(/==>/g), null, 'no work started');
+    r = await darch(['disk', 'create', disk, '--size', '10M', '--force'], { root });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: 10 MiB is too small: the staged images need \d+ MiB\nhint: give --size at least \d+M/);
     assert.equal(await readFile(disk, 'utf8'), 'keep me');
@@ -77,9 +88,14 @@ describe('darch disk create', () => {
     r = await darch(['disk', 'set-default', disk, 'demo/a:1'], { root });
     assert.match(r.stderr, /error: .* has no partition table sfdisk can read|has no EFI system partition/);
 
-    const made = await darch(['disk', 'create', disk, '--size', `${300}M`], { root });
+    const made = await darch(['disk', 'create', disk, '--size', `${300}M`, '--force'], { root });
     assert.equal(made.code, 0, made.stderr);
     assert.equal((await stat(disk)).size, 300 * MiB);
+    // A darch disk: the error names its images and its boot state.
+    r = await darch(['disk', 'create', disk], { root });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /already exists: replacing it would lose its 1 image\(s\) \(demo\/a:1\) and its boot state \(default demo\/a:1/);
+    assert.equal((await darch(['--json', 'disk', 'create', disk], { root })).json().error.code, 'E_DISK_EXISTS');
     r = await darch(['disk', 'set-default', disk, 'demo/other:1'], { root });
     assert.match(r.stderr, /error: demo\/other:1 is not on .*\nhint: on the disk: demo\/a:1/);
   });

@@ -85,7 +85,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     await truncate(path.join(stageDirOf(root), 'live', a, 'initrd.img'), 50 * MiB);
     const disk = path.join(root, 'disk.img');
     await writeFile(disk, 'keep me');
-    const r = await darch(['disk', 'create', disk, '--bootloader', 'systemd-boot', '--esp-size', '40M'], { root });
+    const r = await darch(['disk', 'create', disk, '--bootloader', 'systemd-boot', '--esp-size', '40M', '--force'], { root });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: the kernels and initramfs images of 1 staged image\(s\) need 5\d MiB on the ESP, but an ESP of 40 MiB holds about 38 MiB\nhint: give --esp-size at least 5\dM/);
     assert.equal(await readFile(disk, 'utf8'), 'keep me');
@@ -93,7 +93,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     assert.equal(u.code, 2);
     assert.match(u.stderr, /--bootloader must be grub or systemd-boot/);
     // Without --esp-size the ESP holds the kernels twice over.
-    await darchOk(['disk', 'create', disk, '--bootloader', 'systemd-boot'], { root });
+    await darchOk(['disk', 'create', disk, '--bootloader', 'systemd-boot', '--force'], { root });
     const e = await esp(disk);
     assert.ok(e.size >= 100 * MiB && e.size <= 140 * MiB, `ESP of ${e.size / MiB} MiB`);
     const k = path.join(root, 'k');
@@ -108,7 +108,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     await writeFile(disk, 'keep me');
     // An empty directory over Debian's systemd-boot-efi files, in a private mount namespace.
     const script = 'mount -t tmpfs none "$(dirname "$SDBOOT")" && "$@"; echo "rc=$?"';
-    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot'], {
+    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot', '--force'], {
       allowFailure: true,
       env: { ...process.env, SDBOOT, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
     });

@@ -27,6 +27,11 @@ describe('darch hooks', () => {
     const d = (await darchOk(['--json', 'hooks', 'details', 'ssh'], { root })).json();
     assert.deepEqual(d.matchedImages, ['demo/a:stable']);
     assert.deepEqual(d.unmatchedImages, ['demo/a:testing']);
+    // A built-in is not a path to copy out of wherever darch is installed (a checkout).
+    const shown = (await darchOk(['hooks', 'details', 'ssh'], { root })).stdout;
+    assert.match(shown, /^path +built into darch \(`darch hooks help ssh`\); .*\/etc\/darch\/hooks\/ssh\/hook replaces it$/m);
+    assert.doesNotMatch(shown, /assets/);
+    assert.match((await darchOk(['hooks', 'details', 'motd'], { root })).stdout, new RegExp(`^path +${hooks}/motd$`, 'm'));
     assert.match((await darchOk(['hooks', 'help', 'motd'], { root })).stdout, /sets the message of the day/);
     assert.match((await darchOk(['hooks', 'help', 'fstab'], { root })).stdout, /fstab\.config/);
     const bad = await darch(['hooks', 'help', 'nope'], { root });

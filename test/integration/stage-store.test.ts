@@ -144,15 +144,54 @@ describe('stage: store, kernels, bundles and safety', () => {
     }
   });
 
-  it('refuses an image without a kernel, says so, and stages nothing', async () => {
+  it('refuses an image without a kernel before compressing anything, says so, and stages nothing', async () => {
     const root = await fresh();
-    await importRootfs(root, 'nokernel:1', { 'etc/hostname': 'x\n', 'boot/grub/grub.cfg': '' });
+    await importRootfs(root, 'nokernel:1', { 'etc/hostname': 'x\n', 'boot/grub/grub.cfg': '', 'usr/share/big': randomBytes(4 << 20) });
     const r = await darch(['stage', 'upload', 'nokernel:1'], { root });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: nokernel:1 has no kernel/);
     assert.match(r.stderr, /hint: install a kernel/);
+    // Known from the layers' headers: no squashfs was started.
+    assert.doesNotMatch(r.stderr, /writing squashfs/);
     assert.deepEqual(await ls(path.join(staged(root), 'live')), []);
     assert.deepEqual(await ls(path.join(staged(root), 'tmp')), []);
+  });
+
+  it('syncs boot menus only where this machine boots darch\'s menu; elsewhere says nothing about menus', async () => {
+    // A build host: no /etc/grub.d/60_darch, no ESP with darch's state, not booted from darch.
+    const root = await fresh();
+    await importRootfs(root, 'host/os:1', kernelOnly);
+    const up = await darchOk(['stage', 'upload', 'host/os:1'], { root });
+    assert.doesNotMatch(up.stderr, /menu|grub|UUID/i);
+    await assert.rejects(stat(path.join(staged(root), 'grub.cfg')), /ENOENT/);
+    await assert.rejects(stat(path.join(root, 'etc/darch/grub.cfg')), /ENOENT/);
+    // An ESP without darch's state is not darch's either.
+    await mkdir(path.join(root, 'boot/efi/EFI/debian'), { recursive: true });
+    assert.doesNotMatch((await darchOk(['stage', 'tag', 'host/os:1', 'host/os:2'], { root })).stderr, /menu|grub|UUID/i);
+    await assert.rejects(stat(path.join(staged(root), 'grub.cfg')), /ENOENT/);
+
+    // `darch boot install` was run here (60_darch exists): the menu follows every stage change.
+    const machine = await fresh();
+    await importRootfs(machine, 'host/os:1', kernelOnly);
+    await mkdir(path.join(machine, 'etc/grub.d'), { recursive: true });
+    await writeFile(path.join(machine, 'etc/grub.d/60_darch'), '#!/bin/sh\n', { mode: 0o755 });
+    await mkdir(path.join(machine, 'etc/darch'), { recursive: true });
+    await writeFile(path.join(machine, 'etc/darch/config.toml'), '[boot]\nstage_fs_uuid = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"\n');
+    const id = (await darchOk(['--json', 'stage', 'upload', 'host/os:1'], { root: machine })).json().id as string;
+    assert.match(await readFile(path.join(staged(machine), 'grub.cfg'), 'utf8'), new RegExp(`darch_stageid=${id}`));
+
+    // Where it should sync and cannot (a stage directory on tmpfs, which GRUB cannot read), it says what to do.
+    const shm = await mkdtemp('/dev/shm/darch-test-');
+    try {
+      await importRootfs(shm, 'host/os:1', kernelOnly);
+      await mkdir(path.join(shm, 'etc/grub.d'), { recursive: true });
+      await writeFile(path.join(shm, 'etc/grub.d/60_darch'), '#!/bin/sh\n', { mode: 0o755 });
+      const r = await darchOk(['stage', 'upload', 'host/os:1'], { root: shm });
+      assert.match(r.stderr, /the boot menu was not updated \(this machine boots darch's menu: .*60_darch/);
+      assert.match(r.stderr, /run `darch boot sync`/);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
   });
 
   it('tags, refuses a second upload without --force, keeps stage.keep images and never the booted one', async () => {

@@ -86,6 +86,16 @@ test('the GRUB script counts down every value with a comparison and never does a
   assert.match(script, /darch\.fell_back=1/);
 });
 
+test('the console counts the tries left in English: "1 more try", "2 more tries", "0 more tries"', () => {
+  const script = renderTrialScript({ maxTries: 3 });
+  // GRUB has no arithmetic: each comparison sets the wording of its own value.
+  assert.match(script, /= "2" \]; then\n\t\tset darch_tries=1\n\t\tset darch_left="1 more try"\n/);
+  assert.match(script, /= "3" \]; then\n\t\tset darch_tries=2\n\t\tset darch_left="2 more tries"\n/);
+  assert.match(script, /= "1" \]; then\n\t\tset darch_tries=0\n\t\tset darch_left="0 more tries"\n/);
+  assert.match(script, /echo "darch: trial boot of \$\{darch_trial_stage\}, \$\{darch_left\} after this one"/);
+  assert.doesNotMatch(script, /1 more tries/);
+});
+
 test('STAGED names resolve to the menu entry of that tag', () => {
   const images = [{ id: A.stage, tags: ['os:a', 'os:latest'] }, { id: B.stage, tags: ['example/busybox:b'] }];
   assert.deepEqual(resolveImage(images, 'os'), { entry: 'darch-os@latest', stage: A.stage, tag: 'os:latest' });

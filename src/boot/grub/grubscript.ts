@@ -64,7 +64,9 @@ export function renderTrialScript(opts: TrialScriptOptions = {}): string {
   const load = STATE_VARS.join(' ');
   const countdown: string[] = [];
   for (let n = max; n >= 1; n--) {
-    countdown.push(`\t${n === max ? 'if' : 'elif'} [ "\${${V.tries}}" = "${n}" ]; then`, `\t\tset ${V.tries}=${n - 1}`, '\t\tset darch_mode=trial');
+    // GRUB has no arithmetic, so the console's wording is generated per value too.
+    const left = n - 1 === 1 ? '1 more try' : `${n - 1} more tries`;
+    countdown.push(`\t${n === max ? 'if' : 'elif'} [ "\${${V.tries}}" = "${n}" ]; then`, `\t\tset ${V.tries}=${n - 1}`, `\t\tset darch_left="${left}"`, '\t\tset darch_mode=trial');
   }
   const save = [SEQ_VAR, ...GRUB_WRITES, SEAL_VAR].join(' ');
   const first = opts.firstEntry && /^[A-Za-z0-9._+@:-]+$/.test(opts.firstEntry)
@@ -132,7 +134,7 @@ ${countdown.join('\n')}
 	fi
 fi
 if [ "\${darch_mode}" = "trial" ]; then
-	echo "darch: trial boot of \${${V.trialStage}}, \${${V.tries}} more tries after this one"
+	echo "darch: trial boot of \${${V.trialStage}}, \${darch_left} after this one"
 	set default="\${${V.trial}}"
 	# If the trial's kernel cannot even be loaded, GRUB boots the default right away.
 	if [ -n "\${${V.default}}" ]; then set fallback="\${${V.default}}"; else set fallback=0; fi

@@ -50,6 +50,8 @@ export interface StatusView {
   previous: ImageView | null;
   fellBack: boolean;
   fellBackFrom: string | null;
+  /** The tags of the image that fell back (it is still staged and tagged). */
+  fellBackFromTags: string[];
   /** The tries the trial was armed with (on a fallback: how many it used), when known. */
   trialTries: number | null;
   /**
@@ -59,6 +61,8 @@ export interface StatusView {
    */
   failure: TrialFailure | null;
   bad: string[];
+  /** The bad images with their tags (still staged and tagged; `[]` once removed). */
+  badImages: { stage: string; tags: string[] }[];
   booted: (BootedInfo & { tags: string[] }) | null;
   /** The watchdog this trial boot runs under until it commits (darch.watchdog=). */
   watchdog: ArmedWatchdog | null;
@@ -90,9 +94,11 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
     previous: view(state.previous, images),
     fellBack: state.fellBack,
     fellBackFrom: state.fellBackFrom ?? null,
+    fellBackFromTags: state.fellBackFrom ? tagsOf(images, state.fellBackFrom) : [],
     trialTries: state.trial || state.fellBack ? (state.trialTries ?? null) : null,
     failure: failure ?? null,
     bad: state.bad,
+    badImages: state.bad.map((stage) => ({ stage, tags: tagsOf(images, stage) })),
     booted: booted ? { ...booted, tags: tagsOf(images, booted.stage) } : null,
     watchdog: (await t.watchdog()) ?? null,
     backend,
@@ -113,10 +119,12 @@ function renderStatus(s: StatusView): string {
   rows.push(['previous', s.previous?.stage ?? '-', tags(s.previous), s.previous ? '`darch boot rollback` returns here' : '']);
   if (s.fellBack) {
     const used = s.trialTries ? ` after ${s.trialTries} ${s.trialTries === 1 ? 'try' : 'tries'}` : '';
-    rows.push(['fell back', s.fellBackFrom ?? '-', '-', `the last trial failed${used}`]);
+    rows.push(['fell back', s.fellBackFrom ?? '-', s.fellBackFromTags.join(',') || '-', `the last trial failed${used}`]);
     rows.push(['', '', '', why ? `why: ${why}` : 'why: not recorded (a kernel panic, a hang or a reset leaves no record)']);
   }
-  rows.push(['bad', s.bad.join(' ') || '-', '-', s.bad.length ? 'not tried again without --force' : '']);
+  if (s.badImages.length === 0) rows.push(['bad', '-', '-', '']);
+  // One row per bad image, so each one's tags stand next to it.
+  s.badImages.forEach((b, i) => rows.push([i === 0 ? 'bad' : '', b.stage, b.tags.join(',') || '-', i === 0 ? 'not tried again without --force' : '']));
   if (s.booted) {
     const how = s.booted.trial ? 'trial boot' : s.booted.fellBack ? 'fell back from a trial' : 'normal boot';
     rows.push(['booted', s.booted.stage ?? '-', s.booted.tags.join(',') || '-', s.booted.stage ? how : 'not a darch image']);

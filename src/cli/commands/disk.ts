@@ -20,7 +20,7 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
     .option('--timeout <seconds>', 'boot menu timeout', '3')
     .option('--bootloader <name>', 'grub or systemd-boot (copies each kernel and initramfs onto the ESP, one BLS entry per image)', 'grub')
     .option('--esp-size <size>', 'size of the ESP, e.g. 256M (default: 64M, or room for the kernels twice over with systemd-boot)')
-    .option('--force', 'erase a block device')
+    .option('--force', 'erase a block device, or replace an existing file (and what it holds)')
     .action(async (target: string, staged: string[], opts: { size?: string; kernelArgs: string; timeout: string; bootloader: string; espSize?: string; force?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       if (opts.bootloader !== 'grub' && opts.bootloader !== 'systemd-boot') {

@@ -1,12 +1,13 @@
 /** `darch hooks …`: Darch-compatible stage hooks (list, details, help, apply). */
+import path from 'node:path';
 import type { Command } from 'commander';
 import { DarchError } from '../../lib/errors.js';
 import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { listStaged } from '../../boot/shared/staged.js';
 import { matchStaged } from '../../stage/store.js';
-import { syncBoot } from '../../boot/reconcile.js';
-import { discoverHooks, findHook, hookApplies } from '../../hooks/hooks.js';
+import { bootsDarchMenu, syncBoot } from '../../boot/reconcile.js';
+import { discoverHooks, findHook, hookApplies, hooksDir } from '../../hooks/hooks.js';
 import { applyHooks, callHook, pruneHookDirs, type ApplyResult } from '../../hooks/install.js';
 import type { ContextFactory } from '../globals.js';
 import { lockTimeout } from '../context.js';
@@ -33,11 +34,14 @@ export function registerHooks(hooks: Command, ctx: ContextFactory): void {
       const hook = findHook(await discoverHooks(c.paths.configDir), name);
       const staged = await listStaged(c.paths.stageDir);
       const tags = staged.flatMap((s) => s.tags);
-      const data = { ...hook, matchedImages: tags.filter((t) => hookApplies(hook, t)), unmatchedImages: tags.filter((t) => !hookApplies(hook, t)) };
+      // A built-in lives wherever darch is installed (a source checkout, /usr/lib/…): not a
+      // path to copy from. What a person can do is put a hook of the same name in the config.
+      const override = path.join(hooksDir(c.paths.configDir), hook.name, 'hook');
+      const data = { ...hook, override, matchedImages: tags.filter((t) => hookApplies(hook, t)), unmatchedImages: tags.filter((t) => !hookApplies(hook, t)) };
       await emit(data, (d) =>
         [
           `name             ${d.name}`,
-          `path             ${d.dir}${d.builtin ? ' (built-in)' : ''}`,
+          d.builtin ? `path             built into darch (\`darch hooks help ${d.name}\`); ${d.override} replaces it` : `path             ${d.dir}`,
           `execution-order  ${d.executionOrder}`,
           `include-images   ${d.include.join(', ')}`,
           `exclude-images   ${d.exclude.join(', ') || '-'}`,
@@ -84,7 +88,8 @@ export function registerHooks(hooks: Command, ctx: ContextFactory): void {
         for (const h of r.hooks) for (const m of h.messages) ui.warn(`${j.tag}: hook ${h.hook}: ${m}`);
       }
       for (const image of staged) await pruneHookDirs(image);
-      if (opts.sync && staged.length > 0) {
+      // Like every stage change: only where this machine boots darch's menu.
+      if (opts.sync && staged.length > 0 && (await bootsDarchMenu(c.paths, c.config))) {
         try {
           await syncBoot(c.paths, c.config, lockTimeout(c.config), c.report);
         } catch (err) {

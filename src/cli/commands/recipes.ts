@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import { emit } from '../../lib/output.js';
 import { parentLabel } from '../../recipes/discover.js';
 import { RecipeGraph, renderTree } from '../../recipes/graph.js';
-import type { ContextFactory } from '../globals.js';
+import { ui } from '../../lib/ui.js';
+import { KIT_DIR, writeKit } from '../../recipes/kit.js';
+import { VERSION, type ContextFactory } from '../globals.js';
 
 interface DirOpts {
   recipesDir: string;
@@ -39,6 +41,23 @@ export function registerRecipes(cmd: Command, ctx: ContextFactory): void {
       const g = await RecipeGraph.load(dirOf(cmd));
       const tree = g.tree();
       await emit({ tree }, (d) => renderTree(d.tree) || undefined);
+    });
+
+  recipes
+    .command('kit')
+    .description("write darch's in-image files (trial-boot scripts, systemd units, initramfs-tools hook) into a recipe's build context as DIR/darch-kit, with an install script")
+    .argument('<dir>', "the recipe's directory (its build context)")
+    .action(async (dir: string, _o: unknown, cmd: Command) => {
+      await ctx(cmd);
+      const res = await writeKit(dir, VERSION);
+      ui.success(`wrote ${res.dir} (${res.files.length} files); add to the recipe:`);
+      const snippet = [
+        '# Containerfile:',
+        ...res.snippets.containerfile,
+        '# or, in a Darch-format script:',
+        ...res.snippets.script,
+      ].join('\n');
+      await emit({ ...res, kitDir: KIT_DIR }, () => snippet);
     });
 
   recipes

@@ -13,6 +13,7 @@ import { stageImage } from '../../stage/stage.js';
 import { protectedIds, ROOTFS_FILE, StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
 import { reconcileBoot } from '../../boot/reconcile.js';
+import { sweepDeadOwners } from '../../lib/scratch.js';
 import type { ContextFactory } from '../globals.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -206,7 +207,8 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         const prot = await protectedIds(store);
         const untagged = (await store.list()).filter((i) => i.tags.length === 0 && !prot.has(i.id));
         if (!opts.dryRun) for (const i of untagged) await store.deleteImage(i.id);
-        const temp = opts.dryRun ? 0 : await store.sweepTemp();
+        // Also darch's own scratch directory: work files of killed `vm run`s and `disk create`s.
+        const temp = opts.dryRun ? 0 : (await store.sweepTemp()) + (await sweepDeadOwners(c.paths.tmpDir));
         return { dryRun: Boolean(opts.dryRun), removed: untagged.map((i) => i.id), bytesFreed: untagged.reduce((a, i) => a + (i.meta?.totalSize ?? 0), 0), tempRemoved: temp };
       });
       if (!res.dryRun) await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);

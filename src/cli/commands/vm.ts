@@ -7,12 +7,43 @@ import { Option } from 'commander';
 import { DarchError } from '../../lib/errors.js';
 import { ui } from '../../lib/ui.js';
 import { createDisk } from '../../disk/create.js';
+import { listStaged } from '../../boot/shared/staged.js';
+import { matchStaged } from '../../stage/store.js';
 import { runVm } from '../../vm/qemu.js';
 import type { ContextFactory } from '../globals.js';
 
-async function isDisk(p: string): Promise<boolean> {
-  if (!p.includes('/') && !p.endsWith('.img') && !p.endsWith('.raw')) return false;
-  return stat(p).then((s) => s.isFile() || s.isBlockDevice(), () => false);
+/** Names a file rather than a staged image: an explicit path, or a disk image's extension. */
+function namesPath(p: string): boolean {
+  return /^(\/|\.\.?\/|~)/.test(p) || /\.(img|raw|qcow2|iso)$/i.test(p);
+}
+
+/**
+ * The disk `vm run WHAT` boots: WHAT itself when it is a file or a device, or undefined when it
+ * is a staged image. An argument that names a path (see namesPath) and does not exist is an
+ * error saying so, never looked up as an image name; `dir/name` that is neither a file nor a
+ * staged image names both possibilities.
+ */
+async function diskArgument(what: string, stageDir: string): Promise<string | undefined> {
+  const st = await stat(what).catch(() => undefined);
+  if (st?.isFile() || st?.isBlockDevice()) return what;
+  const notFound = () =>
+    new DarchError('E_FS_ENOENT', st ? `${what} is not a disk image file or a block device` : `${what} does not exist`, {
+      hint: 'give a disk image made by `darch disk create`, or a staged NAME:TAG (`darch stage list`)',
+    });
+  if (st || namesPath(what)) throw notFound();
+  if (what.includes('/')) {
+    try {
+      matchStaged(await listStaged(stageDir), what);
+    } catch (err) {
+      if (err instanceof DarchError && err.code === 'E_NOT_STAGED') {
+        throw new DarchError('E_NOT_STAGED', `${what} is neither a file nor a staged image`, {
+          hint: `a disk image: check the path; a staged image: ${err.hint ?? '`darch stage list`'}`,
+        });
+      }
+      throw err;
+    }
+  }
+  return undefined;
 }
 
 export function registerVm(vm: Command, ctx: ContextFactory): void {
@@ -28,10 +59,11 @@ export function registerVm(vm: Command, ctx: ContextFactory): void {
     .option('--kernel-args <args>', 'kernel arguments when a staged image is booted', 'console=ttyS0,115200')
     .action(async (what: string, opts: { memory: string; cpus: string; accel: 'auto' | 'kvm' | 'tcg'; snapshot?: boolean; net?: boolean; reboot: boolean; kernelArgs: string }, cmd: Command) => {
       const c = await ctx(cmd);
+      const given = await diskArgument(what, c.paths.stageDir);
       const work = await makeWorkDir(c.paths.tmpDir, 'vm');
       try {
-        let disk = what;
-        if (!(await isDisk(what))) {
+        let disk = given ?? what;
+        if (!given) {
           disk = path.join(work, 'disk.img');
           ui.step(`making a throw-away disk with ${what}`);
           await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1, report: c.report });
