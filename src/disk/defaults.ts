@@ -1,6 +1,7 @@
 /** A darch disk from outside: where its ESP is, what its disk.json says, which image it boots by default. */
 import { DarchError } from '../lib/errors.js';
 import { resolveImage, type KnownImage } from '../boot/target.js';
+import { matchStaged } from '../stage/store.js';
 import { changeState } from '../boot/bootstate.js';
 import { setDefault, type ImageRef } from '../boot/trial/state.js';
 import { diskTarget } from './target.js';
@@ -32,23 +33,34 @@ export interface SetDefaultResult {
 }
 
 /** `darch disk set-default`: the same change as `darch boot set-default --disk`. */
-export async function setDiskDefault(disk: string, what: string, lockTimeoutSec: number): Promise<SetDefaultResult> {
+export async function setDiskDefault(disk: string, what: string, lockTimeoutSec: number, local: KnownImage[] = []): Promise<SetDefaultResult> {
   const t = await diskTarget(disk, lockTimeoutSec);
   let target: ImageRef & { tag: string } | undefined;
   const res = await changeState(t, (s, images) => {
-    target = resolveOnDisk(images, what, disk);
+    target = resolveOnDisk(images, what, disk, local);
     return setDefault(s, target);
   });
   const r = target!;
   return { tag: r.tag, id: r.stage, entry: r.entry, changed: res.transition.changed, warnings: res.warnings };
 }
 
-/** resolveImage, with a message that says which images the disk has. */
-export function resolveOnDisk(images: KnownImage[], what: string, disk: string): ImageRef & { tag: string } {
+/**
+ * resolveImage, with a message that says which images the disk has, and, when the image is
+ * staged on this machine but not on the disk, how to put it there.
+ */
+export function resolveOnDisk(images: KnownImage[], what: string, disk: string, local: KnownImage[] = []): ImageRef & { tag: string } {
   try {
     return resolveImage(images, what);
   } catch (err) {
     if (!(err instanceof DarchError) || err.code !== 'E_NOT_STAGED') throw err;
-    throw new DarchError('E_NOT_STAGED', `${what} is not on ${disk}`, { hint: `on the disk: ${images.flatMap((i) => i.tags).join(', ')}` });
+    const here = (() => {
+      try {
+        return matchStaged(local, what);
+      } catch {
+        return undefined;
+      }
+    })();
+    if (here) throw new DarchError('E_NOT_STAGED', `${what} is staged here but not on ${disk}`, { hint: `add it to the disk first: darch disk add ${disk} ${what}` });
+    throw new DarchError('E_NOT_STAGED', `${what} is not on ${disk}`, { hint: `on the disk: ${images.flatMap((i) => i.tags).join(', ') || 'nothing'}` });
   }
 }

@@ -27,21 +27,30 @@ function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
 }
 
 /**
- * Rewrite the disk's grub.cfg with the entry `defaultEntry` (a menu entry id) first.
- * Returns false when the disk is not a GRUB disk or already lists it first.
+ * Rewrite the disk's grub.cfg from the images its ext4 partition names, with the entry
+ * `defaultEntry` (a menu entry id) first, or the first image's when it is not given.
+ * Returns false when the disk is not a GRUB disk or its menu is already that.
  */
-export async function reorderDiskMenu(disk: string, defaultEntry: string): Promise<boolean> {
+export async function writeDiskMenu(disk: string, defaultEntry?: string): Promise<boolean> {
   const info = await readDiskJson(new MtoolsFat(disk, (await findEsp(disk)).offset));
   if (info.bootloader && info.bootloader !== 'grub') return false;
   if (!info.darchUuid) throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, { hint: 'a disk made by `darch disk create` has it' });
   const fs = await diskStageFs(disk);
   const images = await diskImages(fs);
-  const defaultTag = images.flatMap((i) => i.tags).find((t) => entryId(t) === defaultEntry);
-  if (!defaultTag) throw new DarchError('E_NOT_STAGED', `${defaultEntry} is not a menu entry of ${disk}`);
+  let defaultTag: string | undefined;
+  if (defaultEntry) {
+    defaultTag = images.flatMap((i) => i.tags).find((t) => entryId(t) === defaultEntry);
+    if (!defaultTag) throw new DarchError('E_NOT_STAGED', `${defaultEntry} is not a menu entry of ${disk}`);
+  }
   const loc = { uuid: info.darchUuid, path: STAGE_PATH };
   const text = renderGrubCfg(menuEntries(images, loc, defaultTag), loc);
   const file = `${STAGE_PATH}/${GRUB_CFG}`;
   if ((await fs.readText(file)) === text) return false;
   await fs.replaceText(file, text);
   return true;
+}
+
+/** Keep the default first in the disk's menu after the boot state changed it. */
+export function reorderDiskMenu(disk: string, defaultEntry: string): Promise<boolean> {
+  return writeDiskMenu(disk, defaultEntry);
 }

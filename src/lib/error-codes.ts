@@ -175,6 +175,10 @@ export const ERROR_CODES = {
     meaning: 'a disk lacks a part that disks made by `darch disk create` have, or that part is corrupt',
     hint: 'is this a disk made by `darch disk create`? Create it again',
   },
+  E_DISK_FULL: {
+    meaning: 'the darch partition of a disk has no room for the images being added',
+    hint: 'remove an image from the disk first (`darch disk remove`), or make a bigger disk',
+  },
   E_DISK_TOO_SMALL: {
     meaning: 'the requested disk size cannot hold the staged images',
     hint: 'give a larger --size, or fewer images',
@@ -238,6 +242,10 @@ export const ERROR_CODES = {
   E_HOOK_UNKNOWN: {
     meaning: 'no hook has that name',
     hint: '`darch hooks list` shows them',
+  },
+  E_IMAGE_IN_USE: {
+    meaning: 'the image is the default or the pending trial of a disk: the next boot needs it, so it cannot be removed',
+    hint: 'set another default (`darch disk set-default`) or cancel the trial (`darch boot rollback --disk`) first',
   },
   E_IMAGE_NOT_FOUND: {
     meaning: 'the image is not in the local store or the archive',

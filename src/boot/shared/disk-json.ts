@@ -58,3 +58,8 @@ export async function readDiskJsonIfAny(esp: SmallFiles): Promise<DiskInfo | und
 export async function writeDiskJson(esp: SmallFiles, info: NewDiskInfo): Promise<void> {
   await esp.write(DISK_JSON_PATH, contractText(DiskInfoSchema.parse(info)));
 }
+
+/** Rewrite disk.json after a change to what the disk holds (`darch disk add|remove`); older disks keep the fields they lack absent. */
+export async function rewriteDiskJson(esp: SmallFiles, info: DiskInfo): Promise<void> {
+  await esp.write(DISK_JSON_PATH, contractText(DiskInfoSchema.parse(info)));
+}

@@ -116,6 +116,40 @@ export class MtoolsFat implements SmallFiles {
     return res;
   }
 
+  /** Bytes free on the FAT (mdir's last line: "41 281 024 bytes free"). */
+  async freeBytes(): Promise<number> {
+    const r = await this.exec('mdir', ['::/']);
+    const m = /([\d ]+) bytes free/.exec(r.stdout);
+    if (!m?.[1]) throw new DarchError('E_ESP_IO', `cannot read the free space of the ESP of ${this.device}`, { hint: 'check the ESP (fsck.vfat)' });
+    return Number(m[1].replace(/ /g, ''));
+  }
+
+  /** Copy a host file into the FAT (large files too), replacing one of that name. */
+  async put(src: string, fatPath: string): Promise<void> {
+    await this.mkdirs(path.posix.dirname(fatPath));
+    const res = await this.exec('mcopy', ['-D', 'o', src, `::/${fatPath}`], true);
+    if (res.code !== 0) {
+      throw new DarchError('E_ESP_IO', `cannot copy ${src} to ${fatPath} on the ESP of ${this.device}: ${res.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
+        hint: /full|space/i.test(res.stderr) ? 'the ESP is full: remove an image from the disk first (darch disk remove)' : 'check that the disk is writable and not in use by a running VM',
+      });
+    }
+  }
+
+  /** Remove a directory and what it holds; one that is not there is fine. */
+  async removeTree(fatDir: string): Promise<void> {
+    await this.exec('mdeltree', [`::/${fatDir.replace(/^\/+/, '')}`], true);
+  }
+
+  /** fsync the image or device, so what mtools wrote is on disk. */
+  async sync(): Promise<void> {
+    const fh = await open(this.device, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** Copy a file out of the FAT; undefined when it does not exist. Files are small here. */
   async readFile(fatPath: string, maxBytes = SMALL_FILE_MAX): Promise<Buffer | undefined> {
     const dir = await makeWorkDir(os.tmpdir(), 'darchesp');

@@ -150,6 +150,23 @@ export function setDefault(s: BootState, target: ImageRef): Transition {
   };
 }
 
+/**
+ * An image leaves the target (`darch disk remove`): never the default or the pending trial,
+ * which the next boot needs; as the previous default or a bad image it is forgotten.
+ */
+export function forgetImage(s: BootState, stage: string, name = stage): Transition {
+  if (s.default?.stage === stage) {
+    throw new DarchError('E_IMAGE_IN_USE', `${name} is the default image: the next boot needs it`, { hint: 'make another image the default first (set-default), then remove it' });
+  }
+  if (s.trial?.stage === stage) {
+    throw new DarchError('E_IMAGE_IN_USE', `${name} is the pending trial: the next boot needs it`, { hint: 'cancel the trial first (darch boot rollback), then remove it' });
+  }
+  const previous = s.previous?.stage === stage ? undefined : s.previous;
+  const bad = without(s.bad, stage);
+  const changed = previous !== s.previous || bad.length !== s.bad.length;
+  return { state: { ...s, previous, bad }, changed, message: changed ? `${name} is forgotten by the boot state` : `${name} is not in the boot state` };
+}
+
 /** Cancel a pending trial; with none, go back to the previous default. */
 export function rollback(s: BootState): Transition {
   if (s.trial) {

@@ -14,12 +14,24 @@ import { MAX_TRIES, armTrial, markBad, markGood, rollback, setDefault, trialKern
 import { bootStateIds, changeState, readState, type ChangeResult, type StateChange } from '../../boot/bootstate.js';
 import { localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
 import { diskTarget } from '../../disk/target.js';
+import { resolveOnDisk } from '../../disk/defaults.js';
+import { StageStore } from '../../stage/store.js';
 import { lockTimeout, type Context } from '../context.js';
 import type { TrialFailure } from '../../stage/failures.js';
 import type { ContextFactory } from '../globals.js';
 
 interface DiskOpt {
   disk?: string;
+}
+
+/**
+ * STAGED → the image on the target. On a disk, an image staged here but not on the disk
+ * gets a hint to add it (`darch disk add`) rather than to stage it.
+ */
+async function resolverFor(c: Context, t: BootTarget): Promise<(images: KnownImage[], what: string) => ImageRef & { tag: string }> {
+  if (t.kind !== 'disk') return resolveImage;
+  const local = await new StageStore(c.paths.stageDir, 0).list().catch(() => []);
+  return (images, what) => resolveOnDisk(images, what, t.label, local);
 }
 
 async function targetFor(c: Context, opts: DiskOpt): Promise<BootTarget> {
@@ -186,7 +198,8 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
     const t = await targetFor(c, opts);
     const tries = opts.tries === undefined ? c.config.boot.tries : parseTries(opts.tries);
     const args = trialKernelArgs(c.config.boot);
-    const res = await change(t, (s, images) => armTrial(s, resolveImage(images, what), tries, { force: opts.force, args }));
+    const resolve = await resolverFor(c, t);
+    const res = await change(t, (s, images) => armTrial(s, resolve(images, what), tries, { force: opts.force, args }));
     // An earlier trial of the same image may have left a reason; this trial starts clean.
     if (res.transition.state.trial) await t.clearFailure(res.transition.state.trial.stage).catch((err: unknown) => ui.debug(`cannot clear the failure record: ${(err as Error).message}`));
     await report(t, res);
@@ -218,7 +231,8 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   ).action(async (what: string | undefined, opts: DiskOpt, cmd: Command) => {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
-    await report(t, await change(t, (s, images) => markBad(s, what === undefined ? undefined : resolveImage(images, what).stage)));
+    const resolve = await resolverFor(c, t);
+    await report(t, await change(t, (s, images) => markBad(s, what === undefined ? undefined : resolve(images, what).stage)));
   });
 
   diskOption(
@@ -229,7 +243,8 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   ).action(async (what: string, opts: DiskOpt, cmd: Command) => {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
-    await report(t, await change(t, (s, images) => setDefault(s, resolveImage(images, what))));
+    const resolve = await resolverFor(c, t);
+    await report(t, await change(t, (s, images) => setDefault(s, resolve(images, what))));
   });
 
   diskOption(boot.command('rollback').description('cancel the pending trial; with none, go back to the previous default')).action(

@@ -5,6 +5,9 @@ import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
 import { createDisk, parseSize } from '../../disk/create.js';
 import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
+import { addToDisk, listDisk, removeFromDisk } from '../../disk/edit.js';
+import { StageStore } from '../../stage/store.js';
+import { table } from '../../lib/output.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 
@@ -62,9 +65,58 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
     .argument('<staged>', 'NAME:TAG or id of an image on the disk')
     .action(async (d: string, what: string, _o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
-      const { warnings, changed: _changed, ...res } = await setDiskDefault(d, what, lockTimeout(c.config));
+      const local = await new StageStore(c.paths.stageDir, 0).list().catch(() => []);
+      const { warnings, changed: _changed, ...res } = await setDiskDefault(d, what, lockTimeout(c.config), local);
       for (const w of warnings) ui.warn(w);
       ui.success(`${d} now boots ${res.tag} (${res.id}) by default`);
+      await emit(res, () => undefined);
+    });
+
+  disk
+    .command('list')
+    .description('the images on a darch disk, what its boot state says of each, and the room left on both partitions')
+    .argument('<disk>', 'image file or device')
+    .action(async (d: string, _o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      const l = await listDisk(d, lockTimeout(c.config));
+      await emit(l, (x) =>
+        [
+          table(
+            ['TAGS', 'ID', 'STATE', 'SIZE'],
+            x.images.map((i) => [i.tags.join(', ') || '-', i.id, i.roles.map((r) => (r === 'trial' && x.trialTries !== undefined ? `trial (${x.trialTries} ${x.trialTries === 1 ? 'try' : 'tries'} left)` : r)).join(', ') || '-', formatBytes(i.bytes)]),
+          ),
+          '',
+          `free: ${formatBytes(x.free.darch)} in the darch partition, ${formatBytes(x.free.esp)} on the ESP (${x.bootloader})`,
+        ].join('\n'),
+      );
+    });
+
+  disk
+    .command('add')
+    .description('copy staged images onto a darch disk, keeping its boot state (then: darch boot try NAME:TAG --disk DISK)')
+    .argument('<disk>', 'image file or device')
+    .argument('<staged...>', 'staged images by NAME:TAG or id')
+    .action(async (d: string, staged: string[], _o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      const res = await addToDisk(c.paths, d, staged, { lockTimeoutSec: lockTimeout(c.config), report: c.report });
+      for (const i of res.added) ui.success(`${d}: added ${i.tags.join(', ') || i.id} (${i.id})`);
+      for (const i of res.tagged) ui.success(`${d}: ${i.id} is now also tagged ${i.tags.join(', ')}`);
+      if (!res.added.length && !res.tagged.length) ui.info(`${d} already holds ${staged.join(', ')}`);
+      ui.info(`${formatBytes(res.free)} left in the darch partition`);
+      if (res.added[0]?.tags[0]) ui.info(`try it: darch boot try ${res.added[0].tags[0]} --disk ${d}`);
+      await emit(res, () => undefined);
+    });
+
+  disk
+    .command('remove')
+    .description('remove images from a darch disk (never its default or pending trial), keeping its boot state')
+    .argument('<disk>', 'image file or device')
+    .argument('<staged...>', 'NAME:TAG or id of images on the disk (an image goes with all its tags)')
+    .action(async (d: string, staged: string[], _o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      const res = await removeFromDisk(d, staged, { lockTimeoutSec: lockTimeout(c.config), report: c.report });
+      for (const i of res.removed) ui.success(`${d}: removed ${i.tags.join(', ') || i.id} (${i.id})`);
+      ui.info(`${formatBytes(res.free)} free in the darch partition`);
       await emit(res, () => undefined);
     });
 }
