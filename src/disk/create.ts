@@ -271,7 +271,7 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
     const serial = randomBytes(4).toString('hex').toUpperCase();
     const espSerial = `${serial.slice(0, 4)}-${serial.slice(4)}`;
     const kernelArgs = opts.kernelArgs ?? DEFAULT_KERNEL_ARGS;
-    if (bootloader === 'grub') await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, GRUB_CFG)]);
+    if (bootloader === 'grub') await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, GRUB_CFG)], undefined, kernelArgs);
 
     // Sizes: the images, ext4 metadata (~5%) and headroom to stage one more image like them.
     const need = Math.ceil((bytes * 1.1 + 64 * MiB) / MiB) * MiB;

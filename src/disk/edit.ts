@@ -27,11 +27,11 @@ import { forgetImage, type BootState, type Transition } from '../boot/trial/stat
 import { readDiskJson, rewriteDiskJson, type DiskInfo } from '../boot/shared/disk-json.js';
 import { MtoolsFat, findEsp } from '../boot/shared/esp.js';
 import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR } from '../boot/sdboot/sdboot-sync.js';
-import { entryName, parseEntryName, renderBlsEntry, VERSION } from '../boot/sdboot/sdboot.js';
+import { entryName, parseEntryName, renderBlsEntry, retune, trialArgsOf, VERSION } from '../boot/sdboot/sdboot.js';
 import { DEFAULT_KERNEL_ARGS } from './create.js';
 import { resolveOnDisk } from './defaults.js';
 import { STAGE_PATH } from './layout.js';
-import { diskStageFs, writeDiskMenu } from './menu.js';
+import { diskImages, diskStageFs, writeDiskMenu } from './menu.js';
 import { diskTarget } from './target.js';
 import type { Ext4Image } from './ext4.js';
 
@@ -273,5 +273,44 @@ export async function removeFromDisk(disk: string, what: string[], opts: { lockT
     }
     await sweepUnnamed(fs, keep);
     return { disk, removed: gone.map((i) => ({ id: i.id, tags: i.tags })), free: await fs.freeBytes() };
+  });
+}
+
+export interface KernelArgsResult {
+  disk: string;
+  kernelArgs: string;
+  previous: string;
+  changed: boolean;
+}
+
+/**
+ * `darch disk kernel-args DISK ARGS`: the arguments every entry of the disk boots with
+ * (`--kernel-args` of `disk create`). disk.json first (what every later menu rewrite reads),
+ * then what boots: GRUB's menu sets them (grubcfg.ts), systemd-boot's entries carry them,
+ * rewritten under their current names so trial counters and versions stay.
+ */
+export async function setDiskKernelArgs(disk: string, args: string, opts: { lockTimeoutSec: number; report?: Reporter }): Promise<KernelArgsResult> {
+  const kernelArgs = args.trim().replace(/\s+/g, ' ');
+  if (/[\n\r]/.test(args)) throw new DarchError('E_USAGE', 'kernel arguments are one line', { hint: 'darch disk kernel-args disk.img "console=ttyS0,115200 quiet"' });
+  return withDisk(disk, opts.lockTimeoutSec, opts.report ?? silentReporter, async (t, info, fs, fat) => {
+    const previous = info.kernelArgs ?? DEFAULT_KERNEL_ARGS;
+    await rewriteDiskJson(fat, { ...info, kernelArgs });
+    if ((await backendOf(t)) === 'systemd-boot') {
+      if (!info.darchUuid) throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, { hint: 'a disk made by `darch disk create` has it' });
+      const images = await diskImages(fs);
+      for (const f of await t.entries.list()) {
+        const img = images.find((i) => i.id === parseEntryName(f)?.stage);
+        if (!img) continue;
+        const text = await t.entries.read(f);
+        const version = Number(/^version (\d+)/m.exec(text)?.[1] ?? VERSION.other);
+        const fresh = renderBlsEntry(blsEntryFor(img, { uuid: info.darchUuid, path: STAGE_PATH }, kernelArgs), version);
+        await t.entries.write(f, retune(fresh, version, trialArgsOf(text)));
+      }
+      await fat.sync();
+    } else {
+      const { state } = await readState(t);
+      await writeDiskMenu(disk, state.default?.entry);
+    }
+    return { disk, kernelArgs, previous, changed: previous !== kernelArgs };
   });
 }

@@ -22,7 +22,7 @@ export async function diskStageFs(disk: string): Promise<Ext4Image> {
 }
 
 /** The staged images of a disk, as its ext4 partition holds them (newest first, like listStaged). */
-function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
+export function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
   return listBootable({ files: subFiles(fs, STAGE_PATH), dirOf: (id) => `${STAGE_PATH}/${liveRel(id)}`, fallbackTime: async () => new Date(0) });
 }
 
@@ -43,7 +43,7 @@ export async function writeDiskMenu(disk: string, defaultEntry?: string): Promis
     if (!defaultTag) throw new DarchError('E_NOT_STAGED', `${defaultEntry} is not a menu entry of ${disk}`);
   }
   const loc = { uuid: info.darchUuid, path: STAGE_PATH };
-  const text = renderGrubCfg(menuEntries(images, loc, defaultTag), loc);
+  const text = renderGrubCfg(menuEntries(images, loc, defaultTag), loc, info.kernelArgs);
   const file = `${STAGE_PATH}/${GRUB_CFG}`;
   if ((await fs.readText(file)) === text) return false;
   await fs.replaceText(file, text);

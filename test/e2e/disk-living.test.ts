@@ -2,7 +2,7 @@
  * A disk that lives on, as the README tells a user to run it: made with version 1, version 2
  * added with `darch disk add`, tried with `darch boot try --disk` (no other settings), booted
  * (the trial commits itself), version 1 removed with `darch disk remove`, booted again:
- * version 2 is the default and boots.
+ * version 2 is the default and boots, with kernel arguments changed by `darch disk kernel-args`.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -43,7 +43,7 @@ describe('a darch disk that lives on: disk add, trial, commit, disk remove', () 
     for (const c of cleanups) await c();
   });
 
-  it('boots an added image as a trial that commits, and the committed image once the old one is removed', async () => {
+  it('boots an added image as a trial that commits, and the committed image once the old one is removed, with new kernel arguments', async () => {
     await darchOk(['disk', 'add', disk, 'living/os:2'], { root });
     await darchOk(['boot', 'try', 'living/os:2', '--disk', disk], { root });
 
@@ -67,11 +67,15 @@ describe('a darch disk that lives on: disk add, trial, commit, disk remove', () 
     const list = (await darchOk(['--json', 'disk', 'list', disk], { root })).json<{ images: Array<{ id: string; roles: string[] }> }>();
     assert.deepEqual(list.images.map((i) => [i.id, i.roles]), [[ids['2'], ['default']]]);
 
+    // New kernel arguments without recreating the disk: GRUB's menu sets them.
+    await darchOk(['disk', 'kernel-args', disk, 'console=tty0 console=ttyS0,115200 darch.living=yes'], { root });
+
     vm = Vm.disk({ name: 'disk-living-after-remove', disk, root });
     try {
       await vm.waitFor(/darch example: booted "?darch example 2/, 240_000);
       const cmdline = await vm.ok('cat /proc/cmdline');
       assert.match(cmdline, new RegExp(`darch_stageid=${ids['2']}\\b`));
+      assert.match(cmdline, /console=ttyS0,115200 darch\.living=yes/);
       assert.doesNotMatch(cmdline, /darch\.trial=1|darch\.fell_back=1/);
     } finally {
       await vm.saveLog();

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, stat, truncate } from 'node:fs/promises';
+import { appendFile, readFile, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
@@ -95,6 +95,17 @@ describe('darch disk add / remove / list', () => {
     assert.ok(last.free.darch > after.free.darch, 'removing gave the room back');
     r = await darch(['disk', 'remove', disk, 'os/a:1'], { root });
     assert.match(r.stderr, /error: os\/a:1 is not on/);
+
+    // Kernel arguments: set in the menu (what GRUB boots with) and disk.json, shown back.
+    assert.equal((await darchOk(['disk', 'kernel-args', disk], { root })).stdout.trim(), 'console=tty0 console=ttyS0,115200');
+    assert.match(await debugfs(disk, 'cat /stage/grub.cfg'), /^set darch_cmdline='console=tty0 console=ttyS0,115200'$/m);
+    const ka = await darchOk(['disk', 'kernel-args', disk, 'console=ttyS0,115200 quiet'], { root });
+    assert.match(ka.stderr, /boots with: console=ttyS0,115200 quiet \(was: console=tty0 console=ttyS0,115200\)/);
+    assert.match(await debugfs(disk, 'cat /stage/grub.cfg'), /^set darch_cmdline='console=ttyS0,115200 quiet'$/m);
+    assert.equal((await darchOk(['--json', 'disk', 'info', disk], { root })).json().kernelArgs, 'console=ttyS0,115200 quiet');
+    // Later menu rewrites keep them.
+    await darchOk(['disk', 'add', disk, 'os/a:1'], { root });
+    assert.match(await debugfs(disk, 'cat /stage/grub.cfg'), /^set darch_cmdline='console=ttyS0,115200 quiet'$/m);
   });
 
   it('refuses an image that does not fit, with the numbers, and changes nothing', async (t) => {
@@ -170,6 +181,19 @@ describe('darch disk add / remove / list', () => {
     assert.deepEqual(l.images.map((i) => [i.id, i.roles]), [[a, ['default']], [b, []]]);
     await darchOk(['boot', 'try', 'os/b:1', '--disk', disk], { root });
     assert.match(await mdir('loader/entries'), new RegExp(`darch-${b}\\+\\d+(-\\d+)?\\.conf`));
+    // New kernel arguments on every entry; the trial keeps its name (its counter) and its trial arguments.
+    await darchOk(['disk', 'kernel-args', disk, 'console=ttyS0,115200 loglevel=4'], { root });
+    const entries = (await mdir('loader/entries')).trim().split('\n');
+    assert.equal(entries.length, 2);
+    const trialName = entries.find((e) => e.includes(b))!;
+    assert.match(trialName, new RegExp(`darch-${b}\\+\\d+(-\\d+)?\\.conf`));
+    const catEntry = async (name: string) => {
+      const out = path.join(root, 'entry.conf');
+      await run('mcopy', ['-o', '-n', '-i', `${disk}@@${esp}`, name, out], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+      return readFile(out, 'utf8');
+    };
+    assert.match(await catEntry(trialName), /^options .* darch_stageid=\S+ darch_hooks=\S+ console=ttyS0,115200 loglevel=4 darch\.trial=1 panic=\d+ darch\.watchdog=\d+$/m);
+    assert.match(await catEntry(entries.find((e) => e.includes(a))!), /^options .* console=ttyS0,115200 loglevel=4$/m);
     await darchOk(['boot', 'set-default', 'os/b:1', '--disk', disk], { root });
     await darchOk(['disk', 'remove', disk, 'os/a:1'], { root });
     assert.doesNotMatch(await mdir('loader/entries'), new RegExp(a));

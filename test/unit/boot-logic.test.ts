@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { globMatch } from '../../src/hooks/glob.js';
 import { moduleName, parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
-import { menuEntries, renderGrubCfg } from '../../src/boot/grub/grubcfg.js';
+import { cmdlineOf, menuEntries, renderGrubCfg } from '../../src/boot/grub/grubcfg.js';
 import type { BootableImage } from '../../src/boot/shared/staged.js';
 import { tagKey } from '../../src/stage/layout.js';
 import { matchStaged } from '../../src/stage/store.js';
@@ -87,6 +87,17 @@ describe('GRUB menu', () => {
     // darch_default now comes from the trial-boot state (issue 7): the trial script sets it.
     assert.match(cfg, /elif \[ -n "\$\{darch_default\}" \]; then\n\tset default="\$\{darch_default\}"/);
     assert.throws(() => menuEntries([img('ccc', ['x:1'])], { uuid: loc.uuid, path: '/with space' }), /cannot carry/);
+  });
+
+  it("a disk's kernel arguments are set in its menu, quoted for GRUB, and read back as written", () => {
+    const loc = { uuid: '11111111-2222-3333-4444-555555555555', path: '/stage' };
+    const entries = menuEntries([img('aaa', ['x/a:1'])], loc);
+    assert.equal(cmdlineOf(renderGrubCfg(entries, loc)), undefined);
+    for (const args of ['console=ttyS0,115200 quiet', "x='a b' $y \\z", '']) {
+      const cfg = renderGrubCfg(entries, loc, args);
+      assert.match(cfg, /^search .*\nset darch_cmdline='/m);
+      assert.equal(cmdlineOf(cfg), args);
+    }
   });
 
   it('tag keys are reversible and lookups accept tags, ids and id prefixes', () => {

@@ -2,13 +2,16 @@
  * Regenerate darch's GRUB file from the staged store. Called after every stage change
  * (upload, tag, remove) and by `darch boot sync`; both copies are written atomically.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../../lib/scratch.js';
 import { fsError } from '../../lib/errors.js';
 import type { Config } from '../../lib/config.js';
 import type { DarchPaths } from '../../lib/paths.js';
-import { entryId, menuEntries, renderGrubCfg, type MenuEntry } from './grubcfg.js';
+import { cmdlineOf, entryId, menuEntries, renderGrubCfg, type MenuEntry } from './grubcfg.js';
+import { localEspDir } from '../shared/esp.js';
+import { readDiskJsonIfAny } from '../shared/disk-json.js';
+import { DirFiles } from '../../lib/smallfs.js';
 import { type StageLocation, detectStageLocation } from '../shared/location.js';
 import { localDefaultEntry } from './default.js';
 import { listStaged } from '../shared/staged.js';
@@ -33,10 +36,10 @@ export function grubCfgPaths(paths: DarchPaths): { primary: string; copy: string
   return { primary: path.join(paths.stageDir, GRUB_CFG), copy: path.join(paths.configDir, GRUB_CFG) };
 }
 
-export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targets: string[], defaultTag?: string): Promise<SyncResult> {
+export async function writeGrubCfgFor(stageDir: string, loc: StageLocation, targets: string[], defaultTag?: string, cmdline?: string): Promise<SyncResult> {
   const images = await listStaged(stageDir);
   const entries = menuEntries(images, loc, defaultTag);
-  const text = renderGrubCfg(entries, loc);
+  const text = renderGrubCfg(entries, loc, cmdline);
   for (const t of targets) {
     try {
       await mkdir(path.dirname(t), { recursive: true });
@@ -66,5 +69,18 @@ export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}):
   await mkdir(paths.stageDir, { recursive: true });
   const { location, defaultTag } = await bootMenu(paths, opts);
   const { primary, copy } = grubCfgPaths(paths);
-  return writeGrubCfgFor(paths.stageDir, location, opts.configCopy === false ? [primary] : [primary, copy], defaultTag);
+  return writeGrubCfgFor(paths.stageDir, location, opts.configCopy === false ? [primary] : [primary, copy], defaultTag, await diskCmdline(paths, opts.config?.boot.esp, primary));
+}
+
+/**
+ * On a booted darch disk, the kernel arguments its menu sets: disk.json's on the mounted ESP,
+ * else what the menu being replaced set (an ESP that is not mounted must not undo a
+ * `darch disk kernel-args`). Undefined elsewhere: no line, as before.
+ */
+async function diskCmdline(paths: DarchPaths, esp: string | undefined, menu: string): Promise<string | undefined> {
+  const dir = await localEspDir(paths, esp).catch(() => undefined);
+  const fromDisk = dir ? (await readDiskJsonIfAny(new DirFiles(dir)))?.kernelArgs : undefined;
+  if (fromDisk !== undefined) return fromDisk;
+  const current = await readFile(menu, 'utf8').catch(() => undefined);
+  return current === undefined ? undefined : cmdlineOf(current);
 }

@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import { usageError } from '../../lib/errors.js';
 import { emit } from '../../lib/output.js';
 import { formatBytes, ui } from '../../lib/ui.js';
-import { createDisk, parseSize } from '../../disk/create.js';
+import { createDisk, DEFAULT_KERNEL_ARGS, parseSize } from '../../disk/create.js';
 import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
-import { addToDisk, listDisk, removeFromDisk } from '../../disk/edit.js';
+import { addToDisk, listDisk, removeFromDisk, setDiskKernelArgs } from '../../disk/edit.js';
 import { StageStore } from '../../stage/store.js';
 import { table } from '../../lib/output.js';
 import { lockTimeout } from '../context.js';
@@ -19,7 +19,7 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
     .argument('<target>', 'an image file to create, or a block device (/dev/…, needs --force)')
     .argument('[staged...]', 'staged images by NAME:TAG or id')
     .option('--size <size>', 'size of an image file, e.g. 4G (default: the images plus room for as much again)')
-    .option('--kernel-args <args>', 'kernel arguments for every entry on this disk', 'console=tty0 console=ttyS0,115200')
+    .option('--kernel-args <args>', 'kernel arguments for every entry on this disk (change them later with darch disk kernel-args)', DEFAULT_KERNEL_ARGS)
     .option('--timeout <seconds>', 'boot menu timeout', '3')
     .option('--bootloader <name>', 'grub or systemd-boot (copies each kernel and initramfs onto the ESP, one BLS entry per image)', 'grub')
     .option('--esp-size <size>', 'size of the ESP, e.g. 256M (default: 64M, or room for the kernels twice over with systemd-boot)')
@@ -117,6 +117,24 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
       const res = await removeFromDisk(d, staged, { lockTimeoutSec: lockTimeout(c.config), report: c.report });
       for (const i of res.removed) ui.success(`${d}: removed ${i.tags.join(', ') || i.id} (${i.id})`);
       ui.info(`${formatBytes(res.free)} free in the darch partition`);
+      await emit(res, () => undefined);
+    });
+
+  disk
+    .command('kernel-args')
+    .description("show or change the kernel arguments every entry of a darch disk boots with (disk create's --kernel-args)")
+    .argument('<disk>', 'image file or device')
+    .argument('[args]', 'the new arguments, as one quoted word ("" for none)')
+    .action(async (d: string, args: string | undefined, _o: unknown, cmd: Command) => {
+      const c = await ctx(cmd);
+      if (args === undefined) {
+        const info = await readDiskInfo(d);
+        await emit({ disk: d, kernelArgs: info.kernelArgs ?? DEFAULT_KERNEL_ARGS }, (x) => x.kernelArgs);
+        return;
+      }
+      const res = await setDiskKernelArgs(d, args, { lockTimeoutSec: lockTimeout(c.config), report: c.report });
+      if (res.changed) ui.success(`${d} boots with: ${res.kernelArgs || '(no extra arguments)'} (was: ${res.previous})`);
+      else ui.info(`${d} already boots with: ${res.kernelArgs}`);
       await emit(res, () => undefined);
     });
 }
