@@ -72,12 +72,19 @@ export class BuildStepError extends Error {
 }
 
 /**
- * containers/image names an image read from `oci:DIR:REF` after DIR, and rejects upper-case
- * letters (and DIR cannot hold ':'). For such store paths the builder reads the store
- * through a symlink with a tame name in /tmp.
+ * containers/image names an image read from `oci:DIR:REF` after DIR, so every segment of DIR
+ * must be a valid reference path component: lower case, digits, and separators only between
+ * them (`.local`, `My Files`, `a__b-` are not), and DIR cannot hold ':'. For other store paths
+ * the builder reads the store through a symlink with a tame name in /tmp.
  */
+const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+
+export function tameStorePath(storeDir: string): boolean {
+  return storeDir.startsWith('/') && storeDir.split('/').filter(Boolean).every((s) => COMPONENT.test(s));
+}
+
 export async function ociStorePath(storeDir: string): Promise<string> {
-  if (/^[a-z0-9/._-]+$/.test(storeDir)) return storeDir;
+  if (tameStorePath(storeDir)) return storeDir;
   const { createHash } = await import('node:crypto');
   const { readlink, symlink, rename } = await import('node:fs/promises');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;

@@ -8,7 +8,7 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DarchError, isErrno } from './errors.js';
+import { DarchError, fsError, isErrno } from './errors.js';
 import { ui } from './ui.js';
 
 interface Owner {
@@ -44,7 +44,7 @@ async function tryCreate(file: string): Promise<boolean> {
     return true;
   } catch (err) {
     if (isErrno(err, 'EEXIST')) return false;
-    throw err;
+    throw fsError(err, `cannot create the lock file ${file}`);
   }
 }
 

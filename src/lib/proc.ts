@@ -25,12 +25,26 @@ const PACKAGES: Record<string, string> = {
   'mkfs.ext4': 'e2fsprogs',
   'mkfs.vfat': 'dosfstools',
   sfdisk: 'fdisk',
+  depmod: 'kmod',
+  debugfs: 'e2fsprogs',
+  e2fsck: 'e2fsprogs',
+  mdeltree: 'mtools',
+  mdir: 'mtools',
   zstd: 'zstd',
   cpio: 'cpio',
   busybox: 'busybox-static',
   debootstrap: 'debootstrap',
   'docker-registry': 'docker-registry',
 };
+
+// e2fsprogs, fdisk, kmod and friends install into /usr/sbin and /sbin, which a normal user's
+// PATH (Debian's default for uid != 0) leaves out although the tools work without root on
+// files the user owns. Every program darch starts goes through here, so adding them once
+// covers all of them.
+for (const dir of ['/usr/sbin', '/sbin']) {
+  const parts = (process.env.PATH ?? '').split(':').filter(Boolean);
+  if (!parts.includes(dir)) process.env.PATH = [...parts, dir].join(':');
+}
 
 export function missingTool(cmd: string): DarchError {
   const pkg = PACKAGES[cmd];
