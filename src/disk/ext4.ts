@@ -45,8 +45,9 @@ export class Ext4Image implements SmallFiles {
       .filter((n) => n && n !== '.' && n !== '..');
   }
 
+  // Absolute: putTree runs debugfs from inside the directory it copies.
   private get spec(): string {
-    return `${this.device}?offset=${this.offset}`;
+    return `${path.resolve(this.device)}?offset=${this.offset}`;
   }
 
   /** A small file's text; undefined when it does not exist. */
