@@ -12,6 +12,7 @@ import { lstat, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises
 import path from 'node:path';
 import { missingTool, run, which } from '../lib/proc.js';
 import type { Reporter } from '../lib/report.js';
+import { requireRootless } from './rootless.js';
 import { BuildStepError, OUTPUT_REF, ociStorePath, type Builder, type ContainerfileStep, type DarchStep, type Probe } from './builder.js';
 import { runStreaming } from './stream.js';
 
@@ -59,6 +60,7 @@ export class BuildahBuilder implements Builder {
 
   async prepare(): Promise<void> {
     if (!(await which('buildah'))) throw missingTool('buildah');
+    await requireRootless();
     await this.removeAll();
   }
 

@@ -406,6 +406,10 @@ export const ERROR_CODES = {
     meaning: "the registry's TLS certificate cannot be verified, or the TLS handshake failed",
     hint: "put the registry's CA in /etc/containers/certs.d/HOST/ca.crt (or --cert-dir DIR), or use --tls-verify=false for a test registry",
   },
+  E_ROOTLESS_SETUP: {
+    meaning: 'building as a normal user needs subordinate ids, newuidmap/newgidmap or user namespaces this machine lacks',
+    hint: 'run the commands the message names as root (`darch doctor` lists each check), or build as root',
+  },
   E_TOOL_MISSING: {
     meaning: 'an external program darch needs is not installed',
     hint: 'install the Debian package the message names; `darch doctor` lists them all',

@@ -181,6 +181,31 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
     assert.deepEqual(status.default.tags, ['rl/os:2']);
   });
 
+  it('a user without subordinate ids is told what to set up before any work (build, doctor)', async () => {
+    const other = 'darch-nosubid';
+    if ((await run('id', ['-u', other], { allowFailure: true })).code !== 0) await run('useradd', ['-m', '-s', '/bin/sh', other]);
+    for (const [file, flag] of [['/etc/subuid', '--del-subuids'], ['/etc/subgid', '--del-subgids']] as const) {
+      const line = new RegExp(`^${other}:(\\d+):(\\d+)$`, 'm').exec(await readFile(file, 'utf8'));
+      if (line) await run('usermod', [flag, `${line[1]}-${Number(line[1]) + Number(line[2]) - 1}`, other]);
+    }
+    const uid = (await run('id', ['-u', other])).stdout.trim();
+    const home = (await run('sh', ['-c', `getent passwd ${other} | cut -d: -f6`])).stdout.trim();
+    const rec = path.join(home, 'rec/app');
+    await mkdir(rec, { recursive: true });
+    await writeFile(path.join(rec, 'Containerfile'), 'FROM example/busybox:latest\nRUN true\n');
+    await run('chown', ['-R', `${other}:`, path.join(home, 'rec')]);
+    const as = (args: string[]) =>
+      run('setpriv', ['--reuid', uid, '--regid', uid, '--init-groups', '--reset-env', '--', 'env', `HOME=${home}`, `PATH=${USER_PATH}`, 'NO_COLOR=1', process.execPath, DARCH_BIN, ...args], { allowFailure: true, cwd: home });
+    await as(['demo', '--image-only']);
+    const r = await as(['build', '-d', 'rec', 'app']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`error: building as ${other} needs subordinate uids \\(/etc/subuid has no range for ${other}\\); subordinate gids .*\\nhint: as root: usermod --add-subuids 100000-165535 ${other} && usermod --add-subgids 100000-165535 ${other}`));
+    assert.doesNotMatch(r.stderr, /STEP \d|COMMIT/);
+    const doc = JSON.parse((await as(['--json', 'doctor'])).stdout) as { checks: Array<{ name: string; ok: boolean }> };
+    assert.equal(doc.checks.find((c) => c.name === 'rootless: subordinate uids')?.ok, false);
+    assert.equal(doc.checks.find((c) => c.name === 'rootless: newuidmap')?.ok, true);
+  });
+
   it('stores under paths with a dot-leading segment or a space build and stage (as root)', async () => {
     for (const name of ['.dotted/store', 'with space/Store']) {
       const root = path.join(work, name);

@@ -5,6 +5,7 @@ import { emit, table } from '../../lib/output.js';
 import { run, which } from '../../lib/proc.js';
 import { ui } from '../../lib/ui.js';
 import { probeBuilders } from '../../build/select.js';
+import { rootlessChecks } from '../../build/rootless.js';
 import type { ContextFactory } from '../globals.js';
 
 interface Check {
@@ -30,6 +31,8 @@ const TOOLS: Array<[string, string, string[]]> = [
   ['mformat', 'bootable disks without loop devices (ESP)', ['--version']],
   ['mkfs.ext4', 'bootable disks without loop devices (stage partition)', ['-V']],
   ['sfdisk', 'bootable disks (GPT)', ['--version']],
+  ['debugfs', '`darch disk add|remove` and the boot state of disks (darch partition)', ['-V']],
+  ['e2fsck', 'repairing a disk after an interrupted `darch disk add|remove`', ['-V']],
   ['docker-registry', 'registry tests on 127.0.0.1', ['--version']],
 ];
 
@@ -57,6 +60,11 @@ export function registerDoctor(doctor: Command, ctx: ContextFactory): void {
       }
       const kvm = await access('/dev/kvm').then(() => true, () => false);
       checks.push({ name: 'kvm', ok: kvm, detail: kvm ? '/dev/kvm present (probed at use)' : 'absent: VMs use TCG', needed: 'fast `darch vm run`' });
+      // Building as a normal user: what buildah's user namespace needs.
+      const user = process.getuid?.() !== 0;
+      for (const r of await rootlessChecks()) {
+        checks.push({ name: `rootless: ${r.name}`, ok: r.ok || !user, detail: !user && !r.ok ? 'not needed as root' : r.ok ? r.detail : `${r.detail}; fix (as root): ${r.fix}`, needed: 'building as a normal user' });
+      }
       checks.push({ name: 'mode', ok: true, detail: `${c.paths.mode} (state in ${c.paths.stateDir})`, needed: 'where darch keeps things' });
       await emit({ checks }, ({ checks: l }) =>
         table(['CHECK', 'OK', 'DETAIL', 'NEEDED FOR'], l.map((x) => [x.name, x.ok ? ui.colors.green('yes') : ui.colors.yellow('no'), x.detail, x.needed])),
