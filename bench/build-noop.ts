@@ -29,13 +29,17 @@ const work = await mkdtemp(path.join(os.tmpdir(), 'darch-bench-'));
 const links: string[] = [];
 try {
   const root = path.join(work, 'root');
-  const darch = (...args: string[]) => execFileSync(process.execPath, [BIN, '--root', root, '-q', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } });
+  const darch = (...args: string[]) =>
+    execFileSync(process.execPath, [BIN, '--root', root, '-q', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } });
   const tar = path.join(work, 'busybox.tar');
   await writeBusyboxRootfs(createWriteStream(tar));
   darch('images', 'import', tar, 'bench/busybox:latest');
 
   const recipes = path.join(work, 'recipes');
-  const chain: Array<[string, string]> = [['one', 'external:bench/busybox:latest'], ['two', 'one']];
+  const chain: Array<[string, string]> = [
+    ['one', 'external:bench/busybox:latest'],
+    ['two', 'one'],
+  ];
   for (const [name, parent] of chain) {
     await mkdir(path.join(recipes, name), { recursive: true });
     await writeFile(path.join(recipes, name, 'config.json'), JSON.stringify({ inherits: parent }));
@@ -56,7 +60,10 @@ try {
   await mkdir(ctx);
   const storeLink = await ociStorePath(path.join(root, 'var/lib/darch/images'));
   links.push(storeLink);
-  await writeFile(path.join(ctx, 'Containerfile'), `FROM oci:${storeLink}:bench/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\n`);
+  await writeFile(
+    path.join(ctx, 'Containerfile'),
+    `FROM oci:${storeLink}:bench/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nRUN echo three > /three\n`,
+  );
   const buildahBuild = () =>
     execFileSync('buildah', [...bArgs, 'build', '--isolation', 'chroot', '--layers', '--pull-never', '-q', '-t', 'bench/three', ctx], { stdio: 'ignore' });
   buildahBuild();

@@ -64,13 +64,18 @@ async function randomLayer(dir: string, i: number): Promise<{ digest: string; di
   const tmp = path.join(dir, `layer-${i}.tmp`);
   const comp = createHash('sha256');
   let n = 0;
-  await pipeline(Readable.from(tar()), createGzip({ level: 1 }), async function* (src: AsyncIterable<Buffer>) {
-    for await (const b of src) {
-      comp.update(b);
-      n += b.length;
-      yield b;
-    }
-  }, createWriteStream(tmp));
+  await pipeline(
+    Readable.from(tar()),
+    createGzip({ level: 1 }),
+    async function* (src: AsyncIterable<Buffer>) {
+      for await (const b of src) {
+        comp.update(b);
+        n += b.length;
+        yield b;
+      }
+    },
+    createWriteStream(tmp),
+  );
   const digest = `sha256:${comp.digest('hex')}`;
   await mkdir(path.join(dir, 'blobs/sha256'), { recursive: true });
   await rename(tmp, path.join(dir, 'blobs/sha256', digest.slice(7)));
@@ -86,7 +91,13 @@ async function writeLayout(dir: string): Promise<void> {
     await writeFile(path.join(dir, 'blobs/sha256', d.slice(7)), b);
     return { digest: d, size: b.length };
   };
-  const config = await put({ architecture: 'amd64', os: 'linux', created: '2024-01-01T00:00:00Z', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } });
+  const config = await put({
+    architecture: 'amd64',
+    os: 'linux',
+    created: '2024-01-01T00:00:00Z',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+  });
   const manifest = await put({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -96,7 +107,10 @@ async function writeLayout(dir: string): Promise<void> {
   await writeFile(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   await writeFile(
     path.join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'bench' } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'bench' } }],
+    }),
   );
 }
 

@@ -52,11 +52,7 @@ function vmhwm(pid: number): number {
 
 function children(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }
@@ -125,7 +121,10 @@ async function main(): Promise<void> {
   try {
     const root = path.join(work, 'root');
     const env = { ...process.env, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' };
-    execFileSync(process.execPath, [DARCH, '--root', root, '-q', 'images', 'import', `oci:${CACHE}/oci:bench`, 'bench:latest'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+    execFileSync(process.execPath, [DARCH, '--root', root, '-q', 'images', 'import', `oci:${CACHE}/oci:bench`, 'bench:latest'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env,
+    });
     const blobs = path.join(root, 'var/lib/darch/images/blobs/sha256');
     let layerBytes = 0;
     for (const b of await readdir(blobs)) {
@@ -150,7 +149,11 @@ async function main(): Promise<void> {
     const contentBytes = (await stat(flat)).size;
     const darchRun = async (name: 'a' | 'a2', extra: string[]) => {
       await rm(path.join(root, 'var/lib/darch/stage'), { recursive: true, force: true });
-      const r = await timed(process.execPath, [DARCH, '--root', root, '-q', 'stage', 'upload', ...extra, '--compression', COMP, '--block-size', BLOCK, 'bench:latest'], { env });
+      const r = await timed(
+        process.execPath,
+        [DARCH, '--root', root, '-q', 'stage', 'upload', ...extra, '--compression', COMP, '--block-size', BLOCK, 'bench:latest'],
+        { env },
+      );
       results[name]!.push(r.seconds);
       cpu[name]!.push(r.cpu);
       for (const [k, v] of Object.entries(r.rss)) rss[`${name}:${k}`] = Math.max(rss[`${name}:${k}`] ?? 0, v);
@@ -177,7 +180,19 @@ async function main(): Promise<void> {
       await rm(bundle, { recursive: true, force: true });
       const bu = await timed('umoci', ['unpack', '--image', `${root}/var/lib/darch/images:bench:latest`, bundle]);
       const outB = path.join(work, 'b.squash');
-      const bm = await timed('mksquashfs', [path.join(bundle, 'rootfs'), outB, '-comp', COMP, '-b', BLOCK, '-processors', JOBS, '-noappend', '-quiet', '-no-progress']);
+      const bm = await timed('mksquashfs', [
+        path.join(bundle, 'rootfs'),
+        outB,
+        '-comp',
+        COMP,
+        '-b',
+        BLOCK,
+        '-processors',
+        JOBS,
+        '-noappend',
+        '-quiet',
+        '-no-progress',
+      ]);
       results.b_unpack!.push(bu.seconds);
       results.b_mksquashfs!.push(bm.seconds);
       results.b!.push(bu.seconds + bm.seconds);
@@ -216,12 +231,18 @@ async function main(): Promise<void> {
         `image: ${report.image.layers} layers, ${mib(layerBytes)} compressed, ${mib(contentBytes)} flattened tar (best of ${REPS})`,
         line('(a)  darch stage upload:           ', 'a', `   squashfs ${mib(sizes.a ?? 0)}, ${passes.a} pass`),
         line('(a2) darch stage upload --two-pass:', 'a2', `   squashfs ${mib(sizes.a2 ?? 0)}`),
-        line('(b)  umoci unpack + mksquashfs:    ', 'b', `   (${Math.min(...results.b_unpack!).toFixed(1)} + ${Math.min(...results.b_mksquashfs!).toFixed(1)})   squashfs ${mib(sizes.b ?? 0)}`),
+        line(
+          '(b)  umoci unpack + mksquashfs:    ',
+          'b',
+          `   (${Math.min(...results.b_unpack!).toFixed(1)} + ${Math.min(...results.b_mksquashfs!).toFixed(1)})   squashfs ${mib(sizes.b ?? 0)}`,
+        ),
         line('(c)  tar2sqfs < flat.tar:          ', 'c', `   squashfs ${mib(sizes.c ?? 0)}`),
         `wall: a/c = ${report.ratios.a_over_c.toFixed(2)}   a2/c = ${report.ratios.a2_over_c.toFixed(2)}   b/a = ${report.ratios.b_over_a.toFixed(2)}   a2/a = ${report.ratios.a2_over_a.toFixed(2)}`,
         `CPU:  a/c = ${report.ratios.cpu_a_over_c.toFixed(2)}   a2/c = ${report.ratios.cpu_a2_over_c.toFixed(2)}   b/a = ${report.ratios.cpu_b_over_a.toFixed(2)}`,
         `load average ${loadavgAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end, ${os.availableParallelism()} CPUs`,
-        `peak RSS: ${Object.entries(rss).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`,
+        `peak RSS: ${Object.entries(rss)
+          .map(([k, v]) => `${k} ${mib(v)}`)
+          .join(', ')}`,
       ].join('\n'),
     );
   } finally {

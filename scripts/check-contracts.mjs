@@ -73,7 +73,7 @@ const JSON_PARSE_ALLOWED = {
   'src/registry/push.ts': 'manifests and indexes from the image store, being pushed',
   'src/registry/client.ts': "a registry token server's response",
   'src/registry/auth-file.ts': "containers' auth.json and a credential helper's output",
-  'src/build/adopt-layers.ts': "the OCI layout a builder wrote (index.json, manifest, config)",
+  'src/build/adopt-layers.ts': 'the OCI layout a builder wrote (index.json, manifest, config)',
   'src/boot/shared/esp.ts': 'sfdisk --json output',
   'src/boot/shared/location.ts': 'findmnt --json output',
   'src/disk/tools.ts': 'sfdisk --json output',
@@ -219,7 +219,9 @@ for (const abs of tsFiles(path.join(root, 'src'))) {
   const { strings, code } = scan(text);
   if (/\bJSON\.parse\s*\(/.test(code) && !(rel in JSON_PARSE_ALLOWED)) {
     const lineNo = code.slice(0, code.search(/\bJSON\.parse\s*\(/)).split('\n').length;
-    problems.push(`${rel}:${lineNo}: JSON.parse outside the contract modules: read it through its owner (parseContract), or add it to JSON_PARSE_ALLOWED with the reason it is not a darch contract`);
+    problems.push(
+      `${rel}:${lineNo}: JSON.parse outside the contract modules: read it through its owner (parseContract), or add it to JSON_PARSE_ALLOWED with the reason it is not a darch contract`,
+    );
   }
   for (const s of strings) {
     if (/\s/.test(s.text) || s.text in NOT_DARCH) continue;

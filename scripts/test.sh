@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc --noEmit
+# Formatting and lint (biome.json): `npm run format` fixes what it can.
+npx --no-install biome ci --reporter=summary .
 npm run -s build
 # The layering of docs/ARCHITECTURE.md: no import cycles, no folder importing one above it.
 npx --no-install depcruise src --config .dependency-cruiser.cjs --output-type err

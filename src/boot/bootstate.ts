@@ -10,7 +10,7 @@ import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
 import type { EnvPair } from './grub/grubenv.js';
 import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from './sdboot/sdboot.js';
-import { type BootState, type Transition } from './trial/state.js';
+import type { BootState, Transition } from './trial/state.js';
 import { loadState, saveState } from './grub/envstate.js';
 import { backendOf, localTarget, type BootTarget, type KnownImage } from './target.js';
 

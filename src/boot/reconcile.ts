@@ -22,12 +22,21 @@ import { localBootloader, syncSdbootLocal, type SdbootSyncResult } from './sdboo
 import { syncBootConfig, type SyncResult } from './grub/sync.js';
 
 /** The boot loader's side of the staged store: GRUB's menu, or systemd-boot's entries and ESP kernels. */
-export async function syncBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout, report: Reporter = silentReporter): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {
+export async function syncBoot(
+  paths: DarchPaths,
+  config: Config,
+  lockTimeoutSec = config.store.lock_timeout,
+  report: Reporter = silentReporter,
+): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult }> {
   if ((await localBootloader(paths, config)) === 'systemd-boot') return { sdboot: await syncSdbootLocal(paths, config, lockTimeoutSec, { report }) };
   return { grub: await syncBootConfig(paths, { config }) };
 }
 
-const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+const exists = (p: string): Promise<boolean> =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
 
 /**
  * Why this machine boots darch's menu, or undefined when nothing says it does: `boot.bootloader`
@@ -46,17 +55,26 @@ export async function bootsDarchMenu(paths: DarchPaths, config: Config): Promise
   } catch {
     return undefined;
   }
-  for (const f of [ENV_PRIMARY, ENV_BACKUP]) if (await exists(path.join(esp, ESP_DARCH_DIR, f))) return `darch's boot state in ${path.join(esp, ESP_DARCH_DIR)}`;
+  for (const f of [ENV_PRIMARY, ENV_BACKUP])
+    if (await exists(path.join(esp, ESP_DARCH_DIR, f))) return `darch's boot state in ${path.join(esp, ESP_DARCH_DIR)}`;
   const entries = await readdir(path.join(esp, ENTRIES_DIR)).catch(() => [] as string[]);
   if (entries.some((f) => parseEntryName(f))) return `darch's systemd-boot entries in ${path.join(esp, ENTRIES_DIR)}`;
   return undefined;
 }
 
-export async function reconcileBoot(paths: DarchPaths, config: Config, lockTimeoutSec = config.store.lock_timeout, report: Reporter = silentReporter): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult } | undefined> {
+export async function reconcileBoot(
+  paths: DarchPaths,
+  config: Config,
+  lockTimeoutSec = config.store.lock_timeout,
+  report: Reporter = silentReporter,
+): Promise<{ grub?: SyncResult; sdboot?: SdbootSyncResult } | undefined> {
   const staged = await listStaged(paths.stageDir);
   for (const image of staged) {
     for (const tag of image.tags) {
-      const have = await access(path.join(image.dir, hooksRel(tag))).then(() => true, () => false);
+      const have = await access(path.join(image.dir, hooksRel(tag))).then(
+        () => true,
+        () => false,
+      );
       if (!have) {
         const r = await applyHooks(paths, image, tag);
         for (const h of r.hooks) for (const m of h.messages) report.warn(`${tag}: hook ${h.hook}: ${m}`);
@@ -66,7 +84,7 @@ export async function reconcileBoot(paths: DarchPaths, config: Config, lockTimeo
   }
   const why = await bootsDarchMenu(paths, config);
   if (!why) {
-    report.debug('boot menu not synced: this machine does not boot darch\'s menu (no `darch boot install`, no darch state on an ESP)');
+    report.debug("boot menu not synced: this machine does not boot darch's menu (no `darch boot install`, no darch state on an ESP)");
     return undefined;
   }
   try {

@@ -96,7 +96,10 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
         if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeImageJsonIn(dir, { ...image, kernelparams: `${params} boot=darch`.trim() });
-        if (!aware) report.warn(`keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`);
+        if (!aware)
+          report.warn(
+            `keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`,
+          );
         report.verbose(`using the image's own initramfs (${ctx.boot.initramfs?.path}) with boot=darch`);
       }
       const staged = { id: ctx.id, dir: ctx.dir, tags: ctx.tags };

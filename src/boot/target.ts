@@ -59,7 +59,12 @@ export async function backendOf(t: BootTarget): Promise<'grub' | 'systemd-boot'>
   return (await t.entries.list()).some((f) => parseEntryName(f)) ? 'systemd-boot' : 'grub';
 }
 
-export async function localTarget(paths: DarchPaths, espConfigured: string | undefined, lockTimeoutSec: number, bootloader: 'auto' | 'grub' | 'systemd-boot' = 'auto'): Promise<BootTarget> {
+export async function localTarget(
+  paths: DarchPaths,
+  espConfigured: string | undefined,
+  lockTimeoutSec: number,
+  bootloader: 'auto' | 'grub' | 'systemd-boot' = 'auto',
+): Promise<BootTarget> {
   const storage = await localEnvStorage(paths, espConfigured);
   const store = new StageStore(paths.stageDir, lockTimeoutSec);
   return {

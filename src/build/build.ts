@@ -102,7 +102,8 @@ export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{
   const tag = buildTagOf(req);
   const prefix = req.prefix ?? '';
   for (const t of req.tags ?? []) {
-    if (!/^[\w][\w.-]{0,127}$/.test(t)) throw new DarchError('E_USAGE', `-t ${t}: not a valid tag`, { hint: 'tags are up to 128 letters, digits, . _ - (not starting with . or -)' });
+    if (!/^[\w][\w.-]{0,127}$/.test(t))
+      throw new DarchError('E_USAGE', `-t ${t}: not a valid tag`, { hint: 'tags are up to 128 letters, digits, . _ - (not starting with . or -)' });
   }
   const planned = new Set(order);
   const steps: PlanStep[] = [];
@@ -134,7 +135,10 @@ export async function planBuild(ctx: BuildContext, req: BuildRequest): Promise<{
     }
     for (const p of parents) {
       if (p.inPlan) continue;
-      const have = await ctx.store.resolve(p.storeRef).then(() => true, () => false);
+      const have = await ctx.store.resolve(p.storeRef).then(
+        () => true,
+        () => false,
+      );
       if (have && !(req.pull && p.target.kind === 'external')) continue;
       if (p.target.kind === 'recipe') {
         throw new DarchError('E_PARENT_NOT_BUILT', `recipe ${name} builds on ${p.storeRef}, which is not in the local store`, {
@@ -205,7 +209,14 @@ export async function buildRecipes(ctx: BuildContext, req: BuildRequest): Promis
   return { builder: builder.kind, images };
 }
 
-async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder, step: PlanStep, counter: string, ensureBuilder: () => Promise<void>): Promise<BuiltImage> {
+async function buildStep(
+  ctx: BuildContext,
+  req: BuildRequest,
+  builder: Builder,
+  step: PlanStep,
+  counter: string,
+  ensureBuilder: () => Promise<void>,
+): Promise<BuiltImage> {
   const report = ctx.report ?? silentReporter;
   const started = performance.now();
   const { recipe } = step;
@@ -218,7 +229,9 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
     status = 'cached';
     report.success(`[${counter}] ${recipe.name}: up to date (${step.target})`);
   } else {
-    report.step(`[${counter}] ${recipe.name}: building ${step.target} from ${parentLabel(recipe.parent)} (${recipe.format === 'darch' ? 'Darch recipe' : path.basename((recipe as { file: string }).file)}, ${builder.kind})`);
+    report.step(
+      `[${counter}] ${recipe.name}: building ${step.target} from ${parentLabel(recipe.parent)} (${recipe.format === 'darch' ? 'Darch recipe' : path.basename((recipe as { file: string }).file)}, ${builder.kind})`,
+    );
     await ensureBuilder();
     const outDir = ctx.store.tempPath('build');
     const labels = { ...recipe.settings.labels, [LABEL_RECIPE]: recipe.name, [LABEL_KEY]: key };
@@ -262,7 +275,9 @@ async function buildStep(ctx: BuildContext, req: BuildRequest, builder: Builder,
       if (source.startsWith('oci:')) {
         const main = recipe.parent;
         const parent = step.parents.find((p) =>
-          main.kind === 'recipe' ? p.target.kind === 'recipe' && p.target.recipe === main.name : main.kind === 'external' && p.target.kind === 'external' && p.target.ref === main.ref,
+          main.kind === 'recipe'
+            ? p.target.kind === 'recipe' && p.target.recipe === main.name
+            : main.kind === 'external' && p.target.kind === 'external' && p.target.ref === main.ref,
         );
         await adoptParentLayers(outDir, ctx.store, parent?.storeRef);
       }

@@ -220,7 +220,13 @@ class HostnameCarrier {
 async function presentPaths(root: string): Promise<Set<string>> {
   const out = new Set<string>();
   for (const p of MOUNT_ARTIFACTS) {
-    if (await lstat(path.join(root, p)).then(() => true, () => false)) out.add(p);
+    if (
+      await lstat(path.join(root, p)).then(
+        () => true,
+        () => false,
+      )
+    )
+      out.add(p);
   }
   return out;
 }

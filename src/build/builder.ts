@@ -80,7 +80,13 @@ export class BuildStepError extends Error {
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
 export function tameStorePath(storeDir: string): boolean {
-  return storeDir.startsWith('/') && storeDir.split('/').filter(Boolean).every((s) => COMPONENT.test(s));
+  return (
+    storeDir.startsWith('/') &&
+    storeDir
+      .split('/')
+      .filter(Boolean)
+      .every((s) => COMPONENT.test(s))
+  );
 }
 
 export async function ociStorePath(storeDir: string): Promise<string> {

@@ -26,7 +26,8 @@ export class ContainerCliBuilder implements Builder {
     if (!(await which(this.kind))) return { kind: this.kind, usable: false, detail: 'not installed' };
     const args = this.kind === 'docker' ? ['version', '--format', '{{.Server.Version}}'] : ['info', '--format', '{{.Version.Version}}'];
     const v = await run(this.kind, args, { allowFailure: true });
-    if (v.code !== 0) return { kind: this.kind, usable: false, detail: `${this.kind} ${args[0]} failed: ${(v.stderr.trim().split('\n').pop() ?? '').slice(0, 80)}` };
+    if (v.code !== 0)
+      return { kind: this.kind, usable: false, detail: `${this.kind} ${args[0]} failed: ${(v.stderr.trim().split('\n').pop() ?? '').slice(0, 80)}` };
     if (this.kind === 'docker' && !(await which('skopeo'))) return { kind: this.kind, usable: false, detail: 'needs skopeo to load parents into the daemon' };
     return { kind: this.kind, usable: true, detail: `${this.kind} ${v.stdout.trim()}` };
   }
@@ -67,7 +68,18 @@ export class ContainerCliBuilder implements Builder {
   }
 
   buildContainerfile(step: ContainerfileStep): Promise<string> {
-    return this.build(step.prefix, step.recipe.name, step.containerfile, step.recipe.dir, step.outDir, step.labels, { ...step.imageEnv, ...step.env }, step.buildArgs, step.noCache, step.signal);
+    return this.build(
+      step.prefix,
+      step.recipe.name,
+      step.containerfile,
+      step.recipe.dir,
+      step.outDir,
+      step.labels,
+      { ...step.imageEnv, ...step.env },
+      step.buildArgs,
+      step.noCache,
+      step.signal,
+    );
   }
 
   private async build(

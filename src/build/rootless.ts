@@ -39,7 +39,10 @@ async function setuidRoot(file: string): Promise<boolean> {
 export async function rootlessChecks(): Promise<RootlessCheck[]> {
   const { username: user, uid } = os.userInfo();
   const checks: RootlessCheck[] = [];
-  for (const [kind, file, flag] of [['uid', '/etc/subuid', '--add-subuids'], ['gid', '/etc/subgid', '--add-subgids']] as const) {
+  for (const [kind, file, flag] of [
+    ['uid', '/etc/subuid', '--add-subuids'],
+    ['gid', '/etc/subgid', '--add-subgids'],
+  ] as const) {
     const ranges = subidRanges(await readFile(file, 'utf8').catch(() => ''), user, uid);
     const total = ranges.reduce((n, r) => n + r.count, 0);
     checks.push({

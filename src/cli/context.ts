@@ -50,4 +50,3 @@ export function lockTimeout(config: Config): number {
   if (env !== undefined && env !== '' && Number.isFinite(Number(env))) return Number(env);
   return config.store.lock_timeout;
 }
-

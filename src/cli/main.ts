@@ -46,7 +46,12 @@ function buildProgram(defined: Map<string, DefineCommand>): Command {
     const define = defined.get(entry.name);
     if (define) define(cmd, ctx);
     // A stand-in: listed in help and in "did you mean", defined only when it runs.
-    else cmd.allowUnknownOption().allowExcessArguments().helpOption(false).action(() => Promise.reject(new LoadCommand(entry)));
+    else
+      cmd
+        .allowUnknownOption()
+        .allowExcessArguments()
+        .helpOption(false)
+        .action(() => Promise.reject(new LoadCommand(entry)));
   }
   program.addHelpText(
     'after',

@@ -24,10 +24,7 @@ import { saveState } from '../boot/grub/envstate.js';
 import { readState } from '../boot/bootstate.js';
 import { tagsOf, type KnownImage } from '../boot/target.js';
 import { diskTarget } from './target.js';
-import {
-  DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, LINUX_TYPE, MiB, SECTOR, STAGE_PATH,
-  renderEmbeddedConfig,
-} from './layout.js';
+import { DARCH_LABEL, ESP_LABEL, ESP_SIZE, ESP_START, ESP_TYPE, GPT_TAIL, LINUX_TYPE, MiB, SECTOR, STAGE_PATH, renderEmbeddedConfig } from './layout.js';
 import { writeDiskJson, type NewDiskInfo } from '../boot/shared/disk-json.js';
 import { ESP_DARCH_DIR, MtoolsFat } from '../boot/shared/esp.js';
 import { DirFiles } from '../lib/smallfs.js';
@@ -35,7 +32,17 @@ import { writeImagesFile } from '../stage/images-json.js';
 import { GRUB_CFG, LIVE_DIR, liveRel } from '../stage/layout.js';
 import { readMeta, writeMetaIn } from '../stage/meta-json.js';
 import { mtarget, mtools } from './tools.js';
-import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR, ESP_SLACK, LOADER_CONF, renderLoaderConf, SDBOOT_EFI } from '../boot/sdboot/sdboot-sync.js';
+import {
+  blsEntryFor,
+  espBytesFor,
+  espCopiesOf,
+  espTooSmall,
+  ESP_IMAGE_DIR,
+  ESP_SLACK,
+  LOADER_CONF,
+  renderLoaderConf,
+  SDBOOT_EFI,
+} from '../boot/sdboot/sdboot-sync.js';
 import { ENTRIES_DIR, entryName, renderBlsEntry, VERSION } from '../boot/sdboot/sdboot.js';
 
 export const DEFAULT_KERNEL_ARGS = 'console=tty0 console=ttyS0,115200';
@@ -68,9 +75,39 @@ export interface CreateDiskResult extends NewDiskInfo {
 }
 
 const GRUB_MODULES = [
-  'part_gpt', 'part_msdos', 'fat', 'ext2', 'btrfs', 'xfs', 'search', 'search_fs_uuid', 'search_fs_file', 'search_label', 'normal', 'linux', 'echo', 'test',
-  'loadenv', 'serial', 'terminal', 'gzio', 'xzio', 'zstd', 'regexp', 'configfile', 'all_video', 'efi_gop', 'halt', 'reboot', 'sleep', 'cat', 'ls',
-  'minicmd', 'true', 'keystatus', 'chain',
+  'part_gpt',
+  'part_msdos',
+  'fat',
+  'ext2',
+  'btrfs',
+  'xfs',
+  'search',
+  'search_fs_uuid',
+  'search_fs_file',
+  'search_label',
+  'normal',
+  'linux',
+  'echo',
+  'test',
+  'loadenv',
+  'serial',
+  'terminal',
+  'gzio',
+  'xzio',
+  'zstd',
+  'regexp',
+  'configfile',
+  'all_video',
+  'efi_gop',
+  'halt',
+  'reboot',
+  'sleep',
+  'cat',
+  'ls',
+  'minicmd',
+  'true',
+  'keystatus',
+  'chain',
 ];
 
 export function parseSize(s: string): number {
@@ -153,7 +190,9 @@ async function checkTargetFile(target: string, force: boolean): Promise<void> {
     dirStat = await stat(dir);
   } catch (err) {
     if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) {
-      throw new DarchError('E_FS_ENOENT', `cannot create ${target}: the directory ${dir} does not exist`, { hint: `create it first (mkdir -p ${dir}) or write the disk elsewhere` });
+      throw new DarchError('E_FS_ENOENT', `cannot create ${target}: the directory ${dir} does not exist`, {
+        hint: `create it first (mkdir -p ${dir}) or write the disk elsewhere`,
+      });
     }
     throw fsError(err, `cannot create ${target}`);
   }
@@ -161,7 +200,9 @@ async function checkTargetFile(target: string, force: boolean): Promise<void> {
   try {
     await access(dir, fsConstants.W_OK);
   } catch {
-    throw new DarchError('E_FS_EACCES', `cannot create ${target}: the directory ${dir} is not writable`, { hint: 'write the disk where you may create files, or run as a user who may' });
+    throw new DarchError('E_FS_EACCES', `cannot create ${target}: the directory ${dir} is not writable`, {
+      hint: 'write the disk where you may create files, or run as a user who may',
+    });
   }
   let existing;
   try {
@@ -170,7 +211,8 @@ async function checkTargetFile(target: string, force: boolean): Promise<void> {
     if (isErrno(err, 'ENOENT')) return;
     throw fsError(err, `cannot look at ${target}`);
   }
-  if (existing.isDirectory()) throw new DarchError('E_USAGE', `cannot create ${target}: it is a directory`, { hint: 'name a file in it, e.g. ' + path.join(target, 'disk.img') });
+  if (existing.isDirectory())
+    throw new DarchError('E_USAGE', `cannot create ${target}: it is a directory`, { hint: 'name a file in it, e.g. ' + path.join(target, 'disk.img') });
   if (force) return;
   throw new DarchError('E_DISK_EXISTS', `${target} already exists: replacing it would lose ${await whatWouldBeLost(target, existing.size)}`, {
     hint: 'add --force to replace it, or choose another file name',
@@ -225,7 +267,9 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
   const device = await isBlockDevice(opts.target);
   if (device) {
     if (!opts.force) {
-      throw new DarchError('E_DISK_DEVICE', `${opts.target} is a block device: everything on it will be erased`, { hint: 'add --force if that is what you want' });
+      throw new DarchError('E_DISK_DEVICE', `${opts.target} is a block device: everything on it will be erased`, {
+        hint: 'add --force if that is what you want',
+      });
     }
     await assertNotMounted(opts.target);
   }
@@ -264,7 +308,12 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       throw new DarchError('E_USAGE', `--esp-size ${formatBytes(espSize)} is too small for a FAT32 ESP`, { hint: `give at least ${MIN_ESP_SIZE / MiB}M` });
     }
     if (espNeed > espSize - 2 * MiB) {
-      throw espTooSmall(espNeed, chosen.length, `an ESP of ${formatBytes(espSize)} holds about ${formatBytes(espSize - 2 * MiB)}`, `give --esp-size at least ${Math.ceil((espNeed + 2 * MiB) / MiB)}M, or fewer images`);
+      throw espTooSmall(
+        espNeed,
+        chosen.length,
+        `an ESP of ${formatBytes(espSize)} holds about ${formatBytes(espSize - 2 * MiB)}`,
+        `give --esp-size at least ${Math.ceil((espNeed + 2 * MiB) / MiB)}M, or fewer images`,
+      );
     }
     const DARCH_START = ESP_START + espSize;
     const darchUuid = randomUUID();
@@ -295,8 +344,16 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       const embedded = path.join(work, 'embedded.cfg');
       await writeFile(embedded, renderEmbeddedConfig({ darchUuid, espSerial, kernelArgs, timeout: opts.timeout ?? 3 }));
       await run('grub-mkstandalone', [
-        '-O', 'x86_64-efi', '-o', efi, `--install-modules=${GRUB_MODULES.join(' ')}`, '--modules=part_gpt part_msdos fat ext2',
-        '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`,
+        '-O',
+        'x86_64-efi',
+        '-o',
+        efi,
+        `--install-modules=${GRUB_MODULES.join(' ')}`,
+        '--modules=part_gpt part_msdos fat ext2',
+        '--locales=',
+        '--fonts=',
+        '--themes=',
+        `boot/grub/grub.cfg=${embedded}`,
       ]);
       // The boot state (issue 7): two sealed grubenv copies naming the first image the default.
       const firstTag = chosen[0]?.tags[0];
@@ -368,9 +425,11 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       }
     }
     await writeDiskJson(new MtoolsFat(out, ESP_START), info);
-    const mkfs = await run('mkfs.ext4', [
-      '-q', '-F', '-b', '4096', '-L', DARCH_LABEL, '-U', darchUuid, '-d', tree, '-E', `offset=${DARCH_START}`, out, `${darchSize / 1024}k`,
-    ], { allowFailure: true });
+    const mkfs = await run(
+      'mkfs.ext4',
+      ['-q', '-F', '-b', '4096', '-L', DARCH_LABEL, '-U', darchUuid, '-d', tree, '-E', `offset=${DARCH_START}`, out, `${darchSize / 1024}k`],
+      { allowFailure: true },
+    );
     if (mkfs.code !== 0) {
       throw new DarchError('E_DISK_WRITE', `mkfs.ext4 failed: ${mkfs.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
         hint: /space|No space|too big|Could not allocate/i.test(mkfs.stderr) ? 'the disk is too small: give a bigger --size' : undefined,

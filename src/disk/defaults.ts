@@ -35,7 +35,7 @@ export interface SetDefaultResult {
 /** `darch disk set-default`: the same change as `darch boot set-default --disk`. */
 export async function setDiskDefault(disk: string, what: string, lockTimeoutSec: number, local: KnownImage[] = []): Promise<SetDefaultResult> {
   const t = await diskTarget(disk, lockTimeoutSec);
-  let target: ImageRef & { tag: string } | undefined;
+  let target: (ImageRef & { tag: string }) | undefined;
   const res = await changeState(t, (s, images) => {
     target = resolveOnDisk(images, what, disk, local);
     return setDefault(s, target);
@@ -60,7 +60,8 @@ export function resolveOnDisk(images: KnownImage[], what: string, disk: string, 
         return undefined;
       }
     })();
-    if (here) throw new DarchError('E_NOT_STAGED', `${what} is staged here but not on ${disk}`, { hint: `add it to the disk first: darch disk add ${disk} ${what}` });
+    if (here)
+      throw new DarchError('E_NOT_STAGED', `${what} is staged here but not on ${disk}`, { hint: `add it to the disk first: darch disk add ${disk} ${what}` });
     throw new DarchError('E_NOT_STAGED', `${what} is not on ${disk}`, { hint: `on the disk: ${images.flatMap((i) => i.tags).join(', ') || 'nothing'}` });
   }
 }

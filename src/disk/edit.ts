@@ -64,7 +64,14 @@ export async function listDisk(disk: string, lockTimeoutSec: number): Promise<Di
   const fs = await diskStageFs(disk);
   const fat = new MtoolsFat(disk, (await findEsp(disk)).offset);
   const rows = await Promise.all(
-    images.map(async (i): Promise<DiskImageRow> => ({ id: i.id, tags: i.tags, roles: rolesOf(state, i.id), bytes: await fs.treeBytes(`${STAGE_PATH}/${liveRel(i.id)}`) })),
+    images.map(
+      async (i): Promise<DiskImageRow> => ({
+        id: i.id,
+        tags: i.tags,
+        roles: rolesOf(state, i.id),
+        bytes: await fs.treeBytes(`${STAGE_PATH}/${liveRel(i.id)}`),
+      }),
+    ),
   );
   return {
     disk,
@@ -123,7 +130,12 @@ async function ext4Bytes(dir: string): Promise<number> {
 }
 
 /** Everything that changes what a disk holds runs under the lock of its boot state. */
-async function withDisk<T>(disk: string, lockTimeoutSec: number, report: Reporter, fn: (t: BootTarget, info: DiskInfo, fs: Ext4Image, fat: MtoolsFat) => Promise<T>): Promise<T> {
+async function withDisk<T>(
+  disk: string,
+  lockTimeoutSec: number,
+  report: Reporter,
+  fn: (t: BootTarget, info: DiskInfo, fs: Ext4Image, fat: MtoolsFat) => Promise<T>,
+): Promise<T> {
   const t = await diskTarget(disk, lockTimeoutSec);
   return t.withLock(async () => {
     const fat = new MtoolsFat(disk, (await findEsp(disk)).offset);
@@ -176,15 +188,25 @@ export async function addToDisk(paths: DarchPaths, disk: string, what: string[],
     for (const c of fresh) need -= await fs.treeBytes(`${STAGE_PATH}/${liveRel(c.image.id)}`);
     const free = await fs.freeBytes();
     if (need + 1024 * 1024 > free) {
-      throw new DarchError('E_DISK_FULL', `${fresh.map((c) => c.tags[0] ?? c.image.id).join(', ')} need ${formatBytes(need)} in the darch partition of ${disk}, which has ${formatBytes(free)} free`, {
-        hint: `remove an image from the disk first (darch disk remove ${disk} NAME:TAG), or make a bigger disk with darch disk create --size`,
-      });
+      throw new DarchError(
+        'E_DISK_FULL',
+        `${fresh.map((c) => c.tags[0] ?? c.image.id).join(', ')} need ${formatBytes(need)} in the darch partition of ${disk}, which has ${formatBytes(free)} free`,
+        {
+          hint: `remove an image from the disk first (darch disk remove ${disk} NAME:TAG), or make a bigger disk with darch disk create --size`,
+        },
+      );
     }
     const sdboot = (await backendOf(t)) === 'systemd-boot';
     if (sdboot && fresh.length) {
       const espNeed = await espBytesFor(fresh.map((c) => c.image));
       const espFree = await fat.freeBytes();
-      if (espNeed + 64 * 1024 > espFree) throw espTooSmall(espNeed, fresh.length, `the ESP of ${disk} has ${formatBytes(espFree)} free`, `remove an image from the disk first (darch disk remove ${disk} NAME:TAG)`);
+      if (espNeed + 64 * 1024 > espFree)
+        throw espTooSmall(
+          espNeed,
+          fresh.length,
+          `the ESP of ${disk} has ${formatBytes(espFree)} free`,
+          `remove an image from the disk first (darch disk remove ${disk} NAME:TAG)`,
+        );
     }
 
     let bytes = 0;
@@ -195,10 +217,16 @@ export async function addToDisk(paths: DarchPaths, disk: string, what: string[],
       await fs.putTree(c.image.dir, dir);
       bytes += await fs.treeBytes(dir);
       if (sdboot) {
-        if (!info.darchUuid) throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, { hint: 'a disk made by `darch disk create` has it' });
+        if (!info.darchUuid)
+          throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
+            hint: 'a disk made by `darch disk create` has it',
+          });
         for (const copy of await espCopiesOf(c.image)) await fat.put(copy.src, `${ESP_IMAGE_DIR}/${c.image.id}/${copy.name}`);
         const img = { ...c.image, tags: c.tags };
-        await t.entries.write(entryName(c.image.id), renderBlsEntry(blsEntryFor(img, { uuid: info.darchUuid, path: STAGE_PATH }, info.kernelArgs ?? DEFAULT_KERNEL_ARGS), VERSION.other));
+        await t.entries.write(
+          entryName(c.image.id),
+          renderBlsEntry(blsEntryFor(img, { uuid: info.darchUuid, path: STAGE_PATH }, info.kernelArgs ?? DEFAULT_KERNEL_ARGS), VERSION.other),
+        );
         await fat.sync();
       }
     }
@@ -291,12 +319,16 @@ export interface KernelArgsResult {
  */
 export async function setDiskKernelArgs(disk: string, args: string, opts: { lockTimeoutSec: number; report?: Reporter }): Promise<KernelArgsResult> {
   const kernelArgs = args.trim().replace(/\s+/g, ' ');
-  if (/[\n\r]/.test(args)) throw new DarchError('E_USAGE', 'kernel arguments are one line', { hint: 'darch disk kernel-args disk.img "console=ttyS0,115200 quiet"' });
+  if (/[\n\r]/.test(args))
+    throw new DarchError('E_USAGE', 'kernel arguments are one line', { hint: 'darch disk kernel-args disk.img "console=ttyS0,115200 quiet"' });
   return withDisk(disk, opts.lockTimeoutSec, opts.report ?? silentReporter, async (t, info, fs, fat) => {
     const previous = info.kernelArgs ?? DEFAULT_KERNEL_ARGS;
     await rewriteDiskJson(fat, { ...info, kernelArgs });
     if ((await backendOf(t)) === 'systemd-boot') {
-      if (!info.darchUuid) throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, { hint: 'a disk made by `darch disk create` has it' });
+      if (!info.darchUuid)
+        throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
+          hint: 'a disk made by `darch disk create` has it',
+        });
       const images = await diskImages(fs);
       for (const f of await t.entries.list()) {
         const img = images.find((i) => i.id === parseEntryName(f)?.stage);

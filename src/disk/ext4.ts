@@ -14,11 +14,17 @@ import { MAX_SMALL_FILE, type SmallFiles } from '../lib/smallfs.js';
 const BANNER = /^debugfs [\d.]+ \(.*\)$/;
 
 function problems(stderr: string): string[] {
-  return stderr.split('\n').map((l) => l.trim()).filter((l) => l && !BANNER.test(l));
+  return stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !BANNER.test(l));
 }
 
 export class Ext4Image implements SmallFiles {
-  constructor(readonly device: string, readonly offset: number) {}
+  constructor(
+    readonly device: string,
+    readonly offset: number,
+  ) {}
 
   get where(): string {
     return `${this.device} (darch partition)`;
@@ -108,9 +114,13 @@ export class Ext4Image implements SmallFiles {
     const free = num('Free blocks') - num('Reserved block count');
     const block = num('Block size');
     if (res.code !== 0 || !Number.isFinite(free) || !Number.isFinite(block)) {
-      throw new DarchError('E_DISK_FORMAT', `cannot read the free space of the darch partition of ${this.device}: ${problems(res.stderr)[0] ?? 'debugfs printed no stats'}`, {
-        hint: 'is this a disk made by `darch disk create`?',
-      });
+      throw new DarchError(
+        'E_DISK_FORMAT',
+        `cannot read the free space of the darch partition of ${this.device}: ${problems(res.stderr)[0] ?? 'debugfs printed no stats'}`,
+        {
+          hint: 'is this a disk made by `darch disk create`?',
+        },
+      );
     }
     return Math.max(0, free) * block;
   }
@@ -124,9 +134,13 @@ export class Ext4Image implements SmallFiles {
   async repair(): Promise<boolean> {
     const res = await run('e2fsck', ['-fy', this.spec], { allowFailure: true, env: { ...process.env, LC_ALL: 'C' } });
     if (res.code >= 4) {
-      throw new DarchError('E_DISK_FORMAT', `the darch partition of ${this.device} has errors e2fsck cannot repair (exit ${res.code}): ${res.stdout.trim().split('\n').slice(-2).join(' | ')}`, {
-        hint: 'is the disk in use by a running VM? If not, copy off what you need and create the disk again',
-      });
+      throw new DarchError(
+        'E_DISK_FORMAT',
+        `the darch partition of ${this.device} has errors e2fsck cannot repair (exit ${res.code}): ${res.stdout.trim().split('\n').slice(-2).join(' | ')}`,
+        {
+          hint: 'is the disk in use by a running VM? If not, copy off what you need and create the disk again',
+        },
+      );
     }
     return res.code !== 0;
   }
@@ -175,13 +189,18 @@ export class Ext4Image implements SmallFiles {
     const visit = async (rel: string): Promise<void> => {
       for (const ent of (await readdir(path.join(src, rel), { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
         const r = rel ? `${rel}/${ent.name}` : ent.name;
-        if (!SAFE_NAME.test(r)) throw new DarchError('E_DISK_WRITE', `cannot copy ${path.join(src, r)} into ${this.device}: its name has characters debugfs cannot take`);
+        if (!SAFE_NAME.test(r))
+          throw new DarchError('E_DISK_WRITE', `cannot copy ${path.join(src, r)} into ${this.device}: its name has characters debugfs cannot take`);
         if (ent.isDirectory()) {
           cmds.push(`mkdir ${dest}/${r}`);
           await visit(r);
         } else if (ent.isSymbolicLink()) {
           const to = await readlink(path.join(src, r));
-          if (!SAFE_NAME.test(to)) throw new DarchError('E_DISK_WRITE', `cannot copy the symlink ${path.join(src, r)} into ${this.device}: its target has characters debugfs cannot take`);
+          if (!SAFE_NAME.test(to))
+            throw new DarchError(
+              'E_DISK_WRITE',
+              `cannot copy the symlink ${path.join(src, r)} into ${this.device}: its target has characters debugfs cannot take`,
+            );
           cmds.push(`symlink ${dest}/${r} ${to}`);
         } else if ((await lstat(path.join(src, r))).isFile()) cmds.push(`write ${r} ${dest}/${r}`);
       }
@@ -202,7 +221,9 @@ export class Ext4Image implements SmallFiles {
       if (res.code !== 0 || errs.length) {
         const full = /No free space|Could not allocate|No space/i.test(errs.join('\n'));
         throw new DarchError('E_DISK_WRITE', `cannot ${what} in the darch partition of ${this.device}: ${errs[0] ?? `debugfs exit ${res.code}`}`, {
-          hint: full ? 'the darch partition is full: remove an image from the disk first (darch disk remove)' : 'check that the disk is writable and not in use by a running VM',
+          hint: full
+            ? 'the darch partition is full: remove an image from the disk first (darch disk remove)'
+            : 'check that the disk is writable and not in use by a running VM',
         });
       }
     } finally {

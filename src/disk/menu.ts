@@ -34,7 +34,10 @@ export function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
 export async function writeDiskMenu(disk: string, defaultEntry?: string): Promise<boolean> {
   const info = await readDiskJson(new MtoolsFat(disk, (await findEsp(disk)).offset));
   if (info.bootloader && info.bootloader !== 'grub') return false;
-  if (!info.darchUuid) throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, { hint: 'a disk made by `darch disk create` has it' });
+  if (!info.darchUuid)
+    throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
+      hint: 'a disk made by `darch disk create` has it',
+    });
   const fs = await diskStageFs(disk);
   const images = await diskImages(fs);
   let defaultTag: string | undefined;

@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { run } from '../lib/proc.js';
@@ -64,7 +64,10 @@ boots the last good image again (see darch's docs/TRIAL-BOOTS.md).
 export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptions = {}): Promise<void> {
   const busybox = await findStaticBusybox();
   const list = await run(busybox, ['--list-full']);
-  const applets = list.stdout.split('\n').map((l) => l.trim()).filter((l) => l && l !== 'bin/busybox');
+  const applets = list.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && l !== 'bin/busybox');
   const size = (await stat(busybox)).size;
   const version = opts.version ?? '1';
   const files: Record<string, { content: string; mode: number }> = {
@@ -80,7 +83,12 @@ export async function writeBusyboxRootfs(out: Writable, opts: BusyboxRootfsOptio
     'etc/init.d/rcS': { content: RCS, mode: 0o755 },
     'etc/fstab': { content: '# darch example: / is an overlay made by the initramfs\n', mode: 0o644 },
   };
-  for (const [name, mode] of [['darch-grubenv.sh', 0o644], ['darch-record.sh', 0o644], ['darch-health', 0o755], ['darch-commit', 0o755]] as const) {
+  for (const [name, mode] of [
+    ['darch-grubenv.sh', 0o644],
+    ['darch-record.sh', 0o644],
+    ['darch-health', 0o755],
+    ['darch-commit', 0o755],
+  ] as const) {
     files[`usr/lib/darch/${name}`] = { content: await readFile(assetPath('trial', name), 'utf8'), mode };
   }
   files['etc/darch/health.d/README'] = { content: HEALTH_README, mode: 0o644 };

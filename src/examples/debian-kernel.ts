@@ -23,7 +23,10 @@ export interface DebianKernel {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Debian's current linux-image-amd64 kernel, extracted and depmod'ed, cached under cacheDir. */
@@ -39,7 +42,10 @@ export async function debianKernel(cacheDir: string, report: Reporter = silentRe
         await run('apt-get', ['update', '-q']);
         pkg = (await run('apt-cache', ['depends', 'linux-image-amd64'])).stdout.match(/Depends:\s*(linux-image-[\w.-]+-amd64)/)?.[1];
       }
-      if (!pkg) throw new DarchError('E_KERNEL_UNAVAILABLE', 'apt knows no linux-image package for linux-image-amd64', { hint: 'check /etc/apt/sources.list.d and run apt-get update' });
+      if (!pkg)
+        throw new DarchError('E_KERNEL_UNAVAILABLE', 'apt knows no linux-image package for linux-image-amd64', {
+          hint: 'check /etc/apt/sources.list.d and run apt-get update',
+        });
       report.step(`fetching the Debian kernel ${pkg} with apt-get download (once; cached in ${base})`);
       const dl = path.join(base, 'dl');
       await mkdir(dl, { recursive: true });
@@ -88,7 +94,10 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   // Only the modules a boot needs (what darch's initramfs takes, with dependencies, and the
   // watchdog drivers it carries for trial boots): a full module tree would make every test
   // image ~400 MB for nothing.
-  const db = parseModulesDep(await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'), await readFile(path.join(k.modulesDir, 'modules.builtin'), 'utf8'));
+  const db = parseModulesDep(
+    await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'),
+    await readFile(path.join(k.modulesDir, 'modules.builtin'), 'utf8'),
+  );
   const watchdogs = Object.values(WATCHDOG_DRIVERS).flatMap((names) => resolveModules(db, k.release, names, []).load);
   for (const rel of new Set([...resolveModules(db, k.release).load, ...watchdogs])) {
     await mkdir(path.dirname(path.join(mdir, rel)), { recursive: true });
@@ -98,4 +107,3 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   await cp(k.vmlinuz, path.join(dir, 'boot', `vmlinuz-${k.release}`));
   return dir;
 }
-

@@ -8,7 +8,7 @@ export function globToRegExp(glob: string): RegExp {
   let depth = 0;
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]!;
-    if (c === '\\' && i + 1 < glob.length) re += escape(glob[++i]!);
+    if (c === '\\' && i + 1 < glob.length) re += escapeChar(glob[++i]!);
     else if (c === '*') re += '.*';
     else if (c === '?') re += '.';
     else if (c === '[') {
@@ -27,13 +27,13 @@ export function globToRegExp(glob: string): RegExp {
       depth--;
       re += ')';
     } else if (c === ',' && depth > 0) re += '|';
-    else re += escape(c);
+    else re += escapeChar(c);
   }
   while (depth-- > 0) re += ')';
   return new RegExp(`^${re}$`);
 }
 
-function escape(c: string): string {
+function escapeChar(c: string): string {
   return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 

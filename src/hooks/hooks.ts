@@ -53,7 +53,10 @@ export function loadHooksConfig(configDir: string): Promise<HooksConfig> {
 }
 
 async function isHookDir(dir: string): Promise<boolean> {
-  return stat(path.join(dir, 'hook')).then((s) => s.isFile(), () => false);
+  return stat(path.join(dir, 'hook')).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 export async function discoverHooks(configDir: string): Promise<Hook[]> {

@@ -74,12 +74,19 @@ export async function applyHooks(paths: DarchPaths, image: Pick<StagedImage, 'id
       await copyFile(path.join(hook.dir, 'hook'), path.join(dest, 'hook'));
       await chmod(path.join(dest, 'hook'), 0o755);
       const res = await callHook(paths, hook, 'install', { DARCH_HOOK_DEST_DIR: dest, DARCH_IMAGE_NAME: tag }, dest);
-      const messages = res.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+      const messages = res.stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       if (res.code !== 0) {
-        throw new DarchError('E_HOOK_FAILED', `hook ${hook.name} failed for ${tag} (exit ${res.code})${messages.length ? `: ${messages.slice(-2).join(' | ')}` : ''}`, {
-          hint: `fix the hook or its configuration in ${hooksDir(paths.configDir)}, or exclude ${tag} in hooks-config.json; then run \`darch hooks apply ${tag}\``,
-          details: { hook: hook.name, tag, stderr: res.stderr },
-        });
+        throw new DarchError(
+          'E_HOOK_FAILED',
+          `hook ${hook.name} failed for ${tag} (exit ${res.code})${messages.length ? `: ${messages.slice(-2).join(' | ')}` : ''}`,
+          {
+            hint: `fix the hook or its configuration in ${hooksDir(paths.configDir)}, or exclude ${tag} in hooks-config.json; then run \`darch hooks apply ${tag}\``,
+            details: { hook: hook.name, tag, stderr: res.stderr },
+          },
+        );
       }
       const files = (await readdir(dest)).filter((f) => f !== 'hook').sort();
       runs.push({ hook: hook.name, applied: true, messages, files });

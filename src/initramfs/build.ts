@@ -155,7 +155,9 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     const watchdog: Array<{ driver: string; files: string[] }> = [];
     if (src.release === undefined) {
       // Nothing to load: fine for a kernel with squashfs, overlay, loop and its disk drivers built in.
-      report.warn(`${opts.rootfs} has no /lib/modules: the initramfs carries no modules, so the kernel must have squashfs, overlay, loop and the disk drivers built in`);
+      report.warn(
+        `${opts.rootfs} has no /lib/modules: the initramfs carries no modules, so the kernel must have squashfs, overlay, loop and the disk drivers built in`,
+      );
       release ??= 'unknown';
     } else {
       release = src.release;
@@ -173,7 +175,14 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       const dogs = Object.entries(WATCHDOG_DRIVERS).map(([driver, names]) => ({ driver, files: resolveModules(db, kver, names, []).load }));
       local = await src.fetch([...new Set([...all.load, ...dogs.flatMap((d) => d.files)])]);
       const have = new Set<string>();
-      for (const rel of local.keys()) if (await stat(local.get(rel) ?? '').then(() => true, () => false)) have.add(rel);
+      for (const rel of local.keys())
+        if (
+          await stat(local.get(rel) ?? '').then(
+            () => true,
+            () => false,
+          )
+        )
+          have.add(rel);
       resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
       if (resolution.skipped.length) report.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
       // A driver the kernel lacks (or the image stripped) is simply not offered.

@@ -12,11 +12,36 @@ export const REQUIRED_MODULES = ['squashfs', 'overlay', 'loop'];
  * goes through a crypto alias that insmod cannot resolve.
  */
 export const WANTED_MODULES = [
-  'crc32c_intel', 'crc32c_generic', 'libcrc32c',
-  'ext4', 'vfat', 'nls_cp437', 'nls_iso8859_1', 'nls_ascii', 'nls_utf8', 'btrfs', 'xfs',
-  'virtio_pci', 'virtio_blk', 'virtio_scsi', 'nvme', 'ahci', 'ata_piix', 'sd_mod', 'sr_mod',
-  'xhci_pci', 'ehci_pci', 'ohci_pci', 'usb_storage', 'uas', 'sdhci_pci', 'mmc_block',
-  'usbhid', 'hid_generic', 'atkbd', 'i8042',
+  'crc32c_intel',
+  'crc32c_generic',
+  'libcrc32c',
+  'ext4',
+  'vfat',
+  'nls_cp437',
+  'nls_iso8859_1',
+  'nls_ascii',
+  'nls_utf8',
+  'btrfs',
+  'xfs',
+  'virtio_pci',
+  'virtio_blk',
+  'virtio_scsi',
+  'nvme',
+  'ahci',
+  'ata_piix',
+  'sd_mod',
+  'sr_mod',
+  'xhci_pci',
+  'ehci_pci',
+  'ohci_pci',
+  'usb_storage',
+  'uas',
+  'sdhci_pci',
+  'mmc_block',
+  'usbhid',
+  'hid_generic',
+  'atkbd',
+  'i8042',
 ];
 
 /**
@@ -54,7 +79,15 @@ export function parseModulesDep(depText: string, builtinText = ''): ModuleDb {
     const file = line.slice(0, colon).trim();
     const name = moduleName(file);
     paths.set(name, file);
-    deps.set(name, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean).map(moduleName));
+    deps.set(
+      name,
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(moduleName),
+    );
   }
   const builtin = new Set(builtinText.split('\n').filter(Boolean).map(moduleName));
   return { paths, deps, builtin };

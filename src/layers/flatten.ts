@@ -16,7 +16,7 @@
  * Whiteouts and opaque markers apply to lower layers only (OCI image-spec, layer.md): an
  * entry the same layer adds survives, whatever the order inside the tar.
  */
-import { DarchError, type ErrorCode, fsError } from '../lib/errors.js';
+import { DarchError, type ErrorCode } from '../lib/errors.js';
 import { captureFile } from '../lib/scratch.js';
 import type { Descriptor } from '../oci/mediatypes.js';
 import type { ImageStore } from '../oci/store.js';
@@ -47,9 +47,6 @@ export function keyOf(layer: number, ordinal: number, type: Exclude<EntryType, '
 }
 export function layerOfKey(key: number): number {
   return Math.floor(key / 8 / LAYER_UNIT);
-}
-function ordinalOfKey(key: number): number {
-  return Math.floor(key / 8) % LAYER_UNIT;
 }
 export function typeOfKey(key: number): EntryType {
   return CODE_TYPE[key % 8] ?? 'file';
@@ -254,9 +251,13 @@ export class FlatIndex {
       if (r.kind === 'link') {
         const target = this.nodeAt(r.linkname!);
         if (target === undefined || isDir(target)) {
-          throw new DarchError('E_BAD_LAYER', `layer ${layer + 1}: hard link ${r.path} points to ${r.linkname}, which ${target === undefined ? 'does not exist' : 'is a directory'}`, {
-            hint: 'the image is malformed; umoci and container runtimes would refuse it too',
-          });
+          throw new DarchError(
+            'E_BAD_LAYER',
+            `layer ${layer + 1}: hard link ${r.path} points to ${r.linkname}, which ${target === undefined ? 'does not exist' : 'is a directory'}`,
+            {
+              hint: 'the image is malformed; umoci and container runtimes would refuse it too',
+            },
+          );
         }
         this.linkData.set(key, this.dataKey(target));
       } else if (r.kind === 'symlink') this.symlinkTargets.set(key, r.linkname!);
@@ -357,7 +358,7 @@ export class FlatIndex {
   /** Names in a directory of the flattened root (no symlink following for the entries). */
   list(dirPath: string): Array<{ name: string; type: EntryType }> {
     const r = this.lookup(dirPath);
-    if (!r || r.type !== 'dir') return [];
+    if (r?.type !== 'dir') return [];
     const node = r.path === '' ? this.root : this.dirAt(r.path, 0, false);
     if (!node) return [];
     return [...node.children].map(([name, c]) => ({ name, type: isDir(c) ? 'dir' : typeOfKey(this.dataKey(c)) }));
@@ -416,7 +417,20 @@ export async function indexLayers(store: ImageStore, layers: Descriptor[], opts:
   return index;
 }
 
-export const IMPLIED_DIR: TarHeader = { name: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0 };
+export const IMPLIED_DIR: TarHeader = {
+  name: '',
+  type: 'dir',
+  mode: 0o755,
+  uid: 0,
+  gid: 0,
+  uname: 'root',
+  gname: 'root',
+  size: 0,
+  mtime: 0,
+  linkname: '',
+  devmajor: 0,
+  devminor: 0,
+};
 
 /** The root directory's attributes (from a './' entry, or the implied defaults). */
 export function rootHeader(index: FlatIndex): TarHeader {

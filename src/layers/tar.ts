@@ -226,7 +226,8 @@ export async function* readTar(reader: ByteReader): AsyncGenerator<TarEntry & { 
     }
     const type = TYPES[flag];
     if (!type) {
-      if (flag === 'S') throw new DarchError('E_UNSUPPORTED', `GNU sparse file in layer at byte ${at} (${cstr(b, 0, 100)})`, { hint: 'rebuild the layer without --sparse' });
+      if (flag === 'S')
+        throw new DarchError('E_UNSUPPORTED', `GNU sparse file in layer at byte ${at} (${cstr(b, 0, 100)})`, { hint: 'rebuild the layer without --sparse' });
       // Unknown vendor records (GNU 'D' dump dirs, 'V' volume labels…) carry no file: skip.
       await reader.skip(padded(size));
       local = new Map();

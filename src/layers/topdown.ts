@@ -194,7 +194,8 @@ export function streamTopDown(store: ImageStore, layers: Descriptor[], opts: Top
     let dirs = 0;
     for (const { path, node } of index.directories()) {
       if (node.header) {
-        if (!emittedDirs.has(node.header)) throw fallback(`directory ${JSON.stringify(path || '/')} was streamed with other attributes than the layers give it`);
+        if (!emittedDirs.has(node.header))
+          throw fallback(`directory ${JSON.stringify(path || '/')} was streamed with other attributes than the layers give it`);
         dirs++;
       } else tail.push(encodeHeader({ ...IMPLIED_DIR, name: path === '' ? './' : path }));
     }
@@ -202,7 +203,8 @@ export function streamTopDown(store: ImageStore, layers: Descriptor[], opts: Top
     let data = 0;
     for (const [key, paths] of index.emissionPlan()) {
       const at = emittedData.get(key);
-      if (at === undefined) throw fallback(`${JSON.stringify(paths[0])} needs data a layer above hid under another name (a hard link to a replaced or deleted file)`);
+      if (at === undefined)
+        throw fallback(`${JSON.stringify(paths[0])} needs data a layer above hid under another name (a hard link to a replaced or deleted file)`);
       if (!paths.includes(at)) throw fallback(`${JSON.stringify(at)} was streamed, but the layers put that data at ${JSON.stringify(paths[0])}`);
       data++;
       for (const p of paths) {

@@ -60,9 +60,15 @@ export const ConfigSchema = z
          * UUID of the file system holding the stage directory, for when findmnt/blkid cannot
          * read it (containers, no udev). Empty: detect.
          */
-        stage_fs_uuid: z.string().regex(/^$|^[0-9A-Fa-f-]+$/, 'a file-system UUID').default(''),
+        stage_fs_uuid: z
+          .string()
+          .regex(/^$|^[0-9A-Fa-f-]+$/, 'a file-system UUID')
+          .default(''),
         /** Path of the stage directory inside that file system. Empty: from the mount table. */
-        stage_fs_path: z.string().regex(/^$|^\//, 'an absolute path').default(''),
+        stage_fs_path: z
+          .string()
+          .regex(/^$|^\//, 'an absolute path')
+          .default(''),
         /**
          * Which initramfs staged images boot with: "auto" keeps the image's own when it knows
          * darch (initramfs-tools/mkinitcpio/dracut hook inside), else darch's universal one.

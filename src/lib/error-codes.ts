@@ -133,7 +133,7 @@ export const ERROR_CODES = {
   },
   E_COMMAND_FAILED: {
     meaning: 'an external program darch ran failed or could not start',
-    hint: "its last lines of output are in the message; `--debug` shows the command",
+    hint: 'its last lines of output are in the message; `--debug` shows the command',
   },
   E_CONFIG: {
     meaning: 'a configuration file (config.toml, hooks-config.json) is unreadable, malformed or has an unknown key or bad value',
@@ -281,7 +281,7 @@ export const ERROR_CODES = {
   },
   E_MODULES_MISSING: {
     meaning: "the image lacks kernel modules (or modules.dep) darch's initramfs needs",
-    hint: "install the kernel's modules in the image, or set boot.initramfs = \"image\"",
+    hint: 'install the kernel\'s modules in the image, or set boot.initramfs = "image"',
   },
   E_NOTHING_TO_ROLL_BACK: {
     meaning: 'there is no pending trial and no previous default to go back to',

@@ -46,8 +46,9 @@ export function usageError(message: string, hint?: string): DarchError {
 }
 
 export function isErrno(err: unknown, code?: string): err is NodeJS.ErrnoException {
-  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' &&
-    (code === undefined || (err as NodeJS.ErrnoException).code === code);
+  return (
+    err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && (code === undefined || (err as NodeJS.ErrnoException).code === code)
+  );
 }
 
 /** Turns low-level file-system failures into DarchErrors with a hint a person can act on. */

@@ -215,7 +215,10 @@ export async function swapDir(next: string, final: string): Promise<void> {
   const base = path.basename(final);
   try {
     await restoreAbandoned(parent, base);
-    const have = await stat(final).then((s) => s.isDirectory(), () => false);
+    const have = await stat(final).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
     if (!have) {
       await rename(next, final);
     } else if (await exchange(next, final)) {
@@ -241,7 +244,13 @@ async function restoreAbandoned(parent: string, base: string): Promise<void> {
     const m = /^\.old\.(\d+)\.[a-f0-9]+\.(.*)$/.exec(name);
     if (!m || m[2] !== base || processAlive(Number(m[1]))) continue;
     const final = path.join(parent, base);
-    if (await stat(final).then(() => true, () => false)) await rm(path.join(parent, name), { recursive: true, force: true });
+    if (
+      await stat(final).then(
+        () => true,
+        () => false,
+      )
+    )
+      await rm(path.join(parent, name), { recursive: true, force: true });
     else await rename(path.join(parent, name), final);
   }
 }

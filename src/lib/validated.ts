@@ -23,11 +23,7 @@ export interface LoadValidatedOptions<T> {
 }
 
 /** A `*.json` file is parsed as JSON, anything else as TOML. */
-export async function loadValidated<S extends z.ZodType>(
-  file: string,
-  schema: S,
-  opts: LoadValidatedOptions<z.output<S>>,
-): Promise<z.output<S>> {
+export async function loadValidated<S extends z.ZodType>(file: string, schema: S, opts: LoadValidatedOptions<z.output<S>>): Promise<z.output<S>> {
   const json = file.endsWith('.json');
   let text: string;
   try {

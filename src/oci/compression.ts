@@ -18,7 +18,12 @@ export function sniff(head: Buffer): Magic {
 }
 
 /** A Duplex that pipes through an external tool; the tool's failure becomes the stream's error. */
-export function toolTransform(cmd: string, args: string[], failureCode: ErrorCode = 'E_CORRUPT_INPUT', failureHint = 'the input is truncated or corrupt'): Duplex {
+export function toolTransform(
+  cmd: string,
+  args: string[],
+  failureCode: ErrorCode = 'E_CORRUPT_INPUT',
+  failureHint = 'the input is truncated or corrupt',
+): Duplex {
   const child = spawnChild(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const input = new PassThrough();
   const out = new PassThrough();

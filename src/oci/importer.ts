@@ -276,14 +276,20 @@ export class TarValidator extends Transform {
     this.extract.on('error', (e: Error) => (this.failed = e));
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.failed) return cb(this.failed);
+    if (this.failed) {
+      cb(this.failed);
+      return;
+    }
     const ok = this.extract.write(chunk);
     const go = () => cb(this.failed ?? null, chunk);
     if (ok) go();
     else this.extract.once('drain', go);
   }
   override _flush(cb: TransformCallback): void {
-    if (this.failed) return cb(this.failed);
+    if (this.failed) {
+      cb(this.failed);
+      return;
+    }
     this.extract.once('finish', () => cb(this.failed ?? (this.entries === 0 ? new Error('Invalid tar header: no entries') : null)));
     this.extract.once('error', (e: Error) => cb(e));
     (this.extract as unknown as NodeJS.WritableStream).end();
@@ -346,7 +352,12 @@ interface Collected {
 }
 
 /** Stream every entry of an archive: small metadata is buffered, everything else goes straight into the store. */
-async function collectArchive(source: string, tx: BlobTransaction, isBlob: (name: string, size: number) => boolean, report: Reporter = silentReporter): Promise<Collected> {
+async function collectArchive(
+  source: string,
+  tx: BlobTransaction,
+  isBlob: (name: string, size: number) => boolean,
+  report: Reporter = silentReporter,
+): Promise<Collected> {
   const links = new Map<string, string>();
   const progress = report.progress(`importing ${path.basename(source)}`);
   const { stream, size } = await openTar(source, (n) => progress.tick(n));
@@ -529,9 +540,15 @@ async function importDockerArchive(store: ImageStore, tx: BlobTransaction, sourc
   let entry: DockerManifestEntry | undefined;
   if (sourceRef) {
     entry = entries.find((e) => (e.RepoTags ?? []).some((t) => t === sourceRef || t.endsWith(`/${sourceRef}`)));
-    if (!entry) throw new DarchError('E_IMAGE_NOT_FOUND', `${source} has no image tagged ${sourceRef}`, { hint: `it has: ${entries.flatMap((e) => e.RepoTags ?? []).join(', ')}` });
+    if (!entry)
+      throw new DarchError('E_IMAGE_NOT_FOUND', `${source} has no image tagged ${sourceRef}`, {
+        hint: `it has: ${entries.flatMap((e) => e.RepoTags ?? []).join(', ')}`,
+      });
   } else if (entries.length === 1) entry = entries[0];
-  else throw new DarchError('E_AMBIGUOUS', `${source} holds ${entries.length} images`, { hint: `choose one with --source-ref: ${entries.flatMap((e) => e.RepoTags ?? []).join(', ')}` });
+  else
+    throw new DarchError('E_AMBIGUOUS', `${source} holds ${entries.length} images`, {
+      hint: `choose one with --source-ref: ${entries.flatMap((e) => e.RepoTags ?? []).join(', ')}`,
+    });
   if (!entry) throw new DarchError('E_BAD_ARCHIVE', `${source}: empty manifest entry`);
 
   const configBytes = small.get(entry.Config) ?? (blobs.has(entry.Config) ? await store.readBlob(blobs.get(entry.Config)!.digest) : undefined);
@@ -543,7 +560,10 @@ async function importDockerArchive(store: ImageStore, tx: BlobTransaction, sourc
   const layers: Descriptor[] = [];
   for (const [i, layerPath] of entry.Layers.entries()) {
     const b = blobs.get(cleanName(layerPath));
-    if (!b) throw new DarchError('E_BAD_ARCHIVE', `${source} is incomplete: layer ${layerPath} is missing`, { hint: 'the archive was cut short; nothing was imported' });
+    if (!b)
+      throw new DarchError('E_BAD_ARCHIVE', `${source} is incomplete: layer ${layerPath} is missing`, {
+        hint: 'the archive was cut short; nothing was imported',
+      });
     const head = await readHead(store, b.digest);
     const kind = sniff(head);
     const mediaType = kind === 'gzip' ? MediaType.ociLayerGzip : kind === 'zstd' ? MediaType.ociLayerZstd : MediaType.ociLayer;

@@ -253,7 +253,9 @@ export class ImageStore {
     if (size > MAX_JSON_BLOB) throw new DarchError('E_BLOB_TOO_LARGE', `blob ${digest} is ${size} bytes, too large for a manifest or config`);
     const buf = await readFile(p);
     if (sha256(buf) !== digest) {
-      throw new DarchError('E_STORE_CORRUPT', `blob ${digest} does not match its digest`, { hint: 'run `darch images verify`, then re-import or re-pull the image' });
+      throw new DarchError('E_STORE_CORRUPT', `blob ${digest} does not match its digest`, {
+        hint: 'run `darch images verify`, then re-import or re-pull the image',
+      });
     }
     return buf;
   }

@@ -7,11 +7,7 @@
  */
 export const RECIPE_PREFIX = 'darch:';
 
-export type FromTarget =
-  | { kind: 'recipe'; recipe: string }
-  | { kind: 'external'; ref: string }
-  | { kind: 'stage'; stage: string }
-  | { kind: 'scratch' };
+export type FromTarget = { kind: 'recipe'; recipe: string } | { kind: 'external'; ref: string } | { kind: 'stage'; stage: string } | { kind: 'scratch' };
 
 export interface FromLine {
   /** Index of the logical instruction's first physical line (0-based). */

@@ -71,7 +71,8 @@ async function loadDarchRecipe(name: string, dir: string, settings: RecipeSettin
   try {
     raw = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
-    if (err instanceof SyntaxError) throw invalid(`${file}: not valid JSON (${err.message})`, 'config.json looks like {"inherits": "external:example/busybox"}');
+    if (err instanceof SyntaxError)
+      throw invalid(`${file}: not valid JSON (${err.message})`, 'config.json looks like {"inherits": "external:example/busybox"}');
     throw invalid(`cannot read ${file}: ${(err as Error).message}`);
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${file}: expected a JSON object`);
@@ -131,10 +132,16 @@ export async function loadRecipe(recipesDir: string, name: string): Promise<Reci
   const cfFiles: string[] = [];
   for (const f of CONTAINERFILE_NAMES) if (await exists(path.join(dir, f))) cfFiles.push(f);
   if (hasConfig && cfFiles.length) {
-    throw invalid(`recipe ${name} has both config.json and a ${cfFiles[0]}`, 'a recipe is either Darch format (config.json + script) or a Containerfile; remove one');
+    throw invalid(
+      `recipe ${name} has both config.json and a ${cfFiles[0]}`,
+      'a recipe is either Darch format (config.json + script) or a Containerfile; remove one',
+    );
   }
   if (!hasConfig && !cfFiles.length) {
-    throw invalid(`${dir} is not a recipe: it has no config.json, Containerfile or Dockerfile`, 'every non-hidden directory in the recipes directory is a recipe; rename helper directories to start with a dot');
+    throw invalid(
+      `${dir} is not a recipe: it has no config.json, Containerfile or Dockerfile`,
+      'every non-hidden directory in the recipes directory is a recipe; rename helper directories to start with a dot',
+    );
   }
   const settings = await loadSettings(dir);
   if (hasConfig) return loadDarchRecipe(name, dir, settings);
@@ -148,7 +155,8 @@ export async function discoverRecipes(recipesDir: string): Promise<Recipe[]> {
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) throw new DarchError('E_NOT_FOUND', `recipes directory ${dir} does not exist`, { hint: 'pass the directory with -d/--recipes-dir' });
+    if (isErrno(err, 'ENOENT'))
+      throw new DarchError('E_NOT_FOUND', `recipes directory ${dir} does not exist`, { hint: 'pass the directory with -d/--recipes-dir' });
     if (isErrno(err, 'ENOTDIR')) throw new DarchError('E_NOT_FOUND', `${dir} is not a directory`, { hint: 'pass the recipes directory with -d/--recipes-dir' });
     throw new DarchError('E_FS', `cannot read recipes directory ${dir}: ${(err as Error).message}`);
   }
@@ -156,7 +164,11 @@ export async function discoverRecipes(recipesDir: string): Promise<Recipe[]> {
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     let isDir = e.isDirectory();
-    if (e.isSymbolicLink()) isDir = await stat(path.join(dir, e.name)).then((s) => s.isDirectory(), () => false);
+    if (e.isSymbolicLink())
+      isDir = await stat(path.join(dir, e.name)).then(
+        (s) => s.isDirectory(),
+        () => false,
+      );
     if (isDir) names.push(e.name);
   }
   names.sort();

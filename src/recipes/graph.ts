@@ -41,7 +41,10 @@ export class RecipeGraph {
         if (!this.byName.has(d)) {
           const how = r.format === 'darch' ? `inherits "${d}"` : `has FROM darch:${d}`;
           throw new DarchError('E_RECIPE_PARENT_MISSING', `recipe ${r.name} ${how}, which is not a recipe in this directory`, {
-            hint: r.format === 'darch' ? `for an image in the store write "external:${d}"; recipes here: ${this.names.join(', ')}` : `recipes here: ${this.names.join(', ')}`,
+            hint:
+              r.format === 'darch'
+                ? `for an image in the store write "external:${d}"; recipes here: ${this.names.join(', ')}`
+                : `recipes here: ${this.names.join(', ')}`,
           });
         }
       }
@@ -147,7 +150,7 @@ export function renderTree(nodes: TreeNode[]): string {
   const walk = (n: TreeNode, prefix: string, last: boolean, top: boolean): void => {
     lines.push(top ? n.label : `${prefix}${last ? '└── ' : '├── '}${n.label}`);
     const next = top ? '' : `${prefix}${last ? '    ' : '│   '}`;
-    n.children.forEach((c, i) => walk(c, next, i === n.children.length - 1, false));
+    for (const [i, c] of n.children.entries()) walk(c, next, i === n.children.length - 1, false);
   };
   for (const n of nodes) walk(n, '', true, true);
   return lines.join('\n');

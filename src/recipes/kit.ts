@@ -42,7 +42,13 @@ export const KIT_FILES: (KitFile & { asset: string[] })[] = [
 ];
 
 /** The units `install` enables where systemctl exists. */
-export const KIT_UNITS = ['darch-health.service', 'darch-mark-good.service', 'darch-trial-deadline.service', 'darch-trial-failed@emergency.service', 'darch-trial-failed@rescue.service'];
+export const KIT_UNITS = [
+  'darch-health.service',
+  'darch-mark-good.service',
+  'darch-trial-deadline.service',
+  'darch-trial-failed@emergency.service',
+  'darch-trial-failed@rescue.service',
+];
 
 export const HEALTH_README = `# /etc/darch/health.d: darch's health checks (installed by darch-kit).
 #
@@ -130,14 +136,19 @@ export interface KitResult {
 export async function writeKit(contextDir: string, version: string): Promise<KitResult> {
   const ctx = await stat(contextDir).catch((err: unknown) => {
     if (isErrno(err, 'ENOENT')) {
-      throw new DarchError('E_FS_ENOENT', `${contextDir} does not exist`, { hint: "give the recipe's directory (its build context), e.g. darch recipes kit recipes/os" });
+      throw new DarchError('E_FS_ENOENT', `${contextDir} does not exist`, {
+        hint: "give the recipe's directory (its build context), e.g. darch recipes kit recipes/os",
+      });
     }
     throw fsError(err, `cannot look at ${contextDir}`);
   });
   if (!ctx.isDirectory()) throw new DarchError('E_USAGE', `${contextDir} is not a directory`, { hint: "give the recipe's directory (its build context)" });
   const final = path.join(contextDir, KIT_DIR);
   const earlier = await readFile(path.join(final, 'install'), 'utf8').catch(() => undefined);
-  const exists = await stat(final).then(() => true, () => false);
+  const exists = await stat(final).then(
+    () => true,
+    () => false,
+  );
   if (exists && !earlier?.split('\n')[1]?.startsWith(MARKER)) {
     throw new DarchError('E_KIT_EXISTS', `${final} exists and was not written by darch recipes kit`, { hint: 'move it away, or give another directory' });
   }
@@ -159,5 +170,9 @@ export async function writeKit(contextDir: string, version: string): Promise<Kit
     await rm(work, { recursive: true, force: true });
     throw err instanceof DarchError ? err : fsError(err, `cannot write ${final}`);
   }
-  return { dir: final, files: [...KIT_FILES.map(({ path: p, mode }) => ({ path: p, mode })), { path: 'etc/darch/health.d/README', mode: 0o644 }], snippets: KIT_SNIPPETS };
+  return {
+    dir: final,
+    files: [...KIT_FILES.map(({ path: p, mode }) => ({ path: p, mode })), { path: 'etc/darch/health.d/README', mode: 0o644 }],
+    snippets: KIT_SNIPPETS,
+  };
 }

@@ -72,7 +72,11 @@ export function authFileOrder(opts: AuthFileOptions = {}): Array<{ file: string;
     { file: path.join(home(env), '.dockercfg'), legacy: true },
   ];
   const seen = new Set<string>();
-  return list.filter((e) => (seen.has(e.file) ? false : (seen.add(e.file), true)));
+  return list.filter((e) => {
+    if (seen.has(e.file)) return false;
+    seen.add(e.file);
+    return true;
+  });
 }
 
 async function readAuthFile(file: string, legacy: boolean): Promise<AuthFileDoc | undefined> {
@@ -125,7 +129,7 @@ function candidateKeys(host: string, repoPath?: string): string[] {
 
 async function fromHelper(helper: string, host: string): Promise<Credentials | undefined> {
   const res = await run(`docker-credential-${helper}`, ['get'], { input: host, allowFailure: true }).catch(() => undefined);
-  if (!res || res.code !== 0) return undefined;
+  if (res?.code !== 0) return undefined;
   try {
     const doc = JSON.parse(res.stdout) as { Username?: string; Secret?: string };
     if (doc.Username && doc.Secret) return { username: doc.Username, password: doc.Secret, source: `docker-credential-${helper}` };

@@ -71,15 +71,32 @@ export function isRetryableNetworkError(err: unknown): boolean {
   const e = err as { code?: string; name?: string; cause?: { code?: string } };
   const code = e?.code ?? e?.cause?.code ?? '';
   return [
-    'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-    'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT',
-    'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_STREAM_PREMATURE_CLOSE',
+    'ECONNRESET',
+    'ECONNREFUSED',
+    'EPIPE',
+    'ETIMEDOUT',
+    'EAI_AGAIN',
+    'ENETUNREACH',
+    'EHOSTUNREACH',
+    'UND_ERR_SOCKET',
+    'UND_ERR_CLOSED',
+    'UND_ERR_BODY_TIMEOUT',
+    'UND_ERR_HEADERS_TIMEOUT',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+    'ERR_STREAM_PREMATURE_CLOSE',
   ].includes(code);
 }
 
 const TLS_VERIFY_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_NOT_YET_VALID',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_NOT_YET_VALID',
 ]);
 
 function errCode(err: unknown): string {
@@ -187,7 +204,12 @@ export class RegistryClient {
         signal: this.opts.signal,
       });
       const location = headerValue(res.headers, 'location');
-      if ([301, 302, 303, 307, 308].includes(res.statusCode) && location && i < REDIRECT_LIMIT && !(m === 'POST' || m === 'PATCH' || (m === 'PUT' && res.statusCode !== 307 && res.statusCode !== 308))) {
+      if (
+        [301, 302, 303, 307, 308].includes(res.statusCode) &&
+        location &&
+        i < REDIRECT_LIMIT &&
+        !(m === 'POST' || m === 'PATCH' || (m === 'PUT' && res.statusCode !== 307 && res.statusCode !== 308))
+      ) {
         await res.body.dump().catch(() => undefined);
         const next = new URL(location, cur);
         if (next.origin !== cur.origin) {
@@ -204,7 +226,9 @@ export class RegistryClient {
       }
       if ([301, 302, 303, 307, 308].includes(res.statusCode) && i >= REDIRECT_LIMIT) {
         await res.body.dump().catch(() => undefined);
-        throw new DarchError('E_REGISTRY', `${this.host}: more than ${REDIRECT_LIMIT} redirects for ${new URL(url).pathname}`, { hint: 'the registry or a proxy in front of it redirects in a loop' });
+        throw new DarchError('E_REGISTRY', `${this.host}: more than ${REDIRECT_LIMIT} redirects for ${new URL(url).pathname}`, {
+          hint: 'the registry or a proxy in front of it redirects in a loop',
+        });
       }
       return { status: res.statusCode, headers: res.headers, body: res.body, url: cur.toString() };
     }
@@ -336,9 +360,13 @@ export class RegistryClient {
   authError(hadCredentials: boolean, why?: string): DarchError {
     if (why) return new DarchError('E_AUTH', `${this.host} ${why}`, { hint: 'is this an OCI registry?' });
     if (hadCredentials) {
-      return new DarchError('E_AUTH_FAILED', `authentication to ${this.host} failed: user name or password rejected (credentials from ${this.credentials?.source ?? 'unknown'})`, {
-        hint: `log in again: darch login ${this.opts.host}`,
-      });
+      return new DarchError(
+        'E_AUTH_FAILED',
+        `authentication to ${this.host} failed: user name or password rejected (credentials from ${this.credentials?.source ?? 'unknown'})`,
+        {
+          hint: `log in again: darch login ${this.opts.host}`,
+        },
+      );
     }
     return new DarchError('E_AUTH_REQUIRED', `${this.host} requires authentication and no credentials are stored for it`, {
       hint: `darch login ${this.opts.host} (or set REGISTRY_AUTH_FILE to an auth.json that has them)`,

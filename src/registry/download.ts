@@ -72,7 +72,11 @@ class Meter extends Transform {
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.written += chunk.length;
     if (this.written > this.limit) {
-      cb(new DarchError('E_SIZE_MISMATCH', `the registry sent more bytes than the blob's size`, { hint: 'the registry or a proxy is serving the wrong content' }));
+      cb(
+        new DarchError('E_SIZE_MISMATCH', `the registry sent more bytes than the blob's size`, {
+          hint: 'the registry or a proxy is serving the wrong content',
+        }),
+      );
       return;
     }
     this.hash.update(chunk);
@@ -149,7 +153,9 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
           opts.onBytes(n);
         });
         try {
-          await pipeline(res.body, meter, createWriteStream(partial, { flags: append ? 'a' : 'w', flush: true, highWaterMark: WRITE_BUFFER }), { signal: opts.signal });
+          await pipeline(res.body, meter, createWriteStream(partial, { flags: append ? 'a' : 'w', flush: true, highWaterMark: WRITE_BUFFER }), {
+            signal: opts.signal,
+          });
         } catch (err) {
           if (err instanceof DarchError && err.code === 'E_SIZE_MISMATCH') await unlink(partial).catch(() => undefined);
           throw err;

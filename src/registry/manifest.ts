@@ -23,13 +23,14 @@ export async function fetchManifest(client: RegistryClient, repo: string, refere
         hint: 'check the name and tag (`skopeo list-tags docker://HOST/REPO` lists tags); a private repository may also answer 404 without login',
       });
     }
-    if (res.status === 403) throw new DarchError('E_AUTH_DENIED', `${client.host} denied access to ${repo}`, { hint: `check your account's rights: darch login ${client.host}` });
+    if (res.status === 403)
+      throw new DarchError('E_AUTH_DENIED', `${client.host} denied access to ${repo}`, { hint: `check your account's rights: darch login ${client.host}` });
     throw new DarchError('E_REGISTRY', `${client.host} answered ${res.status} for the manifest of ${repo}:${reference}`);
   }
   const bytes = await readSmall(res.body, MAX_MANIFEST);
   const digest = sha256(bytes);
   const expected = reference.startsWith('sha256:') ? reference : headerValue(res.headers, 'docker-content-digest');
-  if (expected && expected.startsWith('sha256:') && expected !== digest) {
+  if (expected?.startsWith('sha256:') && expected !== digest) {
     throw new DarchError('E_DIGEST_MISMATCH', `the manifest of ${repo}:${reference} does not match its digest ${expected} (got ${digest})`, {
       hint: 'the registry or a proxy changed it on the way; nothing was stored',
     });
@@ -64,7 +65,11 @@ export function formatPlatform(p: Platform | undefined): string {
 export function choosePlatform(index: ImageIndex, want: Platform): Descriptor | undefined {
   const candidates = index.manifests.filter((m) => isManifestType(m.mediaType) || !m.mediaType);
   return (
-    candidates.find((m) => m.platform?.os === want.os && m.platform?.architecture === want.architecture && (!want.variant || !m.platform?.variant || m.platform.variant === want.variant)) ??
-    (candidates.length === 1 && !candidates[0]?.platform ? candidates[0] : undefined)
+    candidates.find(
+      (m) =>
+        m.platform?.os === want.os &&
+        m.platform?.architecture === want.architecture &&
+        (!want.variant || !m.platform?.variant || m.platform.variant === want.variant),
+    ) ?? (candidates.length === 1 && !candidates[0]?.platform ? candidates[0] : undefined)
   );
 }

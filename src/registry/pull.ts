@@ -104,13 +104,16 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       const toFetch = blobs.filter((_, i) => !present[i]);
       const total = toFetch.reduce((a, d) => a + d.size, 0);
       const skippedBytes = blobs.filter((_, i) => present[i]).reduce((a, d) => a + d.size, 0);
-      if (skippedBytes > 0) report.info(`${blobs.length - toFetch.length} of ${blobs.length} blobs already in the store (${formatBytes(skippedBytes)} skipped)`);
+      if (skippedBytes > 0)
+        report.info(`${blobs.length - toFetch.length} of ${blobs.length} blobs already in the store (${formatBytes(skippedBytes)} skipped)`);
       const progress = report.progressGroup(`pulling ${name}`, total);
       const transfers = await pool<Descriptor, BlobTransfer>(toFetch, opts.jobs, async (d) => {
         const bar = progress.item(d.digest.slice(7, 19), d.size);
         const t = await downloadBlob(client, store, d, { repo: remote.repo, retries: opts.retries, onBytes: (n) => bar.tick(n), signal: opts.signal });
         bar.done();
-        report.verbose(`${t.digest}: ${t.skipped ? 'already present' : `${formatBytes(t.downloaded)} downloaded${t.resumed ? `, ${formatBytes(t.resumed)} resumed` : ''}`}`);
+        report.verbose(
+          `${t.digest}: ${t.skipped ? 'already present' : `${formatBytes(t.downloaded)} downloaded${t.resumed ? `, ${formatBytes(t.resumed)} resumed` : ''}`}`,
+        );
         return t;
       }).catch((err) => {
         progress.done();

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DarchError } from '../lib/errors.js';
 import type { Progress } from '../lib/progress.js';
-import { silentReporter, type Reporter } from '../lib/report.js';
+import { silentReporter } from '../lib/report.js';
 import { formatBytes } from '../lib/ui.js';
 import { type Digest, sha256 } from '../oci/digest.js';
 import { type Descriptor, type ImageIndex, type ImageManifest, MediaType, isIndexType } from '../oci/mediatypes.js';
@@ -63,9 +63,13 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
   if (isIndexType(top.desc.mediaType) || Array.isArray(topDoc.manifests)) {
     for (const child of topDoc.manifests) {
       if (!(await store.hasBlob(child.digest))) {
-        throw new DarchError('E_INCOMPLETE', `${local.name} is a multi-platform index but the store lacks ${child.digest} (${child.platform?.architecture ?? '?'})`, {
-          hint: 'push a single-platform image instead, or import all of its platforms first',
-        });
+        throw new DarchError(
+          'E_INCOMPLETE',
+          `${local.name} is a multi-platform index but the store lacks ${child.digest} (${child.platform?.architecture ?? '?'})`,
+          {
+            hint: 'push a single-platform image instead, or import all of its platforms first',
+          },
+        );
       }
       const node = { desc: child, bytes: await store.readBlob(child.digest) };
       addManifest(node);
@@ -76,7 +80,9 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
   }
   for (const d of blobs.values()) {
     if (!(await store.hasBlob(d.digest))) {
-      throw new DarchError('E_BLOB_MISSING', `${local.name} needs blob ${d.digest}, which is not in the store`, { hint: 'run `darch images verify`; re-import or re-pull the image' });
+      throw new DarchError('E_BLOB_MISSING', `${local.name} needs blob ${d.digest}, which is not in the store`, {
+        hint: 'run `darch images verify`; re-import or re-pull the image',
+      });
     }
   }
 
@@ -86,7 +92,9 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
     const list = [...blobs.values()];
     const total = list.reduce((a, d) => a + d.size, 0);
     const progress = report.progress(`pushing ${remote.display}:${destRef.tag}`, total);
-    const outcomes = await pool(list, opts.jobs, (d) => pushBlob(client, store, remote.repo, d, mountFrom, scopes, opts, progress)).finally(() => progress.done());
+    const outcomes = await pool(list, opts.jobs, (d) => pushBlob(client, store, remote.repo, d, mountFrom, scopes, opts, progress)).finally(() =>
+      progress.done(),
+    );
     for (const m of manifests) await putManifest(client, remote.repo, m.desc.digest, m.bytes, m.desc.mediaType, scopes);
     const topType = top.desc.mediaType ?? topDoc.mediaType ?? MediaType.ociManifest;
     await putManifest(client, remote.repo, destRef.digest ?? destRef.tag, top.bytes, topType, scopes);
@@ -203,7 +211,8 @@ async function pushBlob(
     } catch (err) {
       progress.tick(-sent);
       const retryable = isRetryableNetworkError(err) || (err instanceof DarchError && err.code === 'E_REGISTRY_RETRY');
-      if (!retryable || attempt >= opts.retries || opts.signal?.aborted) throw err instanceof DarchError && err.code !== 'E_REGISTRY_RETRY' ? err : client.networkError(err);
+      if (!retryable || attempt >= opts.retries || opts.signal?.aborted)
+        throw err instanceof DarchError && err.code !== 'E_REGISTRY_RETRY' ? err : client.networkError(err);
       const wait = backoffMs(attempt);
       client.report.warn(`${short}: upload failed (${describe(err)}); starting it again in ${(wait / 1000).toFixed(1)} s`);
       await sleep(wait, undefined, { signal: opts.signal });
@@ -221,7 +230,9 @@ function checkStatus(status: number, ok: number[], client: RegistryClient, repo:
   if (ok.includes(status)) return;
   if (status === 429 || status >= 500) throw new DarchError('E_REGISTRY_RETRY', `${client.host} answered ${status} to ${what}`);
   if (status === 403 || status === 401) {
-    throw new DarchError('E_AUTH_DENIED', `${client.host} denied ${what} in ${repo} (${status})`, { hint: `check that your account may push there: darch login ${client.host}` });
+    throw new DarchError('E_AUTH_DENIED', `${client.host} denied ${what} in ${repo} (${status})`, {
+      hint: `check that your account may push there: darch login ${client.host}`,
+    });
   }
   throw new DarchError('E_REGISTRY', `${client.host} answered ${status} to ${what} in ${repo}`);
 }
@@ -238,6 +249,8 @@ async function putManifest(client: RegistryClient, repo: string, reference: stri
   checkStatus(res.status, [201, 200, 204], client, repo, `storing the manifest ${reference}`);
   const dcd = headerValue(res.headers, 'docker-content-digest');
   if (dcd && dcd !== sha256(bytes)) {
-    throw new DarchError('E_DIGEST_MISMATCH', `${client.host} stored the manifest under ${dcd}, expected ${sha256(bytes)}`, { hint: 'the registry rewrote the manifest; its digest differs from the local image' });
+    throw new DarchError('E_DIGEST_MISMATCH', `${client.host} stored the manifest under ${dcd}, expected ${sha256(bytes)}`, {
+      hint: 'the registry rewrote the manifest; its digest differs from the local image',
+    });
   }
 }

@@ -23,12 +23,7 @@ export interface TlsSettings {
 /** certs.d directories searched, in order: darch's own config dir first (relocated by --root). */
 export function certsDirs(darchConfigDir: string, env: NodeJS.ProcessEnv = process.env): string[] {
   const home = env.HOME || os.homedir();
-  return [
-    path.join(darchConfigDir, 'certs.d'),
-    '/etc/containers/certs.d',
-    '/etc/docker/certs.d',
-    path.join(home, '.config', 'containers', 'certs.d'),
-  ];
+  return [path.join(darchConfigDir, 'certs.d'), '/etc/containers/certs.d', '/etc/docker/certs.d', path.join(home, '.config', 'containers', 'certs.d')];
 }
 
 async function listDir(dir: string): Promise<string[]> {

@@ -164,7 +164,8 @@ function parseManifest(buf: Buffer): BundleManifest {
   } catch {
     throw bundleCorrupt(`${BUNDLE_MANIFEST} is not valid JSON`);
   }
-  if (m?.kind !== 'darch-staged-image' || m.schemaVersion !== 1) throw bundleCorrupt(`not a darch staged-image bundle (kind ${String(m?.kind)}, schemaVersion ${String(m?.schemaVersion)})`);
+  if (m?.kind !== 'darch-staged-image' || m.schemaVersion !== 1)
+    throw bundleCorrupt(`not a darch staged-image bundle (kind ${String(m?.kind)}, schemaVersion ${String(m?.schemaVersion)})`);
   if (!isStageId(m.id)) throw bundleCorrupt(`bad staged id in ${BUNDLE_MANIFEST}: ${String(m.id)}`);
   if (!Array.isArray(m.files) || !m.files.some((f) => f.path === ROOTFS_FILE) || !m.files.some((f) => f.path === META_JSON)) {
     throw bundleCorrupt(`${BUNDLE_MANIFEST} does not list ${ROOTFS_FILE} and ${META_JSON}`);
@@ -271,7 +272,7 @@ export async function importBundle(stageStore: StageStore, source: string | Read
   }
 
   const m = manifest;
-  const tags = (opts.tags && opts.tags.length ? opts.tags : m.tags).map((t) => normalizeRef(t));
+  const tags = (opts.tags?.length ? opts.tags : m.tags).map((t) => normalizeRef(t));
   try {
     return await stageStore.withLock(async () => {
       const existing = await stageStore.list();
@@ -279,7 +280,9 @@ export async function importBundle(stageStore: StageStore, source: string | Read
         for (const t of tags) {
           const owner = existing.find((i) => i.tags.includes(t));
           if (owner && owner.id !== m.id) {
-            throw new DarchError('E_ALREADY_STAGED', `${t} is already staged (id ${owner.id})`, { hint: 'use --force to move the tag to the imported image, or --tag to give another name' });
+            throw new DarchError('E_ALREADY_STAGED', `${t} is already staged (id ${owner.id})`, {
+              hint: 'use --force to move the tag to the imported image, or --tag to give another name',
+            });
           }
         }
       }

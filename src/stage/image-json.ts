@@ -13,7 +13,10 @@ export const ROOTFS_FILE = 'rootfs.squash';
 export const KERNEL_FILE = 'vmlinuz';
 export const INITRD_FILE = 'initrd.img';
 
-const fileName = z.string().min(1).refine((s) => !s.includes('/'), 'a file name inside the image directory, without /');
+const fileName = z
+  .string()
+  .min(1)
+  .refine((s) => !s.includes('/'), 'a file name inside the image directory, without /');
 
 // loose: the original Darch's tools may add fields; darch keeps them when it rewrites the file.
 const ImageJsonSchema = z

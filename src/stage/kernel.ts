@@ -61,11 +61,11 @@ export function compareVersions(a: string, b: string): number {
 
 function fileAt(index: FlatIndex, p: string): FoundFile | undefined {
   const r = index.lookup(p);
-  if (!r || r.type !== 'file' || r.key === undefined) return undefined;
+  if (r?.type !== 'file' || r.key === undefined) return undefined;
   return { path: p.startsWith('/') ? p : `/${p}`, key: r.key, size: r.size ?? 0 };
 }
 
-function resolveNamed(index: FlatIndex, p: string): string {
+function resolveNamed(p: string): string {
   return p.startsWith('/') ? p : `/boot/${p}`;
 }
 
@@ -123,7 +123,7 @@ export async function findBootFiles(
 ): Promise<BootFiles> {
   const named = async (n: NamedBoot, from: string): Promise<BootFiles | undefined> => {
     if (!n.kernel) return undefined;
-    const kp = resolveNamed(index, n.kernel);
+    const kp = resolveNamed(n.kernel);
     const kernel = fileAt(index, kp);
     if (!kernel) {
       throw new DarchError('E_NO_KERNEL', `${imageName}: ${from} names kernel ${kp}, which is not a file in the image`, {
@@ -132,7 +132,7 @@ export async function findBootFiles(
     }
     let initramfs: FoundFile | undefined;
     if (n.initramfs) {
-      const ip = resolveNamed(index, n.initramfs);
+      const ip = resolveNamed(n.initramfs);
       initramfs = fileAt(index, ip);
       if (!initramfs) throw new DarchError('E_NO_KERNEL', `${imageName}: ${from} names initramfs ${ip}, which is not a file in the image`);
     }
@@ -229,7 +229,13 @@ function kernelCandidate(name: string): boolean {
  * findBootFiles' business after the pass. A layer that cannot be read is left to the pass
  * itself to report.
  */
-export async function refuseWithoutKernel(store: ImageStore, layers: Descriptor[], labels: Record<string, string>, imageName: string, signal?: AbortSignal): Promise<void> {
+export async function refuseWithoutKernel(
+  store: ImageStore,
+  layers: Descriptor[],
+  labels: Record<string, string>,
+  imageName: string,
+  signal?: AbortSignal,
+): Promise<void> {
   if (labels[LABEL_KERNEL]) return;
   for (let i = 0; i < layers.length; i++) {
     signal?.throwIfAborted();

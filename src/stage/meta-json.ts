@@ -16,7 +16,10 @@ const MetaSchema = z
   .object({
     schemaVersion: z.literal(1).optional(),
     id: z.string(),
-    source: z.object({ name: z.string().optional(), digest: z.string().optional(), manifestDigest: z.string().optional(), layers: z.number().optional() }).loose().optional(),
+    source: z
+      .object({ name: z.string().optional(), digest: z.string().optional(), manifestDigest: z.string().optional(), layers: z.number().optional() })
+      .loose()
+      .optional(),
     created: z.string(),
     /** Where in the image the kernel and initramfs came from. */
     kernel: z.object({ path: z.string(), version: z.string().optional(), from: z.string() }).optional(),

@@ -43,10 +43,27 @@ export function tar2sqfsArgs(out: string, opts: SquashfsOptions): string[] {
 export function sqfstarArgs(out: string, opts: SquashfsOptions): string[] {
   const r = opts.root ?? { mode: 0o755, uid: 0, gid: 0, mtime: 0 };
   return [
-    '-quiet', '-no-progress', '-comp', opts.compressor, '-b', String(opts.blockSize),
-    '-processors', String(opts.jobs ?? os.availableParallelism()), '-mem', opts.memory ?? '128M',
-    '-mkfs-time', '0', '-root-time', String(r.mtime), '-root-mode', (r.mode & 0o7777).toString(8),
-    '-root-uid', String(r.uid), '-root-gid', String(r.gid), out,
+    '-quiet',
+    '-no-progress',
+    '-comp',
+    opts.compressor,
+    '-b',
+    String(opts.blockSize),
+    '-processors',
+    String(opts.jobs ?? os.availableParallelism()),
+    '-mem',
+    opts.memory ?? '128M',
+    '-mkfs-time',
+    '0',
+    '-root-time',
+    String(r.mtime),
+    '-root-mode',
+    (r.mode & 0o7777).toString(8),
+    '-root-uid',
+    String(r.uid),
+    '-root-gid',
+    String(r.gid),
+    out,
   ];
 }
 
@@ -111,7 +128,8 @@ export async function copyFromSquashfs(image: string, inner: string, out: string
       stderr = (stderr + b.toString()).slice(-4096);
     });
     const res = await waitChild(child, 'rdsquashfs');
-    if (res.code !== 0 || res.signal) throw filledUp(stderr) ? filledUpError(`copying /${inner} to ${out}`) : commandFailed('rdsquashfs', args, { ...res, stderr });
+    if (res.code !== 0 || res.signal)
+      throw filledUp(stderr) ? filledUpError(`copying /${inner} to ${out}`) : commandFailed('rdsquashfs', args, { ...res, stderr });
     await fh.sync();
   } finally {
     await fh.close();

@@ -26,15 +26,7 @@ import type { Descriptor } from '../oci/mediatypes.js';
 import { type BootFiles, findBootFiles, refuseWithoutKernel } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
-import {
-  INITRD_FILE,
-  KERNEL_FILE,
-  META_JSON,
-  ROOTFS_FILE,
-  type StageStore,
-  type StagedImage,
-  newStageId,
-} from './store.js';
+import { INITRD_FILE, KERNEL_FILE, META_JSON, ROOTFS_FILE, type StageStore, type StagedImage, newStageId } from './store.js';
 
 export interface StageStepContext {
   id: string;
@@ -156,7 +148,15 @@ interface TwoPassPlan {
  * The index is the first moment the size of what pass 2 writes is known, so the free space
  * in `spaceDir` is checked here, whether two passes were chosen or one pass fell back.
  */
-async function planTwoPass(imageStore: ImageStore, layers: Descriptor[], labels: Record<string, string>, sourceName: string, spaceDir: string, report: Reporter, signal?: AbortSignal): Promise<TwoPassPlan> {
+async function planTwoPass(
+  imageStore: ImageStore,
+  layers: Descriptor[],
+  labels: Record<string, string>,
+  sourceName: string,
+  spaceDir: string,
+  report: Reporter,
+  signal?: AbortSignal,
+): Promise<TwoPassPlan> {
   const started = Date.now();
   report.step(`indexing ${layers.length} layer${layers.length === 1 ? '' : 's'} of ${sourceName}`);
   const index = await indexLayers(imageStore, layers, { signal, onLayer: (i, n) => report.verbose(`layer ${i + 1}: ${n} entries`) });
@@ -224,13 +224,7 @@ async function writeOnePass(
 }
 
 /** Pass 2: stream the winners in layer order, copying the kernel and initramfs on the way. */
-async function writeTwoPass(
-  imageStore: ImageStore,
-  plan: TwoPassPlan,
-  work: string,
-  rootfs: string,
-  sq: SquashfsRun,
-): Promise<void> {
+async function writeTwoPass(imageStore: ImageStore, plan: TwoPassPlan, work: string, rootfs: string, sq: SquashfsRun): Promise<void> {
   const { index, boot, stats: st } = plan;
   const capture = new Map<number, string>([[boot.kernel.key, path.join(work, KERNEL_FILE)]]);
   if (boot.initramfs && boot.initramfs.key !== boot.kernel.key) capture.set(boot.initramfs.key, path.join(work, INITRD_FILE));
@@ -250,7 +244,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
   const report = opts.report ?? silentReporter;
   const image = await imageStore.resolveImage(ref);
   const sourceName = image.name ?? ref;
-  const tags = (opts.tags && opts.tags.length ? opts.tags : [sourceName]).map((t) => normalizeRef(t));
+  const tags = (opts.tags?.length ? opts.tags : [sourceName]).map((t) => normalizeRef(t));
   const compressor = opts.compressor ?? DEFAULT_COMPRESSOR;
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
 
@@ -323,7 +317,11 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         source: { name: sourceName, digest: image.descriptor.digest, manifestDigest: image.manifestDigest, layers: layers.length },
         created: new Date().toISOString(),
         kernel: { path: boot.kernel.path, ...(boot.kernel.version ? { version: boot.kernel.version } : {}), from: boot.from },
-        ...(boot.initramfs ? { initramfs: { path: boot.initramfs.path, from: boot.from } } : initramfsFromStep ? { initramfs: { path: INITRD_FILE, from: 'stage step' } } : {}),
+        ...(boot.initramfs
+          ? { initramfs: { path: boot.initramfs.path, from: boot.from } }
+          : initramfsFromStep
+            ? { initramfs: { path: INITRD_FILE, from: 'stage step' } }
+            : {}),
         ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
         compression: compressor,
         blockSize,

@@ -10,9 +10,9 @@
  * `stage clean` removes, never a tag pointing at half a directory.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, makeWorkDir, ownedTempName, sweepDeadOwners, writeJsonAtomic } from '../lib/scratch.js';
+import { fsyncDir, makeWorkDir, ownedTempName, sweepDeadOwners } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
 import { normalizeRef } from '../oci/reference.js';
@@ -58,10 +58,13 @@ export function matchStaged<T extends { id: string; tags: readonly string[] }>(l
   }
   const byId = list.filter((i) => i.id === what || (what.length >= MIN_ID_PREFIX && i.id.startsWith(what)));
   if (byId.length === 1 && byId[0]) return { image: byId[0] };
-  if (byId.length > 1) throw new DarchError('E_AMBIGUOUS', `${what} matches ${byId.length} staged image ids`, { hint: 'give more characters of the id, or a tag' });
+  if (byId.length > 1)
+    throw new DarchError('E_AMBIGUOUS', `${what} matches ${byId.length} staged image ids`, { hint: 'give more characters of the id, or a tag' });
   const tags = list.flatMap((i) => i.tags);
   throw new DarchError('E_NOT_STAGED', `${what} is not staged`, {
-    hint: tags.length ? `staged: ${tags.slice(0, 10).join(', ')}${tags.length > 10 ? ', …' : ''} (darch stage list)` : 'stage an image first: darch stage upload NAME:TAG',
+    hint: tags.length
+      ? `staged: ${tags.slice(0, 10).join(', ')}${tags.length > 10 ? ', …' : ''} (darch stage list)`
+      : 'stage an image first: darch stage upload NAME:TAG',
   });
 }
 

@@ -76,10 +76,26 @@ export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000, repor
   const img = path.join(cacheDir, 'kvm-probe.img');
   await writeFile(img, probeBootSector());
   report.verbose('probing KVM…');
-  const child = spawnChild('qemu-system-x86_64', [
-    '-accel', 'kvm', '-machine', 'pc', '-m', '16', '-nodefaults', '-display', 'none', '-no-reboot',
-    '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-drive', `file=${img},format=raw,if=ide`,
-  ], { stdio: 'ignore' });
+  const child = spawnChild(
+    'qemu-system-x86_64',
+    [
+      '-accel',
+      'kvm',
+      '-machine',
+      'pc',
+      '-m',
+      '16',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-device',
+      'isa-debug-exit,iobase=0xf4,iosize=0x04',
+      '-drive',
+      `file=${img},format=raw,if=ide`,
+    ],
+    { stdio: 'ignore' },
+  );
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const res = await waitChild(child, 'qemu-system-x86_64').finally(() => clearTimeout(timer));
   const works = res.code === 3;
@@ -113,16 +129,33 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
   if (opts.accel === 'kvm') accel = 'kvm';
   else if (opts.accel !== 'tcg' && (await kvmWorks(KVM_CACHE_DIR, undefined, opts.report))) accel = 'kvm';
   const args = [
-    '-machine', 'q35', '-accel', accel, '-cpu', accel === 'kvm' ? 'host' : 'max',
-    '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 1),
-    '-drive', `if=pflash,format=raw,readonly=on,file=${ovmf.code}`,
-    '-drive', `if=pflash,format=raw,file=${vars}`,
-    '-drive', `file=${opts.disk},format=${/\.qcow2$/i.test(opts.disk) ? 'qcow2' : 'raw'},if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
-    '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
+    '-machine',
+    'q35',
+    '-accel',
+    accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    String(opts.memoryMiB ?? 1024),
+    '-smp',
+    String(opts.cpus ?? 1),
+    '-drive',
+    `if=pflash,format=raw,readonly=on,file=${ovmf.code}`,
+    '-drive',
+    `if=pflash,format=raw,file=${vars}`,
+    '-drive',
+    `file=${opts.disk},format=${/\.qcow2$/i.test(opts.disk) ? 'qcow2' : 'raw'},if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-monitor',
+    'none',
     // q35's ICH9 has Intel's TCO watchdog (iTCO_wdt), but qemu straps it "no reboot" by
     // default: unstrapped, trial boots with darch.watchdog= are reset when it fires, as on
     // a real Intel machine.
-    '-global', 'ICH9-LPC.noreboot=off',
+    '-global',
+    'ICH9-LPC.noreboot=off',
     ...(opts.network ? ['-nic', 'user,model=virtio-net-pci'] : ['-nic', 'none']),
     ...(opts.noReboot ? ['-no-reboot'] : []),
     ...(opts.extraArgs ?? []),
@@ -134,7 +167,9 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
 export async function runVm(opts: VmOptions, signal?: AbortSignal): Promise<number> {
   const report = opts.report ?? silentReporter;
   const { args, accel } = await qemuCommand(opts);
-  report.step(`booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`);
+  report.step(
+    `booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`,
+  );
   const res = await run('qemu-system-x86_64', ['--version'], { allowFailure: true });
   report.debug(res.stdout.split('\n')[0] ?? '');
   const started = Date.now();
@@ -143,7 +178,9 @@ export async function runVm(opts: VmOptions, signal?: AbortSignal): Promise<numb
   // real UEFI guest at once ("KVM internal error"). When KVM was our choice, not the user's,
   // remember that and boot again under TCG rather than leave the user with a dead VM.
   if (accel === 'kvm' && opts.accel !== 'kvm' && code !== 0 && !signal?.aborted && Date.now() - started < KVM_EARLY_FAILURE_MS) {
-    report.warn(`qemu failed under KVM after ${Math.round((Date.now() - started) / 1000)} s: booting again with TCG (KVM is now marked unusable on this host until reboot)`);
+    report.warn(
+      `qemu failed under KVM after ${Math.round((Date.now() - started) / 1000)} s: booting again with TCG (KVM is now marked unusable on this host until reboot)`,
+    );
     await recordKvmBroken();
     const tcg = await qemuCommand({ ...opts, accel: 'tcg' });
     return runQemu(tcg.args, signal);

@@ -14,7 +14,7 @@ import { debianSystemdTree } from '../helpers/bootimage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree } from '../helpers/staged.js';
 
-describe('a Debian image with systemd boots through initramfs-tools and darch\'s hook', () => {
+describe("a Debian image with systemd boots through initramfs-tools and darch's hook", () => {
   let root: string;
   let disk: string;
   let id: string;
@@ -60,7 +60,9 @@ describe('a Debian image with systemd boots through initramfs-tools and darch\'s
     await writeFile(path.join(stage, 'images.json'), JSON.stringify(imagesJson));
     await darchOk(['hooks', 'apply', '--no-sync'], { root });
     disk = path.join(work, 'disk.img');
-    await darchOk(['disk', 'create', disk, 'debian/systemd:1', 'debian/systemd:universal', '--kernel-args', 'console=ttyS0,115200', '--timeout', '1'], { root });
+    await darchOk(['disk', 'create', disk, 'debian/systemd:1', 'debian/systemd:universal', '--kernel-args', 'console=ttyS0,115200', '--timeout', '1'], {
+      root,
+    });
   });
   after(async () => {
     for (const c of cleanups) await c();
@@ -84,7 +86,7 @@ describe('a Debian image with systemd boots through initramfs-tools and darch\'s
     }
   });
 
-  it('also boots to a running systemd with darch\'s universal initramfs', async () => {
+  it("also boots to a running systemd with darch's universal initramfs", async () => {
     await darchOk(['disk', 'set-default', disk, 'debian/systemd:universal'], { root });
     const vm = Vm.disk({ name: 'boot-debian-systemd-universal', disk, root, memoryMiB: 1024 });
     try {

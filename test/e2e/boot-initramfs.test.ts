@@ -29,7 +29,10 @@ describe('the universal initramfs (kernel booted directly)', () => {
     // A hook whose run phase fails: reported on the console, and the boot goes on.
     const broken = path.join(root, 'etc/darch/hooks/broken');
     await mkdir(broken, { recursive: true });
-    await writeFile(path.join(broken, 'hook'), 'install() { echo x > "$DARCH_HOOK_DEST_DIR/x"; }\nrun() { echo "broken hook ran"; return 3; }\nhelp() { :; }\n');
+    await writeFile(
+      path.join(broken, 'hook'),
+      'install() { echo x > "$DARCH_HOOK_DEST_DIR/x"; }\nrun() { echo "broken hook ran"; return 3; }\nhelp() { :; }\n',
+    );
     await darchOk(['hooks', 'apply', '--no-sync'], { root });
     disk = path.join(work, 'disk.img');
     const created = (await darchOk(['--json', 'disk', 'create', disk], { root })).json<{ darchUuid: string }>();
@@ -84,7 +87,14 @@ describe('the universal initramfs (kernel booted directly)', () => {
   });
 
   it('a missing squashfs with panic=1 reboots instead of waiting at a shell', async () => {
-    const vm = Vm.kernel({ failOn: null, name: 'initramfs-panic', kernel, initrd, disk, append: `${base.replace('darch_rootfs=rootfs.squash', 'darch_rootfs=gone.squash')} panic=1` });
+    const vm = Vm.kernel({
+      failOn: null,
+      name: 'initramfs-panic',
+      kernel,
+      initrd,
+      disk,
+      append: `${base.replace('darch_rootfs=rootfs.squash', 'darch_rootfs=gone.squash')} panic=1`,
+    });
     try {
       await vm.waitFor('darch: ERROR: gone.squash not found', 60_000);
       await vm.waitFor('rebooting in 1s', 5_000);

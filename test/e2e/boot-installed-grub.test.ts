@@ -55,10 +55,10 @@ describe("a distribution's own GRUB boots darch's images and falls back from a b
       assert.match(cfg, /menuentry 'Debian GNU\/Linux'/, "the distribution's own entry is still there");
       const darch = /### BEGIN \/etc\/grub\.d\/60_darch ###([^]*?)### END/.exec(cfg)?.[1] ?? '';
       assert.match(darch, /source \(\$darch_fs\)\/var\/lib\/darch\/stage\/grub\.cfg/);
-      assert.match(darch, /set darch_cmdline="console=ttyS0,115200"/, 'the distribution\'s GRUB_CMDLINE_LINUX reaches darch\'s entries');
+      assert.match(darch, /set darch_cmdline="console=ttyS0,115200"/, "the distribution's GRUB_CMDLINE_LINUX reaches darch's entries");
       const own = await readFile(path.join(m.root, 'var/lib/darch/stage/grub.cfg'), 'utf8');
       assert.match(own, /menuentry 'Darch: test\/a:1' --id darch-test\+a@1/);
-      assert.ok(own.indexOf("'Darch: test/a:1'") < own.indexOf("'Darch: test/b:good'"), 'the default is darch\'s first entry');
+      assert.ok(own.indexOf("'Darch: test/a:1'") < own.indexOf("'Darch: test/b:good'"), "the default is darch's first entry");
     });
   });
 
@@ -86,7 +86,11 @@ describe("a distribution's own GRUB boots darch's images and falls back from a b
       assert.match(await readFile(path.join(m.root, 'boot/efi/EFI/darch/grubenv'), 'utf8'), new RegExp(`darch_trial_stage=${ids[BAD]}`));
     });
     const boots = await trialBoots('boot-installed-grub-trial', disk, 2);
-    assert.deepEqual(boots.map((b) => imageOf(b.text)), [BAD, 'a'], 'the bad trial, then the default');
+    assert.deepEqual(
+      boots.map((b) => imageOf(b.text)),
+      [BAD, 'a'],
+      'the bad trial, then the default',
+    );
     assert.match(boots[0]!.text, /darch: trial boot of [a-z0-9]+, 0 more tries after this one/);
     assert.match(boots[0]!.text, /Kernel panic/);
     // Nothing but the console was configured: the reboot after the panic is darch's trial default.

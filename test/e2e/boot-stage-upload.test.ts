@@ -37,7 +37,7 @@ describe('darch stage upload → disk create → boot', () => {
     for (const c of cleanups) await c();
   });
 
-  it('boots what stage upload produced, with darch\'s initramfs and the hooks it installed', async () => {
+  it("boots what stage upload produced, with darch's initramfs and the hooks it installed", async () => {
     const vm = Vm.disk({ name: 'boot-stage-upload', disk, root });
     try {
       await vm.waitFor('darch: darch initramfs', 120_000);

@@ -17,7 +17,11 @@ test('darch demo: image → stage → disk → boot → trial update → rollbac
   assert.equal(doc.image.name, 'example/busybox:latest');
   assert.deepEqual(
     doc.boots.map((b: { version: string; trial: boolean }) => [b.version, b.trial]),
-    [['1', false], ['2', true], ['1', false]],
+    [
+      ['1', false],
+      ['2', true],
+      ['1', false],
+    ],
   );
   assert.notEqual(doc.boots[0].stageId, doc.boots[1].stageId);
   assert.equal(doc.boots[2].stageId, doc.boots[0].stageId);

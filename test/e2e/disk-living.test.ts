@@ -65,7 +65,10 @@ describe('a darch disk that lives on: disk add, trial, commit, disk remove', () 
 
     await darchOk(['disk', 'remove', disk, 'living/os:1'], { root });
     const list = (await darchOk(['--json', 'disk', 'list', disk], { root })).json<{ images: Array<{ id: string; roles: string[] }> }>();
-    assert.deepEqual(list.images.map((i) => [i.id, i.roles]), [[ids['2'], ['default']]]);
+    assert.deepEqual(
+      list.images.map((i) => [i.id, i.roles]),
+      [[ids['2'], ['default']]],
+    );
 
     // New kernel arguments without recreating the disk: GRUB's menu sets them.
     await darchOk(['disk', 'kernel-args', disk, 'console=tty0 console=ttyS0,115200 darch.living=yes'], { root });

@@ -35,7 +35,10 @@ interface Account {
 async function ensureUser(): Promise<Account> {
   if ((await run('id', ['-u', USER], { allowFailure: true })).code !== 0) await run('useradd', ['-m', '-s', '/bin/sh', USER]);
   // Debian's useradd gives new users subordinate ids; an older account may lack them.
-  for (const [file, flag] of [['/etc/subuid', '--add-subuids'], ['/etc/subgid', '--add-subgids']] as const) {
+  for (const [file, flag] of [
+    ['/etc/subuid', '--add-subuids'],
+    ['/etc/subgid', '--add-subgids'],
+  ] as const) {
     const text = await readFile(file, 'utf8').catch(() => '');
     if (!new RegExp(`^${USER}:`, 'm').test(text)) await run('usermod', [flag, '300000-365535', USER]);
   }
@@ -64,7 +67,20 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
       DARCH_LOCK_TIMEOUT: '0',
       ...opts.env,
     };
-    const argv = ['--reuid', String(acct.uid), '--regid', String(acct.gid), '--init-groups', '--reset-env', '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, DARCH_BIN, ...args];
+    const argv = [
+      '--reuid',
+      String(acct.uid),
+      '--regid',
+      String(acct.gid),
+      '--init-groups',
+      '--reset-env',
+      '--',
+      'env',
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      process.execPath,
+      DARCH_BIN,
+      ...args,
+    ];
     return new Promise((resolve, reject) => {
       const child = spawn('setpriv', argv, { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
@@ -111,7 +127,12 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
     // and handed over as tarballs, as a user would download them.
     const kernel = await debianKernel();
     for (const v of ['1', '2']) {
-      const tree = await busyboxBootRoot(path.join(work, `tree${v}`), { kernel, version: v, hostname: `rootless-${v}`, extraFiles: { 'etc/inittab': INITTAB } });
+      const tree = await busyboxBootRoot(path.join(work, `tree${v}`), {
+        kernel,
+        version: v,
+        hostname: `rootless-${v}`,
+        extraFiles: { 'etc/inittab': INITTAB },
+      });
       await run('tar', ['-C', tree, '--owner=0', '--group=0', '-cf', path.join(work, `os${v}.tar`), '.']);
       await rm(tree, { recursive: true, force: true });
     }
@@ -160,7 +181,32 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
     await userOk(['boot', 'try', 'rl/os:2', '--disk', 'disk.img']);
     assert.equal((await stat(path.join(work, 'disk.img'))).uid, acct.uid);
 
-    const vm = spawn('setpriv', ['--reuid', String(acct.uid), '--regid', String(acct.gid), '--init-groups', '--reset-env', '--', 'env', `HOME=${acct.home}`, `PATH=${USER_PATH}`, `XDG_RUNTIME_DIR=${runtime}`, process.execPath, DARCH_BIN, 'vm', 'run', 'disk.img', '--accel', process.env.DARCH_TEST_ACCEL ?? 'tcg', '-m', '512'], { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
+    const vm = spawn(
+      'setpriv',
+      [
+        '--reuid',
+        String(acct.uid),
+        '--regid',
+        String(acct.gid),
+        '--init-groups',
+        '--reset-env',
+        '--',
+        'env',
+        `HOME=${acct.home}`,
+        `PATH=${USER_PATH}`,
+        `XDG_RUNTIME_DIR=${runtime}`,
+        process.execPath,
+        DARCH_BIN,
+        'vm',
+        'run',
+        'disk.img',
+        '--accel',
+        process.env.DARCH_TEST_ACCEL ?? 'tcg',
+        '-m',
+        '512',
+      ],
+      { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     let console = '';
     vm.stdout.on('data', (b: Buffer) => (console += b.toString()));
     vm.stderr.on('data', (b: Buffer) => (console += b.toString()));
@@ -184,7 +230,10 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
   it('a user without subordinate ids is told what to set up before any work (build, doctor)', async () => {
     const other = 'darch-nosubid';
     if ((await run('id', ['-u', other], { allowFailure: true })).code !== 0) await run('useradd', ['-m', '-s', '/bin/sh', other]);
-    for (const [file, flag] of [['/etc/subuid', '--del-subuids'], ['/etc/subgid', '--del-subgids']] as const) {
+    for (const [file, flag] of [
+      ['/etc/subuid', '--del-subuids'],
+      ['/etc/subgid', '--del-subgids'],
+    ] as const) {
       const line = new RegExp(`^${other}:(\\d+):(\\d+)$`, 'm').exec(await readFile(file, 'utf8'));
       if (line) await run('usermod', [flag, `${line[1]}-${Number(line[1]) + Number(line[2]) - 1}`, other]);
     }
@@ -195,11 +244,35 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
     await writeFile(path.join(rec, 'Containerfile'), 'FROM example/busybox:latest\nRUN true\n');
     await run('chown', ['-R', `${other}:`, path.join(home, 'rec')]);
     const as = (args: string[]) =>
-      run('setpriv', ['--reuid', uid, '--regid', uid, '--init-groups', '--reset-env', '--', 'env', `HOME=${home}`, `PATH=${USER_PATH}`, 'NO_COLOR=1', process.execPath, DARCH_BIN, ...args], { allowFailure: true, cwd: home });
+      run(
+        'setpriv',
+        [
+          '--reuid',
+          uid,
+          '--regid',
+          uid,
+          '--init-groups',
+          '--reset-env',
+          '--',
+          'env',
+          `HOME=${home}`,
+          `PATH=${USER_PATH}`,
+          'NO_COLOR=1',
+          process.execPath,
+          DARCH_BIN,
+          ...args,
+        ],
+        { allowFailure: true, cwd: home },
+      );
     await as(['demo', '--image-only']);
     const r = await as(['build', '-d', 'rec', 'app']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`error: building as ${other} needs subordinate uids \\(/etc/subuid has no range for ${other}\\); subordinate gids .*\\nhint: as root: usermod --add-subuids 100000-165535 ${other} && usermod --add-subgids 100000-165535 ${other}`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `error: building as ${other} needs subordinate uids \\(/etc/subuid has no range for ${other}\\); subordinate gids .*\\nhint: as root: usermod --add-subuids 100000-165535 ${other} && usermod --add-subgids 100000-165535 ${other}`,
+      ),
+    );
     assert.doesNotMatch(r.stderr, /STEP \d|COMMIT/);
     const doc = JSON.parse((await as(['--json', 'doctor'])).stdout) as { checks: Array<{ name: string; ok: boolean }> };
     assert.equal(doc.checks.find((c) => c.name === 'rootless: subordinate uids')?.ok, false);

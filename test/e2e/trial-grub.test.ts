@@ -41,20 +41,32 @@ async function buildTemplate(dir: string): Promise<string> {
   await writeFile(embedded, renderEmbeddedConfig({ darchUuid: uuid, espSerial: '1234-ABCD', kernelArgs: 'console=ttyS0', timeout: 0 }));
   const efi = path.join(dir, 'BOOTX64.EFI');
   await sh('grub-mkstandalone', [
-    '-O', 'x86_64-efi', '-o', efi,
+    '-O',
+    'x86_64-efi',
+    '-o',
+    efi,
     '--install-modules=part_gpt part_msdos gzio fat ext2 search search_fs_uuid search_fs_file normal echo test loadenv serial terminal reboot configfile all_video',
-    '--modules=part_gpt fat ext2', '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`,
+    '--modules=part_gpt fat ext2',
+    '--locales=',
+    '--fonts=',
+    '--themes=',
+    `boot/grub/grub.cfg=${embedded}`,
   ]);
   const loc = { uuid, path: '/stage' };
   const entries: MenuEntry[] = [A, B].map((x) => ({
-    id: x.entry, title: `Darch: ${x.tag}`, tag: x.tag, stageId: x.id, kernelPath: '/stage/live/k', initrdPath: '/stage/live/i',
+    id: x.entry,
+    title: `Darch: ${x.tag}`,
+    tag: x.tag,
+    stageId: x.id,
+    kernelPath: '/stage/live/k',
+    initrdPath: '/stage/live/i',
     cmdline: `darch_rootfs=rootfs.squash darch_dir=UUID=${uuid}:/stage/live/${x.id} darch_stageid=${x.id}`,
   }));
   // GRUB's serial terminal wraps long lines, so print the parts on short lines of their own.
   const cfg = renderGrubCfg(entries, loc).replace(/\tlinux \S+ (.*)\n\tinitrd .*\n/g, (_m, args: string) => {
     assert.match(args, / \$\{darch_cmdline\}$/);
     const stage = /darch_stageid=(\w+)/.exec(args)?.[1];
-    assert.match(args, /^\$\{darch_trial_cmdline\} /, 'the trial\'s own arguments come first, so the entry\'s and the user\'s win');
+    assert.match(args, /^\$\{darch_trial_cmdline\} /, "the trial's own arguments come first, so the entry's and the user's win");
     return `\techo "DARCH-BOOT"\n\techo "stage=${stage}"\n\techo "flags=\${darch_cmdline}"\n\techo "targs=[\${darch_trial_cmdline}]"\n\techo "DARCH-END"\n\treboot\n`;
   });
   assert.match(cfg, /DARCH-BOOT/);
@@ -63,7 +75,10 @@ async function buildTemplate(dir: string): Promise<string> {
   await writeFile(path.join(tree, 'stage/grub.cfg'), cfg);
   const img = path.join(dir, 'template.img');
   await sh('truncate', ['-s', String(FS_OFF + FS_SIZE + MiB), img]);
-  await sh('sh', ['-c', `printf 'label: gpt\\nstart=2048, size=${ESP_SIZE / 512}, type=U\\nstart=${FS_OFF / 512}, size=${FS_SIZE / 512}, type=L\\n' | sfdisk -q "${img}"`]);
+  await sh('sh', [
+    '-c',
+    `printf 'label: gpt\\nstart=2048, size=${ESP_SIZE / 512}, type=U\\nstart=${FS_OFF / 512}, size=${FS_SIZE / 512}, type=L\\n' | sfdisk -q "${img}"`,
+  ]);
   await sh('mformat', ['-i', ESP(img), '-F', '-N', serial, '-v', 'ESP', '::']);
   await sh('mmd', ['-i', ESP(img), '::/EFI', '::/EFI/BOOT', '::/EFI/darch']);
   await sh('mcopy', ['-i', ESP(img), efi, '::/EFI/BOOT/BOOTX64.EFI']);
@@ -91,7 +106,13 @@ interface Boot {
 }
 
 /** Watch `count` boots (GRUB's reboot resets the VM) and say which entry each one booted with which flags. */
-async function watchBoots(name: string, disk: string, count: number, noReboot = false, readOnly = false): Promise<{ boots: Boot[]; vm: SerialVm; trialArgs: string[] }> {
+async function watchBoots(
+  name: string,
+  disk: string,
+  count: number,
+  noReboot = false,
+  readOnly = false,
+): Promise<{ boots: Boot[]; vm: SerialVm; trialArgs: string[] }> {
   const vm = await SerialVm.start({ name, disk, noReboot, readOnly, memoryMiB: 128 });
   const boots: Boot[] = [];
   const trialArgs: string[] = [];
@@ -207,10 +228,25 @@ test('the standalone A/B script (assets/grub-ab) tries an entry and falls back w
   const dir = path.join(work, 'ab');
   await mkdir(dir, { recursive: true });
   const embedded = path.join(dir, 'embedded.cfg');
-  const entry = (name: string) => `menuentry '${name}' --id ${name} {\n\techo "AB-BOOT"\n\techo "entry=${name}"\n\techo "flags=\${ab_cmdline}"\n\techo "AB-END"\n\treboot\n}\n`;
-  await writeFile(embedded, `serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\nsearch --no-floppy --fs-uuid --set=root 5678-9ABC\n${entry('first')}${entry('second')}set ab_dir=/EFI/ab\nsource /EFI/ab/ab.cfg\n`);
+  const entry = (name: string) =>
+    `menuentry '${name}' --id ${name} {\n\techo "AB-BOOT"\n\techo "entry=${name}"\n\techo "flags=\${ab_cmdline}"\n\techo "AB-END"\n\treboot\n}\n`;
+  await writeFile(
+    embedded,
+    `serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\nsearch --no-floppy --fs-uuid --set=root 5678-9ABC\n${entry('first')}${entry('second')}set ab_dir=/EFI/ab\nsource /EFI/ab/ab.cfg\n`,
+  );
   const efi = path.join(dir, 'BOOTX64.EFI');
-  await sh('grub-mkstandalone', ['-O', 'x86_64-efi', '-o', efi, '--install-modules=part_gpt fat search search_fs_uuid search_fs_file normal echo test loadenv serial terminal reboot configfile', '--modules=part_gpt fat', '--locales=', '--fonts=', '--themes=', `boot/grub/grub.cfg=${embedded}`]);
+  await sh('grub-mkstandalone', [
+    '-O',
+    'x86_64-efi',
+    '-o',
+    efi,
+    '--install-modules=part_gpt fat search search_fs_uuid search_fs_file normal echo test loadenv serial terminal reboot configfile',
+    '--modules=part_gpt fat',
+    '--locales=',
+    '--fonts=',
+    '--themes=',
+    `boot/grub/grub.cfg=${embedded}`,
+  ]);
   const img = path.join(dir, 'ab.img');
   await sh('truncate', ['-s', String(ESP_OFF + ESP_SIZE + MiB), img]);
   await sh('sh', ['-c', `printf 'label: gpt\\nstart=2048, size=${ESP_SIZE / 512}, type=U\\n' | sfdisk -q "${img}"`]);

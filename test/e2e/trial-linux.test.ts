@@ -30,8 +30,16 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import {
-  BOOTED, DEFAULT_WATCHDOG_SECONDS, HANG_WATCHDOG_SECONDS, TRIAL_KARGS, TRIAL_TAGS,
-  removeFromDarchPartition, stageTrialImages, trialBoots, withTrialWatchdog, type TrialBoot,
+  BOOTED,
+  DEFAULT_WATCHDOG_SECONDS,
+  HANG_WATCHDOG_SECONDS,
+  TRIAL_KARGS,
+  TRIAL_TAGS,
+  removeFromDarchPartition,
+  stageTrialImages,
+  trialBoots,
+  withTrialWatchdog,
+  type TrialBoot,
 } from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
@@ -101,7 +109,11 @@ describe('trial boots of real kernels with automatic fallback', () => {
     await (o.watchdog ? withTrialWatchdog(root, o.watchdog, arm) : arm());
     await o.prepare?.(d);
     const list = await boots(`trial-linux-${name}`, d, o.tries + 1, o.qemuArgs);
-    assert.deepEqual(list.map((b) => b.image), [...Array(o.tries).fill(variant), 'a'], `boot order for ${variant}`);
+    assert.deepEqual(
+      list.map((b) => b.image),
+      [...Array(o.tries).fill(variant), 'a'],
+      `boot order for ${variant}`,
+    );
     for (const b of list.slice(0, o.tries)) o.perBoot(b);
     // The default still boots (and knows it fell back).
     assert.deepEqual(list[o.tries]!.booted, { version: 'A', stage: ids.a, trial: false, fellBack: true });
@@ -180,7 +192,7 @@ describe('trial boots of real kernels with automatic fallback', () => {
     });
   });
 
-  it('a kernel panic reboots by darch\'s default panic=10 and falls back to A', async () => {
+  it("a kernel panic reboots by darch's default panic=10 and falls back to A", async () => {
     await assertFallsBack('panic', { tries: 1, why: null, perBoot: (b) => assert.match(b.text, /Kernel panic[^]*Rebooting in 10 seconds/) });
   });
 

@@ -25,8 +25,15 @@ import { promisify } from 'node:util';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { mls } from '../helpers/espfiles.js';
 import {
-  BOOTED, HANG_WATCHDOG_SECONDS, TRIAL_KARGS, TRIAL_TAGS,
-  removeFromDarchPartition, stageTrialImages, trialBoots, withTrialWatchdog, type TrialBoot,
+  BOOTED,
+  HANG_WATCHDOG_SECONDS,
+  TRIAL_KARGS,
+  TRIAL_TAGS,
+  removeFromDarchPartition,
+  stageTrialImages,
+  trialBoots,
+  withTrialWatchdog,
+  type TrialBoot,
 } from '../helpers/trialimages.js';
 import { SerialVm } from '../helpers/serialvm.js';
 
@@ -45,10 +52,10 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     Object.assign(ids, await stageTrialImages(root, work));
     disk = path.join(work, 'disk.img');
     const made = (
-      await darchOk(
-        ['--json', 'disk', 'create', disk, ...TRIAL_TAGS, '--bootloader', 'systemd-boot', '--kernel-args', TRIAL_KARGS, '--timeout', '0'],
-        { root, timeoutMs: 600_000 },
-      )
+      await darchOk(['--json', 'disk', 'create', disk, ...TRIAL_TAGS, '--bootloader', 'systemd-boot', '--kernel-args', TRIAL_KARGS, '--timeout', '0'], {
+        root,
+        timeoutMs: 600_000,
+      })
     ).json();
     assert.equal(made.bootloader, 'systemd-boot');
     espOffset = made.espOffset;
@@ -89,7 +96,12 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     const list = await trialBoots(`trial-sdboot-disk-${variant}`, d, tries + 1, o.qemuArgs);
     for (const b of list.slice(0, tries)) {
       // A failing health check reboots in the background, so rcS may still report the trial boot.
-      if (b.booted) assert.deepEqual(b.booted, { version: 'B', stage: ids[variant], trial: true, fellBack: false }, `${variant}: every boot before the fallback is the trial`);
+      if (b.booted)
+        assert.deepEqual(
+          b.booted,
+          { version: 'B', stage: ids[variant], trial: true, fellBack: false },
+          `${variant}: every boot before the fallback is the trial`,
+        );
       perBoot(b);
     }
     // The boot after the last try is A, the default, and not a trial.
@@ -103,7 +115,7 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     assert.equal(s.trial, null);
     assert.equal(s.fellBack, true, 'status reports the fallback from the +0 entry');
     assert.equal(s.fellBackFrom, ids[variant]);
-    assert.equal(s.trialTries, tries, 'status says how many tries the trial used (systemd-boot\'s +0-N)');
+    assert.equal(s.trialTries, tries, "status says how many tries the trial used (systemd-boot's +0-N)");
     assert.deepEqual(s.bad, [ids[variant]]);
     if (o.why) {
       assert.equal(s.failure?.where, o.why.where);
@@ -155,8 +167,12 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
     });
   });
 
-  it('a kernel panic reboots by darch\'s default panic=10 (the trial entry carries it) and falls back to A', async () => {
-    await assertFallsBack('panic', { tries: 1, why: null, perBoot: (b) => assert.match(b.text, /TRIAL-TEST: panic[^]*Kernel panic[^]*Rebooting in 10 seconds/) });
+  it("a kernel panic reboots by darch's default panic=10 (the trial entry carries it) and falls back to A", async () => {
+    await assertFallsBack('panic', {
+      tries: 1,
+      why: null,
+      perBoot: (b) => assert.match(b.text, /TRIAL-TEST: panic[^]*Kernel panic[^]*Rebooting in 10 seconds/),
+    });
   });
 
   it('an init that dies falls back to A', async () => {

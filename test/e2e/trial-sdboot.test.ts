@@ -38,7 +38,10 @@ before(async () => {
   await mkdir(path.join(ird, 'bin'), { recursive: true });
   for (const d of ['dev', 'proc']) await mkdir(path.join(ird, d));
   await copyFile('/bin/busybox', path.join(ird, 'bin/busybox'));
-  await writeFile(path.join(ird, 'init'), '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs d /dev\nexec >/dev/console 2>&1\n/bin/busybox mount -t proc p /proc\necho "SDBOOT-BOOT $(/bin/busybox cat /proc/cmdline) SDBOOT-END"\n/bin/busybox reboot -f\n');
+  await writeFile(
+    path.join(ird, 'init'),
+    '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs d /dev\nexec >/dev/console 2>&1\n/bin/busybox mount -t proc p /proc\necho "SDBOOT-BOOT $(/bin/busybox cat /proc/cmdline) SDBOOT-END"\n/bin/busybox reboot -f\n',
+  );
   await chmod(path.join(ird, 'init'), 0o755);
   const initrd = path.join(work, 'initrd');
   await sh('sh', ['-c', `cd "${ird}" && find . | cpio -o -H newc --quiet | gzip -1 > "${initrd}"`]);
@@ -55,12 +58,36 @@ before(async () => {
   await mkdir(files);
   await writeFile(path.join(files, 'loader.conf'), 'timeout 0\ndefault darch-*\n');
   await sh('mcopy', ['-i', e, path.join(files, 'loader.conf'), '::/loader/loader.conf']);
-  for (const [id, tag, version] of [[A, 'os:a', VERSION.default], [B, 'os:b', VERSION.other]] as const) {
+  for (const [id, tag, version] of [
+    [A, 'os:a', VERSION.default],
+    [B, 'os:b', VERSION.other],
+  ] as const) {
     const f = path.join(files, `darch-${id}.conf`);
-    await writeFile(f, renderBlsEntry({ stage: id, title: `Darch: ${tag}`, linux: '/darch/vmlinuz', initrd: '/darch/initrd', options: `console=ttyS0 loglevel=3 no_timer_check darch_stageid=${id}` }, version));
+    await writeFile(
+      f,
+      renderBlsEntry(
+        {
+          stage: id,
+          title: `Darch: ${tag}`,
+          linux: '/darch/vmlinuz',
+          initrd: '/darch/initrd',
+          options: `console=ttyS0 loglevel=3 no_timer_check darch_stageid=${id}`,
+        },
+        version,
+      ),
+    );
     await sh('mcopy', ['-i', e, f, `::/loader/entries/darch-${id}.conf`]);
   }
-  await writeFile(path.join(files, 'disk.json'), JSON.stringify({ version: 1, images: [{ id: A, tags: ['os:a'] }, { id: B, tags: ['os:b'] }] }));
+  await writeFile(
+    path.join(files, 'disk.json'),
+    JSON.stringify({
+      version: 1,
+      images: [
+        { id: A, tags: ['os:a'] },
+        { id: B, tags: ['os:b'] },
+      ],
+    }),
+  );
   await sh('mcopy', ['-i', e, path.join(files, 'disk.json'), '::/EFI/darch/disk.json']);
 });
 after(() => rm(work, { recursive: true, force: true }));
@@ -88,7 +115,12 @@ async function watch(name: string, d: string, count: number, noReboot = false): 
   return seen;
 }
 
-const entries = async (d: string) => (await sh('mdir', ['-b', `-i`, ESP(d), '::/loader/entries'])).stdout.split('\n').map((l) => l.split('/').pop()).filter(Boolean).sort();
+const entries = async (d: string) =>
+  (await sh('mdir', ['-b', `-i`, ESP(d), '::/loader/entries'])).stdout
+    .split('\n')
+    .map((l) => l.split('/').pop())
+    .filter(Boolean)
+    .sort();
 const status = async (d: string) => (await darchOk(['boot', 'status', '--disk', d, '--json'])).json();
 
 test('systemd-boot counts a darch trial down by itself and falls back to the default', async () => {

@@ -25,14 +25,15 @@ import { esp, mcat, mls } from '../helpers/espfiles.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree, stageVariant } from '../helpers/staged.js';
 
-const HEALTH = '#!/bin/sh\n# fails when the kernel command line asks it to\nif grep -q darch.test=health-fail /proc/cmdline; then echo "test check: failing on purpose"; exit 1; fi\nexit 0\n';
+const HEALTH =
+  '#!/bin/sh\n# fails when the kernel command line asks it to\nif grep -q darch.test=health-fail /proc/cmdline; then echo "test check: failing on purpose"; exit 1; fi\nexit 0\n';
 // bless: systemd-bless-boot.service (pulled in only when systemd-boot booted a counted entry);
 // commit: what darch-commit said (darch-mark-good.service runs it, the image has no darch CLI).
 // printf, not dash's echo: systemd-boot's command line has initrd=\darch\<id>\initrd, and echo
 // turns "\n…" into a line break and "\c…" into the end of the line ("%%" is systemd's "%").
 const REPORT =
   '[Unit]\nDescription=report the boot to the test console\nAfter=darch-mark-good.service boot-complete.target\n' +
-  '[Service]\nType=simple\nExecStart=/bin/sh -c \'s=$(systemctl is-system-running --wait); ' +
+  "[Service]\nType=simple\nExecStart=/bin/sh -c 's=$(systemctl is-system-running --wait); " +
   'c=$(journalctl -b -o cat -u darch-mark-good.service | grep "^darch" | tr "\\n" "|"); w=$(cat /sys/class/watchdog/watchdog0/state 2>/dev/null || echo none); ' +
   'printf "%%s\\n" "DARCH-REPORT: state=$s good=$(systemctl is-active darch-mark-good.service) bless=$(systemctl is-active systemd-bless-boot.service) wd=$w commit=[$c] cmdline=$(cat /proc/cmdline) END" >/dev/ttyS0\'\n' +
   '[Install]\nWantedBy=multi-user.target\n';
@@ -52,7 +53,8 @@ const TRIAL_WATCHDOG = /darch: trial boot: watchdog armed \(iTCO_wdt, 300s\)/;
 const FSTAB_BAD = 'none /darchbad darchbadfs defaults 0 0\n';
 const BAD_MOUNT_ARMED = '[Unit]\nConditionKernelCommandLine=darch.test=emergency\n';
 /** The console line darch-trial-failed prints before it reboots. */
-const FAILED_LINE = /darch-trial-failed: trial boot failed \(emergency\.target: the boot failed into emergency\.target; failed units: [^)]*darchbad\.mount[^)]*\): rebooting so the boot loader counts the attempt/;
+const FAILED_LINE =
+  /darch-trial-failed: trial boot failed \(emergency\.target: the boot failed into emergency\.target; failed units: [^)]*darchbad\.mount[^)]*\): rebooting so the boot loader counts the attempt/;
 /** systemd-sulogin-shell's banner, then sulogin's prompt (Debian's debootstrap root has no password). */
 const EMERGENCY_SHELL = /You are in emergency mode[^]*(Give root password for maintenance|the root account is locked)/;
 
@@ -69,31 +71,31 @@ const cleanups: Array<() => Promise<void> | void> = [];
 const disks: Record<string, string> = {};
 
 before(async () => {
-    work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-systemd-');
-    root = path.join(work, 'root');
-    const tree = path.join(work, 'tree');
-    await run('cp', ['-a', await debianSystemdTree(), tree]);
-    // What docs/TRIAL-BOOTS.md tells a recipe to do: `darch recipes kit DIR`, then the
-    // Containerfile's COPY + RUN of its install inside the image (here cp + chroot). install
-    // also enables darch's five units and rebuilds the initramfs with the boot=darch hook.
-    const recipe = path.join(work, 'recipe');
-    await mkdir(recipe);
-    await darchOk(['recipes', 'kit', recipe], { root });
-    await run('cp', ['-a', path.join(recipe, 'darch-kit'), path.join(tree, 'tmp/darch-kit')]);
-    await run('chroot', [tree, 'sh', '/tmp/darch-kit/install']);
-    await run('rm', ['-rf', path.join(tree, 'tmp/darch-kit')]);
-    await mkdir(path.join(tree, 'etc/darch/health.d'), { recursive: true });
-    await writeFile(path.join(tree, 'etc/darch/health.d/10-test'), HEALTH, { mode: 0o755 });
-    await writeFile(path.join(tree, 'etc/systemd/system/darch-test-report.service'), REPORT);
-    await writeFile(path.join(tree, 'etc/fstab'), FSTAB_ESP + FSTAB_BAD, { flag: 'a' });
-    await mkdir(path.join(tree, 'etc/systemd/system/darchbad.mount.d'), { recursive: true });
-    await writeFile(path.join(tree, 'etc/systemd/system/darchbad.mount.d/armed-by-test.conf'), BAD_MOUNT_ARMED);
-    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
-    ids.a = await stageTree(root, tree, ['debian/a:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
-    // The trials are the same squashfs with other kernel parameters.
-    ids.good = await stageVariant(root, ids.a, 'good', 'debian/b:good', 'boot=darch darch.test=good');
-    ids.bad = await stageVariant(root, ids.a, 'bad', 'debian/b:bad', 'boot=darch darch.test=health-fail');
-    ids.emergency = await stageVariant(root, ids.a, 'emergency', 'debian/b:emergency', 'boot=darch darch.test=emergency');
+  work = await tempDir({ after: (fn) => void cleanups.push(fn) }, 'darch-trial-systemd-');
+  root = path.join(work, 'root');
+  const tree = path.join(work, 'tree');
+  await run('cp', ['-a', await debianSystemdTree(), tree]);
+  // What docs/TRIAL-BOOTS.md tells a recipe to do: `darch recipes kit DIR`, then the
+  // Containerfile's COPY + RUN of its install inside the image (here cp + chroot). install
+  // also enables darch's five units and rebuilds the initramfs with the boot=darch hook.
+  const recipe = path.join(work, 'recipe');
+  await mkdir(recipe);
+  await darchOk(['recipes', 'kit', recipe], { root });
+  await run('cp', ['-a', path.join(recipe, 'darch-kit'), path.join(tree, 'tmp/darch-kit')]);
+  await run('chroot', [tree, 'sh', '/tmp/darch-kit/install']);
+  await run('rm', ['-rf', path.join(tree, 'tmp/darch-kit')]);
+  await mkdir(path.join(tree, 'etc/darch/health.d'), { recursive: true });
+  await writeFile(path.join(tree, 'etc/darch/health.d/10-test'), HEALTH, { mode: 0o755 });
+  await writeFile(path.join(tree, 'etc/systemd/system/darch-test-report.service'), REPORT);
+  await writeFile(path.join(tree, 'etc/fstab'), FSTAB_ESP + FSTAB_BAD, { flag: 'a' });
+  await mkdir(path.join(tree, 'etc/systemd/system/darchbad.mount.d'), { recursive: true });
+  await writeFile(path.join(tree, 'etc/systemd/system/darchbad.mount.d/armed-by-test.conf'), BAD_MOUNT_ARMED);
+  await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+  ids.a = await stageTree(root, tree, ['debian/a:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
+  // The trials are the same squashfs with other kernel parameters.
+  ids.good = await stageVariant(root, ids.a, 'good', 'debian/b:good', 'boot=darch darch.test=good');
+  ids.bad = await stageVariant(root, ids.a, 'bad', 'debian/b:bad', 'boot=darch darch.test=health-fail');
+  ids.emergency = await stageVariant(root, ids.a, 'emergency', 'debian/b:emergency', 'boot=darch darch.test=emergency');
 });
 after(async () => {
   for (const c of cleanups.reverse()) await c();
@@ -105,7 +107,24 @@ type Loader = 'grub' | 'systemd-boot';
 async function diskCopy(loader: Loader, name: string): Promise<string> {
   if (!disks[loader]) {
     const disk = path.join(work, `disk-${loader}.img`);
-    await darchOk(['disk', 'create', disk, 'debian/a:1', 'debian/b:good', 'debian/b:bad', 'debian/b:emergency', '--bootloader', loader, '--kernel-args', 'console=ttyS0,115200', '--timeout', '0'], { root, timeoutMs: 600_000 });
+    await darchOk(
+      [
+        'disk',
+        'create',
+        disk,
+        'debian/a:1',
+        'debian/b:good',
+        'debian/b:bad',
+        'debian/b:emergency',
+        '--bootloader',
+        loader,
+        '--kernel-args',
+        'console=ttyS0,115200',
+        '--timeout',
+        '0',
+      ],
+      { root, timeoutMs: 600_000 },
+    );
     disks[loader] = disk;
   }
   const d = path.join(work, `${loader}-${name}.img`);
@@ -131,7 +150,11 @@ async function emergencyTrialReboots(vm: Vm): Promise<number> {
   const failed = await vm.waitFor(FAILED_LINE, 420_000, trial.end);
   const between = vm.log.slice(trial.end, failed.end);
   assert.match(between, /Failed to mount .*darchbad|darchbad\.mount: Mount process exited|Dependency failed for .*Local File Systems/, 'the mount failed');
-  assert.match(between, /darch-trial-failed: trial boot: boot-complete\.target must be reached within 300s of power-on/, 'the deadline guard ran too, on its default');
+  assert.match(
+    between,
+    /darch-trial-failed: trial boot: boot-complete\.target must be reached within 300s of power-on/,
+    'the deadline guard ran too, on its default',
+  );
   // darch-record.sh kept why on the darch partition, then systemd itself rebooted.
   const recorded = await vm.waitFor(new RegExp(`darch: recorded why this trial failed \\(systemd\\) in /stage/failed/${ids.emergency}`), 120_000, failed.end);
   const rebooted = await vm.waitFor(/systemd-shutdown\[1\]: Rebooting\.[^]*reboot: Restarting system/, 120_000, recorded.end);
@@ -140,7 +163,6 @@ async function emergencyTrialReboots(vm: Vm): Promise<number> {
 }
 
 describe('trial boots with the shipped systemd units (Debian image, GRUB)', () => {
-
   it('a failing health.d check reboots the trial and GRUB falls back to the default', async () => {
     const d = await diskCopy('grub', 'bad');
     await darchOk(['boot', 'try', 'debian/b:bad', '--tries', '1', '--disk', d], { root });
@@ -203,7 +225,7 @@ describe('trial boots with the shipped systemd units (Debian image, GRUB)', () =
       assert.doesNotMatch(after, /reboot: Restarting system|Command line: /, 'no reboot');
       // systemd skips darch's units (their condition), so the script never speaks.
       assert.match(after, /darch-trial-deadline\.service .* was skipped because of an unmet condition check \(ConditionKernelCommandLine=darch\.trial=1\)/);
-      assert.doesNotMatch(after, /Started darch-trial-failed|darch-trial-failed: /, 'darch\'s units are not even started on a boot that is not a trial');
+      assert.doesNotMatch(after, /Started darch-trial-failed|darch-trial-failed: /, "darch's units are not even started on a boot that is not a trial");
       assert.ok(shell.end > boot.end);
     } finally {
       await vm.stop();

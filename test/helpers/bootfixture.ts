@@ -32,6 +32,6 @@ export async function testImageTree(dir: string, kernel: TestKernel, version: st
     },
   });
   await mkdir(path.join(dir, 'mnt'), { recursive: true });
-  await writeFile(path.join(dir, 'etc/fstab'), '# the image\'s own fstab\n');
+  await writeFile(path.join(dir, 'etc/fstab'), "# the image's own fstab\n");
   return dir;
 }

@@ -43,10 +43,7 @@ export async function debianSystemdTree(): Promise<string> {
       const tmp = `${tree}.tmp`;
       await rm(tmp, { recursive: true, force: true });
       const mirror = await debianMirror();
-      await run('nice', [
-        'debootstrap', '--variant=minbase', `--include=${SYSTEMD_TREE_PACKAGES}`,
-        'bookworm', tmp, ...(mirror ? [mirror] : []),
-      ]);
+      await run('nice', ['debootstrap', '--variant=minbase', `--include=${SYSTEMD_TREE_PACKAGES}`, 'bookworm', tmp, ...(mirror ? [mirror] : [])]);
       await writeFile(path.join(tmp, '.done'), stamp);
       await rename(tmp, tree);
     }

@@ -12,7 +12,11 @@ export async function esp(disk: string): Promise<{ off: number; size: number; da
 /** File names in one ESP directory, sorted; none when it does not exist. */
 export async function mls(disk: string, off: number, dir: string): Promise<string[]> {
   const r = await run('mdir', ['-b', '-i', `${disk}@@${off}`, `::/${dir}`], { ...MT, allowFailure: true });
-  return r.stdout.split('\n').map((l) => l.trim().split('/').pop() ?? '').filter(Boolean).sort();
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split('/').pop() ?? '')
+    .filter(Boolean)
+    .sort();
 }
 
 export async function mcat(disk: string, off: number, file: string): Promise<string> {

@@ -22,7 +22,10 @@ export async function fakeStaged(root: string, tags: string[], opts: { kernelpar
   await run('rm', ['-rf', path.join(dir, 'src')]);
   await writeFile(path.join(dir, 'vmlinuz'), 'not a kernel\n');
   await writeFile(path.join(dir, 'initrd.img'), 'not an initramfs\n');
-  await writeFile(path.join(dir, 'image.json'), JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) }));
+  await writeFile(
+    path.join(dir, 'image.json'),
+    JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) }),
+  );
   await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: (opts.created ?? new Date()).toISOString() }));
   await registerStaged(stage, id, tags);
   return id;

@@ -133,50 +133,54 @@ export class FaultyProxy {
     this.forward(req, res, entry, fault, req.url ?? '/', {});
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, entry: LoggedRequest, fault: Fault | undefined, upstreamPath: string, extra: Record<string, string>): void {
+  private forward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    entry: LoggedRequest,
+    fault: Fault | undefined,
+    upstreamPath: string,
+    extra: Record<string, string>,
+  ): void {
     const headers = { ...req.headers, ...extra };
     if (fault?.kind === 'ignore-range') delete headers.range;
     if (extra.authorization === undefined && upstreamPath !== req.url) delete headers.authorization;
-    const up = http.request(
-      { host: this.upstream.host, port: this.upstream.port, method: req.method, path: upstreamPath, headers },
-      (upRes) => {
-        entry.status = upRes.statusCode;
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        let sent = 0;
-        let over = false;
-        upRes.on('data', (chunk: Buffer) => {
-          if (over) return;
-          let out = chunk;
-          if (fault?.kind === 'flip' && fault.atByte >= sent && fault.atByte < sent + chunk.length) {
-            out = Buffer.from(chunk);
-            out[fault.atByte - sent] = (out[fault.atByte - sent] ?? 0) ^ 0xff;
-          }
-          if ((fault?.kind === 'cut' || fault?.kind === 'stall') && sent + out.length >= fault.afterBytes) {
-            const head = out.subarray(0, fault.afterBytes - sent);
-            sent += head.length;
-            entry.bytes = sent;
-            over = true;
-            upRes.destroy();
-            res.write(head, () => {
-              // cut: hang up mid-body; stall: keep the socket open and send nothing more.
-              // end(), not destroy(): a reset could discard bytes still in flight.
-              if (fault.kind === 'cut') res.socket?.end();
-            });
-            return;
-          }
-          sent += out.length;
+    const up = http.request({ host: this.upstream.host, port: this.upstream.port, method: req.method, path: upstreamPath, headers }, (upRes) => {
+      entry.status = upRes.statusCode;
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      let sent = 0;
+      let over = false;
+      upRes.on('data', (chunk: Buffer) => {
+        if (over) return;
+        let out = chunk;
+        if (fault?.kind === 'flip' && fault.atByte >= sent && fault.atByte < sent + chunk.length) {
+          out = Buffer.from(chunk);
+          out[fault.atByte - sent] = (out[fault.atByte - sent] ?? 0) ^ 0xff;
+        }
+        if ((fault?.kind === 'cut' || fault?.kind === 'stall') && sent + out.length >= fault.afterBytes) {
+          const head = out.subarray(0, fault.afterBytes - sent);
+          sent += head.length;
           entry.bytes = sent;
-          if (!res.write(out)) {
-            upRes.pause();
-            res.once('drain', () => upRes.resume());
-          }
-        });
-        upRes.on('end', () => {
-          if (!over) res.end();
-        });
-        upRes.on('error', () => undefined);
-      },
-    );
+          over = true;
+          upRes.destroy();
+          res.write(head, () => {
+            // cut: hang up mid-body; stall: keep the socket open and send nothing more.
+            // end(), not destroy(): a reset could discard bytes still in flight.
+            if (fault.kind === 'cut') res.socket?.end();
+          });
+          return;
+        }
+        sent += out.length;
+        entry.bytes = sent;
+        if (!res.write(out)) {
+          upRes.pause();
+          res.once('drain', () => upRes.resume());
+        }
+      });
+      upRes.on('end', () => {
+        if (!over) res.end();
+      });
+      upRes.on('error', () => undefined);
+    });
     up.on('error', () => {
       if (!res.headersSent) res.writeHead(502);
       res.end();

@@ -7,7 +7,11 @@ import { promisify } from 'node:util';
 export const sh = promisify(execFile);
 
 /** A directory tree with a few files, tarred (optionally compressed with gzip, zstd or xz). */
-export async function makeRootfsTar(dir: string, name: string, opts: { compress?: 'gzip' | 'zstd' | 'xz'; randomBytes?: number; marker?: string } = {}): Promise<string> {
+export async function makeRootfsTar(
+  dir: string,
+  name: string,
+  opts: { compress?: 'gzip' | 'zstd' | 'xz'; randomBytes?: number; marker?: string } = {},
+): Promise<string> {
   const tree = path.join(dir, `${name}.tree`);
   await mkdir(path.join(tree, 'etc'), { recursive: true });
   await mkdir(path.join(tree, 'bin'), { recursive: true });

@@ -41,7 +41,9 @@ interface Part {
 }
 
 async function partitions(disk: string): Promise<{ esp: Part; root: Part }> {
-  const t = JSON.parse((await run('sfdisk', ['--json', disk])).stdout) as { partitiontable: { sectorsize?: number; partitions: { start: number; size: number }[] } };
+  const t = JSON.parse((await run('sfdisk', ['--json', disk])).stdout) as {
+    partitiontable: { sectorsize?: number; partitions: { start: number; size: number }[] };
+  };
   const sector = t.partitiontable.sectorsize ?? 512;
   const [esp, root] = t.partitiontable.partitions.map((p) => ({ offset: p.start * sector, size: p.size * sector }));
   if (!esp || !root) throw new Error(`${disk}: expected an ESP and a root partition`);
@@ -99,7 +101,11 @@ export async function mountInstall(disk: string, mnt: string): Promise<MountedIn
     await mkdir(esp, { recursive: true });
     await mountFat(espDev, esp);
     undo.push(() => run('umount', [esp]));
-    for (const [src, dst, type] of [['/dev', 'dev', ''], ['proc', 'proc', 'proc'], ['sysfs', 'sys', 'sysfs']] as const) {
+    for (const [src, dst, type] of [
+      ['/dev', 'dev', ''],
+      ['proc', 'proc', 'proc'],
+      ['sysfs', 'sys', 'sysfs'],
+    ] as const) {
       const target = path.join(mnt, dst);
       await mkdir(target, { recursive: true });
       await run('mount', type ? ['-t', type, src, target] : ['--bind', src, target]);
@@ -110,7 +116,8 @@ export async function mountInstall(disk: string, mnt: string): Promise<MountedIn
       root: mnt,
       rootDev,
       espDev,
-      chroot: (cmd, args) => run('chroot', [mnt, cmd, ...args], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' } }),
+      chroot: (cmd, args) =>
+        run('chroot', [mnt, cmd, ...args], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' } }),
       unmount,
     };
   } catch (err) {
@@ -141,7 +148,10 @@ export async function installedDebianDisk(work: string, sizeMiB = 2048): Promise
   await run('truncate', ['-s', `${sizeMiB}M`, disk]);
   await run('sfdisk', ['-q', disk], { input: `label: gpt\nsize=${ESP_MIB}MiB, type=${ESP_TYPE}, name=ESP\ntype=${LINUX_TYPE}, name=root\n` });
   const parts = await partitions(disk);
-  for (const [p, mkfs] of [[parts.esp, ['mkfs.fat', '-F', '32', '-n', 'ESP']], [parts.root, ['mkfs.ext4', '-q', '-L', 'debian']]] as const) {
+  for (const [p, mkfs] of [
+    [parts.esp, ['mkfs.fat', '-F', '32', '-n', 'ESP']],
+    [parts.root, ['mkfs.ext4', '-q', '-L', 'debian']],
+  ] as const) {
     const dev = await attach(disk, p);
     try {
       await run(mkfs[0], [...mkfs.slice(1), dev]);

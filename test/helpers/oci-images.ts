@@ -35,7 +35,9 @@ async function tarOf(name: string, content: Buffer): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function readIndex(dir: string): Promise<{ manifests: Array<{ digest: string; mediaType: string; size: number; annotations?: Record<string, string> }> }> {
+async function readIndex(
+  dir: string,
+): Promise<{ manifests: Array<{ digest: string; mediaType: string; size: number; annotations?: Record<string, string> }> }> {
   try {
     return JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
   } catch {

@@ -22,7 +22,9 @@ export async function tarStreamLayer(out: string, entries: TarEntry[]): Promise<
   for (const e of entries) {
     const { content, ...h } = e;
     await new Promise<void>((resolve, reject) =>
-      pack.entry({ uid: 0, gid: 0, mode: h.type === 'directory' ? 0o755 : 0o644, mtime: LAYER_MTIME, ...h } as tar.Header, content ?? '', (err) => (err ? reject(err) : resolve())),
+      pack.entry({ uid: 0, gid: 0, mode: h.type === 'directory' ? 0o755 : 0o644, mtime: LAYER_MTIME, ...h } as tar.Header, content ?? '', (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
   }
   pack.finalize();
@@ -80,7 +82,9 @@ export async function writeOciLayout(dir: string, ref: string, layers: LayerSpec
     }),
   );
   const configDesc = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await putBlob(dir, config), size: config.length };
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: descs }));
+  const manifest = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: descs }),
+  );
   const mdesc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: await putBlob(dir, manifest), size: manifest.length };
   await writeFile(
     path.join(dir, 'index.json'),

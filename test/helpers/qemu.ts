@@ -44,7 +44,12 @@ export class Vm {
   private counter = 0;
   readonly started = Date.now();
 
-  private constructor(readonly name: string, cmd: string, args: string[], private readonly failOn: RegExp | null = BOOT_FAILED) {
+  private constructor(
+    readonly name: string,
+    cmd: string,
+    args: string[],
+    private readonly failOn: RegExp | null = BOOT_FAILED,
+  ) {
     this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
     this.child.stderr!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
@@ -54,15 +59,35 @@ export class Vm {
 
   /** Boot a darch disk the way a user does: `darch vm run DISK`. */
   static disk(o: DiskVmOptions): Vm {
-    const args = [DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.disk, '--accel', process.env.DARCH_TEST_ACCEL ?? 'tcg', '-m', String(o.memoryMiB ?? 512), ...(o.extraArgs ?? [])];
+    const args = [
+      DARCH_BIN,
+      ...(o.root ? ['--root', o.root] : []),
+      'vm',
+      'run',
+      o.disk,
+      '--accel',
+      process.env.DARCH_TEST_ACCEL ?? 'tcg',
+      '-m',
+      String(o.memoryMiB ?? 512),
+      ...(o.extraArgs ?? []),
+    ];
     return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
   /** Boot a staged image the way a newcomer does: `darch vm run NAME:TAG` (a throw-away disk). */
   static staged(o: Omit<DiskVmOptions, 'disk'> & { staged: string; kernelArgs?: string }): Vm {
     const args = [
-      DARCH_BIN, ...(o.root ? ['--root', o.root] : []), 'vm', 'run', o.staged, '--accel', process.env.DARCH_TEST_ACCEL ?? 'tcg', '-m', String(o.memoryMiB ?? 512),
-      ...(o.kernelArgs ? ['--kernel-args', o.kernelArgs] : []), ...(o.extraArgs ?? []),
+      DARCH_BIN,
+      ...(o.root ? ['--root', o.root] : []),
+      'vm',
+      'run',
+      o.staged,
+      '--accel',
+      process.env.DARCH_TEST_ACCEL ?? 'tcg',
+      '-m',
+      String(o.memoryMiB ?? 512),
+      ...(o.kernelArgs ? ['--kernel-args', o.kernelArgs] : []),
+      ...(o.extraArgs ?? []),
     ];
     return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
@@ -70,8 +95,27 @@ export class Vm {
   /** Boot a kernel and initramfs directly (no firmware, no GRUB): initramfs-only tests. */
   static kernel(o: KernelVmOptions): Vm {
     const args = [
-      '-machine', 'q35', '-accel', 'tcg', '-m', String(o.memoryMiB ?? 512), '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
-      '-kernel', o.kernel, '-initrd', o.initrd, '-append', o.append,
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg',
+      '-m',
+      String(o.memoryMiB ?? 512),
+      '-display',
+      'none',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
+      '-nic',
+      'none',
+      '-no-reboot',
+      '-kernel',
+      o.kernel,
+      '-initrd',
+      o.initrd,
+      '-append',
+      o.append,
       ...(o.disk ? ['-drive', `file=${o.disk},format=raw,if=virtio,snapshot=on`] : []),
     ];
     return new Vm(o.name, 'qemu-system-x86_64', args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
@@ -115,7 +159,10 @@ export class Vm {
     this.send(`echo "@@BEG""IN${n}@@"; ${cmd}; echo "@@EN""D${n}@@ $?"\n`);
     const begin = await this.waitFor(new RegExp(`^@@BEGIN${n}@@$`, 'm'), timeoutMs, from);
     const end = await this.waitFor(new RegExp(`^@@END${n}@@ (\\d+)$`, 'm'), timeoutMs, begin.end);
-    const out = this.log.slice(begin.end, end.end - end.match[0].length).replace(/^\n/, '').replace(/\n$/, '');
+    const out = this.log
+      .slice(begin.end, end.end - end.match[0].length)
+      .replace(/^\n/, '')
+      .replace(/\n$/, '');
     return { out, code: Number(end.match[1]) };
   }
 
@@ -146,6 +193,9 @@ export class Vm {
 
   /** Wait for the VM to exit by itself (a guest poweroff with -no-reboot). */
   async waitExit(timeoutMs = 60_000): Promise<number> {
-    return Promise.race([this.exited, new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`${this.name}: VM did not exit within ${timeoutMs / 1000}s`)), timeoutMs))]);
+    return Promise.race([
+      this.exited,
+      new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`${this.name}: VM did not exit within ${timeoutMs / 1000}s`)), timeoutMs)),
+    ]);
   }
 }

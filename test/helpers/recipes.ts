@@ -36,7 +36,9 @@ export function buildahArgs(root: string): string[] {
 
 /** Working containers left in darch's buildah storage. */
 export function buildahContainers(root: string): string[] {
-  return execFileSync('buildah', [...buildahArgs(root), 'containers', '--all', '--quiet'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  return execFileSync('buildah', [...buildahArgs(root), 'containers', '--all', '--quiet'], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean);
 }
 
 export function storeDir(root: string): string {
@@ -51,5 +53,8 @@ export async function refNames(root: string): Promise<string[]> {
 /** Paths in a layer blob (gzip or plain tar), as tar lists them. */
 export function layerEntries(root: string, digest: string): string[] {
   const blob = path.join(storeDir(root), 'blobs/sha256', digest.slice(7));
-  return execFileSync('tar', ['-tf', blob], { encoding: 'utf8' }).split('\n').filter(Boolean).map((p) => p.replace(/^\.\//, '').replace(/\/$/, ''));
+  return execFileSync('tar', ['-tf', blob], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map((p) => p.replace(/^\.\//, '').replace(/\/$/, ''));
 }

@@ -30,7 +30,19 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
   const dir = path.join(stage, 'live', id);
   await mkdir(dir, { recursive: true });
   const excl = (opts.exclude ?? []).flatMap((e) => ['-e', e]);
-  await run('nice', ['mksquashfs', tree, path.join(dir, 'rootfs.squash'), '-comp', 'zstd', '-Xcompression-level', '3', '-noappend', '-quiet', '-no-progress', ...excl]);
+  await run('nice', [
+    'mksquashfs',
+    tree,
+    path.join(dir, 'rootfs.squash'),
+    '-comp',
+    'zstd',
+    '-Xcompression-level',
+    '3',
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+    ...excl,
+  ]);
   const boot = await readdir(path.join(tree, 'boot'));
   const kernel = boot.find((f) => f.startsWith('vmlinuz'));
   if (!kernel) throw new Error(`${tree} has no /boot/vmlinuz*`);

@@ -25,13 +25,35 @@ export interface TokenServer {
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
 export async function startTokenServer(dir: string, user: string, password: string): Promise<TokenServer> {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'token.key', '-out', 'token.crt', '-days', '2', '-subj', '/CN=darch test token signer'], {
-    cwd: dir,
-    stdio: 'ignore',
-  });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'token.key',
+      '-out',
+      'token.crt',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=darch test token signer',
+    ],
+    {
+      cwd: dir,
+      stdio: 'ignore',
+    },
+  );
   const certFile = path.join(dir, 'token.crt');
   const key = createPrivateKey(readFileSync(path.join(dir, 'token.key')));
-  const der = readFileSync(certFile, 'utf8').replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  const der = readFileSync(certFile, 'utf8')
+    .replace(/-----[^-]+-----/g, '')
+    .replace(/\s+/g, '');
   const service = 'darch-test-registry';
   const issuer = 'darch-test-issuer';
   const requests: TokenServer['requests'] = [];

@@ -83,8 +83,12 @@ exit 0
 // initexit: init dies (the kernel panics: "Attempted to kill init"); nosquash: the tests
 // delete its rootfs.squash from the disk.
 const VARIANTS: Record<string, string> = {
-  panic: 'darch.test=panic', noinit: 'init=/sbin/no-such-init', health: 'darch.test=health-fail', hang: 'darch.test=hang',
-  initexit: 'init=/bin/false', nosquash: 'darch.test=nosquash',
+  panic: 'darch.test=panic',
+  noinit: 'init=/sbin/no-such-init',
+  health: 'darch.test=health-fail',
+  hang: 'darch.test=hang',
+  initexit: 'init=/bin/false',
+  nosquash: 'darch.test=nosquash',
 };
 
 /** Every tag stageTrialImages stages, A first (what `disk create` makes the default). */
@@ -136,10 +140,13 @@ export async function trialBoots(name: string, disk: string, count: number, extr
       if (Date.now() > deadline) throw new Error(`${name}: ${count} boots did not finish in time (log ${vm.logFile})\n${vm.tail()}`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    return vm.text.split(/BdsDxe: starting Boot/).slice(1, count + 1).map((seg): TrialBoot => {
-      const m = new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)`).exec(seg);
-      return { text: seg, ...(m ? { booted: { version: m[1]!, stage: m[2]!, trial: m[3] === '1', fellBack: m[4] === '1' } } : {}) };
-    });
+    return vm.text
+      .split(/BdsDxe: starting Boot/)
+      .slice(1, count + 1)
+      .map((seg): TrialBoot => {
+        const m = new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)`).exec(seg);
+        return { text: seg, ...(m ? { booted: { version: m[1]!, stage: m[2]!, trial: m[3] === '1', fellBack: m[4] === '1' } } : {}) };
+      });
   } finally {
     await vm.stop();
   }

@@ -156,7 +156,10 @@ test('a new default also becomes the first entry of darch grub.cfg (what a lost 
   // A menu as `darch boot sync` writes it on a machine (its stage file system has a UUID).
   const cfg = path.join(m.root, 'var/lib/darch/stage/grub.cfg');
   const uuid = '0f0e0d0c-0000-4000-8000-000000000001';
-  await writeFile(cfg, `search --no-floppy --fs-uuid --set=darch_fs ${uuid}\nmenuentry 'x' --id darch-os@b {\n\tlinux /var/lib/darch/stage/live/${B}/vmlinuz darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${B} darch_stageid=${B}\n}\n`);
+  await writeFile(
+    cfg,
+    `search --no-floppy --fs-uuid --set=darch_fs ${uuid}\nmenuentry 'x' --id darch-os@b {\n\tlinux /var/lib/darch/stage/live/${B}/vmlinuz darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${B} darch_stageid=${B}\n}\n`,
+  );
   const first = async () => /^menuentry .* --id (\S+) \{/m.exec(await readFile(cfg, 'utf8'))?.[1];
   await darchOk(['boot', 'set-default', 'os:a'], { root: m.root });
   assert.equal(await first(), 'darch-os@a');
@@ -188,12 +191,22 @@ test('a trial boot under a watchdog: status shows it, mark-good stops it (magic 
   const env = await m.cmdline(`darch_stageid=${B} darch.trial=1 darch.watchdog=60`);
   const st = await darchOk(['boot', 'status', '--json'], { root: m.root, env });
   assert.deepEqual(st.json().watchdog, { device: dev, seconds: 60, driver: 'i6300esb' });
-  assert.match((await darchOk(['boot', 'status'], { root: m.root, env })).stdout, /^watchdog +\S+watchdog0 +i6300esb +armed \(60 s\): reset unless `darch boot mark-good` runs$/m);
+  assert.match(
+    (await darchOk(['boot', 'status'], { root: m.root, env })).stdout,
+    /^watchdog +\S+watchdog0 +i6300esb +armed \(60 s\): reset unless `darch boot mark-good` runs$/m,
+  );
   const good = await darchOk(['boot', 'mark-good', '--json'], { root: m.root, env });
   assert.equal(good.json().changed, true);
   assert.deepEqual(good.json().watchdog, { stopped: true, device: dev, seconds: 60, driver: 'i6300esb' });
   assert.equal(await readFile(dev, 'utf8'), 'V', "the magic 'V' was written before closing");
-  assert.equal(await stat(record).then(() => true, () => false), false, 'the record is gone');
+  assert.equal(
+    await stat(record).then(
+      () => true,
+      () => false,
+    ),
+    false,
+    'the record is gone',
+  );
   assert.equal(good.json().status.watchdog, null);
   assert.match(good.stderr, /the trial's watchdog \(\S+watchdog0\) is stopped/);
 

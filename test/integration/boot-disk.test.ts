@@ -44,7 +44,12 @@ describe('darch disk create', () => {
     // Named order: demo/b:1 first (the default), and only the tags asked for.
     const titles = [...cfg.matchAll(/menuentry '([^']+)'/g)].map((m) => m[1]);
     assert.deepEqual(titles, ['Darch: demo/b:1', 'Darch: demo/a:1']);
-    assert.match(cfg, new RegExp(`linux /stage/live/${a}/vmlinuz \\$\\{darch_trial_cmdline\\} quiet darch_rootfs=rootfs.squash darch_dir=UUID=${res.darchUuid}:/stage/live/${a} darch_stageid=${a} darch_hooks=hooks/demo\\+a@1`));
+    assert.match(
+      cfg,
+      new RegExp(
+        `linux /stage/live/${a}/vmlinuz \\$\\{darch_trial_cmdline\\} quiet darch_rootfs=rootfs.squash darch_dir=UUID=${res.darchUuid}:/stage/live/${a} darch_stageid=${a} darch_hooks=hooks/demo\\+a@1`,
+      ),
+    );
     const squash = (await run('debugfs', ['-R', `stat /stage/live/${a}/rootfs.squash`, `${disk}?offset=${darchOff}`])).stdout;
     const size = (await stat(path.join(stageDirOf(root), 'live', a, 'rootfs.squash'))).size;
     assert.match(squash, new RegExp(`Size: ${size}\\b`));
@@ -118,7 +123,10 @@ describe('darch boot sync / install', () => {
       await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nstage_fs_uuid = "${fsUuid}"\n`);
     }
     const res = (await darchOk(['--json', 'boot', 'sync'], { root })).json();
-    assert.deepEqual(res.entries.map((e: { tag: string }) => e.tag), ['demo/new:1', 'demo/old:1']);
+    assert.deepEqual(
+      res.entries.map((e: { tag: string }) => e.tag),
+      ['demo/new:1', 'demo/old:1'],
+    );
     const primary = await readFile(path.join(stageDirOf(root), 'grub.cfg'), 'utf8');
     assert.equal(await readFile(path.join(root, 'etc/darch/grub.cfg'), 'utf8'), primary);
     // The stage directory's path inside its file system: here / is that file system.

@@ -21,7 +21,12 @@ describe('darch disk create --bootloader systemd-boot', () => {
     const a = await fakeStaged(root, ['demo/a:1'], { kernelparams: 'quiet' });
     const b = await fakeStaged(root, ['demo/b:1', 'demo/b:latest']);
     const disk = path.join(root, 'disk.img');
-    const res = (await darchOk(['--json', 'disk', 'create', disk, 'demo/a:1', 'demo/b:1', '--bootloader', 'systemd-boot', '--timeout', '5', '--kernel-args', 'console=ttyS0'], { root })).json();
+    const res = (
+      await darchOk(
+        ['--json', 'disk', 'create', disk, 'demo/a:1', 'demo/b:1', '--bootloader', 'systemd-boot', '--timeout', '5', '--kernel-args', 'console=ttyS0'],
+        { root },
+      )
+    ).json();
     assert.equal(res.bootloader, 'systemd-boot');
     const e = await esp(disk);
     assert.equal(e.size, 64 * MiB, 'small kernels: the default ESP size');
@@ -36,7 +41,13 @@ describe('darch disk create --bootloader systemd-boot', () => {
     assert.match(ea, /^version 20$/m, 'the first image named is the default');
     assert.match(ea, new RegExp(`^linux /darch/${a}/vmlinuz$`, 'm'));
     assert.match(ea, new RegExp(`^initrd /darch/${a}/initrd$`, 'm'));
-    assert.match(ea, new RegExp(`^options quiet darch_rootfs=rootfs.squash darch_dir=UUID=${res.darchUuid}:/stage/live/${a} darch_stageid=${a} darch_hooks=hooks/demo\\+a@1 console=ttyS0$`, 'm'));
+    assert.match(
+      ea,
+      new RegExp(
+        `^options quiet darch_rootfs=rootfs.squash darch_dir=UUID=${res.darchUuid}:/stage/live/${a} darch_stageid=${a} darch_hooks=hooks/demo\\+a@1 console=ttyS0$`,
+        'm',
+      ),
+    );
     const eb = await mcat(disk, e.off, `loader/entries/darch-${b}.conf`);
     assert.match(eb, /^version 1$/m);
     assert.match(eb, /^title Darch: demo\/b:1$/m);
@@ -87,7 +98,10 @@ describe('darch disk create --bootloader systemd-boot', () => {
     await writeFile(disk, 'keep me');
     const r = await darch(['disk', 'create', disk, '--bootloader', 'systemd-boot', '--esp-size', '40M', '--force'], { root });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /error: the kernels and initramfs images of 1 staged image\(s\) need 5\d MiB on the ESP, but an ESP of 40 MiB holds about 38 MiB\nhint: give --esp-size at least 5\dM/);
+    assert.match(
+      r.stderr,
+      /error: the kernels and initramfs images of 1 staged image\(s\) need 5\d MiB on the ESP, but an ESP of 40 MiB holds about 38 MiB\nhint: give --esp-size at least 5\dM/,
+    );
     assert.equal(await readFile(disk, 'utf8'), 'keep me');
     const u = await darch(['disk', 'create', disk, '--bootloader', 'lilo'], { root });
     assert.equal(u.code, 2);
@@ -108,13 +122,20 @@ describe('darch disk create --bootloader systemd-boot', () => {
     await writeFile(disk, 'keep me');
     // An empty directory over Debian's systemd-boot-efi files, in a private mount namespace.
     const script = 'mount -t tmpfs none "$(dirname "$SDBOOT")" && "$@"; echo "rc=$?"';
-    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot', '--force'], {
-      allowFailure: true,
-      env: { ...process.env, SDBOOT, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
-    });
+    const r = await run(
+      'unshare',
+      ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot', '--force'],
+      {
+        allowFailure: true,
+        env: { ...process.env, SDBOOT, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
+      },
+    );
     if (/unshare: .*Operation not permitted/.test(r.stderr)) return t.skip('user namespaces are not available here');
     assert.match(r.stdout, /rc=1\n$/, r.stderr);
-    assert.match(r.stderr, /^error: systemd-boot is not installed \(\/usr\/lib\/systemd\/boot\/efi\/systemd-bootx64\.efi: missing\)\nhint: apt-get install systemd-boot-efi/m);
+    assert.match(
+      r.stderr,
+      /^error: systemd-boot is not installed \(\/usr\/lib\/systemd\/boot\/efi\/systemd-bootx64\.efi: missing\)\nhint: apt-get install systemd-boot-efi/m,
+    );
     assert.equal(await readFile(disk, 'utf8'), 'keep me');
     assert.deepEqual(await readdir(path.join(root, 'var/lib/darch/tmp')).catch(() => []), [], 'no work directory is left');
   });
@@ -125,7 +146,10 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
     const root = await tempDir(t);
     const uuid = '0f0e0d0c-0000-4000-8000-000000000002';
     await mkdir(path.join(root, 'etc/darch'), { recursive: true });
-    await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "${uuid}"\nstage_fs_path = "/var/lib/darch/stage"\nkernel_args = "console=ttyS0"\n`);
+    await writeFile(
+      path.join(root, 'etc/darch/config.toml'),
+      `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "${uuid}"\nstage_fs_path = "/var/lib/darch/stage"\nkernel_args = "console=ttyS0"\n`,
+    );
     const espDir = path.join(root, 'boot/efi');
     await mkdir(path.join(espDir, 'EFI'), { recursive: true });
     const a = await fakeStaged(root, ['os:a'], { created: new Date(Date.now() - 60_000) });
@@ -143,7 +167,13 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
     // The first sync makes the booted image the default, never the newer one.
     assert.match(await read(`darch-${a}.conf`), /^version 20$/m);
     assert.match(await read(`darch-${b}.conf`), /^version 1$/m);
-    assert.match(await read(`darch-${b}.conf`), new RegExp(`^options darch_rootfs=rootfs.squash darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${b} darch_stageid=${b} darch_hooks=hooks/os@b console=ttyS0$`, 'm'));
+    assert.match(
+      await read(`darch-${b}.conf`),
+      new RegExp(
+        `^options darch_rootfs=rootfs.squash darch_dir=UUID=${uuid}:/var/lib/darch/stage/live/${b} darch_stageid=${b} darch_hooks=hooks/os@b console=ttyS0$`,
+        'm',
+      ),
+    );
     assert.equal(await readFile(path.join(espDir, 'darch', b, 'vmlinuz'), 'utf8'), 'not a kernel\n');
     assert.match(await readFile(path.join(espDir, 'loader/loader.conf'), 'utf8'), /^default darch-\*$/m);
     let s = (await darchOk(['boot', 'status', '--json'], { root, env })).json();
@@ -158,7 +188,10 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
     assert.equal(shown.bootloader, 'systemd-boot');
     assert.deepEqual(
       shown.entries.map((e: { stage: string; role: string; triesLeft?: number; tags: string[] }) => [e.stage, e.role, e.triesLeft, e.tags]),
-      [[b, 'trial', 1, ['os:b']], [a, 'default', undefined, ['os:a']]],
+      [
+        [b, 'trial', 1, ['os:b']],
+        [a, 'default', undefined, ['os:a']],
+      ],
     );
     assert.deepEqual(await list(), [`darch-${a}.conf`, `darch-${b}+1-1.conf`].sort());
     assert.match((await darchOk(['boot', 'entries'], { root, env })).stdout, new RegExp(`darch-${b}\\+1-1\\.conf\\s+os:b\\s+${b}\\s+trial\\s+1`));
@@ -184,7 +217,10 @@ describe('darch boot sync with systemd-boot on a running machine', () => {
     const committed = (await darchOk(['--json', 'boot', 'entries'], { root, env })).json();
     assert.deepEqual(
       committed.entries.map((e: { stage: string; role: string }) => [e.stage, e.role]),
-      [[b, 'default'], [a, 'previous']],
+      [
+        [b, 'default'],
+        [a, 'previous'],
+      ],
     );
     await darchOk(['boot', 'sync'], { root, env });
     assert.doesNotMatch(await read(`darch-${b}.conf`), /darch\.trial=1/);
@@ -198,7 +234,10 @@ describe('darch boot commands inside a machine booted with systemd-boot', () => 
   it('mark-good commits only on the trial boot itself; rollback and mark-bad rename and retune entries', async (t) => {
     const root = await tempDir(t);
     await mkdir(path.join(root, 'etc/darch'), { recursive: true });
-    await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000004"\nstage_fs_path = "/var/lib/darch/stage"\n`);
+    await writeFile(
+      path.join(root, 'etc/darch/config.toml'),
+      `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000004"\nstage_fs_path = "/var/lib/darch/stage"\n`,
+    );
     await mkdir(path.join(root, 'boot/efi/EFI'), { recursive: true });
     const a = await fakeStaged(root, ['os:a'], { created: new Date(Date.now() - 60_000) });
     const b = await fakeStaged(root, ['os:b']);
@@ -240,7 +279,10 @@ describe('darch boot sync with systemd-boot on a full ESP', () => {
   it('refuses with the bytes needed and free before it copies or writes anything', async (t) => {
     const root = await tempDir(t);
     await mkdir(path.join(root, 'etc/darch'), { recursive: true });
-    await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000003"\nstage_fs_path = "/var/lib/darch/stage"\n`);
+    await writeFile(
+      path.join(root, 'etc/darch/config.toml'),
+      `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000003"\nstage_fs_path = "/var/lib/darch/stage"\n`,
+    );
     const a = await fakeStaged(root, ['os:a']);
     await truncate(path.join(stageDirOf(root), 'live', a, 'initrd.img'), 8 * MiB);
     const espDir = path.join(root, 'boot/efi');
@@ -252,12 +294,15 @@ describe('darch boot sync with systemd-boot on a full ESP', () => {
       env: { ...process.env, ESP: espDir, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
     });
     if (/unshare: .*(Operation not permitted|No space)/.test(r.stderr)) return t.skip('user namespaces are not available here');
-    assert.match(r.stderr, /error: the kernels and initramfs images of 1 staged image\(s\) need 10 MiB on the ESP, but .*boot\/efi has 4(\.0)? MiB free\nhint: remove staged images .*nothing was changed/);
+    assert.match(
+      r.stderr,
+      /error: the kernels and initramfs images of 1 staged image\(s\) need 10 MiB on the ESP, but .*boot\/efi has 4(\.0)? MiB free\nhint: remove staged images .*nothing was changed/,
+    );
     assert.match(r.stdout, /rc=1\nEFI\n$/, 'nothing but the EFI directory that was there');
   });
 });
 
-describe('--disk on a GRUB disk reorders the disk\'s own grub.cfg', () => {
+describe("--disk on a GRUB disk reorders the disk's own grub.cfg", () => {
   it('set-default, rollback and mark-good put the new default first in /stage/grub.cfg (what a lost state boots)', async (t) => {
     const root = await tempDir(t);
     await fakeStaged(root, ['demo/a:1']);

@@ -35,13 +35,15 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     await writeTree(recipes, {
       base: {
         'config.json': '{"inherits": "external:base/busybox:stable"}',
-        script: '#!/bin/sh\nset -e\necho "setting up the base"\nmkdir -p /opt\necho "base in $(pwd) recipe=$DARCH_RECIPE foo=$FOO" > /opt/base.txt\ncat data.txt ../.shared/lib.txt >> /opt/base.txt\n',
+        script:
+          '#!/bin/sh\nset -e\necho "setting up the base"\nmkdir -p /opt\necho "base in $(pwd) recipe=$DARCH_RECIPE foo=$FOO" > /opt/base.txt\ncat data.txt ../.shared/lib.txt >> /opt/base.txt\n',
         'data.txt': 'data from the recipe directory\n',
         'recipe.toml': 'env = { GREETING = "hello" }\nlabels = { "org.example.role" = "base" }\ntags = ["stable"]\n',
       },
       '.shared': { 'lib.txt': 'shared helper\n' },
       desktop: {
-        Containerfile: '# a grandchild in the other format\nFROM darch:base\nRUN echo "desktop sees: $(cat /opt/base.txt | head -1)" > /opt/desktop.txt \\\n && echo greeting=$GREETING >> /opt/desktop.txt\nCOPY motd /etc/motd\n',
+        Containerfile:
+          '# a grandchild in the other format\nFROM darch:base\nRUN echo "desktop sees: $(cat /opt/base.txt | head -1)" > /opt/desktop.txt \\\n && echo greeting=$GREETING >> /opt/desktop.txt\nCOPY motd /etc/motd\n',
         motd: 'welcome to the desktop\n',
       },
     });
@@ -64,7 +66,13 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     const r = await darch(['--json', 'build', '-d', recipes, 'desktop', '-e', 'FOO=bar'], { root });
     assert.equal(r.code, 0, r.stderr);
     const res = r.json<{ images: Array<{ recipe: string; status: string; image: string }> }>();
-    assert.deepEqual(res.images.map((i) => [i.recipe, i.status, i.image]), [['base', 'built', 'base:latest'], ['desktop', 'built', 'desktop:latest']]);
+    assert.deepEqual(
+      res.images.map((i) => [i.recipe, i.status, i.image]),
+      [
+        ['base', 'built', 'base:latest'],
+        ['desktop', 'built', 'desktop:latest'],
+      ],
+    );
     // Output streams prefixed with the recipe name.
     assert.match(r.stderr, /^\[base\] setting up the base$/m);
     assert.match(r.stderr, /^\[desktop\] STEP 2\/\d+: RUN/m);
@@ -75,8 +83,14 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     assert.equal(base.layers.length, ext.layers.length + 1);
     assert.equal(desktop.layers.length, base.layers.length + 1);
     // Parent layers are shared, not re-compressed copies.
-    assert.deepEqual(base.layers.slice(0, -1).map((l) => l.digest), ext.layers.map((l) => l.digest));
-    assert.deepEqual(desktop.layers.slice(0, -1).map((l) => l.digest), base.layers.map((l) => l.digest));
+    assert.deepEqual(
+      base.layers.slice(0, -1).map((l) => l.digest),
+      ext.layers.map((l) => l.digest),
+    );
+    assert.deepEqual(
+      desktop.layers.slice(0, -1).map((l) => l.digest),
+      base.layers.map((l) => l.digest),
+    );
     assert.equal(desktop.manifest.annotations?.['org.opencontainers.image.base.name'], 'base:latest');
     assert.equal(base.manifest.annotations?.['org.opencontainers.image.base.name'], 'base/busybox:stable');
 
@@ -109,13 +123,19 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     const digests = async () => Object.fromEntries(await Promise.all(['base:latest', 'desktop:latest'].map(async (n) => [n, (await inspect(n)).digest])));
     const d0 = await digests();
     const again = await darchOk(['--json', 'build', '-d', recipes, 'desktop', '-e', 'FOO=bar'], { root });
-    assert.deepEqual(again.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status), ['cached', 'cached']);
+    assert.deepEqual(
+      again.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status),
+      ['cached', 'cached'],
+    );
     assert.deepEqual(await digests(), d0);
     assert.deepEqual(await refNames(root), before1);
 
     await writeFile(path.join(recipes, 'desktop/motd'), 'changed\n');
     const r = await darchOk(['--json', 'build', '-d', recipes, 'desktop', '-e', 'FOO=bar'], { root });
-    assert.deepEqual(r.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status), ['cached', 'built']);
+    assert.deepEqual(
+      r.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status),
+      ['cached', 'built'],
+    );
     const d1 = await digests();
     assert.equal(d1['base:latest'], d0['base:latest']);
     assert.notEqual(d1['desktop:latest'], d0['desktop:latest']);
@@ -123,11 +143,17 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     // A changed parent makes the child stale even when the child's own files did not change.
     await writeFile(path.join(recipes, '.shared/lib.txt'), 'new shared helper\n');
     const r2 = await darchOk(['--json', 'build', '-d', recipes, 'desktop', '-e', 'FOO=bar'], { root });
-    assert.deepEqual(r2.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status), ['built', 'built']);
+    assert.deepEqual(
+      r2.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status),
+      ['built', 'built'],
+    );
 
     // --no-cache rebuilds only what it is asked to with --no-deps.
     const r3 = await darchOk(['--json', 'build', '-d', recipes, '--no-deps', '--no-cache', 'desktop', '-e', 'FOO=bar'], { root });
-    assert.deepEqual(r3.json<{ images: Array<{ recipe: string; status: string }> }>().images.map((i) => [i.recipe, i.status]), [['desktop', 'built']]);
+    assert.deepEqual(
+      r3.json<{ images: Array<{ recipe: string; status: string }> }>().images.map((i) => [i.recipe, i.status]),
+      [['desktop', 'built']],
+    );
   });
 
   test("the original Darch docs' tree (examples/darch-docs: common → external, gaming → common) builds unchanged, with -t and -p", async () => {
@@ -139,10 +165,17 @@ describe('darch build: external base → Darch recipe → Containerfile', () => 
     assert.deepEqual(order, ['common', 'gaming']);
     await darchOk(['recipes', 'build', '-d', docs, '-t', 'v1,latest', '-p', 'me/darch-', ...order], { root });
     const names = await refNames(root);
-    for (const n of ['me/darch-common:v1', 'me/darch-common:latest', 'me/darch-gaming:v1', 'me/darch-gaming:latest']) assert.ok(names.includes(n), `${n} in ${names.join(',')}`);
+    for (const n of ['me/darch-common:v1', 'me/darch-common:latest', 'me/darch-gaming:v1', 'me/darch-gaming:latest'])
+      assert.ok(names.includes(n), `${n} in ${names.join(',')}`);
     const gaming = await inspect('me/darch-gaming:v1');
     const common = await inspect('me/darch-common:v1');
-    assert.deepEqual(gaming.layers.slice(0, -1).map((l) => l.digest), common.layers.map((l) => l.digest));
-    assert.deepEqual(layerEntries(root, gaming.layers.at(-1)!.digest).filter((p) => !['etc', 'run', '.'].includes(p)), ['etc/darch-gaming']);
+    assert.deepEqual(
+      gaming.layers.slice(0, -1).map((l) => l.digest),
+      common.layers.map((l) => l.digest),
+    );
+    assert.deepEqual(
+      layerEntries(root, gaming.layers.at(-1)!.digest).filter((p) => !['etc', 'run', '.'].includes(p)),
+      ['etc/darch-gaming'],
+    );
   });
 });

@@ -40,7 +40,12 @@ describe('darch build: bad input', () => {
   const darchRecipe = (inherits: string, script = '#!/bin/sh\ntrue\n') => ({ 'config.json': JSON.stringify({ inherits }), script });
 
   test('a cycle is printed', async () => {
-    const { r } = await fails({ a: darchRecipe('c'), b: darchRecipe('a'), c: { Containerfile: 'FROM darch:b\n' }, ok: darchRecipe('external:base/busybox') }, ['ok'], 'E_RECIPE_CYCLE', /a → c → b → a/);
+    const { r } = await fails(
+      { a: darchRecipe('c'), b: darchRecipe('a'), c: { Containerfile: 'FROM darch:b\n' }, ok: darchRecipe('external:base/busybox') },
+      ['ok'],
+      'E_RECIPE_CYCLE',
+      /a → c → b → a/,
+    );
     assert.equal(r.code, 78);
   });
 
@@ -50,7 +55,12 @@ describe('darch build: bad input', () => {
   });
 
   test('a script that is not executable', async () => {
-    const { err } = await fails({ a: { 'config.json': '{"inherits":"external:base/busybox"}', script: { content: '#!/bin/sh\n', mode: 0o644 } } }, ['a'], 'E_RECIPE_INVALID', /script is not executable/);
+    const { err } = await fails(
+      { a: { 'config.json': '{"inherits":"external:base/busybox"}', script: { content: '#!/bin/sh\n', mode: 0o644 } } },
+      ['a'],
+      'E_RECIPE_INVALID',
+      /script is not executable/,
+    );
     assert.match(err.hint ?? '', /chmod \+x/);
   });
 
@@ -65,7 +75,12 @@ describe('darch build: bad input', () => {
   });
 
   test('an external image that is not in the store', async () => {
-    const { err } = await fails({ a: darchRecipe('external:nowhere/base:1') }, ['a'], 'E_EXTERNAL_MISSING', /needs the external image nowhere\/base:1, which is not in the local store/);
+    const { err } = await fails(
+      { a: darchRecipe('external:nowhere/base:1') },
+      ['a'],
+      'E_EXTERNAL_MISSING',
+      /needs the external image nowhere\/base:1, which is not in the local store/,
+    );
     assert.match(err.hint ?? '', /darch images import .* nowhere\/base:1/);
     assert.match(err.hint ?? '', /darch images pull nowhere\/base:1/);
     // --pull asks the registry (issue 4); one that cannot be reached (.invalid never resolves) fails before any work.
@@ -93,8 +108,18 @@ describe('darch build: bad input', () => {
   });
 
   test('settings with an unknown key name the file and the key', async () => {
-    await fails({ a: { ...darchRecipe('external:base/busybox'), 'recipe.toml': 'env = { A = "1" }\nlabel = { x = "y" }\n' } }, ['a'], 'E_RECIPE_INVALID', /a\/recipe\.toml: unknown key label$/);
-    await fails({ a: { 'config.json': '{"inherits":"external:base/busybox","env":{}}', script: '#!/bin/sh\n' } }, ['a'], 'E_RECIPE_INVALID', /config\.json: unknown key env/);
+    await fails(
+      { a: { ...darchRecipe('external:base/busybox'), 'recipe.toml': 'env = { A = "1" }\nlabel = { x = "y" }\n' } },
+      ['a'],
+      'E_RECIPE_INVALID',
+      /a\/recipe\.toml: unknown key label$/,
+    );
+    await fails(
+      { a: { 'config.json': '{"inherits":"external:base/busybox","env":{}}', script: '#!/bin/sh\n' } },
+      ['a'],
+      'E_RECIPE_INVALID',
+      /config\.json: unknown key env/,
+    );
   });
 
   test('a failing script stops the build with recipe, step and exit status; nothing is tagged', async () => {

@@ -16,7 +16,12 @@ test('examples/recipes and examples/containerfile: busybox-base builds in both f
   await darchOk(['build', '-d', path.join(REPO, 'examples/recipes'), '-p', 'darch-format/', 'busybox-base'], { root });
   await darchOk(['build', '-d', path.join(REPO, 'examples/containerfile'), '-p', 'containerfile/', 'busybox-base'], { root });
   const names = await refNames(root);
-  for (const n of ['darch-format/busybox-base:latest', 'darch-format/busybox-base:example', 'containerfile/busybox-base:latest', 'containerfile/busybox-base:example']) {
+  for (const n of [
+    'darch-format/busybox-base:latest',
+    'darch-format/busybox-base:example',
+    'containerfile/busybox-base:latest',
+    'containerfile/busybox-base:example',
+  ]) {
     assert.ok(names.includes(n), `${n} in ${names.join(',')}`);
   }
   for (const prefix of ['darch-format', 'containerfile']) {

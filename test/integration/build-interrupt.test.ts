@@ -9,7 +9,9 @@ import { DARCH_BIN } from '../helpers/darch.js';
 import { buildahContainers, importBusybox, refNames, writeTree } from '../helpers/recipes.js';
 
 function running(marker: string): string[] {
-  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(marker));
+  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(marker));
 }
 
 for (const format of ['darch', 'containerfile'] as const) {

@@ -21,15 +21,16 @@ test('--builder podman builds a Darch recipe and a Containerfile child (podman s
   const bin = path.join(work, 'bin');
   await mkdir(bin);
   const storage = `--root ${work}/podman-storage --runroot ${work}/podman-run`;
-  await writeFile(
-    path.join(bin, 'podman'),
-    `#!/bin/sh\ncase "$1" in\n  info) echo 4.3.1-shim ;;\n  *) exec buildah ${storage} "$@" ;;\nesac\n`,
-  );
+  await writeFile(path.join(bin, 'podman'), `#!/bin/sh\ncase "$1" in\n  info) echo 4.3.1-shim ;;\n  *) exec buildah ${storage} "$@" ;;\nesac\n`);
   await chmod(path.join(bin, 'podman'), 0o755);
   const env = { PATH: `${bin}:${process.env.PATH}` };
   const dir = path.join(work, 'recipes');
   await writeTree(dir, {
-    base: { 'config.json': '{"inherits":"external:base/busybox"}', script: '#!/bin/sh\nset -e\necho "podman $DARCH_RECIPE $FOO" > /from-script\ncat data >> /from-script\n', data: 'recipe data\n' },
+    base: {
+      'config.json': '{"inherits":"external:base/busybox"}',
+      script: '#!/bin/sh\nset -e\necho "podman $DARCH_RECIPE $FOO" > /from-script\ncat data >> /from-script\n',
+      data: 'recipe data\n',
+    },
     top: { Containerfile: 'FROM darch:base\nRUN cat /from-script > /from-top\n' },
   });
   const doctor = (await darchOk(['--json', 'doctor'], { root, env })).json<{ checks: Array<{ name: string; ok: boolean }> }>();
@@ -40,12 +41,18 @@ test('--builder podman builds a Darch recipe and a Containerfile child (podman s
   const base = (await darchOk(['--json', 'images', 'inspect', 'base'], { root })).json<Inspect>();
   const top = (await darchOk(['--json', 'images', 'inspect', 'top'], { root })).json<Inspect>();
   assert.equal(base.layers.length, 2, 'one new layer for the Darch recipe');
-  assert.deepEqual(top.layers.slice(0, -1).map((l) => l.digest), base.layers.map((l) => l.digest));
+  assert.deepEqual(
+    top.layers.slice(0, -1).map((l) => l.digest),
+    base.layers.map((l) => l.digest),
+  );
   const entries = layerEntries(root, base.layers[1]!.digest);
   assert.ok(entries.includes('from-script'), entries.join(','));
   assert.ok(!entries.some((e) => e.startsWith('recipes/')), `the bind mount is not in the layer: ${entries.join(',')}`);
   const blob = path.join(root, 'var/lib/darch/images/blobs/sha256', base.layers[1]!.digest.slice(7));
   assert.equal(execFileSync('tar', ['-xOf', blob, 'from-script'], { encoding: 'utf8' }), 'podman base bar\nrecipe data\n');
   const again = await darchOk(['--json', 'build', '--builder', 'podman', '-d', dir, '-e', 'FOO=bar', 'top'], { root, env });
-  assert.deepEqual(again.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status), ['cached', 'cached']);
+  assert.deepEqual(
+    again.json<{ images: Array<{ status: string }> }>().images.map((i) => i.status),
+    ['cached', 'cached'],
+  );
 });

@@ -48,10 +48,16 @@ describe('darch disk add / remove / list', () => {
     assert.match(r.stderr, /error: os\/nope:1 is not on .*\nhint: on the disk: os\/a:1/);
 
     const before = (await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>();
-    assert.deepEqual(before.images.map((i) => [i.id, i.roles]), [[a, ['default']]]);
+    assert.deepEqual(
+      before.images.map((i) => [i.id, i.roles]),
+      [[a, ['default']]],
+    );
     const add = await darchOk(['--json', 'disk', 'add', disk, 'os/b:1', c], { root });
     const res = add.json<{ added: Array<{ id: string; tags: string[] }> }>();
-    assert.deepEqual(res.added, [{ id: b, tags: ['os/b:1'] }, { id: c, tags: ['os/c:1'] }]);
+    assert.deepEqual(res.added, [
+      { id: b, tags: ['os/b:1'] },
+      { id: c, tags: ['os/c:1'] },
+    ]);
     assert.match(add.stderr, /try it: darch boot try os\/b:1 --disk/);
 
     // On the disk: files, images.json, the menu (default first), disk.json; the state untouched.
@@ -61,7 +67,14 @@ describe('darch disk add / remove / list', () => {
     assert.equal((await menuTitles(disk))[0], 'Darch: os/a:1');
     assert.deepEqual((await menuTitles(disk)).sort(), ['Darch: os/a:1', 'Darch: os/b:1', 'Darch: os/c:1']);
     const after = (await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>();
-    assert.deepEqual(after.images.map((i) => [i.id, i.roles]), [[a, ['default']], [b, []], [c, []]]);
+    assert.deepEqual(
+      after.images.map((i) => [i.id, i.roles]),
+      [
+        [a, ['default']],
+        [b, []],
+        [c, []],
+      ],
+    );
     assert.ok(after.free.darch < before.free.darch - squash, 'the free space went down by at least the squashfs');
     // Adding again is a no-op; another tag of an image on the disk only tags it.
     const again = (await darchOk(['--json', 'disk', 'add', disk, 'os/b:latest'], { root })).json<{ added: unknown[]; tagged: Array<{ tags: string[] }> }>();
@@ -83,7 +96,10 @@ describe('darch disk add / remove / list', () => {
     assert.match(text, /free: .* in the darch partition, .* on the ESP \(grub\)/);
 
     const rm = (await darchOk(['--json', 'disk', 'remove', disk, 'os/a:1', c], { root })).json<{ removed: Array<{ id: string }> }>();
-    assert.deepEqual(rm.removed.map((i) => i.id), [a, c]);
+    assert.deepEqual(
+      rm.removed.map((i) => i.id),
+      [a, c],
+    );
     const status = (await darchOk(['--json', 'boot', 'status', '--disk', disk], { root })).json();
     assert.equal(status.default.stage, b);
     assert.equal(status.previous, null);
@@ -91,7 +107,10 @@ describe('darch disk add / remove / list', () => {
     assert.deepEqual(await menuTitles(disk), ['Darch: os/b:1', 'Darch: os/b:latest']);
     assert.doesNotMatch(await debugfs(disk, 'ls -p /stage/live'), new RegExp(`${a}|${c}`));
     const last = (await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>();
-    assert.deepEqual(last.images.map((i) => i.id), [b]);
+    assert.deepEqual(
+      last.images.map((i) => i.id),
+      [b],
+    );
     assert.ok(last.free.darch > after.free.darch, 'removing gave the room back');
     r = await darch(['disk', 'remove', disk, 'os/a:1'], { root });
     assert.match(r.stderr, /error: os\/a:1 is not on/);
@@ -120,7 +139,10 @@ describe('darch disk add / remove / list', () => {
     const menu = await debugfs(disk, 'cat /stage/grub.cfg');
     const r = await darch(['disk', 'add', disk, 'os/big:1'], { root });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /error: os\/big:1 need 12\d(\.\d)? MiB in the darch partition of .*, which has [\d.]+ MiB free\nhint: remove an image from the disk first \(darch disk remove/);
+    assert.match(
+      r.stderr,
+      /error: os\/big:1 need 12\d(\.\d)? MiB in the darch partition of .*, which has [\d.]+ MiB free\nhint: remove an image from the disk first \(darch disk remove/,
+    );
     assert.equal(await debugfs(disk, 'cat /stage/grub.cfg'), menu);
     assert.doesNotMatch(await debugfs(disk, 'ls -p /stage/live'), new RegExp(big));
   });
@@ -151,11 +173,17 @@ describe('darch disk add / remove / list', () => {
     assert.equal(await debugfs(disk, `cat /stage/live/${a}/vmlinuz`), 'not a kernel\n');
     assert.equal((await darchOk(['--json', 'boot', 'status', '--disk', disk], { root })).json().default.stage, a);
     assert.equal((await stat(disk)).size, sizeBefore);
-    assert.deepEqual((await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>().images.map((i) => i.id), [a]);
+    assert.deepEqual(
+      (await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>().images.map((i) => i.id),
+      [a],
+    );
 
     // Again, to the end: the leftover is replaced, and the partition checks clean.
     await darchOk(['disk', 'add', disk, 'os/b:1'], { root });
-    assert.deepEqual((await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>().images.map((i) => i.id), [a, b]);
+    assert.deepEqual(
+      (await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>().images.map((i) => i.id),
+      [a, b],
+    );
     const size = (await stat(path.join(stageDirOf(root), 'live', b, 'rootfs.squash'))).size;
     assert.match(await debugfs(disk, `stat /stage/live/${b}/rootfs.squash`), new RegExp(`Size: ${size}\\b`));
     const { darch: off } = await partitions(disk);
@@ -173,12 +201,19 @@ describe('darch disk add / remove / list', () => {
     await darchOk(['disk', 'create', disk, 'os/a:1', '--bootloader', 'systemd-boot'], { root });
     await darchOk(['disk', 'add', disk, 'os/b:1'], { root });
     const { esp } = await partitions(disk);
-    const mdir = async (dir: string) => (await run('mdir', ['-b', '-i', `${disk}@@${esp}`, `::/${dir}`], { allowFailure: true, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } })).stdout;
+    const mdir = async (dir: string) =>
+      (await run('mdir', ['-b', '-i', `${disk}@@${esp}`, `::/${dir}`], { allowFailure: true, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } })).stdout;
     assert.match(await mdir('loader/entries'), new RegExp(`darch-${b}\\.conf`));
     assert.match(await mdir(`darch/${b}`), /vmlinuz[\s\S]*initrd|initrd[\s\S]*vmlinuz/);
     const l = (await darchOk(['--json', 'disk', 'list', disk], { root })).json<Listing>();
     assert.equal(l.bootloader, 'systemd-boot');
-    assert.deepEqual(l.images.map((i) => [i.id, i.roles]), [[a, ['default']], [b, []]]);
+    assert.deepEqual(
+      l.images.map((i) => [i.id, i.roles]),
+      [
+        [a, ['default']],
+        [b, []],
+      ],
+    );
     await darchOk(['boot', 'try', 'os/b:1', '--disk', disk], { root });
     assert.match(await mdir('loader/entries'), new RegExp(`darch-${b}\\+\\d+(-\\d+)?\\.conf`));
     // New kernel arguments on every entry; the trial keeps its name (its counter) and its trial arguments.
@@ -192,7 +227,10 @@ describe('darch disk add / remove / list', () => {
       await run('mcopy', ['-o', '-n', '-i', `${disk}@@${esp}`, name, out], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
       return readFile(out, 'utf8');
     };
-    assert.match(await catEntry(trialName), /^options .* darch_stageid=\S+ darch_hooks=\S+ console=ttyS0,115200 loglevel=4 darch\.trial=1 panic=\d+ darch\.watchdog=\d+$/m);
+    assert.match(
+      await catEntry(trialName),
+      /^options .* darch_stageid=\S+ darch_hooks=\S+ console=ttyS0,115200 loglevel=4 darch\.trial=1 panic=\d+ darch\.watchdog=\d+$/m,
+    );
     assert.match(await catEntry(entries.find((e) => e.includes(a))!), /^options .* console=ttyS0,115200 loglevel=4$/m);
     await darchOk(['boot', 'set-default', 'os/b:1', '--disk', disk], { root });
     await darchOk(['disk', 'remove', disk, 'os/a:1'], { root });

@@ -8,7 +8,18 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { DirEnvStorage, ENV_BACKUP, ENV_PRIMARY, GRUBENV_SIZE, parseGrubEnv, readEnvPair, serializeGrubEnv, writeEnvPair, type EnvStorage, diskEnvStorage } from '../../src/boot/grub/grubenv.js';
+import {
+  DirEnvStorage,
+  ENV_BACKUP,
+  ENV_PRIMARY,
+  GRUBENV_SIZE,
+  parseGrubEnv,
+  readEnvPair,
+  serializeGrubEnv,
+  writeEnvPair,
+  type EnvStorage,
+  diskEnvStorage,
+} from '../../src/boot/grub/grubenv.js';
 import { findEsp, MtoolsFat } from '../../src/boot/shared/esp.js';
 import { DarchError } from '../../src/lib/errors.js';
 import { tempDir } from '../helpers/darch.js';
@@ -69,9 +80,16 @@ test('damaged blocks are reported as corrupt, never half-read', () => {
     ['garbage name', Buffer.from(good.toString('latin1').replace('a=1', 'a\u0000=1'), 'latin1')],
   ];
   for (const [what, buf] of cases) {
-    assert.throws(() => parseGrubEnv(buf, what), (e: unknown) => e instanceof DarchError && e.code === 'E_GRUBENV_CORRUPT' && Boolean(e.hint), what);
+    assert.throws(
+      () => parseGrubEnv(buf, what),
+      (e: unknown) => e instanceof DarchError && e.code === 'E_GRUBENV_CORRUPT' && Boolean(e.hint),
+      what,
+    );
   }
-  assert.throws(() => serializeGrubEnv([['big', 'x'.repeat(2000)]]), (e: unknown) => e instanceof DarchError && e.code === 'E_GRUBENV_FULL');
+  assert.throws(
+    () => serializeGrubEnv([['big', 'x'.repeat(2000)]]),
+    (e: unknown) => e instanceof DarchError && e.code === 'E_GRUBENV_FULL',
+  );
 });
 
 test('two copies: a corrupt, torn or missing primary falls back to the backup', async (t) => {
@@ -80,7 +98,13 @@ test('two copies: a corrupt, torn or missing primary falls back to the backup', 
   assert.equal((await readEnvPair(st)).source, 'none');
   await writeEnvPair(st, new Map([['darch_default', 'old']]));
   const oldBlock = await readFile(path.join(st.dir, ENV_PRIMARY));
-  const seq = await writeEnvPair(st, new Map([['darch_default', 'new'], ['darch_trial', 'b'.repeat(25)]]));
+  const seq = await writeEnvPair(
+    st,
+    new Map([
+      ['darch_default', 'new'],
+      ['darch_trial', 'b'.repeat(25)],
+    ]),
+  );
   assert.equal(seq, '2');
   const newBlock = await readFile(path.join(st.dir, ENV_PRIMARY));
   assert.deepEqual(await readFile(path.join(st.dir, ENV_BACKUP)), newBlock);
@@ -158,5 +182,8 @@ test('copies on the ESP of a disk image, through mtools, no mount', async (t) =>
   assert.equal(after.vars.get('darch_default'), 'abc');
   // A file that is not a partitioned disk gets a clear error.
   await writeFile(path.join(dir, 'plain'), 'hello');
-  await assert.rejects(diskEnvStorage(path.join(dir, 'plain')), (e: unknown) => e instanceof DarchError && /E_NO_PARTITION_TABLE|E_NO_ESP/.test(e.code) && Boolean(e.hint));
+  await assert.rejects(
+    diskEnvStorage(path.join(dir, 'plain')),
+    (e: unknown) => e instanceof DarchError && /E_NO_PARTITION_TABLE|E_NO_ESP/.test(e.code) && Boolean(e.hint),
+  );
 });

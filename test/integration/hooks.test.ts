@@ -19,11 +19,17 @@ describe('darch hooks', () => {
     const root = await tempDir(t);
     const hooks = await hostFiles(root);
     await mkdir(path.join(hooks, 'motd'));
-    await writeFile(path.join(hooks, 'motd/hook'), 'help() { echo "sets the message of the day"; }\ninstall() { echo hi > "$DARCH_HOOK_DEST_DIR/motd"; }\nrun() { cp "$DARCH_HOOK_DIR/motd" "$DARCH_ROOT_FS/etc/motd"; }\n');
+    await writeFile(
+      path.join(hooks, 'motd/hook'),
+      'help() { echo "sets the message of the day"; }\ninstall() { echo hi > "$DARCH_HOOK_DEST_DIR/motd"; }\nrun() { cp "$DARCH_HOOK_DIR/motd" "$DARCH_ROOT_FS/etc/motd"; }\n',
+    );
     await writeFile(path.join(hooks, 'hooks-config.json'), JSON.stringify({ motd: { 'execution-order': -1 }, ssh: { 'exclude-images': ['*:testing'] } }));
     await fakeStaged(root, ['demo/a:testing', 'demo/a:stable']);
     const list = (await darchOk(['--json', 'hooks', 'list'], { root })).json();
-    assert.deepEqual(list.hooks.map((h: { name: string }) => h.name), ['motd', 'fstab', 'hostname', 'machine-id', 'ssh']);
+    assert.deepEqual(
+      list.hooks.map((h: { name: string }) => h.name),
+      ['motd', 'fstab', 'hostname', 'machine-id', 'ssh'],
+    );
     const d = (await darchOk(['--json', 'hooks', 'details', 'ssh'], { root })).json();
     assert.deepEqual(d.matchedImages, ['demo/a:stable']);
     assert.deepEqual(d.unmatchedImages, ['demo/a:testing']);
@@ -63,7 +69,9 @@ describe('darch hooks', () => {
     await mkdir(path.join(fakeRoot, 'etc'), { recursive: true });
     const { run } = await import('../../src/lib/proc.js');
     for (const h of await readdir(path.join(dir, 'demo+a@stable'))) {
-      await run('sh', ['-c', '. "$DARCH_HOOK_DIR/hook" && run'], { env: { ...process.env, DARCH_ROOT_FS: fakeRoot, DARCH_HOOK_DIR: path.join(dir, 'demo+a@stable', h) } });
+      await run('sh', ['-c', '. "$DARCH_HOOK_DIR/hook" && run'], {
+        env: { ...process.env, DARCH_ROOT_FS: fakeRoot, DARCH_HOOK_DIR: path.join(dir, 'demo+a@stable', h) },
+      });
     }
     assert.equal(await readFile(path.join(fakeRoot, 'etc/hostname'), 'utf8'), 'prod-box\n');
     assert.equal(await readFile(path.join(fakeRoot, 'etc/fstab'), 'utf8'), 'LABEL=home /home ext4 defaults 0 2\n');
@@ -80,9 +88,15 @@ describe('darch hooks', () => {
     await writeFile(path.join(hooks, 'fstab.config'), '*=missing_fstab\n');
     const r = await darch(['hooks', 'apply', 'demo/a:1'], { root });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /error: hook fstab failed for demo\/a:1 \(exit 1\): .*missing_fstab for demo\/a:1, but that file does not exist\nhint: fix the hook/);
+    assert.match(
+      r.stderr,
+      /error: hook fstab failed for demo\/a:1 \(exit 1\): .*missing_fstab for demo\/a:1, but that file does not exist\nhint: fix the hook/,
+    );
     assert.deepEqual(await readdir(dir), before);
-    assert.deepEqual((await readdir(path.dirname(dir))).filter((f) => f.startsWith('.')), []);
+    assert.deepEqual(
+      (await readdir(path.dirname(dir))).filter((f) => f.startsWith('.')),
+      [],
+    );
   });
 
   it('rejects a malformed hooks-config.json with exit 78', async (t) => {

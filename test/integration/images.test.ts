@@ -30,7 +30,10 @@ describe('darch images', () => {
     assert.match(img.digest, /^sha256:[a-f0-9]{64}$/);
 
     const list = (await darchOk(['--json', 'images', 'list'], { root })).json();
-    assert.deepEqual(list.images.map((i: { name: string }) => i.name), ['example/busybox:latest']);
+    assert.deepEqual(
+      list.images.map((i: { name: string }) => i.name),
+      ['example/busybox:latest'],
+    );
     const human = await darchOk(['images', 'list'], { root });
     assert.match(human.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/m);
     assert.match(human.stdout, /example\/busybox\s+latest\s+[a-f0-9]{12}/);
@@ -65,7 +68,10 @@ describe('darch images', () => {
       assert.match(await readFile(path.join(out, 'rootfs/etc/os-release'), 'utf8'), new RegExp(`made-${c}`));
     }
     // A root file system piped on stdin.
-    const piped = await darchOk(['--json', 'images', 'import', '-', 'fs/stdin:1'], { root, input: await readFile(await makeRootfsTar(work, 'piped', { marker: 'from-stdin' })) });
+    const piped = await darchOk(['--json', 'images', 'import', '-', 'fs/stdin:1'], {
+      root,
+      input: await readFile(await makeRootfsTar(work, 'piped', { marker: 'from-stdin' })),
+    });
     assert.equal(piped.json().format, 'rootfs');
     await sh('umoci', ['unpack', '--image', `${storeOf(root)}:fs/stdin:1`, path.join(work, 'out-stdin')]);
     assert.match(await readFile(path.join(work, 'out-stdin/rootfs/etc/os-release'), 'utf8'), /from-stdin/);
@@ -84,7 +90,11 @@ describe('darch images', () => {
     assert.equal(c.format, 'oci-dir');
     for (const n of ['from/oci:1', 'from/docker:1', 'from/layout:1']) {
       const i = (await darchOk(['--json', 'images', 'inspect', n], { root: root2 })).json();
-      assert.deepEqual(i.layers.map((l: { diffId: string }) => l.diffId), want.layers.map((l: { diffId: string }) => l.diffId), n);
+      assert.deepEqual(
+        i.layers.map((l: { diffId: string }) => l.diffId),
+        want.layers.map((l: { diffId: string }) => l.diffId),
+        n,
+      );
       const out = path.join(work, `x-${n.replace(/\W/g, '_')}`);
       await sh('umoci', ['unpack', '--image', `${storeOf(root2)}:${n}`, out]);
       assert.match(await readFile(path.join(out, 'rootfs/etc/os-release'), 'utf8'), /made-gzip/);
@@ -217,7 +227,10 @@ describe('darch images: bad input leaves the store as it was', () => {
     await darchOk(['demo', '--image-only'], { root });
     const lock = path.join(root, 'var/lib/darch/images.lock');
     // A live process (this test runner) holds the lock.
-    await writeFile(lock, JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), command: 'images import big.tar', since: new Date().toISOString() }));
+    await writeFile(
+      lock,
+      JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname(), command: 'images import big.tar', since: new Date().toISOString() }),
+    );
     const r = await darch(['images', 'tag', 'example/busybox', 'y:1'], { root });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`error: the image store .* is locked by another darch process \\(pid ${process.pid}`));
@@ -315,7 +328,20 @@ describe('global behaviour', () => {
     if (process.getuid?.() !== 0) return t.skip('needs root to switch to an unprivileged user');
     const home = await tempDir(t);
     await sh('chown', ['65534:65534', home]);
-    const { stdout } = await sh('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', `HOME=${home}`, 'XDG_DATA_HOME=', 'DARCH_ROOT=', process.execPath, DARCH_BIN, '--json', 'demo', '--image-only']);
+    const { stdout } = await sh('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      'env',
+      `HOME=${home}`,
+      'XDG_DATA_HOME=',
+      'DARCH_ROOT=',
+      process.execPath,
+      DARCH_BIN,
+      '--json',
+      'demo',
+      '--image-only',
+    ]);
     assert.equal(JSON.parse(stdout).store, path.join(home, '.local/share/darch/images'));
     const s = await stat(path.join(home, '.local/share/darch/images/index.json'));
     assert.equal(s.uid, 65534);

@@ -28,19 +28,31 @@ describe('darch initramfs build', () => {
     const res = (await darchOk(['--json', 'initramfs', 'build', root, '--kernel', kernel.vmlinuz, '-o', out])).json();
     assert.equal(res.release, kernel.release);
     const files = await unpack(out, path.join(work, 'x'));
-    for (const f of ['init', 'bin/busybox', 'bin/sh', 'lib/darch/darch-lib.sh', 'dev/console', 'lib/modules/load.list']) assert.ok(files.includes(f), `${f} in the initramfs`);
+    for (const f of ['init', 'bin/busybox', 'bin/sh', 'lib/darch/darch-lib.sh', 'dev/console', 'lib/modules/load.list'])
+      assert.ok(files.includes(f), `${f} in the initramfs`);
     const load = (await readFile(path.join(work, 'x/lib/modules/load.list'), 'utf8')).split('\n').filter(Boolean);
     const pos = (m: string) => load.findIndex((l) => l.endsWith(`/${m}.ko`));
-    for (const m of ['squashfs', 'overlay', 'loop', 'ext4', 'vfat', 'virtio_blk', 'virtio_pci', 'nvme', 'ahci', 'sd_mod']) assert.ok(pos(m) >= 0, `${m} is loaded`);
+    for (const m of ['squashfs', 'overlay', 'loop', 'ext4', 'vfat', 'virtio_blk', 'virtio_pci', 'nvme', 'ahci', 'sd_mod'])
+      assert.ok(pos(m) >= 0, `${m} is loaded`);
     assert.ok(pos('virtio_ring') < pos('virtio_blk') && pos('virtio') < pos('virtio_blk'));
     assert.ok(pos('jbd2') < pos('ext4') && pos('mbcache') < pos('ext4'));
     assert.ok(pos('fat') < pos('vfat'));
     assert.equal((await stat(path.join(work, 'x/dev/console'))).isCharacterDevice(), true);
     // Watchdog drivers are carried for trial boots (darch.watchdog=), never loaded at boot.
-    const dogs = (await readFile(path.join(work, 'x/lib/modules/watchdog.list'), 'utf8')).split('\n').filter(Boolean).map((l) => l.split(' '));
+    const dogs = (await readFile(path.join(work, 'x/lib/modules/watchdog.list'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' '));
     const dogFiles = (d: string) => dogs.filter(([name]) => name === d).map(([, f]) => f!);
-    assert.deepEqual(dogFiles('i6300esb').map((f) => f.split('/').pop()), ['watchdog.ko', 'i6300esb.ko'], 'the core first, then the driver');
-    assert.deepEqual(dogFiles('softdog').map((f) => f.split('/').pop()), ['watchdog.ko', 'softdog.ko']);
+    assert.deepEqual(
+      dogFiles('i6300esb').map((f) => f.split('/').pop()),
+      ['watchdog.ko', 'i6300esb.ko'],
+      'the core first, then the driver',
+    );
+    assert.deepEqual(
+      dogFiles('softdog').map((f) => f.split('/').pop()),
+      ['watchdog.ko', 'softdog.ko'],
+    );
     for (const f of dogs.map(([, f]) => f!)) assert.ok(files.includes(`lib/modules/${kernel.release}/${f}`), `${f} in the initramfs`);
     assert.equal(pos('i6300esb'), -1, 'not loaded on every boot');
     assert.equal(pos('softdog'), -1);
@@ -94,7 +106,13 @@ describe('darch initramfs build', () => {
     assert.match(r.stderr, new RegExp(`error: the image has /lib/modules/${kernel.release} but no modules.dep\\nhint: run \`depmod`));
 
     // A kernel without squashfs (neither module nor built in) cannot boot darch images.
-    await writeFile(path.join(mdir, 'modules.dep'), dep.split('\n').filter((l) => !l.startsWith('kernel/fs/squashfs/')).join('\n'));
+    await writeFile(
+      path.join(mdir, 'modules.dep'),
+      dep
+        .split('\n')
+        .filter((l) => !l.startsWith('kernel/fs/squashfs/'))
+        .join('\n'),
+    );
     r = await darch(['initramfs', 'build', root, '--kernel', kernel.vmlinuz, '-o', out]);
     assert.match(r.stderr, /error: kernel .* has no squashfs \(neither a module nor built in\)/);
 

@@ -101,7 +101,9 @@ describe('registry: TLS and authentication', () => {
 
     // skopeo reads the same auth file and trusts the same CA directory layout.
     const certDir = path.join(src, 'etc/darch/certs.d', reg.host);
-    const inspected = JSON.parse(execFileSync('skopeo', ['inspect', '--authfile', authFile(), '--cert-dir', certDir, `docker://${reg.host}/team/demo:1`], { encoding: 'utf8' }));
+    const inspected = JSON.parse(
+      execFileSync('skopeo', ['inspect', '--authfile', authFile(), '--cert-dir', certDir, `docker://${reg.host}/team/demo:1`], { encoding: 'utf8' }),
+    );
     assert.equal(inspected.Digest, digest);
 
     const root = await tempDir(t);
@@ -165,7 +167,13 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     work = await mkdtemp(path.join(os.tmpdir(), 'darch-regtoken-'));
     tokens = await startTokenServer(work, USER, PASSWORD);
     reg = await startRegistry({ token: tokens });
-    env = { HOME: work, XDG_RUNTIME_DIR: path.join(work, 'run'), XDG_CONFIG_HOME: path.join(work, '.config'), REGISTRY_AUTH_FILE: path.join(work, 'auth.json'), DOCKER_CONFIG: '' };
+    env = {
+      HOME: work,
+      XDG_RUNTIME_DIR: path.join(work, 'run'),
+      XDG_CONFIG_HOME: path.join(work, '.config'),
+      REGISTRY_AUTH_FILE: path.join(work, 'auth.json'),
+      DOCKER_CONFIG: '',
+    };
   });
 
   after(async () => {
@@ -191,7 +199,10 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     const push = await darch(['images', 'push', `${reg.host}/team/demo:1`, '--tls-verify=false', '--json', '--debug'], { root: src, env });
     assert.equal(push.code, 0, push.stderr);
     assert.ok(!push.stderr.includes('Bearer '), 'a token was printed');
-    assert.ok(tokens.requests.some((r) => r.user === USER && r.scopes.includes('repository:team/demo:pull,push')), JSON.stringify(tokens.requests));
+    assert.ok(
+      tokens.requests.some((r) => r.user === USER && r.scopes.includes('repository:team/demo:pull,push')),
+      JSON.stringify(tokens.requests),
+    );
 
     const root = await tempDir(t);
     const pull = (await darchOk(['images', 'pull', `${reg.host}/team/demo:1`, '--tls-verify=false', '--json'], { root, env })).json();
@@ -199,7 +210,9 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     await darchOk(['images', 'verify'], { root });
 
     tokens.requests.length = 0;
-    const mounted = (await darchOk(['images', 'push', `${reg.host}/team/demo:1`, `${reg.host}/other/demo:1`, '--tls-verify=false', '--json'], { root, env })).json();
+    const mounted = (
+      await darchOk(['images', 'push', `${reg.host}/team/demo:1`, `${reg.host}/other/demo:1`, '--tls-verify=false', '--json'], { root, env })
+    ).json();
     assert.equal(mounted.blobsMounted, 2);
     assert.ok(tokens.requests.some((r) => r.scopes.includes('repository:team/demo:pull') && r.scopes.includes('repository:other/demo:pull,push')));
   });
@@ -223,8 +236,14 @@ describe('registry: Bearer token authentication (docker-registry with a token se
     const storage = proxy.log.filter((l) => l.url.startsWith('/_storage/'));
     assert.equal(redirected.length, 2);
     assert.equal(storage.length, 2);
-    assert.ok(redirected.every((l) => l.hadAuthorization), 'the registry requests carried no credentials');
-    assert.ok(storage.every((l) => !l.hadAuthorization && l.host?.startsWith('localhost:')), 'Authorization leaked to the other host');
+    assert.ok(
+      redirected.every((l) => l.hadAuthorization),
+      'the registry requests carried no credentials',
+    );
+    assert.ok(
+      storage.every((l) => !l.hadAuthorization && l.host?.startsWith('localhost:')),
+      'Authorization leaked to the other host',
+    );
     await darchOk(['images', 'verify'], { root });
   });
 });

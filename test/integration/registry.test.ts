@@ -143,7 +143,9 @@ describe('registry: pull and push through a faulty network', () => {
     // Not fetched again from the start (that would be at least total + from bytes).
     assert.ok(j.bytesDownloaded >= total(big) && j.bytesDownloaded < total(big) + from, `${j.bytesDownloaded} bytes downloaded`);
     assert.match(r.stderr, /interrupted/);
-    const got = createHash('sha256').update(await readFile(blobFile(root, layer.digest))).digest('hex');
+    const got = createHash('sha256')
+      .update(await readFile(blobFile(root, layer.digest)))
+      .digest('hex');
     assert.equal(`sha256:${got}`, layer.digest);
     assert.deepEqual(await partials(root), []);
     await verifyOk(root);
@@ -171,7 +173,10 @@ describe('registry: pull and push through a faulty network', () => {
     const r = await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root });
     assert.equal(r.json().digest, app1.manifestDigest);
     assert.equal(proxy.requests('/manifests/1').length, 3);
-    assert.deepEqual(proxy.requests(app1.layers[1]!.digest).map((l) => l.status), [429, 200]);
+    assert.deepEqual(
+      proxy.requests(app1.layers[1]!.digest).map((l) => l.status),
+      [429, 200],
+    );
     assert.ok(Date.now() - started >= 1000, 'Retry-After: 1 was not waited for');
     assert.match(r.stderr, /answered 500; retrying/);
     await verifyOk(root);
@@ -230,7 +235,10 @@ describe('registry: pull and push through a faulty network', () => {
     let size = 0;
     for (let i = 0; i < 200 && size < cutAt; i++) {
       await sleep(100);
-      size = await stat(partial).then((s) => s.size, () => 0);
+      size = await stat(partial).then(
+        (s) => s.size,
+        () => 0,
+      );
     }
     assert.equal(size, cutAt, 'the partial download did not reach the stall point');
     child.kill('SIGKILL');
@@ -266,7 +274,10 @@ describe('registry: pull and push through a faulty network', () => {
     let size = 0;
     for (let i = 0; i < 200 && size < cutAt; i++) {
       await sleep(100);
-      size = await stat(partial).then((s) => s.size, () => 0);
+      size = await stat(partial).then(
+        (s) => s.size,
+        () => 0,
+      );
     }
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
@@ -297,7 +308,10 @@ describe('registry: pull and push through a faulty network', () => {
     const j = (await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root })).json();
     assert.equal(j.digest, app1.manifestDigest);
     const gets = proxy.requests(layer.digest);
-    assert.deepEqual(gets.map((l) => [l.range, l.status]), [[`bytes=${MiB}-`, 200]]);
+    assert.deepEqual(
+      gets.map((l) => [l.range, l.status]),
+      [[`bytes=${MiB}-`, 200]],
+    );
     // The whole blob came again and was not appended to the partial file.
     assert.equal(gets[0]!.bytes, layer.size);
     const stored = await readFile(blobFile(root, layer.digest));
@@ -314,7 +328,10 @@ describe('registry: pull and push through a faulty network', () => {
     await writeFile(path.join(root, 'var/lib/darch/tmp', `pull-sha256-${layer.digest.slice(7)}.partial`), Buffer.alloc(4096, 7));
     const r = await darchOk(['images', 'pull', `${proxy.host}/app:1`, NO_TLS, '--json'], { root });
     assert.equal(r.json().digest, app1.manifestDigest);
-    assert.deepEqual(proxy.requests(layer.digest).map((l) => l.range), ['bytes=4096-', undefined]);
+    assert.deepEqual(
+      proxy.requests(layer.digest).map((l) => l.range),
+      ['bytes=4096-', undefined],
+    );
     await verifyOk(root);
   });
 
@@ -324,23 +341,37 @@ describe('registry: pull and push through a faulty network', () => {
       schemaVersion: 2,
       mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
       manifests: [
-        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: app1.manifestDigest, size: app1.manifestSize, platform: { os: 'linux', architecture: 'amd64' } },
-        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: big.manifestDigest, size: big.manifestSize, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: app1.manifestDigest,
+          size: app1.manifestSize,
+          platform: { os: 'linux', architecture: 'amd64' },
+        },
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: big.manifestDigest,
+          size: big.manifestSize,
+          platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+        },
       ],
     };
     // The registry accepts an index whose manifests it already has (pushed by skopeo in before()).
     const body = JSON.stringify(list);
     const res = await fetch(`${reg.url}/v2/multi/manifests/1`, { method: 'PUT', headers: { 'content-type': list.mediaType }, body }).catch(() => undefined);
-    if (!res || res.status !== 201) {
+    if (res?.status !== 201) {
       // Manifests must live in the same repository: copy them there first.
       skopeo(['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:app:1`, `docker://${reg.host}/multi:amd`]);
       skopeo(['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:big:1`, `docker://${reg.host}/multi:arm`]);
       const again = await fetch(`${reg.url}/v2/multi/manifests/1`, { method: 'PUT', headers: { 'content-type': list.mediaType }, body });
       assert.equal(again.status, 201, await again.text());
     }
-    const arm = (await darchOk(['images', 'pull', `${reg.host}/multi:1`, NO_TLS, '--platform', 'linux/arm64', '--name', 'multi:arm', '--json'], { root })).json();
+    const arm = (
+      await darchOk(['images', 'pull', `${reg.host}/multi:1`, NO_TLS, '--platform', 'linux/arm64', '--name', 'multi:arm', '--json'], { root })
+    ).json();
     assert.equal(arm.digest, big.manifestDigest);
-    const amd = (await darchOk(['images', 'pull', `${reg.host}/multi:1`, NO_TLS, '--platform', 'linux/amd64', '--name', 'multi:amd', '--json'], { root })).json();
+    const amd = (
+      await darchOk(['images', 'pull', `${reg.host}/multi:1`, NO_TLS, '--platform', 'linux/amd64', '--name', 'multi:amd', '--json'], { root })
+    ).json();
     assert.equal(amd.digest, app1.manifestDigest);
     const none = await darch(['images', 'pull', `${reg.host}/multi:1`, NO_TLS, '--platform', 'linux/s390x'], { root });
     assert.equal(none.code, 1);

@@ -74,7 +74,11 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
   it('a failing step stages nothing and leaves no work directory', async () => {
     const before = await readdir(stage.liveDir);
     await assert.rejects(
-      stageImage(images, stage, 'api:1', { force: true, tags: ['api:2'], steps: [{ name: 'boom', run: async () => Promise.reject(new Error('hook install failed')) }] }),
+      stageImage(images, stage, 'api:1', {
+        force: true,
+        tags: ['api:2'],
+        steps: [{ name: 'boom', run: async () => Promise.reject(new Error('hook install failed')) }],
+      }),
       /hook install failed/,
     );
     assert.deepEqual(await readdir(stage.liveDir), before);
@@ -82,7 +86,7 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
     await assert.rejects(stage.get('api:2'), /not staged/);
   });
 
-  it('a disk that fills while a bundle is imported is the file system\'s error, not the bundle\'s', async (t) => {
+  it("a disk that fills while a bundle is imported is the file system's error, not the bundle's", async (t) => {
     const bundle = path.join(work, 'api.darch');
     await exportStaged(stage, 'api:1', bundle);
     await withTmpfs(t, path.join(work, 'full-import'), '2m', async (full) => {
@@ -107,7 +111,7 @@ describe('stage API: steps (the hook point for the initramfs and hooks)', () => 
     });
   });
 
-  it('a disk that fills while the kernel is copied out is the file system\'s error, not the layer\'s, in either pass, and stops the stream', async (t) => {
+  it("a disk that fills while the kernel is copied out is the file system's error, not the layer's, in either pass, and stops the stream", async (t) => {
     const t2 = path.join(work, 'big.tar');
     const pack = tar.pack();
     const done = pipeline(pack, createWriteStream(t2));

@@ -52,7 +52,10 @@ describe('stage: damaged and malformed layers', () => {
     assert.deepEqual(live, [path.basename(goodDir)], 'only the good image is staged');
     assert.equal(sha(await readFile(path.join(goodDir, 'rootfs.squash'))), goodSquash, 'the good image was not touched');
     const list = (await darchOk(['--json', 'stage', 'list'], { root })).json();
-    assert.deepEqual(list.staged.map((s: { tags: string[] }) => s.tags).flat(), ['good:1']);
+    assert.deepEqual(
+      list.staged.flatMap((s: { tags: string[] }) => s.tags),
+      ['good:1'],
+    );
   }
 
   after(() => rm(work, { recursive: true, force: true }));
@@ -116,7 +119,10 @@ describe('stage: damaged and malformed layers', () => {
       await assertNothingStaged(r.stderr);
     });
 
-    for (const [damage, tag] of [['cut short', 'truncated:1'], ['with a flipped byte', 'flipped:1']] as const) {
+    for (const [damage, tag] of [
+      ['cut short', 'truncated:1'],
+      ['with a flipped byte', 'flipped:1'],
+    ] as const) {
       it(`refuses a layer blob ${damage} after import ${how}`, async () => {
         const r = await darch(['stage', 'upload', ...mode, tag], { root });
         assert.equal(r.code, 1, r.stderr);

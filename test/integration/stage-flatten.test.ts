@@ -27,7 +27,7 @@ async function file(p: string, content: string | Buffer, mode = 0o644): Promise<
 
 /** A layer tar written by GNU tar from a real directory: real xattrs, capabilities, devices, owners. */
 function gnuTarLayer(dir: string, out: string): void {
-  sh('tar', ['--xattrs', "--xattrs-include=*", '--numeric-owner', '--format=pax', '-C', dir, '-cf', out, '.']);
+  sh('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--format=pax', '-C', dir, '-cf', out, '.']);
 }
 
 describe('stage: flattening matches umoci unpack', () => {
@@ -197,7 +197,10 @@ describe('stage: flattening matches umoci unpack', () => {
     const want = snapshotTree(path.join(onePass.umoci!, 'rootfs'), { mtimes: true });
     const diffs = diffTrees(want, snapshotTree(onePass.root!, { mtimes: true }), ['umoci', 'one pass']);
     assert.deepEqual(diffs, [], diffs.join('\n'));
-    assert.ok(want.has('usr/lib/hl-same-layer-2') && want.has('var/lib/hl3') && !want.has('opt/old/1'), 'the fixture has hard links, cross-layer links and an opaque dir');
+    assert.ok(
+      want.has('usr/lib/hl-same-layer-2') && want.has('var/lib/hl3') && !want.has('opt/old/1'),
+      'the fixture has hard links, cross-layer links and an opaque dir',
+    );
     const two = diffTrees(want, snapshotTree(onePass.twoPassRoot!, { mtimes: true }), ['umoci', 'two passes']);
     assert.deepEqual(two, [], two.join('\n'));
   });

@@ -32,7 +32,9 @@ async function rootfsTar(out: string, files: Spec): Promise<void> {
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
   }
   const add = (h: Partial<tar.Header> & { name: string }, body?: string | Buffer) =>
-    new Promise<void>((res, rej) => pack.entry({ uid: 0, gid: 0, mtime: new Date(1_700_000_000_000), ...h } as tar.Header, body ?? '', (e) => (e ? rej(e) : res())));
+    new Promise<void>((res, rej) =>
+      pack.entry({ uid: 0, gid: 0, mtime: new Date(1_700_000_000_000), ...h } as tar.Header, body ?? '', (e) => (e ? rej(e) : res())),
+    );
   for (const d of [...dirs].sort()) await add({ name: `${d}/`, type: 'directory', mode: 0o755 });
   for (const [p, v] of Object.entries(files)) {
     if (typeof v === 'object' && !Buffer.isBuffer(v)) await add({ name: p, type: 'symlink', linkname: v.symlink, mode: 0o777 });
@@ -90,13 +92,22 @@ describe('stage: store, kernels, bundles and safety', () => {
       },
       {
         name: 'k/modules:1',
-        files: { lib: { symlink: 'usr/lib' }, 'usr/lib/modules/6.2.0-arch1/vmlinuz': 'arch kernel', 'usr/lib/modules/6.2.0-arch1/initramfs.img': 'arch initramfs' },
+        files: {
+          lib: { symlink: 'usr/lib' },
+          'usr/lib/modules/6.2.0-arch1/vmlinuz': 'arch kernel',
+          'usr/lib/modules/6.2.0-arch1/initramfs.img': 'arch initramfs',
+        },
         kernel: 'arch kernel',
         initrd: 'arch initramfs',
       },
       {
         name: 'k/symlinks:1',
-        files: { vmlinuz: { symlink: 'boot/kernel-7' }, 'initrd.img': { symlink: '/boot/ird-7' }, 'boot/kernel-7': 'linked kernel', 'boot/ird-7': 'linked initrd' },
+        files: {
+          vmlinuz: { symlink: 'boot/kernel-7' },
+          'initrd.img': { symlink: '/boot/ird-7' },
+          'boot/kernel-7': 'linked kernel',
+          'boot/ird-7': 'linked initrd',
+        },
         kernel: 'linked kernel',
         initrd: 'linked initrd',
       },
@@ -157,7 +168,7 @@ describe('stage: store, kernels, bundles and safety', () => {
     assert.deepEqual(await ls(path.join(staged(root), 'tmp')), []);
   });
 
-  it('syncs boot menus only where this machine boots darch\'s menu; elsewhere says nothing about menus', async () => {
+  it("syncs boot menus only where this machine boots darch's menu; elsewhere says nothing about menus", async () => {
     // A build host: no /etc/grub.d/60_darch, no ESP with darch's state, not booted from darch.
     const root = await fresh();
     await importRootfs(root, 'host/os:1', kernelOnly);
@@ -245,7 +256,10 @@ describe('stage: store, kernels, bundles and safety', () => {
     const goodMeta = JSON.parse(await readFile(path.join(live, goodId!, 'meta.json'), 'utf8'));
     // Big enough (incompressible) that tar2sqfs is still writing when we kill darch.
     await importRootfs(root, 'big:1', { ...kernelOnly, 'big/a': randomBytes(48 << 20), 'big/b': randomBytes(48 << 20) });
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'stage', 'upload', '--compression', 'xz', 'big:1'], { stdio: 'ignore', env: { ...process.env, DARCH_LOCK_TIMEOUT: '0' } });
+    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'stage', 'upload', '--compression', 'xz', 'big:1'], {
+      stdio: 'ignore',
+      env: { ...process.env, DARCH_LOCK_TIMEOUT: '0' },
+    });
     const tmp = path.join(staged(root), 'tmp');
     let sawWork = false;
     for (let i = 0; i < 300 && !sawWork; i++) {
@@ -347,7 +361,11 @@ describe('stage: store, kernels, bundles and safety', () => {
       await tarStreamLayer(path.join(tars, 'l2.tar'), [{ name: 'data/link', type: 'link', linkname: 'data/target' }]);
       await tarStreamLayer(path.join(tars, 'l3.tar'), [{ name: 'data/target', content: 'replaced' }]);
       const layout = path.join(tars, 'layout');
-      await writeOciLayout(layout, 'fallback', ['l1', 'l2', 'l3'].map((l) => ({ tar: path.join(tars, `${l}.tar`), compression: 'gzip' as const })));
+      await writeOciLayout(
+        layout,
+        'fallback',
+        ['l1', 'l2', 'l3'].map((l) => ({ tar: path.join(tars, `${l}.tar`), compression: 'gzip' as const })),
+      );
       await darchOk(['images', 'import', `oci:${layout}:fallback`, 'fallback:1'], { root: mnt });
       const r = await darch(['-v', 'stage', 'upload', 'fallback:1'], { root: mnt });
       assert.equal(r.code, 1, r.stderr);
@@ -381,7 +399,11 @@ describe('stage: store, kernels, bundles and safety', () => {
     };
     delete env.DARCH_ROOT;
     const asNobody = (args: string[]) =>
-      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, DARCH_BIN, ...args], { env, cwd: home, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, DARCH_BIN, ...args], {
+        env,
+        cwd: home,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }).toString();
     asNobody(['images', 'import', t1, 'mine:1']);
     const res = JSON.parse(asNobody(['--json', 'stage', 'upload', 'mine:1']));
     assert.ok(res.dir.startsWith(path.join(home, 'data/darch/stage/live/')), res.dir);

@@ -19,7 +19,31 @@ const A: ImageRef = { entry: 'darch-os@a', stage: 'a'.repeat(25) };
 const B: ImageRef = { entry: 'darch-os@b', stage: 'b'.repeat(25) };
 const C = 'c'.repeat(25);
 const LIB = path.join(REPO, 'assets/trial');
-const APPLETS = ['sh', 'cat', 'head', 'tail', 'tr', 'wc', 'grep', 'sed', 'dd', 'rm', 'sync', 'mkdir', 'printf', 'echo', 'blkid', 'mount', 'umount', 'modprobe', 'cut', 'reboot', 'awk', 'ls', 'mv'];
+const APPLETS = [
+  'sh',
+  'cat',
+  'head',
+  'tail',
+  'tr',
+  'wc',
+  'grep',
+  'sed',
+  'dd',
+  'rm',
+  'sync',
+  'mkdir',
+  'printf',
+  'echo',
+  'blkid',
+  'mount',
+  'umount',
+  'modprobe',
+  'cut',
+  'reboot',
+  'awk',
+  'ls',
+  'mv',
+];
 
 /** A PATH with busybox applets only, so the scripts are proven to need nothing else. */
 async function busyboxPath(dir: string): Promise<string> {
@@ -53,7 +77,16 @@ async function setup(t: Parameters<typeof tempDir>[0]): Promise<Setup> {
       try {
         const r = await sh(path.join(bin, 'sh'), [path.join(LIB, script), ...args], {
           // DARCH_RUN_DIR: the scripts' /run/darch (watchdog record, commit mark) stays in the test's directory.
-          env: { PATH: bin, DARCH_LIB: LIB, DARCH_ESP: esp, DARCH_CMDLINE_FILE: cmdFile, TMPDIR: dir, DARCH_NO_REBOOT: '1', DARCH_RUN_DIR: path.join(dir, 'run'), ...env },
+          env: {
+            PATH: bin,
+            DARCH_LIB: LIB,
+            DARCH_ESP: esp,
+            DARCH_CMDLINE_FILE: cmdFile,
+            TMPDIR: dir,
+            DARCH_NO_REBOOT: '1',
+            DARCH_RUN_DIR: path.join(dir, 'run'),
+            ...env,
+          },
         });
         return { code: 0, out: r.stdout + r.stderr };
       } catch (err) {
@@ -142,7 +175,10 @@ test('darch-commit on a systemd-boot ESP strips the counter like systemd-bless-b
   const opts = (id: string) => ({ stage: id, title: id, linux: '/k', initrd: '/i', options: `darch_stageid=${id}` });
   await writeFile(path.join(entries, `darch-${A.stage}.conf`), renderBlsEntry(opts(A.stage), 20));
   // As `darch boot try` arms it: the flag, then the trial's own panic= and darch.watchdog=.
-  await writeFile(path.join(entries, `darch-${B.stage}+1-2.conf`), renderBlsEntry({ ...opts(B.stage), options: `darch_stageid=${B.stage} darch.trial=1 panic=10 darch.watchdog=300` }, 30));
+  await writeFile(
+    path.join(entries, `darch-${B.stage}+1-2.conf`),
+    renderBlsEntry({ ...opts(B.stage), options: `darch_stageid=${B.stage} darch.trial=1 panic=10 darch.watchdog=300` }, 30),
+  );
   const r = await s.run('darch-commit', `darch_stageid=${B.stage} darch.trial=1`);
   assert.equal(r.code, 0, r.out);
   await stat(path.join(s.dir, 'run/committed')); // the boot proved itself: darch-trial-failed's deadline stands down
@@ -179,14 +215,20 @@ test('after systemd-bless-boot committed a trial: darch-commit drops the stale f
   await mkdir(efivars);
   const guid = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f';
   // efivarfs files: 4 attribute bytes, then the UTF-16LE string.
-  await writeFile(path.join(efivars, `LoaderInfo-${guid}`), Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from('systemd-boot 252.39-1~deb12u2\0', 'utf16le')]));
+  await writeFile(
+    path.join(efivars, `LoaderInfo-${guid}`),
+    Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from('systemd-boot 252.39-1~deb12u2\0', 'utf16le')]),
+  );
   const env = { DARCH_HEALTH_DIR: hd, DARCH_EFIVARS: efivars };
   let h = await s.run('darch-health', cmdline, [], env);
   assert.equal(h.code, 1);
   assert.doesNotMatch(h.out, /rebooting/, h.out);
   assert.match(h.out, /unhealthy: 10-fail/);
   // While systemd-boot counts the booted entry down, it is a trial: a failure reboots.
-  await writeFile(path.join(efivars, `LoaderBootCountPath-${guid}`), Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from(`\\loader\\entries\\darch-${B.stage}+1-2.conf\0`, 'utf16le')]));
+  await writeFile(
+    path.join(efivars, `LoaderBootCountPath-${guid}`),
+    Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from(`\\loader\\entries\\darch-${B.stage}+1-2.conf\0`, 'utf16le')]),
+  );
   h = await s.run('darch-health', cmdline, [], env);
   assert.equal(h.code, 1);
   assert.match(h.out, /rebooting so the counter runs down/);
@@ -260,7 +302,10 @@ test('darch-trial-failed: a trial boot in emergency mode reboots (with why); any
   // A trial boot that failed into emergency mode: says why and reboots (DARCH_NO_REBOOT stops short: exit 1).
   let r = await s.run('darch-trial-failed', `darch_stageid=${B.stage} darch.trial=1`, ['emergency.target'], fake.env);
   assert.equal(r.code, 1, r.out);
-  assert.match(r.out, /trial boot failed \(emergency\.target: the boot failed into emergency\.target; failed units: darchbad\.mount local-fs\.target\): rebooting/);
+  assert.match(
+    r.out,
+    /trial boot failed \(emergency\.target: the boot failed into emergency\.target; failed units: darchbad\.mount local-fs\.target\): rebooting/,
+  );
   // Not a trial boot: emergency mode is left alone, systemd is not even asked.
   fake = await fakeSystemctl(s.dir, false);
   r = await s.run('darch-trial-failed', `darch_stageid=${A.stage}`, ['emergency.target'], fake.env);

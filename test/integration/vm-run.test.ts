@@ -19,7 +19,13 @@ test('vm run takes an argument that names a path as a file, and says when it doe
   for (const arg of ['vm/nosuch.img', './nosuch', 'nosuch.qcow2', '/nonexistent/disk.raw']) {
     const r = await darch(['vm', 'run', arg], { root, cwd: root });
     assert.equal(r.code, 1, arg);
-    assert.match(r.stderr, new RegExp(`^error: ${arg.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist\\nhint: give a disk image made by \`darch disk create\`, or a staged NAME:TAG`), arg);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: ${arg.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist\\nhint: give a disk image made by \`darch disk create\`, or a staged NAME:TAG`,
+      ),
+      arg,
+    );
     assert.doesNotMatch(r.stderr, /throw-away|is not staged/, arg);
   }
   // dir/name may be either: neither a file nor a staged image says both.
@@ -41,7 +47,10 @@ test('a killed vm run leaves its OVMF_VARS copy only to the dead-owner sweep (st
 
   const killedVm = async (): Promise<string> => {
     // Its own process group, so the kill takes qemu with it, as a lost terminal would.
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'vm', 'run', disk, '--accel', 'tcg', '--no-reboot', '-m', '128'], { stdio: 'ignore', detached: true });
+    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'vm', 'run', disk, '--accel', 'tcg', '--no-reboot', '-m', '128'], {
+      stdio: 'ignore',
+      detached: true,
+    });
     let dir: string | undefined;
     for (let i = 0; i < 400 && !dir; i++) {
       await sleep(50);

@@ -80,9 +80,15 @@ describe('GRUB menu', () => {
   it('one entry per tag, Darch parameters, the default first, darch_cmdline and darch_default honoured', () => {
     const loc = { uuid: '11111111-2222-3333-4444-555555555555', path: '/var/lib/darch/stage' };
     const entries = menuEntries([img('aaa', ['x/a:1', 'x/a:latest'], 'boot=darch'), img('bbb', ['x/b:1'])], loc, 'x/b:1');
-    assert.deepEqual(entries.map((e) => e.id), ['darch-x+b@1', 'darch-x+a@1', 'darch-x+a@latest']);
+    assert.deepEqual(
+      entries.map((e) => e.id),
+      ['darch-x+b@1', 'darch-x+a@1', 'darch-x+a@latest'],
+    );
     const cfg = renderGrubCfg(entries, loc);
-    assert.match(cfg, /linux \/var\/lib\/darch\/stage\/live\/aaa\/vmlinuz \$\{darch_trial_cmdline\} boot=darch darch_rootfs=rootfs\.squash darch_dir=UUID=11111111-2222-3333-4444-555555555555:\/var\/lib\/darch\/stage\/live\/aaa darch_stageid=aaa darch_hooks=hooks\/x\+a@1 \$\{darch_cmdline\}/);
+    assert.match(
+      cfg,
+      /linux \/var\/lib\/darch\/stage\/live\/aaa\/vmlinuz \$\{darch_trial_cmdline\} boot=darch darch_rootfs=rootfs\.squash darch_dir=UUID=11111111-2222-3333-4444-555555555555:\/var\/lib\/darch\/stage\/live\/aaa darch_stageid=aaa darch_hooks=hooks\/x\+a@1 \$\{darch_cmdline\}/,
+    );
     assert.match(cfg, /initrd \/var\/lib\/darch\/stage\/live\/bbb\/initrd\.img/);
     // darch_default now comes from the trial-boot state (issue 7): the trial script sets it.
     assert.match(cfg, /elif \[ -n "\$\{darch_default\}" \]; then\n\tset default="\$\{darch_default\}"/);
@@ -117,11 +123,20 @@ describe('GRUB menu', () => {
     assert.equal(resolveImage(list, 'localhost:5000/os').stage, a.id);
     assert.equal(resolveImage(list, 'localhost:5000/os').entry, 'darch-localhost@5000+os@latest');
     // A prefix two ids share is ambiguous (it used to be "not staged" for the disk and hook commands).
-    assert.throws(() => matchStaged(list, 'abcd'), (e: Error & { code?: string }) => e.code === 'E_AMBIGUOUS' && /abcd matches 2 staged image ids/.test(e.message));
-    assert.throws(() => resolveImage(list, 'abcd'), (e: Error & { code?: string }) => e.code === 'E_AMBIGUOUS');
+    assert.throws(
+      () => matchStaged(list, 'abcd'),
+      (e: Error & { code?: string }) => e.code === 'E_AMBIGUOUS' && /abcd matches 2 staged image ids/.test(e.message),
+    );
+    assert.throws(
+      () => resolveImage(list, 'abcd'),
+      (e: Error & { code?: string }) => e.code === 'E_AMBIGUOUS',
+    );
     assert.equal(matchStaged(list, 'abcdf').image, b);
     // Three characters are too few to be taken for an id.
-    assert.throws(() => matchStaged(list, 'abc'), (e: Error & { code?: string }) => e.code === 'E_NOT_STAGED');
+    assert.throws(
+      () => matchStaged(list, 'abc'),
+      (e: Error & { code?: string }) => e.code === 'E_NOT_STAGED',
+    );
   });
 });
 

@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { armTrial, bootedFrom, emptyState, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootState, type ImageRef, MAX_TRIES } from '../../src/boot/trial/state.js';
+import {
+  armTrial,
+  bootedFrom,
+  emptyState,
+  markBad,
+  markGood,
+  rollback,
+  setDefault,
+  trialKernelArgs,
+  type BootState,
+  type ImageRef,
+  MAX_TRIES,
+} from '../../src/boot/trial/state.js';
 import { stateFromVars, stateToVars, MAX_BAD } from '../../src/boot/grub/envstate.js';
 import { renderTrialScript } from '../../src/boot/grub/grubscript.js';
 import { serializeGrubEnv, parseGrubEnv } from '../../src/boot/grub/grubenv.js';
@@ -18,7 +30,11 @@ test('try arms a trial; a good trial boot commits it and remembers the previous 
   let s = armTrial(withDefault(), B, 3).state;
   assert.deepEqual([s.trial, s.tries], [B, 3]);
   // Another boot (the default, or B without the trial flag) commits nothing.
-  for (const booted of [{ stage: A.stage, trial: false, fellBack: false }, { stage: B.stage, trial: false, fellBack: false }, { stage: A.stage, trial: true, fellBack: false }]) {
+  for (const booted of [
+    { stage: A.stage, trial: false, fellBack: false },
+    { stage: B.stage, trial: false, fellBack: false },
+    { stage: A.stage, trial: true, fellBack: false },
+  ]) {
     const t = markGood(s, booted);
     assert.equal(t.changed, false);
     assert.equal(t.state, s);
@@ -58,13 +74,33 @@ test('set-default ends a trial of the same image; rollback cancels a pending tri
 });
 
 test('state round-trips through grubenv variables, and the worst case fits the 1 KiB block', () => {
-  const s: BootState = { default: A, previous: C, trial: B, tries: 3, trialArgs: 'panic=10 darch.watchdog=300', trialTries: 3, fellBack: true, fellBackFrom: C.stage, bad: Array.from({ length: 9 }, (_, i) => `${i}`.repeat(25)) };
+  const s: BootState = {
+    default: A,
+    previous: C,
+    trial: B,
+    tries: 3,
+    trialArgs: 'panic=10 darch.watchdog=300',
+    trialTries: 3,
+    fellBack: true,
+    fellBackFrom: C.stage,
+    bad: Array.from({ length: 9 }, (_, i) => `${i}`.repeat(25)),
+  };
   const vars = stateToVars(s);
   const back = stateFromVars(parseGrubEnv(serializeGrubEnv(vars)));
   assert.deepEqual(back, { ...s, bad: s.bad.slice(-MAX_BAD) });
   // The worst case (long registry tags, a full bad list, a seal GRUB lengthened 21 times) fits the 1 KiB block.
   const long = (c: string): ImageRef => ({ entry: `darch-registry.example.com:5000+team+desktop@2026-11-26-${c}`, stage: c.repeat(25) });
-  const worst = stateToVars({ default: long('a'), previous: long('p'), trial: long('t'), tries: 20, trialArgs: 'panic=3600 darch.watchdog=86400', trialTries: 20, fellBack: true, fellBackFrom: 'f'.repeat(25), bad: s.bad });
+  const worst = stateToVars({
+    default: long('a'),
+    previous: long('p'),
+    trial: long('t'),
+    tries: 20,
+    trialArgs: 'panic=3600 darch.watchdog=86400',
+    trialTries: 20,
+    fellBack: true,
+    fellBackFrom: 'f'.repeat(25),
+    bad: s.bad,
+  });
   const seal = `99999${'g'.repeat(MAX_TRIES + 1)}`;
   assert.equal(serializeGrubEnv([['darch_seq', seal], ...worst, ['darch_seal', seal]]).length, 1024);
   // A counter GRUB left at 0 (or garbage) means no trial.
@@ -97,7 +133,10 @@ test('the console counts the tries left in English: "1 more try", "2 more tries"
 });
 
 test('STAGED names resolve to the menu entry of that tag', () => {
-  const images = [{ id: A.stage, tags: ['os:a', 'os:latest'] }, { id: B.stage, tags: ['example/busybox:b'] }];
+  const images = [
+    { id: A.stage, tags: ['os:a', 'os:latest'] },
+    { id: B.stage, tags: ['example/busybox:b'] },
+  ];
   assert.deepEqual(resolveImage(images, 'os'), { entry: 'darch-os@latest', stage: A.stage, tag: 'os:latest' });
   assert.deepEqual(resolveImage(images, 'bbbb'), { entry: 'darch-example+busybox@b', stage: B.stage, tag: 'example/busybox:b' });
   assert.equal(entryId('a/b:c'), 'darch-a+b@c');

@@ -29,18 +29,27 @@ test('images.json: missing is empty, round-trips, a damaged one names the file',
   assert.deepEqual(await readImagesFile(fs), { version: 1, images: {} });
   await writeImagesFile(fs, { version: 1, images: { [ID]: { tags: ['os:1'] } } });
   assert.deepEqual((await readImagesFile(fs)).images[ID], { tags: ['os:1'] });
-  await assert.rejects(readImagesFile(mem({ 'images.json': '{"images":[1]}' })), (e: any) => e.code === 'E_STAGE_CORRUPT' && /mem\/images\.json is corrupt/.test(e.message));
+  await assert.rejects(
+    readImagesFile(mem({ 'images.json': '{"images":[1]}' })),
+    (e: any) => e.code === 'E_STAGE_CORRUPT' && /mem\/images\.json is corrupt/.test(e.message),
+  );
   await assert.rejects(readImagesFile(mem({ 'images.json': '{' })), (e: any) => e.code === 'E_STAGE_CORRUPT');
 });
 
 test('image.json: initramfs is optional, a path is not a file name; meta.json needs only id and created', async () => {
   const dir = `live/${ID}`;
-  const ok = mem({ [`${dir}/image.json`]: '{"kernel":"vmlinuz","rootfs":"rootfs.squash","extra":1}', [`${dir}/meta.json`]: `{"id":"${ID}","created":"2026-01-01T00:00:00Z"}` });
+  const ok = mem({
+    [`${dir}/image.json`]: '{"kernel":"vmlinuz","rootfs":"rootfs.squash","extra":1}',
+    [`${dir}/meta.json`]: `{"id":"${ID}","created":"2026-01-01T00:00:00Z"}`,
+  });
   const img = await readImageJson(ok, ID);
   assert.equal(img.initramfs, undefined);
   assert.equal((img as Record<string, unknown>).extra, 1, "fields of the original Darch's tools are kept");
   assert.equal((await readMeta(ok, ID)).id, ID);
-  await assert.rejects(readImageJson(mem({ [`${dir}/image.json`]: '{"kernel":"../x","rootfs":"r"}' }), ID), (e: any) => e.code === 'E_STAGE_CORRUPT' && /at kernel/.test(e.message));
+  await assert.rejects(
+    readImageJson(mem({ [`${dir}/image.json`]: '{"kernel":"../x","rootfs":"r"}' }), ID),
+    (e: any) => e.code === 'E_STAGE_CORRUPT' && /at kernel/.test(e.message),
+  );
   await assert.rejects(readMeta(mem({}), ID), (e: any) => e.code === 'E_STAGE_CORRUPT' && /has no meta\.json/.test(e.message));
 });
 
@@ -49,5 +58,8 @@ test('disk.json: only the image list is needed to read; a damaged one is not a d
   assert.deepEqual(info.images, [{ id: ID, tags: ['os:1'] }]);
   assert.equal(info.bootloader, undefined);
   await assert.rejects(readDiskJson(mem({})), (e: any) => e.code === 'E_NOT_DARCH_DISK');
-  await assert.rejects(readDiskJson(mem({ 'EFI/darch/disk.json': '{"images":{}}' })), (e: any) => e.code === 'E_NOT_DARCH_DISK' && /disk\.json is corrupt/.test(e.message));
+  await assert.rejects(
+    readDiskJson(mem({ 'EFI/darch/disk.json': '{"images":{}}' })),
+    (e: any) => e.code === 'E_NOT_DARCH_DISK' && /disk\.json is corrupt/.test(e.message),
+  );
 });

@@ -68,7 +68,14 @@ describe('error codes', () => {
 });
 
 describe('loadValidated', () => {
-  const Schema = z.object({ a: z.object({ n: z.number().default(1) }).strict().prefault({}) }).strict();
+  const Schema = z
+    .object({
+      a: z
+        .object({ n: z.number().default(1) })
+        .strict()
+        .prefault({}),
+    })
+    .strict();
   const opts = { code: 'E_CONFIG', missing: () => Schema.parse({}), schemaHint: 'the keys are a.n' } as const;
   const fails = async (file: string, message: RegExp, hint: string | RegExp | undefined, o: LoadValidatedOptions<z.output<typeof Schema>> = opts) => {
     const err = await loadValidated(file, Schema, o).then(

@@ -9,7 +9,20 @@ import { describe, it } from 'node:test';
 import { ByteReader, END_OF_ARCHIVE, type TarHeader, bodyPadding, encodeHeader, readTar } from '../../src/layers/tar.js';
 import { compareVersions } from '../../src/stage/kernel.js';
 
-const base: TarHeader = { name: 'x', type: 'file', mode: 0o644, uid: 0, gid: 0, uname: 'root', gname: 'root', size: 0, mtime: 1_700_000_000, linkname: '', devmajor: 0, devminor: 0 };
+const base: TarHeader = {
+  name: 'x',
+  type: 'file',
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  uname: 'root',
+  gname: 'root',
+  size: 0,
+  mtime: 1_700_000_000,
+  linkname: '',
+  devmajor: 0,
+  devminor: 0,
+};
 
 async function entries(buf: Buffer) {
   const out: Array<{ header: TarHeader; body: Buffer }> = [];

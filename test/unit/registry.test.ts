@@ -42,7 +42,12 @@ describe('credential lookup (containers-auth.json order)', () => {
     try {
       assert.deepEqual(
         authFileOrder({ env }).map((e) => e.file),
-        [path.join(home, 'run/containers/auth.json'), path.join(home, 'cfg/containers/auth.json'), path.join(home, '.docker/config.json'), path.join(home, '.dockercfg')],
+        [
+          path.join(home, 'run/containers/auth.json'),
+          path.join(home, 'cfg/containers/auth.json'),
+          path.join(home, '.docker/config.json'),
+          path.join(home, '.dockercfg'),
+        ],
       );
       assert.equal(authFileOrder({ env: { ...env, REGISTRY_AUTH_FILE: '/x/a.json' } })[0]!.file, '/x/a.json');
       assert.equal(authFileOrder({ env: { ...env, DOCKER_CONFIG: '/d' } })[2]!.file, '/d/config.json');
@@ -55,7 +60,9 @@ describe('credential lookup (containers-auth.json order)', () => {
       await put(path.join(home, 'cfg/containers/auth.json'), { auths: { 'reg.example': { auth: enc('config', 'c') } } });
       assert.equal((await findCredentials('reg.example', 'a/b', { env }))?.username, 'config');
       // A repository-specific entry beats the registry-wide one in the same file.
-      await put(path.join(home, 'run/containers/auth.json'), { auths: { 'reg.example': { auth: enc('runtime', 'r') }, 'reg.example/a/b': { auth: enc('repo', 'x') } } });
+      await put(path.join(home, 'run/containers/auth.json'), {
+        auths: { 'reg.example': { auth: enc('runtime', 'r') }, 'reg.example/a/b': { auth: enc('repo', 'x') } },
+      });
       const c = await findCredentials('reg.example', 'a/b', { env });
       assert.deepEqual([c?.username, c?.password], ['repo', 'x']);
       assert.equal((await findCredentials('reg.example', 'other', { env }))?.username, 'runtime');

@@ -248,7 +248,10 @@ export async function writeEnvPair(storage: EnvStorage, vars: EnvVars): Promise<
 
 /** The grubenv copies on the ESP of a disk image or block device. */
 export class DiskEnvStorage implements EnvStorage {
-  constructor(readonly fat: MtoolsFat, readonly dir = ESP_DARCH_DIR) {}
+  constructor(
+    readonly fat: MtoolsFat,
+    readonly dir = ESP_DARCH_DIR,
+  ) {}
   get where(): string {
     return `${this.fat.device} (ESP):/${this.dir}`;
   }

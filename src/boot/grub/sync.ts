@@ -69,7 +69,13 @@ export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}):
   await mkdir(paths.stageDir, { recursive: true });
   const { location, defaultTag } = await bootMenu(paths, opts);
   const { primary, copy } = grubCfgPaths(paths);
-  return writeGrubCfgFor(paths.stageDir, location, opts.configCopy === false ? [primary] : [primary, copy], defaultTag, await diskCmdline(paths, opts.config?.boot.esp, primary));
+  return writeGrubCfgFor(
+    paths.stageDir,
+    location,
+    opts.configCopy === false ? [primary] : [primary, copy],
+    defaultTag,
+    await diskCmdline(paths, opts.config?.boot.esp, primary),
+  );
 }
 
 /**

@@ -25,7 +25,19 @@ import { readDiskJsonIfAny } from '../shared/disk-json.js';
 import { DirFiles } from '../../lib/smallfs.js';
 import { hooksRel, liveRel } from '../../stage/layout.js';
 import { type StageLocation, detectStageLocation } from '../shared/location.js';
-import { DirEntryFiles, ENTRIES_DIR, entryName, parseEntryName, readEntries, renderBlsEntry, retune, trialArgsOf, stateFromEntries, VERSION, type BlsEntryInput } from './sdboot.js';
+import {
+  DirEntryFiles,
+  ENTRIES_DIR,
+  entryName,
+  parseEntryName,
+  readEntries,
+  renderBlsEntry,
+  retune,
+  trialArgsOf,
+  stateFromEntries,
+  VERSION,
+  type BlsEntryInput,
+} from './sdboot.js';
 import { listStaged, type BootableImage } from '../shared/staged.js';
 import { bootedFrom } from '../trial/state.js';
 
@@ -71,7 +83,10 @@ export function renderLoaderConf(timeout: number): string {
 /** The kernel and initramfs of an image as (source on the stage fs, name on the ESP, size). */
 export async function espCopiesOf(img: BootableImage): Promise<Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }>> {
   const out: Array<{ src: string; name: 'vmlinuz' | 'initrd'; size: number }> = [];
-  for (const [field, name] of [['kernel', 'vmlinuz'], ['initramfs', 'initrd']] as const) {
+  for (const [field, name] of [
+    ['kernel', 'vmlinuz'],
+    ['initramfs', 'initrd'],
+  ] as const) {
     const src = path.join(img.dir, img.image[field]);
     try {
       out.push({ src, name, size: (await stat(src)).size });
@@ -89,7 +104,9 @@ export async function espBytesFor(images: BootableImage[]): Promise<number> {
 }
 
 export function espTooSmall(need: number, count: number, but: string, hint: string): DarchError {
-  return new DarchError('E_ESP_FULL', `the kernels and initramfs images of ${count} staged image(s) need ${formatBytes(need)} on the ESP, but ${but}`, { hint });
+  return new DarchError('E_ESP_FULL', `the kernels and initramfs images of ${count} staged image(s) need ${formatBytes(need)} on the ESP, but ${but}`, {
+    hint,
+  });
 }
 
 /** The kernel arguments a darch disk was made with, when this machine booted one (its ESP's disk.json). */
@@ -127,8 +144,25 @@ export async function listSdbootEntries(paths: DarchPaths, config: Config): Prom
   // Roles as `darch boot status` reads them (a trial systemd-bless-boot committed keeps version 30).
   const state = stateFromEntries(entries);
   const roleOf = (stage: string): SdbootEntryRow['role'] =>
-    state.trial?.stage === stage ? 'trial' : state.bad.includes(stage) ? 'bad' : state.default?.stage === stage ? 'default' : state.previous?.stage === stage ? 'previous' : 'other';
-  const rows = entries.map((e): SdbootEntryRow => ({ file: e.file, stage: e.stage, tags: tags.get(e.stage) ?? [], ...(e.left !== undefined ? { triesLeft: e.left } : {}), version: e.version, role: roleOf(e.stage) }));
+    state.trial?.stage === stage
+      ? 'trial'
+      : state.bad.includes(stage)
+        ? 'bad'
+        : state.default?.stage === stage
+          ? 'default'
+          : state.previous?.stage === stage
+            ? 'previous'
+            : 'other';
+  const rows = entries.map(
+    (e): SdbootEntryRow => ({
+      file: e.file,
+      stage: e.stage,
+      tags: tags.get(e.stage) ?? [],
+      ...(e.left !== undefined ? { triesLeft: e.left } : {}),
+      version: e.version,
+      role: roleOf(e.stage),
+    }),
+  );
   return { esp, entries: rows.sort((a, b) => b.version - a.version || a.file.localeCompare(b.file)) };
 }
 
@@ -146,7 +180,12 @@ export interface SdbootSyncResult {
  * with changed options; an existing entry keeps its file name and version), then entries and
  * kernels of images that are no longer staged.
  */
-export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTimeoutSec: number, opts: { location?: StageLocation; report?: Reporter } = {}): Promise<SdbootSyncResult> {
+export async function syncSdbootLocal(
+  paths: DarchPaths,
+  config: Config,
+  lockTimeoutSec: number,
+  opts: { location?: StageLocation; report?: Reporter } = {},
+): Promise<SdbootSyncResult> {
   const esp = await localEspDir(paths, config.boot.esp);
   await mkdir(paths.stateDir, { recursive: true });
   return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, async () => {
@@ -162,7 +201,10 @@ export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTim
     for (const img of images) {
       for (const c of await espCopiesOf(img)) {
         const dst = path.join(esp, ESP_IMAGE_DIR, img.id, c.name);
-        const have = await stat(dst).then((s) => s.size, () => -1);
+        const have = await stat(dst).then(
+          (s) => s.size,
+          () => -1,
+        );
         if (have !== c.size) copies.push({ src: c.src, dst, size: c.size });
       }
     }
@@ -172,7 +214,12 @@ export async function syncSdbootLocal(paths: DarchPaths, config: Config, lockTim
       const free = fs.bavail * fs.bsize;
       if (need + ESP_SLACK > free) {
         const count = new Set(copies.map((c) => path.basename(path.dirname(c.dst)))).size;
-        throw espTooSmall(need + ESP_SLACK, count, `${esp} has ${formatBytes(free)} free`, 'remove staged images (darch stage remove) or make the ESP bigger; nothing was changed');
+        throw espTooSmall(
+          need + ESP_SLACK,
+          count,
+          `${esp} has ${formatBytes(free)} free`,
+          'remove staged images (darch stage remove) or make the ESP bigger; nothing was changed',
+        );
       }
     }
     for (const c of copies) await copyFileAtomic(c.src, c.dst);

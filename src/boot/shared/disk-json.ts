@@ -40,7 +40,9 @@ export type DiskInfo = z.infer<typeof DiskInfoSchema>;
 
 /** disk.json as `darch disk create` writes it: every field. */
 export type NewDiskInfo = DiskInfo &
-  Required<Pick<DiskInfo, 'version' | 'darchUuid' | 'espSerial' | 'espOffset' | 'darchOffset' | 'darchSize' | 'kernelArgs' | 'bootloader' | 'espSize' | 'created'>>;
+  Required<
+    Pick<DiskInfo, 'version' | 'darchUuid' | 'espSerial' | 'espOffset' | 'darchOffset' | 'darchSize' | 'kernelArgs' | 'bootloader' | 'espSize' | 'created'>
+  >;
 
 const NOT_DARCH: ContractProblem = { code: 'E_NOT_DARCH_DISK', hint: 'give a disk made by `darch disk create` (or create it again)' };
 

@@ -46,9 +46,13 @@ export async function readPartitions(device: string): Promise<PartitionInfo[]> {
   }
   const res = await run('sfdisk', ['--json', device], { allowFailure: true, env: { ...process.env, LC_ALL: 'C' } });
   if (res.code !== 0) {
-    throw new DarchError('E_NO_PARTITION_TABLE', `${device} has no partition table sfdisk can read${res.stderr.trim() ? `: ${res.stderr.trim().split('\n')[0]}` : ''}`, {
-      hint: 'give a disk made by `darch disk create` (a GPT with an EFI system partition)',
-    });
+    throw new DarchError(
+      'E_NO_PARTITION_TABLE',
+      `${device} has no partition table sfdisk can read${res.stderr.trim() ? `: ${res.stderr.trim().split('\n')[0]}` : ''}`,
+      {
+        hint: 'give a disk made by `darch disk create` (a GPT with an EFI system partition)',
+      },
+    );
   }
   const json = JSON.parse(res.stdout) as SfdiskJson;
   const table = json.partitiontable;
@@ -77,7 +81,10 @@ const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0', LC_ALL: 'C' };
 
 /** `mtools` commands against the FAT file system at `offset` inside `device`. */
 export class MtoolsFat implements SmallFiles {
-  constructor(readonly device: string, readonly offset: number) {}
+  constructor(
+    readonly device: string,
+    readonly offset: number,
+  ) {}
 
   get where(): string {
     return `${this.device} (ESP)`;
@@ -95,7 +102,10 @@ export class MtoolsFat implements SmallFiles {
   async list(fatDir: string): Promise<string[]> {
     const r = await this.exec('mdir', ['-b', `::/${fatDir.replace(/^\/+/, '')}`], true);
     if (r.code !== 0) return [];
-    return r.stdout.split('\n').map((l) => l.trim().replace(/\/+$/, '').split('/').pop() ?? '').filter(Boolean);
+    return r.stdout
+      .split('\n')
+      .map((l) => l.trim().replace(/\/+$/, '').split('/').pop() ?? '')
+      .filter(Boolean);
   }
 
   async remove(fatPath: string): Promise<void> {
@@ -130,7 +140,9 @@ export class MtoolsFat implements SmallFiles {
     const res = await this.exec('mcopy', ['-D', 'o', src, `::/${fatPath}`], true);
     if (res.code !== 0) {
       throw new DarchError('E_ESP_IO', `cannot copy ${src} to ${fatPath} on the ESP of ${this.device}: ${res.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
-        hint: /full|space/i.test(res.stderr) ? 'the ESP is full: remove an image from the disk first (darch disk remove)' : 'check that the disk is writable and not in use by a running VM',
+        hint: /full|space/i.test(res.stderr)
+          ? 'the ESP is full: remove an image from the disk first (darch disk remove)'
+          : 'check that the disk is writable and not in use by a running VM',
       });
     }
   }

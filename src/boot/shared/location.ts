@@ -8,7 +8,24 @@ import { DarchError } from '../../lib/errors.js';
 import { run } from '../../lib/proc.js';
 
 /** File systems GRUB can read a kernel from. */
-const GRUB_READABLE = new Set(['ext2', 'ext3', 'ext4', 'vfat', 'msdos', 'btrfs', 'xfs', 'f2fs', 'jfs', 'reiserfs', 'hfsplus', 'exfat', 'ntfs', 'zfs', 'iso9660', 'udf']);
+const GRUB_READABLE = new Set([
+  'ext2',
+  'ext3',
+  'ext4',
+  'vfat',
+  'msdos',
+  'btrfs',
+  'xfs',
+  'f2fs',
+  'jfs',
+  'reiserfs',
+  'hfsplus',
+  'exfat',
+  'ntfs',
+  'zfs',
+  'iso9660',
+  'udf',
+]);
 
 /** Where the stage directory is, as a boot loader names it. */
 export interface StageLocation {
@@ -27,9 +44,12 @@ export async function detectStageLocation(stageDir: string, override: LocationOv
   if (override.uuid && override.path) return { uuid: override.uuid, path: override.path };
   const res = await run('findmnt', ['-n', '-J', '-o', 'TARGET,SOURCE,FSTYPE,UUID,FSROOT', '-T', stageDir], { allowFailure: true });
   if (res.code !== 0) {
-    throw new DarchError('E_BOOT_LOCATION', `cannot tell which file system holds ${stageDir}`, { hint: 'findmnt (util-linux) must be installed and the directory must exist' });
+    throw new DarchError('E_BOOT_LOCATION', `cannot tell which file system holds ${stageDir}`, {
+      hint: 'findmnt (util-linux) must be installed and the directory must exist',
+    });
   }
-  const fs = (JSON.parse(res.stdout) as { filesystems: { target: string; source: string; fstype: string; uuid: string | null; fsroot: string }[] }).filesystems[0];
+  const fs = (JSON.parse(res.stdout) as { filesystems: { target: string; source: string; fstype: string; uuid: string | null; fsroot: string }[] })
+    .filesystems[0];
   if (!fs) throw new DarchError('E_BOOT_LOCATION', `findmnt found no file system for ${stageDir}`);
   if (!GRUB_READABLE.has(fs.fstype)) {
     throw new DarchError('E_BOOT_LOCATION', `${stageDir} is on ${fs.fstype} (${fs.source}), which GRUB cannot boot from`, {

@@ -62,12 +62,17 @@ const without = (list: string[], id: string) => list.filter((x) => x !== id);
 
 /** What `[boot] trial_panic` and `trial_watchdog` ask every trial boot to carry (0 = leave it out). */
 export function trialKernelArgs(boot: { trial_panic: number; trial_watchdog: number }): string {
-  return [boot.trial_panic > 0 ? `panic=${boot.trial_panic}` : '', boot.trial_watchdog > 0 ? `darch.watchdog=${boot.trial_watchdog}` : ''].filter(Boolean).join(' ');
+  return [boot.trial_panic > 0 ? `panic=${boot.trial_panic}` : '', boot.trial_watchdog > 0 ? `darch.watchdog=${boot.trial_watchdog}` : '']
+    .filter(Boolean)
+    .join(' ');
 }
 
 export function armTrial(s: BootState, target: ImageRef, tries: number, opts: { force?: boolean; args?: string } = {}): Transition {
   if (!Number.isInteger(tries) || tries < 1 || tries > MAX_TRIES) {
-    throw usageError(`--tries must be a whole number from 1 to ${MAX_TRIES}, not ${tries}`, 'GRUB counts down with one comparison per value; 3 is a good choice');
+    throw usageError(
+      `--tries must be a whole number from 1 to ${MAX_TRIES}, not ${tries}`,
+      'GRUB counts down with one comparison per value; 3 is a good choice',
+    );
   }
   if (s.default && s.default.stage === target.stage) {
     throw new DarchError('E_TRIAL_IS_DEFAULT', `${target.stage} is already the default image: nothing to try`, {
@@ -80,7 +85,16 @@ export function armTrial(s: BootState, target: ImageRef, tries: number, opts: { 
     });
   }
   return {
-    state: { ...s, trial: target, tries, trialArgs: opts.args?.trim() || undefined, trialTries: tries, fellBack: false, fellBackFrom: undefined, bad: without(s.bad, target.stage) },
+    state: {
+      ...s,
+      trial: target,
+      tries,
+      trialArgs: opts.args?.trim() || undefined,
+      trialTries: tries,
+      fellBack: false,
+      fellBackFrom: undefined,
+      bad: without(s.bad, target.stage),
+    },
     changed: true,
     message: `the next boot tries ${target.stage} (${tries} ${tries === 1 ? 'try' : 'tries'}); ${s.default ? `it falls back to ${s.default.stage}` : 'it falls back to the first menu entry'} unless it is marked good`,
   };
@@ -108,7 +122,18 @@ export function markGood(s: BootState, booted: BootedInfo | 'outside'): Transiti
   const t = s.trial;
   const previous = s.default && s.default.stage !== t.stage ? s.default : s.previous;
   return {
-    state: { ...s, default: t, previous, trial: undefined, tries: 0, trialArgs: undefined, trialTries: undefined, fellBack: false, fellBackFrom: undefined, bad: without(s.bad, t.stage) },
+    state: {
+      ...s,
+      default: t,
+      previous,
+      trial: undefined,
+      tries: 0,
+      trialArgs: undefined,
+      trialTries: undefined,
+      fellBack: false,
+      fellBackFrom: undefined,
+      bad: without(s.bad, t.stage),
+    },
     changed: true,
     message: `${t.stage} is good: it is now the default`,
   };
@@ -156,10 +181,14 @@ export function setDefault(s: BootState, target: ImageRef): Transition {
  */
 export function forgetImage(s: BootState, stage: string, name = stage): Transition {
   if (s.default?.stage === stage) {
-    throw new DarchError('E_IMAGE_IN_USE', `${name} is the default image: the next boot needs it`, { hint: 'make another image the default first (set-default), then remove it' });
+    throw new DarchError('E_IMAGE_IN_USE', `${name} is the default image: the next boot needs it`, {
+      hint: 'make another image the default first (set-default), then remove it',
+    });
   }
   if (s.trial?.stage === stage) {
-    throw new DarchError('E_IMAGE_IN_USE', `${name} is the pending trial: the next boot needs it`, { hint: 'cancel the trial first (darch boot rollback), then remove it' });
+    throw new DarchError('E_IMAGE_IN_USE', `${name} is the pending trial: the next boot needs it`, {
+      hint: 'cancel the trial first (darch boot rollback), then remove it',
+    });
   }
   const previous = s.previous?.stage === stage ? undefined : s.previous;
   const bad = without(s.bad, stage);
@@ -170,7 +199,11 @@ export function forgetImage(s: BootState, stage: string, name = stage): Transiti
 /** Cancel a pending trial; with none, go back to the previous default. */
 export function rollback(s: BootState): Transition {
   if (s.trial) {
-    return { state: { ...s, trial: undefined, tries: 0 }, changed: true, message: `the trial of ${s.trial.stage} is cancelled: the next boot is ${s.default?.stage ?? 'the first menu entry'}` };
+    return {
+      state: { ...s, trial: undefined, tries: 0 },
+      changed: true,
+      message: `the trial of ${s.trial.stage} is cancelled: the next boot is ${s.default?.stage ?? 'the first menu entry'}`,
+    };
   }
   if (!s.previous) {
     throw new DarchError('E_NOTHING_TO_ROLL_BACK', 'there is no pending trial and no previous default to go back to', {

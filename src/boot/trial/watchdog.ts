@@ -25,7 +25,12 @@ export function watchdogRecord(root: string): string {
  */
 export async function markCommitted(root: string): Promise<void> {
   const dir = path.join(root, 'run/darch');
-  await mkdir(dir, { recursive: true }).then(() => writeFile(path.join(dir, 'committed'), ''), () => undefined).catch(() => undefined);
+  await mkdir(dir, { recursive: true })
+    .then(
+      () => writeFile(path.join(dir, 'committed'), ''),
+      () => undefined,
+    )
+    .catch(() => undefined);
 }
 
 /** The watchdog armed for this boot, if any. */
@@ -72,5 +77,8 @@ async function impliedWatchdog(root: string, cmdline: string): Promise<ArmedWatc
   const seconds = Number(cmdlineParam(cmdline, 'darch.watchdog'));
   if (!(seconds > 0) || !` ${cmdline.trim()} `.includes(' darch.trial=1 ')) return undefined;
   const device = path.join(root, 'dev/watchdog0');
-  return access(device).then(() => ({ device, seconds }), () => undefined);
+  return access(device).then(
+    () => ({ device, seconds }),
+    () => undefined,
+  );
 }

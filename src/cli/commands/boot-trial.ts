@@ -11,7 +11,7 @@ import { emit, table } from '../../lib/output.js';
 import { ui } from '../../lib/ui.js';
 import { readCmdline } from '../../stage/protect.js';
 import { MAX_TRIES, armTrial, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootedInfo, type ImageRef } from '../../boot/trial/state.js';
-import { bootStateIds, changeState, readState, type ChangeResult, type StateChange } from '../../boot/bootstate.js';
+import { changeState, readState, type ChangeResult, type StateChange } from '../../boot/bootstate.js';
 import { localTarget, resolveImage, tagsOf, type BootTarget, type KnownImage } from '../../boot/target.js';
 import { diskTarget } from '../../disk/target.js';
 import { resolveOnDisk } from '../../disk/defaults.js';
@@ -121,9 +121,14 @@ async function statusOf(t: BootTarget): Promise<StatusView> {
 }
 
 function renderStatus(s: StatusView): string {
-  const tags = (v: ImageView | null) => (v && v.tags.length ? v.tags.join(',') : '-');
+  const tags = (v: ImageView | null) => (v?.tags.length ? v.tags.join(',') : '-');
   const rows: string[][] = [];
-  rows.push(['default', s.default?.stage ?? '-', tags(s.default), s.defaultIsFirstEntry ? (s.default ? 'first menu entry (no state yet)' : 'the first menu entry') : 'last good image']);
+  rows.push([
+    'default',
+    s.default?.stage ?? '-',
+    tags(s.default),
+    s.defaultIsFirstEntry ? (s.default ? 'first menu entry (no state yet)' : 'the first menu entry') : 'last good image',
+  ]);
   const why = s.failure ? `${s.failure.where}: ${s.failure.reason}` : undefined;
   const trialNote = `${s.triesLeft} ${s.triesLeft === 1 ? 'try' : 'tries'} left${s.trialTries ? ` of ${s.trialTries}` : ''}`;
   rows.push(['trial', s.trial?.stage ?? '-', tags(s.trial), s.trial ? trialNote : 'none pending']);
@@ -136,7 +141,8 @@ function renderStatus(s: StatusView): string {
   }
   if (s.badImages.length === 0) rows.push(['bad', '-', '-', '']);
   // One row per bad image, so each one's tags stand next to it.
-  s.badImages.forEach((b, i) => rows.push([i === 0 ? 'bad' : '', b.stage, b.tags.join(',') || '-', i === 0 ? 'not tried again without --force' : '']));
+  for (const [i, b] of s.badImages.entries())
+    rows.push([i === 0 ? 'bad' : '', b.stage, b.tags.join(',') || '-', i === 0 ? 'not tried again without --force' : '']);
   if (s.booted) {
     const how = s.booted.trial ? 'trial boot' : s.booted.fellBack ? 'fell back from a trial' : 'normal boot';
     rows.push(['booted', s.booted.stage ?? '-', s.booted.tags.join(',') || '-', s.booted.stage ? how : 'not a darch image']);
@@ -179,7 +185,7 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   diskOption(boot.command('status').description('the default image, the pending trial, tries left, fallbacks and bad images')).action(
     async (opts: DiskOpt, cmd: Command) => {
       const c = await ctx(cmd);
-    const t = await targetFor(c, opts);
+      const t = await targetFor(c, opts);
       const s = await statusOf(t);
       for (const p of s.env.problems) ui.warn(p);
       await emit(s, renderStatus);
@@ -201,14 +207,13 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
     const resolve = await resolverFor(c, t);
     const res = await change(t, (s, images) => armTrial(s, resolve(images, what), tries, { force: opts.force, args }));
     // An earlier trial of the same image may have left a reason; this trial starts clean.
-    if (res.transition.state.trial) await t.clearFailure(res.transition.state.trial.stage).catch((err: unknown) => ui.debug(`cannot clear the failure record: ${(err as Error).message}`));
+    if (res.transition.state.trial)
+      await t.clearFailure(res.transition.state.trial.stage).catch((err: unknown) => ui.debug(`cannot clear the failure record: ${(err as Error).message}`));
     await report(t, res);
   });
 
   diskOption(
-    boot
-      .command('mark-good')
-      .description('commit the running trial boot: it becomes the default (a boot that is not a trial changes nothing)'),
+    boot.command('mark-good').description('commit the running trial boot: it becomes the default (a boot that is not a trial changes nothing)'),
   ).action(async (opts: DiskOpt, cmd: Command) => {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
@@ -236,10 +241,7 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   });
 
   diskOption(
-    boot
-      .command('set-default')
-      .description('make STAGED the image that boots when no trial is pending')
-      .argument('<staged>', 'a staged tag or id'),
+    boot.command('set-default').description('make STAGED the image that boots when no trial is pending').argument('<staged>', 'a staged tag or id'),
   ).action(async (what: string, opts: DiskOpt, cmd: Command) => {
     const c = await ctx(cmd);
     const t = await targetFor(c, opts);
@@ -250,9 +252,8 @@ export function registerBootTrial(boot: Command, ctx: ContextFactory): void {
   diskOption(boot.command('rollback').description('cancel the pending trial; with none, go back to the previous default')).action(
     async (opts: DiskOpt, cmd: Command) => {
       const c = await ctx(cmd);
-    const t = await targetFor(c, opts);
+      const t = await targetFor(c, opts);
       await report(t, await change(t, (s) => rollback(s)));
     },
   );
 }
-

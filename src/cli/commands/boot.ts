@@ -18,10 +18,11 @@ import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 
 export function registerBoot(boot: Command, ctx: ContextFactory): void {
-
   boot
     .command('sync')
-    .description('regenerate the boot entries of staged images: the GRUB menu (<stage>/grub.cfg, /etc/darch/grub.cfg), or with systemd-boot its entries and kernels on the ESP')
+    .description(
+      'regenerate the boot entries of staged images: the GRUB menu (<stage>/grub.cfg, /etc/darch/grub.cfg), or with systemd-boot its entries and kernels on the ESP',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
       const res = await syncBoot(c.paths, c.config, lockTimeout(c.config), c.report);
@@ -39,7 +40,7 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
 
   boot
     .command('entries')
-    .description('show the boot entries of staged images: the GRUB menu darch generates, or darch\'s systemd-boot entries on the ESP')
+    .description("show the boot entries of staged images: the GRUB menu darch generates, or darch's systemd-boot entries on the ESP")
     .action(async (_o: unknown, cmd: Command) => {
       const c = await ctx(cmd);
       if ((await localBootloader(c.paths, c.config)) === 'systemd-boot') {
@@ -55,13 +56,18 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
       }
       // Read-only too: a listing never rewrites the menu (`darch boot sync` does).
       const res = await bootMenu(c.paths, { config: c.config });
-      await emit({ bootloader: 'grub', location: res.location, entries: res.entries }, (r) => table(['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'], r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath])));
+      await emit({ bootloader: 'grub', location: res.location, entries: res.entries }, (r) =>
+        table(
+          ['ENTRY', 'TAG', 'STAGED ID', 'KERNEL'],
+          r.entries.map((e) => [e.id, e.tag, e.stageId, e.kernelPath]),
+        ),
+      );
     });
 
   boot
     .command('install')
-    .description('install /etc/grub.d/60_darch so the distribution\'s GRUB menu sources darch\'s (run once)')
-    .option('--mkconfig', 'also run grub-mkconfig -o /boot/grub/grub.cfg now (with --root: that system\'s own, chrooted)')
+    .description("install /etc/grub.d/60_darch so the distribution's GRUB menu sources darch's (run once)")
+    .option('--mkconfig', "also run grub-mkconfig -o /boot/grub/grub.cfg now (with --root: that system's own, chrooted)")
     .action(async (opts: { mkconfig?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       await mkdir(c.paths.stageDir, { recursive: true });
@@ -94,7 +100,14 @@ async function mkconfig(root: string): Promise<void> {
   if (chrooted) {
     for (const t of tools) {
       for (const dir of ['usr/sbin', 'usr/bin', 'sbin', 'bin']) {
-        if (!tool && (await access(path.join(root, dir, t), fsConstants.X_OK).then(() => true, () => false))) tool = t;
+        if (
+          !tool &&
+          (await access(path.join(root, dir, t), fsConstants.X_OK).then(
+            () => true,
+            () => false,
+          ))
+        )
+          tool = t;
       }
     }
   } else {
@@ -106,9 +119,7 @@ async function mkconfig(root: string): Promise<void> {
   }
   // Fedora's grub2-mkconfig writes /boot/grub2/grub.cfg; Debian's grub-mkconfig /boot/grub/grub.cfg.
   const out = tool === 'grub2-mkconfig' ? '/boot/grub2/grub.cfg' : '/boot/grub/grub.cfg';
-  const res = chrooted
-    ? await run('chroot', [root, tool, '-o', out], { allowFailure: true })
-    : await run(tool, ['-o', out], { allowFailure: true });
+  const res = chrooted ? await run('chroot', [root, tool, '-o', out], { allowFailure: true }) : await run(tool, ['-o', out], { allowFailure: true });
   if (res.code !== 0) {
     throw new DarchError('E_BOOT_MKCONFIG', `${tool} failed${chrooted ? ` in ${root}` : ''}: ${res.stderr.trim().split('\n').slice(-2).join(' | ')}`, {
       hint: chrooted

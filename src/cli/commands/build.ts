@@ -21,7 +21,13 @@ interface BuildOpts {
   builder?: string;
 }
 
-const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+const collect = (v: string, prev: string[]) => [
+  ...prev,
+  ...v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
 const collectOne = (v: string, prev: string[]) => [...prev, v];
 
 function keyValues(list: string[], flag: string): Record<string, string> {

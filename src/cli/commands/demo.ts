@@ -44,7 +44,13 @@ export function registerDemo(demo: Command, ctx: ContextFactory): void {
       const image = await exampleImage(c, opts.name);
       if (opts.imageOnly) {
         await emit({ image, store: c.paths.imagesDir }, ({ image: i }) =>
-          [`image     ${i.name}`, `digest    ${i.digest}`, `platform  ${i.os}/${i.architecture}`, `layers    ${i.layers}`, `size      ${formatBytes(i.size)}`].join('\n'),
+          [
+            `image     ${i.name}`,
+            `digest    ${i.digest}`,
+            `platform  ${i.os}/${i.architecture}`,
+            `layers    ${i.layers}`,
+            `size      ${formatBytes(i.size)}`,
+          ].join('\n'),
         );
         return;
       }
@@ -53,7 +59,10 @@ export function registerDemo(demo: Command, ctx: ContextFactory): void {
         [
           `example images   ${t.image.name}, ${BOOTABLE}:1, ${BOOTABLE}:2`,
           `disk             ${t.disk}`,
-          ...t.boots.map((b, i) => `boot ${i + 1}           ${b.version === '1' ? 'version 1' : 'version 2'}${b.trial ? ' (trial)' : ''}${b.fellBack ? ' (fell back)' : ''}: ${b.stageId}`),
+          ...t.boots.map(
+            (b, i) =>
+              `boot ${i + 1}           ${b.version === '1' ? 'version 1' : 'version 2'}${b.trial ? ' (trial)' : ''}${b.fellBack ? ' (fell back)' : ''}: ${b.stageId}`,
+          ),
           '',
           `next: darch vm run ${t.disk}    (boot it yourself; Ctrl-C stops the VM)`,
         ].join('\n'),
@@ -71,7 +80,14 @@ async function exampleImage(c: Context, name: string) {
     ui.step('making the example root file system from busybox-static');
     await writeBusyboxRootfs(createWriteStream(tarPath));
     ui.step(`importing it as ${name}`);
-    await importImage(store, tarPath, name, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo (busybox-static)', signal: c.signal, report: c.report });
+    await importImage(store, tarPath, name, {
+      format: 'rootfs',
+      compression: c.config.store.compression,
+      created: EXAMPLE_MTIME,
+      createdBy: 'darch demo (busybox-static)',
+      signal: c.signal,
+      report: c.report,
+    });
   } finally {
     await rm(tarPath, { force: true });
   }
@@ -100,7 +116,14 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
     const tarPath = path.join(work, `tree-${v}.tar`);
     await run('tar', ['-C', tree, '--numeric-owner', '-cf', tarPath, '.']);
     await rm(tree, { recursive: true, force: true });
-    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, { format: 'rootfs', compression: c.config.store.compression, created: EXAMPLE_MTIME, createdBy: 'darch demo', signal: c.signal, report: c.report });
+    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, {
+      format: 'rootfs',
+      compression: c.config.store.compression,
+      created: EXAMPLE_MTIME,
+      createdBy: 'darch demo',
+      signal: c.signal,
+      report: c.report,
+    });
     await rm(tarPath, { force: true });
   }
   const darch = (args: string[]) => runDarch(globals, args, c.signal);
@@ -114,9 +137,13 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
     ui.step(`booting the disk: expecting version ${expect.version}${expect.trial ? ' as a trial' : ''}`);
     const r = await bootOnce(globals, disk, opts, c.signal);
     if (r.version !== expect.version || r.trial !== Boolean(expect.trial)) {
-      throw new DarchError('E_DEMO_FAILED', `the VM booted version ${r.version || '?'}${r.trial ? ' as a trial' : ''}, expected version ${expect.version}${expect.trial ? ' as a trial' : ''}`, {
-        hint: 'the console above shows what happened',
-      });
+      throw new DarchError(
+        'E_DEMO_FAILED',
+        `the VM booted version ${r.version || '?'}${r.trial ? ' as a trial' : ''}, expected version ${expect.version}${expect.trial ? ' as a trial' : ''}`,
+        {
+          hint: 'the console above shows what happened',
+        },
+      );
     }
     ui.success(`version ${r.version} booted${r.trial ? ' as a trial and committed itself' : ''}`);
     boots.push(r);
@@ -134,7 +161,11 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
 
 /** Run a darch subcommand as a user would, printing it first; its output is human text for stderr. */
 async function runDarch(globals: GlobalOptions, args: string[], signal: AbortSignal): Promise<void> {
-  const flags = [...(globals.root ? ['--root', globals.root] : []), ...(globals.user ? ['--user'] : []), ...(globals.color ? [`--color=${globals.color}`] : [])];
+  const flags = [
+    ...(globals.root ? ['--root', globals.root] : []),
+    ...(globals.user ? ['--user'] : []),
+    ...(globals.color ? [`--color=${globals.color}`] : []),
+  ];
   ui.info(ui.colors.bold(`$ darch ${args.join(' ')}`));
   const child = spawn(process.execPath, [process.argv[1]!, ...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], signal });
   child.stdout.on('data', (b: Buffer) => void (!ui.quiet && process.stderr.write(b)));
@@ -163,9 +194,13 @@ async function bootOnce(globals: GlobalOptions, disk: string, opts: DemoOptions,
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
   clearTimeout(timer);
   if (!/darch demo: powering off/.test(console)) {
-    throw new DarchError('E_DEMO_FAILED', code === null || code !== 0 ? `the VM did not finish booting (exit ${code})` : 'the VM stopped before the example reported', {
-      hint: `the console above shows how far it got; --boot-timeout raises the limit (${opts.bootTimeout} s)`,
-    });
+    throw new DarchError(
+      'E_DEMO_FAILED',
+      code === null || code !== 0 ? `the VM did not finish booting (exit ${code})` : 'the VM stopped before the example reported',
+      {
+        hint: `the console above shows how far it got; --boot-timeout raises the limit (${opts.bootTimeout} s)`,
+      },
+    );
   }
   return {
     version: /darch demo: running "?darch example (\d+)/.exec(console)?.[1] ?? '',

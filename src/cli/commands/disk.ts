@@ -12,7 +12,6 @@ import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 
 export function registerDisk(disk: Command, ctx: ContextFactory): void {
-
   disk
     .command('create')
     .description('make a bootable UEFI disk holding staged images (all of them when none are named; the first is the default)')
@@ -24,27 +23,34 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
     .option('--bootloader <name>', 'grub or systemd-boot (copies each kernel and initramfs onto the ESP, one BLS entry per image)', 'grub')
     .option('--esp-size <size>', 'size of the ESP, e.g. 256M (default: 64M, or room for the kernels twice over with systemd-boot)')
     .option('--force', 'erase a block device, or replace an existing file (and what it holds)')
-    .action(async (target: string, staged: string[], opts: { size?: string; kernelArgs: string; timeout: string; bootloader: string; espSize?: string; force?: boolean }, cmd: Command) => {
-      const c = await ctx(cmd);
-      if (opts.bootloader !== 'grub' && opts.bootloader !== 'systemd-boot') {
-        throw usageError(`--bootloader must be grub or systemd-boot, not "${opts.bootloader}"`, 'darch disk create disk.img --bootloader systemd-boot');
-      }
-      if (!/^\d+$/.test(opts.timeout)) throw usageError(`--timeout must be a whole number of seconds, not "${opts.timeout}"`);
-      const res = await createDisk(c.paths, {
-        target,
-        images: staged,
-        size: opts.size ? parseSize(opts.size) : undefined,
-        kernelArgs: opts.kernelArgs,
-        timeout: Number(opts.timeout),
-        force: opts.force,
-        bootloader: opts.bootloader,
-        espSize: opts.espSize ? parseSize(opts.espSize) : undefined,
-        report: c.report,
-      });
-      ui.success(`${target}: ${formatBytes(res.size)}, ${res.images.length} image(s): ${res.images.flatMap((i) => i.tags).join(', ')}`);
-      ui.info(`boot it: darch vm run ${target}`);
-      await emit(res, () => undefined);
-    });
+    .action(
+      async (
+        target: string,
+        staged: string[],
+        opts: { size?: string; kernelArgs: string; timeout: string; bootloader: string; espSize?: string; force?: boolean },
+        cmd: Command,
+      ) => {
+        const c = await ctx(cmd);
+        if (opts.bootloader !== 'grub' && opts.bootloader !== 'systemd-boot') {
+          throw usageError(`--bootloader must be grub or systemd-boot, not "${opts.bootloader}"`, 'darch disk create disk.img --bootloader systemd-boot');
+        }
+        if (!/^\d+$/.test(opts.timeout)) throw usageError(`--timeout must be a whole number of seconds, not "${opts.timeout}"`);
+        const res = await createDisk(c.paths, {
+          target,
+          images: staged,
+          size: opts.size ? parseSize(opts.size) : undefined,
+          kernelArgs: opts.kernelArgs,
+          timeout: Number(opts.timeout),
+          force: opts.force,
+          bootloader: opts.bootloader,
+          espSize: opts.espSize ? parseSize(opts.espSize) : undefined,
+          report: c.report,
+        });
+        ui.success(`${target}: ${formatBytes(res.size)}, ${res.images.length} image(s): ${res.images.flatMap((i) => i.tags).join(', ')}`);
+        ui.info(`boot it: darch vm run ${target}`);
+        await emit(res, () => undefined);
+      },
+    );
 
   disk
     .command('info')
@@ -54,7 +60,13 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
       await ctx(cmd);
       const info = await readDiskInfo(d);
       await emit(info, (i) =>
-        [`darch partition  UUID ${i.darchUuid ?? '-'}, ${i.darchSize === undefined ? '-' : formatBytes(i.darchSize)}`, `ESP              serial ${i.espSerial ?? '-'}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`, `boot loader      ${i.bootloader ?? 'grub'}`, `kernel args      ${i.kernelArgs ?? '-'}`, ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`)].join('\n'),
+        [
+          `darch partition  UUID ${i.darchUuid ?? '-'}, ${i.darchSize === undefined ? '-' : formatBytes(i.darchSize)}`,
+          `ESP              serial ${i.espSerial ?? '-'}${i.espSize ? `, ${formatBytes(i.espSize)}` : ''}`,
+          `boot loader      ${i.bootloader ?? 'grub'}`,
+          `kernel args      ${i.kernelArgs ?? '-'}`,
+          ...i.images.map((im) => `image            ${im.tags.join(', ')} (${im.id})`),
+        ].join('\n'),
       );
     });
 
@@ -83,7 +95,14 @@ export function registerDisk(disk: Command, ctx: ContextFactory): void {
         [
           table(
             ['TAGS', 'ID', 'STATE', 'SIZE'],
-            x.images.map((i) => [i.tags.join(', ') || '-', i.id, i.roles.map((r) => (r === 'trial' && x.trialTries !== undefined ? `trial (${x.trialTries} ${x.trialTries === 1 ? 'try' : 'tries'} left)` : r)).join(', ') || '-', formatBytes(i.bytes)]),
+            x.images.map((i) => [
+              i.tags.join(', ') || '-',
+              i.id,
+              i.roles
+                .map((r) => (r === 'trial' && x.trialTries !== undefined ? `trial (${x.trialTries} ${x.trialTries === 1 ? 'try' : 'tries'} left)` : r))
+                .join(', ') || '-',
+              formatBytes(i.bytes),
+            ]),
           ),
           '',
           `free: ${formatBytes(x.free.darch)} in the darch partition, ${formatBytes(x.free.esp)} on the ESP (${x.bootloader})`,

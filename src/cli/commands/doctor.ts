@@ -37,37 +37,52 @@ const TOOLS: Array<[string, string, string[]]> = [
 ];
 
 export function registerDoctor(doctor: Command, ctx: ContextFactory): void {
-  doctor
-    .action(async (_o: unknown, cmd: Command) => {
-      const c = await ctx(cmd);
-      const checks: Check[] = [];
-      for (const [tool, needed, args] of TOOLS) {
-        const p = await which(tool);
-        let detail = 'not installed';
-        if (p) {
-          const v = await run(tool, args, { allowFailure: true });
-          detail = ((v.stdout || v.stderr).split('\n').find((l) => l.trim()) ?? p).trim().slice(0, 60);
-        }
-        checks.push({ name: tool, ok: Boolean(p), detail, needed });
+  doctor.action(async (_o: unknown, cmd: Command) => {
+    const c = await ctx(cmd);
+    const checks: Check[] = [];
+    for (const [tool, needed, args] of TOOLS) {
+      const p = await which(tool);
+      let detail = 'not installed';
+      if (p) {
+        const v = await run(tool, args, { allowFailure: true });
+        detail = ((v.stdout || v.stderr).split('\n').find((l) => l.trim()) ?? p).trim().slice(0, 60);
       }
-      // Installed is not usable: docker needs its daemon, podman its runtime.
-      for (const p of await probeBuilders(c.paths)) {
-        checks.push({ name: `builder: ${p.kind}`, ok: p.usable, detail: p.detail.slice(0, 60), needed: '`darch build --builder ' + p.kind + '`' });
-      }
-      const fs = await readFile('/proc/filesystems', 'utf8').catch(() => '');
-      for (const f of ['squashfs', 'overlay']) {
-        checks.push({ name: `kernel: ${f}`, ok: fs.includes(`\t${f}\n`), detail: fs.includes(`\t${f}\n`) ? 'available' : 'not loaded (modprobe it)', needed: 'booting staged images on this machine' });
-      }
-      const kvm = await access('/dev/kvm').then(() => true, () => false);
-      checks.push({ name: 'kvm', ok: kvm, detail: kvm ? '/dev/kvm present (probed at use)' : 'absent: VMs use TCG', needed: 'fast `darch vm run`' });
-      // Building as a normal user: what buildah's user namespace needs.
-      const user = process.getuid?.() !== 0;
-      for (const r of await rootlessChecks()) {
-        checks.push({ name: `rootless: ${r.name}`, ok: r.ok || !user, detail: !user && !r.ok ? 'not needed as root' : r.ok ? r.detail : `${r.detail}; fix (as root): ${r.fix}`, needed: 'building as a normal user' });
-      }
-      checks.push({ name: 'mode', ok: true, detail: `${c.paths.mode} (state in ${c.paths.stateDir})`, needed: 'where darch keeps things' });
-      await emit({ checks }, ({ checks: l }) =>
-        table(['CHECK', 'OK', 'DETAIL', 'NEEDED FOR'], l.map((x) => [x.name, x.ok ? ui.colors.green('yes') : ui.colors.yellow('no'), x.detail, x.needed])),
-      );
-    });
+      checks.push({ name: tool, ok: Boolean(p), detail, needed });
+    }
+    // Installed is not usable: docker needs its daemon, podman its runtime.
+    for (const p of await probeBuilders(c.paths)) {
+      checks.push({ name: `builder: ${p.kind}`, ok: p.usable, detail: p.detail.slice(0, 60), needed: '`darch build --builder ' + p.kind + '`' });
+    }
+    const fs = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+    for (const f of ['squashfs', 'overlay']) {
+      checks.push({
+        name: `kernel: ${f}`,
+        ok: fs.includes(`\t${f}\n`),
+        detail: fs.includes(`\t${f}\n`) ? 'available' : 'not loaded (modprobe it)',
+        needed: 'booting staged images on this machine',
+      });
+    }
+    const kvm = await access('/dev/kvm').then(
+      () => true,
+      () => false,
+    );
+    checks.push({ name: 'kvm', ok: kvm, detail: kvm ? '/dev/kvm present (probed at use)' : 'absent: VMs use TCG', needed: 'fast `darch vm run`' });
+    // Building as a normal user: what buildah's user namespace needs.
+    const user = process.getuid?.() !== 0;
+    for (const r of await rootlessChecks()) {
+      checks.push({
+        name: `rootless: ${r.name}`,
+        ok: r.ok || !user,
+        detail: !user && !r.ok ? 'not needed as root' : r.ok ? r.detail : `${r.detail}; fix (as root): ${r.fix}`,
+        needed: 'building as a normal user',
+      });
+    }
+    checks.push({ name: 'mode', ok: true, detail: `${c.paths.mode} (state in ${c.paths.stateDir})`, needed: 'where darch keeps things' });
+    await emit({ checks }, ({ checks: l }) =>
+      table(
+        ['CHECK', 'OK', 'DETAIL', 'NEEDED FOR'],
+        l.map((x) => [x.name, x.ok ? ui.colors.green('yes') : ui.colors.yellow('no'), x.detail, x.needed]),
+      ),
+    );
+  });
 }

@@ -13,7 +13,6 @@ import type { ContextFactory } from '../globals.js';
 import { lockTimeout } from '../context.js';
 
 export function registerHooks(hooks: Command, ctx: ContextFactory): void {
-
   hooks
     .command('list')
     .description('list hooks in execution order')
@@ -21,7 +20,10 @@ export function registerHooks(hooks: Command, ctx: ContextFactory): void {
       const c = await ctx(cmd);
       const list = await discoverHooks(c.paths.configDir);
       await emit({ hooks: list }, ({ hooks: l }) =>
-        table(['NAME', 'ORDER', 'INCLUDE', 'EXCLUDE', 'SOURCE'], l.map((h) => [h.name, String(h.executionOrder), h.include.join(','), h.exclude.join(',') || '-', h.builtin ? 'built-in' : h.dir])),
+        table(
+          ['NAME', 'ORDER', 'INCLUDE', 'EXCLUDE', 'SOURCE'],
+          l.map((h) => [h.name, String(h.executionOrder), h.include.join(','), h.exclude.join(',') || '-', h.builtin ? 'built-in' : h.dir]),
+        ),
       );
     });
 
@@ -59,7 +61,8 @@ export function registerHooks(hooks: Command, ctx: ContextFactory): void {
       const c = await ctx(cmd);
       const hook = findHook(await discoverHooks(c.paths.configDir), name);
       const res = await callHook(c.paths, hook, 'help', {});
-      if (res.code !== 0) throw new DarchError('E_HOOK_FAILED', `hook ${name} has no working help function (exit ${res.code})`, { hint: res.stderr.trim().split('\n').pop() });
+      if (res.code !== 0)
+        throw new DarchError('E_HOOK_FAILED', `hook ${name} has no working help function (exit ${res.code})`, { hint: res.stderr.trim().split('\n').pop() });
       await emit({ hook: name, help: res.stdout }, (d) => d.help);
     });
 

@@ -51,7 +51,6 @@ export async function summarize(store: ImageStore, name: string): Promise<ImageS
 }
 
 export function registerImages(images: Command, ctx: ContextFactory): void {
-
   images
     .command('import')
     .description('import a root file system tarball, an OCI archive, a docker-save archive or an OCI layout (oci:DIR[:REF])')
@@ -95,7 +94,13 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
         }
         return table(
           ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'],
-          l.map((i) => [i.repository, i.tag, opts.digests ? i.digest : i.digest.slice(7, 19), formatAge(i.created ? new Date(i.created) : undefined), formatBytes(i.size)]),
+          l.map((i) => [
+            i.repository,
+            i.tag,
+            opts.digests ? i.digest : i.digest.slice(7, 19),
+            formatAge(i.created ? new Date(i.created) : undefined),
+            formatBytes(i.size),
+          ]),
         );
       });
     });
@@ -180,7 +185,9 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
       const store = (await ctx(cmd)).imageStore();
       const res = await store.withLock(() => store.prune(Boolean(opts.dryRun)));
-      ui.success(`${opts.dryRun ? 'would remove' : 'removed'} ${res.removed.length} blob(s), ${formatBytes(res.bytesFreed)}${res.tempFilesRemoved ? `, ${res.tempFilesRemoved} leftover temp file(s)` : ''}`);
+      ui.success(
+        `${opts.dryRun ? 'would remove' : 'removed'} ${res.removed.length} blob(s), ${formatBytes(res.bytesFreed)}${res.tempFilesRemoved ? `, ${res.tempFilesRemoved} leftover temp file(s)` : ''}`,
+      );
       await emit({ dryRun: Boolean(opts.dryRun), ...res }, () => undefined);
     });
 
@@ -191,7 +198,10 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
       const store = (await ctx(cmd)).imageStore();
       await store.init();
       const all = await store.listBlobs();
-      const progress = byteProgress('verifying', all.reduce((a, b) => a + b.size, 0));
+      const progress = byteProgress(
+        'verifying',
+        all.reduce((a, b) => a + b.size, 0),
+      );
       const report = await store.verify((_d, size) => progress.tick(size));
       progress.done();
       if (report.problems.length > 0) {

@@ -45,18 +45,15 @@ export function registerRecipes(cmd: Command, ctx: ContextFactory): void {
 
   recipes
     .command('kit')
-    .description("write darch's in-image files (trial-boot scripts, systemd units, initramfs-tools hook) into a recipe's build context as DIR/darch-kit, with an install script")
+    .description(
+      "write darch's in-image files (trial-boot scripts, systemd units, initramfs-tools hook) into a recipe's build context as DIR/darch-kit, with an install script",
+    )
     .argument('<dir>', "the recipe's directory (its build context)")
     .action(async (dir: string, _o: unknown, cmd: Command) => {
       await ctx(cmd);
       const res = await writeKit(dir, VERSION);
       ui.success(`wrote ${res.dir} (${res.files.length} files); add to the recipe:`);
-      const snippet = [
-        '# Containerfile:',
-        ...res.snippets.containerfile,
-        '# or, in a Darch-format script:',
-        ...res.snippets.script,
-      ].join('\n');
+      const snippet = ['# Containerfile:', ...res.snippets.containerfile, '# or, in a Darch-format script:', ...res.snippets.script].join('\n');
       await emit({ ...res, kitDir: KIT_DIR }, () => snippet);
     });
 

@@ -109,7 +109,9 @@ async function readPassword(opts: { password?: string; passwordStdin?: boolean }
   if (opts.passwordStdin || !process.stdin.isTTY) {
     const parts: Buffer[] = [];
     for await (const b of process.stdin as AsyncIterable<Buffer>) parts.push(b);
-    const pw = Buffer.concat(parts).toString('utf8').replace(/\r?\n$/, '');
+    const pw = Buffer.concat(parts)
+      .toString('utf8')
+      .replace(/\r?\n$/, '');
     if (!pw) throw usageError('no password on standard input', 'echo "$PASSWORD" | darch login HOST -u USER --password-stdin');
     return pw;
   }
@@ -153,7 +155,7 @@ export function registerLogout(logoutCmd: Command, ctx: ContextFactory): void {
       const res = await logout(host, { authFile: opts.authfile });
       if (!res.removed) {
         throw new DarchError('E_NOT_LOGGED_IN', `not logged in to ${host} (no entry in ${res.file})`, {
-          hint: 'credentials in ~/.docker/config.json are docker\'s: remove them with `docker logout`',
+          hint: "credentials in ~/.docker/config.json are docker's: remove them with `docker logout`",
         });
       }
       ui.success(`logged out of ${host}`);

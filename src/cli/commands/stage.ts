@@ -59,7 +59,6 @@ function summary(i: StagedImage, booted?: string): StagedSummary {
 }
 
 export function registerStage(stage: Command, ctx: ContextFactory): void {
-
   stage
     .command('upload')
     .alias('add')
@@ -71,31 +70,40 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
     .addOption(new Option('--writer <prog>', 'squashfs writer (default: tar2sqfs if installed, else sqfstar)').choices(['sqfstar', 'tar2sqfs']))
     .option('--two-pass', 'index every layer before writing (the only way with sqfstar; one pass is faster and gives the same root)')
-    .action(async (image: string, opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter; twoPass?: boolean }, cmd: Command) => {
-      const c = await ctx(cmd);
-      if (opts.blockSize !== undefined && (!Number.isInteger(opts.blockSize) || opts.blockSize < 4096 || opts.blockSize > 1048576 || (opts.blockSize & (opts.blockSize - 1)) !== 0)) {
-        throw usageError(`--block-size ${opts.blockSize} is not a power of two between 4096 and 1048576`);
-      }
-      const res = await stageImage(c.imageStore(), openStageStore(c), image, {
-        tags: opts.tag,
-        force: opts.force,
-        compressor: opts.compression ?? c.config.stage.compression,
-        blockSize: opts.blockSize,
-        writer: opts.writer,
-        passes: opts.twoPass ? 2 : undefined,
-        keep: c.config.stage.keep,
-        signal: c.signal,
-        steps: c.stageSteps,
-        report: c.report,
-      });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
-      for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
-      ui.success(
-        `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes[ROOTFS_FILE] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
-          `${res.meta.initramfs ? '' : ' (no initramfs in the image)'} in ${res.stats.seconds.toFixed(1)} s`,
-      );
-      await emit({ id: res.id, tags: res.tags, dir: res.dir, meta: res.meta, removed: res.removed, stats: res.stats }, (r) => r.id);
-    });
+    .action(
+      async (
+        image: string,
+        opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter; twoPass?: boolean },
+        cmd: Command,
+      ) => {
+        const c = await ctx(cmd);
+        if (
+          opts.blockSize !== undefined &&
+          (!Number.isInteger(opts.blockSize) || opts.blockSize < 4096 || opts.blockSize > 1048576 || (opts.blockSize & (opts.blockSize - 1)) !== 0)
+        ) {
+          throw usageError(`--block-size ${opts.blockSize} is not a power of two between 4096 and 1048576`);
+        }
+        const res = await stageImage(c.imageStore(), openStageStore(c), image, {
+          tags: opts.tag,
+          force: opts.force,
+          compressor: opts.compression ?? c.config.stage.compression,
+          blockSize: opts.blockSize,
+          writer: opts.writer,
+          passes: opts.twoPass ? 2 : undefined,
+          keep: c.config.stage.keep,
+          signal: c.signal,
+          steps: c.stageSteps,
+          report: c.report,
+        });
+        await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
+        for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
+        ui.success(
+          `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes[ROOTFS_FILE] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
+            `${res.meta.initramfs ? '' : ' (no initramfs in the image)'} in ${res.stats.seconds.toFixed(1)} s`,
+        );
+        await emit({ id: res.id, tags: res.tags, dir: res.dir, meta: res.meta, removed: res.removed, stats: res.stats }, (r) => r.id);
+      },
+    );
 
   stage
     .command('list')
@@ -135,7 +143,10 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
       if (!id) throw new DarchError('E_NOT_BOOTED', 'this system was not booted from a staged image (no darch_stageid= in /proc/cmdline)');
       const store = openStageStore(c);
       const img = (await store.list()).find((i) => i.id === id);
-      if (!img) throw new DarchError('E_NOT_STAGED', `booted staged image ${id} is not in ${store.dir}`, { hint: 'it was removed from disk, or the stage directory is elsewhere (--root)' });
+      if (!img)
+        throw new DarchError('E_NOT_STAGED', `booted staged image ${id} is not in ${store.dir}`, {
+          hint: 'it was removed from disk, or the stage directory is elsewhere (--root)',
+        });
       await emit(summary(img, id), (s) => s.tags[0] ?? s.id);
     });
 
@@ -178,7 +189,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
           const tag = img.tags.find((t) => t === ref || t === normalizeOrUndefined(ref));
           const byTag = tag !== undefined;
           if (byTag) await store.untag(tag);
-          const left = byTag ? (await store.list()).find((i) => i.id === img.id)?.tags.length ?? 0 : 0;
+          const left = byTag ? ((await store.list()).find((i) => i.id === img.id)?.tags.length ?? 0) : 0;
           let deleted = false;
           if (left === 0) {
             if (prot.has(img.id)) ui.warn(`${img.id} is protected (booted, default or trial): kept on disk`);
@@ -209,10 +220,17 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         if (!opts.dryRun) for (const i of untagged) await store.deleteImage(i.id);
         // Also darch's own scratch directory: work files of killed `vm run`s and `disk create`s.
         const temp = opts.dryRun ? 0 : (await store.sweepTemp()) + (await sweepDeadOwners(c.paths.tmpDir));
-        return { dryRun: Boolean(opts.dryRun), removed: untagged.map((i) => i.id), bytesFreed: untagged.reduce((a, i) => a + (i.meta?.totalSize ?? 0), 0), tempRemoved: temp };
+        return {
+          dryRun: Boolean(opts.dryRun),
+          removed: untagged.map((i) => i.id),
+          bytesFreed: untagged.reduce((a, i) => a + (i.meta?.totalSize ?? 0), 0),
+          tempRemoved: temp,
+        };
       });
       if (!res.dryRun) await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
-      ui.success(`${res.dryRun ? 'would remove' : 'removed'} ${res.removed.length} staged image(s), ${formatBytes(res.bytesFreed)}${res.tempRemoved ? `, ${res.tempRemoved} leftover work dir(s)` : ''}`);
+      ui.success(
+        `${res.dryRun ? 'would remove' : 'removed'} ${res.removed.length} staged image(s), ${formatBytes(res.bytesFreed)}${res.tempRemoved ? `, ${res.tempRemoved} leftover work dir(s)` : ''}`,
+      );
       await emit(res, () => undefined);
     });
 

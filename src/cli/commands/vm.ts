@@ -1,5 +1,5 @@
 /** `darch vm run`: try a staged image or a darch disk in qemu before it touches hardware. */
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { makeWorkDir } from '../../lib/scratch.js';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -57,34 +57,40 @@ export function registerVm(vm: Command, ctx: ContextFactory): void {
     .option('--net', 'give the guest user-mode networking')
     .option('--no-reboot', 'exit when the guest reboots')
     .option('--kernel-args <args>', 'kernel arguments when a staged image is booted', 'console=ttyS0,115200')
-    .action(async (what: string, opts: { memory: string; cpus: string; accel: 'auto' | 'kvm' | 'tcg'; snapshot?: boolean; net?: boolean; reboot: boolean; kernelArgs: string }, cmd: Command) => {
-      const c = await ctx(cmd);
-      const given = await diskArgument(what, c.paths.stageDir);
-      const work = await makeWorkDir(c.paths.tmpDir, 'vm');
-      try {
-        let disk = given ?? what;
-        if (!given) {
-          disk = path.join(work, 'disk.img');
-          ui.step(`making a throw-away disk with ${what}`);
-          await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1, report: c.report });
+    .action(
+      async (
+        what: string,
+        opts: { memory: string; cpus: string; accel: 'auto' | 'kvm' | 'tcg'; snapshot?: boolean; net?: boolean; reboot: boolean; kernelArgs: string },
+        cmd: Command,
+      ) => {
+        const c = await ctx(cmd);
+        const given = await diskArgument(what, c.paths.stageDir);
+        const work = await makeWorkDir(c.paths.tmpDir, 'vm');
+        try {
+          let disk = given ?? what;
+          if (!given) {
+            disk = path.join(work, 'disk.img');
+            ui.step(`making a throw-away disk with ${what}`);
+            await createDisk(c.paths, { target: disk, images: [what], kernelArgs: opts.kernelArgs, timeout: 1, report: c.report });
+          }
+          const code = await runVm(
+            {
+              disk,
+              workDir: work,
+              memoryMiB: Number(opts.memory),
+              cpus: Number(opts.cpus),
+              accel: opts.accel,
+              snapshot: opts.snapshot,
+              network: opts.net,
+              noReboot: !opts.reboot,
+              report: c.report,
+            },
+            c.signal,
+          );
+          if (code !== 0 && !c.signal.aborted) throw new DarchError('E_VM_FAILED', `qemu exited with status ${code}`, { exitCode: code });
+        } finally {
+          await rm(work, { recursive: true, force: true });
         }
-        const code = await runVm(
-          {
-            disk,
-            workDir: work,
-            memoryMiB: Number(opts.memory),
-            cpus: Number(opts.cpus),
-            accel: opts.accel,
-            snapshot: opts.snapshot,
-            network: opts.net,
-            noReboot: !opts.reboot,
-            report: c.report,
-          },
-          c.signal,
-        );
-        if (code !== 0 && !c.signal.aborted) throw new DarchError('E_VM_FAILED', `qemu exited with status ${code}`, { exitCode: code });
-      } finally {
-        await rm(work, { recursive: true, force: true });
-      }
-    });
+      },
+    );
 }
