@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { darchOk, tempDir } from '../helpers/darch.js';
 import { distGrubCfg, installedDebianDisk, withInstall } from '../helpers/installedgrub.js';
 import { BOOTED, stageTrialImages, trialBoots } from '../helpers/trialimages.js';
-import { SerialVm } from '../helpers/serialvm.js';
+import { Vm } from '../helpers/qemu.js';
 
 /** The bad image: a kernel panic, which only darch's trial defaults (panic=) turn into a reboot. */
 const BAD = 'panic';
@@ -63,7 +63,7 @@ describe("a distribution's own GRUB boots darch's images and falls back from a b
   });
 
   it("the distribution's GRUB menu shows darch's entries and boots the default image, A", async () => {
-    const vm = await SerialVm.start({ name: 'boot-installed-grub-default', disk, memoryMiB: 512 });
+    const vm = await Vm.qemu({ name: 'boot-installed-grub-default', disk, memoryMiB: 512 });
     try {
       // What GRUB picked, before waiting for a boot that would never report if it was Debian's.
       const picked = await vm.waitFor(/Booting `([^']+)'/, 180_000);

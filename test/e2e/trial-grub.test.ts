@@ -18,7 +18,7 @@ import { emptyState } from '../../src/boot/trial/state.js';
 import { saveState, stateToVars } from '../../src/boot/grub/envstate.js';
 import { renderEmbeddedConfig } from '../../src/disk/layout.js';
 import { darch, darchOk, REPO as REPO_ROOT } from '../helpers/darch.js';
-import { SerialVm } from '../helpers/serialvm.js';
+import { Vm } from '../helpers/qemu.js';
 
 const sh = promisify(execFile);
 const A = { id: 'a'.repeat(25), tag: 'os:a', entry: 'darch-os@a' };
@@ -112,8 +112,8 @@ async function watchBoots(
   count: number,
   noReboot = false,
   readOnly = false,
-): Promise<{ boots: Boot[]; vm: SerialVm; trialArgs: string[] }> {
-  const vm = await SerialVm.start({ name, disk, noReboot, readOnly, memoryMiB: 128 });
+): Promise<{ boots: Boot[]; vm: Vm; trialArgs: string[] }> {
+  const vm = await Vm.qemu({ name, disk, noReboot, readOnly, memoryMiB: 128 });
   const boots: Boot[] = [];
   const trialArgs: string[] = [];
   let from = 0;
@@ -260,7 +260,7 @@ test('the standalone A/B script (assets/grub-ab) tries an entry and falls back w
   const tried = await sh(commit, ['try', 'second', '1'], { env: { ...process.env, AB_DIR: state } });
   assert.match(tried.stdout, /try second/);
   await sh('mcopy', ['-i', ESP(img), path.join(state, 'ab.env'), path.join(state, 'ab.env.bak'), path.join(REPO_ROOT, 'assets/grub-ab/ab.cfg'), '::/EFI/ab/']);
-  const vm = await SerialVm.start({ name: 'trial-grub-ab', disk: img, memoryMiB: 128 });
+  const vm = await Vm.qemu({ name: 'trial-grub-ab', disk: img, memoryMiB: 128 });
   const seen: string[] = [];
   try {
     let from = 0;

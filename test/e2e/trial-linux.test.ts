@@ -41,7 +41,7 @@ import {
   withTrialWatchdog,
   type TrialBoot,
 } from '../helpers/trialimages.js';
-import { SerialVm } from '../helpers/serialvm.js';
+import { Vm } from '../helpers/qemu.js';
 
 const sh = promisify(execFile);
 
@@ -140,7 +140,7 @@ describe('trial boots of real kernels with automatic fallback', () => {
   async function assertStays(variant: string, waitFor: RegExp): Promise<void> {
     const d = await diskCopy(`${variant}-default`);
     await darchOk(['disk', 'set-default', d, `test/b:${variant}`]);
-    const vm = await SerialVm.start({ name: `trial-linux-${variant}-default`, disk: d, memoryMiB: 512 });
+    const vm = await Vm.qemu({ name: `trial-linux-${variant}-default`, disk: d, memoryMiB: 512 });
     try {
       const seen = await vm.waitFor(waitFor, 180_000);
       assert.doesNotMatch(vm.text, /darch\.trial=1|watchdog armed/, 'not a trial boot');
@@ -155,18 +155,18 @@ describe('trial boots of real kernels with automatic fallback', () => {
   it('a good trial commits itself: after one boot it is the default and no trial remains', async () => {
     const d = await diskCopy('good');
     await darchOk(['boot', 'try', 'test/b:good', '--tries', '3', '--disk', d]);
-    const vm = await SerialVm.start({ name: 'trial-linux-good', disk: d, memoryMiB: 512 });
+    const vm = await Vm.qemu({ name: 'trial-linux-good', disk: d, memoryMiB: 512 });
     try {
       const first = await vm.waitFor(new RegExp(`${BOOTED} version=B stage=${ids.good} trial=1 fell_back=0`), 180_000);
       // darch's default: every trial boot runs under a 300 s watchdog, with nothing on the disk's command line asking for it.
       assert.match(vm.text, new RegExp(`darch: trial boot: watchdog armed \\(iTCO_wdt, ${DEFAULT_WATCHDOG_SECONDS}s\\)`));
       assert.match(vm.text, /darch-commit: [a-z0-9]{25} is good: it is now the default\s+darch: the trial's watchdog \(\/dev\/watchdog0\) is stopped/);
       // Stopped for real, as the kernel sees it.
-      vm.send('echo "WD=$(cat /sys/class/watchdog/watchdog0/state)"');
+      vm.send('echo "WD=$(cat /sys/class/watchdog/watchdog0/state)"\n');
       const wd = await vm.waitFor(/WD=(active|inactive)/, 30_000, first.end);
       assert.equal(wd.match[1], 'inactive', 'the commit stopped the watchdog');
       assert.equal(vm.text.split('BdsDxe: starting Boot').length - 1, 1, 'no reset after the commit');
-      vm.send('reboot -f');
+      vm.send('reboot -f\n');
       const second = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w) stage=[a-z0-9]+ trial=(\\d)`), 180_000, first.end);
       assert.deepEqual([second.match[1], second.match[2]], ['B', '0'], 'the second boot is B as the default, not a trial');
       assert.match(vm.text.slice(first.end), /not a trial boot: nothing to do/);

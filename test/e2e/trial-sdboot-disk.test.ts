@@ -35,7 +35,7 @@ import {
   withTrialWatchdog,
   type TrialBoot,
 } from '../helpers/trialimages.js';
-import { SerialVm } from '../helpers/serialvm.js';
+import { Vm } from '../helpers/qemu.js';
 
 const sh = promisify(execFile);
 describe('systemd-boot trial boots of real images on a disk made by darch', () => {
@@ -136,11 +136,11 @@ describe('systemd-boot trial boots of real images on a disk made by darch', () =
   it('a good trial commits itself in the guest (darch-commit renames its entry): after one boot it is the default', async () => {
     const d = await diskCopy('good');
     await darchOk(['boot', 'try', 'test/b:good', '--tries', '3', '--disk', d]);
-    const vm = await SerialVm.start({ name: 'trial-sdboot-disk-good', disk: d, memoryMiB: 512 });
+    const vm = await Vm.qemu({ name: 'trial-sdboot-disk-good', disk: d, memoryMiB: 512 });
     try {
       const first = await vm.waitFor(new RegExp(`${BOOTED} version=B stage=${ids.good} trial=1 fell_back=0`), 180_000);
       assert.match(vm.text, /darch-commit: [a-z0-9]{25} is good: it is now the default/);
-      vm.send('reboot -f');
+      vm.send('reboot -f\n');
       const second = await vm.waitFor(new RegExp(`${BOOTED} version=(\\w) stage=([a-z0-9]+) trial=(\\d)`), 180_000, first.end);
       assert.deepEqual([second.match[1], second.match[2], second.match[3]], ['B', ids.good, '0'], 'the second boot is B as the default, not a trial');
       assert.match(vm.text.slice(first.end), /not a trial boot: nothing to do/);

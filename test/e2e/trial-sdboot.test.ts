@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { renderBlsEntry, VERSION } from '../../src/boot/sdboot/sdboot.js';
 import { darch, darchOk } from '../helpers/darch.js';
 import { debianKernel } from '../helpers/bootimage.js';
-import { SerialVm } from '../helpers/serialvm.js';
+import { Vm } from '../helpers/qemu.js';
 
 const sh = promisify(execFile);
 const SDBOOT = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
@@ -99,7 +99,7 @@ async function disk(name: string): Promise<string> {
 }
 
 async function watch(name: string, d: string, count: number, noReboot = false): Promise<string[]> {
-  const vm = await SerialVm.start({ name, disk: d, memoryMiB: 256, noReboot });
+  const vm = await Vm.qemu({ name, disk: d, memoryMiB: 256, noReboot });
   const seen: string[] = [];
   try {
     let from = 0;

@@ -1,45 +1,70 @@
 /**
- * Staged images made of small placeholder files, for tests of what darch does around a
- * staged image (menus, disks, hooks) that never boot it. Boot tests use staged.ts.
+ * Staged images for tests, written by darch's own stage writer: a work directory of the
+ * stage store, image.json and meta.json through their contract modules, `commit` into live/
+ * and `setTags` in images.json (src/stage/store.ts), so a test's staged image is exactly what
+ * `darch stage upload` would leave, whatever the files inside. `fakeStaged` makes one of small
+ * placeholder files, for what darch does around a staged image (menus, disks, hooks) that
+ * never boots it; boot tests use staged.ts, which puts a real kernel and initramfs in.
  */
-import { randomInt } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../../src/lib/proc.js';
+import { DirFiles } from '../../src/lib/smallfs.js';
+import { writeImageJsonIn, type ImageJson } from '../../src/stage/image-json.js';
+import { writeMetaIn } from '../../src/stage/meta-json.js';
+import { newStageId, StageStore } from '../../src/stage/store.js';
 
 export function stageDirOf(root: string): string {
   return path.join(root, 'var/lib/darch/stage');
 }
 
-export async function fakeStaged(root: string, tags: string[], opts: { kernelparams?: string; created?: Date } = {}): Promise<string> {
-  let id = '';
-  for (let i = 0; i < 25; i++) id += '0123456789abcdefghijklmnopqrstuvwxyz'[randomInt(36)];
-  const stage = stageDirOf(root);
-  const dir = path.join(stage, 'live', id);
-  await mkdir(path.join(dir, 'src/etc'), { recursive: true });
-  await writeFile(path.join(dir, 'src/etc/hostname'), `${tags[0]}\n`);
-  await run('mksquashfs', [path.join(dir, 'src'), path.join(dir, 'rootfs.squash'), '-quiet', '-no-progress', '-noappend']);
-  await run('rm', ['-rf', path.join(dir, 'src')]);
-  await writeFile(path.join(dir, 'vmlinuz'), 'not a kernel\n');
-  await writeFile(path.join(dir, 'initrd.img'), 'not an initramfs\n');
-  await writeFile(
-    path.join(dir, 'image.json'),
-    JSON.stringify({ kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) }),
-  );
-  await writeFile(path.join(dir, 'meta.json'), JSON.stringify({ id, created: (opts.created ?? new Date()).toISOString() }));
-  await registerStaged(stage, id, tags);
+export interface PutStagedOptions {
+  /** A fixed id (variants name themselves); a new random one by default. */
+  id?: string;
+  created?: Date;
+  source?: { name?: string };
+}
+
+/**
+ * Stage an image whose files `fill` writes into the work directory, described by `image`,
+ * under `tags`. Returns the staged id.
+ */
+export async function putStaged(
+  root: string,
+  tags: string[],
+  image: ImageJson,
+  fill: (dir: string) => Promise<void>,
+  opts: PutStagedOptions = {},
+): Promise<string> {
+  const store = new StageStore(stageDirOf(root), 0);
+  const id = opts.id ?? newStageId();
+  const work = await store.makeWorkDir('test');
+  await fill(work);
+  const files = new DirFiles(work);
+  await writeImageJsonIn(files, image);
+  await writeMetaIn(files, { id, created: (opts.created ?? new Date()).toISOString(), ...(opts.source ? { source: opts.source } : {}) });
+  await store.withLock(async () => {
+    await store.commit(work, id);
+    await store.setTags(id, tags);
+  });
   return id;
 }
 
-/** Add a staged id and its tags to images.json, as `darch stage upload` records it. */
-export async function registerStaged(stage: string, id: string, tags: string[]): Promise<void> {
-  const file = path.join(stage, 'images.json');
-  let doc: { version: number; images: Record<string, { tags: string[] }> } = { version: 1, images: {} };
-  try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
-  } catch {
-    /* first */
-  }
-  doc.images[id] = { tags };
-  await writeFile(file, JSON.stringify(doc, null, 2));
+export async function fakeStaged(root: string, tags: string[], opts: { kernelparams?: string; created?: Date } = {}): Promise<string> {
+  const image = { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) };
+  return putStaged(
+    root,
+    tags,
+    image,
+    async (dir) => {
+      const src = path.join(dir, 'src');
+      await mkdir(path.join(src, 'etc'), { recursive: true });
+      await writeFile(path.join(src, 'etc/hostname'), `${tags[0]}\n`);
+      await run('mksquashfs', [src, path.join(dir, 'rootfs.squash'), '-quiet', '-no-progress', '-noappend']);
+      await run('rm', ['-rf', src]);
+      await writeFile(path.join(dir, 'vmlinuz'), 'not a kernel\n');
+      await writeFile(path.join(dir, 'initrd.img'), 'not an initramfs\n');
+    },
+    { created: opts.created },
+  );
 }

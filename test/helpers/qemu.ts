@@ -1,19 +1,22 @@
 /**
- * The qemu harness for boot tests: start a VM (a darch disk through `darch vm run`, or a
- * kernel + initramfs directly for initramfs-only tests), wait for text on the serial
- * console with a timeout, type commands into the guest shell and read their output. The
- * whole console log is written to test-artifacts/<name>.log when the VM stops, so a failed
- * boot can be read afterwards.
+ * The one qemu harness for boot tests: start a VM (a darch disk through `darch vm run`; the
+ * same qemu command line directly, for trial tests that watch a disk across reboots, with
+ * -no-reboot or a read-only disk; or a kernel + initramfs directly for initramfs-only
+ * tests), wait for text on the serial console with a timeout, type into the guest and run
+ * shell commands there. The whole console log is written to test-artifacts/<name>.log when
+ * the VM stops, so a failed boot can be read afterwards.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { qemuCommand } from '../../src/vm/qemu.js';
 import { DARCH_BIN, REPO } from './darch.js';
 
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 
 // eslint-disable-next-line no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]/g;
+const ANSI = /\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]/g;
 
 /** Console text that means the boot failed: waiting on stops at once instead of timing out. */
 export const BOOT_FAILED = /darch: ERROR: .*|Kernel panic - not syncing.*/;
@@ -37,11 +40,27 @@ export interface KernelVmOptions {
   memoryMiB?: number;
 }
 
+/** A darch disk booted by qemu directly, with the command line `darch vm run` uses. */
+export interface QemuVmOptions {
+  name: string;
+  disk: string;
+  memoryMiB?: number;
+  /** qemu exits when the guest reboots. */
+  noReboot?: boolean;
+  /** Attach the disk read-only: the firmware and boot loader cannot write to it. */
+  readOnly?: boolean;
+  extraArgs?: string[];
+  /** Console text that fails a wait at once; none by default (trial tests expect panics). */
+  failOn?: RegExp | null;
+}
+
 export class Vm {
   private raw = '';
   private child: ChildProcess;
-  private exited: Promise<number>;
+  private exitCode: Promise<number>;
   private counter = 0;
+  /** Set once the VM process has ended. */
+  exited = false;
   readonly started = Date.now();
 
   private constructor(
@@ -49,12 +68,34 @@ export class Vm {
     cmd: string,
     args: string[],
     private readonly failOn: RegExp | null = BOOT_FAILED,
+    /** A scratch directory (OVMF variables) removed when the VM stops. */
+    private readonly work?: string,
   ) {
     this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
     this.child.stderr!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
     this.child.stdin!.on('error', () => undefined);
-    this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code ?? 128)));
+    this.exitCode = new Promise((resolve) =>
+      this.child.on('close', (code) => {
+        this.exited = true;
+        resolve(code ?? 128);
+      }),
+    );
+  }
+
+  /** Boot a darch disk with qemu itself (OVMF, the disk on virtio): trial tests that count reboots. */
+  static async qemu(o: QemuVmOptions): Promise<Vm> {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'darch-vm-'));
+    const { args } = await qemuCommand({
+      disk: o.disk,
+      workDir: work,
+      memoryMiB: o.memoryMiB ?? 384,
+      accel: (process.env.DARCH_TEST_ACCEL as 'kvm' | 'tcg' | undefined) ?? 'tcg',
+      noReboot: o.noReboot,
+      extraArgs: o.extraArgs ?? [],
+    });
+    const finalArgs = o.readOnly ? args.map((a) => (a.startsWith(`file=${o.disk},`) ? `${a},readonly=on` : a)) : args;
+    return new Vm(o.name, 'qemu-system-x86_64', finalArgs, o.failOn ?? null, work);
   }
 
   /** Boot a darch disk the way a user does: `darch vm run DISK`. */
@@ -126,12 +167,25 @@ export class Vm {
     return this.raw.replace(ANSI, '').replace(/\r/g, '');
   }
 
+  /** The same as `log`. */
+  get text(): string {
+    return this.log;
+  }
+
+  tail(n = 2000): string {
+    return this.log.slice(-n);
+  }
+
+  get logFile(): string {
+    return path.join(ARTIFACTS, `${this.name.replace(/[^\w.-]+/g, '_')}.log`);
+  }
+
   /** Wait until the console (after position `from`) matches; rejects with the log tail on timeout or exit. */
   async waitFor(pattern: RegExp | string, timeoutMs = 60_000, from = 0): Promise<{ match: RegExpMatchArray; end: number }> {
     const re = typeof pattern === 'string' ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : pattern;
     const deadline = Date.now() + timeoutMs;
     let exitCode: number | undefined;
-    void this.exited.then((c) => (exitCode = c));
+    void this.exitCode.then((c) => (exitCode = c));
     for (;;) {
       const log = this.log;
       const m = log.slice(from).match(re);
@@ -175,7 +229,7 @@ export class Vm {
 
   async saveLog(): Promise<string> {
     await mkdir(ARTIFACTS, { recursive: true });
-    const file = path.join(ARTIFACTS, `${this.name.replace(/[^\w.-]+/g, '_')}.log`);
+    const file = this.logFile;
     await writeFile(file, this.log);
     return file;
   }
@@ -185,16 +239,17 @@ export class Vm {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       this.child.kill('SIGTERM');
       const t = setTimeout(() => this.child.kill('SIGKILL'), 5000);
-      await this.exited;
+      await this.exitCode;
       clearTimeout(t);
     }
     await this.saveLog();
+    if (this.work) await rm(this.work, { recursive: true, force: true });
   }
 
   /** Wait for the VM to exit by itself (a guest poweroff with -no-reboot). */
   async waitExit(timeoutMs = 60_000): Promise<number> {
     return Promise.race([
-      this.exited,
+      this.exitCode,
       new Promise<number>((_, rej) => setTimeout(() => rej(new Error(`${this.name}: VM did not exit within ${timeoutMs / 1000}s`)), timeoutMs)),
     ]);
   }

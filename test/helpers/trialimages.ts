@@ -15,7 +15,7 @@ import { LINUX_TYPE } from '../../src/disk/layout.js';
 import { REPO } from './darch.js';
 import { busyboxBootRoot, debianKernel } from './bootimage.js';
 import { stageTree, stageVariant } from './staged.js';
-import { SerialVm } from './serialvm.js';
+import { Vm } from './qemu.js';
 
 export const BOOTED = 'TRIAL-BOOTED';
 
@@ -129,7 +129,7 @@ export interface TrialBoot {
  * the VM: a hung trial is reset by the guest's own watchdog (darch.watchdog=, i6300esb).
  */
 export async function trialBoots(name: string, disk: string, count: number, extraArgs: string[] = []): Promise<TrialBoot[]> {
-  const vm = await SerialVm.start({ name, disk, memoryMiB: 512, extraArgs });
+  const vm = await Vm.qemu({ name, disk, memoryMiB: 512, extraArgs });
   const deadline = Date.now() + count * 120_000;
   try {
     for (;;) {
