@@ -8,7 +8,7 @@ import { DirFiles } from '../lib/smallfs.js';
 import type { Config } from '../lib/config.js';
 import { DarchError, type ErrorCode } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/format.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { buildInitramfs } from '../initramfs/build.js';
 import { applyHooks } from '../hooks/install.js';

@@ -5,8 +5,9 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { DarchError, ExitCode } from '../lib/errors.js';
-import { writeStdout } from '../lib/output.js';
-import { ui } from '../lib/ui.js';
+import { writeStdout } from './output.js';
+import { ui } from './ui.js';
+import { commandChannel, lockWaitChannel, type CommandEvent, type LockWaitEvent } from '../lib/diagnostics.js';
 import { globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
 import { COMMANDS, commandIn, type CommandEntry } from './table.js';
 import type { Context } from './context.js';
@@ -37,6 +38,7 @@ function buildProgram(defined: Map<string, DefineCommand>): Command {
     .exitOverride();
   program.hook('preAction', (_this, action) => {
     ui.configure(globalsOf(action));
+    listenToLibrary();
   });
   // One context per run, made on first use: --help and --version never load config or stores.
   let context: Promise<Context> | undefined;
@@ -135,3 +137,18 @@ function interruptedCode(): number {
 
 // The only entry point: importing this module runs darch.
 process.exitCode = await main(process.argv.slice(2));
+
+/** What the lowest layers publish (src/lib/diagnostics.ts), printed the CLI's way. */
+let listening = false;
+function listenToLibrary(): void {
+  if (listening) return;
+  listening = true;
+  commandChannel.subscribe((m) => {
+    const e = m as CommandEvent;
+    ui.debug(`${e.kind}: ${e.cmd} ${e.args.join(' ')}`);
+  });
+  lockWaitChannel.subscribe((m) => {
+    const e = m as LockWaitEvent;
+    ui.info(`waiting for ${e.what} (locked by pid ${e.pid})…`);
+  });
+}

@@ -1,7 +1,7 @@
 /** The CLI's reporter: library messages and progress go to stderr through `ui`, as darch's own. */
-import { byteProgress, byteProgressGroup } from '../lib/progress.js';
+import { byteProgress, byteProgressGroup } from './progress.js';
 import type { Reporter } from '../lib/report.js';
-import { ui } from '../lib/ui.js';
+import { ui } from './ui.js';
 
 export const uiReporter: Reporter = {
   info: (m) => ui.info(m),

@@ -12,7 +12,7 @@ import { commitFile, fsyncFile, makeWorkDir, tempName } from '../lib/scratch.js'
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
-import { formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/format.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { listStaged, type BootableImage } from '../boot/shared/staged.js';
 import { matchStaged } from '../stage/store.js';

@@ -13,7 +13,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
-import { formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/format.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { subFiles } from '../lib/smallfs.js';
 import { listStaged, type BootableImage } from '../boot/shared/staged.js';

@@ -9,7 +9,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DarchError, fsError, isErrno } from './errors.js';
-import { ui } from './ui.js';
+import { publishLockWait } from './diagnostics.js';
 
 interface Owner {
   pid: number;
@@ -85,7 +85,7 @@ export async function acquireLock(file: string, what: string, timeoutSec: number
       });
     }
     if (!announced) {
-      ui.info(`waiting for ${what} (locked by pid ${owner.pid})…`);
+      publishLockWait({ what, pid: owner.pid });
       announced = true;
     }
     await sleep(200);

@@ -4,7 +4,7 @@
  */
 import { spawn, type SpawnOptions, type ChildProcess } from 'node:child_process';
 import { DarchError } from './errors.js';
-import { ui } from './ui.js';
+import { publishCommand } from './diagnostics.js';
 
 /** Debian packages for the external tools darch calls, for hints. */
 const PACKAGES: Record<string, string> = {
@@ -69,7 +69,7 @@ export interface RunResult {
 
 /** Run to completion, capturing output (for small outputs; use spawnChild for streams). */
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  ui.debug(`run: ${cmd} ${args.join(' ')}`);
+  publishCommand({ kind: 'run', cmd, args });
   const { input, allowFailure, ...spawnOpts } = opts;
   const child = spawn(cmd, args, { ...spawnOpts, stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
@@ -105,7 +105,7 @@ export function waitChild(child: ChildProcess, cmd: string): Promise<{ code: num
 
 /** Start a child for streaming; the caller pipes and must await waitChild. */
 export function spawnChild(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-  ui.debug(`spawn: ${cmd} ${args.join(' ')}`);
+  publishCommand({ kind: 'spawn', cmd, args });
   return spawn(cmd, args, opts);
 }
 

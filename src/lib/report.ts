@@ -4,9 +4,19 @@
  * (src/cli/reporter.ts). So the same functions run quietly under tests, the update agent
  * or another program, and only src/cli decides what reaches a terminal.
  */
-import type { Progress, ProgressGroup } from './progress.js';
+export interface Progress {
+  /** Add bytes done. */
+  tick(bytes: number): void;
+  /** Set the total when it becomes known. */
+  setTotal(total: number): void;
+  done(message?: string): void;
+}
 
-export type { Progress, ProgressGroup } from './progress.js';
+export interface ProgressGroup {
+  /** Progress of one item (a blob): its own bar on a terminal, part of the total line otherwise. */
+  item(name: string, total: number): Progress;
+  done(message?: string): void;
+}
 
 export interface Reporter {
   /** Plain information (hidden by --quiet). */

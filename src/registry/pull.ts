@@ -4,7 +4,7 @@
  * layer-level delta), then the manifest and the name, last, under the store lock.
  */
 import { DarchError } from '../lib/errors.js';
-import { formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/format.js';
 import { silentReporter } from '../lib/report.js';
 import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type Platform, hostPlatform, isIndexType } from '../oci/mediatypes.js';

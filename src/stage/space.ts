@@ -1,7 +1,7 @@
 /** Refuse before writing when a file system cannot hold what we are about to write. */
 import { mkdir, statfs } from 'node:fs/promises';
 import { DarchError, fsError } from '../lib/errors.js';
-import { formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/format.js';
 
 export async function freeBytes(dir: string): Promise<number> {
   await mkdir(dir, { recursive: true });

@@ -16,7 +16,7 @@ import { writeImageJsonIn, type ImageJson } from './image-json.js';
 import { writeMetaIn, type NewStagedMeta } from './meta-json.js';
 import { DarchError, fsError } from '../lib/errors.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
-import { formatBytes } from '../lib/ui.js';
+import { formatBytes } from '../lib/format.js';
 import { HashSink } from '../oci/digest.js';
 import type { ImageStore, ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';

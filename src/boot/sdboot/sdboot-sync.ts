@@ -17,7 +17,7 @@ import type { Config } from '../../lib/config.js';
 import { DarchError, fsError, isErrno } from '../../lib/errors.js';
 import { withLock } from '../../lib/lock.js';
 import type { DarchPaths } from '../../lib/paths.js';
-import { formatBytes } from '../../lib/ui.js';
+import { formatBytes } from '../../lib/format.js';
 import { silentReporter, type Reporter } from '../../lib/report.js';
 import { readCmdline } from '../../stage/protect.js';
 import { localEspDir } from '../shared/esp.js';

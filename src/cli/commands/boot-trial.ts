@@ -7,8 +7,8 @@
 import type { Command } from 'commander';
 import { disarmWatchdog, markCommitted, type ArmedWatchdog } from '../../boot/trial/watchdog.js';
 import { usageError } from '../../lib/errors.js';
-import { emit, table } from '../../lib/output.js';
-import { ui } from '../../lib/ui.js';
+import { emit, table } from '../output.js';
+import { ui } from '../ui.js';
 import { readCmdline } from '../../stage/protect.js';
 import { MAX_TRIES, armTrial, markBad, markGood, rollback, setDefault, trialKernelArgs, type BootedInfo, type ImageRef } from '../../boot/trial/state.js';
 import { changeState, readState, type ChangeResult, type StateChange } from '../../boot/bootstate.js';

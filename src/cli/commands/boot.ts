@@ -5,15 +5,15 @@ import type { Command } from 'commander';
 import { writeFileAtomic } from '../../lib/scratch.js';
 import { assetPath } from '../../lib/assets.js';
 import { DarchError } from '../../lib/errors.js';
-import { emit, table } from '../../lib/output.js';
+import { emit, table } from '../output.js';
 import { run, which } from '../../lib/proc.js';
-import { ui } from '../../lib/ui.js';
+import { ui } from '../ui.js';
 import { detectStageLocation } from '../../boot/shared/location.js';
 import { bootMenu, syncBootConfig } from '../../boot/grub/sync.js';
 import { syncBoot } from '../../boot/reconcile.js';
 import { GRUB_CFG } from '../../stage/layout.js';
 import { listSdbootEntries, localBootloader } from '../../boot/sdboot/sdboot-sync.js';
-import { formatBytes } from '../../lib/ui.js';
+import { formatBytes } from '../../lib/format.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 

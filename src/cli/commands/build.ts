@@ -4,8 +4,8 @@ import { Option } from 'commander';
 import { buildRecipes } from '../../build/build.js';
 import { BUILDER_KINDS } from '../../build/builder.js';
 import { usageError } from '../../lib/errors.js';
-import { emit, table } from '../../lib/output.js';
-import { ui } from '../../lib/ui.js';
+import { emit, table } from '../output.js';
+import { ui } from '../ui.js';
 import type { ContextFactory } from '../globals.js';
 import { recipesDirOption } from './recipes.js';
 

@@ -1,13 +1,14 @@
 /** `darch disk …`: bootable UEFI disks (image files or devices) holding staged images. */
 import type { Command } from 'commander';
 import { usageError } from '../../lib/errors.js';
-import { emit } from '../../lib/output.js';
-import { formatBytes, ui } from '../../lib/ui.js';
+import { emit } from '../output.js';
+import { formatBytes } from '../../lib/format.js';
+import { ui } from '../ui.js';
 import { createDisk, DEFAULT_KERNEL_ARGS, parseSize } from '../../disk/create.js';
 import { readDiskInfo, setDiskDefault } from '../../disk/defaults.js';
 import { addToDisk, listDisk, removeFromDisk, setDiskKernelArgs } from '../../disk/edit.js';
 import { StageStore } from '../../stage/store.js';
-import { table } from '../../lib/output.js';
+import { table } from '../output.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 

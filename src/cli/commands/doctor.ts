@@ -1,9 +1,9 @@
 /** `darch doctor`: which external tools and kernel features this machine has, and what each enables. */
 import { access, readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { emit, table } from '../../lib/output.js';
+import { emit, table } from '../output.js';
 import { run, which } from '../../lib/proc.js';
-import { ui } from '../../lib/ui.js';
+import { ui } from '../ui.js';
 import { probeBuilders } from '../../build/select.js';
 import { rootlessChecks } from '../../build/rootless.js';
 import type { ContextFactory } from '../globals.js';

@@ -2,8 +2,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { DarchError } from '../../lib/errors.js';
-import { emit, table } from '../../lib/output.js';
-import { ui } from '../../lib/ui.js';
+import { emit, table } from '../output.js';
+import { ui } from '../ui.js';
 import { listStaged } from '../../boot/shared/staged.js';
 import { matchStaged } from '../../stage/store.js';
 import { bootsDarchMenu, syncBoot } from '../../boot/reconcile.js';

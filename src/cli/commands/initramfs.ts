@@ -1,8 +1,9 @@
 /** `darch initramfs build`: darch's universal initramfs for an image's kernel. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { emit } from '../../lib/output.js';
-import { formatBytes, ui } from '../../lib/ui.js';
+import { emit } from '../output.js';
+import { formatBytes } from '../../lib/format.js';
+import { ui } from '../ui.js';
 import { buildInitramfs } from '../../initramfs/build.js';
 import { buildInitramfsToolsDeb, installInitramfsTools } from '../../initramfs/tools.js';
 import { VERSION, type ContextFactory } from '../globals.js';

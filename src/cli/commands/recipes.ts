@@ -1,9 +1,9 @@
 /** `darch recipes …`: the recipe tree and its dependency graph. */
 import type { Command } from 'commander';
-import { emit } from '../../lib/output.js';
+import { emit } from '../output.js';
 import { parentLabel } from '../../recipes/discover.js';
 import { RecipeGraph, renderTree } from '../../recipes/graph.js';
-import { ui } from '../../lib/ui.js';
+import { ui } from '../ui.js';
 import { KIT_DIR, writeKit } from '../../recipes/kit.js';
 import { VERSION, type ContextFactory } from '../globals.js';
 

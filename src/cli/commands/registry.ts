@@ -2,8 +2,9 @@
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { DarchError, usageError } from '../../lib/errors.js';
-import { emit } from '../../lib/output.js';
-import { formatBytes, ui } from '../../lib/ui.js';
+import { emit } from '../output.js';
+import { formatBytes } from '../../lib/format.js';
+import { ui } from '../ui.js';
 import { parsePlatform } from '../../registry/manifest.js';
 import { login, logout, registryHost } from '../../registry/login.js';
 import { pullImage } from '../../registry/pull.js';

@@ -2,9 +2,10 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { DarchError, usageError } from '../../lib/errors.js';
-import { emit, table } from '../../lib/output.js';
-import { byteProgress } from '../../lib/progress.js';
-import { formatAge, formatBytes, ui } from '../../lib/ui.js';
+import { emit, table } from '../output.js';
+import { byteProgress } from '../progress.js';
+import { formatAge, formatBytes } from '../../lib/format.js';
+import { ui } from '../ui.js';
 import { normalizeRef } from '../../oci/reference.js';
 import { exportStaged, importBundle } from '../../stage/bundle.js';
 import { bootedId } from '../../stage/protect.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { DarchError } from '../../lib/errors.js';
-import { ui } from '../../lib/ui.js';
+import { ui } from '../ui.js';
 import { createDisk } from '../../disk/create.js';
 import { listStaged } from '../../boot/shared/staged.js';
 import { matchStaged } from '../../stage/store.js';

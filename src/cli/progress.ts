@@ -4,15 +4,9 @@
  * beyond the final result.
  */
 import cliProgress from 'cli-progress';
-import { formatBytes, ui } from './ui.js';
-
-export interface Progress {
-  /** Add bytes done. */
-  tick(bytes: number): void;
-  /** Set the total when it becomes known. */
-  setTotal(total: number): void;
-  done(message?: string): void;
-}
+import { formatBytes } from '../lib/format.js';
+import type { Progress, ProgressGroup } from '../lib/report.js';
+import { ui } from './ui.js';
 
 const LINE_INTERVAL_MS = 5000;
 
@@ -66,12 +60,6 @@ export function byteProgress(label: string, total?: number): Progress {
       if (message) ui.success(message);
     },
   };
-}
-
-export interface ProgressGroup {
-  /** Progress of one item (a blob): its own bar on a terminal, part of the total line otherwise. */
-  item(name: string, total: number): Progress;
-  done(message?: string): void;
 }
 
 /**
