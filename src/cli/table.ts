@@ -19,6 +19,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/demo.js')).registerDemo,
   },
   {
+    name: 'status',
+    description: 'one screen: what booted (trial? fallback?), the boot state, what is staged, free space',
+    load: async () => (await import('./commands/status.js')).registerStatus,
+  },
+  {
     name: 'images',
     description: 'manage the local image store (an OCI image layout)',
     load: async () => (await import('./commands/images.js')).registerImages,

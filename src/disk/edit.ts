@@ -54,6 +54,8 @@ export interface DiskListing {
   images: DiskImageRow[];
   trialTries?: number;
   free: { darch: number; esp: number };
+  /** Partition sizes, as disk.json records them (disks made by older versions may not). */
+  size: { darch?: number; esp?: number };
 }
 
 /** What a darch disk holds, what its boot state says of each image, and the room left on both partitions. */
@@ -79,6 +81,10 @@ export async function listDisk(disk: string, lockTimeoutSec: number): Promise<Di
     images: rows,
     ...(state.trial ? { trialTries: state.tries } : {}),
     free: { darch: await fs.freeBytes(), esp: await fat.freeBytes() },
+    size: await readDiskJson(fat).then(
+      (d) => ({ darch: d.darchSize, esp: d.espSize }),
+      () => ({}),
+    ),
   };
 }
 
