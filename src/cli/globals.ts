@@ -9,6 +9,9 @@ export type { GlobalOptions } from './context.js';
 
 declare const __DARCH_VERSION__: string | undefined;
 export const VERSION = typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev';
+declare const __DARCH_COMMIT__: string | undefined;
+/** The commit the build was made from (`-dirty` with uncommitted changes), set by scripts/build.mjs. */
+export const COMMIT = typeof __DARCH_COMMIT__ === 'string' ? __DARCH_COMMIT__ : 'unknown commit';
 
 /** The run's context; every call in a run returns the same one (built on the first call). */
 export type ContextFactory = (cmd: Command) => Promise<Context>;

@@ -8,7 +8,7 @@ import { DarchError, ExitCode } from '../lib/errors.js';
 import { writeStdout } from './output.js';
 import { ui } from './ui.js';
 import { commandChannel, lockWaitChannel, type CommandEvent, type LockWaitEvent } from '../lib/diagnostics.js';
-import { globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
+import { COMMIT, globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
 import { COMMANDS, commandIn, type CommandEntry } from './table.js';
 import type { Context } from './context.js';
 
@@ -25,7 +25,7 @@ function buildProgram(defined: Map<string, DefineCommand>): Command {
   const program = new Command('darch');
   program
     .description('Build operating-system images like containers; boot them as stateless, immutable roots.')
-    .version(VERSION, '-V, --version', 'print the version')
+    .version(`${VERSION} (${COMMIT})`, '-V, --version', 'print the version and the commit it was built from')
     .option('--json', 'print data as one JSON document on stdout (progress stays on stderr)')
     .option('-q, --quiet', 'print only data and errors')
     .option('-v, --verbose', 'say more (-vv for debug output)', (_v: string, prev: number) => prev + 1, 0)
@@ -114,6 +114,13 @@ async function main(argv: string[]): Promise<number> {
     debug: argv.includes('--debug'),
     color: argv.includes('--color=never') ? 'never' : argv.includes('--color=always') ? 'always' : 'auto',
   });
+  // `--json --version`: the same as data, with the runtime (commander's --version prints text only).
+  if (argv.includes('--json') && (argv.includes('--version') || argv.includes('-V'))) {
+    await writeStdout(
+      `${JSON.stringify({ schemaVersion: 1, version: VERSION, commit: COMMIT, node: process.version, platform: `${process.platform}/${process.arch}` }, null, 2)}\n`,
+    );
+    return ExitCode.ok;
+  }
   try {
     const named = commandIn(argv);
     try {
@@ -135,9 +142,6 @@ function interruptedCode(): number {
   return reason instanceof DarchError ? reason.exitCode : ExitCode.interrupted;
 }
 
-// The only entry point: importing this module runs darch.
-process.exitCode = await main(process.argv.slice(2));
-
 /** What the lowest layers publish (src/lib/diagnostics.ts), printed the CLI's way. */
 let listening = false;
 function listenToLibrary(): void {
@@ -152,3 +156,6 @@ function listenToLibrary(): void {
     ui.info(`waiting for ${e.what} (locked by pid ${e.pid})…`);
   });
 }
+
+// The only entry point: importing this module runs darch.
+process.exitCode = await main(process.argv.slice(2));

@@ -2,7 +2,7 @@
  * The image store end to end through the CLI, checked against the real skopeo and umoci.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdir, readFile, stat, truncate, writeFile, open } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -321,7 +321,12 @@ describe('global behaviour', () => {
     const plain = await darch(['images', 'inspect', 'nothing:here'], { root, env: { NO_COLOR: '1' } });
     assert.doesNotMatch(plain.stderr, /\x1b\[/);
     const v = await darchOk(['--version']);
-    assert.match(v.stdout, /^\d+\.\d+\.\d+/);
+    // The version and the commit the build came from (this checkout's HEAD).
+    const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8' }).trim();
+    assert.match(v.stdout, new RegExp(`^\\d+\\.\\d+\\.\\d+ \\(${head}(-dirty)?\\)\\n$`));
+    const vj = (await darchOk(['--json', '--version'])).json();
+    assert.equal(vj.node, process.version, 'the runtime it runs on');
+    assert.match(vj.commit, new RegExp(`^${head}`));
   });
 
   test('an unprivileged user builds the example image in their own XDG directories', async (t) => {
