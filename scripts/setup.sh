@@ -11,6 +11,7 @@ PACKAGES=(
   squashfs-tools squashfs-tools-ng
   buildah skopeo umoci uidmap fuse-overlayfs
   docker-registry time
+  zsh fish
   qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common systemd-boot-efi
 )
 

@@ -2,7 +2,7 @@
  * What main.ts and the command modules share, in a module without side effects: main.ts
  * runs the CLI when imported, so a command module that imported it would start a second run.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { Context, GlobalOptions } from './context.js';
 
 export type { GlobalOptions } from './context.js';
@@ -24,4 +24,16 @@ export type DefineCommand = (cmd: Command, ctx: ContextFactory) => void;
 
 export function globalsOf(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+/** The options every command takes, defined once for the program and for `darch completion`. */
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--json', 'print data as one JSON document on stdout (progress stays on stderr)')
+    .option('-q, --quiet', 'print only data and errors')
+    .option('-v, --verbose', 'say more (-vv for debug output)', (_v: string, prev: number) => prev + 1, 0)
+    .addOption(new Option('--color <when>', 'colour human output').choices(['auto', 'always', 'never']).default('auto'))
+    .option('--debug', 'show stack traces and debug output')
+    .option('--root <dir>', 'keep all darch state under DIR instead of / (also DARCH_ROOT)')
+    .option('--user', 'use your XDG directories even as root (the rootless layout)');
 }

@@ -3,12 +3,12 @@
  * src/cli/table.ts with only the one argv runs loaded, and the single top-level error
  * handler. Exit codes: 0 ok, 1 failure, 2 usage error, 130/143 interrupted.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { DarchError, ExitCode } from '../lib/errors.js';
 import { writeStdout } from './output.js';
 import { ui } from './ui.js';
 import { commandChannel, lockWaitChannel, type CommandEvent, type LockWaitEvent } from '../lib/diagnostics.js';
-import { COMMIT, globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
+import { addGlobalOptions, COMMIT, globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
 import { COMMANDS, commandIn, type CommandEntry } from './table.js';
 import type { Context } from './context.js';
 
@@ -25,14 +25,8 @@ function buildProgram(defined: Map<string, DefineCommand>): Command {
   const program = new Command('darch');
   program
     .description('Build operating-system images like containers; boot them as stateless, immutable roots.')
-    .version(`${VERSION} (${COMMIT})`, '-V, --version', 'print the version and the commit it was built from')
-    .option('--json', 'print data as one JSON document on stdout (progress stays on stderr)')
-    .option('-q, --quiet', 'print only data and errors')
-    .option('-v, --verbose', 'say more (-vv for debug output)', (_v: string, prev: number) => prev + 1, 0)
-    .addOption(new Option('--color <when>', 'colour human output').choices(['auto', 'always', 'never']).default('auto'))
-    .option('--debug', 'show stack traces and debug output')
-    .option('--root <dir>', 'keep all darch state under DIR instead of / (also DARCH_ROOT)')
-    .option('--user', 'use your XDG directories even as root (the rootless layout)')
+    .version(`${VERSION} (${COMMIT})`, '-V, --version', 'print the version and the commit it was built from');
+  addGlobalOptions(program)
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false, subcommandTerm: (c) => c.name() })
     .exitOverride();

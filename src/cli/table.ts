@@ -95,6 +95,11 @@ export const COMMANDS: CommandEntry[] = [
     description: 'forget the stored credentials for a registry',
     load: async () => (await import('./commands/registry.js')).registerLogout,
   },
+  {
+    name: 'completion',
+    description: 'print a completion script for bash, zsh or fish (generated from the commands themselves)',
+    load: async () => (await import('./commands/completion.js')).registerCompletion,
+  },
 ];
 
 /** Global options that take a value, so the token after them is not the command. */

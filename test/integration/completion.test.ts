@@ -1,0 +1,73 @@
+/**
+ * `darch completion bash|zsh|fish`: each script passes its shell's syntax check, loads, and
+ * completes subcommands at every level and a command's own options, in the real shell.
+ */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { run } from '../../src/lib/proc.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
+
+async function script(t: Parameters<typeof tempDir>[0], shell: string): Promise<string> {
+  const file = path.join(await tempDir(t), `darch.${shell}`);
+  await writeFile(file, (await darchOk(['completion', shell])).stdout);
+  return file;
+}
+
+test("bash: completes top-level commands, nested ones after global options, and a command's options", async (t) => {
+  const file = await script(t, 'bash');
+  await run('bash', ['-n', file]);
+  const complete = async (words: string[]) => {
+    const r = await run('bash', [
+      '-c',
+      `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _darch; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      file,
+    ]);
+    return r.stdout.trim().split('\n');
+  };
+  assert.deepEqual(await complete(['darch', 'st']), ['status', 'stage']);
+  assert.deepEqual(await complete(['darch', '--root', '/x', 'boot', 'tr']), ['try']);
+  assert.deepEqual(await complete(['darch', 'disk', 'kernel-']), ['kernel-args']);
+  assert.ok((await complete(['darch', 'boot', 'try', '--'])).includes('--tries'));
+  assert.ok((await complete(['darch', 'boot', 'try', '--'])).includes('--json'), 'global options too');
+  // Every top-level command `darch --help` lists is offered.
+  const help = (await darchOk(['--help'])).stdout;
+  const listed = [...help.split('Commands:')[1]!.matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]).filter((c) => c !== 'help');
+  assert.deepEqual((await complete(['darch', ''])).sort(), [...listed].sort());
+});
+
+test('zsh: the script passes zsh -n and its _darch offers subcommands and options', async (t) => {
+  const file = await script(t, 'zsh');
+  await run('zsh', ['-n', file]);
+  const offer = async (words: string[]) =>
+    (
+      await run('zsh', [
+        '-c',
+        `source "$1"; compadd() { shift; print -rl -- "$@"; }; _files() { print FILES; }; words=(${words.map((w) => `'${w}'`).join(' ')}); CURRENT=${words.length}; _darch`,
+        'zsh',
+        file,
+      ])
+    ).stdout
+      .trim()
+      .split('\n');
+  assert.ok((await offer(['darch', 'dis'])).includes('disk'));
+  assert.ok((await offer(['darch', 'disk', 'a'])).includes('add'));
+  assert.ok((await offer(['darch', '--root', '/x', 'boot', 'try', '--t'])).includes('--tries'));
+});
+
+test('fish: the script passes fish -n and completes with descriptions', async (t) => {
+  const file = await script(t, 'fish');
+  await run('fish', ['-n', file]);
+  const complete = async (line: string) => (await run('fish', ['-c', `source $argv[1]; complete -C "${line}"`, file])).stdout;
+  assert.match(await complete('darch bo'), /^boot\tboot menu and boot state/m);
+  assert.match(await complete('darch boot tr'), /^try\t/m);
+  assert.match(await complete('darch boot try --t'), /^--tries\t/m);
+  assert.doesNotMatch(await complete('darch boot tr'), /^add\t/m, 'only what belongs to `boot`');
+});
+
+test('an unknown shell is a usage error', async () => {
+  const r = await darch(['completion', 'tcsh']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /error: no completion for "tcsh": darch has bash, zsh, fish/);
+});
