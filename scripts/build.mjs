@@ -38,3 +38,5 @@ await build({
   logLevel: 'warning',
 });
 await chmod('dist/darch.mjs', 0o755);
+// Man pages from the command definitions, by the darch just built.
+execFileSync(process.execPath, ['dist/darch.mjs', '--quiet', 'man', '--output', 'dist/man'], { stdio: 'inherit' });

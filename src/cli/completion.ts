@@ -12,6 +12,8 @@ export interface CommandSpec {
   /** Words from the top: [] for darch itself, ['boot', 'try'] for `darch boot try`. */
   path: string[];
   description: string;
+  /** Arguments and options as commander writes them, e.g. `[options] <disk> <staged...>`. */
+  usage: string;
   options: Array<{ long?: string; short?: string; takesValue: boolean; description: string }>;
   subcommands: CommandSpec[];
 }
@@ -27,6 +29,7 @@ export async function commandTree(): Promise<CommandSpec> {
   const walk = (c: Command, path: string[]): CommandSpec => ({
     path,
     description: c.description(),
+    usage: c.usage(),
     options: [
       ...c.options.map((o) => ({ long: o.long, short: o.short, takesValue: o.required || o.optional, description: o.description })),
       { long: '--help', short: '-h', takesValue: false, description: 'display help for command' },

@@ -100,6 +100,11 @@ export const COMMANDS: CommandEntry[] = [
     description: 'print a completion script for bash, zsh or fish (generated from the commands themselves)',
     load: async () => (await import('./commands/completion.js')).registerCompletion,
   },
+  {
+    name: 'man',
+    description: "print darch's man page (or a command group's), generated from its commands; man -l to read it",
+    load: async () => (await import('./commands/man.js')).registerMan,
+  },
 ];
 
 /** Global options that take a value, so the token after them is not the command. */

@@ -1,13 +1,14 @@
 /**
  * `darch completion bash|zsh|fish`: each script passes its shell's syntax check, loads, and
- * completes subcommands at every level and a command's own options, in the real shell.
+ * completes subcommands at every level and a command's own options, in the real shell. And
+ * the man pages generated from the same definitions.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { run } from '../../src/lib/proc.js';
-import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
 
 async function script(t: Parameters<typeof tempDir>[0], shell: string): Promise<string> {
   const file = path.join(await tempDir(t), `darch.${shell}`);
@@ -70,4 +71,22 @@ test('an unknown shell is a usage error', async () => {
   const r = await darch(['completion', 'tcsh']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /error: no completion for "tcsh": darch has bash, zsh, fish/);
+});
+
+test('man pages: one per command group and darch(1), built with darch, rendering without groff warnings', async () => {
+  const dir = path.join(REPO, 'dist/man');
+  const pages = (await readdir(dir)).sort();
+  const help = (await darchOk(['--help'])).stdout;
+  const groups = [...help.split('Commands:')[1]!.matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]).filter((c) => c !== 'help');
+  assert.deepEqual(pages, ['darch.1', ...groups.map((g) => `darch-${g}.1`)].sort());
+  for (const p of pages) {
+    const r = await run('man', ['--warnings', '-l', path.join(dir, p)], { env: { ...process.env, MANWIDTH: '80', MANPAGER: 'cat', PAGER: 'cat' } });
+    assert.equal(r.stderr, '', `${p}: groff warnings`);
+    await run('lexgrog', [path.join(dir, p)]);
+  }
+  const disk = (await darchOk(['man', 'disk'])).stdout;
+  assert.equal(disk, await readFile(path.join(dir, 'darch-disk.1'), 'utf8'));
+  assert.match(disk, /^\.B darch\ndisk add \[options\] <disk> <staged\.\.\.>$/m);
+  const r = await darch(['man', 'nosuch']);
+  assert.equal(r.code, 2);
 });
