@@ -1,12 +1,9 @@
 /**
- * Shell completion scripts generated from the command definitions themselves (every command
- * module of src/cli/table.ts loaded into one commander tree), so they cannot drift from the
+ * Shell completion scripts generated from the command definitions themselves (the tree
+ * src/cli/tree.ts builds from every command module), so they cannot drift from the
  * CLI: subcommands at every level and each command's options, with descriptions where the
  * shell shows them, for bash, zsh and fish.
  */
-import { Command } from 'commander';
-import { addGlobalOptions, type ContextFactory } from './globals.js';
-import { COMMANDS } from './table.js';
 
 export interface CommandSpec {
   /** Words from the top: [] for darch itself, ['boot', 'try'] for `darch boot try`. */
@@ -20,24 +17,6 @@ export interface CommandSpec {
 
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type Shell = (typeof SHELLS)[number];
-
-/** The whole command tree. Actions never run here, so the context is never asked for. */
-export async function commandTree(): Promise<CommandSpec> {
-  const program = addGlobalOptions(new Command('darch'));
-  const ctx: ContextFactory = () => Promise.reject(new Error('completion: no context'));
-  for (const entry of COMMANDS) (await entry.load())(program.command(entry.name).description(entry.description), ctx);
-  const walk = (c: Command, path: string[]): CommandSpec => ({
-    path,
-    description: c.description(),
-    usage: c.usage(),
-    options: [
-      ...c.options.map((o) => ({ long: o.long, short: o.short, takesValue: o.required || o.optional, description: o.description })),
-      { long: '--help', short: '-h', takesValue: false, description: 'display help for command' },
-    ],
-    subcommands: c.commands.map((s) => walk(s, [...path, s.name()])),
-  });
-  return walk(program, []);
-}
 
 function all(spec: CommandSpec): CommandSpec[] {
   return [spec, ...spec.subcommands.flatMap(all)];
@@ -158,7 +137,6 @@ function fish(tree: CommandSpec): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function completionScript(shell: Shell): Promise<string> {
-  const tree = await commandTree();
+export function completionScript(tree: CommandSpec, shell: Shell): string {
   return shell === 'bash' ? bash(tree) : shell === 'zsh' ? zsh(tree) : fish(tree);
 }

@@ -4,6 +4,7 @@
  */
 import { Option, type Command } from 'commander';
 import type { Context, GlobalOptions } from './context.js';
+import type { CommandSpec } from './completion.js';
 
 export type { GlobalOptions } from './context.js';
 
@@ -20,7 +21,12 @@ export type ContextFactory = (cmd: Command) => Promise<Context>;
  * Fills in a top-level command that main.ts made with its name and description (the
  * command table owns those so `darch --help` needs no command module).
  */
-export type DefineCommand = (cmd: Command, ctx: ContextFactory) => void;
+export type DefineCommand = (cmd: Command, ctx: ContextFactory, meta: CliMeta) => void;
+
+/** What commands about the CLI itself (completion, man) need from it: the whole command tree. */
+export interface CliMeta {
+  tree(): Promise<CommandSpec>;
+}
 
 export function globalsOf(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;

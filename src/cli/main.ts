@@ -8,7 +8,7 @@ import { DarchError, ExitCode } from '../lib/errors.js';
 import { writeStdout } from './output.js';
 import { ui } from './ui.js';
 import { commandChannel, lockWaitChannel, type CommandEvent, type LockWaitEvent } from '../lib/diagnostics.js';
-import { addGlobalOptions, COMMIT, globalsOf, VERSION, type ContextFactory, type DefineCommand } from './globals.js';
+import { addGlobalOptions, COMMIT, globalsOf, VERSION, type CliMeta, type ContextFactory, type DefineCommand } from './globals.js';
 import { COMMANDS, commandIn, type CommandEntry } from './table.js';
 import type { Context } from './context.js';
 
@@ -37,10 +37,11 @@ function buildProgram(defined: Map<string, DefineCommand>): Command {
   // One context per run, made on first use: --help and --version never load config or stores.
   let context: Promise<Context> | undefined;
   const ctx: ContextFactory = (cmd) => (context ??= import('./context.js').then((m) => m.makeContext(globalsOf(cmd), abort.signal)));
+  const meta: CliMeta = { tree: async () => (await import('./tree.js')).commandTree() };
   for (const entry of COMMANDS) {
     const cmd = program.command(entry.name).description(entry.description);
     const define = defined.get(entry.name);
-    if (define) define(cmd, ctx);
+    if (define) define(cmd, ctx, meta);
     // A stand-in: listed in help and in "did you mean", defined only when it runs.
     else
       cmd

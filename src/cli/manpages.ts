@@ -4,7 +4,7 @@
  * top-level command with its subcommands, arguments and options. scripts/build.mjs writes
  * them to dist/man at build time; `darch man` prints one.
  */
-import { commandTree, type CommandSpec } from './completion.js';
+import type { CommandSpec } from './completion.js';
 import { VERSION } from './globals.js';
 
 /** roff-safe text: backslashes doubled, a leading dot or quote escaped, hyphens in options kept literal. */
@@ -73,7 +73,6 @@ function groupPage(group: CommandSpec): string {
 }
 
 /** Every page as (file name, roff text). */
-export async function manPages(): Promise<Array<{ name: string; text: string }>> {
-  const tree = await commandTree();
+export function manPages(tree: CommandSpec): Array<{ name: string; text: string }> {
   return [{ name: 'darch.1', text: mainPage(tree) }, ...tree.subcommands.map((g) => ({ name: `darch-${g.path[0]}.1`, text: groupPage(g) }))];
 }

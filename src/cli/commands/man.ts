@@ -3,17 +3,17 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { fsError, usageError } from '../../lib/errors.js';
-import type { ContextFactory } from '../globals.js';
+import type { CliMeta, ContextFactory } from '../globals.js';
 import { writeStdout } from '../output.js';
 import { manPages } from '../manpages.js';
 import { ui } from '../ui.js';
 
-export function registerMan(man: Command, _ctx: ContextFactory): void {
+export function registerMan(man: Command, _ctx: ContextFactory, meta: CliMeta): void {
   man
     .argument('[page]', 'a command group (stage, boot, disk, …); default: darch(1)')
     .option('-o, --output <dir>', 'write every page into DIR instead (darch.1, darch-<group>.1)')
     .action(async (page: string | undefined, opts: { output?: string }) => {
-      const pages = await manPages();
+      const pages = manPages(await meta.tree());
       if (opts.output) {
         try {
           await mkdir(opts.output, { recursive: true });
