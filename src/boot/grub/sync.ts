@@ -10,8 +10,7 @@ import type { Config } from '../../lib/config.js';
 import type { DarchPaths } from '../../lib/paths.js';
 import { cmdlineOf, entryId, menuEntries, renderGrubCfg, type MenuEntry } from './grubcfg.js';
 import { localEspDir } from '../shared/esp.js';
-import { readDiskJsonIfAny } from '../shared/disk-json.js';
-import { DirFiles } from '../../lib/smallfs.js';
+import { mountedDiskKernelArgs } from '../shared/disk-json.js';
 import { type StageLocation, detectStageLocation } from '../shared/location.js';
 import { localDefaultEntry } from './default.js';
 import { listStaged } from '../shared/staged.js';
@@ -85,7 +84,7 @@ export async function syncBootConfig(paths: DarchPaths, opts: SyncOptions = {}):
  */
 async function diskCmdline(paths: DarchPaths, esp: string | undefined, menu: string): Promise<string | undefined> {
   const dir = await localEspDir(paths, esp).catch(() => undefined);
-  const fromDisk = dir ? (await readDiskJsonIfAny(new DirFiles(dir)))?.kernelArgs : undefined;
+  const fromDisk = dir ? await mountedDiskKernelArgs(dir) : undefined;
   if (fromDisk !== undefined) return fromDisk;
   const current = await readFile(menu, 'utf8').catch(() => undefined);
   return current === undefined ? undefined : cmdlineOf(current);

@@ -21,8 +21,7 @@ import { formatBytes } from '../../lib/format.js';
 import { silentReporter, type Reporter } from '../../lib/report.js';
 import { readCmdline } from '../../stage/protect.js';
 import { localEspDir } from '../shared/esp.js';
-import { readDiskJsonIfAny } from '../shared/disk-json.js';
-import { DirFiles } from '../../lib/smallfs.js';
+import { mountedDiskKernelArgs } from '../shared/disk-json.js';
 import { hooksRel, liveRel } from '../../stage/layout.js';
 import { type StageLocation, detectStageLocation } from '../shared/location.js';
 import {
@@ -109,11 +108,6 @@ export function espTooSmall(need: number, count: number, but: string, hint: stri
   });
 }
 
-/** The kernel arguments a darch disk was made with, when this machine booted one (its ESP's disk.json). */
-async function diskKernelArgs(esp: string): Promise<string | undefined> {
-  return (await readDiskJsonIfAny(new DirFiles(esp)))?.kernelArgs;
-}
-
 /** Which boot loader `darch boot sync` writes for on this machine. */
 export async function localBootloader(paths: DarchPaths, config: Config): Promise<'grub' | 'systemd-boot'> {
   if (config.boot.bootloader !== 'auto') return config.boot.bootloader;
@@ -191,7 +185,7 @@ export async function syncSdbootLocal(
   return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, async () => {
     const loc = opts.location ?? (await detectStageLocation(paths.stageDir, { uuid: config.boot.stage_fs_uuid, path: config.boot.stage_fs_path }));
     const images = await listStaged(paths.stageDir);
-    const extra = config.boot.kernel_args ?? (await diskKernelArgs(esp)) ?? '';
+    const extra = config.boot.kernel_args ?? (await mountedDiskKernelArgs(esp)) ?? '';
     const files = new DirEntryFiles(path.join(esp, ENTRIES_DIR));
     const entries = await readEntries(files);
     const inputs = images.map((img) => blsEntryFor(img, loc, extra));

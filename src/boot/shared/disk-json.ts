@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { DarchError } from '../../lib/errors.js';
-import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../../lib/smallfs.js';
+import { contractText, DirFiles, parseContract, type ContractProblem, type SmallFiles } from '../../lib/smallfs.js';
 import { ESP_DARCH_DIR } from './esp.js';
 
 /** Relative to the ESP's root. */
@@ -55,6 +55,11 @@ export async function readDiskJson(esp: SmallFiles): Promise<DiskInfo> {
 /** disk.json of a disk's ESP, or undefined when it has none or it cannot be read (a machine that is not a darch disk). */
 export async function readDiskJsonIfAny(esp: SmallFiles): Promise<DiskInfo | undefined> {
   return readDiskJson(esp).catch(() => undefined);
+}
+
+/** The kernel arguments of the darch disk this machine booted, from disk.json on its mounted ESP (undefined elsewhere). */
+export async function mountedDiskKernelArgs(espDir: string): Promise<string | undefined> {
+  return (await readDiskJsonIfAny(new DirFiles(espDir)))?.kernelArgs;
 }
 
 export async function writeDiskJson(esp: SmallFiles, info: NewDiskInfo): Promise<void> {

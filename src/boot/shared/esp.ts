@@ -208,12 +208,7 @@ export class MtoolsFat implements SmallFiles {
       await writeFile(src, data);
       await this.mkdirs(path.posix.dirname(fatPath));
       await this.exec('mcopy', ['-D', 'o', src, `::/${fatPath}`]);
-      const fh = await open(this.device, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await this.sync();
     } catch (err) {
       throw fsError(err, `cannot write ${fatPath} on the ESP of ${this.device}`);
     } finally {
