@@ -12,7 +12,7 @@ import { silentReporter, type Reporter } from '../lib/report.js';
 import { StageStore } from '../stage/store.js';
 import { bootedId } from '../stage/protect.js';
 import { localEspDir } from './shared/esp.js';
-import { statusOf, type StatusView } from './status.js';
+import { rolesIn, statusOf, type StatusView } from './status.js';
 import type { BootTarget } from './target.js';
 
 export const STATUS_SCHEMA_VERSION = 1;
@@ -58,13 +58,7 @@ async function space(path: string | undefined): Promise<SpaceView | null> {
 }
 
 function rolesOf(boot: StatusView | null, id: string, bootedStage?: string): StagedRow['roles'] {
-  return [
-    ...(bootedStage === id ? (['booted'] as const) : []),
-    ...(boot?.default?.stage === id ? (['default'] as const) : []),
-    ...(boot?.trial?.stage === id ? (['trial'] as const) : []),
-    ...(boot?.previous?.stage === id ? (['previous'] as const) : []),
-    ...(boot?.bad.includes(id) ? (['bad'] as const) : []),
-  ];
+  return [...(bootedStage === id ? (['booted'] as const) : []), ...(boot ? rolesIn(boot, id) : [])];
 }
 
 /** This machine: its stage store, its booted image, its ESP's boot state. */

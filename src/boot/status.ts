@@ -87,3 +87,15 @@ export async function statusOf(t: BootTarget, report: Reporter = silentReporter)
       : { where, source: 'entry names', primary: 'n/a', backup: 'n/a', problems: [] },
   };
 }
+
+/** What the boot state says of one image; serves BootState and StatusView alike. */
+export type StateRole = 'default' | 'trial' | 'previous' | 'bad';
+type Ref = { stage: string } | null | undefined;
+export function rolesIn(s: { default?: Ref; trial?: Ref; previous?: Ref; bad: readonly string[] }, id: string): StateRole[] {
+  const roles: StateRole[] = [];
+  if (s.default?.stage === id) roles.push('default');
+  if (s.trial?.stage === id) roles.push('trial');
+  if (s.previous?.stage === id) roles.push('previous');
+  if (s.bad.includes(id)) roles.push('bad');
+  return roles;
+}

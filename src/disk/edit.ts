@@ -23,7 +23,8 @@ import { failureFile } from '../stage/failures.js';
 import { LIVE_DIR, liveRel } from '../stage/layout.js';
 import { changeState, readState } from '../boot/bootstate.js';
 import { backendOf, type BootTarget, type KnownImage } from '../boot/target.js';
-import { forgetImage, type BootState, type Transition } from '../boot/trial/state.js';
+import { forgetImage, type Transition } from '../boot/trial/state.js';
+import { rolesIn, type StateRole } from '../boot/status.js';
 import { readDiskJson, rewriteDiskJson, type DiskInfo } from '../boot/shared/disk-json.js';
 import { MtoolsFat, findEsp } from '../boot/shared/esp.js';
 import { blsEntryFor, espBytesFor, espCopiesOf, espTooSmall, ESP_IMAGE_DIR } from '../boot/sdboot/sdboot-sync.js';
@@ -31,7 +32,7 @@ import { entryName, parseEntryName, renderBlsEntry, retune, trialArgsOf, VERSION
 import { DEFAULT_KERNEL_ARGS } from './create.js';
 import { resolveOnDisk } from './defaults.js';
 import { STAGE_PATH } from './layout.js';
-import { diskImages, diskStageFs, writeDiskMenu } from './menu.js';
+import { diskImages, diskStageFs, diskStageLocation, writeDiskMenu } from './menu.js';
 import { diskTarget } from './target.js';
 import type { Ext4Image } from './ext4.js';
 
@@ -43,7 +44,7 @@ export interface DiskImageRow {
   id: string;
   tags: string[];
   /** What the boot state says of it. */
-  roles: Array<'default' | 'trial' | 'previous' | 'bad'>;
+  roles: StateRole[];
   /** Bytes of its files in the darch partition. */
   bytes: number;
 }
@@ -61,16 +62,17 @@ export interface DiskListing {
 /** What a darch disk holds, what its boot state says of each image, and the room left on both partitions. */
 export async function listDisk(disk: string, lockTimeoutSec: number): Promise<DiskListing> {
   const t = await diskTarget(disk, lockTimeoutSec);
-  const images = await t.images();
+  const fat = new MtoolsFat(disk, (await findEsp(disk)).offset);
+  const info = await readDiskJson(fat);
+  const images = info.images;
   const { state } = await readState(t);
   const fs = await diskStageFs(disk);
-  const fat = new MtoolsFat(disk, (await findEsp(disk)).offset);
   const rows = await Promise.all(
     images.map(
       async (i): Promise<DiskImageRow> => ({
         id: i.id,
         tags: i.tags,
-        roles: rolesOf(state, i.id),
+        roles: rolesIn(state, i.id),
         bytes: await fs.treeBytes(`${STAGE_PATH}/${liveRel(i.id)}`),
       }),
     ),
@@ -81,20 +83,8 @@ export async function listDisk(disk: string, lockTimeoutSec: number): Promise<Di
     images: rows,
     ...(state.trial ? { trialTries: state.tries } : {}),
     free: { darch: await fs.freeBytes(), esp: await fat.freeBytes() },
-    size: await readDiskJson(fat).then(
-      (d) => ({ darch: d.darchSize, esp: d.espSize }),
-      () => ({}),
-    ),
+    size: { darch: info.darchSize, esp: info.espSize },
   };
-}
-
-function rolesOf(s: BootState, id: string): DiskImageRow['roles'] {
-  return [
-    ...(s.default?.stage === id ? (['default'] as const) : []),
-    ...(s.trial?.stage === id ? (['trial'] as const) : []),
-    ...(s.previous?.stage === id ? (['previous'] as const) : []),
-    ...(s.bad.includes(id) ? (['bad'] as const) : []),
-  ];
 }
 
 export interface AddResult {
@@ -223,16 +213,10 @@ export async function addToDisk(paths: DarchPaths, disk: string, what: string[],
       await fs.putTree(c.image.dir, dir);
       bytes += await fs.treeBytes(dir);
       if (sdboot) {
-        if (!info.darchUuid)
-          throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
-            hint: 'a disk made by `darch disk create` has it',
-          });
+        const loc = diskStageLocation(info, disk);
         for (const copy of await espCopiesOf(c.image)) await fat.put(copy.src, `${ESP_IMAGE_DIR}/${c.image.id}/${copy.name}`);
         const img = { ...c.image, tags: c.tags };
-        await t.entries.write(
-          entryName(c.image.id),
-          renderBlsEntry(blsEntryFor(img, { uuid: info.darchUuid, path: STAGE_PATH }, info.kernelArgs ?? DEFAULT_KERNEL_ARGS), VERSION.other),
-        );
+        await t.entries.write(entryName(c.image.id), renderBlsEntry(blsEntryFor(img, loc, info.kernelArgs ?? DEFAULT_KERNEL_ARGS), VERSION.other));
         await fat.sync();
       }
     }
@@ -331,17 +315,14 @@ export async function setDiskKernelArgs(disk: string, args: string, opts: { lock
     const previous = info.kernelArgs ?? DEFAULT_KERNEL_ARGS;
     await rewriteDiskJson(fat, { ...info, kernelArgs });
     if ((await backendOf(t)) === 'systemd-boot') {
-      if (!info.darchUuid)
-        throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
-          hint: 'a disk made by `darch disk create` has it',
-        });
+      const loc = diskStageLocation(info, disk);
       const images = await diskImages(fs);
       for (const f of await t.entries.list()) {
         const img = images.find((i) => i.id === parseEntryName(f)?.stage);
         if (!img) continue;
         const text = await t.entries.read(f);
         const version = Number(/^version (\d+)/m.exec(text)?.[1] ?? VERSION.other);
-        const fresh = renderBlsEntry(blsEntryFor(img, { uuid: info.darchUuid, path: STAGE_PATH }, kernelArgs), version);
+        const fresh = renderBlsEntry(blsEntryFor(img, loc, kernelArgs), version);
         await t.entries.write(f, retune(fresh, version, trialArgsOf(text)));
       }
       await fat.sync();

@@ -8,7 +8,8 @@ import { DarchError } from '../lib/errors.js';
 import { subFiles } from '../lib/smallfs.js';
 import { entryId, menuEntries, renderGrubCfg } from '../boot/grub/grubcfg.js';
 import { findEsp, MtoolsFat, readPartitions } from '../boot/shared/esp.js';
-import { readDiskJson } from '../boot/shared/disk-json.js';
+import { readDiskJson, type DiskInfo } from '../boot/shared/disk-json.js';
+import type { StageLocation } from '../boot/shared/location.js';
 import { listBootable, type BootableImage } from '../boot/shared/staged.js';
 import { GRUB_CFG, liveRel } from '../stage/layout.js';
 import { Ext4Image } from './ext4.js';
@@ -26,6 +27,16 @@ export function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
   return listBootable({ files: subFiles(fs, STAGE_PATH), dirOf: (id) => `${STAGE_PATH}/${liveRel(id)}`, fallbackTime: async () => new Date(0) });
 }
 
+/** Where a disk's boot entries find its stage: the darch partition's UUID (disk.json) and /stage. */
+export function diskStageLocation(info: DiskInfo, disk: string): StageLocation {
+  if (!info.darchUuid) {
+    throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
+      hint: 'a disk made by `darch disk create` has it',
+    });
+  }
+  return { uuid: info.darchUuid, path: STAGE_PATH };
+}
+
 /**
  * Rewrite the disk's grub.cfg from the images its ext4 partition names, with the entry
  * `defaultEntry` (a menu entry id) first, or the first image's when it is not given.
@@ -34,10 +45,7 @@ export function diskImages(fs: Ext4Image): Promise<BootableImage[]> {
 export async function writeDiskMenu(disk: string, defaultEntry?: string): Promise<boolean> {
   const info = await readDiskJson(new MtoolsFat(disk, (await findEsp(disk)).offset));
   if (info.bootloader && info.bootloader !== 'grub') return false;
-  if (!info.darchUuid)
-    throw new DarchError('E_NOT_DARCH_DISK', `${disk}: its disk.json does not say the darch partition's UUID`, {
-      hint: 'a disk made by `darch disk create` has it',
-    });
+  const loc = diskStageLocation(info, disk);
   const fs = await diskStageFs(disk);
   const images = await diskImages(fs);
   let defaultTag: string | undefined;
@@ -45,7 +53,6 @@ export async function writeDiskMenu(disk: string, defaultEntry?: string): Promis
     defaultTag = images.flatMap((i) => i.tags).find((t) => entryId(t) === defaultEntry);
     if (!defaultTag) throw new DarchError('E_NOT_STAGED', `${defaultEntry} is not a menu entry of ${disk}`);
   }
-  const loc = { uuid: info.darchUuid, path: STAGE_PATH };
   const text = renderGrubCfg(menuEntries(images, loc, defaultTag), loc, info.kernelArgs);
   const file = `${STAGE_PATH}/${GRUB_CFG}`;
   if ((await fs.readText(file)) === text) return false;
