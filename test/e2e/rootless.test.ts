@@ -32,20 +32,41 @@ interface Account {
   home: string;
 }
 
-async function ensureUser(): Promise<Account> {
-  if ((await run('id', ['-u', USER], { allowFailure: true })).code !== 0) await run('useradd', ['-m', '-s', '/bin/sh', USER]);
-  // Debian's useradd gives new users subordinate ids; an older account may lack them.
-  for (const [file, flag] of [
-    ['/etc/subuid', '--add-subuids'],
-    ['/etc/subgid', '--add-subgids'],
-  ] as const) {
-    const text = await readFile(file, 'utf8').catch(() => '');
-    if (!new RegExp(`^${USER}:`, 'm').test(text)) await run('usermod', [flag, '300000-365535', USER]);
+/**
+ * A local account, made if missing, with subordinate ids (`subids: true`; Debian's useradd
+ * gives new users some, an older account may lack them) or without any.
+ */
+async function ensureUser(name: string, subids: boolean): Promise<Account> {
+  if ((await run('id', ['-u', name], { allowFailure: true })).code !== 0) await run('useradd', ['-m', '-s', '/bin/sh', name]);
+  for (const file of ['/etc/subuid', '/etc/subgid'] as const) {
+    const kind = file === '/etc/subuid' ? 'subuids' : 'subgids';
+    const line = new RegExp(`^${name}:(\\d+):(\\d+)$`, 'm').exec(await readFile(file, 'utf8').catch(() => ''));
+    if (subids && !line) await run('usermod', [`--add-${kind}`, '300000-365535', name]);
+    if (!subids && line) await run('usermod', [`--del-${kind}`, `${line[1]}-${Number(line[1]) + Number(line[2]) - 1}`, name]);
   }
-  const uid = Number((await run('id', ['-u', USER])).stdout.trim());
-  const gid = Number((await run('id', ['-g', USER])).stdout.trim());
-  const home = (await run('sh', ['-c', `getent passwd ${USER} | cut -d: -f6`])).stdout.trim();
+  const uid = Number((await run('id', ['-u', name])).stdout.trim());
+  const gid = Number((await run('id', ['-g', name])).stdout.trim());
+  const home = (await run('sh', ['-c', `getent passwd ${name} | cut -d: -f6`])).stdout.trim();
   return { uid, gid, home };
+}
+
+/** setpriv's arguments that run darch as `acct` with nothing of ours in its environment but `env` (and a normal user's PATH). */
+function darchAs(acct: Account, env: Record<string, string>, args: string[]): string[] {
+  const full = { HOME: acct.home, PATH: USER_PATH, ...env };
+  return [
+    '--reuid',
+    String(acct.uid),
+    '--regid',
+    String(acct.gid),
+    '--init-groups',
+    '--reset-env',
+    '--',
+    'env',
+    ...Object.entries(full).map(([k, v]) => `${k}=${v}`),
+    process.execPath,
+    DARCH_BIN,
+    ...args,
+  ];
 }
 
 describe('rootless: the user-mode path as an unprivileged user', () => {
@@ -57,30 +78,7 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
 
   /** darch as the user: its own environment, a normal PATH, no --root. */
   const asUser = (args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<DarchResult> => {
-    const env = {
-      HOME: acct.home,
-      USER,
-      LOGNAME: USER,
-      PATH: USER_PATH,
-      XDG_RUNTIME_DIR: runtime,
-      NO_COLOR: '1',
-      DARCH_LOCK_TIMEOUT: '0',
-      ...opts.env,
-    };
-    const argv = [
-      '--reuid',
-      String(acct.uid),
-      '--regid',
-      String(acct.gid),
-      '--init-groups',
-      '--reset-env',
-      '--',
-      'env',
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      process.execPath,
-      DARCH_BIN,
-      ...args,
-    ];
+    const argv = darchAs(acct, { USER, LOGNAME: USER, XDG_RUNTIME_DIR: runtime, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0', ...opts.env }, args);
     return new Promise((resolve, reject) => {
       const child = spawn('setpriv', argv, { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
@@ -106,7 +104,7 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
   };
 
   before(async () => {
-    acct = await ensureUser();
+    acct = await ensureUser(USER, true);
     // A clean user-mode state each run: darch's XDG directories and buildah's rootless storage.
     await rm(path.join(acct.home, '.local/share/darch'), { recursive: true, force: true });
     await rm(path.join(acct.home, '.local/state/darch'), { recursive: true, force: true });
@@ -183,28 +181,7 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
 
     const vm = spawn(
       'setpriv',
-      [
-        '--reuid',
-        String(acct.uid),
-        '--regid',
-        String(acct.gid),
-        '--init-groups',
-        '--reset-env',
-        '--',
-        'env',
-        `HOME=${acct.home}`,
-        `PATH=${USER_PATH}`,
-        `XDG_RUNTIME_DIR=${runtime}`,
-        process.execPath,
-        DARCH_BIN,
-        'vm',
-        'run',
-        'disk.img',
-        '--accel',
-        process.env.DARCH_TEST_ACCEL ?? 'tcg',
-        '-m',
-        '512',
-      ],
+      darchAs(acct, { XDG_RUNTIME_DIR: runtime }, ['vm', 'run', 'disk.img', '--accel', process.env.DARCH_TEST_ACCEL ?? 'tcg', '-m', '512']),
       { cwd: work, stdio: ['pipe', 'pipe', 'pipe'] },
     );
     let console = '';
@@ -229,41 +206,13 @@ describe('rootless: the user-mode path as an unprivileged user', () => {
 
   it('a user without subordinate ids is told what to set up before any work (build, doctor)', async () => {
     const other = 'darch-nosubid';
-    if ((await run('id', ['-u', other], { allowFailure: true })).code !== 0) await run('useradd', ['-m', '-s', '/bin/sh', other]);
-    for (const [file, flag] of [
-      ['/etc/subuid', '--del-subuids'],
-      ['/etc/subgid', '--del-subgids'],
-    ] as const) {
-      const line = new RegExp(`^${other}:(\\d+):(\\d+)$`, 'm').exec(await readFile(file, 'utf8'));
-      if (line) await run('usermod', [flag, `${line[1]}-${Number(line[1]) + Number(line[2]) - 1}`, other]);
-    }
-    const uid = (await run('id', ['-u', other])).stdout.trim();
-    const home = (await run('sh', ['-c', `getent passwd ${other} | cut -d: -f6`])).stdout.trim();
+    const who = await ensureUser(other, false);
+    const home = who.home;
     const rec = path.join(home, 'rec/app');
     await mkdir(rec, { recursive: true });
     await writeFile(path.join(rec, 'Containerfile'), 'FROM example/busybox:latest\nRUN true\n');
     await run('chown', ['-R', `${other}:`, path.join(home, 'rec')]);
-    const as = (args: string[]) =>
-      run(
-        'setpriv',
-        [
-          '--reuid',
-          uid,
-          '--regid',
-          uid,
-          '--init-groups',
-          '--reset-env',
-          '--',
-          'env',
-          `HOME=${home}`,
-          `PATH=${USER_PATH}`,
-          'NO_COLOR=1',
-          process.execPath,
-          DARCH_BIN,
-          ...args,
-        ],
-        { allowFailure: true, cwd: home },
-      );
+    const as = (args: string[]) => run('setpriv', darchAs(who, { NO_COLOR: '1' }, args), { allowFailure: true, cwd: home });
     await as(['demo', '--image-only']);
     const r = await as(['build', '-d', 'rec', 'app']);
     assert.equal(r.code, 1);

@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../../src/lib/proc.js';
 import { DirFiles } from '../../src/lib/smallfs.js';
-import { writeImageJsonIn, type ImageJson } from '../../src/stage/image-json.js';
+import { INITRD_FILE, KERNEL_FILE, ROOTFS_FILE, writeImageJsonIn, type ImageJson } from '../../src/stage/image-json.js';
 import { writeMetaIn } from '../../src/stage/meta-json.js';
 import { newStageId, StageStore } from '../../src/stage/store.js';
 
@@ -50,20 +50,24 @@ export async function putStaged(
   return id;
 }
 
+/** image.json of a staged image with darch's file names, as `darch stage upload` writes it. */
+export function stagedImageJson(kernelparams?: string): ImageJson {
+  return { kernel: KERNEL_FILE, initramfs: INITRD_FILE, rootfs: ROOTFS_FILE, ...(kernelparams ? { kernelparams } : {}) };
+}
+
 export async function fakeStaged(root: string, tags: string[], opts: { kernelparams?: string; created?: Date } = {}): Promise<string> {
-  const image = { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) };
   return putStaged(
     root,
     tags,
-    image,
+    stagedImageJson(opts.kernelparams),
     async (dir) => {
       const src = path.join(dir, 'src');
       await mkdir(path.join(src, 'etc'), { recursive: true });
       await writeFile(path.join(src, 'etc/hostname'), `${tags[0]}\n`);
-      await run('mksquashfs', [src, path.join(dir, 'rootfs.squash'), '-quiet', '-no-progress', '-noappend']);
+      await run('mksquashfs', [src, path.join(dir, ROOTFS_FILE), '-quiet', '-no-progress', '-noappend']);
       await run('rm', ['-rf', src]);
-      await writeFile(path.join(dir, 'vmlinuz'), 'not a kernel\n');
-      await writeFile(path.join(dir, 'initrd.img'), 'not an initramfs\n');
+      await writeFile(path.join(dir, KERNEL_FILE), 'not a kernel\n');
+      await writeFile(path.join(dir, INITRD_FILE), 'not an initramfs\n');
     },
     { created: opts.created },
   );

@@ -7,9 +7,10 @@ import { copyFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../../src/lib/proc.js';
 import { DirFiles } from '../../src/lib/smallfs.js';
-import { readImageJsonIn } from '../../src/stage/image-json.js';
+import { IMAGE_JSON, INITRD_FILE, KERNEL_FILE, readImageJsonIn, ROOTFS_FILE } from '../../src/stage/image-json.js';
+import { META_JSON } from '../../src/stage/meta-json.js';
 import { darchOk } from './darch.js';
-import { putStaged, stageDirOf } from './fakestage.js';
+import { putStaged, stageDirOf, stagedImageJson } from './fakestage.js';
 
 export interface StageOptions {
   kernelparams?: string;
@@ -25,17 +26,16 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
   if (!kernel) throw new Error(`${tree} has no /boot/vmlinuz*`);
   const initrd = boot.find((f) => f.startsWith('initrd.img'));
   if (opts.initramfs === 'image' && !initrd) throw new Error(`${tree} has no /boot/initrd.img*`);
-  const image = { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', ...(opts.kernelparams ? { kernelparams: opts.kernelparams } : {}) };
   return putStaged(
     root,
     tags,
-    image,
+    stagedImageJson(opts.kernelparams),
     async (dir) => {
       const excl = (opts.exclude ?? []).flatMap((e) => ['-e', e]);
       await run('nice', [
         'mksquashfs',
         tree,
-        path.join(dir, 'rootfs.squash'),
+        path.join(dir, ROOTFS_FILE),
         '-comp',
         'zstd',
         '-Xcompression-level',
@@ -45,10 +45,10 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
         '-no-progress',
         ...excl,
       ]);
-      await copyFile(path.join(tree, 'boot', kernel), path.join(dir, 'vmlinuz'));
-      if (opts.initramfs === 'image') await copyFile(path.join(tree, 'boot', initrd!), path.join(dir, 'initrd.img'));
+      await copyFile(path.join(tree, 'boot', kernel), path.join(dir, KERNEL_FILE));
+      if (opts.initramfs === 'image') await copyFile(path.join(tree, 'boot', initrd!), path.join(dir, INITRD_FILE));
       else
-        await darchOk(['initramfs', 'build', path.join(dir, 'rootfs.squash'), '--kernel', path.join(dir, 'vmlinuz'), '-o', path.join(dir, 'initrd.img')], {
+        await darchOk(['initramfs', 'build', path.join(dir, ROOTFS_FILE), '--kernel', path.join(dir, KERNEL_FILE), '-o', path.join(dir, INITRD_FILE)], {
           root,
         });
     },
@@ -69,7 +69,7 @@ export async function stageVariant(root: string, baseId: string, name: string, t
     { ...img, kernelparams },
     async (dir) => {
       // The big files as hard links; image.json and meta.json are written anew (never through a link).
-      for (const f of await readdir(base)) if (f !== 'image.json' && f !== 'meta.json') await run('cp', ['-al', path.join(base, f), path.join(dir, f)]);
+      for (const f of await readdir(base)) if (f !== IMAGE_JSON && f !== META_JSON) await run('cp', ['-al', path.join(base, f), path.join(dir, f)]);
     },
     { id: `${name}${'0'.repeat(25 - name.length)}` },
   );
