@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, readFile, stat, truncate } from 'node:fs/promises';
+import { appendFile, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
@@ -145,6 +145,52 @@ describe('darch disk add / remove / list', () => {
     );
     assert.equal(await debugfs(disk, 'cat /stage/grub.cfg'), menu);
     assert.doesNotMatch(await debugfs(disk, 'ls -p /stage/live'), new RegExp(big));
+  });
+
+  it('refuses bad input with one clear error and changes nothing: a tag taken on the disk, a file that is not a darch disk, kernel arguments on two lines, kernels the ESP cannot hold', async (t) => {
+    const root = await tempDir(t);
+    await fakeStaged(root, ['os/a:1']);
+    const disk = path.join(root, 'disk.img');
+    await darchOk(['disk', 'create', disk, 'os/a:1'], { root });
+    const menu = await debugfs(disk, 'cat /stage/grub.cfg');
+    // The same tag, now on another staged image: the disk keeps its own.
+    const other = await fakeStaged(root, ['os/a:1']);
+    let r = await darch(['disk', 'add', disk, other], { root });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^error: os\/a:1 already names another image on .* \([a-z0-9]{25}\)\nhint: remove that one first \(darch disk remove /m);
+    assert.equal(await debugfs(disk, 'cat /stage/grub.cfg'), menu);
+    assert.doesNotMatch(await debugfs(disk, 'ls -p /stage/live'), new RegExp(other));
+
+    r = await darch(['disk', 'kernel-args', disk, 'quiet\nsplash'], { root });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^error: kernel arguments are one line\nhint: /);
+    assert.equal(await debugfs(disk, 'cat /stage/grub.cfg'), menu);
+
+    const junk = path.join(root, 'junk.img');
+    await writeFile(junk, Buffer.alloc(1024 * 1024));
+    for (const args of [
+      ['add', junk, 'os/a:1'],
+      ['remove', junk, 'os/a:1'],
+      ['list', junk],
+      ['kernel-args', junk, 'quiet'],
+    ]) {
+      r = await darch(['disk', ...args], { root });
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.stderr, /^error: .*junk\.img has no partition table sfdisk can read.*\nhint: give a disk made by `darch disk create`/m, args.join(' '));
+    }
+
+    // systemd-boot: kernels too big for the ESP are refused before anything is copied.
+    const sd = path.join(root, 'sd.img');
+    await darchOk(['disk', 'create', sd, 'os/a:1', '--bootloader', 'systemd-boot'], { root });
+    const huge = await fakeStaged(root, ['os/huge:1']);
+    await truncate(path.join(stageDirOf(root), 'live', huge, 'vmlinuz'), 80 * 1024 * 1024);
+    r = await darch(['disk', 'add', sd, 'os/huge:1'], { root });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /^error: the kernels and initramfs images of 1 staged image\(s\) need 80 MiB on the ESP, but the ESP of .* has [\d.]+ MiB free\nhint: remove an image from the disk first/m,
+    );
+    assert.doesNotMatch(await debugfs(sd, 'ls -p /stage/live'), new RegExp(huge));
   });
 
   it('a disk add killed half-way leaves the default bootable, and running it again finishes', async (t) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { darchOk, tempDir } from '../helpers/darch.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { fakeStaged } from '../helpers/fakestage.js';
 
 interface Overview {
@@ -81,4 +81,8 @@ test('--disk: the images on the disk, its boot state and both partitions', async
   assert.ok(o.space.stage && o.space.stage.size > o.space.stage.free && o.space.stage.free > 0);
   assert.ok(o.space.boot && o.space.boot.size === 64 * 1024 * 1024);
   assert.match((await darchOk(['status', '--disk', disk], { root })).stdout, new RegExp(`^trial +os:b \\(${b}\\), 3 tries left$`, 'm'));
+  // Not a disk: one error, exit 1.
+  const r = await darch(['status', '--disk', path.join(root, 'nosuch.img')], { root });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: cannot open .*nosuch\.img: /m);
 });
