@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-}" in
-  demo) bash scripts/setup.sh; shift; exec ./dist/darch.mjs demo "$@" ;;
+  demo) bash scripts/setup.sh; shift; exec ./dist/darch demo "$@" ;;
   test) bash scripts/setup.sh; shift; exec bash scripts/test.sh "$@" ;;
   *) echo "usage: ./run.sh demo | ./run.sh test [test files…]" >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ import { ociStorePath } from '../src/build/builder.js';
 import { writeBusyboxRootfs } from '../src/examples/busybox-rootfs.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(REPO, 'dist/darch.mjs');
+const BIN = path.join(REPO, 'dist/darch');
 const rounds = Number(process.argv[2] ?? 5);
 
 function time(fn: () => void): number {
@@ -30,7 +30,7 @@ const links: string[] = [];
 try {
   const root = path.join(work, 'root');
   const darch = (...args: string[]) =>
-    execFileSync(process.execPath, [BIN, '--root', root, '-q', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } });
+    execFileSync(BIN, ['--root', root, '-q', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NO_COLOR: '1' } });
   const tar = path.join(work, 'busybox.tar');
   await writeBusyboxRootfs(createWriteStream(tar));
   darch('images', 'import', tar, 'bench/busybox:latest');

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../test/helpers/registry.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DARCH = process.env.DARCH_BIN ?? path.join(REPO, 'dist/darch.mjs');
+const DARCH = process.env.DARCH_BIN ?? path.join(REPO, 'dist/darch');
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : def;
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
       for (const who of order) {
         const dest = path.join(work, `${who}-${r}`);
         if (who === 'darch') {
-          darchRuns.push(await timed(process.execPath, [DARCH, '--root', dest, '-q', 'images', 'pull', ref, '--tls-verify=false']));
+          darchRuns.push(await timed(DARCH, ['--root', dest, '-q', 'images', 'pull', ref, '--tls-verify=false']));
         } else {
           skopeoRuns.push(await timed('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `oci:${dest}:bench`]));
         }

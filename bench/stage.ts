@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DARCH = path.join(REPO, 'dist/darch.mjs');
+const DARCH = path.join(REPO, 'dist/darch');
 const CACHE = process.env.BENCH_CACHE ?? '/var/cache/darch-bench';
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(name);
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   try {
     const root = path.join(work, 'root');
     const env = { ...process.env, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' };
-    execFileSync(process.execPath, [DARCH, '--root', root, '-q', 'images', 'import', `oci:${CACHE}/oci:bench`, 'bench:latest'], {
+    execFileSync(DARCH, ['--root', root, '-q', 'images', 'import', `oci:${CACHE}/oci:bench`, 'bench:latest'], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env,
     });
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
       layerBytes += (await stat(path.join(blobs, b))).size;
       await readAll(path.join(blobs, b));
     }
-    const manifest = JSON.parse(execFileSync(process.execPath, [DARCH, '--root', root, '--json', 'images', 'inspect', 'bench:latest'], { env }).toString());
+    const manifest = JSON.parse(execFileSync(DARCH, ['--root', root, '--json', 'images', 'inspect', 'bench:latest'], { env }).toString());
 
     const results: Record<string, number[]> = { a: [], a2: [], b_unpack: [], b_mksquashfs: [], b: [], c: [] };
     const cpu: Record<string, number[]> = { a: [], a2: [], b: [], c: [] };
@@ -149,15 +149,11 @@ async function main(): Promise<void> {
     const contentBytes = (await stat(flat)).size;
     const darchRun = async (name: 'a' | 'a2', extra: string[]) => {
       await rm(path.join(root, 'var/lib/darch/stage'), { recursive: true, force: true });
-      const r = await timed(
-        process.execPath,
-        [DARCH, '--root', root, '-q', 'stage', 'upload', ...extra, '--compression', COMP, '--block-size', BLOCK, 'bench:latest'],
-        { env },
-      );
+      const r = await timed(DARCH, ['--root', root, '-q', 'stage', 'upload', ...extra, '--compression', COMP, '--block-size', BLOCK, 'bench:latest'], { env });
       results[name]!.push(r.seconds);
       cpu[name]!.push(r.cpu);
       for (const [k, v] of Object.entries(r.rss)) rss[`${name}:${k}`] = Math.max(rss[`${name}:${k}`] ?? 0, v);
-      const list = JSON.parse(execFileSync(process.execPath, [DARCH, '--root', root, '--json', 'stage', 'list'], { env }).toString());
+      const list = JSON.parse(execFileSync(DARCH, ['--root', root, '--json', 'stage', 'list'], { env }).toString());
       const meta = JSON.parse(await readFile(path.join(list.staged[0].dir, 'meta.json'), 'utf8'));
       sizes[name] = meta.sizes['rootfs.squash'];
       passes[name] = meta.passes;

@@ -7,7 +7,9 @@
  * second interleaved series, the steadier figure on a shared machine. A third darch run,
  * `darch images list` on an empty --root, shows what a command that loads its module costs
  * (not part of the bar). Prints a JSON report, then a summary; exits 1 above the bar.
- * Run: npm run -s build && node --import tsx bench/startup.ts [--reps 31]
+ * darch is the shipped executable (dist/darch, a Node SEA); the baseline is `node -e 0` on
+ * the Node it is made of (run this bench on the pinned Node: `npm run -s bench:startup`).
+ * Run: npm run -s build && npm run -s bench:startup [-- --reps 31]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DARCH = process.env.DARCH_BIN ?? path.join(REPO, 'dist/darch.mjs');
+const DARCH = process.env.DARCH_BIN ?? path.join(REPO, 'dist/darch');
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? (process.argv[i + 1] ?? def) : def;
@@ -26,26 +28,27 @@ const BAR = 1.5;
 const TIME = '/usr/bin/time';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'darch-bench-startup-'));
+// [program, ...arguments]
 const runs: Record<string, string[]> = {
-  'node -e 0': ['-e', '0'],
+  'node -e 0': [process.execPath, '-e', '0'],
   'darch --version': [DARCH, '--version'],
   'darch --help': [DARCH, '--help'],
-  'darch images list': [DARCH, '--root', work, 'images', 'list'],
-  // Issue 13 asks for a cold `darch status` within 1.5x too: reported here, not yet barred.
   'darch status': [DARCH, '--root', work, 'status'],
+  'darch images list': [DARCH, '--root', work, 'images', 'list'],
 };
+const BARRED = ['darch --version', 'darch --help', 'darch status'];
 const env = { ...process.env, NO_COLOR: '1' };
 
 function wall(args: string[]): number {
   const t = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { stdio: 'ignore', env });
+  const r = spawnSync(args[0]!, args.slice(1), { stdio: 'ignore', env });
   if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
   return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
 function cpu(args: string[]): number {
   const out = path.join(work, 'cpu');
-  spawnSync(TIME, ['-f', '%U %S', '-o', out, process.execPath, ...args], { stdio: 'ignore', env });
+  spawnSync(TIME, ['-f', '%U %S', '-o', out, ...args], { stdio: 'ignore', env });
   const [u, s] = readFileSync(out, 'utf8').trim().split(/\s+/).slice(-2).map(Number);
   return ((u ?? NaN) + (s ?? NaN)) * 1000;
 }
@@ -71,7 +74,7 @@ try {
     ratio: Number((median(walls[n]!) / base).toFixed(2)),
     ...(haveTime ? { medianCpuMs: Math.round(median(cpus[n]!)), cpuRatio: Number((median(cpus[n]!) / baseCpu).toFixed(2)) } : {}),
   }));
-  const barred = results.filter((r) => r.run === 'darch --version' || r.run === 'darch --help');
+  const barred = results.filter((r) => BARRED.includes(r.run));
   const report = {
     bench: 'startup',
     node: process.version,
@@ -84,7 +87,7 @@ try {
     results,
   };
   console.log(JSON.stringify(report, null, 2));
-  console.error(`start-up, ${REPS} interleaved reps, medians (baseline node -e 0; bar ${BAR}× for --version and --help)`);
+  console.error(`start-up, ${REPS} interleaved reps, medians (baseline node -e 0; bar ${BAR}× for ${BARRED.join(', ')})`);
   for (const r of results) {
     const c = 'medianCpuMs' in r ? `   CPU ${String(r.medianCpuMs).padStart(4)} ms  ratio ${(r.cpuRatio ?? NaN).toFixed(2)}` : '';
     console.error(`  ${r.run.padEnd(20)} ${r.medianMs.toFixed(1).padStart(7)} ms  ratio ${r.ratio.toFixed(2)}${c}`);

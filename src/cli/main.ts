@@ -153,4 +153,7 @@ function listenToLibrary(): void {
 }
 
 // The only entry point: importing this module runs darch.
-process.exitCode = await main(process.argv.slice(2));
+// No top-level await: the single executable runs this bundle as CommonJS.
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,7 +1,8 @@
 /**
  * Files darch ships next to its code (assets/: initramfs scripts, grub snippets, hooks).
- * Found relative to the running module, so it works from src/ (tsx), from the bundle in
- * dist/, and through the /usr/local/bin/darch symlink (Node resolves it to the real path).
+ * Found relative to the running module, so it works from src/ (tsx), from the executable in
+ * dist/ (also through the /usr/local/bin/darch symlink: Node resolves it to the real path),
+ * and from the Debian package's /usr/bin/darch (/usr/share/darch/assets).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -16,12 +17,13 @@ export function assetsDir(): string {
   if (env && existsSync(env)) return (cached = env);
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, 'assets');
-    if (existsSync(path.join(candidate, 'initramfs'))) return (cached = candidate);
+    for (const candidate of [path.join(dir, 'assets'), path.join(dir, 'share/darch/assets')]) {
+      if (existsSync(path.join(candidate, 'initramfs'))) return (cached = candidate);
+    }
     dir = path.dirname(dir);
   }
   throw new DarchError('E_ASSETS_MISSING', 'darch cannot find its assets/ directory', {
-    hint: 'run darch from its source tree or set DARCH_ASSETS to the assets directory',
+    hint: 'install darch with its package (/usr/share/darch/assets), run it from its source tree, or set DARCH_ASSETS to the assets directory',
   });
 }
 

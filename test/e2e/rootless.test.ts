@@ -63,7 +63,6 @@ function darchAs(acct: Account, env: Record<string, string>, args: string[]): st
     '--',
     'env',
     ...Object.entries(full).map(([k, v]) => `${k}=${v}`),
-    process.execPath,
     DARCH_BIN,
     ...args,
   ];

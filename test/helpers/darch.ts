@@ -1,5 +1,5 @@
 /**
- * Runs the built `darch` (dist/darch.mjs, or $DARCH_BIN) as a user would, each test with
+ * Runs the built `darch` (dist/darch, or $DARCH_BIN) as a user would, each test with
  * its own --root so tests never touch the machine's /var/lib/darch or each other.
  */
 import { spawn } from 'node:child_process';
@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const DARCH_BIN = process.env.DARCH_BIN ?? path.join(REPO, 'dist/darch.mjs');
+export const DARCH_BIN = process.env.DARCH_BIN ?? path.join(REPO, 'dist/darch');
 
 export interface DarchResult {
   code: number;
@@ -31,7 +31,7 @@ export interface DarchRunOptions {
 export function darch(args: string[], opts: DarchRunOptions = {}): Promise<DarchResult> {
   const full = opts.root ? ['--root', opts.root, ...args] : args;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DARCH_BIN, ...full], {
+    const child = spawn(DARCH_BIN, [...full], {
       cwd: opts.cwd,
       env: { ...process.env, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],

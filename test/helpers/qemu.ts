@@ -101,7 +101,6 @@ export class Vm {
   /** Boot a darch disk the way a user does: `darch vm run DISK`. */
   static disk(o: DiskVmOptions): Vm {
     const args = [
-      DARCH_BIN,
       ...(o.root ? ['--root', o.root] : []),
       'vm',
       'run',
@@ -112,13 +111,12 @@ export class Vm {
       String(o.memoryMiB ?? 512),
       ...(o.extraArgs ?? []),
     ];
-    return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
+    return new Vm(o.name, DARCH_BIN, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
   /** Boot a staged image the way a newcomer does: `darch vm run NAME:TAG` (a throw-away disk). */
   static staged(o: Omit<DiskVmOptions, 'disk'> & { staged: string; kernelArgs?: string }): Vm {
     const args = [
-      DARCH_BIN,
       ...(o.root ? ['--root', o.root] : []),
       'vm',
       'run',
@@ -130,7 +128,7 @@ export class Vm {
       ...(o.kernelArgs ? ['--kernel-args', o.kernelArgs] : []),
       ...(o.extraArgs ?? []),
     ];
-    return new Vm(o.name, process.execPath, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
+    return new Vm(o.name, DARCH_BIN, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
   /** Boot a kernel and initramfs directly (no firmware, no GRUB): initramfs-only tests. */

@@ -124,7 +124,7 @@ describe('darch disk create --bootloader systemd-boot', () => {
     const script = 'mount -t tmpfs none "$(dirname "$SDBOOT")" && "$@"; echo "rc=$?"';
     const r = await run(
       'unshare',
-      ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot', '--force'],
+      ['-rm', 'sh', '-c', script, 'sh', DARCH_BIN, '--root', root, 'disk', 'create', disk, '--bootloader', 'systemd-boot', '--force'],
       {
         allowFailure: true,
         env: { ...process.env, SDBOOT, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
@@ -289,7 +289,7 @@ describe('darch boot sync with systemd-boot on a full ESP', () => {
     await mkdir(espDir, { recursive: true });
     // A 4 MiB ESP: a tmpfs in a private mount namespace (no root needed where user namespaces work).
     const script = 'mount -t tmpfs -o size=4m esp "$ESP" && mkdir "$ESP/EFI" && "$@"; echo "rc=$?"; ls -A "$ESP"';
-    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', process.execPath, DARCH_BIN, '--root', root, 'boot', 'sync'], {
+    const r = await run('unshare', ['-rm', 'sh', '-c', script, 'sh', DARCH_BIN, '--root', root, 'boot', 'sync'], {
       allowFailure: true,
       env: { ...process.env, ESP: espDir, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
     });

@@ -29,7 +29,7 @@ for (const format of ['darch', 'containerfile'] as const) {
           : { Containerfile: `FROM base/busybox\nRUN echo started && sleep ${secs} && touch /never\n` },
     });
     const refsBefore = await refNames(root);
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'build', '-d', dir, 'slow'], {
+    const child = spawn(DARCH_BIN, ['--root', root, 'build', '-d', dir, 'slow'], {
       env: { ...process.env, NO_COLOR: '1', DARCH_LOCK_TIMEOUT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -204,7 +204,7 @@ describe('darch disk add / remove / list', () => {
     const menu = await debugfs(disk, 'cat /stage/grub.cfg');
     const sizeBefore = (await stat(disk)).size;
 
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'disk', 'add', disk, 'os/b:1'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const child = spawn(DARCH_BIN, ['--root', root, 'disk', 'add', disk, 'os/b:1'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const killed = new Promise<void>((resolve) => child.on('close', () => resolve()));

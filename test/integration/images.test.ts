@@ -259,7 +259,7 @@ describe('darch images: bad input leaves the store as it was', () => {
     await darchOk(['demo', '--image-only'], { root });
     const before = await snapshot(root);
     const big = await makeRootfsTar(work, 'huge', { randomBytes: 400 * 1024 * 1024 });
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'images', 'import', big, 'huge:1'], { stdio: 'ignore' });
+    const child = spawn(DARCH_BIN, ['--root', root, 'images', 'import', big, 'huge:1'], { stdio: 'ignore' });
     const tmp = path.join(root, 'var/lib/darch/tmp');
     // Wait until the import is writing its layer, then kill it without warning.
     for (let i = 0; i < 300; i++) {
@@ -341,7 +341,6 @@ describe('global behaviour', () => {
       `HOME=${home}`,
       'XDG_DATA_HOME=',
       'DARCH_ROOT=',
-      process.execPath,
       DARCH_BIN,
       '--json',
       'demo',

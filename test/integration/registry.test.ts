@@ -227,7 +227,7 @@ describe('registry: pull and push through a faulty network', () => {
     const layer = big.layers[1]!;
     const cutAt = 2 * MiB;
     proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'stall', afterBytes: cutAt } });
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'images', 'pull', `${proxy.host}/big:1`, NO_TLS], {
+    const child = spawn(DARCH_BIN, ['--root', root, 'images', 'pull', `${proxy.host}/big:1`, NO_TLS], {
       stdio: 'ignore',
       env: { ...process.env, DARCH_LOCK_TIMEOUT: '0' },
     });
@@ -264,7 +264,7 @@ describe('registry: pull and push through a faulty network', () => {
     const layer = app1.layers[1]!;
     const cutAt = 1 * MiB;
     proxy.addRule({ method: 'GET', url: layer.digest, fault: { kind: 'stall', afterBytes: cutAt } });
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'images', 'pull', `${proxy.host}/app:1`, NO_TLS], {
+    const child = spawn(DARCH_BIN, ['--root', root, 'images', 'pull', `${proxy.host}/app:1`, NO_TLS], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, DARCH_LOCK_TIMEOUT: '0', NO_COLOR: '1' },
     });

@@ -256,7 +256,7 @@ describe('stage: store, kernels, bundles and safety', () => {
     const goodMeta = JSON.parse(await readFile(path.join(live, goodId!, 'meta.json'), 'utf8'));
     // Big enough (incompressible) that tar2sqfs is still writing when we kill darch.
     await importRootfs(root, 'big:1', { ...kernelOnly, 'big/a': randomBytes(48 << 20), 'big/b': randomBytes(48 << 20) });
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'stage', 'upload', '--compression', 'xz', 'big:1'], {
+    const child = spawn(DARCH_BIN, ['--root', root, 'stage', 'upload', '--compression', 'xz', 'big:1'], {
       stdio: 'ignore',
       env: { ...process.env, DARCH_LOCK_TIMEOUT: '0' },
     });
@@ -289,7 +289,7 @@ describe('stage: store, kernels, bundles and safety', () => {
     const id = (await darchOk(['--json', 'stage', 'upload', 'carry:1'], { root: src })).json().id as string;
     const dst = await fresh();
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-    const cmd = `set -o pipefail; ${q(process.execPath)} ${q(DARCH_BIN)} --root ${q(src)} stage export carry:1 -o - | ${q(process.execPath)} ${q(DARCH_BIN)} --root ${q(dst)} --json stage import -`;
+    const cmd = `set -o pipefail; ${q(DARCH_BIN)} --root ${q(src)} stage export carry:1 -o - | ${q(DARCH_BIN)} --root ${q(dst)} --json stage import -`;
     const out = execFileSync('bash', ['-c', cmd], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
     assert.equal(JSON.parse(out).id, id);
     for (const f of await listFiles(path.join(staged(src), 'live', id))) {
@@ -399,7 +399,7 @@ describe('stage: store, kernels, bundles and safety', () => {
     };
     delete env.DARCH_ROOT;
     const asNobody = (args: string[]) =>
-      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, DARCH_BIN, ...args], {
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', DARCH_BIN, ...args], {
         env,
         cwd: home,
         stdio: ['ignore', 'pipe', 'pipe'],

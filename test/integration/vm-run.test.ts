@@ -47,7 +47,7 @@ test('a killed vm run leaves its OVMF_VARS copy only to the dead-owner sweep (st
 
   const killedVm = async (): Promise<string> => {
     // Its own process group, so the kill takes qemu with it, as a lost terminal would.
-    const child = spawn(process.execPath, [DARCH_BIN, '--root', root, 'vm', 'run', disk, '--accel', 'tcg', '--no-reboot', '-m', '128'], {
+    const child = spawn(DARCH_BIN, ['--root', root, 'vm', 'run', disk, '--accel', 'tcg', '--no-reboot', '-m', '128'], {
       stdio: 'ignore',
       detached: true,
     });

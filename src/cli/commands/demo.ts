@@ -23,6 +23,7 @@ import { importImage } from '../../oci/importer.js';
 import type { Context, GlobalOptions } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 import { summarize } from './images.js';
+import { selfCommand } from '../../lib/self.js';
 
 export const DEMO_IMAGE = 'example/busybox:latest';
 export const BOOTABLE = 'example/bootable';
@@ -168,7 +169,8 @@ async function runDarch(globals: GlobalOptions, args: string[], signal: AbortSig
     ...(globals.color ? [`--color=${globals.color}`] : []),
   ];
   ui.info(ui.colors.bold(`$ darch ${args.join(' ')}`));
-  const child = spawn(process.execPath, [process.argv[1]!, ...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], signal });
+  const self = selfCommand();
+  const child = spawn(self.file, [...self.args, ...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'], signal });
   child.stdout.on('data', (b: Buffer) => void (!ui.quiet && process.stderr.write(b)));
   child.stderr.on('data', (b: Buffer) => void (!ui.quiet && process.stderr.write(b)));
   const code = await new Promise<number>((resolve) => {
@@ -181,9 +183,10 @@ async function runDarch(globals: GlobalOptions, args: string[], signal: AbortSig
 /** Boot the disk once; the example image reports what booted on the console and powers off. */
 async function bootOnce(globals: GlobalOptions, disk: string, opts: DemoOptions, signal: AbortSignal): Promise<BootReport> {
   const flags = [...(globals.root ? ['--root', globals.root] : [])];
-  const args = [process.argv[1]!, ...flags, 'vm', 'run', disk, '--accel', opts.accel, '-m', '512'];
+  const self = selfCommand();
+  const args = [...self.args, ...flags, 'vm', 'run', disk, '--accel', opts.accel, '-m', '512'];
   ui.info(ui.colors.bold(`$ darch vm run ${disk} --accel ${opts.accel} -m 512`));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], signal });
+  const child = spawn(self.file, args, { stdio: ['ignore', 'pipe', 'pipe'], signal });
   let console = '';
   const show = (b: Buffer) => {
     console += b.toString('utf8');
