@@ -38,7 +38,11 @@ command -v npm >/dev/null || { echo "setup: npm is missing (apt-get install npm,
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-npm run -s build
+# Build only when something it is made of changed: a second `./run.sh demo` must not replace
+# the executable under darch processes that are running it (the test suite's, for one).
+if [ ! -x dist/darch ] || [ -n "$(find src assets scripts/build.mjs package.json package-lock.json -newer dist/darch -print -quit)" ]; then
+  npm run -s build
+fi
 
 # Put darch on PATH.
 BIN_DIR=/usr/local/bin
