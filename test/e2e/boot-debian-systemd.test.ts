@@ -1,15 +1,17 @@
 /**
  * SLOW (about 5 minutes, two systemd boots under TCG; the first run also debootstraps into /var/cache/darch-test): a
  * Debian bookworm image with systemd and its own initramfs-tools initramfs, made bootable
- * by darch's initramfs-tools hook (boot=darch), staged, put on a darch disk and booted
- * through OVMF and GRUB until systemd says the system is running.
+ * by darch's Debian package (its initramfs-tools hook, boot=darch), staged, put on a darch
+ * disk and booted through OVMF and GRUB until systemd says the system is running. The second
+ * boot is a trial of the same image on darch's universal initramfs, where the packaged
+ * `darch status` and `darch doctor` run inside the image and must tell what booted.
  */
 import assert from 'node:assert/strict';
-import { link, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
-import { darchOk, tempDir } from '../helpers/darch.js';
+import { darchOk, REPO, tempDir } from '../helpers/darch.js';
 import { debianSystemdTree } from '../helpers/bootimage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree } from '../helpers/staged.js';
@@ -27,8 +29,12 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     const cached = await debianSystemdTree();
     const tree = path.join(work, 'tree');
     await run('cp', ['-a', cached, tree]);
-    // What a recipe for such an image does: add darch's hook, rebuild the initramfs.
-    await darchOk(['initramfs', 'tools-install', tree], { root });
+    // What a recipe for such an image does: install darch's package (the executable, its
+    // initramfs-tools hook), rebuild the initramfs. Its Depends must hold in a plain root.
+    const deb = (await run('bash', [path.join(REPO, 'scripts/package.sh'), work])).stdout.trim();
+    await copyFile(deb, path.join(tree, 'tmp/darch.deb'));
+    await run('chroot', [tree, 'dpkg', '-i', '/tmp/darch.deb']);
+    await rm(path.join(tree, 'tmp/darch.deb'));
     await run('chroot', [tree, 'update-initramfs', '-u', '-k', 'all']);
     await writeFile(path.join(tree, 'etc/hostname'), 'debian-image\n');
     // A root shell on the serial console, and one line telling the test what systemd thinks.
@@ -86,8 +92,8 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     }
   });
 
-  it("also boots to a running systemd with darch's universal initramfs", async () => {
-    await darchOk(['disk', 'set-default', disk, 'debian/systemd:universal'], { root });
+  it("boots a trial on darch's universal initramfs, where the packaged darch status and doctor tell what booted", async () => {
+    await darchOk(['boot', 'try', 'debian/systemd:universal', '--disk', disk], { root });
     const vm = Vm.disk({ name: 'boot-debian-systemd-universal', disk, root, memoryMiB: 1024 });
     try {
       await vm.waitFor('darch: darch initramfs', 180_000);
@@ -97,8 +103,32 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       await new Promise((r) => setTimeout(r, 2000));
       const cmdline = await vm.ok('cat /proc/cmdline');
       assert.match(cmdline, new RegExp(`darch_stageid=${universalId}\\b`));
+      assert.match(cmdline, /darch\.trial=1/);
       assert.doesNotMatch(cmdline, /boot=darch/);
       assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
+
+      // The package's executable, inside the image, with nothing but glibc under it.
+      assert.match(await vm.ok("darch --version"), /^\d+\.\d+\.\d+ \([0-9a-f]{12}/m);
+      // The darch partition and the ESP where BOOT.md says a machine mounts them.
+      await vm.ok('mkdir -p /boot/efi /var/lib/darch && mount /dev/vda1 /boot/efi && mount /dev/vda2 /var/lib/darch');
+      const status = JSON.parse(await vm.ok('darch status --json', 60_000)) as {
+        schemaVersion: number;
+        booted: { stage: string; trial: boolean; tags: string[] } | null;
+        boot: { trial: { stage: string } | null; default: { stage: string } | null } | null;
+        staged: { id: string; roles: string[] }[];
+      };
+      assert.equal(status.schemaVersion, 1);
+      assert.equal(status.booted?.stage, universalId, 'status names the staged image the kernel booted');
+      assert.equal(status.booted?.trial, true, 'and says it booted as a trial');
+      assert.deepEqual(status.booted?.tags, ['debian/systemd:universal']);
+      // Armed by `boot try` above: still the trial, or already committed by the image's health units.
+      assert.ok(status.boot?.trial?.stage === universalId || status.boot?.default?.stage === universalId, JSON.stringify(status.boot));
+      assert.ok(status.staged.find((s) => s.id === universalId)?.roles.includes('booted'));
+      assert.match(await vm.ok('darch status'), new RegExp(`booted +debian/systemd:universal \\(${universalId}\\) as a trial`));
+      const doctor = JSON.parse(await vm.ok('darch doctor --json', 60_000)) as { checks: { name: string; ok: boolean }[] };
+      const check = (n: string) => doctor.checks.find((c) => c.name === n)?.ok;
+      assert.equal(check('kernel: squashfs'), true, 'doctor sees the squashfs the root runs on');
+      assert.equal(check('kernel: overlay'), true);
     } finally {
       await vm.stop();
     }

@@ -126,3 +126,17 @@ describe('darch initramfs build', () => {
     await assert.rejects(stat(out));
   });
 });
+
+describe('darch initramfs tools-install', () => {
+  it('puts the initramfs-tools hook into a root tree, runnable where initramfs-tools looks for it', async (t) => {
+    const tree = await tempDir(t);
+    const files = (await darchOk(['initramfs', 'tools-install', tree, '--json'])).json<{ files: string[] }>().files;
+    assert.ok(files.includes('usr/share/initramfs-tools/hooks/darch'));
+    assert.ok(files.includes('usr/share/initramfs-tools/scripts/darch'));
+    // initramfs-tools runs hooks only when they are executable; its boot= scripts are sourced.
+    assert.equal((await stat(path.join(tree, 'usr/share/initramfs-tools/hooks/darch'))).mode & 0o777, 0o755);
+    const script = await readFile(path.join(tree, 'usr/share/initramfs-tools/scripts/darch'), 'utf8');
+    assert.match(script, /mountroot\(\)/);
+    await run('sh', ['-n', path.join(tree, 'usr/share/initramfs-tools/scripts/darch')]);
+  });
+});
