@@ -12,7 +12,11 @@ import { REPO } from '../helpers/darch.js';
 
 test("the README's first steps work word for word", async () => {
   await rm('/tmp/first.img', { force: true }); // what a fresh machine does not have
-  const child = spawn('bash', [path.join(REPO, 'scripts/newcomer.sh')], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  const child = spawn('bash', [path.join(REPO, 'scripts/newcomer.sh')], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));
