@@ -108,7 +108,7 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
 
       // The package's executable, inside the image, with nothing but glibc under it.
-      assert.match(await vm.ok("darch --version"), /^\d+\.\d+\.\d+ \([0-9a-f]{12}/m);
+      assert.match(await vm.ok('darch --version'), /^\d+\.\d+\.\d+ \([0-9a-f]{12}/m);
       // The darch partition and the ESP where BOOT.md says a machine mounts them.
       await vm.ok('mkdir -p /boot/efi /var/lib/darch && mount /dev/vda1 /boot/efi && mount /dev/vda2 /var/lib/darch');
       const status = JSON.parse(await vm.ok('darch status --json', 60_000)) as {
