@@ -1,8 +1,9 @@
 /**
- * Compression by magic number. gzip runs in-process (node:zlib); zstd, xz and bzip2 run
- * through their command-line tools, because Node 20 has no zstd and the tools are faster.
+ * Compression by magic number. gzip and zstd run in-process (node:zlib; zstd since Node 24,
+ * with the same 128 MiB window limit as the zstd tool's default); xz and bzip2, which
+ * node:zlib lacks, through their command-line tools.
  */
-import { createGunzip } from 'node:zlib';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { DarchError, type ErrorCode } from '../lib/errors.js';
 import { commandFailed, spawnChild, waitChild } from '../lib/proc.js';
@@ -51,7 +52,7 @@ export function decompressor(kind: Magic): Duplex | undefined {
     case 'gzip':
       return createGunzip({ chunkSize: 256 * 1024 });
     case 'zstd':
-      return toolTransform('zstd', ['-dc', '-q']);
+      return createZstdDecompress({ chunkSize: 256 * 1024 });
     case 'xz':
       return toolTransform('xz', ['-dc']);
     case 'bzip2':

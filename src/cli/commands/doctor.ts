@@ -24,7 +24,7 @@ const TOOLS: Array<[string, string, string[]]> = [
   ['tar2sqfs', 'staging images as squashfs', ['--version']],
   ['mksquashfs', 'staging images as squashfs (fallback)', ['-version']],
   ['busybox', 'the example image and the universal initramfs', ['--help']],
-  ['zstd', 'zstd-compressed layers', ['--version']],
+  ['zstd', 'zstd-compressed kernel modules (.ko.zst) in the universal initramfs', ['--version']],
   ['qemu-system-x86_64', '`darch vm run` and boot tests', ['--version']],
   ['grub-mkstandalone', 'bootable disks (UEFI GRUB)', ['--version']],
   ['grub-editenv', 'boot state (trial boots, fallback)', ['--version']],
