@@ -4,7 +4,7 @@
 // blob spares compiling it at each start (bench/startup.ts measures both).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -22,7 +22,9 @@ function commit() {
     return 'unknown commit';
   }
 }
-await rm('dist', { recursive: true, force: true }); // nothing stale
+// Nothing stale, but dist/darch stays until the new one replaces it (see below).
+await mkdir('dist', { recursive: true });
+for (const entry of await readdir('dist')) if (entry !== 'darch') await rm(path.join('dist', entry), { recursive: true, force: true });
 await mkdir('dist/sea', { recursive: true });
 await build({
   entryPoints: ['src/cli/main.ts'],
@@ -58,15 +60,18 @@ function quiet(file, args) {
   }
 }
 quiet(nodeBinary, ['--experimental-sea-config', 'dist/sea/sea-config.json']);
-await copyFile(nodeBinary, 'dist/darch');
-await chmod('dist/darch', 0o755);
+// Made beside and renamed into place: a darch that is running, or starting, while this
+// builds (tests, a demo) must never meet a plain node binary or a half-injected one.
+await copyFile(nodeBinary, 'dist/darch.new');
+await chmod('dist/darch.new', 0o755);
 quiet(nodeBinary, [
   require.resolve('postject/dist/cli.js'),
-  'dist/darch',
+  'dist/darch.new',
   'NODE_SEA_BLOB',
   'dist/sea/darch.blob',
   '--sentinel-fuse',
   'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
 ]);
+await rename('dist/darch.new', 'dist/darch');
 // Man pages from the command definitions, by the darch just built.
 execFileSync('dist/darch', ['--quiet', 'man', '--output', 'dist/man'], { stdio: 'inherit' });
