@@ -2,7 +2,9 @@
  * Shell completion scripts generated from the command definitions themselves (the tree
  * src/cli/tree.ts builds from every command module), so they cannot drift from the
  * CLI: subcommands at every level and each command's options, with descriptions where the
- * shell shows them, for bash, zsh and fish.
+ * shell shows them, for bash, zsh and fish. Where a command takes a staged image or an image
+ * of the store, the scripts ask darch for the names at completion time (`darch stage list
+ * --names`, `darch images list --names`: one cheap read each).
  */
 
 export interface CommandSpec {
@@ -17,6 +19,15 @@ export interface CommandSpec {
 
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type Shell = (typeof SHELLS)[number];
+
+/** Which names a command's arguments are: from its usage line, as commander writes it. */
+export function namesOf(c: CommandSpec): 'staged' | 'images' | '' {
+  if (/[<[]staged/.test(c.usage)) return 'staged';
+  if (/[<[]image/.test(c.usage)) return 'images';
+  return '';
+}
+
+const NAMES_COMMAND = { staged: 'darch stage list --names', images: 'darch images list --names' } as const;
 
 function all(spec: CommandSpec): CommandSpec[] {
   return [spec, ...spec.subcommands.flatMap(all)];
@@ -45,6 +56,17 @@ _darch_takes_value() {
 ${cases((c) => words(c.options.filter((o) => o.takesValue).flatMap((o) => [o.long, o.short])))}
   esac
 }
+_darch_names() {
+  case "$1" in
+${cases(namesOf)}
+  esac
+}
+_darch_list_names() {
+  case "$(_darch_names "$1")" in
+    staged) ${NAMES_COMMAND.staged} 2>/dev/null ;;
+    images) ${NAMES_COMMAND.images} 2>/dev/null ;;
+  esac
+}
 `;
 }
 
@@ -61,6 +83,8 @@ function bash(tree: CommandSpec): string {
 # Install: darch completion bash > /etc/bash_completion.d/darch (or source it from ~/.bashrc).
 ${tables(tree)}_darch() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" cmdpath="" w i skip=0
+  # Image names hold a colon, a word break for bash: bash-completion's helpers join it back.
+  declare -F _get_comp_words_by_ref >/dev/null && _get_comp_words_by_ref -n : cur
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="\${COMP_WORDS[i]}"
 ${WALK}
@@ -69,7 +93,10 @@ ${WALK}
     COMPREPLY=($(compgen -W "$(_darch_options "$cmdpath") $(_darch_options '')" -- "$cur"))
   else
     COMPREPLY=($(compgen -W "$(_darch_subcommands "$cmdpath")" -- "$cur"))
-    [[ \${#COMPREPLY[@]} -eq 0 ]] && COMPREPLY=($(compgen -f -- "$cur"))
+    if [[ \${#COMPREPLY[@]} -eq 0 ]]; then
+      COMPREPLY=($(compgen -W "$(_darch_list_names "$cmdpath")" -- "$cur") $(compgen -f -- "$cur"))
+      declare -F __ltrim_colon_completions >/dev/null && __ltrim_colon_completions "$cur"
+    fi
   fi
 }
 complete -F _darch darch
@@ -90,7 +117,11 @@ ${WALK}
     compadd -- \${=$(_darch_options "$cmdpath")} \${=$(_darch_options '')}
   else
     local subs="$(_darch_subcommands "$cmdpath")"
-    if [[ -n "$subs" ]]; then compadd -- \${=subs}; else _files; fi
+    if [[ -n "$subs" ]]; then compadd -- \${=subs}; else
+      local names="$(_darch_list_names "$cmdpath")"
+      [[ -n "$names" ]] && compadd -- \${(f)names}
+      _files
+    fi
   fi
 }
 if [[ "\${zsh_eval_context[-1]}" == loadautofunc ]]; then
@@ -127,6 +158,8 @@ function fish(tree: CommandSpec): string {
   ];
   for (const c of all(tree)) {
     const cond = fishQuote(`__darch_path_is ${c.path.join(' ')}`.trim());
+    const names = namesOf(c);
+    if (names) lines.push(`complete -c darch -n ${cond} -a ${fishQuote(`(${NAMES_COMMAND[names]} 2>/dev/null)`)}`);
     for (const s of c.subcommands) lines.push(`complete -c darch -f -n ${cond} -a ${fishQuote(s.path.at(-1) ?? '')} -d ${fishQuote(s.description)}`);
     for (const o of c.options) {
       const flags = [o.long ? `-l ${o.long.slice(2)}` : '', o.short ? `-s ${o.short.slice(1)}` : ''].filter(Boolean).join(' ');

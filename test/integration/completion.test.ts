@@ -4,11 +4,12 @@
  * the man pages generated from the same definitions.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { run } from '../../src/lib/proc.js';
-import { darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { DARCH_BIN, darch, darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { fakeStaged } from '../helpers/fakestage.js';
 
 async function script(t: Parameters<typeof tempDir>[0], shell: string): Promise<string> {
   const file = path.join(await tempDir(t), `darch.${shell}`);
@@ -65,6 +66,50 @@ test('fish: the script passes fish -n and completes with descriptions', async (t
   assert.match(await complete('darch boot tr'), /^try\t/m);
   assert.match(await complete('darch boot try --t'), /^--tries\t/m);
   assert.doesNotMatch(await complete('darch boot tr'), /^add\t/m, 'only what belongs to `boot`');
+});
+
+test('staged and image names: each shell asks darch for them where a command takes one', async (t) => {
+  // A machine with two staged images and one image in the store; the scripts run `darch` from PATH.
+  const root = await tempDir(t);
+  await fakeStaged(root, ['os/desktop:1']);
+  await fakeStaged(root, ['os/desktop:2', 'os/desktop:latest']);
+  await darchOk(['demo', '--image-only'], { root });
+  const bin = path.join(root, 'bin');
+  await mkdir(bin);
+  await symlink(DARCH_BIN, path.join(bin, 'darch'));
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, DARCH_ROOT: root };
+  const files = { bash: await script(t, 'bash'), zsh: await script(t, 'zsh'), fish: await script(t, 'fish') };
+
+  const bash = async (words: string[]) =>
+    (
+      await run(
+        'bash',
+        [
+          '-c',
+          `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _darch; printf '%s\\n' "\${COMPREPLY[@]}"`,
+          files.bash,
+        ],
+        { env, cwd: root },
+      )
+    ).stdout
+      .trim()
+      .split('\n');
+  assert.deepEqual((await bash(['darch', 'boot', 'try', 'os/'])).sort(), ['os/desktop:1', 'os/desktop:2', 'os/desktop:latest']);
+  assert.ok((await bash(['darch', 'stage', 'remove', ''])).includes('os/desktop:2'), 'staged names for stage remove');
+  assert.deepEqual(await bash(['darch', 'images', 'inspect', 'exa']), ['example/busybox:latest'], 'image names where an image is taken');
+  assert.ok(!(await bash(['darch', 'images', 'inspect', 'os/'])).some((w) => w.startsWith('os/desktop')), 'not staged names there');
+
+  const zsh = (
+    await run(
+      'zsh',
+      ['-c', `source "$1"; compadd() { shift; print -rl -- "$@"; }; _files() { print FILES; }; words=(darch boot try ''); CURRENT=4; _darch`, 'zsh', files.zsh],
+      { env, cwd: root },
+    )
+  ).stdout;
+  assert.match(zsh, /^os\/desktop:2$/m);
+
+  const fish = (await run('fish', ['-c', 'source $argv[1]; complete -C "darch boot try os/desktop:"', files.fish], { env, cwd: root })).stdout;
+  assert.match(fish, /^os\/desktop:latest$/m);
 });
 
 test('an unknown shell is a usage error', async () => {

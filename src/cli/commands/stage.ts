@@ -110,12 +110,14 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
     .command('list')
     .alias('ls')
     .description('list staged images (* marks the one this system booted)')
-    .action(async (_o: unknown, cmd: Command) => {
+    .option('--names', 'print only the tags (and the ids of untagged images), one per line')
+    .action(async (opts: { names?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       const store = openStageStore(c);
       const booted = await bootedId();
       const list = (await store.list()).map((i) => summary(i, booted));
       await emit({ staged: list }, ({ staged }) => {
+        if (opts.names) return staged.flatMap((s) => (s.tags.length ? s.tags : [s.id])).join('\n') || undefined;
         if (staged.length === 0) {
           ui.info('nothing staged yet: `darch stage upload IMAGE` stages one');
           return undefined;
