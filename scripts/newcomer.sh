@@ -12,9 +12,12 @@ steps=$(awk '
   on && block               { print }
 ' README.md)
 [ -n "$steps" ] || { echo "newcomer: no steps found in README.md" >&2; exit 1; }
-while IFS= read -r line; do
+mapfile -t lines <<<"$steps"
+for line in "${lines[@]}"; do
   [ -n "$line" ] || continue
   echo "newcomer\$ $line" >&2
-  bash -euo pipefail -c "$line"
-done <<<"$steps"
+  # No terminal to type into: `darch vm run` puts the serial console on stdin, and it must
+  # not read the remaining steps as keystrokes.
+  bash -euo pipefail -c "$line" </dev/null
+done
 echo "newcomer: all steps passed" >&2

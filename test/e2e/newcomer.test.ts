@@ -12,15 +12,19 @@ import { REPO } from '../helpers/darch.js';
 
 test("the README's first steps work word for word", async () => {
   await rm('/tmp/first.img', { force: true }); // what a fresh machine does not have
+  // Its own process group, so a boot that hangs is stopped with everything it started.
   const child = spawn('bash', [path.join(REPO, 'scripts/newcomer.sh')], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1' },
+    detached: true,
   });
+  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 20 * 60_000);
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearTimeout(timer);
   try {
     assert.equal(code, 0, `scripts/newcomer.sh failed:\n${out.slice(-4000)}`);
     assert.match(out, /newcomer: all steps passed/);
