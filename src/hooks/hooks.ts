@@ -11,21 +11,19 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
 import { assetPath } from '../lib/assets.js';
 import { DarchError } from '../lib/errors.js';
 import { loadValidated } from '../lib/validated.js';
+import * as z from '../lib/zod.js';
 import { globMatch } from './glob.js';
 
 export const BUILTIN_HOOKS = ['fstab', 'hostname', 'machine-id', 'ssh'];
 
-const EntrySchema = z
-  .object({
-    'execution-order': z.number().int().optional(),
-    'include-images': z.array(z.string()).optional(),
-    'exclude-images': z.array(z.string()).optional(),
-  })
-  .strict();
+const EntrySchema = z.strictObject({
+  'execution-order': z.optional(z.number().check(z.int())),
+  'include-images': z.optional(z.array(z.string())),
+  'exclude-images': z.optional(z.array(z.string())),
+});
 const HooksConfigSchema = z.record(z.string(), EntrySchema);
 
 export type HooksConfig = z.infer<typeof HooksConfigSchema>;

@@ -7,9 +7,9 @@
  */
 import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { z } from 'zod';
 import { DarchError, fsError, isErrno, type ErrorCode } from './errors.js';
 import { fsyncDir, writeFileAtomic } from './scratch.js';
+import * as z from './zod.js';
 
 export interface SmallFiles {
   /** For messages: where these files are. */
@@ -108,14 +108,14 @@ export interface ContractProblem {
  * Parse a contract file's text with its schema. A file that is not JSON, or not the shape
  * the schema says, is one DarchError naming the file and the first problem.
  */
-export function parseContract<S extends z.ZodType>(schema: S, text: string, file: string, problem: ContractProblem): z.infer<S> {
+export function parseContract<S extends z.core.$ZodType>(schema: S, text: string, file: string, problem: ContractProblem): z.infer<S> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
     throw new DarchError(problem.code, `${file} is corrupt: ${(err as Error).message}`, { hint: problem.hint });
   }
-  const res = schema.safeParse(raw);
+  const res = z.safeParse(schema, raw);
   if (!res.success) {
     const issue = res.error.issues[0];
     const at = issue?.path.length ? ` at ${issue.path.join('.')}` : '';

@@ -8,8 +8,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
-import type { z } from 'zod';
 import { DarchError, type ErrorCode, isErrno } from './errors.js';
+import * as z from './zod.js';
 
 export interface LoadValidatedOptions<T> {
   /** The code every failure carries, e.g. E_CONFIG. */
@@ -23,7 +23,7 @@ export interface LoadValidatedOptions<T> {
 }
 
 /** A `*.json` file is parsed as JSON, anything else as TOML. */
-export async function loadValidated<S extends z.ZodType>(file: string, schema: S, opts: LoadValidatedOptions<z.output<S>>): Promise<z.output<S>> {
+export async function loadValidated<S extends z.core.$ZodType>(file: string, schema: S, opts: LoadValidatedOptions<z.output<S>>): Promise<z.output<S>> {
   const json = file.endsWith('.json');
   let text: string;
   try {
@@ -41,7 +41,7 @@ export async function loadValidated<S extends z.ZodType>(file: string, schema: S
       hint: `fix the ${json ? 'JSON' : 'TOML'} syntax`,
     });
   }
-  const res = schema.safeParse(raw);
+  const res = z.safeParse(schema, raw);
   if (!res.success) throw new DarchError(opts.code, `${file}: ${describeIssue(res.error.issues[0])}`, { hint: opts.schemaHint });
   return res.data;
 }

@@ -11,18 +11,18 @@
  */
 import { readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
 import { fsError, isErrno } from '../lib/errors.js';
+import * as z from '../lib/zod.js';
 
 export const FAILED_DIR = 'failed';
 /** Larger than any record the shell writes (its reason is cut at 300 characters). */
 const MAX_RECORD = 4096;
 
 const RecordSchema = z.object({
-  stage: z.string().regex(/^[a-z0-9]{25}$/),
-  where: z.string().regex(/^[a-z0-9._-]{1,32}$/),
-  reason: z.string().max(400),
-  uptime: z.coerce.number().int().nonnegative().optional(),
+  stage: z.string().check(z.regex(/^[a-z0-9]{25}$/)),
+  where: z.string().check(z.regex(/^[a-z0-9._-]{1,32}$/)),
+  reason: z.string().check(z.maxLength(400)),
+  uptime: z.optional(z.coerce.number().check(z.int(), z.nonnegative())),
 });
 
 export type TrialFailure = z.infer<typeof RecordSchema>;

@@ -3,9 +3,9 @@
  * code read it: `{"kernel","initramfs"?,"rootfs","kernelparams"?}`, each file a name inside
  * the image's directory. Also the names darch gives those files. The only reader and writer.
  */
-import { z } from 'zod';
 import { DarchError } from '../lib/errors.js';
 import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../lib/smallfs.js';
+import * as z from '../lib/zod.js';
 import { liveRel } from './layout.js';
 
 export const IMAGE_JSON = 'image.json';
@@ -13,20 +13,18 @@ export const ROOTFS_FILE = 'rootfs.squash';
 export const KERNEL_FILE = 'vmlinuz';
 export const INITRD_FILE = 'initrd.img';
 
-const fileName = z
-  .string()
-  .min(1)
-  .refine((s) => !s.includes('/'), 'a file name inside the image directory, without /');
+const fileName = z.string().check(
+  z.minLength(1),
+  z.refine((s) => !s.includes('/'), 'a file name inside the image directory, without /'),
+);
 
 // loose: the original Darch's tools may add fields; darch keeps them when it rewrites the file.
-const ImageJsonSchema = z
-  .object({
-    kernel: fileName,
-    initramfs: fileName.optional(),
-    rootfs: fileName,
-    kernelparams: z.string().optional(),
-  })
-  .loose();
+const ImageJsonSchema = z.looseObject({
+  kernel: fileName,
+  initramfs: z.optional(fileName),
+  rootfs: fileName,
+  kernelparams: z.optional(z.string()),
+});
 
 export type ImageJson = z.infer<typeof ImageJsonSchema>;
 /** What booting needs: an image.json that names an initramfs. */

@@ -6,14 +6,14 @@
  * The only reader and writer of the file, for the local stage (StageStore) and a disk's
  * stage alike. A staged image exists once its directory is in live/; this file only names it.
  */
-import { z } from 'zod';
 import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../lib/smallfs.js';
+import * as z from '../lib/zod.js';
 
 export const IMAGES_JSON = 'images.json';
 
 const ImagesFileSchema = z.object({
-  version: z.literal(1).optional(),
-  images: z.record(z.string(), z.object({ tags: z.array(z.string()).default([]) }).loose()),
+  version: z.optional(z.literal(1)),
+  images: z.record(z.string(), z.looseObject({ tags: z._default(z.array(z.string()), []) })),
 });
 
 export interface ImagesFile {

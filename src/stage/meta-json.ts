@@ -5,38 +5,35 @@
  * Darch or by older versions have only some, and a disk's copy is rewritten with its own
  * `created`).
  */
-import { z } from 'zod';
 import { DarchError } from '../lib/errors.js';
 import { contractText, parseContract, type ContractProblem, type SmallFiles } from '../lib/smallfs.js';
+import * as z from '../lib/zod.js';
 import { liveRel } from './layout.js';
 
 export const META_JSON = 'meta.json';
 
-const MetaSchema = z
-  .object({
-    schemaVersion: z.literal(1).optional(),
-    id: z.string(),
-    source: z
-      .object({ name: z.string().optional(), digest: z.string().optional(), manifestDigest: z.string().optional(), layers: z.number().optional() })
-      .loose()
-      .optional(),
-    created: z.string(),
-    /** Where in the image the kernel and initramfs came from. */
-    kernel: z.object({ path: z.string(), version: z.string().optional(), from: z.string() }).optional(),
-    initramfs: z.object({ path: z.string(), from: z.string() }).optional(),
-    kernelparams: z.string().optional(),
-    compression: z.string().optional(),
-    blockSize: z.number().optional(),
-    /** sqfstar or tar2sqfs. */
-    writer: z.string().optional(),
-    /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
-    passes: z.union([z.literal(1), z.literal(2)]).optional(),
-    /** Every file of the staged directory (relative path) → size and sha256. */
-    sizes: z.record(z.string(), z.number()).optional(),
-    sha256: z.record(z.string(), z.string()).optional(),
-    totalSize: z.number().optional(),
-  })
-  .loose();
+const MetaSchema = z.looseObject({
+  schemaVersion: z.optional(z.literal(1)),
+  id: z.string(),
+  source: z.optional(
+    z.looseObject({ name: z.optional(z.string()), digest: z.optional(z.string()), manifestDigest: z.optional(z.string()), layers: z.optional(z.number()) }),
+  ),
+  created: z.string(),
+  /** Where in the image the kernel and initramfs came from. */
+  kernel: z.optional(z.object({ path: z.string(), version: z.optional(z.string()), from: z.string() })),
+  initramfs: z.optional(z.object({ path: z.string(), from: z.string() })),
+  kernelparams: z.optional(z.string()),
+  compression: z.optional(z.string()),
+  blockSize: z.optional(z.number()),
+  /** sqfstar or tar2sqfs. */
+  writer: z.optional(z.string()),
+  /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
+  passes: z.optional(z.union([z.literal(1), z.literal(2)])),
+  /** Every file of the staged directory (relative path) → size and sha256. */
+  sizes: z.optional(z.record(z.string(), z.number())),
+  sha256: z.optional(z.record(z.string(), z.string())),
+  totalSize: z.optional(z.number()),
+});
 
 /** meta.json as read: what any staged image's file may hold. */
 export type StagedMeta = z.infer<typeof MetaSchema>;

@@ -120,6 +120,13 @@ describe('darch build: bad input', () => {
       'E_RECIPE_INVALID',
       /config\.json: unknown key env/,
     );
+    // A bad value: the key and zod's English message (src/lib/zod.ts).
+    await fails(
+      { a: { ...darchRecipe('external:base/busybox'), 'recipe.toml': 'tags = [1]\n' } },
+      ['a'],
+      'E_RECIPE_INVALID',
+      /a\/recipe\.toml: tags\.0: Invalid input: expected string, received number$/,
+    );
   });
 
   test('a failing script stops the build with recipe, step and exit status; nothing is tagged', async () => {

@@ -5,9 +5,9 @@
  * booted disk read it without mounting anything. The only reader and writer, over the ESP
  * as a directory (mounted) or through mtools.
  */
-import { z } from 'zod';
 import { DarchError } from '../../lib/errors.js';
 import { contractText, DirFiles, parseContract, type ContractProblem, type SmallFiles } from '../../lib/smallfs.js';
+import * as z from '../../lib/zod.js';
 import { ESP_DARCH_DIR } from './esp.js';
 
 /** Relative to the ESP's root. */
@@ -15,25 +15,23 @@ export const DISK_JSON_PATH = `${ESP_DARCH_DIR}/disk.json`;
 
 // Readers need different parts (the boot state only `images` and `bootloader`), and disks
 // made by older versions or by tests carry less: only `images` is required to read.
-const DiskInfoSchema = z
-  .object({
-    version: z.literal(1).optional(),
-    /** ext4 UUID of the darch partition. */
-    darchUuid: z.string().optional(),
-    /** FAT volume serial of the ESP, as GRUB's search --fs-uuid spells it (XXXX-XXXX). */
-    espSerial: z.string().optional(),
-    espOffset: z.number().optional(),
-    darchOffset: z.number().optional(),
-    darchSize: z.number().optional(),
-    kernelArgs: z.string().optional(),
-    /** Absent on disks made before systemd-boot disks existed: GRUB. */
-    bootloader: z.enum(['grub', 'systemd-boot']).optional(),
-    espSize: z.number().optional(),
-    created: z.string().optional(),
-    /** In the order they were named: the first was the default. */
-    images: z.array(z.object({ id: z.string(), tags: z.array(z.string()) })),
-  })
-  .loose();
+const DiskInfoSchema = z.looseObject({
+  version: z.optional(z.literal(1)),
+  /** ext4 UUID of the darch partition. */
+  darchUuid: z.optional(z.string()),
+  /** FAT volume serial of the ESP, as GRUB's search --fs-uuid spells it (XXXX-XXXX). */
+  espSerial: z.optional(z.string()),
+  espOffset: z.optional(z.number()),
+  darchOffset: z.optional(z.number()),
+  darchSize: z.optional(z.number()),
+  kernelArgs: z.optional(z.string()),
+  /** Absent on disks made before systemd-boot disks existed: GRUB. */
+  bootloader: z.optional(z.enum(['grub', 'systemd-boot'])),
+  espSize: z.optional(z.number()),
+  created: z.optional(z.string()),
+  /** In the order they were named: the first was the default. */
+  images: z.array(z.object({ id: z.string(), tags: z.array(z.string()) })),
+});
 
 /** disk.json as read. */
 export type DiskInfo = z.infer<typeof DiskInfoSchema>;
