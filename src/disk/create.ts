@@ -4,11 +4,10 @@
  * `mkfs.ext4 -d` fills the darch partition at a byte offset. No loop device, no mount,
  * so it also works rootless.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { commitFile, fsyncFile, makeWorkDir, tempName } from '../lib/scratch.js';
+import { commitFile, fsyncFile, makeWorkDir, randomHex, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
@@ -316,8 +315,8 @@ export async function createDisk(paths: DarchPaths, opts: CreateDiskOptions): Pr
       );
     }
     const DARCH_START = ESP_START + espSize;
-    const darchUuid = randomUUID();
-    const serial = randomBytes(4).toString('hex').toUpperCase();
+    const darchUuid = process.getBuiltinModule('node:crypto').randomUUID();
+    const serial = randomHex(4).toUpperCase();
     const espSerial = `${serial.slice(0, 4)}-${serial.slice(4)}`;
     const kernelArgs = opts.kernelArgs ?? DEFAULT_KERNEL_ARGS;
     if (bootloader === 'grub') await writeGrubCfgFor(stageTree, { uuid: darchUuid, path: STAGE_PATH }, [path.join(stageTree, GRUB_CFG)], undefined, kernelArgs);

@@ -4,7 +4,6 @@
  * images from the ESP's disk.json, the trial failure records and the GRUB menu in its ext4
  * partition. Nothing is mounted.
  */
-import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { withLock } from '../lib/lock.js';
@@ -35,7 +34,7 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
   // The darch partition (ext4), where the trial's boot keeps why it failed.
   const stageFs = () => diskStageFs(device);
   // Lock by the disk's real path, in the system temp directory: never next to a /dev node.
-  const key = createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
+  const key = process.getBuiltinModule('node:crypto').createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
   return {
     entries: new DiskEntryFiles(fat),
     kind: 'disk',

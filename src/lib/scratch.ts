@@ -6,7 +6,6 @@
  * Every temp name is `[.]<kind>-<pid>-<random>…`, so `sweepDeadOwners(dir)` can tell which
  * ones a crash or kill -9 left behind (their process is gone) and remove exactly those.
  */
-import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { copyFile, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
@@ -16,11 +15,16 @@ import { fsError, isErrno } from './errors.js';
 import { processAlive } from './lock.js';
 import { run } from './proc.js';
 
+/** Random hex for unique names. node:crypto is loaded on first use: start-up never needs it. */
+export function randomHex(bytes: number): string {
+  return process.getBuiltinModule('node:crypto').randomBytes(bytes).toString('hex');
+}
+
 const OWNED = /^\.?[a-z]+-(\d+)-[a-f0-9]+/;
 
 /** `<kind>-<pid>-<random>`: a scratch name a later process can attribute to its owner. */
 export function ownedTempName(kind: string): string {
-  return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
+  return `${kind}-${process.pid}-${randomHex(6)}`;
 }
 
 /**
@@ -226,7 +230,7 @@ export async function swapDir(next: string, final: string): Promise<void> {
     } else {
       // Not an owned scratch name on purpose: until it is back, it is the only copy, and a
       // sweep must not take it for a dead process's leftovers.
-      const old = path.join(parent, `.old.${process.pid}.${randomBytes(6).toString('hex')}.${base}`);
+      const old = path.join(parent, `.old.${process.pid}.${randomHex(6)}.${base}`);
       await rename(final, old);
       await rename(next, final);
       await rm(old, { recursive: true, force: true });

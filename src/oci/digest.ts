@@ -1,7 +1,10 @@
 /** Content digests and a pass-through stream that hashes and counts what flows through it. */
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { DarchError } from '../lib/errors.js';
+
+// node:crypto on first use: commands that hash nothing (status, --help) start without it.
+const newSha256 = (): Hash => process.getBuiltinModule('node:crypto').createHash('sha256');
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
@@ -22,7 +25,7 @@ export function parseDigest(s: string): Digest {
 }
 
 export function sha256(data: string | Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  return `sha256:${newSha256().update(data).digest('hex')}`;
 }
 
 export function digestHex(d: Digest): string {
@@ -31,7 +34,7 @@ export function digestHex(d: Digest): string {
 
 /** Hashes bytes on their way through; read `digest()` and `size` after the stream ends. */
 export class HashStream extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: Hash = newSha256();
   size = 0;
   private final?: Digest;
 
@@ -49,7 +52,7 @@ export class HashStream extends Transform {
 
 /** Counts and hashes without passing data on (a terminal sink). */
 export class HashSink extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: Hash = newSha256();
   size = 0;
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);

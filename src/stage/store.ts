@@ -9,10 +9,9 @@
  * crash between the rename and the images.json update leaves an untagged image that
  * `stage clean` removes, never a tag pointing at half a directory.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, makeWorkDir, ownedTempName, sweepDeadOwners } from '../lib/scratch.js';
+import { fsyncDir, makeWorkDir, ownedTempName, randomHex, sweepDeadOwners } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
 import { normalizeRef } from '../oci/reference.js';
@@ -71,7 +70,7 @@ export function matchStaged<T extends { id: string; tags: readonly string[] }>(l
 export function newStageId(): string {
   // 25 base-36 characters like the original Darch (about 129 bits).
   let s = '';
-  while (s.length < 25) s += BigInt(`0x${randomBytes(16).toString('hex')}`).toString(36);
+  while (s.length < 25) s += BigInt(`0x${randomHex(16)}`).toString(36);
   return s.slice(0, 25);
 }
 
