@@ -197,20 +197,27 @@ const NOISE = /^(proc|sys|dev|run|tmp|var\/tmp|var\/log|var\/cache|var\/lib\/dpk
 
 async function listRoot(root: string): Promise<Set<string>> {
   const out = new Set<string>();
-  for (const d of await readdir(root, { recursive: true, withFileTypes: true })) {
-    if (d.isDirectory()) continue;
-    const rel = path.relative(root, path.join(d.parentPath, d.name));
-    if (!NOISE.test(rel)) out.add(rel);
-  }
+  const walk = async (rel: string): Promise<void> => {
+    for (const d of await readdir(path.join(root, rel), { withFileTypes: true })) {
+      const p = rel ? `${rel}/${d.name}` : d.name;
+      if (NOISE.test(p)) continue;
+      if (d.isDirectory()) await walk(p);
+      else out.add(p);
+    }
+  };
+  await walk('');
   return out;
 }
 
 const minus = (a: Set<string>, b: Set<string>) => [...a].filter((x) => !b.has(x)).sort();
 
-test('a bookworm root installs, upgrades, removes and purges it: units enabled, darch runs, nothing left behind', async () => {
+test('a bookworm root installs, upgrades, removes and purges it: units enabled, darch runs, nothing left behind', async (t) => {
   const tree = await debianSystemdTree();
   const root = path.join(work, 'root');
   await run('cp', ['-a', `${tree}/.`, root]);
+  // darch finds its assets from its own path, /proc/self/exe: a chroot without /proc hides it.
+  await run('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')]);
+  t.after(() => run('umount', [path.join(root, 'proc')]).then(() => undefined));
   const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' };
   const chroot = (args: string[]) => run('chroot', [root, ...args], { env });
   const status = async () =>
@@ -218,11 +225,17 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   const packaged = async () => new Set((await chroot(['dpkg-query', '-L', 'darch'])).stdout.trim().split('\n').map(onDisk));
   await writeFile(path.join(root, 'tmp/darch.deb'), await readFile(deb));
   await writeFile(path.join(root, 'tmp/darch-next.deb'), await readFile(next));
+  // A small initramfs (the modules the hooks name): MODULES=most takes a minute per update here.
+  const conf = path.join(root, 'etc/initramfs-tools/initramfs.conf');
+  await writeFile(conf, (await readFile(conf, 'utf8')).replace(/^MODULES=.*$/m, 'MODULES=list'));
+  const initramfsHasHook = async () => (await chroot(['sh', '-c', 'lsinitramfs /boot/initrd.img-*'])).stdout.split('\n').includes('scripts/darch');
+  assert.equal(await initramfsHasHook(), false);
   const before = await listRoot(root);
 
   // Install: Depends are met by the root as debootstrap made it.
   await chroot(['dpkg', '-i', '/tmp/darch.deb']);
   assert.equal(await status(), `ii ${version}`);
+  assert.ok(await initramfsHasHook(), 'postinst updated the initramfs: it carries boot=darch');
   assert.equal((await chroot(['darch', '--version'])).stdout, (await run(DARCH_BIN, ['--version'])).stdout);
   await chroot(['darch', 'recipes', 'kit', '/tmp']);
   const enabled = (await chroot(['systemctl', 'is-enabled', ...KIT_UNITS])).stdout.trim().split('\n');
