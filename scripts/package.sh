@@ -7,16 +7,18 @@
 #   VERSION            the Debian version (default: package.json's version, revision -1)
 #   SOURCE_DATE_EPOCH  every timestamp in the package (default: the last commit's time)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$PWD
+# OUTDIR and DARCH_EXE are taken from where the command runs, the rest from the checkout.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+abspath() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+outdir=$(abspath "${1:-$repo/dist}")
+exe=$(abspath "${DARCH_EXE:-$repo/dist/darch}")
+cd "$repo"
 log() { printf 'package: %s\n' "$*" >&2; }
 die() {
   printf 'package: error: %s\n' "$*" >&2
   exit 1
 }
 
-outdir=${1:-dist}
-exe=${DARCH_EXE:-dist/darch}
 [ -f "$exe" ] && [ -x "$exe" ] || die "$exe does not exist or is not executable: build it first with \`npm run -s build\` (or point DARCH_EXE at a darch executable)"
 for tool in dpkg-deb dpkg-shlibdeps dpkg-parsechangelog gzip; do
   command -v "$tool" >/dev/null || die "$tool is missing: apt-get install dpkg-dev (or run bash scripts/setup.sh)"
@@ -38,8 +40,7 @@ trap 'rm -rf "$work"' EXIT
 # Under debian/darch/ because dpkg-shlibdeps wants the binaries where a source package has them.
 pkg=$work/debian/darch
 mkdir -p "$pkg/DEBIAN"
-abs_exe=$(realpath "$exe")
-darch() { DARCH_ASSETS="$repo/assets" "$abs_exe" --quiet "$@"; }
+darch() { DARCH_ASSETS="$repo/assets" "$exe" --quiet "$@"; }
 
 log "darch $version from $exe"
 install -D -m 0755 "$exe" "$pkg/usr/bin/darch"
