@@ -101,11 +101,9 @@ test('lintian: no errors, no warnings, and exactly the accepted overrides', asyn
   );
   const overridden = [...new Set(lines.filter((l) => l.startsWith('O: ')).map((l) => l.split(/\s+/)[2]!))].sort();
   assert.deepEqual(overridden, ACCEPTED, 'an override lintian no longer needs, or a new one: update docs/PACKAGE.md with it');
-  // --show-overrides makes lintian exit 2 for the overridden error; a real failure says why on stderr.
-  assert.deepEqual(
-    r.stderr.split('\n').filter((l) => l && !/running with root privileges/.test(l)),
-    [],
-  );
+  // Exit 2: a shown hint is an error, the overridden embedded-library under --show-overrides
+  // (lintian's Pool.pm); 1 would be a failed run.
+  assert.ok(r.code === 0 || r.code === 2, `lintian exited ${r.code}: ${r.stderr}`);
 });
 
 test('contents: the executable, assets, in-image files, units, initramfs-tools hook, completions, man pages, docs', async () => {
