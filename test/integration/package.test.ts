@@ -244,9 +244,18 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   const links = minus(await listRoot(root), before).filter((p) => p.startsWith('etc/systemd/system/'));
   assert.ok(links.length >= KIT_UNITS.length, links.join('\n'));
 
-  // Upgrade: what is on disk is what the new version ships, plus the unit links.
+  // Upgrade: what is on disk is what the new version ships, plus the unit links. A masked
+  // unit stays masked and off; a disabled one is enabled again (docs/PACKAGE.md).
+  await chroot(['systemctl', 'disable', 'darch-mark-good.service', 'darch-health.service']);
+  await chroot(['systemctl', 'mask', 'darch-mark-good.service']);
   await chroot(['dpkg', '-i', '/tmp/darch-next.deb']);
   assert.equal(await status(), `ii ${nextVersion}`);
+  const isEnabled = async (unit: string) => (await run('chroot', [root, 'systemctl', 'is-enabled', unit], { env, allowFailure: true })).stdout.trim();
+  assert.equal(await isEnabled('darch-mark-good.service'), 'masked');
+  assert.equal(await isEnabled('darch-health.service'), 'enabled');
+  // Unmasked it is disabled, as the administrator left it, until the next upgrade.
+  await chroot(['systemctl', 'unmask', 'darch-mark-good.service']);
+  assert.equal(await isEnabled('darch-mark-good.service'), 'disabled');
   const shipped = await packaged();
   const added = minus(await listRoot(root), before);
   assert.deepEqual(
