@@ -13,6 +13,7 @@ PACKAGES=(
   docker-registry time
   zsh fish
   qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common systemd-boot-efi
+  dpkg-dev lintian
 )
 
 missing=()
