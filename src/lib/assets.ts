@@ -22,6 +22,9 @@ export function assetsDir(): string {
     }
     dir = path.dirname(dir);
   }
+  // The package's place, for when the executable cannot learn its own path (a chroot
+  // without /proc: a SEA finds itself through /proc/self/exe).
+  if (existsSync('/usr/share/darch/assets/initramfs')) return (cached = '/usr/share/darch/assets');
   throw new DarchError('E_ASSETS_MISSING', 'darch cannot find its assets/ directory', {
     hint: 'install darch with its package (/usr/share/darch/assets), run it from its source tree, or set DARCH_ASSETS to the assets directory',
   });

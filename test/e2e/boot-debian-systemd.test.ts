@@ -121,10 +121,14 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       assert.equal(status.booted?.stage, universalId, 'status names the staged image the kernel booted');
       assert.equal(status.booted?.trial, true, 'and says it booted as a trial');
       assert.deepEqual(status.booted?.tags, ['debian/systemd:universal']);
-      // Armed by `boot try` above: still the trial, or already committed by the image's health units.
-      assert.ok(status.boot?.trial?.stage === universalId || status.boot?.default?.stage === universalId, JSON.stringify(status.boot));
+      // The package's units committed the trial once boot-complete.target was reached, with
+      // nothing in the image's fstab: the booted image is the default now, no trial pending.
+      assert.equal(status.boot?.default?.stage, universalId, JSON.stringify(status.boot));
+      assert.equal(status.boot?.trial, null);
+      assert.match(await vm.ok('systemctl is-active darch-mark-good.service'), /^active$/m);
       assert.ok(status.staged.find((s) => s.id === universalId)?.roles.includes('booted'));
       assert.match(await vm.ok('darch status'), new RegExp(`booted +debian/systemd:universal \\(${universalId}\\) as a trial`));
+      assert.match(await vm.ok('darch status'), new RegExp(`default +debian/systemd:universal \\(${universalId}\\)`));
       const doctor = JSON.parse(await vm.ok('darch doctor --json', 60_000)) as { checks: { name: string; ok: boolean }[] };
       const check = (n: string) => doctor.checks.find((c) => c.name === n)?.ok;
       assert.equal(check('kernel: squashfs'), true, 'doctor sees the squashfs the root runs on');

@@ -202,7 +202,7 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   const tree = await debianSystemdTree();
   const root = path.join(work, 'root');
   await run('cp', ['-a', `${tree}/.`, root]);
-  // darch finds its assets from its own path, /proc/self/exe: a chroot without /proc hides it.
+  // Maintainer scripts and darch read /proc (darch finds its assets from /proc/self/exe first).
   await run('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')]);
   t.after(() => run('umount', [path.join(root, 'proc')]).then(() => undefined));
   const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' };
@@ -225,6 +225,14 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   assert.ok(await initramfsHasHook(), 'postinst updated the initramfs: it carries boot=darch');
   assert.equal((await chroot(['darch', '--version'])).stdout, (await run(DARCH_BIN, ['--version'])).stdout);
   await chroot(['darch', 'recipes', 'kit', '/tmp']);
+  // Without /proc the executable cannot learn its own path; it falls back to the package's assets.
+  await run('umount', [path.join(root, 'proc')]);
+  try {
+    await chroot(['darch', 'recipes', 'kit', '/tmp/noproc']);
+    await access(path.join(root, 'tmp/noproc/darch-kit/install'));
+  } finally {
+    await run('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')]);
+  }
   const enabled = (await chroot(['systemctl', 'is-enabled', ...KIT_UNITS])).stdout.trim().split('\n');
   assert.deepEqual(
     enabled,
