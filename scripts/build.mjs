@@ -24,7 +24,18 @@ function commit() {
 }
 // Nothing stale, but dist/darch stays until the new one replaces it (see below).
 await mkdir('dist', { recursive: true });
-for (const entry of await readdir('dist')) if (entry !== 'darch') await rm(path.join('dist', entry), { recursive: true, force: true });
+// A concurrent build's executable in the making (darch.new.<pid>) stays while its pid lives.
+const building = (entry) => {
+  const m = /^darch\.new\.(\d+)$/.exec(entry);
+  if (!m) return false;
+  try {
+    process.kill(Number(m[1]), 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+for (const entry of await readdir('dist')) if (entry !== 'darch' && !building(entry)) await rm(path.join('dist', entry), { recursive: true, force: true });
 await mkdir('dist/sea', { recursive: true });
 await build({
   entryPoints: ['src/cli/main.ts'],
@@ -62,16 +73,17 @@ function quiet(file, args) {
 quiet(nodeBinary, ['--experimental-sea-config', 'dist/sea/sea-config.json']);
 // Made beside and renamed into place: a darch that is running, or starting, while this
 // builds (tests, a demo) must never meet a plain node binary or a half-injected one.
-await copyFile(nodeBinary, 'dist/darch.new');
-await chmod('dist/darch.new', 0o755);
+const tmpExe = `dist/darch.new.${process.pid}`;
+await copyFile(nodeBinary, tmpExe);
+await chmod(tmpExe, 0o755);
 quiet(nodeBinary, [
   require.resolve('postject/dist/cli.js'),
-  'dist/darch.new',
+  tmpExe,
   'NODE_SEA_BLOB',
   'dist/sea/darch.blob',
   '--sentinel-fuse',
   'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
 ]);
-await rename('dist/darch.new', 'dist/darch');
+await rename(tmpExe, 'dist/darch');
 // Man pages from the command definitions, by the darch just built.
 execFileSync('dist/darch', ['--quiet', 'man', '--output', 'dist/man'], { stdio: 'inherit' });
