@@ -226,6 +226,7 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   assert.equal((await chroot(['darch', '--version'])).stdout, (await run(DARCH_BIN, ['--version'])).stdout);
   await chroot(['darch', 'recipes', 'kit', '/tmp']);
   // Without /proc the executable cannot learn its own path; it falls back to the package's assets.
+  await mkdir(path.join(root, 'tmp/noproc'));
   await run('umount', [path.join(root, 'proc')]);
   try {
     await chroot(['darch', 'recipes', 'kit', '/tmp/noproc']);
