@@ -17,17 +17,30 @@ async function script(t: Parameters<typeof tempDir>[0], shell: string): Promise<
   return file;
 }
 
+type ShellOpts = { env?: NodeJS.ProcessEnv; cwd?: string };
+const quoted = (words: string[]) => words.map((w) => `'${w}'`).join(' ');
+
+/** What bash's _darch puts in COMPREPLY for the words typed so far (the last one being completed). */
+async function bashComplete(file: string, words: string[], opts: ShellOpts = {}): Promise<string[]> {
+  const script = `source "$0"; COMP_WORDS=(${quoted(words)}); COMP_CWORD=${words.length - 1}; _darch; printf '%s\\n' "\${COMPREPLY[@]}"`;
+  return (await run('bash', ['-c', script, file], opts)).stdout.trim().split('\n');
+}
+
+/** What zsh's _darch hands to compadd (one per line; FILES where it falls back to _files). */
+async function zshOffer(file: string, words: string[], opts: ShellOpts = {}): Promise<string[]> {
+  const script = `source "$1"; compadd() { shift; print -rl -- "$@"; }; _files() { print FILES; }; words=(${quoted(words)}); CURRENT=${words.length}; _darch`;
+  return (await run('zsh', ['-c', script, 'zsh', file], opts)).stdout.trim().split('\n');
+}
+
+/** fish's `complete -C LINE`: a candidate per line, with its description after a tab. */
+async function fishComplete(file: string, line: string, opts: ShellOpts = {}): Promise<string> {
+  return (await run('fish', ['-c', `source $argv[1]; complete -C "${line}"`, file], opts)).stdout;
+}
+
 test("bash: completes top-level commands, nested ones after global options, and a command's options", async (t) => {
   const file = await script(t, 'bash');
   await run('bash', ['-n', file]);
-  const complete = async (words: string[]) => {
-    const r = await run('bash', [
-      '-c',
-      `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _darch; printf '%s\\n' "\${COMPREPLY[@]}"`,
-      file,
-    ]);
-    return r.stdout.trim().split('\n');
-  };
+  const complete = (words: string[]) => bashComplete(file, words);
   assert.deepEqual(await complete(['darch', 'st']), ['status', 'stage']);
   assert.deepEqual(await complete(['darch', '--root', '/x', 'boot', 'tr']), ['try']);
   assert.deepEqual(await complete(['darch', 'disk', 'kernel-']), ['kernel-args']);
@@ -42,17 +55,7 @@ test("bash: completes top-level commands, nested ones after global options, and 
 test('zsh: the script passes zsh -n and its _darch offers subcommands and options', async (t) => {
   const file = await script(t, 'zsh');
   await run('zsh', ['-n', file]);
-  const offer = async (words: string[]) =>
-    (
-      await run('zsh', [
-        '-c',
-        `source "$1"; compadd() { shift; print -rl -- "$@"; }; _files() { print FILES; }; words=(${words.map((w) => `'${w}'`).join(' ')}); CURRENT=${words.length}; _darch`,
-        'zsh',
-        file,
-      ])
-    ).stdout
-      .trim()
-      .split('\n');
+  const offer = (words: string[]) => zshOffer(file, words);
   assert.ok((await offer(['darch', 'dis'])).includes('disk'));
   assert.ok((await offer(['darch', 'disk', 'a'])).includes('add'));
   assert.ok((await offer(['darch', '--root', '/x', 'boot', 'try', '--t'])).includes('--tries'));
@@ -61,7 +64,7 @@ test('zsh: the script passes zsh -n and its _darch offers subcommands and option
 test('fish: the script passes fish -n and completes with descriptions', async (t) => {
   const file = await script(t, 'fish');
   await run('fish', ['-n', file]);
-  const complete = async (line: string) => (await run('fish', ['-c', `source $argv[1]; complete -C "${line}"`, file])).stdout;
+  const complete = (line: string) => fishComplete(file, line);
   assert.match(await complete('darch bo'), /^boot\tboot menu and boot state/m);
   assert.match(await complete('darch boot tr'), /^try\t/m);
   assert.match(await complete('darch boot try --t'), /^--tries\t/m);
@@ -80,36 +83,15 @@ test('staged and image names: each shell asks darch for them where a command tak
   const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, DARCH_ROOT: root };
   const files = { bash: await script(t, 'bash'), zsh: await script(t, 'zsh'), fish: await script(t, 'fish') };
 
-  const bash = async (words: string[]) =>
-    (
-      await run(
-        'bash',
-        [
-          '-c',
-          `source "$0"; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _darch; printf '%s\\n' "\${COMPREPLY[@]}"`,
-          files.bash,
-        ],
-        { env, cwd: root },
-      )
-    ).stdout
-      .trim()
-      .split('\n');
+  const bash = (words: string[]) => bashComplete(files.bash, words, { env, cwd: root });
   assert.deepEqual((await bash(['darch', 'boot', 'try', 'os/'])).sort(), ['os/desktop:1', 'os/desktop:2', 'os/desktop:latest']);
   assert.ok((await bash(['darch', 'stage', 'remove', ''])).includes('os/desktop:2'), 'staged names for stage remove');
   assert.deepEqual(await bash(['darch', 'images', 'inspect', 'exa']), ['example/busybox:latest'], 'image names where an image is taken');
   assert.ok(!(await bash(['darch', 'images', 'inspect', 'os/'])).some((w) => w.startsWith('os/desktop')), 'not staged names there');
 
-  const zsh = (
-    await run(
-      'zsh',
-      ['-c', `source "$1"; compadd() { shift; print -rl -- "$@"; }; _files() { print FILES; }; words=(darch boot try ''); CURRENT=4; _darch`, 'zsh', files.zsh],
-      { env, cwd: root },
-    )
-  ).stdout;
-  assert.match(zsh, /^os\/desktop:2$/m);
+  assert.ok((await zshOffer(files.zsh, ['darch', 'boot', 'try', ''], { env, cwd: root })).includes('os/desktop:2'));
 
-  const fish = (await run('fish', ['-c', 'source $argv[1]; complete -C "darch boot try os/desktop:"', files.fish], { env, cwd: root })).stdout;
-  assert.match(fish, /^os\/desktop:latest$/m);
+  assert.match(await fishComplete(files.fish, 'darch boot try os/desktop:', { env, cwd: root }), /^os\/desktop:latest$/m);
 });
 
 test('an unknown shell is a usage error', async () => {
