@@ -7,6 +7,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { withLock } from '../lib/lock.js';
+import { digestHex, sha256 } from '../oci/digest.js';
 import { readDiskJson } from '../boot/shared/disk-json.js';
 import { MtoolsFat, findEsp } from '../boot/shared/esp.js';
 import { diskEnvStorage } from '../boot/grub/grubenv.js';
@@ -34,7 +35,7 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
   // The darch partition (ext4), where the trial's boot keeps why it failed.
   const stageFs = () => diskStageFs(device);
   // Lock by the disk's real path, in the system temp directory: never next to a /dev node.
-  const key = process.getBuiltinModule('node:crypto').createHash('sha256').update(path.resolve(device)).digest('hex').slice(0, 16);
+  const key = digestHex(sha256(path.resolve(device))).slice(0, 16);
   return {
     entries: new DiskEntryFiles(fat),
     kind: 'disk',

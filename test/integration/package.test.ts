@@ -6,13 +6,13 @@
  * the same sources again, and a higher VERSION for the upgrade).
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { access, appendFile, chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { TOOLS_FILES } from '../../src/initramfs/tools.js';
 import { run } from '../../src/lib/proc.js';
+import { digestHex, sha256 as sha256Of } from '../../src/oci/digest.js';
 import { KIT_FILES, KIT_UNITS } from '../../src/recipes/kit.js';
 import { debianSystemdTree } from '../helpers/bootimage.js';
 import { DARCH_BIN, REPO } from '../helpers/darch.js';
@@ -51,10 +51,7 @@ async function build(outDir: string, env: NodeJS.ProcessEnv = {}): Promise<strin
   return lines[0]!;
 }
 
-const sha256 = async (file: string) =>
-  createHash('sha256')
-    .update(await readFile(file))
-    .digest('hex');
+const sha256 = async (file: string) => digestHex(sha256Of(await readFile(file)));
 
 /** `dpkg-deb -c`: path (without ./) → mode string, e.g. usr/bin/darch → -rwxr-xr-x. */
 async function contents(file: string): Promise<Map<string, string>> {
