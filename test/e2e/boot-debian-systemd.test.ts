@@ -127,8 +127,9 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       assert.equal(status.boot?.trial, null);
       assert.match(await vm.ok('systemctl is-active darch-mark-good.service'), /^active$/m);
       assert.ok(status.staged.find((s) => s.id === universalId)?.roles.includes('booted'));
-      assert.match(await vm.ok('darch status'), new RegExp(`booted +debian/systemd:universal \\(${universalId}\\) as a trial`));
-      assert.match(await vm.ok('darch status'), new RegExp(`default +debian/systemd:universal \\(${universalId}\\)`));
+      const screen = await vm.ok('darch status');
+      assert.match(screen, new RegExp(`booted +debian/systemd:universal \\(${universalId}\\) as a trial`));
+      assert.match(screen, new RegExp(`default +debian/systemd:universal \\(${universalId}\\)`));
       const doctor = JSON.parse(await vm.ok('darch doctor --json', 60_000)) as { checks: { name: string; ok: boolean }[] };
       const check = (n: string) => doctor.checks.find((c) => c.name === n)?.ok;
       assert.equal(check('kernel: squashfs'), true, 'doctor sees the squashfs the root runs on');
