@@ -35,6 +35,9 @@ const PACKAGES: Record<string, string> = {
   busybox: 'busybox-static',
   debootstrap: 'debootstrap',
   'docker-registry': 'docker-registry',
+  busctl: 'systemd',
+  loginctl: 'systemd',
+  setpriv: 'util-linux',
 };
 
 // e2fsprogs, fdisk, kmod and friends install into /usr/sbin and /sbin, which a normal user's
