@@ -47,6 +47,7 @@ const NAMES = {
   'grub.cfg': ['src/stage/layout.ts'],
   live: ['src/stage/layout.ts'],
   failed: ['src/stage/failures.ts'],
+  'update/state.json': ['src/update/state-json.ts'],
   'EFI/darch': ['src/boot/shared/esp.ts'],
   'loader/entries': ['src/boot/sdboot/sdboot.ts'],
 };
@@ -72,6 +73,7 @@ const JSON_PARSE_ALLOWED = {
   'src/registry/manifest.ts': 'manifests and indexes a registry serves',
   'src/registry/push.ts': 'manifests and indexes from the image store, being pushed',
   'src/registry/client.ts': "a registry token server's response",
+  'src/registry/inspect.ts': 'an image config a registry serves (its labels: the version the update agent reports)',
   'src/registry/auth-file.ts': "containers' auth.json and a credential helper's output",
   'src/build/adopt-layers.ts': 'the OCI layout a builder wrote (index.json, manifest, config)',
   'src/boot/shared/esp.ts': 'sfdisk --json output',

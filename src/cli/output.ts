@@ -6,6 +6,17 @@ import { ui } from './ui.js';
 
 export const SCHEMA_VERSION = 1;
 
+let resultCode = 0;
+
+/** A command's exit status when it succeeded but has something to say with it (`update check`: 100). */
+export function setResultCode(code: number): void {
+  resultCode = code;
+}
+
+export function resultCodeOf(): number {
+  return resultCode;
+}
+
 export function writeStdout(text: string): Promise<void> {
   return new Promise((resolve) => {
     if (text.length === 0) return resolve();

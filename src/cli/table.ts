@@ -45,6 +45,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/build.js')).registerBuild,
   },
   {
+    name: 'update',
+    description: 'follow an image in a registry: check, download, stage and try updates; rollouts',
+    load: async () => (await import('./commands/update.js')).registerUpdate,
+  },
+  {
     name: 'hooks',
     description: 'stage hooks: per-machine files (fstab, hostname, machine-id, ssh keys) put into booted images',
     load: async () => (await import('./commands/hooks.js')).registerHooks,

@@ -85,6 +85,34 @@ export const ConfigSchema = z.strictObject({
     }),
     {},
   ),
+  update: z.prefault(
+    z.strictObject({
+      /** The image this machine follows, e.g. "registry.example/os/desktop:stable". Empty: none. */
+      image: z._default(z.string(), ''),
+      /**
+       * How far `darch update run` (the timer) goes on its own: none, check, download,
+       * stage (staged but not armed), apply (staged and armed as a trial for the next boot).
+       */
+      policy: z._default(z.enum(['none', 'check', 'download', 'stage', 'apply']), 'apply'),
+      /** Boots the update's trial gets; 0: boot.tries. */
+      tries: whole(0, 0, 20),
+      /**
+       * After an update is armed: "never" reboot, "prompt" (only tell the users), or a daily
+       * window "HH:MM-HH:MM" (local time) in which the machine reboots when no one is logged in.
+       */
+      reboot: z._default(
+        z.string().check(z.regex(/^(never|prompt|([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)$/, 'never, prompt or a window like 02:00-05:00')),
+        'prompt',
+      ),
+      /** How often the timer's run looks for an update: hourly, daily, weekly, or a duration like 6h, 30m. */
+      schedule: z._default(z.string().check(z.regex(/^(hourly|daily|weekly|\d+[smhd])$/, 'hourly, daily, weekly or a duration like 6h')), 'daily'),
+      /** Each machine waits up to this long past its schedule (the same machine always the same share of it). */
+      random_delay: z._default(z.string().check(z.regex(/^\d+[smhd]$/, 'a duration like 1h or 30m')), '1h'),
+      /** The platform whose image this machine takes (os/arch[/variant]); empty: this machine's. */
+      platform: z._default(z.string(), ''),
+    }),
+    {},
+  ),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -428,6 +428,11 @@ export const ERROR_CODES = {
   E_UNSUPPORTED: {
     meaning: 'the input uses a feature darch does not support (not an image, GNU sparse files, too many layers, a forbidden compression)',
   },
+  E_UPDATE_NO_IMAGE: {
+    meaning: 'the update agent has no image to follow, or the one named has no registry',
+    hint: 'set image = "REGISTRY/NAME:TAG" under [update] in config.toml',
+    exit: ExitCode.config,
+  },
   E_USAGE: {
     meaning: 'the command line is wrong (an unknown option, a bad value, a missing argument)',
     hint: '`darch COMMAND --help`',

@@ -22,6 +22,8 @@ export interface PushOptions extends ConnectSettings {
   jobs: number;
   /** Upload in PATCH chunks of this many bytes; 0 = one PUT per blob. */
   chunkSize: number;
+  /** Annotations to set on the pushed top manifest (e.g. a rollout percentage); its digest then differs from the local one. */
+  annotations?: Record<string, string>;
 }
 
 export interface PushResult {
@@ -53,6 +55,7 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
 
   // Everything to send: child manifests of an index (those we have), then the top.
   const top: ManifestNode = { desc: stripAnnotations(local.descriptor), bytes: await store.readBlob(local.descriptor.digest) };
+  if (opts.annotations && Object.keys(opts.annotations).length) top.bytes = withAnnotations(top.bytes, opts.annotations).bytes;
   const manifests: ManifestNode[] = [];
   const blobs = new Map<string, Descriptor>();
   const addManifest = (node: ManifestNode) => {
@@ -112,6 +115,18 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
   } finally {
     await client.close();
   }
+}
+
+/** A manifest or index with these annotations added (null removes one): new bytes, so a new digest. */
+export function withAnnotations(bytes: Buffer, set: Record<string, string | null>): { bytes: Buffer; annotations: Record<string, string> } {
+  const doc = JSON.parse(bytes.toString('utf8')) as { annotations?: Record<string, string> };
+  const annotations = { ...(doc.annotations ?? {}) };
+  for (const [k, v] of Object.entries(set)) {
+    if (v === null) delete annotations[k];
+    else annotations[k] = v;
+  }
+  const { annotations: _old, ...rest } = doc;
+  return { bytes: Buffer.from(JSON.stringify(Object.keys(annotations).length ? { ...rest, annotations } : rest)), annotations };
 }
 
 function stripAnnotations(d: Descriptor): Descriptor {
@@ -237,7 +252,7 @@ function checkStatus(status: number, ok: number[], client: RegistryClient, repo:
   throw new DarchError('E_REGISTRY', `${client.host} answered ${status} to ${what} in ${repo}`);
 }
 
-async function putManifest(client: RegistryClient, repo: string, reference: string, bytes: Buffer, mediaType: string, scopes: string[]): Promise<void> {
+export async function putManifest(client: RegistryClient, repo: string, reference: string, bytes: Buffer, mediaType: string, scopes: string[]): Promise<void> {
   const res = await client.send({
     method: 'PUT',
     url: `/v2/${repo}/manifests/${reference}`,

@@ -16,7 +16,16 @@ const MetaSchema = z.looseObject({
   schemaVersion: z.optional(z.literal(1)),
   id: z.string(),
   source: z.optional(
-    z.looseObject({ name: z.optional(z.string()), digest: z.optional(z.string()), manifestDigest: z.optional(z.string()), layers: z.optional(z.number()) }),
+    z.looseObject({
+      name: z.optional(z.string()),
+      digest: z.optional(z.string()),
+      manifestDigest: z.optional(z.string()),
+      /** The image's config digest (its id): the same image under a re-annotated manifest. */
+      config: z.optional(z.string()),
+      /** org.opencontainers.image.version of the manifest or the config's labels, if set. */
+      version: z.optional(z.string()),
+      layers: z.optional(z.number()),
+    }),
   ),
   created: z.string(),
   /** Where in the image the kernel and initramfs came from. */
@@ -41,7 +50,7 @@ export type StagedMeta = z.infer<typeof MetaSchema>;
 /** meta.json as darch writes it when it stages an image: every field. */
 export type NewStagedMeta = StagedMeta & {
   schemaVersion: 1;
-  source: { name?: string; digest: string; manifestDigest: string; layers: number };
+  source: { name?: string; digest: string; manifestDigest: string; config: string; version?: string; layers: number };
   kernel: { path: string; version?: string; from: string };
   compression: string;
   blockSize: number;

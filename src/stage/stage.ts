@@ -314,7 +314,14 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       const meta: NewStagedMeta = {
         schemaVersion: 1,
         id,
-        source: { name: sourceName, digest: image.descriptor.digest, manifestDigest: image.manifestDigest, layers: layers.length },
+        source: {
+          name: sourceName,
+          digest: image.descriptor.digest,
+          manifestDigest: image.manifestDigest,
+          config: image.configDigest,
+          ...versionOf(image),
+          layers: layers.length,
+        },
         created: new Date().toISOString(),
         kernel: { path: boot.kernel.path, ...(boot.kernel.version ? { version: boot.kernel.version } : {}), from: boot.from },
         ...(boot.initramfs
@@ -348,4 +355,13 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       throw fsError(err, `cannot stage ${sourceName}`);
     }
   });
+}
+
+/** The version an image declares (manifest annotation first, then the config's label), for notices. */
+function versionOf(image: { manifest: { annotations?: Record<string, string> }; config: { config?: { Labels?: Record<string, string> | null } } }): {
+  version?: string;
+} {
+  const key = 'org.opencontainers.image.version';
+  const v = image.manifest.annotations?.[key] ?? image.config.config?.Labels?.[key];
+  return v ? { version: v } : {};
 }

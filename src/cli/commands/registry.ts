@@ -10,12 +10,13 @@ import { login, logout, registryHost } from '../../registry/login.js';
 import { pullImage } from '../../registry/pull.js';
 import { pushImage } from '../../registry/push.js';
 import type { ConnectSettings } from '../../registry/remote.js';
+import { ROLLOUT_ANNOTATION } from '../../update/rollout.js';
 import type { Context } from '../context.js';
 import { registryDefaults } from '../services.js';
 import type { Reporter } from '../../lib/report.js';
 import type { ContextFactory } from '../globals.js';
 
-interface ConnectFlags {
+export interface ConnectFlags {
   tlsVerify?: boolean;
   certDir?: string;
   authfile?: string;
@@ -36,7 +37,7 @@ function int(name: string, v: string | undefined, fallback: number): number {
   return n;
 }
 
-function connectOptions(cmd: Command): Command {
+export function connectOptions(cmd: Command): Command {
   return cmd
     .option('--tls-verify [bool]', 'verify TLS certificates; =false also allows plain HTTP (local registries)', parseBool)
     .option('--cert-dir <dir>', 'CA certificates (*.crt) and client certificate for the registry, instead of certs.d')
@@ -45,7 +46,7 @@ function connectOptions(cmd: Command): Command {
     .option('--timeout <seconds>', 'seconds without progress before a request counts as stalled (config registry.timeout)');
 }
 
-function settings(c: Context, f: ConnectFlags): ConnectSettings & { report: Reporter } {
+export function settings(c: Context, f: ConnectFlags): ConnectSettings & { report: Reporter } {
   return {
     ...registryDefaults(c),
     tlsVerify: f.tlsVerify,
@@ -55,6 +56,13 @@ function settings(c: Context, f: ConnectFlags): ConnectSettings & { report: Repo
     timeoutSec: Math.max(1, int('--timeout', f.timeout, c.config.registry.timeout)),
     report: c.report,
   };
+}
+
+/** A rollout percentage as typed: 0 to 100, decimals allowed. */
+export function parsePercent(v: string): number {
+  const n = Number(v.replace(/%$/, ''));
+  if (!/^\d+(\.\d+)?%?$/.test(v) || n > 100) throw usageError(`a rollout percentage is a number from 0 to 100, not "${v}"`);
+  return n;
 }
 
 export function registerRegistryImageCommands(images: Command, ctx: ContextFactory): void {
@@ -87,11 +95,13 @@ export function registerRegistryImageCommands(images: Command, ctx: ContextFacto
       .argument('<name:tag>', 'the local image')
       .argument('[ref]', 'destination HOST[:PORT]/NAME[:TAG] (default: the local name)')
       .option('-j, --jobs <n>', 'blobs uploaded at the same time (config registry.jobs)')
-      .option('--chunk-size <MiB>', 'upload in chunks of this size (0: one request per blob; config registry.chunk_size_mib)'),
-  ).action(async (name: string, dest: string | undefined, opts: ConnectFlags & { jobs?: string; chunkSize?: string }, cmd: Command) => {
+      .option('--chunk-size <MiB>', 'upload in chunks of this size (0: one request per blob; config registry.chunk_size_mib)')
+      .option('--rollout <percent>', 'offer the image to this share of the machines that follow the tag (see `darch update rollout`)'),
+  ).action(async (name: string, dest: string | undefined, opts: ConnectFlags & { jobs?: string; chunkSize?: string; rollout?: string }, cmd: Command) => {
     const c = await ctx(cmd);
     const res = await pushImage(c.imageStore(), name, dest, {
       ...settings(c, opts),
+      ...(opts.rollout !== undefined ? { annotations: { [ROLLOUT_ANNOTATION]: String(parsePercent(opts.rollout)) } } : {}),
       jobs: Math.max(1, int('--jobs', opts.jobs, c.config.registry.jobs)),
       chunkSize: int('--chunk-size', opts.chunkSize, c.config.registry.chunk_size_mib) * 1024 * 1024,
     });

@@ -9,6 +9,8 @@ import { usageError } from '../../lib/errors.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 import { emit, table } from '../output.js';
+import { registryDefaults } from '../services.js';
+import { StageStore } from '../../stage/store.js';
 
 function name(tags: string[], id: string): string {
   return tags.length ? `${tags.join(', ')} (${id})` : id;
@@ -73,6 +75,31 @@ export function registerStatus(status: Command, ctx: ContextFactory): void {
         c.report,
       );
     }
-    await emit(o, render);
+    // What the update agent has to tell (the update waiting for a reboot, a fallback): only
+    // loaded when there can be something, so a plain status stays quick.
+    let update: { image: string | null; lines: string[] } | null = null;
+    if (opts.disk === undefined && (c.config.update.image || o.boot?.trial || o.boot?.fellBack)) {
+      const { updateStatus } = await import('../../update/run.js');
+      const u = await updateStatus({
+        paths: c.paths,
+        config: c.config,
+        imageStore: c.imageStore(),
+        stageStore: new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection),
+        steps: [],
+        registry: registryDefaults(c),
+        jobs: 1,
+        target: () => localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config), c.config.boot.bootloader),
+        lockTimeoutSec: lockTimeout(c.config),
+        report: c.report,
+      }).catch((err: unknown) => {
+        c.report.verbose(`update status: ${(err as Error).message}`);
+        return undefined;
+      });
+      if (u) update = { image: u.image, lines: u.lines };
+    }
+    await emit({ ...o, update }, (v) => {
+      const extra = v.update?.lines.map((l) => `update     ${l}`) ?? [];
+      return [render(v), ...(extra.length ? ['', ...extra] : [])].join('\n');
+    });
   });
 }

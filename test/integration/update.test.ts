@@ -1,0 +1,269 @@
+/**
+ * The update agent against a real registry (Debian's docker-registry on 127.0.0.1): a
+ * publisher pushes versions of an image, "machines" (separate --root directories with a
+ * mounted-ESP directory, a stage and a kernel command line) follow it with `darch update`.
+ * Every policy, check's exit codes, only new layers downloaded, the fallback notice,
+ * `--disk`, rollouts over many machine-ids, and errors that leave nothing behind.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DirEnvStorage } from '../../src/boot/grub/grubenv.js';
+import { loadState, saveState } from '../../src/boot/grub/envstate.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
+import { startRegistry, type RegistryServer } from '../helpers/registry.js';
+
+const KERNEL = [
+  { name: 'boot/', type: 'directory' as const },
+  { name: 'boot/vmlinuz-6.1.0-test', content: 'not really a kernel' },
+  { name: 'etc/', type: 'directory' as const },
+];
+
+interface Machine {
+  root: string;
+  env: NodeJS.ProcessEnv;
+  /** Pretend the machine booted staged image `id` (as a trial or not). */
+  boot(id: string, trial?: boolean): Promise<void>;
+}
+
+describe('darch update', () => {
+  let reg: RegistryServer;
+  let work: string;
+  let publisher: string;
+  let image: string;
+  // Temp dirs live until the whole suite ends (the machines outlive the test that made them).
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const t = { after: (fn: () => Promise<void> | void) => void cleanups.push(fn) };
+
+  /** Version N of the image: the base layer plus one small layer per version up to N. */
+  async function publish(n: number, opts: { broken?: boolean } = {}): Promise<void> {
+    const layers = [];
+    const base = path.join(work, 'base.tar');
+    await tarStreamLayer(base, KERNEL);
+    layers.push({ tar: base, compression: 'gzip' as const });
+    for (let i = 1; i <= n; i++) {
+      const l = path.join(work, `v${i}.tar`);
+      await tarStreamLayer(l, [{ name: `etc/v${i}`, content: `version ${i}\n${'x'.repeat(1000 * i)}` }]);
+      layers.push({ tar: l, compression: 'gzip' as const });
+    }
+    const layout = path.join(work, `layout-${n}${opts.broken ? 'b' : ''}`);
+    await writeOciLayout(layout, `desktop:${n}`, layers, { 'org.opencontainers.image.version': String(n) });
+    await darchOk(['images', 'import', `oci:${layout}:desktop:${n}`, `desktop:${n}`], { root: publisher });
+    await darchOk(['images', 'push', '--tls-verify=false', `desktop:${n}`, image], { root: publisher });
+  }
+
+  async function machine(policy: string, extra = ''): Promise<Machine> {
+    const root = await tempDir(t);
+    await mkdir(path.join(root, 'etc/darch'), { recursive: true });
+    await mkdir(path.join(root, 'boot/efi/EFI'), { recursive: true });
+    await writeFile(
+      path.join(root, 'etc/darch/config.toml'),
+      `[registry]\ninsecure = ["${reg.host}"]\n[update]\nimage = "${image}"\npolicy = "${policy}"\n${extra}`,
+    );
+    const cmdline = path.join(root, 'cmdline');
+    await writeFile(cmdline, 'quiet\n');
+    return {
+      root,
+      env: { DARCH_CMDLINE_FILE: cmdline },
+      async boot(id, trial = false) {
+        await writeFile(cmdline, `quiet darch_stageid=${id}${trial ? ' darch.trial=1' : ''}\n`);
+      },
+    };
+  }
+
+  const json = async (m: Machine, args: string[]) => (await darchOk(['--json', ...args], { root: m.root, env: m.env })).json();
+  /** `update check`'s document and exit status (100 is not a failure). */
+  const check = async (m: Machine) => {
+    const r = await darch(['--json', 'update', 'check'], { root: m.root, env: m.env });
+    if (r.code !== 0 && r.code !== 100) throw new Error(`update check exited ${r.code}: ${r.stderr}`);
+    return { code: r.code, ...r.json() };
+  };
+
+  before(async () => {
+    reg = await startRegistry();
+    work = await tempDir(t);
+    publisher = path.join(work, 'publisher');
+    image = `${reg.host}/os/desktop:stable`;
+    await publish(1);
+  });
+  after(async () => {
+    await reg?.stop();
+    for (const fn of cleanups) await fn();
+  });
+
+  it('check: exit 100 when an update is available, 0 when up to date, 1 and a clear error when the registry is down', async () => {
+    const m = await machine('apply');
+    const r = await darch(['--json', 'update', 'check'], { root: m.root, env: m.env });
+    assert.equal(r.code, 100, r.stderr);
+    const c = r.json();
+    assert.equal(c.status, 'available');
+    assert.equal(c.image, image);
+    assert.equal(c.remote.version, '1');
+    assert.match(r.stderr, /desktop 1 is available/);
+    // Nothing was downloaded or staged by a check.
+    assert.deepEqual((await json(m, ['images', 'list'])).images ?? [], []);
+
+    const dead = await darch(['update', 'check', '127.0.0.1:9/os/desktop:stable', '--tls-verify=false'], { root: m.root, env: m.env });
+    assert.equal(dead.code, 1);
+    assert.match(dead.stderr, /^error: .*127\.0\.0\.1:9/m);
+
+    const none = await machine('apply');
+    await writeFile(path.join(none.root, 'etc/darch/config.toml'), '[update]\npolicy = "apply"\n');
+    const noImage = await darch(['update', 'check'], { root: none.root, env: none.env });
+    assert.equal(noImage.code, 78);
+    assert.match(noImage.stderr, /error: no image to follow\nhint: set image = /);
+  });
+
+  it('each policy goes exactly as far as it allows; apply arms a trial, tells the motd, and the commit makes it current', async () => {
+    const m = await machine('check');
+    const cfg = path.join(m.root, 'etc/darch/config.toml');
+    const setPolicy = (p: string) => writeFile(cfg, `[registry]\ninsecure = ["${reg.host}"]\n[update]\nimage = "${image}"\npolicy = "${p}"\n`);
+
+    let run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'available');
+    assert.deepEqual((await json(m, ['images', 'list'])).images ?? [], []);
+
+    await setPolicy('download');
+    run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'downloaded');
+    assert.ok(run.download.blobsDownloaded >= 3, 'config and both layers downloaded');
+    assert.deepEqual([(await check(m)).status, (await check(m)).code], ['downloaded', 100]);
+    assert.deepEqual((await json(m, ['stage', 'list'])).staged, []);
+
+    await setPolicy('stage');
+    run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'staged');
+    assert.equal(run.download, undefined, 'nothing downloaded twice');
+    const v1 = run.staged.id as string;
+    assert.match(run.staged.tag, new RegExp(`^${reg.host.replace('.', '\\.')}/os/desktop:stable-[0-9a-f]{12}$`));
+    assert.deepEqual([(await check(m)).status, (await check(m)).code], ['staged', 100]);
+    assert.equal((await json(m, ['boot', 'status'])).trial, null, 'stage does not arm');
+
+    await setPolicy('apply');
+    run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'armed');
+    assert.equal(run.staged.id, v1, 'the staged image is reused, not staged again');
+    assert.equal((await json(m, ['boot', 'status'])).trial.stage, v1);
+    assert.deepEqual([(await check(m)).status, (await check(m)).code], ['armed', 0]);
+    const motd = await darchOk(['update', 'status', '--motd'], { root: m.root, env: m.env });
+    assert.equal(motd.stdout, 'darch: Restart to use desktop 1.\n');
+    assert.match((await darchOk(['status'], { root: m.root, env: m.env })).stdout, /^update +Restart to use desktop 1\.$/m);
+
+    // The trial boots and commits: now it is what runs, and the motd is quiet.
+    await m.boot(v1, true);
+    await darchOk(['boot', 'mark-good'], { root: m.root, env: m.env });
+    const up = await darch(['--json', 'update', 'check'], { root: m.root, env: m.env });
+    assert.equal(up.code, 0);
+    assert.equal(up.json().status, 'up-to-date');
+    assert.equal((await darchOk(['update', 'status', '--motd'], { root: m.root, env: m.env })).stdout, '');
+
+    // Version 2: only its new layer is downloaded; a broken version 3 falls back and says so.
+    await publish(2);
+    run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'armed');
+    assert.equal(run.download.blobsDownloaded, 2, 'the new layer and the new config only');
+    assert.ok(run.download.blobsSkipped >= 2);
+    assert.equal(run.check.current.id, v1);
+    assert.equal(run.notices[0]?.summary, 'Restart to use desktop 2');
+    const v2 = run.staged.id as string;
+    await m.boot(v2, true);
+    await darchOk(['boot', 'mark-good'], { root: m.root, env: m.env });
+
+    await publish(3);
+    run = await json(m, ['update', 'run']);
+    const v3 = run.staged.id as string;
+    assert.equal(run.outcome, 'armed');
+    // What GRUB's script leaves once the trial's tries ran out; the machine runs v2 again.
+    const storage = new DirEnvStorage(path.join(m.root, 'boot/efi/EFI/darch'));
+    const { state } = await loadState(storage);
+    await saveState(storage, { ...state, trial: undefined, tries: 0, fellBack: true, fellBackFrom: v3, bad: [v3] });
+    await m.boot(v2);
+    run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'failed-trial', 'a failed update is not armed again by itself');
+    assert.equal(run.notices[0]?.summary, 'The update to desktop 3 failed to start; you are back on desktop 2');
+    assert.equal((await json(m, ['update', 'run'])).notices.length, 0, 'each notice is given once');
+    assert.equal(
+      (await darchOk(['update', 'status', '--motd'], { root: m.root, env: m.env })).stdout,
+      'darch: The update to desktop 3 failed to start; you are back on desktop 2.\n',
+    );
+    const status = await json(m, ['update', 'status']);
+    assert.equal(status.fellBack.from, v3);
+    assert.equal(status.lastCheck.outcome, 'failed-trial');
+  });
+
+  it('--scheduled runs only when the schedule says a check is due', async () => {
+    const m = await machine('check', 'schedule = "daily"\nrandom_delay = "1h"\n');
+    const first = await json(m, ['update', 'run', '--scheduled']);
+    assert.equal(first.outcome, 'available');
+    const second = await json(m, ['update', 'run', '--scheduled']);
+    assert.equal(second.outcome, 'not-due');
+    const next = Date.parse(second.nextCheck);
+    assert.ok(next > Date.now() + 23 * 3600_000 && next <= Date.now() + 25 * 3600_000, second.nextCheck);
+    assert.equal((await json(m, ['update', 'run'])).outcome, 'available', 'by hand it always checks');
+  });
+
+  it('apply --disk stages here and arms the update on a disk image', async () => {
+    const m = await machine('check');
+    // The disk starts with the version published now, staged and put on it by hand.
+    await darchOk(['images', 'pull', '--tls-verify=false', image, '--name', 'desktop:old'], { root: m.root });
+    await darchOk(['stage', 'upload', 'desktop:old'], { root: m.root });
+    const disk = path.join(m.root, 'disk.img');
+    await darchOk(['disk', 'create', disk, 'desktop:old'], { root: m.root });
+    await publish(4);
+    const res = await json(m, ['update', 'apply', '--disk', disk]);
+    assert.equal(res.applied.target, disk);
+    assert.equal(res.applied.changed, true);
+    const s = (await darchOk(['--json', 'boot', 'status', '--disk', disk], { root: m.root })).json();
+    assert.equal(s.trial.stage, res.staged.id);
+    assert.deepEqual(s.trial.tags, [res.staged.tag]);
+  });
+
+  it('rollout: a percentage on the manifest selects a stable share of machine-ids, and raising it only adds machines', async () => {
+    await darchOk(['update', 'rollout', '--tls-verify=false', image, '25'], { root: publisher });
+    const machines: Machine[] = [];
+    const N = 32;
+    for (let i = 0; i < N; i++) {
+      const m = await machine('check');
+      await writeFile(path.join(m.root, 'etc/machine-id'), `${i.toString(16).padStart(4, '0')}${'a1b2c3d4'.repeat(3)}f00d\n`);
+      machines.push(m);
+    }
+    const statuses = async () =>
+      Promise.all(
+        machines.map(async (m) => {
+          const r = await darch(['--json', 'update', 'check'], { root: m.root, env: m.env });
+          return { code: r.code, ...r.json() };
+        }),
+      );
+    const at25 = await statuses();
+    const in25 = at25.filter((s) => s.status === 'available');
+    assert.ok(in25.every((s) => s.code === 100) && at25.filter((s) => s.status === 'deferred').every((s) => s.code === 0));
+    assert.ok(in25.length >= 2 && in25.length <= 16, `${in25.length} of ${N} machines at 25 %`);
+    assert.ok(at25.every((s) => s.rollout.percent === 25 && s.rollout.bucket < 25 === (s.status === 'available')));
+
+    await darchOk(['update', 'rollout', '--tls-verify=false', image, '75'], { root: publisher });
+    const at75 = await statuses();
+    for (const [i, s] of at25.entries()) if (s.status === 'available') assert.equal(at75[i]?.status, 'available', 'raising the share keeps every machine in');
+    assert.ok(at75.filter((s) => s.status === 'available').length > in25.length);
+    const noId = await machine('check');
+    assert.equal((await check(noId)).status, 'deferred', 'a machine without a machine-id waits for 100 %');
+    await darchOk(['update', 'rollout', '--tls-verify=false', image, '100'], { root: publisher });
+    assert.equal((await darch(['update', 'check'], { root: noId.root, env: noId.env })).code, 100);
+  });
+
+  it('a registry that is down: exit 1, nothing staged or armed, the error recorded for update status', async () => {
+    const m = await machine('apply');
+    const first = await json(m, ['update', 'run']);
+    assert.equal(first.outcome, 'armed');
+    const before = first.staged.id;
+    // Registry down: an error, exit 1, nothing armed, the stage as it was.
+    await reg.stop();
+    const down = await darch(['update', 'run'], { root: m.root, env: m.env });
+    assert.equal(down.code, 1);
+    assert.equal((await json(m, ['boot', 'status'])).trial.stage, before);
+    const live = await readdir(path.join(m.root, 'var/lib/darch/stage/live'));
+    assert.deepEqual(live, [before]);
+    assert.match((await json(m, ['update', 'status'])).lastCheck.error, /127\.0\.0\.1/);
+  });
+});
