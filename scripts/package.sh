@@ -64,10 +64,16 @@ for unit in "$kit"/root/etc/systemd/system/*; do
   install -D -m 0644 "$unit" "$pkg/lib/systemd/system/${unit##*/}"
 done
 install -D -m 0644 "$kit/root/etc/darch/health.d/README" "$pkg/usr/share/doc/darch/README.health.d"
+# The update agent (docs/UPDATES.md): not in the kit, it needs this executable in the image.
+install -D -m 0644 assets/update/darch-update.service "$pkg/lib/systemd/system/darch-update.service"
+install -D -m 0644 assets/update/darch-update.timer "$pkg/lib/systemd/system/darch-update.timer"
+install -D -m 0755 assets/update/50-darch "$pkg/etc/update-motd.d/50-darch"
 # The links `systemctl enable` would make for the units the kit enables: "LINK UNIT-FILE"
 # pairs for the maintainer scripts (an instance links to its template, %i is the instance).
 units=$(sed -n 's/^\tsystemctl enable //p' "$kit/install")
 [ -n "$units" ] || die "cannot find the units to enable in the kit's install script"
+# The update timer too: on a machine whose config.toml follows no image its run does nothing.
+units="$units darch-update.timer"
 links=()
 for unit in $units; do
   file=$unit instance=

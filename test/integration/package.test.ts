@@ -108,12 +108,14 @@ test('contents: the executable, assets, in-image files, units, initramfs-tools h
     const dest = f.path.startsWith('etc/systemd/system/') ? `lib/systemd/system/${path.basename(f.path)}` : f.path;
     assert.equal(files.get(dest), modeString(f.mode), dest);
   }
-  // Nothing under /etc: /etc/grub.d/60_darch is written by `darch boot install` with this
-  // machine's values, and its presence tells darch the machine boots darch's menu.
+  // Under /etc only the motd script (a conffile): /etc/grub.d/60_darch is written by `darch
+  // boot install` with this machine's values, and its presence tells darch the machine boots
+  // darch's menu.
   assert.deepEqual(
-    [...files.keys()].filter((p) => p.startsWith('etc')),
-    [],
+    [...files].filter(([p, m]) => p.startsWith('etc') && !m.startsWith('d')),
+    [['etc/update-motd.d/50-darch', '-rwxr-xr-x']],
   );
+  for (const u of ['darch-update.service', 'darch-update.timer']) assert.equal(files.get(`lib/systemd/system/${u}`), '-rw-r--r--', u);
   assert.ok(files.has('usr/share/darch/assets/grub/60_darch'));
   for (const p of ['usr/share/bash-completion/completions/darch', 'usr/share/zsh/vendor-completions/_darch', 'usr/share/fish/vendor_completions.d/darch.fish'])
     assert.equal(files.get(p), '-rw-r--r--', p);
@@ -231,11 +233,14 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   } finally {
     await run('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')]);
   }
-  const enabled = (await chroot(['systemctl', 'is-enabled', ...KIT_UNITS])).stdout.trim().split('\n');
+  const units = [...KIT_UNITS, 'darch-update.timer'];
+  const enabled = (await chroot(['systemctl', 'is-enabled', ...units])).stdout.trim().split('\n');
   assert.deepEqual(
     enabled,
-    KIT_UNITS.map(() => 'enabled'),
+    units.map(() => 'enabled'),
   );
+  // The motd script runs and has nothing to say on a machine that follows no image.
+  assert.equal((await chroot(['/etc/update-motd.d/50-darch'])).stdout, '');
   const links = minus(await listRoot(root), before).filter((p) => p.startsWith('etc/systemd/system/'));
   assert.ok(links.length >= KIT_UNITS.length, links.join('\n'));
 
@@ -274,10 +279,10 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   const staged = ['var/lib/darch/stage/grub.cfg'];
   assert.deepEqual(minus(await listRoot(root), before), [...added, ...darchMade, ...userFiles, ...staged].sort());
 
-  // Remove: no file of the package (it has no conffiles), no unit link left dangling.
+  // Remove: no file of the package but its conffile (the motd script), no unit link left dangling.
   await chroot(['dpkg', '-r', 'darch']);
   assert.equal(await status(), `rc ${nextVersion}`);
-  assert.deepEqual(minus(await listRoot(root), before), [...darchMade, ...userFiles, ...staged].sort());
+  assert.deepEqual(minus(await listRoot(root), before), [...darchMade, ...userFiles, ...staged, 'etc/update-motd.d/50-darch'].sort());
 
   // Purge: what darch wrote goes; what people wrote and the staged images stay.
   await chroot(['dpkg', '-P', 'darch']);
