@@ -14,6 +14,7 @@
  * not use (unqualified-search-registries, aliases, short-name-mode, credential-helpers, …)
  * are ignored; the version 1 tables (`[registries.search]` …) are not read.
  */
+import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DarchError, isErrno } from '../lib/errors.js';
@@ -99,16 +100,18 @@ function confError(file: string, msg: string): DarchError {
 // ---------------------------------------------------------------------------------------
 // Which files
 
+/** The `*.conf` files of a drop-in directory, sorted; other files and sub-directories are ignored. */
 async function confFilesIn(dir: string): Promise<string[]> {
-  let names: string[];
+  let entries: Dirent[];
   try {
-    names = await readdir(dir);
+    entries = await readdir(dir, { withFileTypes: true });
   } catch (err) {
     if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return [];
     throw new DarchError('E_REGISTRIES_CONF', `cannot read ${dir}: ${(err as Error).message}`, { cause: err });
   }
-  return names
-    .filter((n) => n.endsWith('.conf'))
+  return entries
+    .filter((e) => e.name.endsWith('.conf') && !e.isDirectory())
+    .map((e) => e.name)
     .sort()
     .map((n) => path.join(dir, n));
 }
@@ -254,7 +257,8 @@ function splitNameTag(s: string): { name: string; tag?: string } {
 
 /** The image name the prefixes are matched against: `host/repo:tag` or `host/repo@digest`. */
 export function matchName(ref: ImageRef): string {
-  const r = remoteOf(ref);
+  // index.docker.io is Docker Hub's old name: prefixes say docker.io.
+  const r = remoteOf(ref.domain === 'index.docker.io' ? { ...ref, domain: 'docker.io' } : ref);
   return `${r.host}/${r.repo}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
 }
 

@@ -117,6 +117,7 @@ describe('sourcesFor', () => {
     const c = conf(entry('docker.io', { mirrors: [mirror('127.0.0.1:5000')] }));
     assert.deepEqual(tried('busybox:1.36', c), ['127.0.0.1:5000/library/busybox:1.36', 'docker.io/library/busybox:1.36']);
     assert.deepEqual(tried('docker.io/someone/tool', c), ['127.0.0.1:5000/someone/tool:latest', 'docker.io/someone/tool:latest']);
+    assert.deepEqual(tried('index.docker.io/busybox', c), ['127.0.0.1:5000/library/busybox:latest', 'docker.io/library/busybox:latest']);
   });
 
   test('pull-from-mirror: digest-only mirrors serve pulls by digest only, tag-only ones pulls by tag only', () => {
@@ -209,6 +210,7 @@ location = "quay.io"
     await put(path.join(etc, 'registries.conf.d', '20-b.conf'), `[[registry]]\nprefix = "example.com"\nlocation = "second.example"\n`);
     await put(path.join(etc, 'registries.conf.d', '10-a.conf'), `[[registry]]\nprefix = "example.com"\nlocation = "first.example"\n`);
     await put(path.join(etc, 'registries.conf.d', 'ignored.txt'), 'not toml at all [[[');
+    await mkdir(path.join(etc, 'registries.conf.d', 'sub.conf'));
     const c = await loadRegistriesConf(paths, {});
     assert.deepEqual(c.files, [
       path.join(etc, 'registries.conf'),
