@@ -37,7 +37,9 @@ export function makeServices(c: Base): Services {
   return {
     async puller(store, ref, signal) {
       const { pullImage } = await import('../registry/pull.js');
-      await pullImage(store, ref, { ...registryDefaults(c), signal, jobs: c.config.registry.jobs, report: c.report });
+      const { loadRegistriesConf } = await import('../registry/registries-conf.js');
+      const registries = await loadRegistriesConf(c.paths);
+      await pullImage(store, ref, { ...registryDefaults(c), signal, jobs: c.config.registry.jobs, report: c.report, registries });
     },
     protection: [() => bootStateIds(c.paths, c.config)],
     stageSteps: [

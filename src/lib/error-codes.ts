@@ -366,9 +366,18 @@ export const ERROR_CODES = {
     hint: 'use external:NAME for images from the store',
     exit: ExitCode.config,
   },
+  E_REGISTRIES_CONF: {
+    meaning: 'a containers-registries.conf file (registries.conf, registries.conf.d/*.conf) is unreadable, malformed or invalid',
+    hint: 'fix the file and key named in the message; see containers-registries.conf(5) and docs/REGISTRY.md',
+    exit: ExitCode.config,
+  },
   E_REGISTRY: {
     meaning: 'a registry answered with an unexpected status or document',
     hint: 'try again later; check that the host is an OCI registry',
+  },
+  E_REGISTRY_BLOCKED: {
+    meaning: 'registries.conf blocks pulls of this image (`blocked = true` on the [[registry]] its name matches)',
+    hint: 'pull from another registry, or change the [[registry]] entry the message names',
   },
   E_REGISTRY_INTERRUPTED: {
     meaning: 'a transfer from a registry ended early (and did not resume within the retries)',

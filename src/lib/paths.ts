@@ -21,6 +21,16 @@ export interface DarchPaths {
   tmpDir: string;
   runDir: string;
   cacheDir: string;
+  /**
+   * The containers tools' configuration (`registries.conf`, `registries.conf.d/`):
+   * `/etc/containers`, relocated by --root like darch's own files.
+   */
+  containersConfDir: string;
+  /**
+   * User mode only: `$XDG_CONFIG_HOME/containers` (`~/.config/containers`), where a user's
+   * own registries.conf replaces the system one (containers-registries.conf(5)).
+   */
+  userContainersConfDir?: string;
 }
 
 export interface PathOptions {
@@ -54,6 +64,7 @@ function systemPaths(root: string): DarchPaths {
     tmpDir: path.join(stateDir, 'tmp'),
     runDir: r('/run/darch'),
     cacheDir: r('/var/cache/darch'),
+    containersConfDir: r('/etc/containers'),
   };
 }
 
@@ -63,7 +74,8 @@ function userPaths(env: NodeJS.ProcessEnv): DarchPaths {
     const v = env[name];
     return v && path.isAbsolute(v) ? v : path.join(home, fallback);
   };
-  const configDir = path.join(xdg('XDG_CONFIG_HOME', '.config'), 'darch');
+  const configHome = xdg('XDG_CONFIG_HOME', '.config');
+  const configDir = path.join(configHome, 'darch');
   const dataDir = path.join(xdg('XDG_DATA_HOME', '.local/share'), 'darch');
   const stateDir = path.join(xdg('XDG_STATE_HOME', '.local/state'), 'darch');
   const runtime = env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? env.XDG_RUNTIME_DIR : undefined;
@@ -78,5 +90,7 @@ function userPaths(env: NodeJS.ProcessEnv): DarchPaths {
     tmpDir: path.join(dataDir, 'tmp'),
     runDir: runtime ? path.join(runtime, 'darch') : path.join(stateDir, 'run'),
     cacheDir: path.join(xdg('XDG_CACHE_HOME', '.cache'), 'darch'),
+    containersConfDir: '/etc/containers',
+    userContainersConfDir: path.join(configHome, 'containers'),
   };
 }

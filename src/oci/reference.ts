@@ -11,6 +11,8 @@ const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:
 const TAG = '[\\w][\\w.-]{0,127}';
 const NAME_RE = new RegExp(`^(?:(${DOMAIN})/)?(${COMPONENT}(?:/${COMPONENT})*)$`);
 const TAG_RE = new RegExp(`^${TAG}$`);
+const PATH_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
+const DOMAIN_RE = new RegExp(`^${DOMAIN}$`);
 
 export interface ImageRef {
   /** Registry host[:port] if the reference names one. */
@@ -59,6 +61,21 @@ export function parseRef(input: string, defaultTag = DEFAULT_TAG): ImageRef {
   }
   if ((domain ? domain.length + 1 : 0) + path.length > 255) throw bad('longer than 255 characters');
   return { ...(domain ? { domain } : {}), path, tag: tag ?? defaultTag, ...(digest ? { digest } : {}) };
+}
+
+/** A repository path at a registry (`library/busybox`), without the registry. */
+export function isRepositoryPath(s: string): boolean {
+  return PATH_RE.test(s);
+}
+
+/** A registry's `host[:port]` as the reference grammar allows it. */
+export function isRegistryHost(s: string): boolean {
+  return DOMAIN_RE.test(s);
+}
+
+/** A tag as the reference grammar allows it. */
+export function isTag(s: string): boolean {
+  return TAG_RE.test(s);
 }
 
 /** Repository name including domain. */

@@ -90,6 +90,8 @@ export interface DownloadOptions {
   repo: string;
   retries: number;
   onBytes: (n: number) => void;
+  /** Bytes an earlier partial download left, reused; called before they are counted by onBytes. */
+  onResume?: (n: number) => void;
   signal?: AbortSignal;
 }
 
@@ -113,6 +115,7 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
       await hashFile(partial, hash);
       if (first) {
         result.resumed = offset;
+        opts.onResume?.(offset);
         opts.onBytes(offset);
         client.report.info(`resuming ${short} at ${offset} of ${desc.size} bytes`);
       }

@@ -41,8 +41,12 @@ export function requireRegistry(ref: ImageRef, input: string): Remote {
   return remoteOf(ref);
 }
 
-export async function connectFor(host: string, s: ConnectSettings): Promise<RegistryClient> {
-  const insecure = s.insecure.includes(host);
+/**
+ * A client for `host`. `insecure` (a registries.conf entry or mirror that says so) adds to
+ * the `insecure` list of config.toml; an explicit --tls-verify wins over both.
+ */
+export async function connectFor(host: string, s: ConnectSettings, insecureHere = false): Promise<RegistryClient> {
+  const insecure = insecureHere || s.insecure.includes(host);
   return RegistryClient.connect({
     host,
     tlsVerify: s.tlsVerify ?? !insecure,

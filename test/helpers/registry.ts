@@ -2,7 +2,9 @@
  * A real OCI registry for tests: Debian's docker-registry (distribution 2.8) on a free
  * 127.0.0.1 port with its storage in a temp dir. Plain HTTP by default; with `tls` it
  * serves a certificate signed by a CA made here with openssl, with `auth` it wants
- * htpasswd (bcrypt, `htpasswd -B`) Basic auth.
+ * htpasswd (bcrypt, `htpasswd -B`) Basic auth, with `proxy` it is a pull-through cache of
+ * another registry (distribution's proxy mode: read-only, fetches what it lacks from the
+ * remote and keeps it).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -32,6 +34,8 @@ export interface RegistryOptions {
   auth?: { user: string; password: string };
   /** Bearer tokens from a token service (see token-server.ts) instead of htpasswd. */
   token?: { realm: string; service: string; issuer: string; certFile: string };
+  /** A pull-through cache of this registry (`proxy: remoteurl:` in distribution's config). */
+  proxy?: { remoteurl: string };
 }
 
 export async function freePort(): Promise<number> {
@@ -75,6 +79,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     const t = opts.token;
     authBlock = `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.certFile}\n`;
   }
+  const proxyBlock = opts.proxy ? `proxy:\n  remoteurl: ${opts.proxy.remoteurl}\n` : '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const config = path.join(dir, 'config.yml');
@@ -93,7 +98,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: ${Math.random().toString(36).slice(2)}
-${tlsBlock}${authBlock}`,
+${tlsBlock}${authBlock}${proxyBlock}`,
     );
     const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

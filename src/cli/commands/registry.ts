@@ -8,6 +8,7 @@ import { ui } from '../ui.js';
 import { parsePlatform } from '../../registry/manifest.js';
 import { login, logout, registryHost } from '../../registry/login.js';
 import { pullImage } from '../../registry/pull.js';
+import { loadRegistriesConf } from '../../registry/registries-conf.js';
 import { pushImage } from '../../registry/push.js';
 import type { ConnectSettings } from '../../registry/remote.js';
 import { ROLLOUT_ANNOTATION } from '../../update/rollout.js';
@@ -81,6 +82,7 @@ export function registerRegistryImageCommands(images: Command, ctx: ContextFacto
       name: opts.name,
       platform: opts.platform ? parsePlatform(opts.platform) : undefined,
       jobs: Math.max(1, int('--jobs', opts.jobs, c.config.registry.jobs)),
+      registries: await loadRegistriesConf(c.paths),
     });
     ui.success(
       `pulled ${res.name} (${res.layers} layer${res.layers === 1 ? '' : 's'}: ${formatBytes(res.bytesDownloaded)} downloaded, ${formatBytes(res.bytesSkipped)} already here${res.bytesResumed ? `, ${formatBytes(res.bytesResumed)} resumed` : ''})`,
