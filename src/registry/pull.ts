@@ -101,7 +101,7 @@ const SOURCE_FAILURES = new Set<ErrorCode>([
   'E_UNSUPPORTED',
 ]);
 
-function isSourceFailure(err: unknown, signal: AbortSignal | undefined): err is DarchError {
+export function isSourceFailure(err: unknown, signal: AbortSignal | undefined): err is DarchError {
   return !signal?.aborted && err instanceof DarchError && SOURCE_FAILURES.has(err.code);
 }
 

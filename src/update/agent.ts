@@ -29,6 +29,7 @@ import type { ImageStore } from '../oci/store.js';
 import { inspectRemote, type RemoteImage } from '../registry/inspect.js';
 import { parsePlatform } from '../registry/manifest.js';
 import { type PullResult, pullImage } from '../registry/pull.js';
+import type { RegistriesConf } from '../registry/registries-conf.js';
 import type { ConnectSettings } from '../registry/remote.js';
 import { bootedId } from '../stage/protect.js';
 import { type StageStep, stageImage } from '../stage/stage.js';
@@ -42,6 +43,8 @@ export interface UpdateDeps {
   stageStore: StageStore;
   steps: StageStep[];
   registry: ConnectSettings;
+  /** registries.conf: mirrors for checks and downloads alike. */
+  registries?: RegistriesConf;
   jobs: number;
   /** This machine's boot target (ESP + stage). */
   target: () => Promise<BootTarget>;
@@ -144,7 +147,7 @@ function platformOf(config: Config) {
 export async function checkUpdate(d: UpdateDeps, image: string): Promise<CheckResult & { remoteImage: RemoteImage }> {
   const report = d.report ?? silentReporter;
   report.step(`checking ${image}`);
-  const remote = await inspectRemote(image, { ...d.registry, platform: platformOf(d.config), report });
+  const remote = await inspectRemote(image, { ...d.registry, platform: platformOf(d.config), registries: d.registries, report });
   const local = await localView(d);
   const machineId = await readMachineId(d.paths.root);
   const percent = rolloutPercent(remote.annotations);
@@ -214,6 +217,7 @@ export async function downloadUpdate(d: UpdateDeps, image: string): Promise<Pull
   return pullImage(d.imageStore, image, {
     ...d.registry,
     platform: platformOf(d.config),
+    registries: d.registries,
     jobs: d.jobs,
     report: d.report,
     signal: d.signal,

@@ -252,18 +252,38 @@ describe('darch update', () => {
     assert.equal((await darch(['update', 'check'], { root: noId.root, env: noId.env })).code, 100);
   });
 
-  it('a registry that is down: exit 1, nothing staged or armed, the error recorded for update status', async () => {
-    const m = await machine('apply');
-    const first = await json(m, ['update', 'run']);
-    assert.equal(first.outcome, 'armed');
-    const before = first.staged.id;
-    // Registry down: an error, exit 1, nothing armed, the stage as it was.
-    await reg.stop();
-    const down = await darch(['update', 'run'], { root: m.root, env: m.env });
-    assert.equal(down.code, 1);
-    assert.equal((await json(m, ['boot', 'status'])).trial.stage, before);
-    const live = await readdir(path.join(m.root, 'var/lib/darch/stage/live'));
-    assert.deepEqual(live, [before]);
-    assert.match((await json(m, ['update', 'status'])).lastCheck.error, /127\.0\.0\.1/);
+  it('a pull-through mirror from registries.conf answers checks and serves downloads while the origin is down; without one: exit 1, nothing armed', async () => {
+    const mirror = await startRegistry({ proxy: { remoteurl: reg.url } });
+    try {
+      const viaMirror = async () => {
+        const m = await machine('apply');
+        await mkdir(path.join(m.root, 'etc/containers'), { recursive: true });
+        await writeFile(
+          path.join(m.root, 'etc/containers/registries.conf'),
+          `[[registry]]\nlocation = "${reg.host}"\ninsecure = true\n[[registry.mirror]]\nlocation = "${mirror.host}"\ninsecure = true\n`,
+        );
+        return m;
+      };
+      const first = await viaMirror();
+      assert.equal((await json(first, ['update', 'run'])).outcome, 'armed');
+      const plain = await machine('apply');
+      const armed = (await json(plain, ['update', 'run'])).staged.id;
+
+      await reg.stop();
+      const second = await viaMirror();
+      const run = await json(second, ['update', 'run']);
+      assert.equal(run.outcome, 'armed', 'the mirror served the check and every blob');
+      assert.equal(run.check.remote.digest, (await json(first, ['update', 'status'])).lastCheck.digest);
+
+      // Without a mirror: an error, exit 1, nothing staged or armed beyond what was.
+      const down = await darch(['update', 'run'], { root: plain.root, env: plain.env });
+      assert.equal(down.code, 1);
+      assert.match(down.stderr, /^error: .*127\.0\.0\.1/m);
+      assert.equal((await json(plain, ['boot', 'status'])).trial.stage, armed);
+      assert.deepEqual(await readdir(path.join(plain.root, 'var/lib/darch/stage/live')), [armed]);
+      assert.match((await json(plain, ['update', 'status'])).lastCheck.error, /127\.0\.0\.1/);
+    } finally {
+      await mirror.stop();
+    }
   });
 });

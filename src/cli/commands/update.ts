@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { localTarget } from '../../boot/target.js';
 import { formatBytes } from '../../lib/format.js';
 import { annotateRemote } from '../../registry/annotate.js';
+import { loadRegistriesConf } from '../../registry/registries-conf.js';
 import { PENDING, armUpdate, checkUpdate, downloadUpdate, followedImage, labelOf, stageUpdate, withUpdateLock, type UpdateDeps } from '../../update/agent.js';
 import { ROLLOUT_ANNOTATION } from '../../update/rollout.js';
 import type { Notice } from '../../update/notify.js';
@@ -15,7 +16,7 @@ import { ui } from '../ui.js';
 import { openStageStore } from './stage.js';
 import { connectOptions, parsePercent, settings, type ConnectFlags } from './registry.js';
 
-function deps(c: Context, flags: ConnectFlags): UpdateDeps {
+async function deps(c: Context, flags: ConnectFlags): Promise<UpdateDeps> {
   return {
     paths: c.paths,
     config: c.config,
@@ -23,6 +24,7 @@ function deps(c: Context, flags: ConnectFlags): UpdateDeps {
     stageStore: openStageStore(c),
     steps: c.stageSteps,
     registry: settings(c, flags),
+    registries: await loadRegistriesConf(c.paths),
     jobs: c.config.registry.jobs,
     target: () => localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config), c.config.boot.bootloader),
     lockTimeoutSec: lockTimeout(c.config),
@@ -47,7 +49,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
     ),
   ).action(async (image: string | undefined, flags: ConnectFlags, cmd: Command) => {
     const c = await ctx(cmd);
-    const { remoteImage: _r, ...res } = await checkUpdate(deps(c, flags), followedImage(c.config, image));
+    const { remoteImage: _r, ...res } = await checkUpdate((await deps(c, flags)), followedImage(c.config, image));
     if (PENDING.has(res.status)) setResultCode(ExitCode.updateAvailable);
     ui.info(res.message);
     await emit(res, (r) => r.status);
@@ -56,7 +58,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
   connectOptions(imageArg(update.command('download').description('download the update into the image store (only what is not here yet; resumes)'))).action(
     async (image: string | undefined, flags: ConnectFlags, cmd: Command) => {
       const c = await ctx(cmd);
-      const d = deps(c, flags);
+      const d = (await deps(c, flags));
       const followed = followedImage(c.config, image);
       const res = await withUpdateLock(d, () => downloadUpdate(d, followed));
       ui.success(`downloaded ${res.name}: ${formatBytes(res.bytesDownloaded)} new, ${formatBytes(res.bytesSkipped)} already here`);
@@ -67,7 +69,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
   connectOptions(imageArg(update.command('stage').description('download and stage the update under its own tag; nothing boots it yet'))).action(
     async (image: string | undefined, flags: ConnectFlags, cmd: Command) => {
       const c = await ctx(cmd);
-      const d = deps(c, flags);
+      const d = (await deps(c, flags));
       const followed = followedImage(c.config, image);
       const staged = await withUpdateLock(d, async () => {
         await downloadUpdate(d, followed);
@@ -87,7 +89,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
     ),
   ).action(async (image: string | undefined, flags: ConnectFlags & { disk?: string }, cmd: Command) => {
     const c = await ctx(cmd);
-    const d = deps(c, flags);
+    const d = (await deps(c, flags));
     const followed = followedImage(c.config, image);
     const res = await withUpdateLock(d, async () => {
       await downloadUpdate(d, followed);
@@ -116,7 +118,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
   ).action(async (flags: ConnectFlags & { scheduled?: boolean }, cmd: Command) => {
     const c = await ctx(cmd);
     const res = await runUpdate(
-      { ...deps(c, flags), notify: (n) => notifyUsers(c, n), someoneLoggedIn, reboot: rebootMachine },
+      { ...(await deps(c, flags)), notify: (n) => notifyUsers(c, n), someoneLoggedIn, reboot: rebootMachine },
       { scheduled: flags.scheduled },
     );
     ui.info(`${res.outcome}: ${res.message}`);
@@ -131,7 +133,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
     .option('--motd', 'only the lines for people to read at login (nothing when there is nothing to tell)')
     .action(async (opts: { motd?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
-      const s = await updateStatus(deps(c, {}));
+      const s = await updateStatus((await deps(c, {})));
       if (opts.motd) {
         await emit(s, (v) => (v.lines.length ? v.lines.map((l) => `darch: ${l}`).join('\n') : undefined));
         return;
