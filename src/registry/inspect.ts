@@ -49,7 +49,8 @@ export async function inspectRemote(input: string, opts: ConnectSettings & { pla
       }
     } catch (err) {
       if (i === sources.length - 1 || !isSourceFailure(err, opts.signal)) {
-        if (earlier.length && err instanceof DarchError) throw new DarchError(err.code, `${err.message} (tried first: ${earlier.join('; ')})`, { hint: err.hint, cause: err });
+        if (earlier.length && err instanceof DarchError)
+          throw new DarchError(err.code, `${err.message} (tried first: ${earlier.join('; ')})`, { hint: err.hint, cause: err });
         throw err;
       }
       earlier.push(`${s.host}/${s.repo}: ${err.message}`);

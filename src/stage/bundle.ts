@@ -182,6 +182,8 @@ function parseManifest(buf: Buffer): BundleManifest {
 export interface ImportOptions {
   /** Tags to give instead of the bundle's own. */
   tags?: string[];
+  /** Tags to give, decided from the bundle's manifest (when `tags` gives none). */
+  tagsFor?: (m: BundleManifest) => string[];
   force?: boolean;
   keep?: number;
   onBytes?: (n: number) => void;
@@ -272,7 +274,7 @@ export async function importBundle(stageStore: StageStore, source: string | Read
   }
 
   const m = manifest;
-  const tags = (opts.tags?.length ? opts.tags : m.tags).map((t) => normalizeRef(t));
+  const tags = (opts.tags?.length ? opts.tags : (opts.tagsFor?.(m) ?? m.tags)).map((t) => normalizeRef(t));
   try {
     return await stageStore.withLock(async () => {
       const existing = await stageStore.list();

@@ -148,6 +148,15 @@ export async function checkUpdate(d: UpdateDeps, image: string): Promise<CheckRe
   const report = d.report ?? silentReporter;
   report.step(`checking ${image}`);
   const remote = await inspectRemote(image, { ...d.registry, platform: platformOf(d.config), registries: d.registries, report });
+  return { ...(await classify(d, image, remote)), remoteImage: remote };
+}
+
+/** What an image (from the registry, or from a bundle or layout brought by hand) is to this machine. */
+export async function classify(
+  d: UpdateDeps,
+  image: string,
+  remote: { digest: string; config: string; platform?: string; version?: string; annotations?: Record<string, string> },
+): Promise<CheckResult> {
   const local = await localView(d);
   const machineId = await readMachineId(d.paths.root);
   const percent = rolloutPercent(remote.annotations);
@@ -196,11 +205,10 @@ export async function checkUpdate(d: UpdateDeps, image: string): Promise<CheckRe
     image,
     status,
     message,
-    remote: { digest: remote.digest, config: remote.config, platform: remote.platform, ...(remote.version ? { version: remote.version } : {}) },
+    remote: { digest: remote.digest, config: remote.config, platform: remote.platform ?? '', ...(remote.version ? { version: remote.version } : {}) },
     rollout,
     current: currentImg ? infoOf(currentImg) : null,
     staged: staged ? infoOf(staged) : null,
-    remoteImage: remote,
   };
 }
 
@@ -231,12 +239,12 @@ export interface StagedUpdate extends ImageInfo {
 }
 
 /** Stage the downloaded image under its update tag, unless a staged image already holds it. */
-export async function stageUpdate(d: UpdateDeps, image: string): Promise<StagedUpdate> {
-  const resolved = await d.imageStore.resolveImage(image);
+export async function stageUpdate(d: UpdateDeps, image: string, from = image): Promise<StagedUpdate> {
+  const resolved = await d.imageStore.resolveImage(from);
   const have = (await d.stageStore.list()).find((s) => holds(s, { digest: resolved.manifestDigest, config: resolved.configDigest }));
   if (have?.tags.length) return { ...infoOf(have), tag: have.tags[0] as string, fresh: false };
   const tag = updateTag(image, resolved.manifestDigest);
-  const res = await stageImage(d.imageStore, d.stageStore, image, {
+  const res = await stageImage(d.imageStore, d.stageStore, from, {
     tags: [tag],
     force: true,
     compressor: d.config.stage.compression,
@@ -266,7 +274,7 @@ export interface ApplyResult {
 }
 
 /** Arm the staged update as the next boot's trial, here or on a disk (which gets the image first if it lacks it). */
-export async function armUpdate(d: UpdateDeps, staged: StagedUpdate, opts: { disk?: string } = {}): Promise<ApplyResult> {
+export async function armUpdate(d: UpdateDeps, staged: StagedUpdate, opts: { disk?: string; force?: boolean } = {}): Promise<ApplyResult> {
   const tries = d.config.update.tries || d.config.boot.tries;
   const args = trialKernelArgs(d.config.boot);
   let t: BootTarget;
@@ -284,7 +292,7 @@ export async function armUpdate(d: UpdateDeps, staged: StagedUpdate, opts: { dis
   const res = await changeState(t, (s, images): Transition => {
     if (s.default?.stage === staged.id) return { state: s, changed: false, message: `${staged.tag} is already the default image` };
     if (s.trial?.stage === staged.id) return { state: s, changed: false, message: `${staged.tag} is already armed (${s.tries} tries left)` };
-    return armTrial(s, resolve(images), tries, { args });
+    return armTrial(s, resolve(images), tries, { args, force: opts.force });
   });
   for (const w of res.warnings) d.report?.warn(w);
   if (res.transition.state.trial?.stage === staged.id) await t.clearFailure(staged.id).catch(() => undefined);

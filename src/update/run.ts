@@ -83,6 +83,16 @@ export function armedNotice(image: string, next: { version?: string; digest?: st
   };
 }
 
+/** Tell people once (a command's own notice; the timer's run keeps its state in memory and uses giveOnce). */
+export async function noticeOnce(stateDir: string, key: string, n: Notice, notify: (n: Notice) => Promise<number>): Promise<number | undefined> {
+  const st = await readUpdateState(stateDir);
+  if (st.notified[key]) return undefined;
+  const told = await notify(n);
+  st.notified[key] = new Date().toISOString();
+  await writeUpdateState(stateDir, st);
+  return told;
+}
+
 async function giveOnce(d: RunDeps, st: UpdateState, key: string, n: Notice, given: Notice[]): Promise<void> {
   if (st.notified[key]) return;
   await d.notify(n).catch((err: unknown) => d.report?.warn(`could not notify the logged-in users: ${(err as Error).message}`));

@@ -6,7 +6,8 @@
  * `--disk`, rollouts over many machine-ids, and errors that leave nothing behind.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DirEnvStorage } from '../../src/boot/grub/grubenv.js';
@@ -250,6 +251,72 @@ describe('darch update', () => {
     assert.equal((await check(noId)).status, 'deferred', 'a machine without a machine-id waits for 100 %');
     await darchOk(['update', 'rollout', '--tls-verify=false', image, '100'], { root: publisher });
     assert.equal((await darch(['update', 'check'], { root: noId.root, env: noId.env })).code, 100);
+  });
+
+  it('apply --from: a stage bundle, an OCI layout and an OCI archive, each verified before anything is staged; damaged ones change nothing', async () => {
+    // The source machine took version 2 from the registry and exports it as a bundle.
+    const src = await machine('stage');
+    const staged = (await json(src, ['update', 'stage', image])).tag as string;
+    const bundle = path.join(work, 'update.bundle');
+    await darchOk(['stage', 'export', staged, '-o', bundle], { root: src.root });
+    // The offline machine cannot reach any registry.
+    const offline = async () => {
+      const m = await machine('apply');
+      await writeFile(path.join(m.root, 'etc/darch/config.toml'), '[update]\nimage = "127.0.0.1:9/os/desktop:stable"\n');
+      return m;
+    };
+    const stageDir = (m: Machine) => path.join(m.root, 'var/lib/darch/stage/live');
+
+    const b = await offline();
+    const bad = path.join(work, 'bad.bundle');
+    const bytes = await readFile(bundle);
+    bytes[bytes.length - 2048] = (bytes[bytes.length - 2048] ?? 0) ^ 0xff;
+    await writeFile(bad, bytes);
+    const refused = await darch(['update', 'apply', '--from', bad], { root: b.root, env: b.env });
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /^error: .*(sha256|truncated|corrupt)/m);
+    assert.deepEqual(await readdir(stageDir(b)).catch(() => []), [], 'a damaged bundle stages nothing');
+    const fromBundle = await json(b, ['update', 'apply', '--from', bundle]);
+    assert.equal(fromBundle.kind, 'bundle');
+    assert.equal(fromBundle.applied.changed, true);
+    assert.equal((await json(b, ['boot', 'status'])).trial.stage, fromBundle.staged.id);
+    assert.match(fromBundle.staged.tag, /^127\.0\.0\.1:9\/os\/desktop:stable-[0-9a-f]{12}$/);
+    const again = await json(b, ['update', 'apply', '--from', bundle]);
+    assert.equal(again.applied.changed, false, 'the same bundle twice arms nothing new');
+
+    // An OCI layout (as `skopeo copy … oci:DIR` writes) and the same as an OCI archive.
+    const layout = path.join(work, 'layout-1');
+    const l = await offline();
+    const flipped = path.join(work, 'layout-1-bad');
+    await cp(layout, flipped, { recursive: true });
+    const blobs = path.join(flipped, 'blobs/sha256');
+    const biggest = (await Promise.all((await readdir(blobs)).map(async (f) => ({ f, size: (await stat(path.join(blobs, f))).size })))).sort(
+      (x, y) => y.size - x.size,
+    )[0]!.f;
+    const blob = await readFile(path.join(blobs, biggest));
+    blob[100] = (blob[100] ?? 0) ^ 0xff;
+    await writeFile(path.join(blobs, biggest), blob);
+    const badLayout = await darch(['update', 'apply', '--from', flipped], { root: l.root, env: l.env });
+    assert.equal(badLayout.code, 1, badLayout.stderr);
+    assert.match(badLayout.stderr, /^error: .*(digest|sha256)/im);
+    assert.deepEqual(await readdir(stageDir(l)).catch(() => []), []);
+    const fromLayout = await json(l, ['update', 'apply', '--from', layout]);
+    assert.equal(fromLayout.kind, 'oci-layout');
+    assert.equal(fromLayout.check.remote.version, '1');
+    assert.equal((await json(l, ['boot', 'status'])).trial.stage, fromLayout.staged.id);
+
+    const archive = path.join(work, 'update.oci.tar');
+    await new Promise<void>((resolve, reject) => execFile('tar', ['-C', layout, '-cf', archive, '.'], (err) => (err ? reject(err) : resolve())));
+    const a = await offline();
+    const fromArchive = await json(a, ['update', 'apply', '--from', archive]);
+    assert.equal(fromArchive.kind, 'oci-archive');
+    assert.equal(fromArchive.applied.changed, true);
+
+    const notUpdate = path.join(work, 'notes.txt');
+    await writeFile(notUpdate, 'not an image\n');
+    const wrong = await darch(['update', 'apply', '--from', notUpdate], { root: a.root, env: a.env });
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /is not a stage bundle, an OCI layout or an OCI archive/);
   });
 
   it('a pull-through mirror from registries.conf answers checks and serves downloads while the origin is down; without one: exit 1, nothing armed', async () => {

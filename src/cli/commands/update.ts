@@ -4,10 +4,22 @@ import { localTarget } from '../../boot/target.js';
 import { formatBytes } from '../../lib/format.js';
 import { annotateRemote } from '../../registry/annotate.js';
 import { loadRegistriesConf } from '../../registry/registries-conf.js';
-import { PENDING, armUpdate, checkUpdate, downloadUpdate, followedImage, labelOf, stageUpdate, withUpdateLock, type UpdateDeps } from '../../update/agent.js';
+import {
+  type ApplyResult,
+  type StagedUpdate,
+  PENDING,
+  armUpdate,
+  checkUpdate,
+  downloadUpdate,
+  followedImage,
+  labelOf,
+  stageUpdate,
+  withUpdateLock,
+  type UpdateDeps,
+} from '../../update/agent.js';
 import { ROLLOUT_ANNOTATION } from '../../update/rollout.js';
 import type { Notice } from '../../update/notify.js';
-import { rebootMachine, runUpdate, someoneLoggedIn, updateStatus } from '../../update/run.js';
+import { armedNotice, noticeOnce, rebootMachine, runUpdate, someoneLoggedIn, updateStatus } from '../../update/run.js';
 import { ExitCode } from '../../lib/errors.js';
 import { lockTimeout, type Context } from '../context.js';
 import type { ContextFactory } from '../globals.js';
@@ -49,7 +61,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
     ),
   ).action(async (image: string | undefined, flags: ConnectFlags, cmd: Command) => {
     const c = await ctx(cmd);
-    const { remoteImage: _r, ...res } = await checkUpdate((await deps(c, flags)), followedImage(c.config, image));
+    const { remoteImage: _r, ...res } = await checkUpdate(await deps(c, flags), followedImage(c.config, image));
     if (PENDING.has(res.status)) setResultCode(ExitCode.updateAvailable);
     ui.info(res.message);
     await emit(res, (r) => r.status);
@@ -58,7 +70,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
   connectOptions(imageArg(update.command('download').description('download the update into the image store (only what is not here yet; resumes)'))).action(
     async (image: string | undefined, flags: ConnectFlags, cmd: Command) => {
       const c = await ctx(cmd);
-      const d = (await deps(c, flags));
+      const d = await deps(c, flags);
       const followed = followedImage(c.config, image);
       const res = await withUpdateLock(d, () => downloadUpdate(d, followed));
       ui.success(`downloaded ${res.name}: ${formatBytes(res.bytesDownloaded)} new, ${formatBytes(res.bytesSkipped)} already here`);
@@ -69,7 +81,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
   connectOptions(imageArg(update.command('stage').description('download and stage the update under its own tag; nothing boots it yet'))).action(
     async (image: string | undefined, flags: ConnectFlags, cmd: Command) => {
       const c = await ctx(cmd);
-      const d = (await deps(c, flags));
+      const d = await deps(c, flags);
       const followed = followedImage(c.config, image);
       const staged = await withUpdateLock(d, async () => {
         await downloadUpdate(d, followed);
@@ -85,29 +97,36 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
       update
         .command('apply')
         .description('download, stage and arm the update as the next boot’s trial (falls back by itself if it does not start)')
-        .option('--disk <file|device>', 'arm it on a disk made by `darch disk create` instead of this machine'),
+        .option('--disk <file|device>', 'arm it on a disk made by `darch disk create` instead of this machine')
+        .option('--from <file|dir>', 'take it from a stage bundle, an OCI layout or an OCI archive instead of the registry (offline)')
+        .option('--source-ref <ref>', 'with --from: which image of a layout or archive that holds several')
+        .option('-f, --force', 'try an image whose trial failed before'),
     ),
-  ).action(async (image: string | undefined, flags: ConnectFlags & { disk?: string }, cmd: Command) => {
+  ).action(async (image: string | undefined, flags: ConnectFlags & { disk?: string; from?: string; sourceRef?: string; force?: boolean }, cmd: Command) => {
     const c = await ctx(cmd);
-    const d = (await deps(c, flags));
+    const d = await deps(c, flags);
     const followed = followedImage(c.config, image);
     const res = await withUpdateLock(d, async () => {
-      await downloadUpdate(d, followed);
-      const staged = await stageUpdate(d, followed);
-      const applied = await armUpdate(d, staged, { disk: flags.disk });
-      return { staged, applied };
-    });
-    if (res.applied.changed) {
-      ui.success(res.applied.message);
-      if (!flags.disk) {
-        const n = await notifyUsers(c, {
-          summary: `Restart to use ${labelOf(followed, res.staged)}`,
-          body: `${labelOf(followed, res.staged)} is ready and starts on the next boot.`,
-        });
-        if (n) ui.info(`told ${n} logged-in user${n === 1 ? '' : 's'}`);
+      let r: { staged: StagedUpdate | null; applied: ApplyResult | null; check?: { message: string } };
+      if (flags.from !== undefined) {
+        const { applyFrom } = await import('../../update/offline.js');
+        r = await applyFrom(d, followed, flags.from, { disk: flags.disk, sourceRef: flags.sourceRef, force: flags.force });
+      } else {
+        await downloadUpdate(d, followed);
+        const staged = await stageUpdate(d, followed);
+        r = { staged, applied: await armUpdate(d, staged, { disk: flags.disk, force: flags.force }) };
       }
-    } else ui.info(res.applied.message);
-    await emit(res, (r) => r.staged.id);
+      // Armed here: tell the users once (the timer's next run will not tell them again).
+      const told =
+        r.applied?.changed && r.staged && !flags.disk
+          ? await noticeOnce(c.paths.stateDir, `armed:${r.staged.id}`, armedNotice(followed, r.staged, null), (n) => notifyUsers(c, n))
+          : undefined;
+      return { ...r, told: told ?? 0 };
+    });
+    if (res.applied?.changed) ui.success(res.applied.message);
+    else ui.info(res.applied?.message ?? res.check?.message ?? 'nothing to do');
+    if (res.told) ui.info(`told ${res.told} logged-in user${res.told === 1 ? '' : 's'}`);
+    await emit(res, (r) => r.staged?.id);
   });
 
   connectOptions(
@@ -133,7 +152,7 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
     .option('--motd', 'only the lines for people to read at login (nothing when there is nothing to tell)')
     .action(async (opts: { motd?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
-      const s = await updateStatus((await deps(c, {})));
+      const s = await updateStatus(await deps(c, {}));
       if (opts.motd) {
         await emit(s, (v) => (v.lines.length ? v.lines.map((l) => `darch: ${l}`).join('\n') : undefined));
         return;

@@ -1,0 +1,122 @@
+/**
+ * `darch update apply --from FILE|DIR`: an update that comes on a USB stick or an rsync
+ * drop instead of from the registry. Three forms: a stage bundle (`darch stage export`),
+ * an OCI image layout directory, an OCI or docker archive. Each goes through the checks of
+ * its importer (every blob against its digest; every file of a bundle against the
+ * bundle's and meta.json's sha256) before anything is staged, then the same
+ * classification and arming as a network update: an image the machine runs or boots next
+ * changes nothing, one whose trial failed is refused without --force.
+ */
+import { open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { reconcileBoot } from '../boot/reconcile.js';
+import { DarchError, fsError, isErrno } from '../lib/errors.js';
+import { detectFormat, importImage } from '../oci/importer.js';
+import { BUNDLE_MANIFEST, importBundle } from '../stage/bundle.js';
+import { type ApplyResult, type CheckResult, type StagedUpdate, type UpdateDeps, armUpdate, classify, stageUpdate, updateTag } from './agent.js';
+
+export type OfflineKind = 'bundle' | 'oci-layout' | 'oci-archive' | 'docker-archive';
+
+export interface OfflineResult {
+  from: string;
+  kind: OfflineKind;
+  check: CheckResult;
+  staged: StagedUpdate | null;
+  applied: ApplyResult | null;
+}
+
+/** The first member's name of a plain tar file (a stage bundle starts with darch-bundle.json). */
+async function firstTarName(file: string): Promise<string | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    if (bytesRead < 512 || buf.subarray(257, 262).toString('latin1') !== 'ustar') return undefined;
+    return buf.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function offlineKind(from: string): Promise<OfflineKind> {
+  let st: Awaited<ReturnType<typeof stat>>;
+  try {
+    st = await stat(from);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT'))
+      throw new DarchError('E_NOT_FOUND', `${from} does not exist`, { hint: 'is the USB stick mounted? give the bundle file or the OCI layout directory' });
+    throw fsError(err, `cannot read ${from}`);
+  }
+  if (st.isDirectory()) {
+    const layout = await stat(path.join(from, 'oci-layout')).catch(() => undefined);
+    if (!layout)
+      throw new DarchError('E_BAD_INPUT', `${from} is a directory but not an OCI image layout (no oci-layout file)`, {
+        hint: 'give the layout directory itself, or a bundle file in it',
+      });
+    return 'oci-layout';
+  }
+  if ((await firstTarName(from)) === BUNDLE_MANIFEST) return 'bundle';
+  const format = await detectFormat(from).catch((err: unknown) => (err instanceof DarchError ? err.message : String(err)));
+  if (format === 'oci-archive' || format === 'docker-archive') return format;
+  throw new DarchError('E_BAD_INPUT', `${from} is not a stage bundle, an OCI layout or an OCI archive${format === 'rootfs' ? '' : ` (${format})`}`, {
+    hint: 'make one with `darch stage export`, `skopeo copy … oci:DIR` or `skopeo copy … oci-archive:FILE`',
+  });
+}
+
+export async function applyFrom(
+  d: UpdateDeps,
+  image: string,
+  from: string,
+  opts: { disk?: string; sourceRef?: string; force?: boolean; arm?: boolean } = {},
+): Promise<OfflineResult> {
+  const report = d.report;
+  const kind = await offlineKind(from);
+  report?.step(`reading ${kind === 'bundle' ? 'the stage bundle' : `the ${kind}`} ${from}`);
+  let staged: StagedUpdate;
+  let check: CheckResult;
+  if (kind === 'bundle') {
+    let source: { digest?: string; config?: string; version?: string } | undefined;
+    let id = '';
+    const res = await importBundle(d.stageStore, from, {
+      keep: d.config.stage.keep,
+      force: true,
+      report,
+      onManifest: (m) => {
+        source = m.source;
+        id = m.id;
+      },
+      tagsFor: (m) => [updateTag(image, m.source?.digest ?? m.id)],
+    });
+    await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, report);
+    check = await classify(d, image, { digest: source?.digest ?? id, config: source?.config ?? id, ...(source?.version ? { version: source.version } : {}) });
+    staged = {
+      id: res.id,
+      tags: res.tags,
+      tag: res.tags[0] as string,
+      fresh: !res.alreadyStaged,
+      ...(source?.digest ? { digest: source.digest } : {}),
+      ...(source?.version ? { version: source.version } : {}),
+    };
+  } else {
+    const source = kind === 'oci-layout' ? `oci:${from}${opts.sourceRef ? `:${opts.sourceRef}` : ''}` : from;
+    const imported = await importImage(d.imageStore, source, image, {
+      sourceRef: kind === 'oci-layout' ? undefined : opts.sourceRef,
+      signal: d.signal,
+      report,
+    });
+    const resolved = await d.imageStore.resolveImage(imported.name);
+    const version = resolved.manifest.annotations?.['org.opencontainers.image.version'] ?? resolved.config.config?.Labels?.['org.opencontainers.image.version'];
+    check = await classify(d, image, { digest: resolved.manifestDigest, config: resolved.configDigest, ...(version ? { version } : {}) });
+    if (check.status === 'up-to-date' || check.status === 'armed') return { from, kind, check, staged: null, applied: null };
+    staged = await stageUpdate(d, image, imported.name);
+  }
+  if (check.status === 'up-to-date') return { from, kind, check, staged, applied: null };
+  if (check.status === 'failed-trial' && !opts.force) {
+    throw new DarchError('E_TRIAL_BAD', `${check.message}: ${from} holds the image whose trial failed`, {
+      hint: 'bring a newer image, or add --force to try this one again',
+    });
+  }
+  if (opts.arm === false) return { from, kind, check, staged, applied: null };
+  const applied = await armUpdate(d, staged, { disk: opts.disk, force: opts.force });
+  return { from, kind, check, staged, applied };
+}
