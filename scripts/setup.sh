@@ -14,7 +14,7 @@ PACKAGES=(
   zsh fish
   qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common systemd-boot-efi
   dpkg-dev lintian
-  dbus-daemon dbus-bin python3-gi systemd
+  dbus-daemon dbus-bin python3-gi systemd netcat-openbsd
 )
 
 missing=()

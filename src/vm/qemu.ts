@@ -114,6 +114,11 @@ export interface VmOptions {
   /** Throw guest writes away when the VM stops (qemu snapshot=on). */
   snapshot?: boolean;
   network?: boolean;
+  /**
+   * A whole `-nic` spec instead of `network`: e.g. user networking with `restrict=on` and a
+   * `guestfwd` rule, so the guest reaches one service of the host and nothing else.
+   */
+  nic?: string;
   /** Exit instead of rebooting when the guest reboots. */
   noReboot?: boolean;
   extraArgs?: string[];
@@ -156,7 +161,7 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
     // a real Intel machine.
     '-global',
     'ICH9-LPC.noreboot=off',
-    ...(opts.network ? ['-nic', 'user,model=virtio-net-pci'] : ['-nic', 'none']),
+    ...(opts.nic ? ['-nic', opts.nic] : opts.network ? ['-nic', 'user,model=virtio-net-pci'] : ['-nic', 'none']),
     ...(opts.noReboot ? ['-no-reboot'] : []),
     ...(opts.extraArgs ?? []),
   ];

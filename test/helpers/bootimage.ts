@@ -25,7 +25,7 @@ export function debianKernel(): Promise<TestKernel> {
  * grub-efi-amd64 lets the same tree be installed as a distribution with its own GRUB
  * (boot-installed-grub): one debootstrap serves both.
  */
-const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64';
+const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64,squashfs-tools-ng';
 
 /**
  * A Debian bookworm root with systemd, a kernel and initramfs-tools (debootstrap minbase),

@@ -52,6 +52,8 @@ export interface QemuVmOptions {
   extraArgs?: string[];
   /** Console text that fails a wait at once; none by default (trial tests expect panics). */
   failOn?: RegExp | null;
+  /** A `-nic` spec (src/vm/qemu.ts VmOptions.nic); no network by default. */
+  nic?: string;
 }
 
 export class Vm {
@@ -92,6 +94,7 @@ export class Vm {
       memoryMiB: o.memoryMiB ?? 384,
       accel: (process.env.DARCH_TEST_ACCEL as 'kvm' | 'tcg' | undefined) ?? 'tcg',
       noReboot: o.noReboot,
+      nic: o.nic,
       extraArgs: o.extraArgs ?? [],
     });
     const finalArgs = o.readOnly ? args.map((a) => (a.startsWith(`file=${o.disk},`) ? `${a},readonly=on` : a)) : args;
