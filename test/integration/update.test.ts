@@ -6,13 +6,16 @@
  * `--disk`, rollouts over many machine-ids, and errors that leave nothing behind.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DirEnvStorage } from '../../src/boot/grub/grubenv.js';
 import { loadState, saveState } from '../../src/boot/grub/envstate.js';
-import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
+import { FaultyProxy } from '../helpers/faulty-proxy.js';
 import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
 import { startRegistry, type RegistryServer } from '../helpers/registry.js';
 
@@ -251,6 +254,61 @@ describe('darch update', () => {
     assert.equal((await check(noId)).status, 'deferred', 'a machine without a machine-id waits for 100 %');
     await darchOk(['update', 'rollout', '--tls-verify=false', image, '100'], { root: publisher });
     assert.equal((await darch(['update', 'check'], { root: noId.root, env: noId.env })).code, 100);
+  });
+
+  it('a download killed mid-blob (SIGKILL) resumes in the next run: nothing is downloaded twice', async () => {
+    // A version with a 4 MiB layer, reached through a proxy that stalls that layer at 1 MiB.
+    const big = path.join(work, 'big.tar');
+    await tarStreamLayer(big, [{ name: 'srv/big', content: randomBytes(4 * 1024 * 1024).toString('base64') }]);
+    const layout = path.join(work, 'layout-big');
+    await writeOciLayout(
+      layout,
+      'desktop:big',
+      [
+        { tar: path.join(work, 'base.tar'), compression: 'gzip' },
+        { tar: big, compression: 'none' },
+      ],
+      {
+        'org.opencontainers.image.version': 'big',
+      },
+    );
+    await darchOk(['images', 'import', `oci:${layout}:desktop:big`, 'desktop:big'], { root: publisher });
+    await darchOk(['images', 'push', '--tls-verify=false', 'desktop:big', `${reg.host}/os/big:stable`], { root: publisher });
+    const proxy = await new FaultyProxy({ host: '127.0.0.1', port: reg.port }).start();
+    try {
+      const m = await machine('download');
+      await writeFile(
+        path.join(m.root, 'etc/darch/config.toml'),
+        `[registry]\ninsecure = ["${proxy.host}"]\n[update]\nimage = "${proxy.host}/os/big:stable"\npolicy = "download"\n`,
+      );
+      const manifestDigest = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')).manifests[0].digest as string;
+      const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', manifestDigest.slice(7)), 'utf8'));
+      const digest = manifest.layers[1].digest as string;
+      const cutAt = 1024 * 1024;
+      proxy.addRule({ method: 'GET', url: digest, fault: { kind: 'stall', afterBytes: cutAt } });
+      const child = spawn(DARCH_BIN, ['--root', m.root, 'update', 'run'], { stdio: 'ignore', env: { ...process.env, ...m.env, DARCH_LOCK_TIMEOUT: '0' } });
+      const partial = path.join(m.root, 'var/lib/darch/tmp', `pull-sha256-${digest.slice(7)}.partial`);
+      let size = 0;
+      for (let i = 0; i < 300 && size < cutAt; i++) {
+        await sleep(100);
+        size = await stat(partial).then(
+          (st) => st.size,
+          () => 0,
+        );
+      }
+      assert.equal(size, cutAt, 'the download did not reach the stall');
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('close', r));
+      const run = await json(m, ['update', 'run']);
+      assert.equal(run.outcome, 'downloaded');
+      assert.ok(run.download.bytesResumed >= cutAt, JSON.stringify(run.download));
+      const gets = proxy.requests(digest);
+      assert.equal(gets.at(-1)?.range, `bytes=${cutAt}-`);
+      assert.equal(gets.at(-1)?.status, 206);
+      assert.equal((await darch(['images', 'verify'], { root: m.root })).code, 0);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('apply --from: a stage bundle, an OCI layout and an OCI archive, each verified before anything is staged; damaged ones change nothing', async () => {
