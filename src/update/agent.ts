@@ -21,6 +21,7 @@ import { diskTarget } from '../disk/target.js';
 import type { Config } from '../lib/config.js';
 import { DarchError } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
+import { ensureWritable } from '../lib/writable.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { type Reporter, silentReporter } from '../lib/report.js';
 import { hostPlatform } from '../oci/mediatypes.js';
@@ -300,7 +301,8 @@ export async function armUpdate(d: UpdateDeps, staged: StagedUpdate, opts: { dis
 }
 
 /** One update step at a time on a machine: the timer's run and a person's command never interleave. */
-export async function withUpdateLock<T>(d: Pick<UpdateDeps, 'paths' | 'lockTimeoutSec'>, fn: () => Promise<T>): Promise<T> {
+export async function withUpdateLock<T>(d: Pick<UpdateDeps, 'paths' | 'lockTimeoutSec' | 'report'>, fn: () => Promise<T>): Promise<T> {
+  await ensureWritable(d.paths.stateDir, { root: d.paths.root, report: d.report });
   await mkdir(d.paths.stateDir, { recursive: true });
   return withLock(path.join(d.paths.stateDir, 'update.lock'), 'another update run', d.lockTimeoutSec, fn);
 }
