@@ -226,6 +226,8 @@ interface Agent {
   root: string;
   wallSec: number;
   maxRssKiB: number;
+  /** user + system CPU seconds of the darch process (GNU time). */
+  cpuSec: number;
   outcome: string;
   bytesDownloaded: number;
   blobsDownloaded: number;
@@ -253,7 +255,7 @@ async function darchOk(args: string[], env: NodeJS.ProcessEnv = {}): Promise<str
 async function agentRun(root: string, expect: string): Promise<Agent> {
   const rssFile = path.join(root, 'maxrss');
   const t = process.hrtime.bigint();
-  const r = await run(TIME, ['-f', '%M', '-o', rssFile, DARCH, '--root', root, '--json', 'update', 'run'], {
+  const r = await run(TIME, ['-f', '%M %U %S', '-o', rssFile, DARCH, '--root', root, '--json', 'update', 'run'], {
     DARCH_CMDLINE_FILE: path.join(root, 'cmdline'),
     CONTAINERS_REGISTRIES_CONF: undefined,
   });
@@ -261,11 +263,12 @@ async function agentRun(root: string, expect: string): Promise<Agent> {
   if (r.code !== 0) throw new Error(`darch update run on ${root} exited ${r.code}:\n${r.stderr.slice(-2000)}`);
   const doc = JSON.parse(r.stdout);
   if (doc.outcome !== expect) throw new Error(`darch update run on ${root}: outcome ${doc.outcome}, expected ${expect}: ${doc.message}`);
-  const rss = Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop());
+  const [rss, user, sys] = ((await readFile(rssFile, 'utf8')).trim().split('\n').pop() ?? '').split(' ').map(Number);
   return {
     root,
     wallSec,
-    maxRssKiB: rss,
+    maxRssKiB: rss ?? Number.NaN,
+    cpuSec: (user ?? Number.NaN) + (sys ?? Number.NaN),
     outcome: doc.outcome,
     bytesDownloaded: doc.download?.bytesDownloaded ?? 0,
     blobsDownloaded: doc.download?.blobsDownloaded ?? 0,
@@ -305,6 +308,9 @@ interface FleetRun {
   wallSec: number;
   agentWallSec: { median: number; max: number };
   agentMaxRssMiB: { median: number; max: number };
+  /** CPU seconds of all the agents together, and of this bench process (the counting proxy, mostly). */
+  agentsCpuSec: number;
+  benchCpuSec: number;
   /** What the agents say they downloaded (sum over the fleet). */
   fleetBytesDownloaded: number;
   origin: OriginFigures;
@@ -319,10 +325,12 @@ interface FleetRun {
 async function runFleet(machines: string[], proxy: CountingProxy, pub: Published, newBlobs: Map<string, number>, ideal: number): Promise<FleetRun> {
   const mark = proxy.log.length;
   const t = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const agents = await pool(machines, JOBS, (root) => agentRun(root, OUTCOME[POLICY]!));
   const wallSec = Number(process.hrtime.bigint() - t) / 1e9;
   // Let the mirror's background copies (it stores a blob while it streams it) finish.
   await settle(proxy);
+  const cpu = process.cpuUsage(cpu0);
   const log = proxy.log.slice(mark);
   const origin = figures(log);
   const newBytes = [...newBlobs.values()].reduce((a, b) => a + b, 0);
@@ -336,6 +344,11 @@ async function runFleet(machines: string[], proxy: CountingProxy, pub: Published
     wallSec: round(wallSec),
     agentWallSec: { median: round(median(agents.map((a) => a.wallSec))), max: round(Math.max(...agents.map((a) => a.wallSec))) },
     agentMaxRssMiB: { median: round(median(agents.map((a) => a.maxRssKiB)) / 1024, 1), max: round(Math.max(...agents.map((a) => a.maxRssKiB)) / 1024, 1) },
+    agentsCpuSec: round(
+      agents.reduce((a, x) => a + x.cpuSec, 0),
+      1,
+    ),
+    benchCpuSec: round((cpu.user + cpu.system) / 1e6, 1),
     fleetBytesDownloaded: agents.reduce((a, x) => a + x.bytesDownloaded, 0),
     origin,
     copies: round(origin.blobBytes / newBytes),
@@ -467,7 +480,9 @@ async function main(): Promise<void> {
 
     const mb = (b: number) => `${(b / MiB).toFixed(2)} MiB`;
     console.error(`\nfleet update, ${MACHINES} machines, ${JOBS} at a time, policy ${POLICY}; origin = what the origin served (bodies)`);
-    const rows = [['phase', 'fleet', 'origin bytes', 'blobs', 'manifests (req)', 'requests', 'copies', '× ideal', 'wall', 'agent RSS med/max']];
+    const rows = [
+      ['phase', 'fleet', 'origin bytes', 'blobs', 'manifests (req)', 'requests', 'copies', '× ideal', 'wall', 'CPU agents/proxy', 'agent RSS med/max'],
+    ];
     for (const p of phases) {
       rows.push([p.phase, 'ideal', mb(p.idealOriginBytes), mb(p.newBlobBytes), `${p.manifestBytes} B`, '', '1.00', '1.00', '', '']);
       for (const f of ['mirror', 'direct'] as const) {
@@ -482,6 +497,7 @@ async function main(): Promise<void> {
           r.copies.toFixed(2),
           r.toIdeal.toFixed(2),
           `${r.wallSec.toFixed(1)} s`,
+          `${r.agentsCpuSec.toFixed(0)}/${r.benchCpuSec.toFixed(1)} s`,
           `${r.agentMaxRssMiB.median}/${r.agentMaxRssMiB.max} MiB`,
         ]);
       }
