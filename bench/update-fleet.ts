@@ -67,6 +67,9 @@ interface Counted {
   bytes: number;
   /** The response ended (or failed). */
   done: boolean;
+  /** When the request came and its response ended (ms, performance.now()). */
+  start: number;
+  end?: number;
 }
 
 class CountingProxy {
@@ -110,9 +113,13 @@ class CountingProxy {
       userAgent,
       bytes: 0,
       done: false,
+      start: performance.now(),
     };
     this.log.push(entry);
-    res.on('close', () => void (entry.done = true));
+    res.on('close', () => {
+      entry.done = true;
+      entry.end = performance.now();
+    });
     const up = http.request({ host: this.upstream.host, port: this.upstream.port, method: req.method, path: url, headers: req.headers }, (upRes) => {
       entry.status = upRes.statusCode;
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
@@ -318,12 +325,15 @@ interface FleetRun {
   copies: number;
   /** Per blob: bytes the origin served for it / its size. */
   perBlobCopies: Record<string, number>;
+  /** The largest new blob's GETs at the origin: start and end (ms after the fleet started), bytes. */
+  largestNewBlobGets: Array<{ startMs: number; endMs: number; bytes: number }>;
   /** Origin bytes / ideal (each new blob and the manifests once). */
   toIdeal: number;
 }
 
 async function runFleet(machines: string[], proxy: CountingProxy, pub: Published, newBlobs: Map<string, number>, ideal: number): Promise<FleetRun> {
   const mark = proxy.log.length;
+  const t0 = performance.now();
   const t = process.hrtime.bigint();
   const cpu0 = process.cpuUsage();
   const agents = await pool(machines, JOBS, (root) => agentRun(root, OUTCOME[POLICY]!));
@@ -340,6 +350,10 @@ async function runFleet(machines: string[], proxy: CountingProxy, pub: Published
     if (served > 0 || newBlobs.has(digest))
       perBlobCopies[`${digest.slice(7, 19)} (${(size / MiB).toFixed(2)} MiB${newBlobs.has(digest) ? ', new' : ''})`] = round(served / size);
   }
+  const largest = [...newBlobs].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const largestNewBlobGets = log
+    .filter((x) => x.kind === 'blob' && x.digest === largest && x.method === 'GET')
+    .map((x) => ({ startMs: Math.round(x.start - t0), endMs: Math.round((x.end ?? Number.NaN) - t0), bytes: x.bytes }));
   return {
     wallSec: round(wallSec),
     agentWallSec: { median: round(median(agents.map((a) => a.wallSec))), max: round(Math.max(...agents.map((a) => a.wallSec))) },
@@ -353,6 +367,7 @@ async function runFleet(machines: string[], proxy: CountingProxy, pub: Published
     origin,
     copies: round(origin.blobBytes / newBytes),
     perBlobCopies,
+    largestNewBlobGets,
     toIdeal: round(origin.bytes / ideal),
   };
 }
