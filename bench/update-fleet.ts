@@ -13,6 +13,8 @@
  * Peak RSS of one agent: GNU time's %M (the darch process's maximum resident set size)
  * around every `darch update run`; the report gives the fleet's median and maximum.
  *
+ * Figures, and why the mirror serves more than one copy: docs/UPDATES.md, "Fleet benchmark".
+ *
  *   npm run -s build && npm run -s bench:update-fleet [-- --machines 50 --jobs 8 --policy download|stage|apply --base-mib 4 --new-mib 1.5]
  */
 import { spawn } from 'node:child_process';
