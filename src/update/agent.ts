@@ -221,9 +221,15 @@ async function storeHas(store: ImageStore, image: string, digest: string): Promi
   }
 }
 
-/** Pull the followed image into the image store: blobs already there are skipped, partial ones resume. */
-export async function downloadUpdate(d: UpdateDeps, image: string): Promise<PullResult> {
-  return pullImage(d.imageStore, image, {
+/**
+ * Pull the followed image into the image store: blobs already there are skipped, partial ones
+ * resume. With the digest a check found, exactly that manifest is fetched (by digest: a
+ * pull-through mirror answers it from its cache, and a tag moved since the check changes
+ * nothing), stored under the followed name.
+ */
+export async function downloadUpdate(d: UpdateDeps, image: string, digest?: string): Promise<PullResult> {
+  return pullImage(d.imageStore, digest ? `${image}@${digest}` : image, {
+    name: image,
     ...d.registry,
     platform: platformOf(d.config),
     registries: d.registries,

@@ -164,7 +164,7 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     const res: RunResult = { image, policy, outcome: check.status, message: check.message, check: checkOut, notices };
     if (PENDING.has(check.status) && allows(policy, 'download')) {
       if (check.status === 'available') {
-        const p = await downloadUpdate(d, image);
+        const p = await downloadUpdate(d, image, check.remote.digest);
         res.download = {
           blobsDownloaded: p.blobsDownloaded,
           blobsSkipped: p.blobsSkipped,
