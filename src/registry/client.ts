@@ -53,6 +53,10 @@ export interface SendOptions {
 }
 
 const RETRY_BASE_MS = 300;
+
+declare const __DARCH_VERSION__: string | undefined;
+/** Registries log it, and a site's operators can tell darch's requests (the update agent's) from others. */
+const USER_AGENT = `darch/${typeof __DARCH_VERSION__ === 'string' ? __DARCH_VERSION__ : '0.0.0-dev'}`;
 const RETRY_CAP_MS = 10_000;
 const REDIRECT_LIMIT = 5;
 
@@ -191,7 +195,7 @@ export class RegistryClient {
   /** One HTTP exchange, following redirects; Authorization is dropped when the origin changes. */
   private async raw(method: string, url: string, headers: Record<string, string>, body?: Readable | Buffer | string): Promise<Response> {
     let cur = new URL(url);
-    let hdrs = { ...headers };
+    let hdrs: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
     let m = method;
     let b = body;
     for (let i = 0; ; i++) {

@@ -5,6 +5,7 @@
  * wrote when the trial failed.
  */
 import { readState } from '../boot/bootstate.js';
+import type { BootTarget } from '../boot/target.js';
 import type { BootState } from '../boot/trial/state.js';
 import { run as runProgram } from '../lib/proc.js';
 import { silentReporter } from '../lib/report.js';
@@ -55,6 +56,16 @@ export interface RunResult {
   notices: Notice[];
   reboot?: { due: boolean; reason: string };
   nextCheck?: string;
+}
+
+/** The boot state where there is one to read (none on a build host without an ESP). */
+async function stateOf(t: BootTarget | undefined): Promise<BootState | undefined> {
+  return t
+    ? readState(t).then(
+        (r) => r.state,
+        () => undefined,
+      )
+    : undefined;
 }
 
 /** The notice after a fallback, if the boot state records one: the failed image and the one running now. */
@@ -121,12 +132,7 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     };
     // A fallback is told first: it happened on this boot, whatever this run finds.
     const t = await d.target().catch(() => undefined);
-    const state = t
-      ? await readState(t).then(
-          (r) => r.state,
-          () => undefined,
-        )
-      : undefined;
+    const state = await stateOf(t);
     const fb = fallbackNotice(image, state, await d.stageStore.list());
     if (fb && state?.fellBackFrom) await giveOnce(d, st, `fallback:${state.fellBackFrom}`, fb, notices);
 
@@ -190,13 +196,7 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     // Armed by this run or an earlier one: tell the users once per image.
     const armedNow = res.applied ? res.staged : check.status === 'armed' ? check.staged : undefined;
     if (armedNow) await giveOnce(d, st, `armed:${armedNow.id}`, armedNotice(image, armedNow, check.current), notices);
-    const after =
-      t && (res.applied || check.status === 'armed')
-        ? await readState(t).then(
-            (r) => r.state,
-            () => state,
-          )
-        : state;
+    const after = res.applied ? ((await stateOf(t)) ?? state) : state;
     res.reboot = await maybeReboot(d, after, now);
     res.nextCheck = nextCheckAt(now, d.config.update.schedule, d.config.update.random_delay, machineId)?.toISOString();
     return save(res);
@@ -237,13 +237,7 @@ export async function updateStatus(d: UpdateDeps): Promise<UpdateStatusView> {
   const st = await readUpdateState(d.paths.stateDir);
   const image = d.config.update.image ? followedImage(d.config) : null;
   const staged = await d.stageStore.list();
-  const t = await d.target().catch(() => undefined);
-  const state = t
-    ? await readState(t).then(
-        (r) => r.state,
-        () => undefined,
-      )
-    : undefined;
+  const state = await stateOf(await d.target().catch(() => undefined));
   const machineId = await readMachineId(d.paths.root);
   const last = st.lastCheck?.at ? new Date(st.lastCheck.at) : undefined;
   const next = d.config.update.policy === 'none' ? undefined : nextCheckAt(last, d.config.update.schedule, d.config.update.random_delay, machineId);

@@ -35,6 +35,7 @@ export interface LoggedRequest {
   range?: string;
   status?: number;
   hadAuthorization: boolean;
+  userAgent?: string;
   fault?: Fault['kind'];
   /** Body bytes sent to the client. */
   bytes: number;
@@ -105,6 +106,7 @@ export class FaultyProxy {
       host: req.headers.host,
       range: req.headers.range,
       hadAuthorization: req.headers.authorization !== undefined,
+      userAgent: req.headers['user-agent'],
       bytes: 0,
     };
     this.log.push(entry);

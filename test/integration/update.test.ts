@@ -305,6 +305,7 @@ describe('darch update', () => {
       const gets = proxy.requests(digest);
       assert.equal(gets.at(-1)?.range, `bytes=${cutAt}-`);
       assert.equal(gets.at(-1)?.status, 206);
+      assert.match(gets.at(-1)?.userAgent ?? '', /^darch\/\d+\.\d+\.\d+/, 'darch names itself to the registry');
       assert.equal((await darch(['images', 'verify'], { root: m.root })).code, 0);
     } finally {
       await proxy.stop();
