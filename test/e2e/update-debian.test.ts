@@ -210,12 +210,13 @@ describe('updates by themselves: a Debian image follows a registry through the t
     ids.v3 = armed.boot.trial.stage;
     vm.send('systemctl reboot\n');
     // v3's trial: the health check fails and it reboots; its one try used, GRUB boots v2.
-    await vm.waitFor(/darch-health: FAILED: 50-broken/, 600_000, cursor);
+    await vm.waitFor(new RegExp(`darch: trial boot of ${ids.v3}`), 600_000, cursor);
     await booted(2);
     const fell = await status();
     assert.equal(fell.booted.stage, ids.v2);
     assert.equal(fell.booted.fellBack, true);
     assert.equal(fell.boot.fellBackFrom, ids.v3);
+    assert.match(await vm.ok(`journalctl -b -1 -u darch-health.service -o cat --no-pager | tail -5`), /FAILED: 50-broken/);
     assert.match(await vm.ok('run-parts /etc/update-motd.d'), /darch: The update to debian 3 failed to start; you are back on debian 2\./);
     assert.match(await vm.ok('darch status'), /^update +The update to debian 3 failed to start; you are back on debian 2\.$/m);
     // The next run does not arm v3 again.
