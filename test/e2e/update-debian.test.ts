@@ -216,7 +216,6 @@ describe('updates by themselves: a Debian image follows a registry through the t
     assert.equal(fell.booted.stage, ids.v2);
     assert.equal(fell.booted.fellBack, true);
     assert.equal(fell.boot.fellBackFrom, ids.v3);
-    assert.match(await vm.ok(`journalctl -b -1 -u darch-health.service -o cat --no-pager | tail -5`), /FAILED: 50-broken/);
     assert.match(await vm.ok('run-parts /etc/update-motd.d'), /darch: The update to debian 3 failed to start; you are back on debian 2\./);
     assert.match(await vm.ok('darch status'), /^update +The update to debian 3 failed to start; you are back on debian 2\.$/m);
     // The next run does not arm v3 again.
