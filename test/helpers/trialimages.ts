@@ -130,7 +130,8 @@ export interface TrialBoot {
  */
 export async function trialBoots(name: string, disk: string, count: number, extraArgs: string[] = []): Promise<TrialBoot[]> {
   const vm = await Vm.qemu({ name, disk, memoryMiB: 512, extraArgs });
-  const deadline = Date.now() + count * 120_000;
+  // Generous: under CI two qemu guests share two cores, and TCG slows to half speed.
+  const deadline = Date.now() + count * 240_000;
   try {
     for (;;) {
       const segs = vm.text.split(/BdsDxe: starting Boot/).slice(1);
