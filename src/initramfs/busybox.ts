@@ -12,13 +12,14 @@ export async function findStaticBusybox(): Promise<string> {
   for (const p of BUSYBOX_CANDIDATES) {
     try {
       await stat(p);
-      const res = await run('file', ['-L', p], { allowFailure: true });
-      // `file` may be absent; a dynamically linked busybox would not run in an empty root.
-      if (res.code === 0 && /dynamically linked/.test(res.stdout)) continue;
-      return p;
     } catch {
-      /* try the next */
+      continue;
     }
+    // A dynamically linked busybox would not run in an empty root. `file` may be absent (a
+    // busybox image staging its own update has none): then take the busybox as it is.
+    const res = await run('file', ['-L', p], { allowFailure: true }).catch(() => undefined);
+    if (res?.code === 0 && /dynamically linked/.test(res.stdout)) continue;
+    return p;
   }
   throw new DarchError('E_TOOL_MISSING', 'a static busybox is not installed', { hint: 'apt-get install busybox-static' });
 }

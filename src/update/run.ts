@@ -7,6 +7,7 @@
 import { readState } from '../boot/bootstate.js';
 import type { BootTarget } from '../boot/target.js';
 import type { BootState } from '../boot/trial/state.js';
+import { DarchError } from '../lib/errors.js';
 import { run as runProgram } from '../lib/proc.js';
 import { silentReporter } from '../lib/report.js';
 import { bootedId } from '../stage/protect.js';
@@ -284,6 +285,14 @@ export async function someoneLoggedIn(): Promise<boolean> {
   return who.length > 0;
 }
 
+/** systemd's reboot, else init's own (`reboot`: busybox or sysvinit images have no systemctl). */
 export async function rebootMachine(): Promise<void> {
-  await runProgram('systemctl', ['reboot']);
+  const viaSystemd = await runProgram('systemctl', ['reboot']).then(
+    () => true,
+    (e: unknown) => {
+      if (e instanceof DarchError && e.code === 'E_TOOL_MISSING') return false;
+      throw e;
+    },
+  );
+  if (!viaSystemd) await runProgram('reboot', []);
 }

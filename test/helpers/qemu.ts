@@ -54,6 +54,8 @@ export interface QemuVmOptions {
   failOn?: RegExp | null;
   /** A `-nic` spec (src/vm/qemu.ts VmOptions.nic); no network by default. */
   nic?: string;
+  /** qemu's cache mode for the disk (e.g. `unsafe`: guest flushes are ignored). */
+  cache?: string;
 }
 
 export class Vm {
@@ -97,7 +99,8 @@ export class Vm {
       nic: o.nic,
       extraArgs: o.extraArgs ?? [],
     });
-    const finalArgs = o.readOnly ? args.map((a) => (a.startsWith(`file=${o.disk},`) ? `${a},readonly=on` : a)) : args;
+    const driveOpts = `${o.readOnly ? ',readonly=on' : ''}${o.cache ? `,cache=${o.cache}` : ''}`;
+    const finalArgs = args.map((a) => (a.startsWith(`file=${o.disk},`) ? `${a}${driveOpts}` : a));
     return new Vm(o.name, 'qemu-system-x86_64', finalArgs, o.failOn ?? null, work);
   }
 
@@ -243,6 +246,14 @@ export class Vm {
       await this.exitCode;
       clearTimeout(t);
     }
+    await this.saveLog();
+    if (this.work) await rm(this.work, { recursive: true, force: true });
+  }
+
+  /** Pull the plug: SIGKILL to qemu at once (what the guest had not written to the disk is lost); saves the console log. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    await this.exitCode;
     await this.saveLog();
     if (this.work) await rm(this.work, { recursive: true, force: true });
   }
