@@ -13,7 +13,8 @@ import { findStaticBusybox } from './busybox.js';
 import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { commitFile, makeWorkDir, ownedTempName, tempName } from '../lib/scratch.js';
-import { run, spawnChild, waitChild, commandFailed } from '../lib/proc.js';
+import { run, spawnChild, waitChild, commandFailed, which } from '../lib/proc.js';
+import { copyFromSquashfs } from '../stage/squashfs.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { CpioWriter } from './cpio.js';
 import { kernelRelease } from './kernel.js';
@@ -72,20 +73,60 @@ async function dirSource(root: string, release: string | undefined): Promise<Mod
   };
 }
 
+/**
+ * The module files of a staged squashfs. rdsquashfs (squashfs-tools-ng, which the one-pass
+ * stage uses) copies each file out; unsquashfs is the fallback where only squashfs-tools
+ * is installed. Debian 12's unsquashfs 4.5.1 reads no lz4 image at all ("failed to read id
+ * table block"), whoever wrote it.
+ */
 async function squashSource(squash: string, release: string | undefined, work: string): Promise<ModuleSource> {
   const dest = path.join(work, 'x');
+  const readError = (detail: string) =>
+    new DarchError('E_SQUASHFS_READ', `cannot read ${squash}: ${detail}`, { hint: 'the squashfs may be corrupt: stage the image again' });
+  const viaRdsquashfs = Boolean(await which('rdsquashfs'));
+  /** Copy files (paths inside the image) under dest; a file the image lacks is skipped. */
+  const copyOut = async (inners: string[]) => {
+    for (const inner of inners) {
+      const out = path.join(dest, inner);
+      await mkdir(path.dirname(out), { recursive: true });
+      await rm(out, { force: true });
+      await copyFromSquashfs(squash, inner, out).catch(async (e: unknown) => {
+        await rm(out, { force: true });
+        if (e instanceof DarchError && /no such file or directory/i.test(e.message)) return;
+        throw e instanceof DarchError && e.code === 'E_COMMAND_FAILED' ? readError(e.message) : e;
+      });
+    }
+  };
+  /** The release directories under dir in the image (rdsquashfs -l lists "mode uid/gid size name"). */
+  const releasesIn = async (dir: string): Promise<string[]> => {
+    const res = await run('rdsquashfs', ['-l', `/${dir}`, squash], { allowFailure: true });
+    if (res.code !== 0) {
+      if (/no such file or directory|not a directory/i.test(res.stderr)) return [];
+      throw readError(res.stderr.trim().split('\n').slice(-1)[0] ?? '');
+    }
+    return res.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('d'))
+      .map((l) => l.split(' ').slice(3).join(' '))
+      .filter(Boolean);
+  };
   const extract = async (patterns: string[]) => {
     const list = path.join(work, ownedTempName('list'));
     await writeFile(list, patterns.join('\n') + '\n');
     const res = await run('unsquashfs', ['-d', dest, '-f', '-no-progress', '-no-xattrs', '-ef', list, squash], { allowFailure: true });
-    if (res.code !== 0) {
-      throw new DarchError('E_SQUASHFS_READ', `cannot read ${squash}: ${res.stderr.trim().split('\n').slice(-1)[0] ?? ''}`, {
-        hint: 'the squashfs may be corrupt: stage the image again',
-      });
-    }
+    if (res.code !== 0) throw readError(res.stderr.trim().split('\n').slice(-1)[0] ?? '');
   };
   const rel = release ?? '*';
-  await extract(MODULE_DIRS.flatMap((d) => ['modules.dep', 'modules.builtin'].map((f) => `${d}/${rel}/${f}`)));
+  if (viaRdsquashfs) {
+    for (const d of MODULE_DIRS) {
+      const found = release ? (await releasesIn(d)).filter((r) => r === release) : await releasesIn(d);
+      await copyOut(found.flatMap((r) => ['modules.dep', 'modules.builtin'].map((f) => `${d}/${r}/${f}`)));
+      // rdsquashfs lists a release even where it holds neither file; pickRelease wants the directory.
+      for (const r of found) await mkdir(path.join(dest, d, r), { recursive: true });
+    }
+  } else {
+    await extract(MODULE_DIRS.flatMap((d) => ['modules.dep', 'modules.builtin'].map((f) => `${d}/${rel}/${f}`)));
+  }
   const releases: { rel: string; dir: string; imageDir: string }[] = [];
   for (const d of MODULE_DIRS) {
     for (const r of await readdir(path.join(dest, d)).catch(() => [] as string[])) releases.push({ rel: r, dir: path.join(dest, d, r), imageDir: `${d}/${r}` });
@@ -96,7 +137,8 @@ async function squashSource(squash: string, release: string | undefined, work: s
     release: pick.rel,
     read: (r) => readFile(path.join(pick.dir, r), 'utf8').catch(() => undefined),
     fetch: async (rels) => {
-      await extract(rels.map((r) => `${pick.imageDir}/${r}`));
+      const inners = rels.map((r) => `${pick.imageDir}/${r}`);
+      await (viaRdsquashfs ? copyOut(inners) : extract(inners));
       return new Map(rels.map((r) => [r, path.join(pick.dir, r)]));
     },
   };

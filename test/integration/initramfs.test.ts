@@ -67,6 +67,12 @@ describe('darch initramfs build', () => {
     const out2 = path.join(work, 'initrd2.img');
     const res2 = (await darchOk(['--json', 'initramfs', 'build', squash, '--kernel', kernel.vmlinuz, '-o', out2])).json();
     assert.deepEqual(res2.modules, res.modules);
+    // lz4, which Debian 12's unsquashfs cannot read at all ("failed to read id table block").
+    const lz4 = path.join(work, 'rootfs-lz4.squash');
+    await run('mksquashfs', [root, lz4, '-quiet', '-no-progress', '-noappend', '-comp', 'lz4']);
+    const out3 = path.join(work, 'initrd3.img');
+    const res3 = (await darchOk(['--json', 'initramfs', 'build', lz4, '--kernel', kernel.vmlinuz, '-o', out3])).json();
+    assert.deepEqual(res3.modules, res.modules);
   });
 
   it('decompresses .ko.xz and .ko.zst modules (busybox insmod cannot)', async (t) => {
