@@ -7,6 +7,7 @@
  * the VM stops, so a failed boot can be read afterwards.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,6 +64,7 @@ export class Vm {
   private child: ChildProcess;
   private exitCode: Promise<number>;
   private counter = 0;
+  private readonly live: WriteStream;
   /** Set once the VM process has ended. */
   exited = false;
   readonly started = Date.now();
@@ -76,8 +78,16 @@ export class Vm {
     private readonly work?: string,
   ) {
     this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
-    this.child.stderr!.on('data', (b: Buffer) => (this.raw += b.toString('utf8')));
+    // The console as it comes, for watching a long boot (saveLog replaces it with the cleaned text).
+    mkdirSync(ARTIFACTS, { recursive: true });
+    this.live = createWriteStream(this.logFile);
+    this.live.on('error', () => undefined);
+    const take = (b: Buffer) => {
+      this.raw += b.toString('utf8');
+      this.live.write(b);
+    };
+    this.child.stdout!.on('data', take);
+    this.child.stderr!.on('data', take);
     this.child.stdin!.on('error', () => undefined);
     this.exitCode = new Promise((resolve) =>
       this.child.on('close', (code) => {
@@ -232,6 +242,7 @@ export class Vm {
   }
 
   async saveLog(): Promise<string> {
+    await new Promise<void>((r) => this.live.end(() => r()));
     await mkdir(ARTIFACTS, { recursive: true });
     const file = this.logFile;
     await writeFile(file, this.log);
