@@ -24,6 +24,11 @@ export interface Context extends Services {
   paths: DarchPaths;
   config: Config;
   imageStore(): ImageStore;
+  /**
+   * Before darch writes its state: on a booted darch machine the stage file system is
+   * mounted read-only, and this remounts it read-write (once per run; nothing elsewhere).
+   */
+  stateWritable: () => Promise<unknown>;
   /** Cancelled on SIGINT/SIGTERM; long work passes it down to children and streams. */
   signal: AbortSignal;
   /** Where library code reports progress and messages: `ui` on stderr. */
@@ -35,11 +40,17 @@ export async function makeContext(globals: GlobalOptions, signal: AbortSignal): 
   const config = await loadConfig(paths.configFile);
   let store: ImageStore | undefined;
   const base = { globals, paths, config, signal, report: uiReporter };
+  let remounted: Promise<unknown> | undefined;
+  const stateWritable = () => {
+    remounted ??= import('../lib/writable.js').then((w) => w.ensureWritable(paths.stateDir, { root: paths.root, report: uiReporter }));
+    return remounted;
+  };
   return {
     ...base,
     ...makeServices(base),
+    stateWritable,
     imageStore() {
-      store ??= new ImageStore(paths.imagesDir, paths.tmpDir, lockTimeout(config));
+      store ??= new ImageStore(paths.imagesDir, paths.tmpDir, lockTimeout(config), stateWritable);
       return store;
     },
   };

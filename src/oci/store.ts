@@ -82,6 +82,8 @@ export class ImageStore {
     readonly dir: string,
     readonly tmpDir: string,
     readonly lockTimeoutSec = 10,
+    /** Runs before the first write (a booted machine remounts its read-only stage file system). */
+    private readonly beforeWrite?: () => Promise<unknown>,
   ) {
     this.lockFile = `${dir.replace(/\/+$/, '')}.lock`;
   }
@@ -96,6 +98,7 @@ export class ImageStore {
 
   /** Create the layout if it does not exist; leave an existing one alone. */
   async init(): Promise<void> {
+    await this.beforeWrite?.();
     try {
       await mkdir(path.join(this.dir, 'blobs', 'sha256'), { recursive: true });
       await mkdir(this.tmpDir, { recursive: true });

@@ -102,6 +102,8 @@ export class StageStore {
     readonly lockTimeoutSec = 10,
     /** Ids retention, `remove` and `clean` keep besides the booted one (protectedIds). */
     readonly protection: ProtectionSource[] = [],
+    /** Runs before the first write (a booted machine remounts its read-only stage file system). */
+    private readonly beforeWrite?: () => Promise<unknown>,
   ) {
     this.lockFile = `${dir.replace(/\/+$/, '')}.lock`;
   }
@@ -120,6 +122,7 @@ export class StageStore {
   }
 
   async init(): Promise<void> {
+    await this.beforeWrite?.();
     try {
       await mkdir(this.liveDir, { recursive: true });
       await mkdir(this.tmpDir, { recursive: true });

@@ -28,7 +28,7 @@ function normalizeOrUndefined(ref: string): string | undefined {
 }
 
 export function openStageStore(c: Context): StageStore {
-  return new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection);
+  return new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection, c.stateWritable);
 }
 
 interface StagedSummary {
