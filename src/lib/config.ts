@@ -102,7 +102,14 @@ export const ConfigSchema = z.strictObject({
        * "00:00-24:00" is any time.
        */
       reboot: z._default(
-        z.string().check(z.regex(/^(never|prompt|([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00))$/, 'never, prompt or a window like 02:00-05:00 (24:00 ends one at midnight)')),
+        z
+          .string()
+          .check(
+            z.regex(
+              /^(never|prompt|([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00))$/,
+              'never, prompt or a window like 02:00-05:00 (24:00 ends one at midnight)',
+            ),
+          ),
         'prompt',
       ),
       /** How often the timer's run looks for an update: hourly, daily, weekly, or a duration like 6h, 30m. */

@@ -34,7 +34,11 @@ test('reboot windows, including one across midnight', () => {
     [false, true, true, false],
   );
   const always = parseReboot('00:00-24:00');
-  assert.deepEqual([at(0, 0), at(12, 0), at(23, 59)].map((d) => inWindow(d, always)), [true, true, true], '24:00 ends a window at midnight');
+  assert.deepEqual(
+    [at(0, 0), at(12, 0), at(23, 59)].map((d) => inWindow(d, always)),
+    [true, true, true],
+    '24:00 ends a window at midnight',
+  );
   assert.equal(inWindow(at(3, 0), parseReboot('prompt')), false);
   assert.throws(() => parseReboot('2-5'), /not never, prompt or a window/);
 });
