@@ -91,6 +91,8 @@ while :; do
   darch -v --json update run >/tmp/update.json
   rc=$?
   echo "CUT-UPDATE rc=$rc outcome=$(sed -n 's/^  "outcome": "\\([a-z-]*\\)".*/\\1/p' /tmp/update.json)"
+  # What runs leave behind: work directories of the stage and the image store, space used.
+  echo "CUT-STORE tmp=$(ls -A /var/lib/darch/stage/tmp /var/lib/darch/tmp 2>/dev/null | grep -vc ':$\\|^$') staged=$(ls /var/lib/darch/stage/live 2>/dev/null | wc -l) used_kib=$(df -k /var/lib/darch | awk 'NR==2{print $3}')"
   sleep 3
 done
 `;
@@ -299,6 +301,8 @@ export interface RoundReport {
   updateFailures: number;
   /** The phase of the cycle the cut fell in. */
   phase: string;
+  /** After the round's last finished update run: leftover work entries, staged images, KiB used on the stage fs. */
+  store?: { tmp: number; staged: number; usedKiB: number };
   seconds: number;
   consoleLog: string;
   /** A copy of the disk kept when the round failed (boot it again: docs/RELIABILITY.md). */
@@ -393,6 +397,8 @@ export async function round(
     for (;;) {
       if (vm.exited) break;
       const text = vm.text;
+      for (const st of text.slice(seen).matchAll(/CUT-STORE tmp=(\d+) staged=(\d+) used_kib=(\d+)/g))
+        report.store = { tmp: Number(st[1]), staged: Number(st[2]), usedKiB: Number(st[3]) };
       const u = /CUT-UPDATE rc=(\d+) outcome=(\S*)/.exec(text.slice(seen));
       if (u) {
         seen += u.index + u[0].length;
@@ -450,7 +456,15 @@ export interface CampaignSummary {
   failedRounds: number[];
   phases: Record<string, number>;
   versionsCommitted: number;
+  /** The stage fs after the last round: leftovers, staged images, KiB used (and the most any round saw). */
+  store?: { tmp: number; staged: number; usedKiB: number; maxUsedKiB: number };
   seconds: number;
+}
+
+function storeSummary(rounds: RoundReport[]): Pick<CampaignSummary, 'store'> {
+  const seen = rounds.flatMap((r) => (r.store ? [r.store] : []));
+  const last = seen.at(-1);
+  return last ? { store: { ...last, maxUsedKiB: Math.max(...seen.map((s) => s.usedKiB)) } } : {};
 }
 
 /** Round 0 measures the cycle; rounds 1..N cut it at random. A failed round keeps its disk and the next starts from the template. */
@@ -485,7 +499,8 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
       await appendFile(o.reportFile, `${JSON.stringify(report)}\n`);
       log(
         `round ${k}: cut at ${report.cutAtSec} s (${report.phase}); before it came up: ${report.verdict}${report.cameUp ? ` v${report.cameUp.version}${report.cameUp.trial ? ' (trial)' : ''}${report.cameUp.fellBack ? ' (fell back)' : ''}` : ''}` +
-          `, verify ${report.verify ?? '-'}, updates ${report.updates.join(' ') || '-'}${failed(report) ? '  FAILED' : ''}`,
+          `, verify ${report.verify ?? '-'}, updates ${report.updates.join(' ') || '-'}` +
+          `${report.store ? `, stage fs ${(report.store.usedKiB / 1024).toFixed(0)} MiB, ${report.store.staged} staged, ${report.store.tmp} leftovers` : ''}${failed(report) ? '  FAILED' : ''}`,
       );
     }
     const count = (f: (r: RoundReport) => string) => {
@@ -502,6 +517,7 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
       failedRounds: rounds.filter(failed).map((r) => r.round),
       phases: count((r) => r.phase),
       versionsCommitted: state.good,
+      ...storeSummary(rounds),
       seconds: Math.round((Date.now() - t0) / 1000),
     };
     await appendFile(o.reportFile, `${JSON.stringify({ summary })}\n`);
