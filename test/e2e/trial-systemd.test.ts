@@ -1,10 +1,11 @@
 /**
- * SLOW (about 13 minutes, 20 measured on 2 busy cores: eleven systemd boots under TCG; the
+ * SLOW (about 10 minutes on 2 busy cores: nine systemd boots under TCG; the
  * first run also debootstraps into /var/cache/darch-test). The units darch ships, in a real systemd boot: a Debian
  * image with darch's units (darch-health, darch-mark-good, darch-trial-failed@emergency and
  * @rescue, darch-trial-deadline) installed the way docs/TRIAL-BOOTS.md says, on disks with
  * only a serial console among their kernel arguments: darch's trial defaults do the rest. A trial whose health check fails reboots from
- * darch-health.service and the boot loader falls back to the default; a healthy trial is
+ * darch-health.service and systemd-boot falls back to the default (under GRUB that is
+ * update-debian.test.ts's broken v3); a healthy trial is
  * committed by darch-mark-good.service after boot-complete.target. Both on a GRUB disk and
  * on a systemd-boot disk (where the counter is the entry's `+N` name, counted down by
  * systemd-boot itself; the image mounts the ESP at /efi, so systemd-bless-boot commits the
@@ -163,30 +164,9 @@ async function emergencyTrialReboots(vm: Vm): Promise<number> {
 }
 
 describe('trial boots with the shipped systemd units (Debian image, GRUB)', () => {
-  it('a failing health.d check reboots the trial and GRUB falls back to the default', async () => {
-    const d = await diskCopy('grub', 'bad');
-    await darchOk(['boot', 'try', 'debian/b:bad', '--tries', '1', '--disk', d], { root });
-    const vm = Vm.disk({ name: 'trial-systemd-bad', disk: d, root, memoryMiB: 1024 });
-    try {
-      // The trial boot runs darch-health.service, whose failure reboots; GRUB then says the
-      // trial ran out of tries and boots the default.
-      const started = await vm.waitFor(/Starting darch-health\.serv/, 420_000);
-      const gaveUp = await vm.waitFor(new RegExp(`trial ${ids.bad} ran out of tries`), 420_000, started.end);
-      assert.doesNotMatch(vm.log.slice(0, gaveUp.end), /DARCH-REPORT/, 'the failed trial never completed its boot');
-      const fallback = await vm.waitFor(REPORT_LINE, 420_000, gaveUp.end);
-      assert.match(fallback.match[6]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');
-      assert.match(fallback.match[6]!, /darch\.fell_back=1/);
-      assert.doesNotMatch(fallback.match[6]!, /darch\.trial=1/);
-    } finally {
-      await vm.stop();
-    }
-    const st = (await darchOk(['--json', 'boot', 'status', '--disk', d], { root })).json();
-    assert.equal(st.default.stage, ids.a);
-    assert.equal(st.trial, null);
-    assert.equal(st.fellBack, true);
-    assert.ok(JSON.stringify(st.bad).includes(ids.bad!), `the trial is marked bad: ${JSON.stringify(st.bad)}`);
-  });
-
+  // A failing health.d check under GRUB is test/e2e/update-debian.test.ts's broken v3 (the
+  // same shipped units on the same kind of image, armed by the update agent); the
+  // systemd-boot case below keeps it here.
   it('a trial that fails into emergency mode reboots through darch-trial-failed@emergency.service; GRUB falls back to the default', async () => {
     const d = await diskCopy('grub', 'emergency');
     await darchOk(['boot', 'try', 'debian/b:emergency', '--tries', '1', '--disk', d], { root });

@@ -307,6 +307,10 @@ export interface RoundReport {
   consoleLog: string;
   /** A copy of the disk kept when the round failed (boot it again: docs/RELIABILITY.md). */
   savedDisk?: string;
+  /** The cut this round's boot checked: the previous round's (round 0's is the kill after its commit). */
+  checked?: { round: number; phase: string; cutAtSec: number };
+  /** The campaign's last boot: it only checks the last cut (its own kill right after the check is no cut). */
+  check?: true;
 }
 
 export interface MachineState {
@@ -451,10 +455,15 @@ export interface CampaignSummary {
   bootloader: Bootloader;
   seed: number;
   rounds: number;
+  /** Cuts a boot checked: round 0's kill after its commit, then one per round. */
+  cuts: number;
   cycleSec: number;
+  /** What came up after the cuts. */
   cameUp: Record<string, number>;
   failedRounds: number[];
+  /** The phases the checked cuts fell in, and what came up after each. */
   phases: Record<string, number>;
+  byPhase: Record<string, Record<string, number>>;
   versionsCommitted: number;
   /** The stage fs after the last round: leftovers, staged images, KiB used (and the most any round saw). */
   store?: { tmp: number; staged: number; usedKiB: number; maxUsedKiB: number };
@@ -465,6 +474,16 @@ function storeSummary(rounds: RoundReport[]): Pick<CampaignSummary, 'store'> {
   const seen = rounds.flatMap((r) => (r.store ? [r.store] : []));
   const last = seen.at(-1);
   return last ? { store: { ...last, maxUsedKiB: Math.max(...seen.map((s) => s.usedKiB)) } } : {};
+}
+
+/** What came up after the cuts of each phase. */
+export function byPhase(rounds: RoundReport[]): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const r of rounds) {
+    const p = (out[r.checked?.phase ?? '?'] ??= {});
+    p[r.verdict] = (p[r.verdict] ?? 0) + 1;
+  }
+  return out;
 }
 
 /** Round 0 measures the cycle; rounds 1..N cut it at random. A failed round keeps its disk and the next starts from the template. */
@@ -485,9 +504,16 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
     log(`round 0: the cycle takes ${(cycleMs / 1000).toFixed(0)} s`);
     await appendFile(o.reportFile, `${JSON.stringify(first.report)}\n`);
     const next = rng(o.seed);
-    for (let k = 1; k <= o.rounds; k++) {
-      const fraction = next();
-      const { report } = await round(m, state, { round: k, seed: o.seed, fraction, cycleMs, name: name(k) });
+    let prev = first.report;
+    // Each boot checks the cut before it; one more boot after the last round checks the last cut.
+    for (let k = 1; k <= o.rounds + 1; k++) {
+      const check = k > o.rounds;
+      if (check) log('a last boot to check the last cut');
+      const fraction = check ? 0 : next();
+      const { report } = await round(m, state, { round: k, seed: o.seed, fraction, cycleMs: check ? 0 : cycleMs, name: name(k) });
+      report.checked = { round: prev.round, phase: prev.phase, cutAtSec: prev.cutAtSec };
+      if (check) report.check = true;
+      prev = report;
       if (failed(report)) {
         report.savedDisk = path.join(ARTIFACTS, `${name(k)}.img`);
         await run('cp', ['--sparse=always', m.disk, report.savedDisk]);
@@ -498,9 +524,10 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
       rounds.push(report);
       await appendFile(o.reportFile, `${JSON.stringify(report)}\n`);
       log(
-        `round ${k}: cut at ${report.cutAtSec} s (${report.phase}); before it came up: ${report.verdict}${report.cameUp ? ` v${report.cameUp.version}${report.cameUp.trial ? ' (trial)' : ''}${report.cameUp.fellBack ? ' (fell back)' : ''}` : ''}` +
+        `round ${k}: after the cut in ${report.checked.phase} came up: ${report.verdict}${report.cameUp ? ` v${report.cameUp.version}${report.cameUp.trial ? ' (trial)' : ''}${report.cameUp.fellBack ? ' (fell back)' : ''}` : ''}` +
           `, verify ${report.verify ?? '-'}, updates ${report.updates.join(' ') || '-'}` +
-          `${report.store ? `, stage fs ${(report.store.usedKiB / 1024).toFixed(0)} MiB, ${report.store.staged} staged, ${report.store.tmp} leftovers` : ''}${failed(report) ? '  FAILED' : ''}`,
+          `${report.store ? `, stage fs ${(report.store.usedKiB / 1024).toFixed(0)} MiB, ${report.store.staged} staged, ${report.store.tmp} leftovers` : ''}${failed(report) ? '  FAILED' : ''}` +
+          (check ? '' : `; cut at ${report.cutAtSec} s (${report.phase})`),
       );
     }
     const count = (f: (r: RoundReport) => string) => {
@@ -512,10 +539,12 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
       bootloader: o.bootloader,
       seed: o.seed,
       rounds: rounds.length,
+      cuts: rounds.length,
       cycleSec: Math.round(cycleMs / 1000),
       cameUp: count((r) => r.verdict),
       failedRounds: rounds.filter(failed).map((r) => r.round),
-      phases: count((r) => r.phase),
+      phases: count((r) => r.checked?.phase ?? '?'),
+      byPhase: byPhase(rounds),
       versionsCommitted: state.good,
       ...storeSummary(rounds),
       seconds: Math.round((Date.now() - t0) / 1000),
