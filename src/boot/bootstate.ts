@@ -7,6 +7,7 @@
  * retention guard) goes through here, so the two back ends cannot drift apart again.
  */
 import type { Config } from '../lib/config.js';
+import { DarchError } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import type { EnvPair } from './grub/grubenv.js';
 import { applyState, readEntries, requireEntry, stateFromEntries, type BlsEntry } from './sdboot/sdboot.js';
@@ -67,6 +68,19 @@ export async function changeState(t: BootTarget, fn: StateChange): Promise<Chang
     // A state written before any darch command has no default: GRUB boots the first entry.
     const first = state.default ? undefined : await t.firstEntry();
     const transition = await fn(first ? { ...state, default: first } : state, images);
+    const trial = transition.state.trial;
+    if (transition.changed && trial && trial.entry !== state.trial?.entry) {
+      await t.ensureInMenu(trial.entry, transition.state.default?.entry, images).catch((err: unknown) => {
+        throw new DarchError(
+          'E_NO_MENU_ENTRY',
+          `the GRUB menu of ${t.label} has no entry ${trial.entry} and could not be rewritten: ${(err as Error).message}`,
+          {
+            hint: 'run darch boot sync, then try again; nothing was armed',
+            cause: err,
+          },
+        );
+      });
+    }
     if (transition.changed || first) await saveState(t.storage, transition.state);
     const warnings: string[] = [];
     const next = transition.state.default;

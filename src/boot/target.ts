@@ -50,6 +50,12 @@ export interface BootTarget {
    * is lost. Nothing to do under systemd-boot, whose entries are the state.
    */
   followDefault(defaultEntry: string, images: KnownImage[]): Promise<void>;
+  /**
+   * Make sure the target's GRUB menu has `entry` before a state names it: a state naming an
+   * entry the menu lacks (a power cut between staging and the menu's rewrite) would have
+   * GRUB boot its first entry, whatever that is, as the trial.
+   */
+  ensureInMenu(entry: string, defaultEntry: string | undefined, images: KnownImage[]): Promise<void>;
 }
 
 /** The declared boot loader; else systemd-boot when darch's BLS entries are on the ESP, GRUB (grubenv) otherwise. */
@@ -80,20 +86,27 @@ export async function localTarget(
     failure: (stage) => readFailure(paths.stageDir, stage),
     clearFailure: (stage) => removeFailure(paths.stageDir, stage),
     async followDefault(defaultEntry, images) {
-      const { primary } = grubCfgPaths(paths);
-      const current = await readFile(primary, 'utf8').catch(() => undefined);
-      if (current === undefined) return;
-      const tag = images.flatMap((i) => i.tags).find((tg) => entryId(tg) === defaultEntry);
-      // Where the stage is, as GRUB saw it when the menu was last written (no re-detection needed).
-      const uuid = /--set=darch_fs (\S+)/.exec(current)?.[1];
-      const dir = /darch_dir=UUID=[^:\s]+:(\S+)\/live\//.exec(current)?.[1];
-      await syncBootConfig(paths, { defaultTag: tag, ...(uuid && dir ? { location: { uuid, path: dir } } : {}) });
+      const current = await readFile(grubCfgPaths(paths).primary, 'utf8').catch(() => undefined);
+      if (current !== undefined) await rewriteMenu(paths, current, defaultEntry, images);
+    },
+    async ensureInMenu(entry, defaultEntry, images) {
+      const current = await readFile(grubCfgPaths(paths).primary, 'utf8').catch(() => undefined);
+      if (current !== undefined && !current.includes(`--id ${entry} {`)) await rewriteMenu(paths, current, defaultEntry, images);
     },
     async withLock(fn) {
       await mkdir(paths.stateDir, { recursive: true });
       return withLock(path.join(paths.stateDir, 'boot.lock'), 'the boot state', lockTimeoutSec, fn);
     },
   };
+}
+
+/** This machine's darch menu again, from the stage, with `defaultEntry` first. */
+async function rewriteMenu(paths: DarchPaths, current: string, defaultEntry: string | undefined, images: KnownImage[]): Promise<void> {
+  const tag = images.flatMap((i) => i.tags).find((tg) => entryId(tg) === defaultEntry);
+  // Where the stage is, as GRUB saw it when the menu was last written (no re-detection needed).
+  const uuid = /--set=darch_fs (\S+)/.exec(current)?.[1];
+  const dir = /darch_dir=UUID=[^:\s]+:(\S+)\/live\//.exec(current)?.[1];
+  await syncBootConfig(paths, { defaultTag: tag, ...(uuid && dir ? { location: { uuid, path: dir } } : {}) });
 }
 
 /** STAGED → (menu entry, staged id): a tag (NAME[:TAG], :latest implied), an id, or a unique id prefix. */

@@ -63,6 +63,8 @@ export async function diskTarget(device: string, lockTimeoutSec: number): Promis
     async followDefault(defaultEntry) {
       await reorderDiskMenu(device, defaultEntry);
     },
+    // A disk's menu lists every image on it: `disk add` writes it before the image can be armed.
+    ensureInMenu: async () => undefined,
     withLock: (fn) => withLock(path.join(os.tmpdir(), `darch-boot-${key}.lock`), `the boot state of ${device}`, lockTimeoutSec, fn),
   };
 }

@@ -1,10 +1,15 @@
 /**
- * An exclusive lock for writers of a store. A lock file holds the owner's pid; a lock
- * whose owner is gone (kill -9, power cut) is taken over at once, so a crashed import
+ * An exclusive lock for writers of a store. A lock file holds the owner's pid and boot; a
+ * lock whose owner is gone (kill -9, power cut) is taken over at once, so a crashed import
  * never leaves the store locked. We do not use mtime-based stale detection
  * (proper-lockfile) because it makes a store look locked for seconds after a crash.
  * Readers never lock: the index is replaced atomically.
+ *
+ * Pids repeat across boots: a machine that boots the same way each time gives its update
+ * run the same pid, so after a power cut the lock's pid can be alive again, even be our
+ * own. A lock (or scratch name) from another boot therefore names no one, whatever its pid.
  */
+import { readFileSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +21,8 @@ interface Owner {
   host: string;
   command: string;
   since: string;
+  /** The kernel's boot_id when the lock was taken (absent in locks of older versions). */
+  boot?: string;
 }
 
 export function processAlive(pid: number): boolean {
@@ -27,6 +34,26 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+let thisBoot: string | undefined;
+
+/** This boot's id (/proc/sys/kernel/random/boot_id, without dashes); '' where there is none. */
+export function bootId(): string {
+  if (thisBoot === undefined) {
+    try {
+      thisBoot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replaceAll('-', '');
+    } catch {
+      thisBoot = '';
+    }
+  }
+  return thisBoot;
+}
+
+/** Whether a pid recorded during boot `boot` (the id or its first digits; unknown: assume this boot) still names a live process. */
+export function ownerAlive(pid: number, boot: string | undefined): boolean {
+  if (boot && bootId() && !bootId().startsWith(boot)) return false;
+  return processAlive(pid);
+}
+
 async function readOwner(file: string): Promise<Owner | undefined> {
   try {
     return JSON.parse(await readFile(file, 'utf8')) as Owner;
@@ -36,7 +63,7 @@ async function readOwner(file: string): Promise<Owner | undefined> {
 }
 
 async function tryCreate(file: string): Promise<boolean> {
-  const me: Owner = { pid: process.pid, host: os.hostname(), command: process.argv.slice(2).join(' '), since: new Date().toISOString() };
+  const me: Owner = { pid: process.pid, host: os.hostname(), command: process.argv.slice(2).join(' '), since: new Date().toISOString(), boot: bootId() };
   try {
     const fh = await open(file, 'wx', 0o644);
     await fh.writeFile(JSON.stringify(me));
@@ -67,7 +94,7 @@ export async function acquireLock(file: string, what: string, timeoutSec: number
     if (await tryCreate(file)) break;
     const owner = await readOwner(file);
     const sameHost = !owner || owner.host === os.hostname();
-    if (!owner || (sameHost && !processAlive(owner.pid))) {
+    if (!owner || (sameHost && !ownerAlive(owner.pid, owner.boot))) {
       // Stale: move it aside atomically so two waiters cannot both delete a fresh lock.
       const aside = `${file}.stale.${process.pid}`;
       try {

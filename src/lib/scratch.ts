@@ -3,8 +3,9 @@
  * and work directories, writes and copies files atomically, swaps directories, and writes
  * streams whose failures are the file system's (E_FS_*), never the data's.
  *
- * Every temp name is `[.]<kind>-<pid>-<random>…`, so `sweepDeadOwners(dir)` can tell which
- * ones a crash or kill -9 left behind (their process is gone) and remove exactly those.
+ * Every temp name is `[.]<kind>-<pid>-<boot><random>…`, so `sweepDeadOwners(dir)` can tell
+ * which ones a crash, kill -9 or power cut left behind (their process is gone, or they are
+ * from another boot, where the pid may now name someone else) and remove exactly those.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
@@ -12,7 +13,7 @@ import { copyFile, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:f
 import { finished } from 'node:stream/promises';
 import path from 'node:path';
 import { fsError, isErrno } from './errors.js';
-import { processAlive } from './lock.js';
+import { bootId, ownerAlive } from './lock.js';
 import { run } from './proc.js';
 
 /** Random hex for unique names. node:crypto is loaded on first use: start-up never needs it. */
@@ -20,11 +21,18 @@ export function randomHex(bytes: number): string {
   return process.getBuiltinModule('node:crypto').randomBytes(bytes).toString('hex');
 }
 
-const OWNED = /^\.?[a-z]+-(\d+)-[a-f0-9]+/;
+const OWNED = /^\.?[a-z]+-(\d+)-([a-f0-9]+)/;
+/** Hex digits of the boot id in a name: names with 12 hex digits (older versions, or no boot id) carry none. */
+const BOOT_TAG = 8;
 
-/** `<kind>-<pid>-<random>`: a scratch name a later process can attribute to its owner. */
+/** `<kind>-<pid>-<boot><random>`: a scratch name a later process can attribute to its owner. */
 export function ownedTempName(kind: string): string {
-  return `${kind}-${process.pid}-${randomHex(6)}`;
+  return `${kind}-${process.pid}-${bootId().slice(0, BOOT_TAG)}${randomHex(6)}`;
+}
+
+/** Whether the process that made an owned name may still be using it. */
+function nameOwnerAlive(pid: number, hex: string): boolean {
+  return ownerAlive(pid, hex.length >= BOOT_TAG + 12 ? hex.slice(0, BOOT_TAG) : undefined);
 }
 
 /**
@@ -49,7 +57,7 @@ export async function sweepDeadOwners(dir: string): Promise<number> {
     const m = OWNED.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (pid === process.pid || processAlive(pid)) continue;
+    if (nameOwnerAlive(pid, m[2] as string)) continue;
     await rm(path.join(dir, name), { recursive: true, force: true });
     n++;
   }
@@ -230,7 +238,7 @@ export async function swapDir(next: string, final: string): Promise<void> {
     } else {
       // Not an owned scratch name on purpose: until it is back, it is the only copy, and a
       // sweep must not take it for a dead process's leftovers.
-      const old = path.join(parent, `.old.${process.pid}.${randomHex(6)}.${base}`);
+      const old = path.join(parent, `.old.${process.pid}.${bootId().slice(0, BOOT_TAG)}${randomHex(6)}.${base}`);
       await rename(final, old);
       await rename(next, final);
       await rm(old, { recursive: true, force: true });
@@ -245,8 +253,8 @@ export async function swapDir(next: string, final: string): Promise<void> {
 async function restoreAbandoned(parent: string, base: string): Promise<void> {
   const names = await readdir(parent).catch(() => [] as string[]);
   for (const name of names) {
-    const m = /^\.old\.(\d+)\.[a-f0-9]+\.(.*)$/.exec(name);
-    if (!m || m[2] !== base || processAlive(Number(m[1]))) continue;
+    const m = /^\.old\.(\d+)\.([a-f0-9]+)\.(.*)$/.exec(name);
+    if (!m || m[3] !== base || nameOwnerAlive(Number(m[1]), m[2] as string)) continue;
     const final = path.join(parent, base);
     if (
       await stat(final).then(

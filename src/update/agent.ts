@@ -249,7 +249,12 @@ export interface StagedUpdate extends ImageInfo {
 export async function stageUpdate(d: UpdateDeps, image: string, from = image): Promise<StagedUpdate> {
   const resolved = await d.imageStore.resolveImage(from);
   const have = (await d.stageStore.list()).find((s) => holds(s, { digest: resolved.manifestDigest, config: resolved.configDigest }));
-  if (have?.tags.length) return { ...infoOf(have), tag: have.tags[0] as string, fresh: false };
+  if (have?.tags.length) {
+    // A run cut off between staging and writing the boot side (menu, entries, ESP kernels)
+    // left an image the boot loader does not know: arming it would fail, now and every run.
+    await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, d.report);
+    return { ...infoOf(have), tag: have.tags[0] as string, fresh: false };
+  }
   const tag = updateTag(image, resolved.manifestDigest);
   const res = await stageImage(d.imageStore, d.stageStore, from, {
     tags: [tag],

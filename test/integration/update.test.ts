@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DirEnvStorage } from '../../src/boot/grub/grubenv.js';
 import { loadState, saveState } from '../../src/boot/grub/envstate.js';
 import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
+import { fakeStaged } from '../helpers/fakestage.js';
 import { FaultyProxy } from '../helpers/faulty-proxy.js';
 import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
 import { startRegistry, type RegistryServer } from '../helpers/registry.js';
@@ -206,6 +207,47 @@ describe('darch update', () => {
     const next = Date.parse(second.nextCheck);
     assert.ok(next > Date.now() + 23 * 3600_000 && next <= Date.now() + 25 * 3600_000, second.nextCheck);
     assert.equal((await json(m, ['update', 'run'])).outcome, 'available', 'by hand it always checks');
+  });
+
+  it('a run cut off after staging but before the boot entries (power-cut campaign, systemd-boot) is finished by the next run', async () => {
+    const m = await machine(
+      'stage',
+      `[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000014"\nstage_fs_path = "/var/lib/darch/stage"\n`,
+    );
+    const entries = path.join(m.root, 'boot/efi/loader/entries');
+    // The machine runs an older image, the default.
+    const old = await fakeStaged(m.root, ['os:old'], { created: new Date(Date.now() - 60_000) });
+    await m.boot(old);
+    await darchOk(['boot', 'sync'], { root: m.root, env: m.env });
+    const staged = await json(m, ['update', 'run']);
+    assert.equal(staged.outcome, 'staged');
+    const id = staged.staged.id as string;
+    assert.deepEqual((await readdir(entries)).sort(), [`darch-${id}.conf`, `darch-${old}.conf`].sort());
+    // What the cut left: the image in the stage, its entry never written to the ESP.
+    await rm(path.join(entries, `darch-${id}.conf`));
+    const cfg = path.join(m.root, 'etc/darch/config.toml');
+    await writeFile(cfg, (await readFile(cfg, 'utf8')).replace('policy = "stage"', 'policy = "apply"'));
+    const run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'armed');
+    assert.equal(run.staged.id, id, 'the staged image is used, not staged again');
+    assert.deepEqual((await readdir(entries)).sort(), [`darch-${id}+3.conf`, `darch-${old}.conf`].sort(), 'its entry is back, as a trial with 3 tries');
+  });
+
+  it('GRUB: arming an image the menu lost (a cut before its rewrite) writes the menu first', async () => {
+    const m = await machine('stage', '[boot]\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000015"\nstage_fs_path = "/var/lib/darch/stage"\n');
+    const old = await fakeStaged(m.root, ['os:old'], { created: new Date(Date.now() - 60_000) });
+    await m.boot(old);
+    await darchOk(['boot', 'sync'], { root: m.root, env: m.env });
+    const menu = path.join(m.root, 'var/lib/darch/stage/grub.cfg');
+    const before = await readFile(menu, 'utf8');
+    const staged = await json(m, ['update', 'run']);
+    const tag = staged.staged.tag as string;
+    const entry = `--id darch-${tag.replaceAll('/', '+').replaceAll(':', '@')} {`;
+    assert.ok((await readFile(menu, 'utf8')).includes(entry), 'staging wrote its entry');
+    await writeFile(menu, before);
+    await darchOk(['boot', 'try', tag], { root: m.root, env: m.env });
+    assert.ok((await readFile(menu, 'utf8')).includes(entry), 'the entry is back before the trial was armed');
+    assert.equal((await json(m, ['boot', 'status'])).trial.stage, staged.staged.id);
   });
 
   it('apply --disk stages here and arms the update on a disk image', async () => {

@@ -343,7 +343,9 @@ export function committedAfter(text: string, before: number): number {
     const rest = text.slice((b.index ?? 0) + b[0].length);
     const next = rest.search(/CUT-BOOTED /);
     const own = next < 0 ? rest : rest.slice(0, next);
-    if (b[3] === '0' || /CUT-COMMIT rc=0 trial=1/.test(own)) good = Number(b[1]);
+    // A trial counts once its commit says so: a boot that ran as a trial of the wrong image
+    // ("not the pending trial") committed nothing.
+    if (b[3] === '0' || (/CUT-COMMIT rc=0 trial=1/.test(own) && / is good: it is now the default/.test(own))) good = Number(b[1]);
   }
   return good;
 }

@@ -14,7 +14,7 @@ const images: KnownImage[] = [
   { id: B, tags: ['os:b'] },
 ];
 
-function fakeTarget(opts: { entries?: Map<string, string> } = {}) {
+function fakeTarget(opts: { entries?: Map<string, string>; menuFails?: boolean } = {}) {
   const env = new Map<string, Buffer>();
   const entries = opts.entries ?? new Map<string, string>();
   const writes: string[] = [];
@@ -56,6 +56,10 @@ function fakeTarget(opts: { entries?: Map<string, string> } = {}) {
     followDefault: async (e) => {
       followed.push(e);
     },
+    ensureInMenu: async (e) => {
+      if (opts.menuFails) throw new Error('read-only file system');
+      writes.push(`menu:${e}`);
+    },
   };
   return { t, writes, followed, entries };
 }
@@ -70,6 +74,19 @@ test('GRUB: reading writes nothing; set-default saves both copies and moves the 
   assert.deepEqual(f.writes, ['grubenv', 'grubenv.bak']);
   assert.deepEqual(f.followed, ['darch-os@b']);
   assert.equal((await readState(f.t)).state.default?.stage, B);
+});
+
+test('GRUB: arming a trial makes sure the menu has its entry before the state names it; if it cannot, nothing is armed', async () => {
+  const f = fakeTarget();
+  await changeState(f.t, (s, imgs) => armTrial(s, resolveImage(imgs, 'os:b'), 2));
+  assert.equal(f.writes[0], 'menu:darch-os@b', `the menu first, then the state: ${f.writes.join(' ')}`);
+  assert.ok(f.writes.length > 1);
+  const g = fakeTarget({ menuFails: true });
+  await assert.rejects(
+    changeState(g.t, (s, imgs) => armTrial(s, resolveImage(imgs, 'os:b'), 2)),
+    (err: Error & { code?: string }) => err.code === 'E_NO_MENU_ENTRY' && /has no entry darch-os@b .*read-only file system/.test(err.message),
+  );
+  assert.deepEqual(g.writes, [], 'no state written');
 });
 
 test('systemd-boot: the same call renames entries, and normalises even when nothing changed', async () => {

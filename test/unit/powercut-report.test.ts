@@ -22,6 +22,7 @@ const CONSOLE = [
   'darch: darch initramfs 3 (kernel 6.1.0-57-amd64)',
   'CUT-BOOTED version=2 stage=bbb trial=1 fell_back=0',
   'darch-health: all checks passed',
+  'darch-commit: bbb is good: it is now the default',
   'CUT-COMMIT rc=0 trial=1',
 ].join('\n');
 
@@ -47,6 +48,10 @@ describe('power-cut bookkeeping', () => {
     assert.equal(committedAfter(upTo('darch-health: all checks passed'), 1), 1, 'cut before the commit: still 1');
     assert.equal(committedAfter(`${CONSOLE}\nCUT-BOOTED version=3 stage=ccc trial=1 fell_back=0\n`, 1), 2, 'a later trial that did not commit leaves 2');
     assert.equal(committedAfter('', 4), 4);
+    // GRUB booted another image with the trial flag: its commit changed nothing.
+    const wrong =
+      'CUT-BOOTED version=4 stage=ddd trial=1 fell_back=0\ndarch-commit: this boot (ddd) is not the pending trial (bbb): nothing changed\nCUT-COMMIT rc=0 trial=1\n';
+    assert.equal(committedAfter(wrong, 5), 5);
   });
 
   it('gives the same fractions for the same seed, in [0, 1)', () => {

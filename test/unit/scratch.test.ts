@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { acquireLock, bootId } from '../../src/lib/lock.js';
 import { copyFileAtomic, makeWorkDir, swapDir, sweepDeadOwners, tempName, writeFileAtomic } from '../../src/lib/scratch.js';
 
 describe('scratch', () => {
@@ -25,6 +26,26 @@ describe('scratch', () => {
     assert.ok(left.includes(path.basename(mine)));
     assert.ok(left.includes('keep.txt'));
     assert.equal(left.length, 3, left.join(' '));
+  });
+
+  it('treats names from another boot as dead even when their pid is alive now (pids repeat across boots)', async () => {
+    const tmp = path.join(dir, 'boots');
+    const boot = bootId();
+    assert.match(boot, /^[0-9a-f]{32}$/, 'Linux gives every boot an id');
+    const other = `${boot[0] === '0' ? '1' : '0'}${boot.slice(1, 8)}`;
+    await mkdir(path.join(tmp, `stage-${process.pid}-${other}abcdefabcdef`), { recursive: true });
+    await mkdir(path.join(tmp, `stage-${process.pid}-${boot.slice(0, 8)}abcdefabcdef`));
+    assert.equal(await sweepDeadOwners(tmp), 1);
+    assert.deepEqual(await readdir(tmp), [`stage-${process.pid}-${boot.slice(0, 8)}abcdefabcdef`]);
+    // A lock a power cut left behind, whose pid is ours in this boot: taken over, not waited for.
+    const lockFile = path.join(dir, 'boots.lock');
+    await writeFile(
+      lockFile,
+      JSON.stringify({ pid: process.pid, host: os.hostname(), command: 'update run', since: new Date().toISOString(), boot: other.padEnd(32, '0') }),
+    );
+    const lock = await acquireLock(lockFile, 'the test store', 0);
+    assert.equal(JSON.parse(await readFile(lockFile, 'utf8')).boot, boot, 'the lock now names this boot');
+    await lock.release();
   });
 
   it('writes and copies atomically, leaving no temp file', async () => {
