@@ -50,6 +50,7 @@ const NAMES = {
   'update/state.json': ['src/update/state-json.ts'],
   'EFI/darch': ['src/boot/shared/esp.ts'],
   'loader/entries': ['src/boot/sdboot/sdboot.ts'],
+  'policy.json': ['src/trust/policy.ts'],
 };
 
 /** Literals that are not darch's files although they end like one. */
@@ -82,6 +83,9 @@ const JSON_PARSE_ALLOWED = {
   'src/vm/qemu.ts': "the KVM probe's cache, written and read only there",
   'src/stage/bundle.ts': "a bundle's manifest, written and read only there (export/import)",
   'src/stage/kernel.ts': "an image's own /usr/lib/darch/image.json (Darch's format), checked field by field",
+  'src/registry/signatures.ts': "a registry's sigstore signature manifest (containers tools' format)",
+  'src/trust/keys.ts': "an encrypted cosign private key's JSON body (cosign's format), checked by its schema",
+  'src/trust/payload.ts': "a simple-signing payload (containers' format), checked by its schema",
 };
 
 /** Whether a `/` after this code starts a regular expression rather than dividing. */

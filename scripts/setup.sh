@@ -15,6 +15,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common systemd-boot-efi
   dpkg-dev lintian
   dbus-daemon dbus-bin python3-gi systemd netcat-openbsd
+  python3-nacl python3-cryptography
 )
 
 missing=()

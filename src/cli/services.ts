@@ -7,6 +7,7 @@ import type { Puller } from '../build/external.js';
 import type { Config } from '../lib/config.js';
 import type { DarchPaths } from '../lib/paths.js';
 import type { Reporter } from '../lib/report.js';
+import type { TrustSettings } from '../registry/pull.js';
 import type { ConnectSettings } from '../registry/remote.js';
 import type { ProtectionSource } from '../stage/store.js';
 import type { StageStep } from '../stage/stage.js';
@@ -23,6 +24,8 @@ export interface Services {
   protection: ProtectionSource[];
   /** What every stage runs before committing: darch's initramfs and the tags' hooks. */
   stageSteps: StageStep[];
+  /** The signature policy every pull enforces (policy.json; none: anything goes), read once. */
+  trust(): Promise<TrustSettings>;
 }
 
 /** The part of the run's context the services are made from (context.ts's Context has it). */
@@ -34,12 +37,27 @@ interface Base {
 }
 
 export function makeServices(c: Base): Services {
-  return {
+  let trust: Promise<TrustSettings> | undefined;
+  const services: Services = {
+    trust() {
+      trust ??= (async () => {
+        const { loadPolicy, policyFiles } = await import('../trust/policy.js');
+        return { policy: await loadPolicy(policyFiles(c.paths)), root: c.paths.root };
+      })();
+      return trust;
+    },
     async puller(store, ref, signal) {
       const { pullImage } = await import('../registry/pull.js');
       const { loadRegistriesConf } = await import('../registry/registries-conf.js');
       const registries = await loadRegistriesConf(c.paths);
-      await pullImage(store, ref, { ...registryDefaults(c), signal, jobs: c.config.registry.jobs, report: c.report, registries });
+      await pullImage(store, ref, {
+        ...registryDefaults(c),
+        signal,
+        jobs: c.config.registry.jobs,
+        report: c.report,
+        registries,
+        trust: await services.trust(),
+      });
     },
     protection: [() => bootStateIds(c.paths, c.config)],
     stageSteps: [
@@ -52,6 +70,7 @@ export function makeServices(c: Base): Services {
       },
     ],
   };
+  return services;
 }
 
 /** Retention must never remove the default, previous or trial image of this machine's boot state. */

@@ -101,6 +101,16 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/registry.js')).registerLogout,
   },
   {
+    name: 'keygen',
+    description: 'make a signing key pair (cosign format: skopeo, podman and cosign use it too)',
+    load: async () => (await import('./commands/trust.js')).registerKeygen,
+  },
+  {
+    name: 'sign',
+    description: 'sign an image in its registry, where skopeo, podman and cosign look for signatures',
+    load: async () => (await import('./commands/trust.js')).registerSign,
+  },
+  {
     name: 'completion',
     description: 'print a completion script for bash, zsh or fish (generated from the commands themselves)',
     load: async () => (await import('./commands/completion.js')).registerCompletion,

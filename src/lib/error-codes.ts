@@ -267,6 +267,14 @@ export const ERROR_CODES = {
     meaning: 'darch cannot tell which kernel release an image boots, so which modules its initramfs needs',
     hint: 'keep modules for one kernel in the image, or set boot.initramfs = "image"',
   },
+  E_KEY: {
+    meaning: 'a signing or verification key file cannot be used (not a PEM key, the wrong kind of key, malformed)',
+    hint: 'make a key pair with `darch keygen`, or give the key cosign or skopeo made',
+  },
+  E_KEY_PASSPHRASE: {
+    meaning: 'the passphrase does not open the encrypted private key',
+    hint: 'give the passphrase the key was made with (--passphrase-file, or type it)',
+  },
   E_KIT_EXISTS: {
     meaning: 'the darch-kit directory `darch recipes kit` writes already exists and darch did not write it',
     hint: 'move it away, or give another recipe directory',
@@ -342,6 +350,11 @@ export const ERROR_CODES = {
   E_PLATFORM: {
     meaning: 'the image has no variant for the requested platform (OS/architecture)',
     hint: 'choose another with --platform',
+  },
+  E_POLICY: {
+    meaning: 'the signature policy (policy.json, containers-policy.json format) cannot be read or is invalid',
+    hint: 'fix the file it names (docs/TRUST.md); an empty requirement list is not allowed',
+    exit: ExitCode.config,
   },
   E_PULL_UNAVAILABLE: {
     meaning: 'a build wanted to pull an image but no registry client is installed in this process',
@@ -436,6 +449,10 @@ export const ERROR_CODES = {
   },
   E_UNSUPPORTED: {
     meaning: 'the input uses a feature darch does not support (not an image, GNU sparse files, too many layers, a forbidden compression)',
+  },
+  E_UNTRUSTED: {
+    meaning: 'the signature policy refuses the image: it is unsigned, signed by another key, or its signature is for other content',
+    hint: 'sign it with a key the policy names (`darch sign`), or change the policy; nothing of it was kept',
   },
   E_UPDATE_NO_IMAGE: {
     meaning: 'the update agent has no image to follow, or the one named has no registry',

@@ -17,12 +17,15 @@ import { type Reporter, silentReporter } from '../lib/report.js';
 import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type Platform, hostPlatform, isIndexType } from '../oci/mediatypes.js';
 import { type ImageRef, parseRef, refString } from '../oci/reference.js';
+import type { LoadedPolicy } from '../trust/policy.js';
+import { type Verdict, verifyImage } from '../trust/verify.js';
 import type { ImageStore } from '../oci/store.js';
 import { RegistryClient } from './client.js';
 import { type BlobTransfer, downloadBlob } from './download.js';
 import { type FetchedManifest, choosePlatform, fetchManifest, formatPlatform } from './manifest.js';
 import { NO_REGISTRIES_CONF, type PullSource, type RegistriesConf, sourcesFor } from './registries-conf.js';
 import { type ConnectSettings, connectFor, remoteOf } from './remote.js';
+import { fetchSignatures } from './signatures.js';
 
 /** Annotation on a pulled image's ref: where it came from, for cross-repository mounts on push. */
 export const SOURCE_ANNOTATION = 'dev.darch.registry.source';
@@ -37,6 +40,14 @@ export interface PullOptions extends ConnectSettings {
    * names. Without it a pull goes to the reference's own registry only.
    */
   registries?: RegistriesConf;
+  /** The signature policy to enforce; without it nothing is checked (a caller that has no policy). */
+  trust?: TrustSettings;
+}
+
+export interface TrustSettings {
+  policy: LoadedPolicy;
+  /** keyPath files are read under this root (--root). */
+  root: string;
 }
 
 export interface PullResult {
@@ -54,6 +65,8 @@ export interface PullResult {
   bytesDownloaded: number;
   bytesSkipped: number;
   bytesResumed: number;
+  /** What the signature policy said (when one was enforced). */
+  trust?: Verdict;
 }
 
 /** The local name for a pulled reference: as typed, with a tag; digest-only refs get sha256-<12>. */
@@ -187,7 +200,7 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       // The manifest: the first source that serves it wins.
       const earlier: string[] = [];
       let served = 0;
-      let top: FetchedManifest | undefined;
+      let top: (FetchedManifest & { index?: Digest }) | undefined;
       for (let i = 0; i <= sources.last && !top; i++) {
         const s = sources.at(i);
         try {
@@ -205,6 +218,9 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       const from = sources.at(served);
       if (from.mirror) report.info(`using ${sourceName(from)}`);
       else if (from.host !== remote.host || from.repo !== remote.repo) report.verbose(`${remote.display} is at ${from.host}/${from.repo} (registries.conf)`);
+
+      // Before any blob: an image the policy refuses leaves nothing in the store.
+      const trust = opts.trust ? await checkTrust(opts.trust, sources, served, top, ref, remote, report) : undefined;
 
       const manifest = top.doc;
       if (!manifest.config || !Array.isArray(manifest.layers)) throw new DarchError('E_REGISTRY', `the manifest of ${remote.display} has no config or layers`);
@@ -252,6 +268,7 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
         bytesDownloaded: transfers.reduce((a, t) => a + t.downloaded, 0),
         bytesSkipped: skippedBytes + transfers.filter((t) => t.skipped).reduce((a, t) => a + t.size, 0),
         bytesResumed: transfers.reduce((a, t) => a + t.resumed, 0),
+        ...(trust ? { trust } : {}),
       };
       return result;
     });
@@ -260,11 +277,46 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
   }
 }
 
-/** The image manifest from one source; from an index, the platform's entry (fetched from the same source). */
-async function manifestFrom(client: RegistryClient, s: PullSource, platform: Platform, display: string, report: Reporter): Promise<FetchedManifest> {
+/** The signature policy's verdict on the manifest a source served; E_UNTRUSTED refuses it. */
+async function checkTrust(
+  trust: TrustSettings,
+  sources: Sources,
+  served: number,
+  top: FetchedManifest & { index?: Digest },
+  ref: ImageRef,
+  remote: { host: string; repo: string; display: string },
+  report: Reporter,
+): Promise<Verdict> {
+  const s = sources.at(served);
+  const client = await sources.client(served);
+  const digests = [top.digest, ...(top.index ? [top.index] : [])];
+  // The policy judges the name as given (not a mirror's); signatures come from where the image did.
+  const verdict = await verifyImage(
+    trust.policy,
+    { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) },
+    {
+      digests,
+      signatures: async () => (await Promise.all(digests.map((d) => fetchSignatures(client, s.repo, d, [`repository:${s.repo}:pull`])))).flat(),
+      root: trust.root,
+      display: `${remote.display}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`,
+    },
+  );
+  report.verbose(`signature policy ${verdict.policy ?? '(none)'}, ${verdict.scope}: accepted by ${verdict.acceptedBy.join(', ')}`);
+  return verdict;
+}
+
+/** The image manifest from one source; from an index, the platform's entry (fetched from the same source) and the index's digest. */
+async function manifestFrom(
+  client: RegistryClient,
+  s: PullSource,
+  platform: Platform,
+  display: string,
+  report: Reporter,
+): Promise<FetchedManifest & { index?: Digest }> {
   const scopes = [`repository:${s.repo}:pull`];
-  let top = await fetchManifest(client, s.repo, s.reference, scopes);
+  let top: FetchedManifest & { index?: Digest } = await fetchManifest(client, s.repo, s.reference, scopes);
   if (isIndexType(top.mediaType)) {
+    const index = top.digest;
     const pick = choosePlatform(top.doc, platform);
     if (!pick) {
       throw new DarchError('E_PLATFORM', `${display} has no image for ${formatPlatform(platform)}`, {
@@ -272,7 +324,7 @@ async function manifestFrom(client: RegistryClient, s: PullSource, platform: Pla
       });
     }
     report.verbose(`index: chose ${formatPlatform(pick.platform)} (${pick.digest})`);
-    top = await fetchManifest(client, s.repo, pick.digest, scopes);
+    top = { ...(await fetchManifest(client, s.repo, pick.digest, scopes)), index };
     if (isIndexType(top.mediaType)) throw new DarchError('E_UNSUPPORTED', `${display}: an index inside an index is not supported`);
   }
   return top;

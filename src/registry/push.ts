@@ -252,6 +252,30 @@ function checkStatus(status: number, ok: number[], client: RegistryClient, repo:
   throw new DarchError('E_REGISTRY', `${client.host} answered ${status} to ${what} in ${repo}`);
 }
 
+/** A small blob from memory (a signature's payload, its config), unless the registry has it. */
+export async function putSmallBlob(client: RegistryClient, repo: string, bytes: Buffer, scopes: string[]): Promise<Digest> {
+  const digest = sha256(bytes);
+  const head = await client.send({ method: 'HEAD', url: `/v2/${repo}/blobs/${digest}`, scopes });
+  await head.body.dump().catch(() => undefined);
+  if (head.status === 200) return digest;
+  checkStatus(head.status, [404], client, repo, `HEAD of blob ${digest.slice(7, 19)}`);
+  const res = await client.send({ method: 'POST', url: `/v2/${repo}/blobs/uploads/`, headers: { 'content-length': '0' }, scopes });
+  await res.body.dump().catch(() => undefined);
+  checkStatus(res.status, [202], client, repo, `starting an upload of ${digest.slice(7, 19)}`);
+  const put = new URL(uploadUrl(res, client));
+  put.searchParams.set('digest', digest);
+  const r = await client.send({
+    method: 'PUT',
+    url: put.toString(),
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) },
+    body: () => bytes,
+    scopes,
+  });
+  await r.body.dump().catch(() => undefined);
+  checkStatus(r.status, [201, 204], client, repo, `uploading ${digest.slice(7, 19)}`);
+  return digest;
+}
+
 export async function putManifest(client: RegistryClient, repo: string, reference: string, bytes: Buffer, mediaType: string, scopes: string[]): Promise<void> {
   const res = await client.send({
     method: 'PUT',

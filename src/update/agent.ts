@@ -29,7 +29,7 @@ import { parseRef, refString } from '../oci/reference.js';
 import type { ImageStore } from '../oci/store.js';
 import { inspectRemote, type RemoteImage } from '../registry/inspect.js';
 import { parsePlatform } from '../registry/manifest.js';
-import { type PullResult, pullImage } from '../registry/pull.js';
+import { type PullResult, pullImage, type TrustSettings } from '../registry/pull.js';
 import type { RegistriesConf } from '../registry/registries-conf.js';
 import type { ConnectSettings } from '../registry/remote.js';
 import { bootedId } from '../stage/protect.js';
@@ -46,6 +46,8 @@ export interface UpdateDeps {
   registry: ConnectSettings;
   /** registries.conf: mirrors for checks and downloads alike. */
   registries?: RegistriesConf;
+  /** The signature policy downloads must pass (none given: not checked). */
+  trust?: TrustSettings;
   jobs: number;
   /** This machine's boot target (ESP + stage). */
   target: () => Promise<BootTarget>;
@@ -233,6 +235,7 @@ export async function downloadUpdate(d: UpdateDeps, image: string, digest?: stri
     ...d.registry,
     platform: platformOf(d.config),
     registries: d.registries,
+    ...(d.trust ? { trust: d.trust } : {}),
     jobs: d.jobs,
     report: d.report,
     signal: d.signal,

@@ -1,5 +1,4 @@
 /** `darch images pull|push` and `darch login|logout`: thin wrappers over src/registry. */
-import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { DarchError, usageError } from '../../lib/errors.js';
 import { emit } from '../output.js';
@@ -13,6 +12,7 @@ import { pushImage } from '../../registry/push.js';
 import type { ConnectSettings } from '../../registry/remote.js';
 import { ROLLOUT_ANNOTATION } from '../../update/rollout.js';
 import type { Context } from '../context.js';
+import { promptHidden } from '../prompt.js';
 import { registryDefaults } from '../services.js';
 import type { Reporter } from '../../lib/report.js';
 import type { ContextFactory } from '../globals.js';
@@ -83,6 +83,7 @@ export function registerRegistryImageCommands(images: Command, ctx: ContextFacto
       platform: opts.platform ? parsePlatform(opts.platform) : undefined,
       jobs: Math.max(1, int('--jobs', opts.jobs, c.config.registry.jobs)),
       registries: await loadRegistriesConf(c.paths),
+      trust: await c.trust(),
     });
     ui.success(
       `pulled ${res.name} (${res.layers} layer${res.layers === 1 ? '' : 's'}: ${formatBytes(res.bytesDownloaded)} downloaded, ${formatBytes(res.bytesSkipped)} already here${res.bytesResumed ? `, ${formatBytes(res.bytesResumed)} resumed` : ''})`,
@@ -128,17 +129,7 @@ async function readPassword(opts: { password?: string; passwordStdin?: boolean }
     if (!pw) throw usageError('no password on standard input', 'echo "$PASSWORD" | darch login HOST -u USER --password-stdin');
     return pw;
   }
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  // Do not echo what is typed.
-  (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = (s: string) => {
-    if (s.startsWith('Password')) process.stderr.write(s);
-  };
-  try {
-    return await new Promise<string>((resolve) => rl.question('Password: ', resolve));
-  } finally {
-    rl.close();
-    process.stderr.write('\n');
-  }
+  return promptHidden('Password: ');
 }
 
 export function registerLogin(loginCmd: Command, ctx: ContextFactory): void {

@@ -37,6 +37,7 @@ async function deps(c: Context, flags: ConnectFlags): Promise<UpdateDeps> {
     steps: c.stageSteps,
     registry: settings(c, flags),
     registries: await loadRegistriesConf(c.paths),
+    trust: await c.trust(),
     jobs: c.config.registry.jobs,
     target: () => localTarget(c.paths, c.config.boot.esp, lockTimeout(c.config), c.config.boot.bootloader),
     lockTimeoutSec: lockTimeout(c.config),
