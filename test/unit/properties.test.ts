@@ -1,0 +1,102 @@
+/**
+ * Property-based tests (fast-check) of the parsers hostile or damaged input reaches: any
+ * input gives a result or darch's own error with its code, never a crash, and what darch
+ * writes reads back as written. A counterexample fast-check finds is kept below as a
+ * regression case (none yet).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { parseGrubEnv, serializeGrubEnv } from '../../src/boot/grub/grubenv.js';
+import { DarchError } from '../../src/lib/errors.js';
+import { normalizePath, recOf } from '../../src/layers/flatten.js';
+import { parsePayload } from '../../src/trust/payload.js';
+import { PolicySchema } from '../../src/trust/policy.js';
+import * as z from '../../src/lib/zod.js';
+
+/** Runs fn; a throw must be a DarchError with one of `codes`. */
+function onlyDarchErrors(codes: string[], fn: () => unknown): void {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof DarchError, `not a DarchError: ${String(err)}`);
+    assert.ok(codes.includes(err.code), `unexpected code ${err.code}: ${err.message}`);
+  }
+}
+
+const RUNS = { numRuns: 500 };
+
+describe('properties', () => {
+  it('grubenv: what darch writes reads back; any 1024 bytes parse or are reported corrupt', () => {
+    const name = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,15}$/);
+    const vars = fc.uniqueArray(fc.tuple(name, fc.string({ unit: 'grapheme', maxLength: 40 })), { selector: ([n]) => n, maxLength: 8 });
+    fc.assert(
+      fc.property(vars, (pairs) => {
+        const buf = serializeGrubEnv(pairs);
+        assert.equal(buf.length, 1024);
+        assert.deepEqual([...parseGrubEnv(buf)], pairs);
+      }),
+      RUNS,
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1024, maxLength: 1024 }), (bytes) => onlyDarchErrors(['E_GRUBENV_CORRUPT'], () => parseGrubEnv(bytes))),
+      RUNS,
+    );
+    // Mostly-valid blocks: a real one with bytes flipped.
+    const good = serializeGrubEnv([
+      ['darch_default', 'darch-os@a'],
+      ['darch_trial', 'darch-os@b'],
+    ]);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(1023), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), (flips) => {
+        const b = Buffer.from(good);
+        for (const [i, v] of flips) b[i] = v;
+        onlyDarchErrors(['E_GRUBENV_CORRUPT'], () => parseGrubEnv(b));
+      }),
+      RUNS,
+    );
+  });
+
+  it('layer entry names: whatever a tar says, the path stays inside the root or the layer is refused', () => {
+    const segment = fc.oneof(fc.constantFrom('..', '.', '', 'etc', '.wh.x', '.wh..wh..opq', 'a b'), fc.string({ maxLength: 6 }));
+    const tarName = fc.array(segment, { maxLength: 8 }).map((s) => s.join('/'));
+    fc.assert(
+      fc.property(tarName, fc.constantFrom('file', 'dir', 'symlink', 'link'), tarName, (nameIn, type, link) => {
+        onlyDarchErrors(['E_BAD_LAYER'], () => {
+          const p = normalizePath(nameIn, 0);
+          assert.ok(!p.startsWith('/') && !p.split('/').includes('..') && !p.split('/').includes('.'), `escapes: ${p}`);
+          const rec = recOf({ name: nameIn, type, linkname: link, size: 0, mode: 0o644 } as never, 0, 0);
+          if (rec) assert.ok(!rec.path.startsWith('/') && !rec.path.split('/').includes('..'), `record escapes: ${rec.path}`);
+          if (rec && type === 'link') assert.ok(!rec.linkname?.split('/').includes('..'), `hard link escapes: ${rec.linkname}`);
+        });
+      }),
+      RUNS,
+    );
+  });
+
+  it('signature payloads and policies: any JSON parses or is refused with darch’s error', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.json(), fc.string()), (text) => onlyDarchErrors(['E_UNTRUSTED'], () => parsePayload(Buffer.from(text)))),
+      RUNS,
+    );
+    const requirement = fc.oneof(
+      fc.constant({ type: 'reject' }),
+      fc.constant({ type: 'insecureAcceptAnything' }),
+      fc.record({ type: fc.constant('sigstoreSigned'), keyPath: fc.string() }, { requiredKeys: ['type'] }),
+      fc.anything(),
+    );
+    fc.assert(
+      fc.property(
+        fc.record({ default: fc.array(requirement), transports: fc.dictionary(fc.string(), fc.dictionary(fc.string(), fc.array(requirement))) }),
+        (doc) => {
+          const r = z.safeParse(PolicySchema, doc);
+          if (r.success) {
+            assert.ok(r.data.default.length > 0, 'an empty list never passes');
+            for (const t of Object.values(r.data.transports ?? {})) for (const l of Object.values(t)) assert.ok(l.length > 0);
+          }
+        },
+      ),
+      RUNS,
+    );
+  });
+});
