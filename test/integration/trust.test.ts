@@ -131,9 +131,19 @@ describe('signed images: keys, signatures in the registry, the policy pull and u
 
   it('sign stores the signature where the containers tools look; openssl verifies it; a second key adds a second signature', async () => {
     const ref = await publish('signed', 1);
-    const signed = (
-      await darchOk(['--json', 'sign', '--tls-verify=false', ref, '--key', path.join(keys, 'a.key'), '--passphrase-file', path.join(keys, 'pass')])
-    ).json();
+    const run = await darchOk([
+      '--json',
+      '--debug',
+      'sign',
+      '--tls-verify=false',
+      ref,
+      '--key',
+      path.join(keys, 'a.key'),
+      '--passphrase-file',
+      path.join(keys, 'pass'),
+    ]);
+    assert.doesNotMatch(run.stderr + run.stdout, /correct horse|PRIVATE KEY/, 'neither the passphrase nor the key is ever logged, even with --debug');
+    const signed = run.json();
     assert.match(signed.digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(signed.tag, `${signed.digest.replace(':', '-')}.sig`);
     assert.equal(signed.reference, ref);
