@@ -68,6 +68,11 @@ export async function verifyImage(loaded: LoadedPolicy, img: PolicyImage, o: Ver
   return { ...(loaded.file ? { policy: loaded.file } : {}), scope, acceptedBy };
 }
 
+/** Whether the policy takes this image on trust (every requirement of its scope is insecureAcceptAnything). */
+export function acceptsUnsigned(loaded: LoadedPolicy, img: PolicyImage): boolean {
+  return requirementsFor(loaded.policy, img).requirements.every((r) => r.type === 'insecureAcceptAnything');
+}
+
 type SigstoreRequirement = Extract<PolicyRequirement, { type: 'sigstoreSigned' }>;
 
 function keyName(k: NamedKey): string {

@@ -12,7 +12,11 @@ import path from 'node:path';
 import { reconcileBoot } from '../boot/reconcile.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { detectFormat, importImage } from '../oci/importer.js';
+import { parseRef } from '../oci/reference.js';
+import { remoteOf } from '../registry/remote.js';
 import { BUNDLE_MANIFEST, importBundle } from '../stage/bundle.js';
+import { requirementsFor } from '../trust/policy.js';
+import { acceptsUnsigned } from '../trust/verify.js';
 import { type ApplyResult, type CheckResult, type StagedUpdate, type UpdateDeps, armUpdate, classify, stageUpdate, updateTag } from './agent.js';
 
 export type OfflineKind = 'bundle' | 'oci-layout' | 'oci-archive' | 'docker-archive';
@@ -63,6 +67,23 @@ export async function offlineKind(from: string): Promise<OfflineKind> {
   });
 }
 
+/**
+ * Offline inputs carry no signatures darch can check yet (issue 15): where the policy wants
+ * signatures for the followed image, an update from a file is refused before anything of it
+ * is read into the stores, rather than let in unchecked.
+ */
+function refuseUnverifiable(d: UpdateDeps, image: string, from: string): void {
+  if (!d.trust) return;
+  const ref = parseRef(image);
+  const remote = remoteOf(ref);
+  const img = { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) };
+  if (acceptsUnsigned(d.trust.policy, img)) return;
+  const where = `${d.trust.policy.file ?? 'the policy'} (${requirementsFor(d.trust.policy.policy, img).scope})`;
+  throw new DarchError('E_UNTRUSTED', `${from} is refused: ${where} requires signatures for ${remote.display}, and darch cannot check signatures of offline updates yet`, {
+    hint: 'update from the registry (darch update apply), or change the policy for this image; nothing was read',
+  });
+}
+
 export async function applyFrom(
   d: UpdateDeps,
   image: string,
@@ -71,6 +92,7 @@ export async function applyFrom(
 ): Promise<OfflineResult> {
   const report = d.report;
   const kind = await offlineKind(from);
+  refuseUnverifiable(d, image, from);
   report?.step(`reading ${kind === 'bundle' ? 'the stage bundle' : `the ${kind}`} ${from}`);
   let staged: StagedUpdate;
   let check: CheckResult;
