@@ -79,9 +79,13 @@ function refuseUnverifiable(d: UpdateDeps, image: string, from: string): void {
   const img = { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) };
   if (acceptsUnsigned(d.trust.policy, img)) return;
   const where = `${d.trust.policy.file ?? 'the policy'} (${requirementsFor(d.trust.policy.policy, img).scope})`;
-  throw new DarchError('E_UNTRUSTED', `${from} is refused: ${where} requires signatures for ${remote.display}, and darch cannot check signatures of offline updates yet`, {
-    hint: 'update from the registry (darch update apply), or change the policy for this image; nothing was read',
-  });
+  throw new DarchError(
+    'E_UNTRUSTED',
+    `${from} is refused: ${where} requires signatures for ${remote.display}, and darch cannot check signatures of offline updates yet`,
+    {
+      hint: 'update from the registry (darch update apply), or change the policy for this image; nothing was read',
+    },
+  );
 }
 
 export async function applyFrom(

@@ -265,7 +265,10 @@ describe('signed images: keys, signatures in the registry, the policy pull and u
     // Offline: files carry no signatures darch checks yet, so the policy refuses them before reading.
     const offline = await darch(['update', 'apply', '--from', path.join(work, 'layout-signed-5')], { root: m });
     assert.equal(offline.code, 1);
-    assert.match(offline.stderr, /layout-signed-5 is refused: .*policy\.json \(docker .*\/signed\) requires signatures for .*\/signed, and darch cannot check signatures of offline updates yet/);
+    assert.match(
+      offline.stderr,
+      /layout-signed-5 is refused: .*policy\.json \(docker .*\/signed\) requires signatures for .*\/signed, and darch cannot check signatures of offline updates yet/,
+    );
     await storeIsEmpty(m);
   });
 
