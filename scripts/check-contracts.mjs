@@ -86,6 +86,7 @@ const JSON_PARSE_ALLOWED = {
   'src/registry/signatures.ts': "a registry's sigstore signature manifest (containers tools' format)",
   'src/trust/keys.ts': "an encrypted cosign private key's JSON body (cosign's format), checked by its schema",
   'src/trust/payload.ts': "a simple-signing payload (containers' format), checked by its schema",
+  'src/trust/detached.ts': "a bundle's FILE.sig (its owner), checked by its schema",
 };
 
 /** Whether a `/` after this code starts a regular expression rather than dividing. */

@@ -5,12 +5,12 @@
  * containers/image signs; adding reads what is there, appends, and stores it again: the
  * registry has no compare-and-swap, so two signers at once can lose one signature.
  */
-import { sign as signBytes, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { DarchError } from '../lib/errors.js';
 import { sha256 } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { parseRef } from '../oci/reference.js';
-import { makePayload, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from '../trust/payload.js';
+import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signDigest } from '../trust/payload.js';
 import type { Signature } from '../trust/verify.js';
 import type { RegistryClient } from './client.js';
 import { fetchManifest } from './manifest.js';
@@ -71,9 +71,7 @@ export async function signRemote(input: string, key: KeyObject, creator: string,
   try {
     const top = await fetchManifest(client, remote.repo, ref.tag, scopes);
     const reference = `${remote.display}:${ref.tag}`;
-    const payload = makePayload(reference, top.digest, creator);
-    const signature = signBytes('sha256', payload, { key, dsaEncoding: 'der' }).toString('base64');
-    const res = await appendSignature(client, remote.repo, top.digest, { payload, signature }, scopes);
+    const res = await appendSignature(client, remote.repo, top.digest, signDigest(reference, top.digest, key, creator), scopes);
     return { reference, digest: top.digest, ...res };
   } finally {
     await client.close();

@@ -24,6 +24,7 @@ import { ensureFreeSpace } from './space.js';
 import { readMetaIn } from './meta-json.js';
 import { DirFiles } from '../lib/smallfs.js';
 import { listFiles } from './stage.js';
+import { HOOKS_DIR } from './layout.js';
 import { META_JSON, ROOTFS_FILE, type StageStore, type StagedMeta, isStageId } from './store.js';
 
 export const BUNDLE_MANIFEST = 'darch-bundle.json';
@@ -78,6 +79,9 @@ async function* bundleChunks(stageStore: StageStore, ref: string, onBytes?: (n: 
   const metaBytes = await readFile(path.join(img.dir, META_JSON));
   const files: BundleFile[] = [];
   for (const f of orderFiles(await listFiles(img.dir))) {
+    // Hook outputs are this machine's (its fstab, hostname, machine-id, SSH host keys): the
+    // machine that imports the bundle makes its own, and a bundle must not carry secrets.
+    if (f.startsWith(`${HOOKS_DIR}/`)) continue;
     if (f === META_JSON) {
       files.push({ path: f, size: metaBytes.length, sha256: createHash('sha256').update(metaBytes).digest('hex') });
       continue;
@@ -189,6 +193,11 @@ export interface ImportOptions {
   onBytes?: (n: number) => void;
   /** Total bytes, when known (for progress). */
   onManifest?: (m: BundleManifest) => void;
+  /**
+   * Called with the digest of the bundle's manifest (which holds every file's sha256) before
+   * anything is written: the signature policy's check; a throw stages nothing.
+   */
+  verify?: (manifestDigest: string, m: BundleManifest) => Promise<void>;
   report?: Reporter;
 }
 
@@ -199,6 +208,27 @@ export interface ImportResult {
   bytes: number;
   alreadyStaged: boolean;
   removed: string[];
+}
+
+/** The manifest of a bundle file and its digest (what a bundle's signature signs), reading only its first member. */
+export async function readBundleManifest(file: string): Promise<{ manifest: BundleManifest; digest: string }> {
+  const input = createReadStream(file, { highWaterMark: 64 * 1024 });
+  try {
+    for await (const e of readTar(new ByteReader(input as AsyncIterable<Buffer>))) {
+      if (e.header.name !== BUNDLE_MANIFEST || e.header.type !== 'file' || e.header.size > MAX_MANIFEST) break;
+      const parts: Buffer[] = [];
+      for await (const c of e.body()) parts.push(Buffer.from(c));
+      const bytes = Buffer.concat(parts);
+      return { manifest: parseManifest(bytes), digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+    }
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new DarchError('E_NOT_FOUND', `${file} does not exist`);
+    if (err instanceof DarchError) throw err;
+    throw fsError(err, `cannot read ${file}`);
+  } finally {
+    input.destroy();
+  }
+  throw bundleCorrupt(`${file} is not a darch bundle (its first member is not ${BUNDLE_MANIFEST})`);
 }
 
 /** Read a bundle (a file, or '-' for stdin), verify every part, then stage it. */
@@ -229,8 +259,10 @@ export async function importBundle(stageStore: StageStore, source: string | Read
         }
         const parts: Buffer[] = [];
         for await (const c of e.body()) parts.push(Buffer.from(c));
-        manifest = parseManifest(Buffer.concat(parts));
+        const mbytes = Buffer.concat(parts);
+        manifest = parseManifest(mbytes);
         opts.onManifest?.(manifest);
+        await opts.verify?.(`sha256:${createHash('sha256').update(mbytes).digest('hex')}`, manifest);
         const total = manifest.files.reduce((a, f) => a + f.size, 0);
         await ensureFreeSpace(stageStore.tmpDir, total, `importing staged image ${manifest.id}`);
         continue;

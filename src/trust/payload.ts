@@ -8,6 +8,7 @@
  * The signature covers the payload's bytes, so the bytes are kept as they came: parse
  * them, never re-serialise them.
  */
+import { type KeyObject, sign } from 'node:crypto';
 import { DarchError } from '../lib/errors.js';
 import * as z from '../lib/zod.js';
 
@@ -45,6 +46,12 @@ export function makePayload(reference: string, digest: string, creator: string, 
     optional: { creator, timestamp: Math.floor(now.getTime() / 1000) },
   };
   return Buffer.from(JSON.stringify(doc));
+}
+
+/** A signature of `digest` as `reference`: the payload's bytes and the base64 ECDSA (DER) signature over them. */
+export function signDigest(reference: string, digest: string, key: KeyObject, creator: string): { payload: Buffer; signature: string } {
+  const payload = makePayload(reference, digest, creator);
+  return { payload, signature: sign('sha256', payload, { key, dsaEncoding: 'der' }).toString('base64') };
 }
 
 /** The payload in signed bytes; E_UNTRUSTED when it is not one (a signature over something else). */

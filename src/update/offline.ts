@@ -16,7 +16,8 @@ import { parseRef } from '../oci/reference.js';
 import { remoteOf } from '../registry/remote.js';
 import { BUNDLE_MANIFEST, importBundle } from '../stage/bundle.js';
 import { requirementsFor } from '../trust/policy.js';
-import { acceptsUnsigned } from '../trust/verify.js';
+import { readDetached } from '../trust/detached.js';
+import { acceptsUnsigned, verifyImage } from '../trust/verify.js';
 import { type ApplyResult, type CheckResult, type StagedUpdate, type UpdateDeps, armUpdate, classify, stageUpdate, updateTag } from './agent.js';
 
 export type OfflineKind = 'bundle' | 'oci-layout' | 'oci-archive' | 'docker-archive';
@@ -67,25 +68,46 @@ export async function offlineKind(from: string): Promise<OfflineKind> {
   });
 }
 
+/** The followed image as the policy sees it. */
+function policyImage(image: string) {
+  const ref = parseRef(image);
+  const remote = remoteOf(ref);
+  return { remote, img: { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) } };
+}
+
 /**
- * Offline inputs carry no signatures darch can check yet (issue 15): where the policy wants
- * signatures for the followed image, an update from a file is refused before anything of it
- * is read into the stores, rather than let in unchecked.
+ * OCI layouts and archives carry no signatures darch can check yet (issue 15): where the
+ * policy wants signatures for the followed image, such an update is refused before anything
+ * of it is read into the stores, rather than let in unchecked.
  */
 function refuseUnverifiable(d: UpdateDeps, image: string, from: string): void {
   if (!d.trust) return;
-  const ref = parseRef(image);
-  const remote = remoteOf(ref);
-  const img = { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) };
+  const { remote, img } = policyImage(image);
   if (acceptsUnsigned(d.trust.policy, img)) return;
   const where = `${d.trust.policy.file ?? 'the policy'} (${requirementsFor(d.trust.policy.policy, img).scope})`;
-  throw new DarchError(
-    'E_UNTRUSTED',
-    `${from} is refused: ${where} requires signatures for ${remote.display}, and darch cannot check signatures of offline updates yet`,
-    {
-      hint: 'update from the registry (darch update apply), or change the policy for this image; nothing was read',
-    },
-  );
+  throw new DarchError('E_UNTRUSTED', `${from} is refused: ${where} requires signatures for ${remote.display}, and darch checks those of stage bundles only`, {
+    hint: 'bring a signed stage bundle (darch stage export, darch sign NAME --bundle FILE), or update from the registry; nothing was read',
+  });
+}
+
+/**
+ * A bundle is judged as the followed image: its detached signatures (FILE.sig) must sign
+ * the digest of its manifest, which lists every file's sha256, under the followed name.
+ * Checked once the manifest is read and before any file is written.
+ */
+function bundleCheck(d: UpdateDeps, image: string, from: string): ((digest: string) => Promise<void>) | undefined {
+  const trust = d.trust;
+  if (!trust) return undefined;
+  const { remote, img } = policyImage(image);
+  return async (digest) => {
+    const verdict = await verifyImage(trust.policy, img, {
+      digests: [digest],
+      signatures: () => readDetached(from),
+      root: trust.root,
+      display: `${from} (as ${remote.display})`,
+    });
+    d.report?.verbose(`signature policy ${verdict.policy ?? '(none)'}, ${verdict.scope}: accepted by ${verdict.acceptedBy.join(', ')}`);
+  };
 }
 
 export async function applyFrom(
@@ -96,7 +118,8 @@ export async function applyFrom(
 ): Promise<OfflineResult> {
   const report = d.report;
   const kind = await offlineKind(from);
-  refuseUnverifiable(d, image, from);
+  const verifyBundle = kind === 'bundle' ? bundleCheck(d, image, from) : undefined;
+  if (kind !== 'bundle') refuseUnverifiable(d, image, from);
   report?.step(`reading ${kind === 'bundle' ? 'the stage bundle' : `the ${kind}`} ${from}`);
   let staged: StagedUpdate;
   let check: CheckResult;
@@ -112,6 +135,7 @@ export async function applyFrom(
         id = m.id;
       },
       tagsFor: (m) => [updateTag(image, m.source?.digest ?? m.id)],
+      ...(verifyBundle ? { verify: verifyBundle } : {}),
     });
     await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, report);
     check = await classify(d, image, { digest: source?.digest ?? id, config: source?.config ?? id, ...(source?.version ? { version: source.version } : {}) });

@@ -267,9 +267,66 @@ describe('signed images: keys, signatures in the registry, the policy pull and u
     assert.equal(offline.code, 1);
     assert.match(
       offline.stderr,
-      /layout-signed-5 is refused: .*policy\.json \(docker .*\/signed\) requires signatures for .*\/signed, and darch cannot check signatures of offline updates yet/,
+      /layout-signed-5 is refused: .*policy\.json \(docker .*\/signed\) requires signatures for .*\/signed, and darch checks those of stage bundles only/,
     );
     await storeIsEmpty(m);
+  });
+
+  it('offline: a stage bundle signed for the followed name is applied; unsigned, another key, or a changed bundle are refused', async () => {
+    // A staged image to carry: a fake kernel is enough for staging.
+    const l = path.join(work, 'bundle.tar');
+    await tarStreamLayer(l, [
+      { name: 'boot/', type: 'directory' },
+      { name: 'boot/vmlinuz-6.1.0-test', content: 'not really a kernel' },
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/app', content: 'offline version\n' },
+    ]);
+    await writeOciLayout(path.join(work, 'layout-bundle'), 'app:7', [{ tar: l, compression: 'gzip' }]);
+    await darchOk(['images', 'import', `oci:${path.join(work, 'layout-bundle')}:app:7`, 'app:7'], { root: publisher });
+    // The publisher's SSH host key goes into its own staged copy (the ssh hook), never into a bundle.
+    await mkdir(path.join(publisher, 'etc/ssh'), { recursive: true });
+    await writeFile(path.join(publisher, 'etc/ssh/ssh_host_ed25519_key'), 'PUBLISHER HOST KEY\n', { mode: 0o600 });
+    const up = (await darchOk(['--json', 'stage', 'upload', 'app:7'], { root: publisher })).json();
+    const hookKeys = (await sh('grep', ['-rl', 'PUBLISHER HOST KEY', up.dir]).catch(() => ({ stdout: '' }))).stdout;
+    assert.match(hookKeys, /hooks\//, 'the ssh hook put the key into the publisher’s staged copy');
+    const bundle = path.join(work, 'app-7.bundle');
+    await darchOk(['stage', 'export', 'app:7', '-o', bundle], { root: publisher });
+    assert.ok(!(await readFile(bundle)).includes('PUBLISHER HOST KEY'), 'no host key in the bundle');
+    assert.doesNotMatch((await sh('tar', ['-tf', bundle])).stdout, /^hooks\//m);
+    const followed = `${reg.host}/signed:stable`;
+    const m = await machine(requireKey('a'));
+    const cfg = path.join(m, 'etc/darch/config.toml');
+    await writeFile(cfg, `${await readFile(cfg, 'utf8')}[update]\nimage = "${followed}"\npolicy = "stage"\n`);
+    const staged = async () => (await darchOk(['--json', 'stage', 'list'], { root: m })).json().staged;
+
+    const unsigned = await darch(['update', 'apply', '--from', bundle], { root: m });
+    assert.equal(unsigned.code, 1);
+    assert.match(unsigned.stderr, /app-7\.bundle \(as .*\/signed\) is refused by .*: it has no signatures; expected one by \/etc\/keys\/a\.pub/);
+    assert.deepEqual(await staged(), []);
+
+    const byB = (await darchOk(['--json', 'sign', followed, '--bundle', bundle, '--key', path.join(keys, 'b.key'), '--passphrase-file', '/dev/null'])).json();
+    assert.equal(byB.tag, `${bundle}.sig`);
+    const wrongKey = await darch(['update', 'apply', '--from', bundle], { root: m });
+    assert.match(wrongKey.stderr, /are by other keys; expected one by \/etc\/keys\/a\.pub/);
+    assert.deepEqual(await staged(), []);
+
+    await darchOk(['sign', followed, '--bundle', bundle, '--key', path.join(keys, 'a.key'), '--passphrase-file', path.join(keys, 'pass')]);
+    await mkdir(path.join(m, 'boot/efi/EFI'), { recursive: true });
+    const ok = (await darchOk(['--json', 'update', 'apply', '--from', bundle], { root: m })).json();
+    assert.equal(ok.kind, 'bundle');
+    assert.equal((await staged()).length, 1, 'signed by A: staged');
+    assert.equal(ok.applied.changed, true, 'and armed');
+
+    // The same signatures on another bundle (another image's manifest): refused.
+    await darchOk(['stage', 'upload', 'app:7', '--tag', 'app:other'], { root: publisher });
+    const other = path.join(work, 'app-other.bundle');
+    await darchOk(['stage', 'export', 'app:other', '-o', other], { root: publisher });
+    await writeFile(`${other}.sig`, await readFile(`${bundle}.sig`));
+    const m2 = await machine(requireKey('a'));
+    await writeFile(path.join(m2, 'etc/darch/config.toml'), await readFile(cfg, 'utf8'));
+    const changed = await darch(['update', 'apply', '--from', other], { root: m2 });
+    assert.equal(changed.code, 1);
+    assert.match(changed.stderr, /is for other content/);
   });
 
   it('a policy that is not valid names the file and exits 78', async () => {

@@ -2,7 +2,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { DarchError, fsError, isErrno, usageError } from '../../lib/errors.js';
+import { parseRef } from '../../oci/reference.js';
+import { remoteOf } from '../../registry/remote.js';
 import { signRemote } from '../../registry/sign.js';
+import { signDigest } from '../../trust/payload.js';
 import { generateKeyPair, keyFingerprint, loadPrivateKey, loadPublicKey } from '../../trust/keys.js';
 import type { ContextFactory } from '../globals.js';
 import { VERSION } from '../globals.js';
@@ -61,10 +64,11 @@ export function registerKeygen(cmd: Command, ctx: ContextFactory): void {
 export function registerSign(cmd: Command, ctx: ContextFactory): void {
   connectOptions(
     cmd
-      .argument('<ref>', 'the image in its registry: HOST[:PORT]/NAME:TAG, as machines pull it')
+      .argument('<ref>', 'the image as machines follow it: HOST[:PORT]/NAME:TAG (signed in its registry, or the name a --bundle is signed for)')
       .requiredOption('--key <file>', 'the private key (darch keygen, cosign generate-key-pair, skopeo generate-sigstore-key)')
-      .option('--passphrase-file <file>', "the key's passphrase is the first line of this file; default: asked on the terminal"),
-  ).action(async (ref: string, opts: ConnectFlags & { key: string; passphraseFile?: string }, command: Command) => {
+      .option('--passphrase-file <file>', "the key's passphrase is the first line of this file; default: asked on the terminal")
+      .option('--bundle <file>', 'sign a stage bundle (darch stage export) for offline updates instead: writes FILE.sig next to it'),
+  ).action(async (ref: string, opts: ConnectFlags & { key: string; passphraseFile?: string; bundle?: string }, command: Command) => {
     const c = await ctx(command);
     let text: string;
     try {
@@ -73,6 +77,17 @@ export function registerSign(cmd: Command, ctx: ContextFactory): void {
       throw fsError(err, `cannot read the key ${opts.key}`);
     }
     const key = await loadPrivateKey(text, await passphrase(opts.passphraseFile, false), opts.key);
+    if (opts.bundle) {
+      const { readBundleManifest } = await import('../../stage/bundle.js');
+      const { appendDetached } = await import('../../trust/detached.js');
+      const { digest } = await readBundleManifest(opts.bundle);
+      const r = parseRef(ref);
+      const reference = `${remoteOf(r).display}${r.digest ? `@${r.digest}` : `:${r.tag}`}`;
+      const res = await appendDetached(opts.bundle, signDigest(reference, digest, key, `darch ${VERSION}`));
+      ui.success(`signed ${opts.bundle} as ${reference} with key ${keyFingerprint(key)}; ${res.file} holds ${res.signatures} signature(s)`);
+      await emit({ reference, digest, tag: res.file, signatures: res.signatures, key: keyFingerprint(key) }, (r) => r.digest);
+      return;
+    }
     const res = await signRemote(ref, key, `darch ${VERSION}`, settings(c, opts));
     ui.success(`signed ${res.reference} (${res.digest}) with key ${keyFingerprint(key)}; ${res.tag} holds ${res.signatures} signature(s)`);
     await emit({ ...res, key: keyFingerprint(key) }, (r) => r.digest);
