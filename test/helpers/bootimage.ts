@@ -52,3 +52,31 @@ export async function debianSystemdTree(): Promise<string> {
     await lock.release();
   }
 }
+
+/**
+ * A Debian trixie root with skopeo, for interoperability tests of signatures: bookworm's
+ * skopeo is built with sigstore disabled, trixie's (1.18) signs and verifies. Made once into
+ * the cache (debootstrap from Debian's archive); run its skopeo with `chroot DIR skopeo`,
+ * paths inside the chroot. netavark is listed because debootstrap cannot resolve the
+ * virtual package (container-network-stack) containers-common depends on.
+ */
+export async function trixieSkopeoRoot(): Promise<string> {
+  const tree = path.join(CACHE, 'trixie-skopeo');
+  const stamp = 'trixie skopeo,ca-certificates,netavark\n';
+  await mkdir(CACHE, { recursive: true });
+  const lock = await acquireLock(path.join(CACHE, '.trixie.lock'), 'the trixie cache', 1800);
+  try {
+    if ((await readFile(path.join(tree, '.done'), 'utf8').catch(() => '')) !== stamp) {
+      await rm(tree, { recursive: true, force: true });
+      const tmp = `${tree}.tmp`;
+      await rm(tmp, { recursive: true, force: true });
+      const mirror = await debianMirror();
+      await run('nice', ['debootstrap', '--variant=minbase', '--include=skopeo,ca-certificates,netavark', 'trixie', tmp, ...(mirror ? [mirror] : [])]);
+      await writeFile(path.join(tmp, '.done'), stamp);
+      await rename(tmp, tree);
+    }
+    return tree;
+  } finally {
+    await lock.release();
+  }
+}
