@@ -3,9 +3,9 @@
  * sample (test/soak/powercut.ts; the full campaign is `npm run -s soak:powercut`,
  * docs/RELIABILITY.md). A busybox machine with the darch executable updates itself from a
  * registry on the host's 127.0.0.1 through darch's update agent; round 0 goes through a whole
- * cycle (download, stage, arm, reboot, trial boot, commit) and is killed after its commit,
- * the next round checks that cut and pulls the plug at a moment fixed by the seed, and a
- * last boot checks that cut: two checked cuts per boot loader.
+ * cycle (download, stage, arm, reboot, trial boot, commit) and is killed after its commit;
+ * on GRUB the next round checks that cut and pulls the plug at a moment fixed by the seed;
+ * a last boot checks the last cut (two cuts on GRUB, one on systemd-boot).
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -17,7 +17,8 @@ import { campaign, failed, type Bootloader } from '../soak/powercut.js';
 /** Cuts per boot loader in CI, and the seeds that place them (fixed: a failure here replays with the same seed). */
 const SAMPLE: Record<Bootloader, { seed: number; rounds: number }> = {
   grub: { seed: 1, rounds: 1 },
-  'systemd-boot': { seed: 2, rounds: 1 },
+  // Round 0's cut after the commit only: the full campaign covers the rest (CI time).
+  'systemd-boot': { seed: 2, rounds: 0 },
 };
 
 describe('power cuts during updates leave a machine that boots a good image', () => {
