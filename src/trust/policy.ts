@@ -19,6 +19,7 @@ import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { DarchError } from '../lib/errors.js';
 import { loadValidated } from '../lib/validated.js';
+import { parseRef } from '../oci/reference.js';
 import * as z from '../lib/zod.js';
 import { loadPublicKey } from './keys.js';
 
@@ -127,6 +128,14 @@ export interface PolicyImage {
   repo: string;
   tag?: string;
   digest?: string;
+}
+
+/** An image reference as the policy judges it (docker.io's implicit parts filled in), and its display name. */
+export function policyImageOf(ref: string): { img: PolicyImage; display: string } {
+  const r = parseRef(ref);
+  const host = r.domain ?? 'docker.io';
+  const repo = host === 'docker.io' && !r.path.includes('/') ? `library/${r.path}` : r.path;
+  return { img: { host, repo, ...(r.digest ? { digest: r.digest } : { tag: r.tag }) }, display: `${host}/${repo}` };
 }
 
 /** The docker scopes to try for an image, most specific first (containers/image's order). */

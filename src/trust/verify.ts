@@ -9,7 +9,16 @@ import { verify as verifySignature } from 'node:crypto';
 import { DarchError } from '../lib/errors.js';
 import { keyFingerprint } from './keys.js';
 import { parsePayload } from './payload.js';
-import { identityMatches, type LoadedPolicy, type NamedKey, type PolicyImage, type PolicyRequirement, requirementKeys, requirementsFor } from './policy.js';
+import {
+  identityMatches,
+  type LoadedPolicy,
+  type NamedKey,
+  type PolicyImage,
+  policyImageOf,
+  type PolicyRequirement,
+  requirementKeys,
+  requirementsFor,
+} from './policy.js';
 
 /** One signature as stored: the payload's bytes and the base64 signature over them. */
 export interface Signature {
@@ -66,6 +75,28 @@ export async function verifyImage(loaded: LoadedPolicy, img: PolicyImage, o: Ver
     acceptedBy.push(by);
   }
   return { ...(loaded.file ? { policy: loaded.file } : {}), scope, acceptedBy };
+}
+
+/**
+ * The check a signed stage bundle gets (update apply --from, stage import): under each name
+ * it is staged as, the policy either takes it unsigned or wants a signature, from `loadSigs`
+ * (its FILE.sig), over the digest of the bundle's manifest. Returns what accepted it per name.
+ */
+export async function verifyBundle(
+  loaded: LoadedPolicy,
+  root: string,
+  names: string[],
+  digest: string,
+  loadSigs: () => Promise<Signature[]>,
+  from: string,
+): Promise<Verdict[]> {
+  const out: Verdict[] = [];
+  let sigs: Promise<Signature[]> | undefined;
+  for (const name of names) {
+    const { img, display } = policyImageOf(name);
+    out.push(await verifyImage(loaded, img, { digests: [digest], signatures: () => (sigs ??= loadSigs()), root, display: `${from} (as ${display})` }));
+  }
+  return out;
 }
 
 /** Whether the policy takes this image on trust (every requirement of its scope is insecureAcceptAnything). */

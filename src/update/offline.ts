@@ -12,12 +12,10 @@ import path from 'node:path';
 import { reconcileBoot } from '../boot/reconcile.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { detectFormat, importImage } from '../oci/importer.js';
-import { parseRef } from '../oci/reference.js';
-import { remoteOf } from '../registry/remote.js';
 import { BUNDLE_MANIFEST, importBundle } from '../stage/bundle.js';
-import { requirementsFor } from '../trust/policy.js';
+import { policyImageOf, requirementsFor } from '../trust/policy.js';
 import { readDetached } from '../trust/detached.js';
-import { acceptsUnsigned, verifyImage } from '../trust/verify.js';
+import { acceptsUnsigned, verifyBundle } from '../trust/verify.js';
 import { type ApplyResult, type CheckResult, type StagedUpdate, type UpdateDeps, armUpdate, classify, stageUpdate, updateTag } from './agent.js';
 
 export type OfflineKind = 'bundle' | 'oci-layout' | 'oci-archive' | 'docker-archive';
@@ -68,13 +66,6 @@ export async function offlineKind(from: string): Promise<OfflineKind> {
   });
 }
 
-/** The followed image as the policy sees it. */
-function policyImage(image: string) {
-  const ref = parseRef(image);
-  const remote = remoteOf(ref);
-  return { remote, img: { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) } };
-}
-
 /**
  * OCI layouts and archives carry no signatures darch can check yet (issue 15): where the
  * policy wants signatures for the followed image, such an update is refused before anything
@@ -82,10 +73,10 @@ function policyImage(image: string) {
  */
 function refuseUnverifiable(d: UpdateDeps, image: string, from: string): void {
   if (!d.trust) return;
-  const { remote, img } = policyImage(image);
+  const { img, display } = policyImageOf(image);
   if (acceptsUnsigned(d.trust.policy, img)) return;
   const where = `${d.trust.policy.file ?? 'the policy'} (${requirementsFor(d.trust.policy.policy, img).scope})`;
-  throw new DarchError('E_UNTRUSTED', `${from} is refused: ${where} requires signatures for ${remote.display}, and darch checks those of stage bundles only`, {
+  throw new DarchError('E_UNTRUSTED', `${from} is refused: ${where} requires signatures for ${display}, and darch checks those of stage bundles only`, {
     hint: 'bring a signed stage bundle (darch stage export, darch sign NAME --bundle FILE), or update from the registry; nothing was read',
   });
 }
@@ -98,15 +89,9 @@ function refuseUnverifiable(d: UpdateDeps, image: string, from: string): void {
 function bundleCheck(d: UpdateDeps, image: string, from: string): ((digest: string) => Promise<void>) | undefined {
   const trust = d.trust;
   if (!trust) return undefined;
-  const { remote, img } = policyImage(image);
   return async (digest) => {
-    const verdict = await verifyImage(trust.policy, img, {
-      digests: [digest],
-      signatures: () => readDetached(from),
-      root: trust.root,
-      display: `${from} (as ${remote.display})`,
-    });
-    d.report?.verbose(`signature policy ${verdict.policy ?? '(none)'}, ${verdict.scope}: accepted by ${verdict.acceptedBy.join(', ')}`);
+    const [verdict] = await verifyBundle(trust.policy, trust.root, [image], digest, () => readDetached(from), from);
+    d.report?.verbose(`signature policy ${verdict?.policy ?? '(none)'}, ${verdict?.scope}: accepted by ${verdict?.acceptedBy.join(', ')}`);
   };
 }
 

@@ -317,6 +317,14 @@ describe('signed images: keys, signatures in the registry, the policy pull and u
     assert.equal((await staged()).length, 1, 'signed by A: staged');
     assert.equal(ok.applied.changed, true, 'and armed');
 
+    // darch stage import judges the bundle under the names it stages it as.
+    const asIs = await darch(['stage', 'import', bundle], { root: m });
+    assert.equal(asIs.code, 1);
+    assert.match(asIs.stderr, /app-7\.bundle \(as docker\.io\/library\/app\) is refused: .*policy\.json \(default\) rejects it/);
+    const m3 = await machine(requireKey('a'));
+    const named = (await darchOk(['--json', 'stage', 'import', bundle, '--tag', followed], { root: m3 })).json();
+    assert.deepEqual(named.tags, [followed]);
+
     // The same signatures on another bundle (another image's manifest): refused.
     await darchOk(['stage', 'upload', 'app:7', '--tag', 'app:other'], { root: publisher });
     const other = path.join(work, 'app-other.bundle');

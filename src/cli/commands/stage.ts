@@ -264,12 +264,27 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
       if (file === '-' && process.stdin.isTTY) throw usageError('refusing to read a bundle from a terminal', 'pipe one in, or give a file');
       const store = openStageStore(c);
       const progress = byteProgress('importing');
+      const trust = await c.trust();
       const res = await importBundle(store, file, {
         tags: opts.tag,
         force: opts.force,
         keep: c.config.stage.keep,
         onBytes: (n) => progress.tick(n),
         onManifest: (m) => progress.setTotal(m.files.reduce((a, f) => a + f.size, 0)),
+        // Judged under every name it is staged as; its signatures are FILE.sig (none from stdin).
+        verify: async (digest, m) => {
+          const { verifyBundle } = await import('../../trust/verify.js');
+          const { readDetached } = await import('../../trust/detached.js');
+          const names = opts.tag?.length ? opts.tag : m.tags;
+          await verifyBundle(
+            trust.policy,
+            trust.root,
+            names,
+            digest,
+            async () => (file === '-' ? [] : readDetached(file)),
+            file === '-' ? 'the bundle on stdin' : file,
+          );
+        },
         report: c.report,
       });
       await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
