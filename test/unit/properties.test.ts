@@ -10,6 +10,8 @@ import fc from 'fast-check';
 import { parseGrubEnv, serializeGrubEnv } from '../../src/boot/grub/grubenv.js';
 import { DarchError } from '../../src/lib/errors.js';
 import { normalizePath, recOf } from '../../src/layers/flatten.js';
+import { ByteReader, readTar } from '../../src/layers/tar.js';
+import tar from 'tar-stream';
 import { parsePayload } from '../../src/trust/payload.js';
 import { PolicySchema } from '../../src/trust/policy.js';
 import * as z from '../../src/lib/zod.js';
@@ -71,6 +73,51 @@ describe('properties', () => {
         });
       }),
       RUNS,
+    );
+  });
+
+  it('tar reader: a real archive with bytes flipped, cut short or padded reads to the end or stops with darch’s error', async () => {
+    const pack = tar.pack();
+    pack.entry({ name: 'etc/', type: 'directory' });
+    pack.entry({ name: 'etc/hostname', mode: 0o644 }, 'box\n');
+    pack.entry({ name: `usr/share/${'long-name/'.repeat(12)}file`, pax: { 'SCHILY.xattr.user.k': 'v' } }, 'x'.repeat(700));
+    pack.entry({ name: 'bin/sh', type: 'symlink', linkname: 'busybox' });
+    pack.finalize();
+    const parts: Buffer[] = [];
+    for await (const b of pack as AsyncIterable<Buffer>) parts.push(b);
+    const good = Buffer.concat(parts);
+    const read = async (bytes: Buffer) => {
+      const entries: string[] = [];
+      const chunks = (async function* () {
+        yield bytes;
+      })();
+      for await (const e of readTar(new ByteReader(chunks))) {
+        for await (const _ of e.body());
+        entries.push(e.header.name);
+      }
+      return entries;
+    };
+    assert.deepEqual(
+      await read(good),
+      ['etc', 'etc/hostname', `usr/share/${'long-name/'.repeat(12)}file`, 'bin/sh'].map((n) => (n === 'etc' ? 'etc/' : n)),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }),
+        fc.nat(good.length),
+        fc.boolean(),
+        async (flips, cut, pad) => {
+          const b = Buffer.from(good.subarray(0, pad ? good.length : cut));
+          for (const [i, v] of flips) if (i < b.length) b[i] = v;
+          try {
+            await read(pad ? Buffer.concat([b, Buffer.alloc(cut)]) : b);
+          } catch (err) {
+            assert.ok(err instanceof DarchError, `not a DarchError: ${String(err)}`);
+            assert.ok(['E_BAD_LAYER', 'E_TRUNCATED', 'E_UNSUPPORTED'].includes(err.code), err.code);
+          }
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 
