@@ -15,11 +15,11 @@ npx --no-install depcruise src --config .dependency-cruiser.cjs --output-type er
 node scripts/check-contracts.mjs
 mkdir -p test-artifacts
 if (($#)); then files=("$@"); else
-  # The longest files first (minutes each in CI: qemu under TCG), then the rest in name
-  # order: with two running side by side, the two lanes then end close together.
-  longest=(update-debian trial-linux powercut trial-systemd boot-debian-systemd trial-sdboot-disk)
+  # The longest files first (minutes each in CI: qemu under TCG, a debootstrap), then the
+  # rest in name order: with two running side by side, the two lanes then end close together.
+  longest=(e2e/update-debian e2e/trial-linux e2e/powercut e2e/trial-systemd e2e/boot-debian-systemd e2e/trial-sdboot-disk integration/trust-skopeo)
   files=()
-  for f in "${longest[@]}"; do [[ -f test/e2e/$f.test.ts ]] && files+=("test/e2e/$f.test.ts"); done
+  for f in "${longest[@]}"; do [[ -f test/$f.test.ts ]] && files+=("test/$f.test.ts"); done
   mapfile -t -O "${#files[@]}" files < <(find test -name '*.test.ts' | sort | grep -vxF -f <(printf '%s\n' "${files[@]}"))
 fi
 # The shipped executable, not the sources.
