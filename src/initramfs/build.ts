@@ -12,7 +12,7 @@ import { createGzip } from 'node:zlib';
 import { findStaticBusybox } from './busybox.js';
 import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
-import { commitFile, makeWorkDir, ownedTempName, tempName } from '../lib/scratch.js';
+import { commitFile, makeWorkDir, ownedTempName, sweepDeadOwners, tempName } from '../lib/scratch.js';
 import { run, spawnChild, waitChild, commandFailed, which } from '../lib/proc.js';
 import { copyFromSquashfs } from '../stage/squashfs.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
@@ -180,6 +180,8 @@ async function plainModule(local: string, rel: string, work: string): Promise<{ 
 
 export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<BuildInitramfsResult> {
   const report = opts.report ?? silentReporter;
+  // Work directories of builds a crash or power cut stopped (owners gone, or another boot).
+  await sweepDeadOwners(opts.tmpDir).catch(() => 0);
   const work = await makeWorkDir(opts.tmpDir, 'initramfs');
   try {
     let release = opts.release ?? (opts.kernel ? await kernelRelease(opts.kernel) : undefined);

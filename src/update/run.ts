@@ -5,6 +5,8 @@
  * wrote when the trial failed.
  */
 import { readState } from '../boot/bootstate.js';
+import { reconcileBoot } from '../boot/reconcile.js';
+import { localBootloader, sdbootTrialProblems } from '../boot/sdboot/sdboot-sync.js';
 import type { BootTarget } from '../boot/target.js';
 import type { BootState } from '../boot/trial/state.js';
 import { DarchError } from '../lib/errors.js';
@@ -204,6 +206,13 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
   });
 }
 
+/** What keeps the armed trial from booting after the boot side was written again ([] for GRUB, whose files are the stage's). */
+async function trialBootProblems(d: RunDeps): Promise<string[]> {
+  await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, d.report);
+  if ((await localBootloader(d.paths, d.config).catch(() => 'grub')) !== 'systemd-boot') return [];
+  return sdbootTrialProblems(d.paths, d.config).catch((err: unknown) => [(err as Error).message]);
+}
+
 /** A window reboot: only with a trial armed, inside the window, with nobody logged in, and never under --root. */
 async function maybeReboot(d: RunDeps, state: BootState | undefined, now: Date): Promise<{ due: boolean; reason: string }> {
   const policy = parseReboot(d.config.update.reboot);
@@ -212,6 +221,13 @@ async function maybeReboot(d: RunDeps, state: BootState | undefined, now: Date):
     return { due: false, reason: policy.kind === 'never' ? 'update.reboot = "never"' : 'update.reboot = "prompt": the users were told' };
   if (!inWindow(now, policy)) return { due: false, reason: `outside the reboot window ${policy.text}` };
   if (await d.someoneLoggedIn()) return { due: false, reason: 'someone is logged in' };
+  // A trial whose boot files a power cut left incomplete would fail its boot again and
+  // again: write the boot side first (it repairs them), and reboot only into one that can boot.
+  const problems = await trialBootProblems(d);
+  if (problems.length) {
+    d.report?.warn(`not rebooting: the armed trial cannot boot yet: ${problems.join('; ')}`);
+    return { due: false, reason: `the armed trial cannot boot yet (${problems.join('; ')}); see darch boot sync` };
+  }
   if (d.paths.root !== '/') return { due: false, reason: `would reboot now (window ${policy.text}), but darch runs under --root ${d.paths.root}` };
   d.report?.step(`rebooting into the update (window ${policy.text}, nobody logged in)`);
   await d.reboot();

@@ -1,6 +1,6 @@
 /** `darch initramfs build` against Debian's real kernel modules (cached download). */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
@@ -71,8 +71,13 @@ describe('darch initramfs build', () => {
     const lz4 = path.join(work, 'rootfs-lz4.squash');
     await run('mksquashfs', [root, lz4, '-quiet', '-no-progress', '-noappend', '-comp', 'lz4']);
     const out3 = path.join(work, 'initrd3.img');
-    const res3 = (await darchOk(['--json', 'initramfs', 'build', lz4, '--kernel', kernel.vmlinuz, '-o', out3])).json();
+    // A build a power cut stopped in another boot left its work directory: the next build sweeps it.
+    const droot = path.join(work, 'droot');
+    const dead = path.join(droot, 'var/lib/darch/tmp', `initramfs-1-00000000${'ab'.repeat(6)}`);
+    await mkdir(dead, { recursive: true });
+    const res3 = (await darchOk(['--json', 'initramfs', 'build', lz4, '--kernel', kernel.vmlinuz, '-o', out3], { root: droot })).json();
     assert.deepEqual(res3.modules, res.modules);
+    assert.deepEqual(await readdir(path.dirname(dead)), [], 'the dead build’s work directory is gone, and this build left none');
   });
 
   it('decompresses .ko.xz and .ko.zst modules (busybox insmod cannot)', async (t) => {

@@ -233,6 +233,42 @@ describe('darch update', () => {
     assert.deepEqual((await readdir(entries)).sort(), [`darch-${id}+3.conf`, `darch-${old}.conf`].sort(), 'its entry is back, as a trial with 3 tries');
   });
 
+  it('systemd-boot: boot files a cut left torn on the ESP are repaired before the agent reboots into the trial (power-cut campaign)', async () => {
+    const m = await machine(
+      'apply',
+      `reboot = "00:00-24:00"\n[boot]\nbootloader = "systemd-boot"\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000016"\nstage_fs_path = "/var/lib/darch/stage"\n`,
+    );
+    const esp = path.join(m.root, 'boot/efi');
+    const old = await fakeStaged(m.root, ['os:old'], { created: new Date(Date.now() - 60_000) });
+    await m.boot(old);
+    await darchOk(['boot', 'sync'], { root: m.root, env: m.env });
+    const armed = await json(m, ['update', 'run']);
+    assert.equal(armed.outcome, 'armed');
+    const id = armed.staged.id as string;
+    const entry = path.join(esp, 'loader/entries', `darch-${id}+3.conf`);
+    const good = await readFile(entry, 'utf8');
+    const kernel = path.join(esp, 'darch', id, 'vmlinuz');
+    const size = (await stat(kernel)).size;
+    // What FAT kept after the cut: an entry with only its version, a kernel copy of 0 bytes,
+    // and the temp copy of an initramfs whose writer (another boot) is gone.
+    await writeFile(entry, '\nversion 30\n');
+    await writeFile(kernel, '');
+    const leftover = path.join(esp, 'darch', id, `.tmp-1-00000000${'cd'.repeat(6)}.initrd`);
+    await writeFile(leftover, Buffer.alloc(4096));
+    const run = await json(m, ['update', 'run']);
+    assert.equal(run.outcome, 'armed');
+    assert.match(run.reboot.reason, /would reboot now/, `the trial can boot again: ${run.reboot.reason}`);
+    assert.equal(await readFile(entry, 'utf8'), good, 'the entry is whole again');
+    assert.equal((await stat(kernel)).size, size, 'the kernel copy is whole again');
+    assert.equal(await stat(leftover).catch(() => undefined), undefined, 'the dead temp copy is gone');
+    // Beyond repair (its staged kernel is gone too): no reboot into a trial that cannot boot.
+    await rm(path.join(m.root, 'var/lib/darch/stage/live', id, 'vmlinuz'));
+    await writeFile(kernel, '');
+    const stuck = await json(m, ['update', 'run']);
+    assert.equal(stuck.reboot.due, false);
+    assert.match(stuck.reboot.reason, /^the armed trial cannot boot yet \(.*vmlinuz/);
+  });
+
   it('GRUB: arming an image the menu lost (a cut before its rewrite) writes the menu first', async () => {
     const m = await machine('stage', '[boot]\nstage_fs_uuid = "0f0e0d0c-0000-4000-8000-000000000015"\nstage_fs_path = "/var/lib/darch/stage"\n');
     const old = await fakeStaged(m.root, ['os:old'], { created: new Date(Date.now() - 60_000) });

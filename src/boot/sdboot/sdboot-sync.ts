@@ -12,7 +12,7 @@
  */
 import { mkdir, readFile, readdir, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { copyFileAtomic, writeFileAtomic } from '../../lib/scratch.js';
+import { copyFileAtomic, sweepDeadOwners, writeFileAtomic } from '../../lib/scratch.js';
 import type { Config } from '../../lib/config.js';
 import { DarchError, fsError, isErrno } from '../../lib/errors.js';
 import { withLock } from '../../lib/lock.js';
@@ -38,7 +38,7 @@ import {
   type BlsEntryInput,
 } from './sdboot.js';
 import { listStaged, type BootableImage } from '../shared/staged.js';
-import { bootedFrom } from '../trial/state.js';
+import { bootedFrom, trialKernelArgs } from '../trial/state.js';
 
 /** Debian's package systemd-boot-efi. */
 export const SDBOOT_EFI = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
@@ -160,6 +160,30 @@ export async function listSdbootEntries(paths: DarchPaths, config: Config): Prom
   return { esp, entries: rows.sort((a, b) => b.version - a.version || a.file.localeCompare(b.file)) };
 }
 
+/**
+ * Why the armed trial could not boot from the mounted ESP as it stands, or [] when it can:
+ * an entry a power cut left without its `linux`/`initrd` lines, or a kernel or initramfs
+ * copy that is missing or cut short. (FAT keeps no journal: a cut can leave either.)
+ */
+export async function sdbootTrialProblems(paths: DarchPaths, config: Config): Promise<string[]> {
+  const esp = await localEspDir(paths, config.boot.esp);
+  const entries = await readEntries(new DirEntryFiles(path.join(esp, ENTRIES_DIR)));
+  const trial = entries.find((e) => e.left !== undefined && e.left > 0);
+  if (!trial) return [];
+  const problems: string[] = [];
+  for (const key of ['linux', 'initrd']) if (!new RegExp(`^${key}\\s+\\S`, 'm').test(trial.text)) problems.push(`${trial.file} has no ${key} line`);
+  const img = (await listStaged(paths.stageDir)).find((i) => i.id === trial.stage);
+  if (!img) return [...problems, `${trial.stage} is not staged`];
+  for (const c of await espCopiesOf(img)) {
+    const have = await stat(path.join(esp, ESP_IMAGE_DIR, img.id, c.name)).then(
+      (st) => st.size,
+      () => -1,
+    );
+    if (have !== c.size) problems.push(`${ESP_IMAGE_DIR}/${img.id}/${c.name} is ${have < 0 ? 'missing' : `${have} bytes, not ${c.size}`}`);
+  }
+  return problems;
+}
+
 export interface SdbootSyncResult {
   esp: string;
   location: StageLocation;
@@ -189,6 +213,13 @@ export async function syncSdbootLocal(
     const files = new DirEntryFiles(path.join(esp, ENTRIES_DIR));
     const entries = await readEntries(files);
     const inputs = images.map((img) => blsEntryFor(img, loc, extra));
+
+    // 0. Temp copies a crash or power cut left (their owner is gone): the room they take is
+    // what the copies below may need.
+    await sweepDeadOwners(path.join(esp, ENTRIES_DIR)).catch(() => 0);
+    for (const d of await readdir(path.join(esp, ESP_IMAGE_DIR)).catch(() => [] as string[])) {
+      await sweepDeadOwners(path.join(esp, ESP_IMAGE_DIR, d)).catch(() => 0);
+    }
 
     // 1. Kernels and initramfs images: refuse before writing anything if they cannot fit.
     const copies: Array<{ src: string; dst: string; size: number }> = [];
@@ -233,7 +264,10 @@ export async function syncSdbootLocal(
         // The name and version are the trial state: kept. A stale darch.trial=1 on an entry
         // that lost its counter (systemd-bless-boot committed it) goes away.
         file = ex.file;
-        text = retune(renderBlsEntry(input, ex.version), ex.version, ex.left !== undefined && ex.left > 0 ? (trialArgsOf(ex.text) ?? '') : undefined);
+        // A trial's own arguments come from its entry; one a power cut left without its
+        // options line gets darch's defaults again.
+        const trialArgs = /^options\s/m.test(ex.text) ? (trialArgsOf(ex.text) ?? '') : trialKernelArgs(config.boot);
+        text = retune(renderBlsEntry(input, ex.version), ex.version, ex.left !== undefined && ex.left > 0 ? trialArgs : undefined);
       } else {
         file = entryName(img.id);
         text = renderBlsEntry(input, img.id === firstDefault ? VERSION.default : VERSION.other);
