@@ -248,8 +248,10 @@ const PHASES: Array<[string, RegExp]> = [
   ['update: check', /CUT-UPDATE-START|==> checking /g],
   ['update: download', /==> pulling /g],
   ['update: squashfs', /==> writing squashfs/g],
-  ['update: kernel and initramfs', /==> (copying the kernel|building darch's initramfs|initramfs)/gi],
-  ['update: boot entries and arming', /==> (syncing|arming|updating the boot)|boot entr/gi],
+  // After the squashfs: the stage steps (darch's initramfs, the hooks), then the stage's
+  // commit, the boot side's sync and the arming, which print nothing until the reboot.
+  ['update: kernel and initramfs', /stage step: |==> (copying the kernel|building darch's initramfs)/g],
+  ['update: boot entries and arming', /darch initramfs: kernel \S+, \d+ modules|==> (syncing|arming|updating the boot)/g],
   ['reboot', /==> rebooting into the update/g],
   ['shutdown', /The system is going down/g],
   ['trial boot: firmware', /BdsDxe: loading/g],
@@ -311,6 +313,8 @@ export interface RoundReport {
   checked?: { round: number; phase: string; cutAtSec: number };
   /** The campaign's last boot: it only checks the last cut (its own kill right after the check is no cut). */
   check?: true;
+  /** No progress (no commit, no new version taken) for STALL_ROUNDS rounds: updates are stuck. */
+  stalled?: true;
 }
 
 export interface MachineState {
@@ -320,7 +324,16 @@ export interface MachineState {
   newer?: number;
 }
 
-export const failed = (r: RoundReport) => r.verdict === 'nothing' || r.verdict === 'other' || (r.verify ?? 0) !== 0 || r.updateFailures > 0;
+export const failed = (r: RoundReport) =>
+  r.verdict === 'nothing' || r.verdict === 'other' || (r.verify ?? 0) !== 0 || r.updateFailures > 0 || r.stalled === true;
+
+/**
+ * Rounds without a version committed or a new one taken before the machine counts as stuck:
+ * an update that never gets further blocks it as surely as one that fails. A round finishes a
+ * cycle's first half about every other time, so 12 rounds in a row without progress is a
+ * stuck machine, not bad luck.
+ */
+export const STALL_ROUNDS = 12;
 
 /** A small seeded generator (mulberry32): the same seed gives the same cut fractions. */
 export function rng(seed: number): () => number {
@@ -507,6 +520,8 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
     await appendFile(o.reportFile, `${JSON.stringify(first.report)}\n`);
     const next = rng(o.seed);
     let prev = first.report;
+    let progressAt = 0;
+    let progress = JSON.stringify(state);
     // Each boot checks the cut before it; one more boot after the last round checks the last cut.
     for (let k = 1; k <= o.rounds + 1; k++) {
       const check = k > o.rounds;
@@ -516,7 +531,12 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
       report.checked = { round: prev.round, phase: prev.phase, cutAtSec: prev.cutAtSec };
       if (check) report.check = true;
       prev = report;
+      if (JSON.stringify(state) !== progress) {
+        progress = JSON.stringify(state);
+        progressAt = k;
+      } else if (k - progressAt >= STALL_ROUNDS) report.stalled = true;
       if (failed(report)) {
+        progressAt = k;
         report.savedDisk = path.join(ARTIFACTS, `${name(k)}.img`);
         await run('cp', ['--sparse=always', m.disk, report.savedDisk]);
         await run('cp', ['--sparse=always', m.template, m.disk]);
@@ -528,7 +548,7 @@ export async function campaign(o: CampaignOptions): Promise<{ summary: CampaignS
       log(
         `round ${k}: after the cut in ${report.checked.phase} came up: ${report.verdict}${report.cameUp ? ` v${report.cameUp.version}${report.cameUp.trial ? ' (trial)' : ''}${report.cameUp.fellBack ? ' (fell back)' : ''}` : ''}` +
           `, verify ${report.verify ?? '-'}, updates ${report.updates.join(' ') || '-'}` +
-          `${report.store ? `, stage fs ${(report.store.usedKiB / 1024).toFixed(0)} MiB, ${report.store.staged} staged, ${report.store.tmp} leftovers` : ''}${failed(report) ? '  FAILED' : ''}` +
+          `${report.store ? `, stage fs ${(report.store.usedKiB / 1024).toFixed(0)} MiB, ${report.store.staged} staged, ${report.store.tmp} leftovers` : ''}${report.stalled ? `  STUCK (no progress in ${STALL_ROUNDS} rounds)` : ''}${failed(report) ? '  FAILED' : ''}` +
           (check ? '' : `; cut at ${report.cutAtSec} s (${report.phase})`),
       );
     }

@@ -15,6 +15,8 @@ const CONSOLE = [
   '==> checking 10.0.2.100:5000/os/cut:stable',
   '==> pulling 10.0.2.100:5000/os/cut@sha256:00',
   '==> writing squashfs with tar2sqfs (lz4) from 2 layers',
+  'stage step: darch-boot',
+  'darch initramfs: kernel 6.1.0-57-amd64, 62 modules, 5.6 MiB',
   '==> rebooting into the update (window 00:00-24:00, nobody logged in)',
   'The system is going down NOW!',
   'BdsDxe: loading Boot0002 "UEFI Misc Device"',
@@ -34,6 +36,8 @@ describe('power-cut bookkeeping', () => {
     assert.equal(phaseAt(upTo('CUT-VERIFY rc=0'), from), 'verify');
     assert.equal(phaseAt(upTo('==> pulling 10.0.2.100:5000/os/cut@sha256:00'), from), 'update: download');
     assert.equal(phaseAt(upTo('==> writing squashfs with tar2sqfs (lz4) from 2 layers'), from), 'update: squashfs');
+    assert.equal(phaseAt(upTo('stage step: darch-boot'), from), 'update: kernel and initramfs');
+    assert.equal(phaseAt(upTo('darch initramfs: kernel 6.1.0-57-amd64, 62 modules, 5.6 MiB'), from), 'update: boot entries and arming');
     assert.equal(phaseAt(upTo('The system is going down NOW!'), from), 'shutdown');
     assert.equal(phaseAt(upTo('Welcome to GRUB!'), from), 'trial boot: boot loader');
     assert.equal(phaseAt(upTo('CUT-BOOTED version=2 stage=bbb trial=1 fell_back=0'), from), 'trial boot: init');
