@@ -28,22 +28,21 @@ export function debianKernel(): Promise<TestKernel> {
 const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64,squashfs-tools-ng';
 
 /**
- * A Debian bookworm root with systemd, a kernel and initramfs-tools (debootstrap minbase),
- * made once into the cache (again when the package list changes); callers copy it before
- * changing it.
+ * A Debian root made by debootstrap (minbase, with `packages`) into the cache once, again
+ * when the suite or the package list changes; callers copy it before changing it.
  */
-export async function debianSystemdTree(): Promise<string> {
-  const tree = path.join(CACHE, 'debian-bookworm');
-  const stamp = `bookworm ${SYSTEMD_TREE_PACKAGES}\n`;
+async function cachedDebootstrap(name: string, suite: string, packages: string): Promise<string> {
+  const tree = path.join(CACHE, name);
+  const stamp = `${suite} ${packages}\n`;
   await mkdir(CACHE, { recursive: true });
-  const lock = await acquireLock(path.join(CACHE, '.debootstrap.lock'), 'the debootstrap cache', 1800);
+  const lock = await acquireLock(path.join(CACHE, `.${name}.lock`), `the ${name} cache`, 1800);
   try {
     if ((await readFile(path.join(tree, '.done'), 'utf8').catch(() => '')) !== stamp) {
       await rm(tree, { recursive: true, force: true });
       const tmp = `${tree}.tmp`;
       await rm(tmp, { recursive: true, force: true });
       const mirror = await debianMirror();
-      await run('nice', ['debootstrap', '--variant=minbase', `--include=${SYSTEMD_TREE_PACKAGES}`, 'bookworm', tmp, ...(mirror ? [mirror] : [])]);
+      await run('nice', ['debootstrap', '--variant=minbase', `--include=${packages}`, suite, tmp, ...(mirror ? [mirror] : [])]);
       await writeFile(path.join(tmp, '.done'), stamp);
       await rename(tmp, tree);
     }
@@ -53,30 +52,17 @@ export async function debianSystemdTree(): Promise<string> {
   }
 }
 
+/** A Debian bookworm root with systemd, a kernel and initramfs-tools. */
+export function debianSystemdTree(): Promise<string> {
+  return cachedDebootstrap('debian-bookworm', 'bookworm', SYSTEMD_TREE_PACKAGES);
+}
+
 /**
  * A Debian trixie root with skopeo, for interoperability tests of signatures: bookworm's
- * skopeo is built with sigstore disabled, trixie's (1.18) signs and verifies. Made once into
- * the cache (debootstrap from Debian's archive); run its skopeo with `chroot DIR skopeo`,
- * paths inside the chroot. netavark is listed because debootstrap cannot resolve the
- * virtual package (container-network-stack) containers-common depends on.
+ * skopeo is built with sigstore disabled, trixie's (1.18) signs and verifies. Run its skopeo
+ * with `chroot DIR skopeo`, paths inside the chroot. netavark is listed because debootstrap
+ * cannot resolve the virtual package (container-network-stack) containers-common depends on.
  */
-export async function trixieSkopeoRoot(): Promise<string> {
-  const tree = path.join(CACHE, 'trixie-skopeo');
-  const stamp = 'trixie skopeo,ca-certificates,netavark\n';
-  await mkdir(CACHE, { recursive: true });
-  const lock = await acquireLock(path.join(CACHE, '.trixie.lock'), 'the trixie cache', 1800);
-  try {
-    if ((await readFile(path.join(tree, '.done'), 'utf8').catch(() => '')) !== stamp) {
-      await rm(tree, { recursive: true, force: true });
-      const tmp = `${tree}.tmp`;
-      await rm(tmp, { recursive: true, force: true });
-      const mirror = await debianMirror();
-      await run('nice', ['debootstrap', '--variant=minbase', '--include=skopeo,ca-certificates,netavark', 'trixie', tmp, ...(mirror ? [mirror] : [])]);
-      await writeFile(path.join(tmp, '.done'), stamp);
-      await rename(tmp, tree);
-    }
-    return tree;
-  } finally {
-    await lock.release();
-  }
+export function trixieSkopeoRoot(): Promise<string> {
+  return cachedDebootstrap('trixie-skopeo', 'trixie', 'skopeo,ca-certificates,netavark');
 }
