@@ -150,7 +150,7 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     const next = nextCheckAt(last, d.config.update.schedule, d.config.update.random_delay, machineId);
     if (opts.scheduled && !isDue(now, next)) {
       const res: RunResult = { image, policy, outcome: 'not-due', message: `next check at ${next?.toISOString()}`, notices, nextCheck: next?.toISOString() };
-      res.reboot = await maybeReboot(d, state, now);
+      res.reboot = await maybeReboot(d, state, now, state?.trial ? await trialBootProblems(d) : []);
       return save(res);
     }
     let check: CheckResult;
@@ -200,7 +200,12 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     const armedNow = res.applied ? res.staged : check.status === 'armed' ? check.staged : undefined;
     if (armedNow) await giveOnce(d, st, `armed:${armedNow.id}`, armedNotice(image, armedNow, check.current), notices);
     const after = res.applied ? ((await stateOf(t)) ?? state) : state;
-    res.reboot = await maybeReboot(d, after, now);
+    // A trial whose boot files a power cut left incomplete would fail its boot (and, rebooted
+    // into by the window, again and again): every run writes the boot side again, which
+    // repairs them, and says what still keeps the trial from booting.
+    const problems = after?.trial ? await trialBootProblems(d) : [];
+    if (problems.length) report.warn(`the armed trial cannot boot yet: ${problems.join('; ')}; darch boot sync shows why`);
+    res.reboot = await maybeReboot(d, after, now, problems);
     res.nextCheck = nextCheckAt(now, d.config.update.schedule, d.config.update.random_delay, machineId)?.toISOString();
     return save(res);
   });
@@ -214,20 +219,14 @@ async function trialBootProblems(d: RunDeps): Promise<string[]> {
 }
 
 /** A window reboot: only with a trial armed, inside the window, with nobody logged in, and never under --root. */
-async function maybeReboot(d: RunDeps, state: BootState | undefined, now: Date): Promise<{ due: boolean; reason: string }> {
+async function maybeReboot(d: RunDeps, state: BootState | undefined, now: Date, problems: string[]): Promise<{ due: boolean; reason: string }> {
   const policy = parseReboot(d.config.update.reboot);
   if (!state?.trial) return { due: false, reason: 'no update waits for a reboot' };
   if (policy.kind !== 'window')
     return { due: false, reason: policy.kind === 'never' ? 'update.reboot = "never"' : 'update.reboot = "prompt": the users were told' };
   if (!inWindow(now, policy)) return { due: false, reason: `outside the reboot window ${policy.text}` };
   if (await d.someoneLoggedIn()) return { due: false, reason: 'someone is logged in' };
-  // A trial whose boot files a power cut left incomplete would fail its boot again and
-  // again: write the boot side first (it repairs them), and reboot only into one that can boot.
-  const problems = await trialBootProblems(d);
-  if (problems.length) {
-    d.report?.warn(`not rebooting: the armed trial cannot boot yet: ${problems.join('; ')}`);
-    return { due: false, reason: `the armed trial cannot boot yet (${problems.join('; ')}); see darch boot sync` };
-  }
+  if (problems.length) return { due: false, reason: `the armed trial cannot boot yet (${problems.join('; ')}); see darch boot sync` };
   if (d.paths.root !== '/') return { due: false, reason: `would reboot now (window ${policy.text}), but darch runs under --root ${d.paths.root}` };
   d.report?.step(`rebooting into the update (window ${policy.text}, nobody logged in)`);
   await d.reboot();
