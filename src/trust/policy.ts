@@ -161,6 +161,21 @@ export function requirementsFor(policy: Policy, img: PolicyImage): { scope: stri
   return { scope: 'default', requirements: policy.default };
 }
 
+/**
+ * The requirement list for a local image (transport `oci`, `oci-archive` or `docker-archive`),
+ * scoped like containers/image's path transports: the path, then each parent directory.
+ */
+export function requirementsForPath(policy: Policy, transport: string, absPath: string): { scope: string; requirements: PolicyRequirement[] } {
+  const scopes = policy.transports?.[transport] ?? {};
+  for (let p = absPath; ; p = path.dirname(p)) {
+    const reqs = scopes[p];
+    if (reqs) return { scope: `${transport} ${p}`, requirements: reqs };
+    if (p === path.dirname(p)) break;
+  }
+  if (scopes['']) return { scope: `${transport} ""`, requirements: scopes[''] };
+  return { scope: 'default', requirements: policy.default };
+}
+
 // ---------------------------------------------------------------------------------------
 // Keys named by a requirement
 

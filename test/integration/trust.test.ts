@@ -337,6 +337,24 @@ describe('signed images: keys, signatures in the registry, the policy pull and u
     assert.match(changed.stderr, /is for other content/);
   });
 
+  it('images import: local OCI layouts and archives pass only where the policy takes them unsigned; root file system tarballs are not judged', async () => {
+    await publish('signed', 11);
+    const layout = path.join(work, 'layout-signed-11');
+    const strict = await machine(requireKey('a'));
+    const refused = await darch(['images', 'import', `oci:${layout}:app:11`, 'app:1'], { root: strict });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /is refused: .*policy\.json \(default\) does not take oci images unsigned/);
+    assert.deepEqual((await darchOk(['--json', 'images', 'list'], { root: strict })).json().images ?? [], []);
+    const rootfs = path.join(work, 'rootfs.tar');
+    await tarStreamLayer(rootfs, [
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/hostname', content: 'local\n' },
+    ]);
+    await darchOk(['images', 'import', rootfs, 'local:1'], { root: strict });
+    const open = await machine({ ...requireKey('a'), transports: { ...requireKey('a').transports, oci: { [work]: [{ type: 'insecureAcceptAnything' }] } } });
+    await darchOk(['images', 'import', `oci:${layout}:app:11`, 'app:1'], { root: open });
+  });
+
   it('a policy that is not valid names the file and exits 78', async () => {
     const root = await machine({ default: [] });
     const r = await darch(['images', 'pull', `${reg.host}/signed:1`], { root });

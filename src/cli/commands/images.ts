@@ -1,4 +1,5 @@
 /** `darch images …`: the local OCI image store. */
+import path from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { DarchError } from '../../lib/errors.js';
@@ -6,9 +7,10 @@ import { emit, table } from '../output.js';
 import { byteProgress } from '../progress.js';
 import { formatAge, formatBytes } from '../../lib/format.js';
 import { ui } from '../ui.js';
-import { importImage, type ImportFormat } from '../../oci/importer.js';
+import { detectFormat, importImage, type ImportFormat, parseOciDirSource } from '../../oci/importer.js';
 import { normalizeRef, splitRefName } from '../../oci/reference.js';
 import type { ImageStore } from '../../oci/store.js';
+import type { Context } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 import { registerRegistryImageCommands } from './registry.js';
 
@@ -51,6 +53,31 @@ export async function summarize(store: ImageStore, name: string): Promise<ImageS
   }
 }
 
+/**
+ * OCI layouts and archives are container images like any other: the signature policy's
+ * scopes for their transport (`oci`, `oci-archive`, `docker-archive`, by path) decide, as
+ * for skopeo. They carry no signatures darch checks, so only a scope that takes them
+ * unsigned lets them in. Root file system tarballs are not container images: no policy.
+ */
+async function refuseUnlessPolicyAllows(c: Context, source: string, format: ImportFormat | undefined): Promise<void> {
+  const oci = parseOciDirSource(source);
+  const detected = oci ? 'oci-dir' : source === '-' ? 'rootfs' : (format ?? (await detectFormat(source)));
+  const kind = detected === 'oci-dir' ? 'oci' : detected;
+  if (kind === 'rootfs') return;
+  const { requirementsForPath } = await import('../../trust/policy.js');
+  const trust = await c.trust();
+  const file = path.resolve(oci?.dir ?? source);
+  const { scope, requirements } = requirementsForPath(trust.policy.policy, kind, file);
+  if (requirements.every((r) => r.type === 'insecureAcceptAnything')) return;
+  throw new DarchError(
+    'E_UNTRUSTED',
+    `${source} is refused: ${trust.policy.file ?? 'the policy'} (${scope}) does not take ${kind} images unsigned, and they carry no signatures darch checks`,
+    {
+      hint: `pull it from a registry where it is signed, or allow the path in the policy (transports.${kind}); nothing was imported`,
+    },
+  );
+}
+
 export function registerImages(images: Command, ctx: ContextFactory): void {
   images
     .command('import')
@@ -63,6 +90,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .action(async (source: string, target: string, opts: { format?: ImportFormat; sourceRef?: string; compression?: 'gzip' | 'none' }, cmd: Command) => {
       const c = await ctx(cmd);
       const store = c.imageStore();
+      await refuseUnlessPolicyAllows(c, source, opts.format);
       ui.step(`importing ${source} as ${normalizeRef(target)}`);
       const res = await importImage(store, source, target, {
         format: opts.format,
