@@ -25,9 +25,14 @@ const OWNED = /^\.?[a-z]+-(\d+)-([a-f0-9]+)/;
 /** Hex digits of the boot id in a name: names with 12 hex digits (older versions, or no boot id) carry none. */
 const BOOT_TAG = 8;
 
+/** `<pid>-<boot><random>`: the part of a scratch name that tells a later process who made it. */
+function ownerPart(sep: string): string {
+  return `${process.pid}${sep}${bootId().slice(0, BOOT_TAG)}${randomHex(6)}`;
+}
+
 /** `<kind>-<pid>-<boot><random>`: a scratch name a later process can attribute to its owner. */
 export function ownedTempName(kind: string): string {
-  return `${kind}-${process.pid}-${bootId().slice(0, BOOT_TAG)}${randomHex(6)}`;
+  return `${kind}-${ownerPart('-')}`;
 }
 
 /** Whether the process that made an owned name may still be using it. */
@@ -238,7 +243,7 @@ export async function swapDir(next: string, final: string): Promise<void> {
     } else {
       // Not an owned scratch name on purpose: until it is back, it is the only copy, and a
       // sweep must not take it for a dead process's leftovers.
-      const old = path.join(parent, `.old.${process.pid}.${bootId().slice(0, BOOT_TAG)}${randomHex(6)}.${base}`);
+      const old = path.join(parent, `.old.${ownerPart('.')}.${base}`);
       await rename(final, old);
       await rename(next, final);
       await rm(old, { recursive: true, force: true });

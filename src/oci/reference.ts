@@ -25,6 +25,21 @@ export interface ImageRef {
 
 export const DEFAULT_TAG = 'latest';
 
+/** Where a reference's repository is: its registry host and path there. */
+export interface Remote {
+  host: string;
+  repo: string;
+  /** host/repo as the user sees it. */
+  display: string;
+}
+
+/** A reference without a registry means Docker Hub, as in docker and podman (short names are not searched). */
+export function remoteOf(ref: ImageRef): Remote {
+  const host = ref.domain ?? 'docker.io';
+  const repo = host === 'docker.io' && !ref.path.includes('/') ? `library/${ref.path}` : ref.path;
+  return { host, repo, display: `${host}/${repo}` };
+}
+
 export function parseRef(input: string, defaultTag = DEFAULT_TAG): ImageRef {
   const bad = (why: string) =>
     new DarchError('E_BAD_REFERENCE', `invalid image reference "${input}": ${why}`, {

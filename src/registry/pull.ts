@@ -17,7 +17,7 @@ import { type Reporter, silentReporter } from '../lib/report.js';
 import type { Digest } from '../oci/digest.js';
 import { type Descriptor, type Platform, hostPlatform, isIndexType } from '../oci/mediatypes.js';
 import { type ImageRef, parseRef, refString } from '../oci/reference.js';
-import type { LoadedPolicy } from '../trust/policy.js';
+import { type LoadedPolicy, policyImageOf } from '../trust/policy.js';
 import { type Verdict, verifyImage } from '../trust/verify.js';
 import type { ImageStore } from '../oci/store.js';
 import { RegistryClient } from './client.js';
@@ -220,7 +220,7 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       else if (from.host !== remote.host || from.repo !== remote.repo) report.verbose(`${remote.display} is at ${from.host}/${from.repo} (registries.conf)`);
 
       // Before any blob: an image the policy refuses leaves nothing in the store.
-      const trust = opts.trust ? await checkTrust(opts.trust, sources, served, top, ref, remote, report) : undefined;
+      const trust = opts.trust ? await checkTrust(opts.trust, sources, served, top, ref, report) : undefined;
 
       const manifest = top.doc;
       if (!manifest.config || !Array.isArray(manifest.layers)) throw new DarchError('E_REGISTRY', `the manifest of ${remote.display} has no config or layers`);
@@ -284,23 +284,19 @@ async function checkTrust(
   served: number,
   top: FetchedManifest & { index?: Digest },
   ref: ImageRef,
-  remote: { host: string; repo: string; display: string },
   report: Reporter,
 ): Promise<Verdict> {
   const s = sources.at(served);
   const client = await sources.client(served);
   const digests = [top.digest, ...(top.index ? [top.index] : [])];
   // The policy judges the name as given (not a mirror's); signatures come from where the image did.
-  const verdict = await verifyImage(
-    trust.policy,
-    { host: remote.host, repo: remote.repo, ...(ref.digest ? { digest: ref.digest } : { tag: ref.tag }) },
-    {
-      digests,
-      signatures: async () => (await Promise.all(digests.map((d) => fetchSignatures(client, s.repo, d, [`repository:${s.repo}:pull`])))).flat(),
-      root: trust.root,
-      display: `${remote.display}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`,
-    },
-  );
+  const { img, display } = policyImageOf(ref);
+  const verdict = await verifyImage(trust.policy, img, {
+    digests,
+    signatures: async () => (await Promise.all(digests.map((d) => fetchSignatures(client, s.repo, d, [`repository:${s.repo}:pull`])))).flat(),
+    root: trust.root,
+    display: `${display}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`,
+  });
   report.verbose(`signature policy ${verdict.policy ?? '(none)'}, ${verdict.scope}: accepted by ${verdict.acceptedBy.join(', ')}`);
   return verdict;
 }

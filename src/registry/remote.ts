@@ -1,6 +1,6 @@
 /** From an image reference to a registry connection: host mapping, repository path, client settings. */
 import { DarchError } from '../lib/errors.js';
-import type { ImageRef } from '../oci/reference.js';
+import { type ImageRef, type Remote, remoteOf } from '../oci/reference.js';
 import { RegistryClient } from './client.js';
 import type { Reporter } from '../lib/report.js';
 
@@ -18,19 +18,7 @@ export interface ConnectSettings {
   report?: Reporter;
 }
 
-export interface Remote {
-  host: string;
-  repo: string;
-  /** host/repo as the user sees it. */
-  display: string;
-}
-
-/** A reference without a registry means Docker Hub, as in docker and podman (short names are not searched). */
-export function remoteOf(ref: ImageRef): Remote {
-  const host = ref.domain ?? 'docker.io';
-  const repo = host === 'docker.io' && !ref.path.includes('/') ? `library/${ref.path}` : ref.path;
-  return { host, repo, display: `${host}/${repo}` };
-}
+export { type Remote, remoteOf } from '../oci/reference.js';
 
 export function requireRegistry(ref: ImageRef, input: string): Remote {
   if (!ref.domain) {

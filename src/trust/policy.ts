@@ -19,7 +19,7 @@ import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { DarchError } from '../lib/errors.js';
 import { loadValidated } from '../lib/validated.js';
-import { parseRef } from '../oci/reference.js';
+import { type ImageRef, parseRef, remoteOf } from '../oci/reference.js';
 import * as z from '../lib/zod.js';
 import { loadPublicKey } from './keys.js';
 
@@ -131,11 +131,10 @@ export interface PolicyImage {
 }
 
 /** An image reference as the policy judges it (docker.io's implicit parts filled in), and its display name. */
-export function policyImageOf(ref: string): { img: PolicyImage; display: string } {
-  const r = parseRef(ref);
-  const host = r.domain ?? 'docker.io';
-  const repo = host === 'docker.io' && !r.path.includes('/') ? `library/${r.path}` : r.path;
-  return { img: { host, repo, ...(r.digest ? { digest: r.digest } : { tag: r.tag }) }, display: `${host}/${repo}` };
+export function policyImageOf(ref: string | ImageRef): { img: PolicyImage; display: string } {
+  const r = typeof ref === 'string' ? parseRef(ref) : ref;
+  const { host, repo, display } = remoteOf(r);
+  return { img: { host, repo, ...(r.digest ? { digest: r.digest } : { tag: r.tag }) }, display };
 }
 
 /** The docker scopes to try for an image, most specific first (containers/image's order). */

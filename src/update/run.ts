@@ -150,7 +150,7 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     const next = nextCheckAt(last, d.config.update.schedule, d.config.update.random_delay, machineId);
     if (opts.scheduled && !isDue(now, next)) {
       const res: RunResult = { image, policy, outcome: 'not-due', message: `next check at ${next?.toISOString()}`, notices, nextCheck: next?.toISOString() };
-      res.reboot = await maybeReboot(d, state, now, state?.trial ? await trialBootProblems(d) : []);
+      res.reboot = await maybeReboot(d, state, now, state?.trial ? await trialBootProblems(d, false) : []);
       return save(res);
     }
     let check: CheckResult;
@@ -203,19 +203,24 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     // A trial whose boot files a power cut left incomplete would fail its boot (and, rebooted
     // into by the window, again and again): every run writes the boot side again, which
     // repairs them, and says what still keeps the trial from booting.
-    const problems = after?.trial ? await trialBootProblems(d) : [];
-    if (problems.length) report.warn(`the armed trial cannot boot yet: ${problems.join('; ')}; darch boot sync shows why`);
+    const problems = after?.trial ? await trialBootProblems(d, res.staged !== undefined) : [];
     res.reboot = await maybeReboot(d, after, now, problems);
     res.nextCheck = nextCheckAt(now, d.config.update.schedule, d.config.update.random_delay, machineId)?.toISOString();
     return save(res);
   });
 }
 
-/** What keeps the armed trial from booting after the boot side was written again ([] for GRUB, whose files are the stage's). */
-async function trialBootProblems(d: RunDeps): Promise<string[]> {
-  await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, d.report);
+/**
+ * What keeps the armed trial from booting once the boot side is written again ([] for GRUB,
+ * whose files are the stage's), said as a warning. `synced`: this run's staging step wrote it
+ * already (stageUpdate always does), so it is not written twice.
+ */
+async function trialBootProblems(d: RunDeps, synced: boolean): Promise<string[]> {
+  if (!synced) await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, d.report);
   if ((await localBootloader(d.paths, d.config).catch(() => 'grub')) !== 'systemd-boot') return [];
-  return sdbootTrialProblems(d.paths, d.config).catch((err: unknown) => [(err as Error).message]);
+  const problems = await sdbootTrialProblems(d.paths, d.config).catch((err: unknown) => [(err as Error).message]);
+  if (problems.length) d.report?.warn(`the armed trial cannot boot yet: ${problems.join('; ')}; darch boot sync shows why`);
+  return problems;
 }
 
 /** A window reboot: only with a trial armed, inside the window, with nobody logged in, and never under --root. */

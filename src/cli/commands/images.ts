@@ -54,21 +54,22 @@ export async function summarize(store: ImageStore, name: string): Promise<ImageS
 }
 
 /**
- * OCI layouts and archives are container images like any other: the signature policy's
+ * The source's format, once the policy has let it in. OCI layouts and archives are container
+ * images like any other: the signature policy's
  * scopes for their transport (`oci`, `oci-archive`, `docker-archive`, by path) decide, as
  * for skopeo. They carry no signatures darch checks, so only a scope that takes them
  * unsigned lets them in. Root file system tarballs are not container images: no policy.
  */
-async function refuseUnlessPolicyAllows(c: Context, source: string, format: ImportFormat | undefined): Promise<void> {
+async function refuseUnlessPolicyAllows(c: Context, source: string, format: ImportFormat | undefined): Promise<ImportFormat> {
   const oci = parseOciDirSource(source);
   const detected = oci ? 'oci-dir' : source === '-' ? 'rootfs' : (format ?? (await detectFormat(source)));
   const kind = detected === 'oci-dir' ? 'oci' : detected;
-  if (kind === 'rootfs') return;
+  if (kind === 'rootfs') return detected;
   const { requirementsForPath } = await import('../../trust/policy.js');
   const trust = await c.trust();
   const file = path.resolve(oci?.dir ?? source);
   const { scope, requirements } = requirementsForPath(trust.policy.policy, kind, file);
-  if (requirements.every((r) => r.type === 'insecureAcceptAnything')) return;
+  if (requirements.every((r) => r.type === 'insecureAcceptAnything')) return detected;
   throw new DarchError(
     'E_UNTRUSTED',
     `${source} is refused: ${trust.policy.file ?? 'the policy'} (${scope}) does not take ${kind} images unsigned, and they carry no signatures darch checks`,
@@ -90,10 +91,11 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .action(async (source: string, target: string, opts: { format?: ImportFormat; sourceRef?: string; compression?: 'gzip' | 'none' }, cmd: Command) => {
       const c = await ctx(cmd);
       const store = c.imageStore();
-      await refuseUnlessPolicyAllows(c, source, opts.format);
+      // The format is detected once: the policy's transport depends on it, and so does the import.
+      const format = await refuseUnlessPolicyAllows(c, source, opts.format);
       ui.step(`importing ${source} as ${normalizeRef(target)}`);
       const res = await importImage(store, source, target, {
-        format: opts.format,
+        format,
         sourceRef: opts.sourceRef,
         compression: opts.compression ?? c.config.store.compression,
         signal: c.signal,

@@ -77,6 +77,7 @@ export function registerSign(cmd: Command, ctx: ContextFactory): void {
       throw fsError(err, `cannot read the key ${opts.key}`);
     }
     const key = await loadPrivateKey(text, await passphrase(opts.passphraseFile, false), opts.key);
+    const fingerprint = keyFingerprint(key);
     if (opts.bundle) {
       const { readBundleManifest } = await import('../../stage/bundle.js');
       const { appendDetached } = await import('../../trust/detached.js');
@@ -84,12 +85,12 @@ export function registerSign(cmd: Command, ctx: ContextFactory): void {
       const r = parseRef(ref);
       const reference = `${remoteOf(r).display}${r.digest ? `@${r.digest}` : `:${r.tag}`}`;
       const res = await appendDetached(opts.bundle, signDigest(reference, digest, key, `darch ${VERSION}`));
-      ui.success(`signed ${opts.bundle} as ${reference} with key ${keyFingerprint(key)}; ${res.file} holds ${res.signatures} signature(s)`);
-      await emit({ reference, digest, tag: res.file, signatures: res.signatures, key: keyFingerprint(key) }, (r) => r.digest);
+      ui.success(`signed ${opts.bundle} as ${reference} with key ${fingerprint}; ${res.file} holds ${res.signatures} signature(s)`);
+      await emit({ reference, digest, tag: res.file, signatures: res.signatures, key: fingerprint }, (r) => r.digest);
       return;
     }
     const res = await signRemote(ref, key, `darch ${VERSION}`, settings(c, opts));
-    ui.success(`signed ${res.reference} (${res.digest}) with key ${keyFingerprint(key)}; ${res.tag} holds ${res.signatures} signature(s)`);
-    await emit({ ...res, key: keyFingerprint(key) }, (r) => r.digest);
+    ui.success(`signed ${res.reference} (${res.digest}) with key ${fingerprint}; ${res.tag} holds ${res.signatures} signature(s)`);
+    await emit({ ...res, key: fingerprint }, (r) => r.digest);
   });
 }
