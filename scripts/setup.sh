@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   ca-certificates git file xz-utils bzip2 zstd cpio kmod attr libcap2-bin openssl apache2-utils
   busybox-static debootstrap e2fsprogs dosfstools mtools fdisk util-linux fusefat
-  squashfs-tools squashfs-tools-ng
+  squashfs-tools squashfs-tools-ng cryptsetup-bin dmsetup
   buildah skopeo umoci uidmap fuse-overlayfs
   docker-registry time
   zsh fish

@@ -5,6 +5,9 @@
 #   darch_stageid=<id>                the staged id (informational; read back by darch)
 #   darch_hooks=<subdir>              hook directory inside darch_dir (default: hooks)
 #   darch_ram=1                       copy the squashfs to RAM first (source unmounted)
+#   darch_verity=<root hash>          map the squashfs through dm-verity with the hash tree
+#   darch_verity_salt=<hex>           <rootfs>.verity beside it (sha256, 4 KiB blocks, no
+#   darch_verity_blocks=<n>           superblock): every block read is checked (src/stage/verity.ts)
 #   darch_timeout=<s>                 seconds to wait for the stage device (default 30)
 #   break=darch-prelocal|darch-premove|darch-preoverlay|darch-prehooks|darch-preunmount|darch-done
 #   panic=<s>                         on failure reboot after <s> seconds instead of a shell
@@ -19,6 +22,7 @@ darch_log() { echo "darch: $*" >/dev/console 2>/dev/null || echo "darch: $*"; }
 darch_parse_cmdline() {
 	darch_dir=; darch_rootfs=; darch_stageid=; darch_hooks=hooks; darch_ram=; darch_timeout=30
 	darch_break=; darch_panic=; darch_init=/sbin/init; darch_watchdog=; darch_trial=
+	darch_verity=; darch_verity_salt=-; darch_verity_blocks=
 	for arg in $(cat /proc/cmdline); do
 		case "$arg" in
 		darch_dir=*) darch_dir="${arg#darch_dir=}" ;;
@@ -27,6 +31,9 @@ darch_parse_cmdline() {
 		darch_hooks=*) darch_hooks="${arg#darch_hooks=}" ;;
 		darch_ram=*) darch_ram="${arg#darch_ram=}" ;;
 		darch_timeout=*) darch_timeout="${arg#darch_timeout=}" ;;
+		darch_verity=*) darch_verity="${arg#darch_verity=}" ;;
+		darch_verity_salt=*) darch_verity_salt="${arg#darch_verity_salt=}" ;;
+		darch_verity_blocks=*) darch_verity_blocks="${arg#darch_verity_blocks=}" ;;
 		break=*) darch_break="$darch_break,${arg#break=}" ;;
 		panic=*) darch_panic="${arg#panic=}" ;;
 		init=*) darch_init="${arg#init=}" ;;
@@ -239,8 +246,24 @@ darch_mount_root() {
 		_sq="$DARCH_RUN/ram/rootfs.squash"
 	fi
 	darch_break darch-preoverlay
-	mount -t squashfs -o ro,loop "$_sq" "$DARCH_RUN/lower" ||
-		{ darch_fail "cannot mount $darch_rootfs" "the squashfs may be corrupt (re-stage the image) or the squashfs/loop modules are missing"; return 1; }
+	if [ -n "$darch_verity" ]; then
+		if [ "$darch_ram" = 1 ] && [ -f "$DARCH_RUN/source${darch_path%/}/$darch_rootfs.verity" ]; then
+			cp "$DARCH_RUN/source${darch_path%/}/$darch_rootfs.verity" "$_sq.verity" ||
+				{ darch_fail "cannot copy $darch_rootfs.verity to RAM" "not enough memory: boot without darch_ram=1"; return 1; }
+		fi
+		darch_open_verity "$_sq" || return 1
+		if ! mount -t squashfs -o ro /dev/mapper/darch-root "$DARCH_RUN/lower"; then
+			if dmsetup status darch-root 2>/dev/null | grep -q ' verity C'; then
+				darch_fail "$darch_rootfs failed its dm-verity check: the file on disk is not the image that was staged" "the disk corrupted it or someone changed it: stage the image again (darch stage upload --verity)"
+			else
+				darch_fail "cannot mount $darch_rootfs through dm-verity" "the squashfs or its hash tree may be corrupt (re-stage the image), or the squashfs module is missing"
+			fi
+			return 1
+		fi
+	else
+		mount -t squashfs -o ro,loop "$_sq" "$DARCH_RUN/lower" ||
+			{ darch_fail "cannot mount $darch_rootfs" "the squashfs may be corrupt (re-stage the image) or the squashfs/loop modules are missing"; return 1; }
+	fi
 	mount -t tmpfs -o mode=0755 tmpfs "$DARCH_RUN/rw" && mkdir -p "$DARCH_RUN/rw/upper" "$DARCH_RUN/rw/work" ||
 		{ darch_fail "cannot mount the tmpfs for the writable layer"; return 1; }
 	mount -t overlay overlay -o "lowerdir=$DARCH_RUN/lower,upperdir=$DARCH_RUN/rw/upper,workdir=$DARCH_RUN/rw/work" "$_root" ||
@@ -257,9 +280,34 @@ darch_mount_root() {
 		echo "device=$darch_devnode"
 		echo "dir=$darch_dir"
 		echo "ram=${darch_ram:-0}"
+		echo "verity=${darch_verity:+1}"
 	} >"$DARCH_RUN/boot.env"
 	darch_break darch-done
 	return 0
+}
+
+# Map the squashfs $1 through dm-verity as /dev/mapper/darch-root, its hash tree from $1.verity.
+# Fails closed: an entry that names a root hash never boots its image unchecked.
+darch_open_verity() {
+	_vh="$1.verity"
+	case "$darch_verity_blocks" in '' | *[!0-9]*) darch_fail "darch_verity_blocks= is missing or not a number" "boot a darch menu entry: darch writes all three darch_verity parameters"; return 1 ;; esac
+	[ -f "$_vh" ] || { darch_fail "$darch_rootfs.verity not found in $darch_dir, and the entry asks for dm-verity" "the staged image is incomplete: stage it again"; return 1; }
+	command -v dmsetup >/dev/null 2>&1 || { darch_fail "this initramfs has no dmsetup, and the entry asks for dm-verity" "stage the image again with darch's initramfs, or install dmsetup in the image and rebuild its initramfs"; return 1; }
+	command -v modprobe >/dev/null 2>&1 && { modprobe -q dm_mod 2>/dev/null; modprobe -q dm_verity 2>/dev/null; }
+	_dl=$(losetup -f) && losetup -r "$_dl" "$1" ||
+		{ darch_fail "cannot attach $darch_rootfs to a loop device" "the loop module may be missing"; return 1; }
+	# One block has no tree: the root hash is that block's own; the kernel reads no hash device.
+	if [ -s "$_vh" ]; then
+		_hl=$(losetup -f) && losetup -r "$_hl" "$_vh" ||
+			{ darch_fail "cannot attach $darch_rootfs.verity to a loop device" "the loop module may be missing"; return 1; }
+	else
+		_hl=$_dl
+	fi
+	DM_DISABLE_UDEV=1 dmsetup create --noudevsync --readonly darch-root --table \
+		"0 $((darch_verity_blocks * 8)) verity 1 $_dl $_hl 4096 4096 $darch_verity_blocks 0 sha256 $darch_verity $darch_verity_salt" ||
+		{ darch_fail "cannot set up dm-verity for $darch_rootfs" "the dm-verity module may be missing from the initramfs, or darch_verity= is malformed"; return 1; }
+	[ -b /dev/mapper/darch-root ] || DM_DISABLE_UDEV=1 dmsetup mknodes darch-root 2>/dev/null
+	darch_log "dm-verity: $darch_rootfs is checked against root hash $darch_verity"
 }
 
 # Darch hooks: each <dir>/<order>_<name>/hook defines run(); a failing hook is reported

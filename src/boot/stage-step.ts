@@ -61,6 +61,26 @@ export function chooseInitramfs(policy: 'auto' | 'darch' | 'image', ctx: BootSte
   return hasModules ? 'darch' : 'image';
 }
 
+/**
+ * An image's own initramfs opens dm-verity only through darch's initramfs-tools hook, which
+ * copies the image's dmsetup. Without dmsetup the entry would name a root hash nothing
+ * checks: refuse rather than boot unchecked.
+ */
+function refuseVerityWithout(ctx: BootStepContext): void {
+  const has = (p: string) => lookupOk(ctx.index, p);
+  const hook = has('usr/share/initramfs-tools/hooks/darch') || has('etc/initramfs-tools/hooks/darch');
+  const dmsetup = ['usr/sbin/dmsetup', 'sbin/dmsetup'].some(has);
+  if (!hook || !dmsetup) {
+    throw new DarchError(
+      'E_VERITY_UNSUPPORTED',
+      `the image's own initramfs cannot open dm-verity: ${!hook ? 'it has no darch initramfs-tools hook' : 'the image has no dmsetup'}`,
+      {
+        hint: 'boot it with darch\'s initramfs ([boot] initramfs = "darch"), or install darch\'s hook (darch initramfs install) and dmsetup in the image',
+      },
+    );
+  }
+}
+
 export function bootStageStep(paths: DarchPaths, config: Config) {
   return {
     name: 'darch-boot',
@@ -77,6 +97,7 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
             release: ctx.boot.kernel.version,
             out: path.join(ctx.dir, INITRD_FILE),
             tmpDir: paths.tmpDir,
+            verity: Boolean(image.verity),
             report,
           });
           report.verbose(`darch initramfs: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
@@ -85,7 +106,7 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
           // In auto mode an image that brought its own initramfs is never worse off than
           // before: keep it, say why darch's could not be built.
           const modulesProblem = err instanceof DarchError && MODULES_PROBLEMS.has(err.code);
-          if (config.boot.initramfs !== 'auto' || !ctx.boot.initramfs || !modulesProblem) throw err;
+          if (config.boot.initramfs !== 'auto' || !ctx.boot.initramfs || !modulesProblem || image.verity) throw err;
           report.warn(`darch's initramfs cannot be built (${(err as Error).message}); keeping the image's own`);
           which = 'image';
         }
@@ -96,6 +117,7 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
         if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeImageJsonIn(dir, { ...image, kernelparams: `${params} boot=darch`.trim() });
+        if (image.verity) refuseVerityWithout(ctx);
         if (!aware)
           report.warn(
             `keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`,

@@ -11,7 +11,7 @@ import { acquireLock } from '../lib/lock.js';
 import { run } from '../lib/proc.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { makeWorkDir, swapDir, sweepDeadOwners } from '../lib/scratch.js';
-import { parseModulesDep, resolveModules, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
+import { parseModulesDep, resolveModules, VERITY_MODULES, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from './busybox-rootfs.js';
 
 export interface DebianKernel {
@@ -91,15 +91,16 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   for (const f of await readdir(k.modulesDir)) {
     if (f.startsWith('modules.')) await cp(path.join(k.modulesDir, f), path.join(mdir, f));
   }
-  // Only the modules a boot needs (what darch's initramfs takes, with dependencies, and the
-  // watchdog drivers it carries for trial boots): a full module tree would make every test
-  // image ~400 MB for nothing.
+  // Only the modules a boot needs (what darch's initramfs takes, with dependencies, the
+  // watchdog drivers it carries for trial boots and dm-verity's, for `--verity`): a full
+  // module tree would make every test image ~400 MB for nothing.
   const db = parseModulesDep(
     await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'),
     await readFile(path.join(k.modulesDir, 'modules.builtin'), 'utf8'),
   );
   const watchdogs = Object.values(WATCHDOG_DRIVERS).flatMap((names) => resolveModules(db, k.release, names, []).load);
-  for (const rel of new Set([...resolveModules(db, k.release).load, ...watchdogs])) {
+  const verity = resolveModules(db, k.release, VERITY_MODULES, []).load;
+  for (const rel of new Set([...resolveModules(db, k.release).load, ...watchdogs, ...verity])) {
     await mkdir(path.dirname(path.join(mdir, rel)), { recursive: true });
     await cp(path.join(k.modulesDir, rel), path.join(mdir, rel));
   }

@@ -18,9 +18,10 @@ import { copyFromSquashfs } from '../stage/squashfs.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { CpioWriter } from './cpio.js';
 import { kernelRelease } from './kernel.js';
-import { parseModulesDep, resolveModules, WANTED_MODULES, WATCHDOG_DRIVERS, type Resolution } from './modules.js';
+import { parseModulesDep, REQUIRED_MODULES, resolveModules, VERITY_MODULES, WANTED_MODULES, WATCHDOG_DRIVERS, type Resolution } from './modules.js';
+import { hostProgram } from './host-program.js';
 
-export const INITRAMFS_VERSION = '3';
+export const INITRAMFS_VERSION = '4';
 
 export interface BuildInitramfsOptions {
   /** The image: its rootfs.squash, or an unpacked root directory. */
@@ -34,6 +35,11 @@ export interface BuildInitramfsOptions {
   tmpDir: string;
   /** Extra module names to include. */
   extraModules?: string[];
+  /**
+   * Carry what opening the root through dm-verity needs (darch_verity=): the dm-verity
+   * modules (required) and the host's dmsetup with its libraries.
+   */
+  verity?: boolean;
   report?: Reporter;
 }
 
@@ -213,8 +219,9 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       }
       const db = parseModulesDep(dep, (await src.read('modules.builtin')) ?? '');
       const wanted = [...WANTED_MODULES, ...(opts.extraModules ?? [])];
+      const required = opts.verity ? [...REQUIRED_MODULES, ...VERITY_MODULES] : REQUIRED_MODULES;
       // First pass: everything modules.dep promises; then keep what the image really has.
-      const all = resolveModules(db, release, wanted);
+      const all = resolveModules(db, release, wanted, required);
       const kver = release;
       const dogs = Object.entries(WATCHDOG_DRIVERS).map(([driver, names]) => ({ driver, files: resolveModules(db, kver, names, []).load }));
       local = await src.fetch([...new Set([...all.load, ...dogs.flatMap((d) => d.files)])]);
@@ -227,7 +234,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
           )
         )
           have.add(rel);
-      resolution = resolveModules(db, release, wanted, undefined, (f) => have.has(f));
+      resolution = resolveModules(db, release, wanted, required, (f) => have.has(f));
       if (resolution.skipped.length) report.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
       // A driver the kernel lacks (or the image stripped) is simply not offered.
       for (const d of dogs) if (d.files.length > 0 && d.files.every((f) => have.has(f))) watchdog.push(d);
@@ -239,6 +246,7 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     for (const rel of new Set(watchdog.flatMap((d) => d.files))) dogFiles.set(rel, await plainModule(local.get(rel)!, rel, work));
     const carried = [...modules, ...[...dogFiles.entries()].filter(([rel]) => !loaded.has(rel)).map(([, m]) => m)];
     const busybox = await findStaticBusybox();
+    const programs = opts.verity ? await hostProgram('dmsetup', 'usr/sbin/dmsetup') : [];
     const bbSize = (await stat(busybox)).size;
     const init = await readFile(assetPath('initramfs', 'init'));
     const lib = await readFile(assetPath('initramfs', 'darch-lib.sh'));
@@ -261,16 +269,23 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       await cpio.add({ type: 'file', name: 'lib/darch/darch-lib.sh', data: lib });
       await cpio.add({ type: 'file', name: 'lib/darch/darch-record.sh', data: record });
       await cpio.add({ type: 'file', name: 'etc/darch-initramfs-version', data: `${INITRAMFS_VERSION} (kernel ${release})\n` });
-      const dirs = new Set<string>();
-      for (const m of carried) {
-        const parts = `lib/modules/${release}/${m.name}`.split('/');
-        for (let i = 3; i < parts.length; i++) {
+      const dirs = new Set<string>(['lib', 'usr', 'usr/sbin']);
+      const addDirs = async (name: string, from: number) => {
+        const parts = name.split('/');
+        for (let i = from; i < parts.length; i++) {
           const d = parts.slice(0, i).join('/');
           if (!dirs.has(d)) {
             dirs.add(d);
             await cpio.add({ type: 'dir', name: d });
           }
         }
+      };
+      for (const p of programs) {
+        await addDirs(p.name, 1);
+        await cpio.add({ type: 'diskfile', name: p.name, mode: p.mode, path: p.source, size: p.size });
+      }
+      for (const m of carried) {
+        await addDirs(`lib/modules/${release}/${m.name}`, 3);
         await cpio.add({ type: 'diskfile', name: `lib/modules/${release}/${m.name}`, path: m.path, size: (await stat(m.path)).size });
       }
       await cpio.add({ type: 'file', name: 'lib/modules/load.list', data: modules.map((m) => m.name).join('\n') + '\n' });

@@ -6,6 +6,8 @@ import { DarchError } from '../lib/errors.js';
 
 /** Must be present (as a module or built in) or the image cannot boot through darch. */
 export const REQUIRED_MODULES = ['squashfs', 'overlay', 'loop'];
+/** Required as well when the image is staged with dm-verity (the kernel checks every block it reads). */
+export const VERITY_MODULES = ['dm_mod', 'dm_verity'];
 
 /**
  * Loaded when the kernel has them. crc32c comes before ext4 because ext4's softdep on it

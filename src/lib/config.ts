@@ -41,6 +41,8 @@ export const ConfigSchema = z.strictObject({
       keep: whole(3, 1),
       /** squashfs compressor for staged root file systems (the kernel must support it). */
       compression: z._default(z.enum(['zstd', 'xz', 'gzip', 'lz4', 'lzo']), 'zstd'),
+      /** Stage with a dm-verity hash tree and boot through it (`darch stage upload --verity`). */
+      verity: z._default(z.boolean(), false),
     }),
     {},
   ),

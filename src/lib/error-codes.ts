@@ -468,6 +468,10 @@ export const ERROR_CODES = {
     meaning: '`darch images verify` found problems in the image store',
     hint: 'remove the affected images, run `darch images prune`, and import or pull them again',
   },
+  E_VERITY_UNSUPPORTED: {
+    meaning: 'the image is to be staged with dm-verity but the initramfs it boots with cannot open it',
+    hint: 'boot it with darch\'s initramfs ([boot] initramfs = "darch"), or install darch\'s initramfs-tools hook and dmsetup in the image',
+  },
   E_VM_FAILED: {
     meaning: 'qemu exited with a failure; darch exits with the same status',
   },

@@ -38,6 +38,8 @@ const PACKAGES: Record<string, string> = {
   busctl: 'systemd',
   loginctl: 'systemd',
   setpriv: 'util-linux',
+  veritysetup: 'cryptsetup-bin',
+  dmsetup: 'dmsetup',
 };
 
 // e2fsprogs, fdisk, kmod and friends install into /usr/sbin and /sbin, which a normal user's

@@ -35,7 +35,9 @@ export interface SigManifest {
 /** The `.sig` manifest of a digest, or undefined when there is none. */
 export async function fetchSigManifest(client: RegistryClient, repo: string, digest: string, scopes: string[]): Promise<SigManifest | undefined> {
   const tag = signatureTag(digest);
-  const res = await client.send({ url: `/v2/${repo}/manifests/${tag}`, headers: { accept: MediaType.ociManifest }, scopes });
+  // Docker's type accepted too: a registry converts a manifest the client does not accept
+  // (Docker schema 2 to schema 1), which would hide what the tag really holds.
+  const res = await client.send({ url: `/v2/${repo}/manifests/${tag}`, headers: { accept: `${MediaType.ociManifest}, ${MediaType.dockerManifest}` }, scopes });
   if (res.status === 404) {
     await res.body.dump().catch(() => undefined);
     return undefined;

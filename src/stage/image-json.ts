@@ -19,14 +19,39 @@ const fileName = z.string().check(
 );
 
 // loose: the original Darch's tools may add fields; darch keeps them when it rewrites the file.
+const hex = (n: number) => z.string().check(z.regex(new RegExp(`^[0-9a-f]{${n}}$`), `${n} lowercase hex digits`));
+
+/** dm-verity over the squashfs (src/stage/verity.ts): what the entry's command line carries. */
+const VeritySchema = z.object({
+  /** The hash tree's root hash. */
+  roothash: hex(64),
+  salt: hex(64),
+  /** 4 KiB blocks of the squashfs the tree covers. */
+  blocks: z.number().check(z.int(), z.positive()),
+  algorithm: z.literal('sha256'),
+});
+
+export type VerityParams = z.infer<typeof VeritySchema>;
+
 const ImageJsonSchema = z.looseObject({
   kernel: fileName,
   initramfs: z.optional(fileName),
   rootfs: fileName,
   kernelparams: z.optional(z.string()),
+  /** Set when the squashfs is staged with dm-verity; its hash tree is `<rootfs>.verity`. */
+  verity: z.optional(VeritySchema),
 });
 
 export type ImageJson = z.infer<typeof ImageJsonSchema>;
+
+/**
+ * The kernel parameters that make the initramfs map the squashfs through dm-verity (none for
+ * an image staged without it). Both boot loaders' entries take them from here.
+ */
+export function verityKernelArgs(doc: Pick<ImageJson, 'verity'>): string[] {
+  const v = doc.verity;
+  return v ? [`darch_verity=${v.roothash}`, `darch_verity_salt=${v.salt}`, `darch_verity_blocks=${v.blocks}`] : [];
+}
 /** What booting needs: an image.json that names an initramfs. */
 export type BootImageJson = ImageJson & { initramfs: string };
 

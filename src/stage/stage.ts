@@ -27,6 +27,7 @@ import { type BootFiles, findBootFiles, refuseWithoutKernel } from './kernel.js'
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
 import { INITRD_FILE, KERNEL_FILE, META_JSON, ROOTFS_FILE, type StageStore, type StagedImage, newStageId } from './store.js';
+import { formatVerity, verityFileOf } from './verity.js';
 
 export interface StageStepContext {
   id: string;
@@ -62,6 +63,8 @@ export interface StageOptions {
   passes?: 1 | 2;
   /** Retention after a successful stage (stage.keep); undefined keeps everything. */
   keep?: number;
+  /** Add a dm-verity hash tree (`rootfs.squash.verity`) and boot through it (stage.verity). */
+  verity?: boolean;
   /**
    * What runs before committing, in order. Required, so no caller forgets darch's
    * initramfs and hooks (the CLI passes its context's `stageSteps`; [] stages the bare image).
@@ -289,11 +292,14 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       report.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
       const workFiles = new DirFiles(work);
+      // Before the steps: the initramfs darch builds carries dm-verity's tools only when image.json asks for them.
+      const verity = opts.verity ? await formatVerity(rootfs, verityFileOf(rootfs), image.configDigest, report) : undefined;
       const imageJson: ImageJson = {
         kernel: KERNEL_FILE,
         ...(boot.initramfs ? { initramfs: INITRD_FILE } : {}),
         rootfs: ROOTFS_FILE,
         ...(boot.kernelparams ? { kernelparams: boot.kernelparams } : {}),
+        ...(verity ? { verity } : {}),
       };
       await writeImageJsonIn(workFiles, imageJson);
 

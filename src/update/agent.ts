@@ -264,6 +264,7 @@ export async function stageUpdate(d: UpdateDeps, image: string, from = image): P
     force: true,
     compressor: d.config.stage.compression,
     keep: d.config.stage.keep,
+    verity: d.config.stage.verity,
     steps: d.steps,
     signal: d.signal,
     report: d.report,

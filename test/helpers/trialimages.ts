@@ -7,11 +7,12 @@
  * or lose their squashfs on the disk.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { readPartitions } from '../../src/boot/shared/esp.js';
 import { Ext4Image } from '../../src/disk/ext4.js';
 import { LINUX_TYPE } from '../../src/disk/layout.js';
+import { run } from '../../src/lib/proc.js';
 import { REPO } from './darch.js';
 import { busyboxBootRoot, debianKernel } from './bootimage.js';
 import { stageTree, stageVariant } from './staged.js';
@@ -52,6 +53,29 @@ export async function removeFromDarchPartition(disk: string, file: string): Prom
   const fs = new Ext4Image(disk, part.offset);
   await fs.remove(file);
   assert.equal(await fs.readText(file), undefined, `${file} is gone`);
+}
+
+/**
+ * Flip one bit of a file in the darch partition, in place, where the file's bytes are on the
+ * disk (debugfs maps the block): what a failing disk or an attacker with the disk does.
+ */
+export async function flipBitInDarchPartition(disk: string, file: string, offset: number): Promise<void> {
+  const part = (await readPartitions(disk)).find((p) => p.type === LINUX_TYPE);
+  assert.ok(part, `${disk} has a darch partition`);
+  const spec = `${path.resolve(disk)}?offset=${part.offset}`;
+  const bs = Number(/Block size:\s+(\d+)/.exec((await run('debugfs', ['-R', 'stats -h', spec])).stdout)?.[1]);
+  const block = Number((await run('debugfs', ['-R', `bmap ${file} ${Math.floor(offset / bs)}`, spec])).stdout.trim());
+  assert.ok(bs > 0 && block > 0, `${file} has a block ${Math.floor(offset / bs)} on ${disk}`);
+  const at = part.offset + block * bs + (offset % bs);
+  const fh = await open(disk, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, at);
+    b[0] = b[0]! ^ 0x01;
+    await fh.write(b, 0, 1, at);
+  } finally {
+    await fh.close();
+  }
 }
 
 const RCS = `#!/bin/sh

@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
 import { startRegistry, type RegistryServer } from '../helpers/registry.js';
+import { FaultyProxy } from '../helpers/faulty-proxy.js';
 
 const sh = promisify(execFile);
 const PY = '/usr/bin/python3';
@@ -237,6 +238,54 @@ describe('signed images: keys, signatures in the registry, the policy pull and u
     const rej = await darch(['images', 'pull', elsewhere], { root: r1 });
     assert.match(rej.stderr, /is refused: .*policy\.json \(default\) rejects it/);
     await darchOk(['images', 'pull', elsewhere], { root: await machine() });
+  });
+
+  it('a registry that lies about signatures: a .sig tag that is not an OCI manifest, a payload changed on the way', async () => {
+    const fa = await fingerprintOf('a');
+    const ref = await publish('lying', 1);
+    await darchOk(['sign', '--tls-verify=false', ref, '--key', path.join(keys, 'a.key'), '--passphrase-file', path.join(keys, 'pass')]);
+    const digest = await remoteDigest(ref);
+    const sigTag = `${digest.replace(':', '-')}.sig`;
+    const sigRes = await fetch(`${reg.url}/v2/lying/manifests/${sigTag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const sigManifest = (await sigRes.json()) as { layers: Array<{ digest: string }> };
+    const payloadDigest = sigManifest.layers[0]!.digest;
+
+    // A proxy flips one byte of the signature payload: its digest no longer matches, refused.
+    const proxy = await new FaultyProxy({ host: '127.0.0.1', port: reg.port }).start();
+    cleanups.push(() => proxy.stop());
+    proxy.addRule({ url: `/blobs/${payloadDigest}`, fault: { kind: 'flip', atByte: 10 }, times: Infinity });
+    const viaProxy = await machine(requireKey('a', `${proxy.host}/lying`));
+    await writeFile(path.join(viaProxy, 'etc/darch/config.toml'), `[registry]\ninsecure = ["${proxy.host}"]\n`);
+    const flipped = await darch(['--json', 'images', 'pull', `${proxy.host}/lying:1`], { root: viaProxy });
+    assert.equal(flipped.code, 1, flipped.stderr);
+    assert.equal(flipped.json().error.code, 'E_DIGEST_MISMATCH');
+    assert.match(flipped.json().error.message, new RegExp(`a signature payload of lying@${digest} does not match its digest ${payloadDigest}`));
+    await storeIsEmpty(viaProxy);
+
+    // The .sig tag replaced by a Docker schema 2 manifest: not where signatures are kept, refused by name.
+    const image = (await manifestOf(ref)) as unknown as { config: { digest: string; size: number }; layers: Array<{ digest: string; size: number }> };
+    const docker = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: image.config.digest, size: image.config.size },
+      layers: image.layers.map((l) => ({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: l.digest, size: l.size })),
+    };
+    const put = await fetch(`${reg.url}/v2/lying/manifests/${sigTag}`, {
+      method: 'PUT',
+      headers: { 'content-type': docker.mediaType },
+      body: JSON.stringify(docker),
+    });
+    assert.equal(put.status, 201, await put.text());
+    const r = await machine(requireKey('a', `${reg.host}/lying`));
+    const wrong = await darch(['--json', 'images', 'pull', ref], { root: r });
+    assert.equal(wrong.code, 1, wrong.stderr);
+    assert.equal(wrong.json().error.code, 'E_REGISTRY');
+    assert.match(
+      wrong.json().error.message,
+      new RegExp(`lying:${reEscape(sigTag)} is a application/vnd\\.docker\\.distribution\\.manifest\\.v2\\+json, not the OCI manifest signatures are kept in`),
+    );
+    await storeIsEmpty(r);
+    assert.ok(fa);
   });
 
   it('a layer changed in the registry after signing is refused; the update agent enforces the policy too', async () => {

@@ -5,6 +5,8 @@ import { describe, it } from 'node:test';
 import { globMatch } from '../../src/hooks/glob.js';
 import { moduleName, parseModulesDep, resolveModules } from '../../src/initramfs/modules.js';
 import { cmdlineOf, menuEntries, renderGrubCfg } from '../../src/boot/grub/grubcfg.js';
+import { blsEntryFor } from '../../src/boot/sdboot/sdboot-sync.js';
+import { parseLdd } from '../../src/initramfs/host-program.js';
 import type { BootableImage } from '../../src/boot/shared/staged.js';
 import { tagKey } from '../../src/stage/layout.js';
 import { matchStaged } from '../../src/stage/store.js';
@@ -93,6 +95,28 @@ describe('GRUB menu', () => {
     // darch_default now comes from the trial-boot state (issue 7): the trial script sets it.
     assert.match(cfg, /elif \[ -n "\$\{darch_default\}" \]; then\n\tset default="\$\{darch_default\}"/);
     assert.throws(() => menuEntries([img('ccc', ['x:1'])], { uuid: loc.uuid, path: '/with space' }), /cannot carry/);
+  });
+
+  it("an image staged with dm-verity carries its root hash, salt and blocks on both loaders' entries; others carry none", () => {
+    const loc = { uuid: '11111111-2222-3333-4444-555555555555', path: '/stage' };
+    const verity = { roothash: 'a'.repeat(64), salt: 'b'.repeat(64), blocks: 4537, algorithm: 'sha256' as const };
+    const v: BootableImage = { ...img('vvv', ['x/v:1']), image: { ...img('vvv', ['x/v:1']).image, verity } };
+    const want = `darch_verity=${'a'.repeat(64)} darch_verity_salt=${'b'.repeat(64)} darch_verity_blocks=4537`;
+    assert.ok(menuEntries([v], loc)[0]!.cmdline.endsWith(want), menuEntries([v], loc)[0]!.cmdline);
+    assert.ok(blsEntryFor(v, loc, 'console=ttyS0').options.endsWith(`${want} console=ttyS0`));
+    assert.doesNotMatch(menuEntries([img('aaa', ['x/a:1'])], loc)[0]!.cmdline, /darch_verity/);
+    assert.doesNotMatch(blsEntryFor(img('aaa', ['x/a:1']), loc, '').options, /darch_verity/);
+  });
+
+  it('ldd output: the libraries and the loader, and a missing library is an error', () => {
+    const out = [
+      '\tlinux-vdso.so.1 (0x00007ffd)',
+      '\tlibdevmapper.so.1.02.1 => /lib/x86_64-linux-gnu/libdevmapper.so.1.02.1 (0x00007fb133820000)',
+      '\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007fb13363e000)',
+      '\t/lib64/ld-linux-x86-64.so.2 (0x00007fb1338cd000)',
+    ].join('\n');
+    assert.deepEqual(parseLdd(out), ['/lib/x86_64-linux-gnu/libdevmapper.so.1.02.1', '/lib/x86_64-linux-gnu/libc.so.6', '/lib64/ld-linux-x86-64.so.2']);
+    assert.throws(() => parseLdd('\tlibgone.so.1 => not found\n'), /a library is missing: libgone\.so\.1 => not found/);
   });
 
   it("a disk's kernel arguments are set in its menu, quoted for GRUB, and read back as written", () => {

@@ -10,6 +10,7 @@
  */
 import { DarchError } from '../../lib/errors.js';
 import { hooksRel, liveRel, tagKey } from '../../stage/layout.js';
+import { verityKernelArgs } from '../../stage/image-json.js';
 import { renderTrialScript } from './grubscript.js';
 import type { BootableImage } from '../shared/staged.js';
 import type { StageLocation } from '../shared/location.js';
@@ -56,6 +57,7 @@ export function menuEntries(images: BootableImage[], loc: StageLocation, default
         `darch_dir=UUID=${loc.uuid}:${rel}`,
         `darch_stageid=${img.id}`,
         `darch_hooks=${hooksRel(tag)}`,
+        ...verityKernelArgs(img.image),
       ].filter(Boolean);
       entries.push({
         id: entryId(tag),

@@ -23,6 +23,7 @@ import { readCmdline } from '../../stage/protect.js';
 import { localEspDir } from '../shared/esp.js';
 import { mountedDiskKernelArgs } from '../shared/disk-json.js';
 import { hooksRel, liveRel } from '../../stage/layout.js';
+import { verityKernelArgs } from '../../stage/image-json.js';
 import { type StageLocation, detectStageLocation } from '../shared/location.js';
 import {
   DirEntryFiles,
@@ -70,6 +71,7 @@ export function blsEntryFor(img: BootableImage, loc: StageLocation, extraArgs: s
     `darch_dir=UUID=${loc.uuid}:${rel}`,
     `darch_stageid=${img.id}`,
     tag ? `darch_hooks=${hooksRel(tag)}` : undefined,
+    ...verityKernelArgs(img.image),
     extraArgs.trim(),
   ].filter(Boolean);
   return { stage: img.id, title: `Darch: ${img.tags.join(', ') || img.id}`, ...espFilesOf(img.id), options: options.join(' ') };

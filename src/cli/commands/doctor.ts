@@ -33,6 +33,8 @@ const TOOLS: Array<[string, string, string[]]> = [
   ['sfdisk', 'bootable disks (GPT)', ['--version']],
   ['debugfs', '`darch disk add|remove` and the boot state of disks (darch partition)', ['-V']],
   ['e2fsck', 'repairing a disk after an interrupted `darch disk add|remove`', ['-V']],
+  ['veritysetup', 'staging with dm-verity (`stage upload --verity`, stage.verity)', ['--version']],
+  ['dmsetup', "opening dm-verity roots in darch's initramfs", ['--version']],
   ['docker-registry', 'registry tests on 127.0.0.1', ['--version']],
 ];
 

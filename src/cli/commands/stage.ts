@@ -71,10 +71,20 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
     .option('--block-size <bytes>', 'squashfs block size', (v: string) => Number(v))
     .addOption(new Option('--writer <prog>', 'squashfs writer (default: tar2sqfs if installed, else sqfstar)').choices(['sqfstar', 'tar2sqfs']))
     .option('--two-pass', 'index every layer before writing (the only way with sqfstar; one pass is faster and gives the same root)')
+    .option('--verity', 'add a dm-verity hash tree and boot through it: a changed block stops the boot (default: stage.verity)')
+    .option('--no-verity', 'stage without dm-verity even when stage.verity is on')
     .action(
       async (
         image: string,
-        opts: { tag?: string[]; force?: boolean; compression?: SquashfsCompressor; blockSize?: number; writer?: SquashfsWriter; twoPass?: boolean },
+        opts: {
+          tag?: string[];
+          force?: boolean;
+          compression?: SquashfsCompressor;
+          blockSize?: number;
+          writer?: SquashfsWriter;
+          twoPass?: boolean;
+          verity?: boolean;
+        },
         cmd: Command,
       ) => {
         const c = await ctx(cmd);
@@ -92,6 +102,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
           writer: opts.writer,
           passes: opts.twoPass ? 2 : undefined,
           keep: c.config.stage.keep,
+          verity: opts.verity ?? c.config.stage.verity,
           signal: c.signal,
           steps: c.stageSteps,
           report: c.report,
