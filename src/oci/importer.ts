@@ -26,6 +26,7 @@ import {
   isIndexType,
 } from './mediatypes.js';
 import { normalizeRef } from './reference.js';
+import { parseConfig, parseDockerArchiveManifest, parseIndex, parseJsonText, type DockerArchiveEntry } from './manifest-json.js';
 import type { ImageStore } from './store.js';
 
 export type ImportFormat = 'rootfs' | 'oci-archive' | 'docker-archive' | 'oci-dir';
@@ -418,13 +419,11 @@ async function collectArchive(
   return { small, blobs };
 }
 
-function parseJson<T>(buf: Buffer | undefined, what: string, source: string): T {
+const BAD_ARCHIVE = { code: 'E_BAD_ARCHIVE', hint: 'the archive is broken or not an image archive; nothing was imported' } as const;
+
+function jsonIn(buf: Buffer | undefined, what: string, source: string): unknown {
   if (!buf) throw new DarchError('E_BAD_ARCHIVE', `${source} has no ${what}`, { hint: 'the archive is incomplete or not an image archive' });
-  try {
-    return JSON.parse(buf.toString('utf8')) as T;
-  } catch {
-    throw new DarchError('E_BAD_ARCHIVE', `${source}: ${what} is not valid JSON`);
-  }
+  return parseJsonText(buf, `${source}: ${what}`, BAD_ARCHIVE);
 }
 
 function pickFromIndex(index: ImageIndex, sourceRef: string | undefined, source: string): Descriptor {
@@ -464,11 +463,11 @@ async function checkClosure(store: ImageStore, root: Descriptor, source: string)
   const walk = async (d: Descriptor): Promise<void> => {
     await need(d);
     if (isIndexType(d.mediaType)) {
-      const idx = await store.readJson<ImageIndex>(d.digest);
+      const idx = await store.readIndexBlob(d.digest);
       for (const m of idx.manifests) await walk(m);
       return;
     }
-    const m = await store.readJson<ImageManifest>(d.digest);
+    const m = await store.readManifest(d.digest);
     if (!m.config || !Array.isArray(m.layers)) throw new DarchError('E_BAD_ARCHIVE', `${source}: ${d.digest} is not an image manifest`);
     await need(m.config);
     for (const l of m.layers) await need(l);
@@ -480,8 +479,7 @@ async function checkClosure(store: ImageStore, root: Descriptor, source: string)
 
 async function importOciArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string, report?: Reporter) {
   const { small } = await collectArchive(source, tx, (n) => n.startsWith('blobs/'), report);
-  const index = parseJson<ImageIndex>(small.get('index.json'), 'index.json', source);
-  if (!Array.isArray(index.manifests)) throw new DarchError('E_BAD_ARCHIVE', `${source}: index.json has no manifests`);
+  const index = parseIndex(jsonIn(small.get('index.json'), 'index.json', source), `${source}: index.json`, BAD_ARCHIVE);
   const pick = pickFromIndex(index, sourceRef, source);
   const layers = await checkClosure(store, pick, source);
   const { annotations: _a, ...desc } = pick;
@@ -490,13 +488,14 @@ async function importOciArchive(store: ImageStore, tx: BlobTransaction, source: 
 }
 
 async function importOciDir(store: ImageStore, tx: BlobTransaction, dir: string, sourceRef: string | undefined, name: string) {
-  let index: ImageIndex;
+  let text: string;
   try {
-    index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as ImageIndex;
+    text = await readFile(path.join(dir, 'index.json'), 'utf8');
   } catch (err) {
     if (isErrno(err, 'ENOENT')) throw new DarchError('E_NOT_FOUND', `${dir} is not an OCI layout (no index.json)`);
-    throw new DarchError('E_BAD_ARCHIVE', `${dir}/index.json is not valid JSON`);
+    throw fsError(err, `cannot read ${dir}/index.json`);
   }
+  const index = parseIndex(parseJsonText(text, `${dir}/index.json`, BAD_ARCHIVE), `${dir}/index.json`, BAD_ARCHIVE);
   const pick = pickFromIndex(index, sourceRef, `oci:${dir}`);
   const blobFile = (d: string) => path.join(dir, 'blobs', 'sha256', d.slice(7));
   let layers = 0;
@@ -511,9 +510,9 @@ async function importOciDir(store: ImageStore, tx: BlobTransaction, dir: string,
     }
     await tx.put(src, { digest: d.digest, size: d.size });
     if (isIndexType(d.mediaType)) {
-      for (const m of (await store.readJson<ImageIndex>(d.digest)).manifests) await copy(m);
+      for (const m of (await store.readIndexBlob(d.digest)).manifests) await copy(m);
     } else if (d.mediaType === MediaType.ociManifest || d.mediaType === MediaType.dockerManifest) {
-      const m = await store.readJson<ImageManifest>(d.digest);
+      const m = await store.readManifest(d.digest);
       await copy(m.config);
       for (const l of m.layers) await copy(l);
       layers = Math.max(layers, m.layers.length);
@@ -527,17 +526,11 @@ async function importOciDir(store: ImageStore, tx: BlobTransaction, dir: string,
 
 // ---- docker-save archive ---------------------------------------------------------
 
-interface DockerManifestEntry {
-  Config: string;
-  RepoTags?: string[] | null;
-  Layers: string[];
-}
-
 async function importDockerArchive(store: ImageStore, tx: BlobTransaction, source: string, name: string, sourceRef?: string, report?: Reporter) {
   const { small, blobs } = await collectArchive(source, tx, (n, size) => n.startsWith('blobs/') || n.endsWith('.tar') || size > SMALL_FILE, report);
-  const entries = parseJson<DockerManifestEntry[]>(small.get('manifest.json'), 'manifest.json', source);
-  if (!Array.isArray(entries) || entries.length === 0) throw new DarchError('E_BAD_ARCHIVE', `${source}: manifest.json lists no images`);
-  let entry: DockerManifestEntry | undefined;
+  const entries = parseDockerArchiveManifest(jsonIn(small.get('manifest.json'), 'manifest.json', source), `${source}: manifest.json`, BAD_ARCHIVE);
+  if (entries.length === 0) throw new DarchError('E_BAD_ARCHIVE', `${source}: manifest.json lists no images`);
+  let entry: DockerArchiveEntry | undefined;
   if (sourceRef) {
     entry = entries.find((e) => (e.RepoTags ?? []).some((t) => t === sourceRef || t.endsWith(`/${sourceRef}`)));
     if (!entry)
@@ -552,8 +545,8 @@ async function importDockerArchive(store: ImageStore, tx: BlobTransaction, sourc
   if (!entry) throw new DarchError('E_BAD_ARCHIVE', `${source}: empty manifest entry`);
 
   const configBytes = small.get(entry.Config) ?? (blobs.has(entry.Config) ? await store.readBlob(blobs.get(entry.Config)!.digest) : undefined);
-  const config = parseJson<ImageConfig>(configBytes, entry.Config, source);
-  const diffIds = config.rootfs?.diff_ids ?? [];
+  const config = parseConfig(jsonIn(configBytes, entry.Config, source), `${source}: ${entry.Config}`, BAD_ARCHIVE);
+  const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== entry.Layers.length) {
     throw new DarchError('E_BAD_ARCHIVE', `${source}: the config lists ${diffIds.length} layers but the archive has ${entry.Layers.length}`);
   }

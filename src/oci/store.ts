@@ -31,6 +31,9 @@ import {
   isManifestType,
 } from './mediatypes.js';
 import { normalizeRef } from './reference.js';
+import { declaredMediaType, looksLikeIndex, parseConfig, parseIndex, parseJsonText, parseManifest } from './manifest-json.js';
+
+const STORE_CORRUPT = { code: 'E_STORE_CORRUPT', hint: 'run `darch images verify`, then re-import or re-pull the image' } as const;
 
 /** Manifests, indexes and configs are small; refuse to buffer anything claiming more. */
 const MAX_JSON_BLOB = 8 * 1024 * 1024;
@@ -263,13 +266,22 @@ export class ImageStore {
     return buf;
   }
 
-  async readJson<T>(digest: string): Promise<T> {
-    const buf = await this.readBlob(digest);
-    try {
-      return JSON.parse(buf.toString('utf8')) as T;
-    } catch {
-      throw new DarchError('E_STORE_CORRUPT', `blob ${digest} is not valid JSON`);
-    }
+  /** A manifest, index or config blob as JSON (not yet checked against a schema). */
+  async readJson(digest: string): Promise<unknown> {
+    return parseJsonText(await this.readBlob(digest), `blob ${digest}`, STORE_CORRUPT);
+  }
+
+  async readManifest(digest: string): Promise<ImageManifest> {
+    return parseManifest(await this.readJson(digest), `the manifest ${digest}`, STORE_CORRUPT);
+  }
+
+  /** An index blob (a multi-platform image), not the store's own index.json (`readIndex`). */
+  async readIndexBlob(digest: string): Promise<ImageIndex> {
+    return parseIndex(await this.readJson(digest), `the index ${digest}`, STORE_CORRUPT);
+  }
+
+  async readConfig(digest: string): Promise<ImageConfig> {
+    return parseConfig(await this.readJson(digest), `the image config ${digest}`, STORE_CORRUPT);
   }
 
   // ---- index and refs -------------------------------------------------------
@@ -283,9 +295,7 @@ export class ImageStore {
       throw fsError(err, `cannot read ${this.indexPath}`);
     }
     try {
-      const idx = JSON.parse(text) as ImageIndex;
-      if (!Array.isArray(idx.manifests)) throw new Error('no manifests array');
-      return idx;
+      return parseIndex(parseJsonText(text, this.indexPath, STORE_CORRUPT), this.indexPath, STORE_CORRUPT);
     } catch (err) {
       throw new DarchError('E_STORE_CORRUPT', `${this.indexPath} is corrupt: ${(err as Error).message}`, {
         hint: 'restore it from a backup, or move the store aside and re-import your images',
@@ -341,10 +351,11 @@ export class ImageStore {
   async resolveImage(refOrDigest: string, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
     const ref = await this.resolve(refOrDigest);
     let desc = ref.descriptor;
-    let doc = await this.readJson<ImageManifest | ImageIndex>(desc.digest);
-    const mt = (d: { mediaType?: string }, fallback?: string) => d.mediaType ?? fallback;
-    if (isIndexType(mt(doc, desc.mediaType)) || 'manifests' in doc) {
-      const index = doc as ImageIndex;
+    const raw = await this.readJson(desc.digest);
+    const mt = declaredMediaType(raw) ?? desc.mediaType;
+    let manifest: ImageManifest;
+    if (isIndexType(mt) || looksLikeIndex(raw)) {
+      const index = parseIndex(raw, `the index ${desc.digest}`, STORE_CORRUPT);
       const pick =
         index.manifests.find((m) => m.platform?.architecture === platform.architecture && m.platform?.os === platform.os) ??
         (index.manifests.length === 1 ? index.manifests[0] : undefined);
@@ -354,13 +365,14 @@ export class ImageStore {
         });
       }
       desc = pick;
-      doc = await this.readJson<ImageManifest>(pick.digest);
+      manifest = await this.readManifest(pick.digest);
+    } else {
+      if (!isManifestType(mt) && !(raw !== null && typeof raw === 'object' && 'config' in raw)) {
+        throw new DarchError('E_UNSUPPORTED', `${ref.name} is a ${desc.mediaType}, not an image`);
+      }
+      manifest = parseManifest(raw, `the manifest ${desc.digest}`, STORE_CORRUPT);
     }
-    const manifest = doc as ImageManifest;
-    if (!isManifestType(mt(manifest, desc.mediaType)) && !('config' in manifest)) {
-      throw new DarchError('E_UNSUPPORTED', `${ref.name} is a ${desc.mediaType}, not an image`);
-    }
-    const config = await this.readJson<ImageConfig>(manifest.config.digest);
+    const config = await this.readConfig(manifest.config.digest);
     return {
       name: ref.name,
       descriptor: ref.descriptor,
@@ -412,9 +424,9 @@ export class ImageStore {
       }
       const json = isIndexType(d.mediaType) || isManifestType(d.mediaType);
       if (!json) return;
-      let doc: ImageIndex & ImageManifest;
+      let doc: Partial<ImageIndex & ImageManifest>;
       try {
-        doc = await this.readJson(d.digest);
+        doc = (await this.readJson(d.digest)) as Partial<ImageIndex & ImageManifest>;
       } catch {
         return; // verify reports it as corrupt
       }

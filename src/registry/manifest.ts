@@ -3,9 +3,11 @@ import { DarchError } from '../lib/errors.js';
 import { type Digest, sha256 } from '../oci/digest.js';
 import { type Descriptor, type ImageIndex, type ImageManifest, type Platform, MediaType, isIndexType, isManifestType } from '../oci/mediatypes.js';
 import { type RegistryClient, headerValue, readSmall } from './client.js';
+import { declaredMediaType, looksLikeIndex, parseIndex, parseJsonText, parseManifest } from '../oci/manifest-json.js';
 
 export const MANIFEST_ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList].join(', ');
 const MAX_MANIFEST = 8 * 1024 * 1024;
+const LIED = { code: 'E_REGISTRY', hint: 'the registry answered with something that is not an image manifest; nothing was stored' } as const;
 
 export interface FetchedManifest {
   bytes: Buffer;
@@ -35,19 +37,17 @@ export async function fetchManifest(client: RegistryClient, repo: string, refere
       hint: 'the registry or a proxy changed it on the way; nothing was stored',
     });
   }
-  let doc: ImageManifest & ImageIndex;
-  try {
-    doc = JSON.parse(bytes.toString('utf8')) as ImageManifest & ImageIndex;
-  } catch {
-    throw new DarchError('E_REGISTRY', `the manifest of ${repo}:${reference} is not valid JSON`);
-  }
+  const what = `the manifest of ${repo}:${reference}`;
+  const raw = parseJsonText(bytes, what, LIED);
   const ct = (headerValue(res.headers, 'content-type') ?? '').split(';')[0]?.trim();
-  const mediaType = doc.mediaType ?? (ct && ct !== 'application/json' ? ct : 'manifests' in doc ? MediaType.ociIndex : MediaType.ociManifest);
+  const mediaType = declaredMediaType(raw) ?? (ct && ct !== 'application/json' ? ct : looksLikeIndex(raw) ? MediaType.ociIndex : MediaType.ociManifest);
   if (!isIndexType(mediaType) && !isManifestType(mediaType)) {
     throw new DarchError('E_UNSUPPORTED', `${repo}:${reference} is a ${mediaType}, which darch does not pull`, {
       hint: 'darch pulls OCI and Docker schema 2 images; convert old schema 1 images with `skopeo copy`',
     });
   }
+  // Checked before anything uses it: a registry's JSON is input like any other.
+  const doc = (isIndexType(mediaType) ? parseIndex(raw, what, LIED) : parseManifest(raw, what, LIED)) as ImageManifest & ImageIndex;
   return { bytes, digest, mediaType, doc };
 }
 

@@ -16,9 +16,11 @@ import { MediaType } from '../oci/mediatypes.js';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE } from '../trust/payload.js';
 import type { Signature } from '../trust/verify.js';
 import { type RegistryClient, headerValue, readSmall } from './client.js';
+import { declaredMediaType, parseJsonText, parseManifest } from '../oci/manifest-json.js';
 
 /** containers/image's cap on a signature's size. */
 const MAX_SIGNATURE = 4 * 1024 * 1024;
+const LIED = { code: 'E_REGISTRY', hint: 'the registry answered with something that is not a signature manifest; nothing was stored' } as const;
 
 /** The tag that holds the signatures of a manifest digest. */
 export function signatureTag(digest: string): string {
@@ -48,16 +50,13 @@ export async function fetchSigManifest(client: RegistryClient, repo: string, dig
   }
   const bytes = await readSmall(res.body, MAX_SIGNATURE);
   const ct = (headerValue(res.headers, 'content-type') ?? '').split(';')[0]?.trim();
-  let doc: SigManifest;
-  try {
-    doc = JSON.parse(bytes.toString('utf8')) as SigManifest;
-  } catch {
-    throw new DarchError('E_REGISTRY', `the signature manifest ${repo}:${tag} is not valid JSON`);
+  const what = `the signature manifest ${repo}:${tag}`;
+  const raw = parseJsonText(bytes, what, LIED);
+  const mediaType = declaredMediaType(raw) ?? ct;
+  if (mediaType !== MediaType.ociManifest) {
+    throw new DarchError('E_REGISTRY', `${repo}:${tag} is a ${mediaType}, not the OCI manifest signatures are kept in`);
   }
-  if ((doc.mediaType ?? ct) !== MediaType.ociManifest || !Array.isArray(doc.layers)) {
-    throw new DarchError('E_REGISTRY', `${repo}:${tag} is a ${doc.mediaType ?? ct}, not the OCI manifest signatures are kept in`);
-  }
-  return doc;
+  return parseManifest(raw, what, LIED) as SigManifest;
 }
 
 /** The signatures stored for `digest` in `repo` (none: an empty list). */

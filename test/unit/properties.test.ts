@@ -15,6 +15,8 @@ import tar from 'tar-stream';
 import { parsePayload } from '../../src/trust/payload.js';
 import { PolicySchema } from '../../src/trust/policy.js';
 import * as z from '../../src/lib/zod.js';
+import { parseConfig, parseDockerArchiveManifest, parseIndex, parseJsonText, parseManifest } from '../../src/oci/manifest-json.js';
+import { MediaType } from '../../src/oci/mediatypes.js';
 
 /** Runs fn; a throw must be a DarchError with one of `codes`. */
 function onlyDarchErrors(codes: string[], fn: () => unknown): void {
@@ -145,5 +147,59 @@ describe('properties', () => {
       ),
       RUNS,
     );
+  });
+
+  it('registry and archive JSON: manifests, indexes, configs and docker-save manifests parse or are refused with darch’s error', () => {
+    const problem = { code: 'E_REGISTRY', hint: 'h' } as const;
+    const parsers = [parseManifest, parseIndex, parseConfig, parseDockerArchiveManifest];
+    const d = `sha256:${'a'.repeat(64)}`;
+    const desc = fc.record(
+      {
+        mediaType: fc.oneof(fc.string(), fc.constant(MediaType.ociLayerGzip)),
+        digest: fc.oneof(fc.constant(d), fc.string()),
+        size: fc.oneof(fc.nat(), fc.double(), fc.anything()),
+      },
+      { requiredKeys: [] },
+    );
+    const doc = fc.oneof(
+      fc.anything(),
+      fc.record(
+        { schemaVersion: fc.oneof(fc.constant(2), fc.anything()), config: fc.oneof(desc, fc.anything()), layers: fc.oneof(fc.array(desc), fc.anything()) },
+        { requiredKeys: [] },
+      ),
+      fc.record({ schemaVersion: fc.constant(2), manifests: fc.oneof(fc.array(desc), fc.anything()) }, { requiredKeys: [] }),
+      fc.record(
+        {
+          architecture: fc.string(),
+          os: fc.string(),
+          rootfs: fc.oneof(fc.record({ type: fc.constant('layers'), diff_ids: fc.array(fc.constant(d)) }), fc.anything()),
+        },
+        { requiredKeys: [] },
+      ),
+    );
+    fc.assert(
+      fc.property(doc, (x) => {
+        for (const parse of parsers) {
+          let out: unknown;
+          try {
+            out = parse(x, 'the document', problem);
+          } catch (err) {
+            assert.ok(err instanceof DarchError && err.code === 'E_REGISTRY', `not darch's error: ${String(err)}`);
+            continue;
+          }
+          // What passes is safe to walk the way pull, import and stage walk it.
+          const m = out as { layers?: Array<{ size: number; digest: string }>; manifests?: Array<{ size: number }>; config?: { digest: string } };
+          for (const l of [...(m.layers ?? []), ...(m.manifests ?? [])]) assert.ok(Number.isSafeInteger(l.size) && l.size >= 0);
+          if (parse === parseManifest) assert.equal(typeof m.config?.digest, 'string');
+        }
+      }),
+      RUNS,
+    );
+    // Regression: a manifest whose layers are not a list used to reach the pull's loop.
+    assert.throws(
+      () => parseManifest({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { mediaType: 'x', digest: d, size: 1 }, layers: 'x' }, 'm', problem),
+      /m is malformed at layers/,
+    );
+    assert.throws(() => parseJsonText('{"layers": [', 'the manifest of a:b', problem), /the manifest of a:b is not valid JSON/);
   });
 });
