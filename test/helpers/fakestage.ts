@@ -32,7 +32,8 @@ export interface PutStagedOptions {
 export async function putStaged(
   root: string,
   tags: string[],
-  image: ImageJson,
+  /** image.json, or made from the filled directory (e.g. a dm-verity root hash). */
+  image: ImageJson | ((dir: string) => Promise<ImageJson>),
   fill: (dir: string) => Promise<void>,
   opts: PutStagedOptions = {},
 ): Promise<string> {
@@ -41,7 +42,7 @@ export async function putStaged(
   const work = await store.makeWorkDir('test');
   await fill(work);
   const files = new DirFiles(work);
-  await writeImageJsonIn(files, image);
+  await writeImageJsonIn(files, typeof image === 'function' ? await image(work) : image);
   await writeMetaIn(files, { id, created: (opts.created ?? new Date()).toISOString(), ...(opts.source ? { source: opts.source } : {}) });
   await store.withLock(async () => {
     await store.commit(work, id);

@@ -10,6 +10,8 @@ import { DirFiles } from '../../src/lib/smallfs.js';
 import { IMAGE_JSON, INITRD_FILE, KERNEL_FILE, readImageJsonIn, ROOTFS_FILE } from '../../src/stage/image-json.js';
 import { META_JSON } from '../../src/stage/meta-json.js';
 import { darchOk } from './darch.js';
+import { sha256 } from '../../src/oci/digest.js';
+import { formatVerity, verityFileOf } from '../../src/stage/verity.js';
 import { putStaged, stageDirOf, stagedImageJson } from './fakestage.js';
 
 export interface StageOptions {
@@ -18,6 +20,8 @@ export interface StageOptions {
   initramfs?: 'darch' | 'image';
   /** Paths (relative to the tree) left out of the squashfs. */
   exclude?: string[];
+  /** Add a dm-verity hash tree as `darch stage upload --verity` does (src/stage/verity.ts). */
+  verity?: boolean;
 }
 
 export async function stageTree(root: string, tree: string, tags: string[], opts: StageOptions = {}): Promise<string> {
@@ -26,10 +30,15 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
   if (!kernel) throw new Error(`${tree} has no /boot/vmlinuz*`);
   const initrd = boot.find((f) => f.startsWith('initrd.img'));
   if (opts.initramfs === 'image' && !initrd) throw new Error(`${tree} has no /boot/initrd.img*`);
+  const image = stagedImageJson(opts.kernelparams);
   return putStaged(
     root,
     tags,
-    stagedImageJson(opts.kernelparams),
+    async (dir) => {
+      if (!opts.verity) return image;
+      const rootfs = path.join(dir, ROOTFS_FILE);
+      return { ...image, verity: await formatVerity(rootfs, verityFileOf(rootfs), sha256(tags.join(' '))) };
+    },
     async (dir) => {
       const excl = (opts.exclude ?? []).flatMap((e) => ['-e', e]);
       await run('nice', [
@@ -48,9 +57,21 @@ export async function stageTree(root: string, tree: string, tags: string[], opts
       await copyFile(path.join(tree, 'boot', kernel), path.join(dir, KERNEL_FILE));
       if (opts.initramfs === 'image') await copyFile(path.join(tree, 'boot', initrd!), path.join(dir, INITRD_FILE));
       else
-        await darchOk(['initramfs', 'build', path.join(dir, ROOTFS_FILE), '--kernel', path.join(dir, KERNEL_FILE), '-o', path.join(dir, INITRD_FILE)], {
-          root,
-        });
+        await darchOk(
+          [
+            'initramfs',
+            'build',
+            path.join(dir, ROOTFS_FILE),
+            '--kernel',
+            path.join(dir, KERNEL_FILE),
+            '-o',
+            path.join(dir, INITRD_FILE),
+            ...(opts.verity ? ['--verity'] : []),
+          ],
+          {
+            root,
+          },
+        );
     },
     { source: { name: tags[0] } },
   );

@@ -5,6 +5,9 @@
  * regression case (none yet).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseGrubEnv, serializeGrubEnv } from '../../src/boot/grub/grubenv.js';
@@ -17,6 +20,9 @@ import { PolicySchema } from '../../src/trust/policy.js';
 import * as z from '../../src/lib/zod.js';
 import { parseConfig, parseDockerArchiveManifest, parseIndex, parseJsonText, parseManifest } from '../../src/oci/manifest-json.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
+import { loadConfig } from '../../src/lib/config.js';
+import { loadSettings } from '../../src/recipes/settings.js';
+import { ContainerfileError, parseContainerfile } from '../../src/recipes/containerfile.js';
 
 /** Runs fn; a throw must be a DarchError with one of `codes`. */
 function onlyDarchErrors(codes: string[], fn: () => unknown): void {
@@ -201,5 +207,79 @@ describe('properties', () => {
       /m is malformed at layers/,
     );
     assert.throws(() => parseJsonText('{"layers": [', 'the manifest of a:b', problem), /the manifest of a:b is not valid JSON/);
+  });
+
+  it('config.toml and recipe.toml: any text loads or is refused with darch’s error naming the file', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'darch-prop-'));
+    try {
+      const key = fc.oneof(
+        fc.constantFrom('keep', 'compression', 'verity', 'tries', 'image', 'policy', 'reboot', 'env', 'tags', 'labels', 'insecure'),
+        fc.string(),
+      );
+      const value = fc.oneof(
+        fc.integer().map(String),
+        fc.boolean().map(String),
+        fc.string().map((v) => JSON.stringify(v)),
+        fc.constant('[1, "a"]'),
+        fc.constant('{ a = 1 }'),
+        fc.string(),
+      );
+      const section = fc.oneof(
+        fc.constantFrom('[stage]', '[boot]', '[update]', '[registry]', '[store]', '[build]'),
+        fc.string().map((s) => `[${s}]`),
+      );
+      const toml = fc.oneof(
+        fc.string(),
+        fc
+          .array(
+            fc.oneof(
+              section,
+              fc.tuple(key, value).map(([k, v]) => `${k} = ${v}`),
+            ),
+            { maxLength: 8 },
+          )
+          .map((l) => l.join('\n')),
+      );
+      let n = 0;
+      await fc.assert(
+        fc.asyncProperty(toml, async (text) => {
+          const file = path.join(dir, `c${n++}.toml`);
+          await writeFile(file, text);
+          for (const [load, code] of [
+            [() => loadConfig(file), 'E_CONFIG'],
+            [() => loadSettings(dir), 'E_RECIPE_INVALID'],
+          ] as const) {
+            if (code === 'E_RECIPE_INVALID') await writeFile(path.join(dir, 'recipe.toml'), text);
+            try {
+              await load();
+            } catch (err) {
+              assert.ok(err instanceof DarchError && err.code === code, `not darch's error: ${String(err)}`);
+              assert.ok(err.message.includes(code === 'E_CONFIG' ? file : 'recipe.toml'), `names the file: ${err.message}`);
+            }
+          }
+        }),
+        { numRuns: 200 },
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('Containerfiles: any text parses or is refused with the parser’s error, which loadRecipe turns into E_RECIPE_INVALID', () => {
+    const line = fc.oneof(
+      fc.string(),
+      fc.tuple(fc.constantFrom('FROM', 'from', 'RUN', 'ARG', 'COPY --from=', '# comment'), fc.string()).map(([a, b]) => `${a} ${b}`),
+      fc.string().map((s) => `${s}\\`),
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 12 }), (lines) => {
+        try {
+          parseContainerfile(lines.join('\n'));
+        } catch (err) {
+          assert.ok(err instanceof ContainerfileError, `not the parser's error: ${String(err)}`);
+        }
+      }),
+      RUNS,
+    );
   });
 });

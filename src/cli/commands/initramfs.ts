@@ -17,7 +17,8 @@ export function registerInitramfs(initramfs: Command, ctx: ContextFactory): void
     .option('--kernel <file>', "the image's kernel (its release picks /lib/modules/<release>)")
     .option('--release <release>', 'the kernel release, when there is no kernel file to read it from')
     .option('--module <name...>', 'extra modules to include (with their dependencies)')
-    .action(async (rootfs: string, opts: { output: string; kernel?: string; release?: string; module?: string[] }, cmd: Command) => {
+    .option('--verity', 'also carry what opens a dm-verity root (dm-verity modules, dmsetup); `stage upload --verity` does this itself')
+    .action(async (rootfs: string, opts: { output: string; kernel?: string; release?: string; module?: string[]; verity?: boolean }, cmd: Command) => {
       const c = await ctx(cmd);
       ui.step(`building the darch initramfs for ${rootfs}`);
       const res = await buildInitramfs({
@@ -27,6 +28,7 @@ export function registerInitramfs(initramfs: Command, ctx: ContextFactory): void
         out: path.resolve(opts.output),
         tmpDir: c.paths.tmpDir,
         extraModules: opts.module,
+        verity: opts.verity,
         report: c.report,
       });
       ui.success(`${res.path}: kernel ${res.release}, ${res.modules.length} modules, ${formatBytes(res.size)}`);
