@@ -2,7 +2,8 @@
  * SLOW (about 5 minutes, two systemd boots under TCG; the first run also debootstraps into /var/cache/darch-test): a
  * Debian bookworm image with systemd and its own initramfs-tools initramfs, made bootable
  * by darch's Debian package (its initramfs-tools hook, boot=darch), staged, put on a darch
- * disk and booted through OVMF and GRUB until systemd says the system is running. The second
+ * disk and booted through OVMF and GRUB until systemd says the system is running; staged
+ * with dm-verity, so the hook's dmsetup opens the root through its hash tree. The second
  * boot is a trial of the same image on darch's universal initramfs, where the packaged
  * `darch status` and `darch doctor` run inside the image and must tell what booted.
  */
@@ -49,7 +50,12 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     const hooks = path.join(root, 'etc/darch/hooks');
     await mkdir(hooks, { recursive: true });
     await writeFile(path.join(hooks, 'hostname.config'), 'debian/*=debian-hooked\n');
-    id = await stageTree(root, tree, ['debian/systemd:1'], { initramfs: 'image', kernelparams: 'boot=darch', exclude: ['var/cache/apt/archives'] });
+    id = await stageTree(root, tree, ['debian/systemd:1'], {
+      initramfs: 'image',
+      kernelparams: 'boot=darch',
+      exclude: ['var/cache/apt/archives'],
+      verity: true,
+    });
     // The same image again, booting with darch's universal initramfs instead (what staging
     // does for images without a darch-aware initramfs). Hard links: no second squashfs.
     const stage = path.join(root, 'var/lib/darch/stage');
@@ -74,7 +80,7 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     for (const c of cleanups) await c();
   });
 
-  it('reaches a running (or degraded) system, on an overlay root, with the hooks applied', async () => {
+  it('reaches a running (or degraded) system, on an overlay root through dm-verity, with the hooks applied', async () => {
     const vm = Vm.disk({ name: 'boot-debian-systemd', disk, root, memoryMiB: 1024 });
     try {
       // systemd's own "Reached target" lines stop once getty owns the console, so a unit
@@ -85,6 +91,9 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       await new Promise((r) => setTimeout(r, 2000));
       assert.match(await vm.ok('cat /proc/cmdline'), new RegExp(`boot=darch .*darch_stageid=${id}\\b`));
       assert.match(await vm.ok(`awk '$2=="/"{print $1, $3}' /proc/mounts`), /^overlay overlay$/m);
+      // The initramfs-tools hook carried the image's dmsetup: the squashfs is read through dm-verity.
+      assert.match(vm.text, /darch: dm-verity: rootfs\.squash is checked against root hash [0-9a-f]{64}/);
+      assert.match(await vm.ok(`awk '$2=="/run/darch/lower"{print $1, $3}' /proc/mounts`), /^\/dev\/mapper\/darch-root squashfs$/m);
       assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
       assert.match(await vm.ok('systemctl is-system-running'), /running|degraded/);
     } finally {
