@@ -73,10 +73,12 @@ export async function formatVerity(rootfs: string, hashFile: string, saltFrom: s
   ]);
   const root = /^Root hash:\s*([0-9a-f]{64})\s*$/m.exec(res.stdout)?.[1];
   if (!root) throw new DarchError('E_COMMAND_FAILED', `veritysetup format printed no root hash for ${rootfs}`, { details: { stdout: res.stdout.slice(-400) } });
-  // veritysetup writes the hash file without fsync; it must be on disk before the staged
-  // directory is renamed into place (the store's crash-safety invariant).
+  // veritysetup writes the hash file without fsync (and for its owner only); it must be on
+  // disk before the staged directory is renamed into place (the store's crash-safety
+  // invariant), readable like the squashfs it describes.
   const fh = await open(hashFile, 'r+');
   try {
+    await fh.chmod(0o644);
     await fh.sync();
   } finally {
     await fh.close();
