@@ -2,7 +2,13 @@
  * The one place darch starts other programs. Missing tools become DarchErrors that say
  * which Debian package provides them; failures carry the exit status and the tail of stderr.
  */
-import { spawn, type SpawnOptions, type ChildProcess } from 'node:child_process';
+import type { SpawnOptions, ChildProcess } from 'node:child_process';
+
+// node:child_process (with net and the streams under it) loads on the first program run:
+// commands that run none (status on a fresh machine, --help) start without it.
+function spawn(cmd: string, args: string[], opts: SpawnOptions): ChildProcess {
+  return process.getBuiltinModule('node:child_process').spawn(cmd, args, opts);
+}
 import { DarchError } from './errors.js';
 import { publishCommand } from './diagnostics.js';
 
