@@ -1,9 +1,6 @@
 /** `darch status`: one screen of what booted, the boot state, what is staged and the room left (src/boot/overview.ts). */
 import type { Command } from 'commander';
 import { diskOverview, localOverview, type Overview } from '../../boot/overview.js';
-import { localTarget } from '../../boot/target.js';
-import { listDisk } from '../../disk/edit.js';
-import { diskTarget } from '../../disk/target.js';
 import { formatAge, formatBytes } from '../../lib/format.js';
 import { usageError } from '../../lib/errors.js';
 import { lockTimeout } from '../context.js';
@@ -59,12 +56,17 @@ function render(o: Overview): string {
   return lines.join('\n');
 }
 
+// The boot loader's side and disk images load only when status gets that far (an ESP found,
+// --disk given): a status on a machine with nothing staged starts without them.
+const localTarget = async (...a: Parameters<typeof import('../../boot/target.js').localTarget>) => (await import('../../boot/target.js')).localTarget(...a);
+
 export function registerStatus(status: Command, ctx: ContextFactory): void {
   status.option('--disk <file|device>', 'a disk made by `darch disk create` instead of this machine').action(async (opts: { disk?: string }, cmd: Command) => {
     const c = await ctx(cmd);
     let o: Overview;
     if (opts.disk !== undefined) {
       if (!opts.disk) throw usageError('--disk needs a file or device', 'darch status --disk disk.img');
+      const [{ diskTarget }, { listDisk }] = await Promise.all([import('../../disk/target.js'), import('../../disk/edit.js')]);
       const t = await diskTarget(opts.disk, lockTimeout(c.config));
       o = await diskOverview(opts.disk, t, await listDisk(opts.disk, lockTimeout(c.config)), c.report);
     } else {
