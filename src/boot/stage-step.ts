@@ -116,8 +116,8 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         // script with boot=darch.
         const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
-        if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeImageJsonIn(dir, { ...image, kernelparams: `${params} boot=darch`.trim() });
         if (image.verity) refuseVerityWithout(ctx);
+        if (aware && !/(^|\s)boot=darch(\s|$)/.test(params)) await writeImageJsonIn(dir, { ...image, kernelparams: `${params} boot=darch`.trim() });
         if (!aware)
           report.warn(
             `keeping the image's own initramfs (${ctx.boot.initramfs?.path}): it has no darch hook and the image has no kernel modules for darch's; it may not understand darch_dir=`,

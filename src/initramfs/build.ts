@@ -258,7 +258,24 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     const done = pipeline(pass, createGzip({ level: 6 }), createWriteStream(tmpOut, { flags: 'wx', flush: true }));
     const cpio = new CpioWriter(pass);
     try {
-      for (const d of ['bin', 'dev', 'etc', 'lib', 'lib/darch', 'lib/modules', 'proc', 'run', 'sys', 'tmp', 'newroot', 'sbin', 'usr', 'usr/bin', 'usr/sbin']) {
+      const dirs = new Set([
+        'bin',
+        'dev',
+        'etc',
+        'lib',
+        'lib/darch',
+        'lib/modules',
+        'proc',
+        'run',
+        'sys',
+        'tmp',
+        'newroot',
+        'sbin',
+        'usr',
+        'usr/bin',
+        'usr/sbin',
+      ]);
+      for (const d of dirs) {
         await cpio.add({ type: 'dir', name: d });
       }
       await cpio.add({ type: 'chardev', name: 'dev/console', major: 5, minor: 1 });
@@ -269,7 +286,6 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       await cpio.add({ type: 'file', name: 'lib/darch/darch-lib.sh', data: lib });
       await cpio.add({ type: 'file', name: 'lib/darch/darch-record.sh', data: record });
       await cpio.add({ type: 'file', name: 'etc/darch-initramfs-version', data: `${INITRAMFS_VERSION} (kernel ${release})\n` });
-      const dirs = new Set<string>(['lib', 'usr', 'usr/sbin']);
       const addDirs = async (name: string, from: number) => {
         const parts = name.split('/');
         for (let i = from; i < parts.length; i++) {

@@ -9,7 +9,7 @@
 import { DarchError } from '../lib/errors.js';
 import type { ContractProblem } from '../lib/smallfs.js';
 import * as z from '../lib/zod.js';
-import type { Descriptor, ImageConfig, ImageIndex, ImageManifest } from './mediatypes.js';
+import type { ImageConfig, ImageIndex, ImageManifest } from './mediatypes.js';
 
 const strings = z.record(z.string(), z.string());
 
@@ -106,10 +106,6 @@ export function parseIndex(doc: unknown, what: string, problem: ContractProblem)
 
 export function parseConfig(doc: unknown, what: string, problem: ContractProblem): ImageConfig {
   return parseWith(ConfigSchema, doc, what, problem) as ImageConfig;
-}
-
-export function parseDescriptor(doc: unknown, what: string, problem: ContractProblem): Descriptor {
-  return parseWith(DescriptorSchema, doc, what, problem) as Descriptor;
 }
 
 export function parseDockerArchiveManifest(doc: unknown, what: string, problem: ContractProblem): DockerArchiveEntry[] {
