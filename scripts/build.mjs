@@ -69,6 +69,10 @@ const lazyBuiltins = {
     }
   },
 };
+// config.toml's defaults, as the schema gives them (src/lib/config.ts's defaultConfig): the
+// executable carries them as data so a run without a config file builds no schema.
+const configModule = await build({ entryPoints: ['src/lib/config.ts'], bundle: true, platform: 'node', format: 'esm', write: false, logLevel: 'warning' });
+const { defaultConfig } = await import(`data:text/javascript;base64,${Buffer.from(configModule.outputFiles[0].text).toString('base64')}`);
 await build({
   entryPoints: ['src/cli/main.ts'],
   plugins: [lazyBuiltins],
@@ -83,6 +87,7 @@ await build({
   define: {
     __DARCH_VERSION__: JSON.stringify(pkg.version),
     __DARCH_COMMIT__: JSON.stringify(commit()),
+    __DARCH_DEFAULT_CONFIG__: JSON.stringify(JSON.stringify(defaultConfig())),
     // Where the running code is (lib/assets.ts looks for assets/ near it); in a SEA
     // __filename is the executable itself.
     'import.meta.url': '__darchModuleUrl',

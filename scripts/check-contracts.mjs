@@ -66,6 +66,7 @@ const NOT_DARCH = {
  */
 const JSON_PARSE_ALLOWED = {
   'src/lib/smallfs.ts': 'parseContract: the one parser of the contracts, called by their owners',
+  'src/lib/config.ts': "config.toml's defaults, which the build computed from its schema and put into the executable",
   'src/lib/validated.ts': 'loadValidated: files people write (config.toml, hooks-config.json, recipe.toml)',
   'src/lib/lock.ts': "a lock file's owner record, written and read only there",
   'src/recipes/discover.ts': "a Darch recipe's config.json, through its loader (one key, checked there)",

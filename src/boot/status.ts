@@ -5,8 +5,7 @@
  */
 import type { ArmedWatchdog } from './trial/watchdog.js';
 import type { BootedInfo, ImageRef } from './trial/state.js';
-import { readState } from './bootstate.js';
-import { tagsOf, type BootTarget, type KnownImage } from './target.js';
+import type { BootTarget, KnownImage } from './target.js';
 import type { TrialFailure } from '../stage/failures.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 
@@ -16,7 +15,7 @@ export interface ImageView {
   tags: string[];
 }
 
-function view(r: ImageRef | undefined, images: KnownImage[]): ImageView | null {
+function view(r: ImageRef | undefined, images: KnownImage[], tagsOf: (images: KnownImage[], stage: string) => string[]): ImageView | null {
   return r ? { stage: r.stage, entry: r.entry, tags: tagsOf(images, r.stage) } : null;
 }
 
@@ -51,6 +50,9 @@ export interface StatusView {
 }
 
 export async function statusOf(t: BootTarget, report: Reporter = silentReporter): Promise<StatusView> {
+  // The boot loaders' readers load here, not with this module: `darch status` on a machine
+  // without an ESP never needs them (bench/startup.ts).
+  const [{ readState }, { tagsOf }] = await Promise.all([import('./bootstate.js'), import('./target.js')]);
   const { state, env, backend, where } = await readState(t);
   const images = await t.images().catch((err: unknown) => {
     report.debug(`cannot list images: ${(err as Error).message}`);
@@ -67,11 +69,11 @@ export async function statusOf(t: BootTarget, report: Reporter = silentReporter)
     : undefined;
   return {
     target: t.label,
-    default: view(state.default ?? first, images),
+    default: view(state.default ?? first, images, tagsOf),
     defaultIsFirstEntry: !state.default,
-    trial: view(state.trial, images),
+    trial: view(state.trial, images, tagsOf),
     triesLeft: state.trial ? state.tries : 0,
-    previous: view(state.previous, images),
+    previous: view(state.previous, images, tagsOf),
     fellBack: state.fellBack,
     fellBackFrom: state.fellBackFrom ?? null,
     fellBackFromTags: state.fellBackFrom ? tagsOf(images, state.fellBackFrom) : [],

@@ -2,7 +2,7 @@
 import { loadConfig, type Config } from '../lib/config.js';
 import { resolvePaths, type DarchPaths } from '../lib/paths.js';
 import type { Reporter } from '../lib/report.js';
-import { ImageStore } from '../oci/store.js';
+import type { ImageStore } from '../oci/store.js';
 import { uiReporter } from './reporter.js';
 import { makeServices, type Services } from './services.js';
 
@@ -23,7 +23,8 @@ export interface Context extends Services {
   globals: GlobalOptions;
   paths: DarchPaths;
   config: Config;
-  imageStore(): ImageStore;
+  /** The image store, loaded on first use (a command that reads no images starts without it). */
+  imageStore(): Promise<ImageStore>;
   /**
    * Before darch writes its state: on a booted darch machine the stage file system is
    * mounted read-only, and this remounts it read-write (once per run; nothing elsewhere).
@@ -38,7 +39,7 @@ export interface Context extends Services {
 export async function makeContext(globals: GlobalOptions, signal: AbortSignal): Promise<Context> {
   const paths = resolvePaths({ root: globals.root, user: globals.user });
   const config = await loadConfig(paths.configFile);
-  let store: ImageStore | undefined;
+  let store: Promise<ImageStore> | undefined;
   const base = { globals, paths, config, signal, report: uiReporter };
   let remounted: Promise<unknown> | undefined;
   const stateWritable = () => {
@@ -50,7 +51,7 @@ export async function makeContext(globals: GlobalOptions, signal: AbortSignal): 
     ...makeServices(base),
     stateWritable,
     imageStore() {
-      store ??= new ImageStore(paths.imagesDir, paths.tmpDir, lockTimeout(config), stateWritable);
+      store ??= import('../oci/store.js').then((m) => new m.ImageStore(paths.imagesDir, paths.tmpDir, lockTimeout(config), stateWritable));
       return store;
     },
   };

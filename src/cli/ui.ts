@@ -30,7 +30,10 @@ export class Ui {
   debugMode = false;
   json = false;
   colors = createColors(false);
-  readonly err: NodeJS.WriteStream = process.stderr;
+  // Node makes process.stderr on first use; a run that writes nothing there never pays for it.
+  get err(): NodeJS.WriteStream {
+    return process.stderr;
+  }
 
   configure(opts: UiOptions): void {
     this.quiet = Boolean(opts.quiet);

@@ -23,7 +23,12 @@ export interface LoadValidatedOptions<T> {
 }
 
 /** A `*.json` file is parsed as JSON, anything else as TOML. */
-export async function loadValidated<S extends z.core.$ZodType>(file: string, schema: S, opts: LoadValidatedOptions<z.output<S>>): Promise<z.output<S>> {
+/** `schema` may be a lazySchema (lib/zod.ts): it is built only when the file exists. */
+export async function loadValidated<S extends z.core.$ZodType>(
+  file: string,
+  schema: S | (() => S),
+  opts: LoadValidatedOptions<z.output<S>>,
+): Promise<z.output<S>> {
   const json = file.endsWith('.json');
   let text: string;
   try {
@@ -41,7 +46,7 @@ export async function loadValidated<S extends z.core.$ZodType>(file: string, sch
       hint: `fix the ${json ? 'JSON' : 'TOML'} syntax`,
     });
   }
-  const res = z.safeParse(schema, raw);
+  const res = z.safeParse(typeof schema === 'function' ? schema() : schema, raw);
   if (!res.success) throw new DarchError(opts.code, `${file}: ${describeIssue(res.error.issues[0])}`, { hint: opts.schemaHint });
   return res.data;
 }

@@ -18,14 +18,16 @@ export const FAILED_DIR = 'failed';
 /** Larger than any record the shell writes (its reason is cut at 300 characters). */
 const MAX_RECORD = 4096;
 
-const RecordSchema = z.object({
-  stage: z.string().check(z.regex(/^[a-z0-9]{25}$/)),
-  where: z.string().check(z.regex(/^[a-z0-9._-]{1,32}$/)),
-  reason: z.string().check(z.maxLength(400)),
-  uptime: z.optional(z.coerce.number().check(z.int(), z.nonnegative())),
-});
+const RecordSchema = z.lazySchema(() =>
+  z.object({
+    stage: z.string().check(z.regex(/^[a-z0-9]{25}$/)),
+    where: z.string().check(z.regex(/^[a-z0-9._-]{1,32}$/)),
+    reason: z.string().check(z.maxLength(400)),
+    uptime: z.optional(z.coerce.number().check(z.int(), z.nonnegative())),
+  }),
+);
 
-export type TrialFailure = z.infer<typeof RecordSchema>;
+export type TrialFailure = z.infer<ReturnType<typeof RecordSchema>>;
 
 /** The record's path relative to the stage directory. */
 export function failureFile(stageId: string): string {
@@ -41,7 +43,7 @@ export function parseFailure(text: string | undefined, stageId: string): TrialFa
     if (i > 0) fields[line.slice(0, i)] = line.slice(i + 1);
   }
   if (fields.uptime === '') delete fields.uptime;
-  const res = RecordSchema.safeParse(fields);
+  const res = RecordSchema().safeParse(fields);
   return res.success && res.data.stage === stageId ? res.data : undefined;
 }
 

@@ -11,10 +11,12 @@ import * as z from '../lib/zod.js';
 
 export const IMAGES_JSON = 'images.json';
 
-const ImagesFileSchema = z.object({
-  version: z.optional(z.literal(1)),
-  images: z.record(z.string(), z.looseObject({ tags: z._default(z.array(z.string()), []) })),
-});
+const ImagesFileSchema = z.lazySchema(() =>
+  z.object({
+    version: z.optional(z.literal(1)),
+    images: z.record(z.string(), z.looseObject({ tags: z._default(z.array(z.string()), []) })),
+  }),
+);
 
 export interface ImagesFile {
   version: 1;
@@ -30,7 +32,7 @@ const CORRUPT: ContractProblem = {
 export async function readImagesFile(fs: SmallFiles): Promise<ImagesFile> {
   const raw = await fs.read(IMAGES_JSON);
   if (raw === undefined) return { version: 1, images: {} };
-  const doc = parseContract(ImagesFileSchema, raw.toString('utf8'), `${fs.where}/${IMAGES_JSON}`, CORRUPT);
+  const doc = parseContract(ImagesFileSchema(), raw.toString('utf8'), `${fs.where}/${IMAGES_JSON}`, CORRUPT);
   return { version: 1, images: Object.fromEntries(Object.entries(doc.images).map(([id, v]) => [id, { tags: v.tags }])) };
 }
 

@@ -12,40 +12,42 @@ import { liveRel } from './layout.js';
 
 export const META_JSON = 'meta.json';
 
-const MetaSchema = z.looseObject({
-  schemaVersion: z.optional(z.literal(1)),
-  id: z.string(),
-  source: z.optional(
-    z.looseObject({
-      name: z.optional(z.string()),
-      digest: z.optional(z.string()),
-      manifestDigest: z.optional(z.string()),
-      /** The image's config digest (its id): the same image under a re-annotated manifest. */
-      config: z.optional(z.string()),
-      /** org.opencontainers.image.version of the manifest or the config's labels, if set. */
-      version: z.optional(z.string()),
-      layers: z.optional(z.number()),
-    }),
-  ),
-  created: z.string(),
-  /** Where in the image the kernel and initramfs came from. */
-  kernel: z.optional(z.object({ path: z.string(), version: z.optional(z.string()), from: z.string() })),
-  initramfs: z.optional(z.object({ path: z.string(), from: z.string() })),
-  kernelparams: z.optional(z.string()),
-  compression: z.optional(z.string()),
-  blockSize: z.optional(z.number()),
-  /** sqfstar or tar2sqfs. */
-  writer: z.optional(z.string()),
-  /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
-  passes: z.optional(z.union([z.literal(1), z.literal(2)])),
-  /** Every file of the staged directory (relative path) → size and sha256. */
-  sizes: z.optional(z.record(z.string(), z.number())),
-  sha256: z.optional(z.record(z.string(), z.string())),
-  totalSize: z.optional(z.number()),
-});
+const MetaSchema = z.lazySchema(() =>
+  z.looseObject({
+    schemaVersion: z.optional(z.literal(1)),
+    id: z.string(),
+    source: z.optional(
+      z.looseObject({
+        name: z.optional(z.string()),
+        digest: z.optional(z.string()),
+        manifestDigest: z.optional(z.string()),
+        /** The image's config digest (its id): the same image under a re-annotated manifest. */
+        config: z.optional(z.string()),
+        /** org.opencontainers.image.version of the manifest or the config's labels, if set. */
+        version: z.optional(z.string()),
+        layers: z.optional(z.number()),
+      }),
+    ),
+    created: z.string(),
+    /** Where in the image the kernel and initramfs came from. */
+    kernel: z.optional(z.object({ path: z.string(), version: z.optional(z.string()), from: z.string() })),
+    initramfs: z.optional(z.object({ path: z.string(), from: z.string() })),
+    kernelparams: z.optional(z.string()),
+    compression: z.optional(z.string()),
+    blockSize: z.optional(z.number()),
+    /** sqfstar or tar2sqfs. */
+    writer: z.optional(z.string()),
+    /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
+    passes: z.optional(z.union([z.literal(1), z.literal(2)])),
+    /** Every file of the staged directory (relative path) → size and sha256. */
+    sizes: z.optional(z.record(z.string(), z.number())),
+    sha256: z.optional(z.record(z.string(), z.string())),
+    totalSize: z.optional(z.number()),
+  }),
+);
 
 /** meta.json as read: what any staged image's file may hold. */
-export type StagedMeta = z.infer<typeof MetaSchema>;
+export type StagedMeta = z.infer<ReturnType<typeof MetaSchema>>;
 
 /** meta.json as darch writes it when it stages an image: every field. */
 export type NewStagedMeta = StagedMeta & {
@@ -62,7 +64,7 @@ export type NewStagedMeta = StagedMeta & {
 const CORRUPT: ContractProblem = { code: 'E_STAGE_CORRUPT', hint: 'stage the image again' };
 
 export function parseMeta(text: string, file: string): StagedMeta {
-  return parseContract(MetaSchema, text, file, CORRUPT);
+  return parseContract(MetaSchema(), text, file, CORRUPT);
 }
 
 /** meta.json of staged image `id`, under a stage directory's files. */

@@ -57,7 +57,7 @@ function defineBuild(cmd: Command, ctx: ContextFactory, ownDirOption: boolean): 
       const c = await ctx(command);
       const dir = (command.optsWithGlobals() as BuildOpts).recipesDir ?? '.';
       const res = await buildRecipes(
-        { paths: c.paths, store: c.imageStore(), signal: c.signal, pull: c.puller, report: c.report },
+        { paths: c.paths, store: await c.imageStore(), signal: c.signal, pull: c.puller, report: c.report },
         {
           recipesDir: dir,
           recipes: names,

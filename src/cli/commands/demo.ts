@@ -74,7 +74,7 @@ export function registerDemo(demo: Command, ctx: ContextFactory): void {
 
 /** The small busybox image (reproducible: the same busybox gives the same digest). */
 async function exampleImage(c: Context, name: string) {
-  const store = c.imageStore();
+  const store = await c.imageStore();
   await store.init();
   await mkdir(c.paths.tmpDir, { recursive: true });
   const tarPath = `${store.tempPath('demo')}.tar`;
@@ -118,7 +118,7 @@ async function bootTour(c: Context, globals: GlobalOptions, opts: DemoOptions) {
     const tarPath = path.join(work, `tree-${v}.tar`);
     await run('tar', ['-C', tree, '--numeric-owner', '-cf', tarPath, '.']);
     await rm(tree, { recursive: true, force: true });
-    await importImage(c.imageStore(), tarPath, `${BOOTABLE}:${v}`, {
+    await importImage(await c.imageStore(), tarPath, `${BOOTABLE}:${v}`, {
       format: 'rootfs',
       compression: c.config.store.compression,
       created: EXAMPLE_MTIME,

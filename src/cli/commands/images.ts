@@ -90,7 +90,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .addOption(new Option('--compression <kind>', 'layer compression for root file system tarballs').choices(['gzip', 'none']))
     .action(async (source: string, target: string, opts: { format?: ImportFormat; sourceRef?: string; compression?: 'gzip' | 'none' }, cmd: Command) => {
       const c = await ctx(cmd);
-      const store = c.imageStore();
+      const store = await c.imageStore();
       // The format is detected once: the policy's transport depends on it, and so does the import.
       const format = await refuseUnlessPolicyAllows(c, source, opts.format);
       ui.step(`importing ${source} as ${normalizeRef(target)}`);
@@ -114,7 +114,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .option('--names', 'print only NAME:TAG, one per line')
     .option('--digests', 'show full digests')
     .action(async (opts: { names?: boolean; digests?: boolean }, cmd: Command) => {
-      const store = (await ctx(cmd)).imageStore();
+      const store = await (await ctx(cmd)).imageStore();
       const refs = await store.refs();
       const list = await Promise.all(refs.map((r) => summarize(store, r.name)));
       await emit({ images: list }, ({ images: l }) => {
@@ -141,7 +141,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .description('show an image: manifest, config and layers')
     .argument('<image>', 'NAME[:TAG] or digest')
     .action(async (image: string, _opts: unknown, cmd: Command) => {
-      const store = (await ctx(cmd)).imageStore();
+      const store = await (await ctx(cmd)).imageStore();
       const img = await store.resolveImage(image);
       const data = {
         name: img.name,
@@ -175,7 +175,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .argument('<source>', 'existing NAME[:TAG] or digest')
     .argument('<target>', 'new NAME[:TAG]')
     .action(async (source: string, target: string, _o: unknown, cmd: Command) => {
-      const store = (await ctx(cmd)).imageStore();
+      const store = await (await ctx(cmd)).imageStore();
       const name = normalizeRef(target);
       const res = await store.withLock(async () => {
         const ref = await store.resolve(source);
@@ -194,7 +194,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .argument('<image...>', 'NAME[:TAG]')
     .option('--prune', 'also remove blobs no image uses any more')
     .action(async (names: string[], opts: { prune?: boolean }, cmd: Command) => {
-      const store = (await ctx(cmd)).imageStore();
+      const store = await (await ctx(cmd)).imageStore();
       const res = await store.withLock(async () => {
         const removed: string[] = [];
         for (const n of names) {
@@ -214,7 +214,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .description('delete blobs no image name reaches, and leftovers of interrupted imports')
     .option('-n, --dry-run', 'only report what would be removed')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
-      const store = (await ctx(cmd)).imageStore();
+      const store = await (await ctx(cmd)).imageStore();
       const res = await store.withLock(() => store.prune(Boolean(opts.dryRun)));
       ui.success(
         `${opts.dryRun ? 'would remove' : 'removed'} ${res.removed.length} blob(s), ${formatBytes(res.bytesFreed)}${res.tempFilesRemoved ? `, ${res.tempFilesRemoved} leftover temp file(s)` : ''}`,
@@ -226,7 +226,7 @@ export function registerImages(images: Command, ctx: ContextFactory): void {
     .command('verify')
     .description('re-hash every blob and check every image has all it needs')
     .action(async (_o: unknown, cmd: Command) => {
-      const store = (await ctx(cmd)).imageStore();
+      const store = await (await ctx(cmd)).imageStore();
       await store.init();
       const all = await store.listBlobs();
       const progress = byteProgress(

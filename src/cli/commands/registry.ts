@@ -77,7 +77,7 @@ export function registerRegistryImageCommands(images: Command, ctx: ContextFacto
       .option('-j, --jobs <n>', 'blobs downloaded at the same time (config registry.jobs)'),
   ).action(async (ref: string, opts: ConnectFlags & { name?: string; platform?: string; jobs?: string }, cmd: Command) => {
     const c = await ctx(cmd);
-    const res = await pullImage(c.imageStore(), ref, {
+    const res = await pullImage(await c.imageStore(), ref, {
       ...settings(c, opts),
       name: opts.name,
       platform: opts.platform ? parsePlatform(opts.platform) : undefined,
@@ -102,7 +102,7 @@ export function registerRegistryImageCommands(images: Command, ctx: ContextFacto
       .option('--rollout <percent>', 'offer the image to this share of the machines that follow the tag (see `darch update rollout`)'),
   ).action(async (name: string, dest: string | undefined, opts: ConnectFlags & { jobs?: string; chunkSize?: string; rollout?: string }, cmd: Command) => {
     const c = await ctx(cmd);
-    const res = await pushImage(c.imageStore(), name, dest, {
+    const res = await pushImage(await c.imageStore(), name, dest, {
       ...settings(c, opts),
       ...(opts.rollout !== undefined ? { annotations: { [ROLLOUT_ANNOTATION]: String(parsePercent(opts.rollout)) } } : {}),
       jobs: Math.max(1, int('--jobs', opts.jobs, c.config.registry.jobs)),

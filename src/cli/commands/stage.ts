@@ -94,7 +94,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
         ) {
           throw usageError(`--block-size ${opts.blockSize} is not a power of two between 4096 and 1048576`);
         }
-        const res = await stageImage(c.imageStore(), openStageStore(c), image, {
+        const res = await stageImage(await c.imageStore(), openStageStore(c), image, {
           tags: opts.tag,
           force: opts.force,
           compressor: opts.compression ?? c.config.stage.compression,

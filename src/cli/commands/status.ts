@@ -85,7 +85,7 @@ export function registerStatus(status: Command, ctx: ContextFactory): void {
       const u = await updateStatus({
         paths: c.paths,
         config: c.config,
-        imageStore: c.imageStore(),
+        imageStore: await c.imageStore(),
         stageStore: new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection),
         steps: [],
         registry: registryDefaults(c),

@@ -32,7 +32,7 @@ async function deps(c: Context, flags: ConnectFlags): Promise<UpdateDeps> {
   return {
     paths: c.paths,
     config: c.config,
-    imageStore: c.imageStore(),
+    imageStore: await c.imageStore(),
     stageStore: openStageStore(c),
     steps: c.stageSteps,
     registry: settings(c, flags),
