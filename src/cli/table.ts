@@ -65,6 +65,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/stage.js')).registerStage,
   },
   {
+    name: 'delta',
+    description: 'binary deltas between images: a few % of the image to stage the next version',
+    load: async () => (await import('./commands/delta.js')).registerDelta,
+  },
+  {
     name: 'boot',
     description: 'boot menu and boot state: GRUB entries, trial boots with fallback, rollback',
     load: async () => {

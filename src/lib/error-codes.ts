@@ -151,6 +151,22 @@ export const ERROR_CODES = {
   E_DIGEST_INVALID: {
     meaning: 'a string is not a valid content digest (sha256:<64 hex>)',
   },
+  E_BAD_DELTA: {
+    meaning: 'a delta file (darch delta create) is truncated, malformed or not a delta',
+    hint: 'copy or download the delta again, or stage the image from its layers; nothing was staged',
+  },
+  E_DELTA_NO_BASE: {
+    meaning: 'the image a delta starts from is not staged on this machine',
+    hint: 'stage the image from its layers (darch images pull, darch stage upload), or use a delta from an image that is staged',
+  },
+  E_DELTA_MISMATCH: {
+    meaning: 'a delta did not rebuild the image it promised: the staged base, the rebuilt root or its squashfs hash differently',
+    hint: 'stage the image from its layers (darch images pull, darch stage upload); nothing was staged',
+  },
+  E_DELTA_TOO_LARGE: {
+    meaning: 'an image root is larger than a delta can cover (zstd patches against at most 2 GiB)',
+    hint: 'ship the update as layers or a stage bundle',
+  },
   E_DIGEST_MISMATCH: {
     meaning: 'content does not hash to the digest it was promised under',
     hint: 'the source is corrupt or altered; fetch it again',

@@ -8,9 +8,10 @@
  * Booting (initramfs, hooks) plugs in through `opts.steps`: steps run on the work directory
  * after the squashfs and kernel are written and before meta.json and the rename.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { DirFiles } from '../lib/smallfs.js';
 import { writeImageJsonIn, type ImageJson } from './image-json.js';
 import { writeMetaIn, type NewStagedMeta } from './meta-json.js';
@@ -65,6 +66,13 @@ export interface StageOptions {
   keep?: number;
   /** Add a dm-verity hash tree (`rootfs.squash.verity`) and boot through it (stage.verity). */
   verity?: boolean;
+  /**
+   * The root as one flat tar already in `imageStore`, fed to the writer byte for byte instead
+   * of flattening the image's layers (`darch delta apply`: the tar a delta rebuilt is what
+   * staging the image's layers feeds tar2sqfs, so the squashfs comes out the same). With
+   * `squashfs`, the squashfs written must have that size and sha256, or nothing is staged.
+   */
+  rootTar?: { layer: Descriptor; squashfs?: { size: number; sha256: string } };
   /**
    * What runs before committing, in order. Required, so no caller forgets darch's
    * initramfs and hooks (the CLI passes its context's `stageSteps`; [] stages the bare image).
@@ -211,19 +219,70 @@ async function writeOnePass(
   } finally {
     progress.done();
   }
+  const boot = await copyBootFiles(imageStore, done.index, labels, sourceName, work, rootfs, (key) => done.dataPath(key), sq.signal);
+  return { index: done.index, stats: done.index.stats(), boot, passes: 1 };
+}
+
+/** The kernel and initramfs found in the index, copied out of the squashfs just written. */
+async function copyBootFiles(
+  imageStore: ImageStore,
+  index: FlatIndex,
+  labels: Record<string, string>,
+  sourceName: string,
+  work: string,
+  rootfs: string,
+  dataPath: (key: number) => string | undefined,
+  signal?: AbortSignal,
+): Promise<BootFiles> {
   const inner = (key: number): string => {
-    const p = done.dataPath(key);
+    const p = dataPath(key);
     if (p === undefined) throw new DarchError('E_INTERNAL', `entry ${key} was not written to the squashfs`);
     return p;
   };
   // findBootFiles checks the size from the index before it asks for the bytes.
-  const boot = await findBootFiles(imageStore, done.index, labels, sourceName, (key) => readFromSquashfs(rootfs, inner(key)));
+  const boot = await findBootFiles(imageStore, index, labels, sourceName, (key) => readFromSquashfs(rootfs, inner(key)));
   // The estimate before the pass could not count them: a kernel and initramfs compress to
   // little in the layers but are copied out whole.
   await ensureFreeSpace(work, bootBytes(boot), `the kernel and initramfs of ${sourceName}`);
-  await copyFromSquashfs(rootfs, inner(boot.kernel.key), path.join(work, KERNEL_FILE), sq.signal);
-  if (boot.initramfs) await copyFromSquashfs(rootfs, inner(boot.initramfs.key), path.join(work, INITRD_FILE), sq.signal);
-  return { index: done.index, stats: done.index.stats(), boot, passes: 1 };
+  await copyFromSquashfs(rootfs, inner(boot.kernel.key), path.join(work, KERNEL_FILE), signal);
+  if (boot.initramfs) await copyFromSquashfs(rootfs, inner(boot.initramfs.key), path.join(work, INITRD_FILE), signal);
+  return boot;
+}
+
+/** `opts.rootTar`: the flat tar into the writer unchanged, indexed as a one-layer image for the kernel and the steps. */
+async function writeFromRootTar(
+  imageStore: ImageStore,
+  root: NonNullable<StageOptions['rootTar']>,
+  labels: Record<string, string>,
+  sourceName: string,
+  work: string,
+  rootfs: string,
+  sq: SquashfsRun,
+): Promise<Written> {
+  const index = await indexLayers(imageStore, [root.layer], { signal: sq.signal });
+  sq.report.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from the root of ${sourceName}`);
+  const progress = sq.report.progress('squashfs', root.layer.size);
+  try {
+    const tar = imageStore.openBlob(root.layer.digest);
+    tar.on('data', (b: Buffer) => progress.tick(b.length));
+    await writeSquashfs(tar, rootfs, sq);
+  } finally {
+    progress.done();
+  }
+  if (root.squashfs) {
+    const got = await hashAndSync(rootfs);
+    if (got.size !== root.squashfs.size || got.sha256 !== root.squashfs.sha256)
+      throw new DarchError(
+        'E_DELTA_MISMATCH',
+        `the squashfs rebuilt for ${sourceName} is not the one expected (${got.size} bytes, sha256 ${got.sha256}; expected ${root.squashfs.size} bytes, sha256 ${root.squashfs.sha256})`,
+        {
+          hint: "this machine's tar2sqfs writes other bytes than the one that made the delta; stage the image from its layers (darch images pull, darch stage upload)",
+        },
+      );
+  }
+  const plan = index.emissionPlan();
+  const boot = await copyBootFiles(imageStore, index, labels, sourceName, work, rootfs, (key) => plan.get(key)?.[0], sq.signal);
+  return { index, stats: index.stats(), boot, passes: 1 };
 }
 
 /** Pass 2: stream the winners in layer order, copying the kernel and initramfs on the way. */
@@ -242,11 +301,30 @@ async function writeTwoPass(imageStore: ImageStore, plan: TwoPassPlan, work: str
   }
 }
 
-export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string, opts: StageOptions): Promise<StageResult> {
+/**
+ * The tar `stageImage` feeds tar2sqfs for this image's layers, written to `out`: the end of a
+ * delta (src/stage/delta.ts). One pass where the layers allow it, else two, as staging does,
+ * so a squashfs written from this file is the one `darch stage upload` writes.
+ */
+export async function writeStagingTar(imageStore: ImageStore, image: ResolvedImage, out: string, signal?: AbortSignal): Promise<{ passes: 1 | 2 }> {
+  const layers = image.manifest.layers;
+  try {
+    await pipeline(streamTopDown(imageStore, layers, { signal }).stream, createWriteStream(out, { mode: 0o600 }));
+    return { passes: 1 };
+  } catch (err) {
+    if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
+  }
+  const index = await indexLayers(imageStore, layers, { signal });
+  await pipeline(streamFlattened(imageStore, index, { signal }), createWriteStream(out, { mode: 0o600 }));
+  return { passes: 2 };
+}
+
+/** `ref` names an image of `imageStore`, or is one already resolved (a delta's target, in no store). */
+export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string | ResolvedImage, opts: StageOptions): Promise<StageResult> {
   const started = Date.now();
   const report = opts.report ?? silentReporter;
-  const image = await imageStore.resolveImage(ref);
-  const sourceName = image.name ?? ref;
+  const image = typeof ref === 'string' ? await imageStore.resolveImage(ref) : ref;
+  const sourceName = image.name ?? (typeof ref === 'string' ? ref : image.manifestDigest);
   const tags = (opts.tags?.length ? opts.tags : [sourceName]).map((t) => normalizeRef(t));
   const compressor = opts.compressor ?? DEFAULT_COMPRESSOR;
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
@@ -268,21 +346,26 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     const writer = opts.writer ?? (await defaultWriter());
     // One pass (layers top-down, each decompressed once, tar2sqfs busy from the first byte)
     // needs tar2sqfs; sqfstar wants the root's attributes before the stream starts.
-    const onePass = writer === 'tar2sqfs' && opts.passes !== 2;
+    const onePass = writer === 'tar2sqfs' && opts.passes !== 2 && !opts.rootTar;
     const plan = () => planTwoPass(imageStore, layers, labels, sourceName, stageStore.tmpDir, report, opts.signal);
     // Not indexed yet in one pass: squashfs is rarely larger than the compressed layers.
     // The kernel is found in the index only once the pass is over: an image that cannot have
     // one is refused from its layers' headers first (two passes find it before writing anyway).
     if (onePass) await refuseWithoutKernel(imageStore, layers, labels, sourceName, opts.signal);
     if (onePass) await ensureFreeSpace(stageStore.tmpDir, Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
-    let twoPass = onePass ? undefined : await plan();
+    if (opts.rootTar) await ensureFreeSpace(stageStore.tmpDir, opts.rootTar.layer.size + 1024 * 1024, `staging ${sourceName}`);
+    let twoPass = onePass || opts.rootTar ? undefined : await plan();
 
     const id = newStageId();
     const work = await stageStore.makeWorkDir('stage');
     try {
       const rootfs = path.join(work, ROOTFS_FILE);
       const sqOpts = { writer, compressor, blockSize, signal: opts.signal, report };
-      let written = onePass ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts) : undefined;
+      let written = opts.rootTar
+        ? await writeFromRootTar(imageStore, opts.rootTar, labels, sourceName, work, rootfs, sqOpts)
+        : onePass
+          ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts)
+          : undefined;
       if (!written) {
         twoPass ??= await plan();
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);

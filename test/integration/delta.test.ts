@@ -1,0 +1,152 @@
+/**
+ * `darch delta create` / `darch delta apply` with the real zstd, tar2sqfs and sqfs2tar: the
+ * image a machine stages from a delta is byte for byte the one `darch stage upload` stages
+ * from the layers (squashfs, kernel, initramfs, image.json, the source digests in
+ * meta.json), and a bad delta, a missing or damaged base stages nothing.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { run } from '../../src/lib/proc.js';
+import { debianKernel, type TestKernel } from '../helpers/bootimage.js';
+import { testImageTree } from '../helpers/bootfixture.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
+
+const FS_UUID = '0b6a8f3e-54f1-4c51-a1a7-6d6bcb1a7e12';
+const sha = async (f: string) =>
+  createHash('sha256')
+    .update(await readFile(f))
+    .digest('hex');
+
+interface Staged {
+  id: string;
+  dir: string;
+  tags: string[];
+}
+
+describe('darch delta', () => {
+  let kernel: TestKernel;
+  let work: string;
+  let v1: string;
+  let v2: string;
+  let deltaFile: string;
+  /** The server: both images in its store. */
+  let server: string;
+
+  /** A darch root with the images of these layouts imported. */
+  async function rootWith(name: string, layouts: Array<[string, string]>): Promise<string> {
+    const root = path.join(work, name);
+    await mkdir(path.join(root, 'etc/darch'), { recursive: true });
+    await writeFile(path.join(root, 'etc/darch/config.toml'), `[boot]\nbootloader = "grub"\nstage_fs_uuid = "${FS_UUID}"\n`);
+    for (const [dir, ref] of layouts) await darchOk(['images', 'import', `oci:${dir}:${ref}`, ref], { root });
+    return root;
+  }
+
+  before(async () => {
+    kernel = await debianKernel();
+    work = await tempDir({ after: () => undefined }, 'darch-delta-');
+    const tree = await testImageTree(path.join(work, 'tree'), kernel, '1', 'delta');
+    const base = path.join(work, 'base.tar');
+    await run('tar', ['-C', tree, '--owner=0', '--group=0', '--sort=name', '-cf', base, '.']);
+    v1 = path.join(work, 'v1');
+    await writeOciLayout(v1, 'delta/os:1', [{ tar: base, compression: 'gzip' }]);
+    // v2: a second layer over v1's, as a rebuild that changes a few files would make: a
+    // changed file, a new one, a removed one (whiteout), and 512 KiB that compress badly.
+    const upper = path.join(work, 'upper.tar');
+    await tarStreamLayer(upper, [
+      { name: 'etc/os-release', content: 'NAME=darch-test\nID=darch-test\nVERSION_ID=2\n' },
+      { name: 'opt/', type: 'directory' },
+      { name: 'opt/blob', content: randomBytes(384 * 1024).toString('base64') },
+      { name: 'etc/.wh.fstab' },
+    ]);
+    v2 = path.join(work, 'v2');
+    await writeOciLayout(v2, 'delta/os:2', [
+      { tar: base, compression: 'gzip' },
+      { tar: upper, compression: 'gzip' },
+    ]);
+    server = await rootWith('server', [
+      [v1, 'delta/os:1'],
+      [v2, 'delta/os:2'],
+    ]);
+    deltaFile = path.join(work, 'os-1-2.delta');
+    await darchOk(['delta', 'create', 'delta/os:1', 'delta/os:2', '-o', deltaFile, '--compression', 'lz4', '--level', '9'], { root: server });
+  });
+
+  it('stages from a delta the same bytes `stage upload` stages from the layers, and the delta is a fraction of the image', async () => {
+    const info = (await darchOk(['--json', 'delta', 'inspect', deltaFile], { root: server })).json();
+    assert.equal(info.to.name, 'delta/os:2');
+    assert.equal(info.squashfs.compression, 'lz4');
+    const deltaSize = (await stat(deltaFile)).size;
+    assert.ok(deltaSize < info.squashfs.size / 2, `the delta (${deltaSize} bytes) is well under the ${info.squashfs.size}-byte squashfs`);
+
+    // The reference: the server stages v2 from its layers.
+    const full = (await darchOk(['--json', 'stage', 'upload', 'delta/os:2', '--compression', 'lz4'], { root: server })).json<Staged>();
+    // The machine has v1 staged (zstd, as by default: the base's compressor does not matter).
+    const machine = await rootWith('machine', [[v1, 'delta/os:1']]);
+    const base = (await darchOk(['--json', 'stage', 'upload', 'delta/os:1'], { root: machine })).json<Staged>();
+    const applied = (await darchOk(['--json', 'delta', 'apply', deltaFile], { root: machine })).json<Staged & { base: string }>();
+    assert.equal(applied.base, base.id, 'found the base by its config digest');
+    assert.deepEqual(applied.tags, ['delta/os:2']);
+    for (const f of ['rootfs.squash', 'vmlinuz', 'initrd.img', 'image.json']) {
+      assert.equal(await sha(path.join(applied.dir, f)), await sha(path.join(full.dir, f)), `${f} is the same as stage upload's`);
+    }
+    const [a, b] = await Promise.all([applied.dir, full.dir].map(async (d) => JSON.parse(await readFile(path.join(d, 'meta.json'), 'utf8'))));
+    assert.deepEqual(a.source, b.source, 'the same image: manifest and config digests, layer count');
+    // Every file but the machine's own hook outputs (its machine-id: two roots are two machines).
+    const own = (m: Record<string, string>) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.startsWith('hooks/')));
+    assert.deepEqual(own(a.sha256), own(b.sha256));
+    // The machine's image store never held v2's layers: only v1's manifest, config and layer.
+    const blobs = await readdir(path.join(machine, 'var/lib/darch/images/blobs/sha256'));
+    assert.equal(blobs.length, 3, `only v1's blobs are in the machine's image store: ${blobs.join(', ')}`);
+    assert.deepEqual(await readdir(path.join(machine, 'var/lib/darch/stage/tmp')), [], 'no work left behind');
+  });
+
+  it('stages nothing for a delta whose base is not staged, a truncated or altered delta, or a damaged base', async () => {
+    const machine = await rootWith('bad', [[v1, 'delta/os:1']]);
+    const listed = async () => (await darchOk(['--json', 'stage', 'list'], { root: machine })).json<{ staged: Staged[] }>().staged.map((s) => s.tags.join(','));
+    const tmpLeft = async () => readdir(path.join(machine, 'var/lib/darch/stage/tmp')).catch(() => []);
+
+    let r = await darch(['--json', 'delta', 'apply', deltaFile], { root: machine });
+    assert.equal(r.code, 1);
+    assert.equal(r.json().error.code, 'E_DELTA_NO_BASE');
+    assert.match(r.stderr, /delta\/os:1.*not staged here/);
+
+    await darchOk(['stage', 'upload', 'delta/os:1'], { root: machine });
+
+    const truncated = path.join(work, 'truncated.delta');
+    await writeFile(truncated, (await readFile(deltaFile)).subarray(0, (await stat(deltaFile)).size - 4096));
+    r = await darch(['--json', 'delta', 'apply', truncated], { root: machine });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.json().error.code, 'E_BAD_DELTA', r.stderr);
+
+    const altered = path.join(work, 'altered.delta');
+    const bytes = await readFile(deltaFile);
+    bytes[bytes.length - 3000] = (bytes[bytes.length - 3000] ?? 0) ^ 0xff;
+    await writeFile(altered, bytes);
+    r = await darch(['--json', 'delta', 'apply', altered], { root: machine });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.json().error.code, 'E_BAD_DELTA', r.stderr);
+
+    const notDelta = path.join(work, 'not.delta');
+    await writeFile(notDelta, 'hello');
+    r = await darch(['--json', 'delta', 'apply', notDelta], { root: machine });
+    assert.equal(r.json().error.code, 'E_BAD_DELTA', r.stderr);
+
+    // The base's squashfs damaged in the middle: its root reads back wrong (or not at all).
+    const baseDir = (await darchOk(['--json', 'stage', 'list'], { root: machine })).json<{ staged: Staged[] }>().staged[0]!.dir;
+    const sq = path.join(baseDir, 'rootfs.squash');
+    const fh = await open(sq, 'r+');
+    const size = (await fh.stat()).size;
+    await fh.write(Buffer.from('darch delta test damage'), 0, 23, Math.floor(size / 3));
+    await fh.close();
+    r = await darch(['--json', 'delta', 'apply', deltaFile], { root: machine });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.json().error.code, 'E_DELTA_MISMATCH', r.stderr);
+
+    assert.deepEqual(await listed(), ['delta/os:1'], 'nothing staged by any of them');
+    assert.deepEqual(await tmpLeft(), [], 'no work left behind');
+  });
+});
