@@ -27,7 +27,7 @@ import { silentReporter, type Reporter } from '../lib/report.js';
 import { commandFailed, run, spawnChild, waitChild } from '../lib/proc.js';
 import { commitFile, makeWorkDir, tempName } from '../lib/scratch.js';
 import { ByteReader, END_OF_ARCHIVE, bodyPadding, encodeHeader, readTar, type TarHeader } from '../layers/tar.js';
-import { HashSink, HashStream, parseDigest, sha256 } from '../oci/digest.js';
+import { type Digest, HashSink, HashStream, parseDigest, sha256 } from '../oci/digest.js';
 import { MediaType, type Descriptor } from '../oci/mediatypes.js';
 import { parseConfig, parseJsonText, parseManifest } from '../oci/manifest-json.js';
 import { ImageStore, type ResolvedImage } from '../oci/store.js';
@@ -187,8 +187,12 @@ export async function createDelta(store: ImageStore, fromRef: string, toRef: str
   }
 }
 
-/** The delta's header, without reading the patch (`darch delta inspect`, and which base it needs). */
-export async function readDeltaInfo(file: string): Promise<DeltaInfo> {
+/**
+ * The delta's header, without reading the patch (`darch delta inspect`, the base it needs),
+ * and the sha256 of its bytes: what `darch sign --bundle` signs for a delta (the header
+ * holds the patch's sha256 and the target's digests, so it commits to everything).
+ */
+export async function readDeltaHeader(file: string): Promise<{ info: DeltaInfo; digest: Digest }> {
   const input = createReadStream(file);
   try {
     for await (const e of readTar(new ByteReader(input as AsyncIterable<Buffer>))) {
@@ -196,7 +200,8 @@ export async function readDeltaInfo(file: string): Promise<DeltaInfo> {
       if (e.header.size > MAX_DELTA_JSON) throw badDelta(file, `${DELTA_JSON} is ${e.header.size} bytes`);
       const parts: Buffer[] = [];
       for await (const b of e.body()) parts.push(b);
-      return parseDeltaJson(Buffer.concat(parts), file);
+      const bytes = Buffer.concat(parts);
+      return { info: parseDeltaJson(bytes, file), digest: sha256(bytes) };
     }
     throw badDelta(file, 'it is empty');
   } catch (err) {
@@ -205,6 +210,10 @@ export async function readDeltaInfo(file: string): Promise<DeltaInfo> {
   } finally {
     input.destroy();
   }
+}
+
+export async function readDeltaInfo(file: string): Promise<DeltaInfo> {
+  return (await readDeltaHeader(file)).info;
 }
 
 /** The staged image a delta starts from: by its image config digest, or the one named. */
@@ -226,7 +235,7 @@ export async function deltaBase(stageStore: StageStore, info: DeltaInfo, file: s
 }
 
 /** The target image as the delta carries it, checked against its digests. */
-function targetImage(info: DeltaInfo, file: string): ResolvedImage {
+export function deltaImage(info: DeltaInfo, file: string): ResolvedImage {
   const manifestBytes = Buffer.from(info.to.manifest, 'base64');
   const configBytes = Buffer.from(info.to.config, 'base64');
   if (sha256(manifestBytes) !== info.to.manifestDigest) throw badDelta(file, `its manifest does not hash to ${info.to.manifestDigest}`);
@@ -247,6 +256,8 @@ function targetImage(info: DeltaInfo, file: string): ResolvedImage {
 export interface ApplyDeltaOptions extends Omit<StageOptions, 'rootTar' | 'compressor' | 'blockSize' | 'writer' | 'passes'> {
   /** The staged image to start from (id or tag); default: the one whose config digest the delta names. */
   base?: string;
+  /** Judges the header's digest (signatures) before anything is read past it or written. */
+  verify?: (digest: Digest) => Promise<void>;
 }
 
 /** Pipe the patch member of the delta through `zstd -d --patch-from=reference` into the work store. */
@@ -318,8 +329,9 @@ async function rebuildRoot(file: string, info: DeltaInfo, reference: string, scr
  */
 export async function applyDelta(stageStore: StageStore, file: string, opts: ApplyDeltaOptions): Promise<StageResult & { base: string }> {
   const report = opts.report ?? silentReporter;
-  const info = await readDeltaInfo(file);
-  const image = targetImage(info, file);
+  const { info, digest } = await readDeltaHeader(file);
+  await opts.verify?.(digest);
+  const image = deltaImage(info, file);
   const base = await deltaBase(stageStore, info, file, opts.base);
   await stageStore.init();
   const work = await stageStore.makeWorkDir('delta');
@@ -339,8 +351,9 @@ export async function applyDelta(stageStore: StageStore, file: string, opts: App
     await scratch.init();
     const layer = await rebuildRoot(file, info, reference, scratch, opts.signal);
     await rm(reference);
+    const { base: _b, verify: _v, ...stageOpts } = opts;
     const res = await stageImage(scratch, stageStore, image, {
-      ...opts,
+      ...stageOpts,
       tags: opts.tags?.length ? opts.tags : [info.to.name],
       writer: 'tar2sqfs',
       compressor: info.squashfs.compression,

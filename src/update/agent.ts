@@ -119,7 +119,8 @@ function infoOf(img: StagedImage): ImageInfo {
   return { id: img.id, tags: img.tags, ...(s?.digest ? { digest: s.digest } : {}), ...(s?.version ? { version: s.version } : {}) };
 }
 
-function holds(img: StagedImage, remote: { digest: string; config: string }): boolean {
+/** Whether a staged image is the remote image (by manifest or config digest). */
+export function holds(img: StagedImage, remote: { digest: string; config: string }): boolean {
   const s = img.meta?.source;
   return Boolean(s && (s.digest === remote.digest || s.manifestDigest === remote.digest || (s.config && s.config === remote.config)));
 }

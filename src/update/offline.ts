@@ -1,9 +1,10 @@
 /**
  * `darch update apply --from FILE|DIR`: an update that comes on a USB stick or an rsync
- * drop instead of from the registry. Three forms: a stage bundle (`darch stage export`),
- * an OCI image layout directory, an OCI or docker archive. Each goes through the checks of
- * its importer (every blob against its digest; every file of a bundle against the
- * bundle's and meta.json's sha256) before anything is staged, then the same
+ * drop instead of from the registry. Four forms: a stage bundle (`darch stage export`), a
+ * delta against an image the machine has staged (`darch delta create`), an OCI image layout
+ * directory, an OCI or docker archive. Each goes through the checks of its importer (every
+ * blob against its digest; every file of a bundle against the bundle's and meta.json's
+ * sha256; a delta's base, rebuilt root and squashfs) before anything is staged, then the same
  * classification and arming as a network update: an image the machine runs or boots next
  * changes nothing, one whose trial failed is refused without --force.
  */
@@ -13,12 +14,16 @@ import { reconcileBoot } from '../boot/reconcile.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { detectFormat, importImage } from '../oci/importer.js';
 import { BUNDLE_MANIFEST, importBundle } from '../stage/bundle.js';
+import { applyDelta, deltaImage, readDeltaHeader } from '../stage/delta.js';
+import { DELTA_JSON } from '../stage/delta-json.js';
 import { policyImageOf, requirementsFor } from '../trust/policy.js';
 import { readDetached } from '../trust/detached.js';
 import { acceptsUnsigned, verifyBundle } from '../trust/verify.js';
-import { type ApplyResult, type CheckResult, type StagedUpdate, type UpdateDeps, armUpdate, classify, stageUpdate, updateTag } from './agent.js';
+import { type ApplyResult, type CheckResult, type StagedUpdate, type UpdateDeps, armUpdate, classify, holds, stageUpdate, updateTag } from './agent.js';
 
-export type OfflineKind = 'bundle' | 'oci-layout' | 'oci-archive' | 'docker-archive';
+const VERSION_KEY = 'org.opencontainers.image.version';
+
+export type OfflineKind = 'bundle' | 'delta' | 'oci-layout' | 'oci-archive' | 'docker-archive';
 
 export interface OfflineResult {
   from: string;
@@ -58,11 +63,13 @@ export async function offlineKind(from: string): Promise<OfflineKind> {
       });
     return 'oci-layout';
   }
-  if ((await firstTarName(from)) === BUNDLE_MANIFEST) return 'bundle';
+  const first = await firstTarName(from);
+  if (first === BUNDLE_MANIFEST) return 'bundle';
+  if (first === DELTA_JSON) return 'delta';
   const format = await detectFormat(from).catch((err: unknown) => (err instanceof DarchError ? err.message : String(err)));
   if (format === 'oci-archive' || format === 'docker-archive') return format;
-  throw new DarchError('E_BAD_INPUT', `${from} is not a stage bundle, an OCI layout or an OCI archive${format === 'rootfs' ? '' : ` (${format})`}`, {
-    hint: 'make one with `darch stage export`, `skopeo copy … oci:DIR` or `skopeo copy … oci-archive:FILE`',
+  throw new DarchError('E_BAD_INPUT', `${from} is not a stage bundle, a delta, an OCI layout or an OCI archive${format === 'rootfs' ? '' : ` (${format})`}`, {
+    hint: 'make one with `darch stage export`, `darch delta create`, `skopeo copy … oci:DIR` or `skopeo copy … oci-archive:FILE`',
   });
 }
 
@@ -103,12 +110,37 @@ export async function applyFrom(
 ): Promise<OfflineResult> {
   const report = d.report;
   const kind = await offlineKind(from);
-  const verifyBundle = kind === 'bundle' ? bundleCheck(d, image, from) : undefined;
-  if (kind !== 'bundle') refuseUnverifiable(d, image, from);
+  const signed = kind === 'bundle' || kind === 'delta';
+  const verifyBundle = signed ? bundleCheck(d, image, from) : undefined;
+  if (!signed) refuseUnverifiable(d, image, from);
   report?.step(`reading ${kind === 'bundle' ? 'the stage bundle' : `the ${kind}`} ${from}`);
   let staged: StagedUpdate;
   let check: CheckResult;
-  if (kind === 'bundle') {
+  if (kind === 'delta') {
+    const { info } = await readDeltaHeader(from);
+    const target = deltaImage(info, from);
+    const version = target.manifest.annotations?.[VERSION_KEY] ?? target.config.config?.Labels?.[VERSION_KEY];
+    check = await classify(d, image, { digest: target.manifestDigest, config: target.configDigest, ...(version ? { version } : {}) });
+    if (check.status === 'up-to-date' || check.status === 'armed') return { from, kind, check, staged: null, applied: null };
+    const have = (await d.stageStore.list()).find((s) => holds(s, { digest: target.manifestDigest, config: target.configDigest }));
+    if (have?.tags.length) {
+      await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, report);
+      staged = { id: have.id, tags: have.tags, tag: have.tags[0] as string, fresh: false, digest: target.manifestDigest, ...(version ? { version } : {}) };
+    } else {
+      const res = await applyDelta(d.stageStore, from, {
+        tags: [updateTag(image, target.manifestDigest)],
+        force: true,
+        keep: d.config.stage.keep,
+        verity: d.config.stage.verity,
+        steps: d.steps,
+        ...(verifyBundle ? { verify: verifyBundle } : {}),
+        signal: d.signal,
+        report,
+      });
+      await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, report);
+      staged = { id: res.id, tags: res.tags, tag: res.tags[0] as string, fresh: true, digest: target.manifestDigest, ...(version ? { version } : {}) };
+    }
+  } else if (kind === 'bundle') {
     let source: { digest?: string; config?: string; version?: string } | undefined;
     let id = '';
     const res = await importBundle(d.stageStore, from, {
@@ -140,7 +172,7 @@ export async function applyFrom(
       report,
     });
     const resolved = await d.imageStore.resolveImage(imported.name);
-    const version = resolved.manifest.annotations?.['org.opencontainers.image.version'] ?? resolved.config.config?.Labels?.['org.opencontainers.image.version'];
+    const version = resolved.manifest.annotations?.[VERSION_KEY] ?? resolved.config.config?.Labels?.[VERSION_KEY];
     check = await classify(d, image, { digest: resolved.manifestDigest, config: resolved.configDigest, ...(version ? { version } : {}) });
     if (check.status === 'up-to-date' || check.status === 'armed') return { from, kind, check, staged: null, applied: null };
     staged = await stageUpdate(d, image, imported.name);

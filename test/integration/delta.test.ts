@@ -149,4 +149,47 @@ describe('darch delta', () => {
     assert.deepEqual(await listed(), ['delta/os:1'], 'nothing staged by any of them');
     assert.deepEqual(await tmpLeft(), [], 'no work left behind');
   });
+
+  it('update apply --from takes a delta like a stage bundle: signed where the policy wants it, staged and armed once', async () => {
+    const machine = await rootWith('offline', [[v1, 'delta/os:1']]);
+    await darchOk(['stage', 'upload', 'delta/os:1'], { root: machine });
+    await mkdir(path.join(machine, 'boot/efi/EFI'), { recursive: true });
+    const followed = 'registry.example/delta/os:stable';
+    const cfg = path.join(machine, 'etc/darch/config.toml');
+    await writeFile(cfg, `${await readFile(cfg, 'utf8')}[update]\nimage = "${followed}"\n`);
+    // From here on the machine takes only what its key signed.
+    const keys = path.join(work, 'keys');
+    await mkdir(keys, { recursive: true });
+    await darchOk(['keygen', path.join(keys, 'k'), '--passphrase-file', '/dev/null']);
+    await mkdir(path.join(machine, 'etc/keys'), { recursive: true });
+    await writeFile(path.join(machine, 'etc/keys/k.pub'), await readFile(path.join(keys, 'k.pub')));
+    await writeFile(
+      path.join(machine, 'etc/darch/policy.json'),
+      JSON.stringify({
+        default: [{ type: 'reject' }],
+        transports: { docker: { 'registry.example/delta/os': [{ type: 'sigstoreSigned', keyPath: '/etc/keys/k.pub' }] } },
+      }),
+    );
+    const staged = async () => (await darchOk(['--json', 'stage', 'list'], { root: machine })).json<{ staged: Staged[] }>().staged.length;
+    const offline = path.join(work, 'offline.delta');
+    await writeFile(offline, await readFile(deltaFile));
+
+    const unsigned = await darch(['update', 'apply', '--from', offline], { root: machine });
+    assert.equal(unsigned.code, 1, unsigned.stderr);
+    assert.match(unsigned.stderr, /offline\.delta .*is refused by .*: it has no signatures/);
+    assert.equal(await staged(), 1, 'nothing staged');
+
+    const signed = (
+      await darchOk(['--json', 'sign', followed, '--bundle', offline, '--key', path.join(keys, 'k.key'), '--passphrase-file', '/dev/null'])
+    ).json();
+    assert.equal(signed.tag, `${offline}.sig`);
+    const ok = (await darchOk(['--json', 'update', 'apply', '--from', offline], { root: machine })).json();
+    assert.equal(ok.kind, 'delta');
+    assert.equal(ok.staged.fresh, true);
+    assert.equal(ok.applied.changed, true, 'armed as the next boot’s trial');
+    assert.equal(await staged(), 2);
+    const again = (await darchOk(['--json', 'update', 'apply', '--from', offline], { root: machine })).json();
+    assert.equal(again.check.status, 'armed', 'the second time: already armed, nothing staged again');
+    assert.equal(await staged(), 2);
+  });
 });
