@@ -67,7 +67,10 @@ export function registerSign(cmd: Command, ctx: ContextFactory): void {
       .argument('<ref>', 'the image as machines follow it: HOST[:PORT]/NAME:TAG (signed in its registry, or the name a --bundle is signed for)')
       .requiredOption('--key <file>', 'the private key (darch keygen, cosign generate-key-pair, skopeo generate-sigstore-key)')
       .option('--passphrase-file <file>', "the key's passphrase is the first line of this file; default: asked on the terminal")
-      .option('--bundle <file>', 'sign a stage bundle (darch stage export) or a delta (darch delta create) for offline updates instead: writes FILE.sig next to it'),
+      .option(
+        '--bundle <file>',
+        'sign a stage bundle (darch stage export) or a delta (darch delta create) for offline updates instead: writes FILE.sig next to it',
+      ),
   ).action(async (ref: string, opts: ConnectFlags & { key: string; passphraseFile?: string; bundle?: string }, command: Command) => {
     const c = await ctx(command);
     let text: string;
