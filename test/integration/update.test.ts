@@ -453,7 +453,7 @@ describe('darch update', () => {
     await writeFile(notUpdate, 'not an image\n');
     const wrong = await darch(['update', 'apply', '--from', notUpdate], { root: a.root, env: a.env });
     assert.equal(wrong.code, 1);
-    assert.match(wrong.stderr, /is not a stage bundle, an OCI layout or an OCI archive/);
+    assert.match(wrong.stderr, /is not a stage bundle, a delta, an OCI layout or an OCI archive/);
   });
 
   it('a pull-through mirror from registries.conf answers checks and serves downloads while the origin is down; without one: exit 1, nothing armed', async () => {

@@ -1,17 +1,15 @@
 /** `darch delta …`: binary deltas between images, applied against what a machine has staged (src/stage/delta.ts). */
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { reconcileBoot } from '../../boot/reconcile.js';
 import { usageError } from '../../lib/errors.js';
 import { formatBytes } from '../../lib/format.js';
 import { applyDelta, createDelta, DEFAULT_DELTA_LEVEL, readDeltaInfo } from '../../stage/delta.js';
 import { SQUASHFS_COMPRESSORS, type SquashfsCompressor } from '../../stage/squashfs.js';
 import { ROOTFS_FILE } from '../../stage/store.js';
-import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 import { emit } from '../output.js';
 import { ui } from '../ui.js';
-import { openStageStore } from './stage.js';
+import { afterStaging, openStageStore } from './stage.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -65,8 +63,7 @@ export function registerDelta(delta: Command, ctx: ContextFactory): void {
         steps: c.stageSteps,
         report: c.report,
       });
-      await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
-      for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
+      await afterStaging(c, res.removed);
       ui.success(
         `staged ${res.tags.join(', ')} as ${res.id} from ${res.base}: ${formatBytes(res.meta.sizes[ROOTFS_FILE] ?? 0)} squashfs in ${res.stats.seconds.toFixed(1)} s`,
       );

@@ -31,6 +31,12 @@ export function openStageStore(c: Context): StageStore {
   return new StageStore(c.paths.stageDir, lockTimeout(c.config), c.protection, c.stateWritable);
 }
 
+/** After an image is staged: the boot side learns of it, and retention says what it removed. */
+export async function afterStaging(c: Context, removed: string[]): Promise<void> {
+  await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
+  for (const r of removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
+}
+
 interface StagedSummary {
   id: string;
   tags: string[];
@@ -107,8 +113,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
           steps: c.stageSteps,
           report: c.report,
         });
-        await reconcileBoot(c.paths, c.config, lockTimeout(c.config), c.report);
-        for (const r of res.removed) ui.info(`retention (stage.keep = ${c.config.stage.keep}): removed staged image ${r}`);
+        await afterStaging(c, res.removed);
         ui.success(
           `staged ${res.tags.join(', ')} as ${res.id}: ${formatBytes(res.meta.sizes[ROOTFS_FILE] ?? 0)} squashfs, kernel ${res.meta.kernel.version ?? res.meta.kernel.path}` +
             `${res.meta.initramfs ? '' : ' (no initramfs in the image)'} in ${res.stats.seconds.toFixed(1)} s`,
