@@ -77,6 +77,18 @@ function clean(tree: string): void {
 
 const SOURCES = (extra: string) => `echo "deb http://deb.debian.org/debian bookworm main" >/etc/apt/sources.list\n${extra}\napt-get update -qq\n`;
 
+/** `to` = a copy of `from` after `script` ran in it (apt), cached once done. */
+async function derive(from: string, to: string, what: string, script: string): Promise<void> {
+  if (existsSync(path.join(to, '.done'))) return;
+  await rm(to, { recursive: true, force: true });
+  sh('cp', ['-a', from, to]);
+  await rm(path.join(to, '.done'));
+  process.stderr.write(`${what}…\n`);
+  chroot(to, script);
+  clean(to);
+  await writeFile(path.join(to, '.done'), '');
+}
+
 async function trees(): Promise<{ v1: string; v2: string; v3: string; upgraded: string[]; added: string[] }> {
   const v1 = path.join(WORK, 'v1');
   const v2 = path.join(WORK, 'v2');
@@ -90,27 +102,18 @@ async function trees(): Promise<{ v1: string; v2: string; v3: string; upgraded: 
     clean(v1);
     await writeFile(path.join(v1, '.done'), '');
   }
-  if (!existsSync(path.join(v2, '.done'))) {
-    await rm(v2, { recursive: true, force: true });
-    sh('cp', ['-a', v1, v2]);
-    await rm(path.join(v2, '.done'));
-    process.stderr.write('apt-get upgrade from bookworm-security…\n');
-    chroot(
-      v2,
-      `${SOURCES('echo "deb http://deb.debian.org/debian-security bookworm-security main" >>/etc/apt/sources.list')}apt list --upgradable 2>/dev/null | sed -n 's,/.*,,p' >/upgraded\nDEBIAN_FRONTEND=noninteractive apt-get -y -qq upgrade >/dev/null`,
-    );
-    clean(v2);
-    await writeFile(path.join(v2, '.done'), '');
-  }
-  if (!existsSync(path.join(v3, '.done'))) {
-    await rm(v3, { recursive: true, force: true });
-    sh('cp', ['-a', v2, v3]);
-    await rm(path.join(v3, '.done'));
-    process.stderr.write('apt-get install less nano…\n');
-    chroot(v3, `${SOURCES('')}DEBIAN_FRONTEND=noninteractive apt-get -y -qq install --no-install-recommends less nano >/dev/null`);
-    clean(v3);
-    await writeFile(path.join(v3, '.done'), '');
-  }
+  await derive(
+    v1,
+    v2,
+    'apt-get upgrade from bookworm-security',
+    `${SOURCES('echo "deb http://deb.debian.org/debian-security bookworm-security main" >>/etc/apt/sources.list')}apt list --upgradable 2>/dev/null | sed -n 's,/.*,,p' >/upgraded\nDEBIAN_FRONTEND=noninteractive apt-get -y -qq upgrade >/dev/null`,
+  );
+  await derive(
+    v2,
+    v3,
+    'apt-get install less nano',
+    `${SOURCES('')}DEBIAN_FRONTEND=noninteractive apt-get -y -qq install --no-install-recommends less nano >/dev/null`,
+  );
   const upgraded = readFileSync(path.join(v2, 'upgraded'), 'utf8').split('\n').filter(Boolean);
   return { v1, v2, v3, upgraded, added: ['less', 'nano'] };
 }
