@@ -14,7 +14,7 @@
  * Any mismatch stages nothing; the caller falls back to layers.
  *
  * Memory: zstd holds the base's root (the patch's dictionary) in memory while it decodes, so
- * applying a delta takes about the uncompressed size of the base's root in RAM (docs/DELTAS.md);
+ * applying a delta takes about twice the uncompressed size of the base's root in RAM (docs/DELTAS.md);
  * everything else streams through files in the stage's tmp directory.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
