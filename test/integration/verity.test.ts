@@ -55,6 +55,9 @@ describe('stage upload --verity', () => {
     assert.equal((await stat(sq)).size, image.verity.blocks * 4096, 'the squashfs is whole 4 KiB blocks');
     const ok = await checkVerity(sq, `${sq}.verity`, image.verity);
     assert.equal(ok.ok, true, ok.message);
+    const listed = (await darchOk(['--json', 'stage', 'list'], { root })).json<{ staged: Array<{ id: string; verity: boolean }> }>().staged;
+    assert.equal(listed.find((s) => s.id === a.id)?.verity, true, 'stage list says it is verity-protected');
+    assert.match((await darchOk(['stage', 'list'], { root })).stdout, /VERITY[\s\S]*\byes\b/);
     const meta = JSON.parse(await readFile(path.join(a.dir, 'meta.json'), 'utf8'));
     assert.ok(meta.sha256['rootfs.squash.verity'], 'meta.json checks the hash tree like every other file');
     // A bundle carries it, and the image staged from the bundle boots through the same root hash.
@@ -115,6 +118,7 @@ describe('stage upload --verity', () => {
     const image = JSON.parse(await readFile(path.join(a.dir, 'image.json'), 'utf8'));
     assert.equal(image.verity, undefined);
     await assert.rejects(stat(path.join(a.dir, 'rootfs.squash.verity')));
+    assert.equal((await darchOk(['--json', 'stage', 'list'], { root })).json().staged[0].verity, false);
     const menu = await readFile(path.join(root, 'etc/darch/grub.cfg'), 'utf8');
     assert.doesNotMatch(menu, /darch_verity/);
     const list = await run('sh', ['-c', 'gzip -dc "$1" | cpio -t --quiet', 'sh', path.join(a.dir, 'initrd.img')]);

@@ -11,6 +11,7 @@ import { exportStaged, importBundle } from '../../stage/bundle.js';
 import { bootedId } from '../../stage/protect.js';
 import { SQUASHFS_COMPRESSORS, type SquashfsCompressor, type SquashfsWriter } from '../../stage/squashfs.js';
 import { stageImage } from '../../stage/stage.js';
+import { verityFileOf } from '../../stage/verity.js';
 import { protectedIds, ROOTFS_FILE, StageStore, type StagedImage } from '../../stage/store.js';
 import { type Context, lockTimeout } from '../context.js';
 import { reconcileBoot } from '../../boot/reconcile.js';
@@ -46,6 +47,8 @@ interface StagedSummary {
   source?: string;
   sourceDigest?: string;
   booted: boolean;
+  /** Staged with a dm-verity hash tree: every boot checks the squashfs (stage upload --verity). */
+  verity: boolean;
   problem?: string;
   dir: string;
 }
@@ -60,6 +63,7 @@ function summary(i: StagedImage, booted?: string): StagedSummary {
     source: i.meta?.source?.name,
     sourceDigest: i.meta?.source?.digest,
     booted: i.id === booted,
+    verity: Boolean(i.meta?.sizes?.[verityFileOf(ROOTFS_FILE)]),
     ...(i.problem ? { problem: i.problem } : {}),
     dir: i.dir,
   };
@@ -139,13 +143,14 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
           return undefined;
         }
         return table(
-          ['', 'TAGS', 'ID', 'CREATED', 'SIZE', 'KERNEL', 'SOURCE'],
+          ['', 'TAGS', 'ID', 'CREATED', 'SIZE', 'VERITY', 'KERNEL', 'SOURCE'],
           staged.map((s) => [
             s.booted ? '*' : '',
             s.tags.join(',') || '<none>',
             s.id,
             formatAge(s.created ? new Date(s.created) : undefined),
             s.problem ? 'damaged' : formatBytes(s.size),
+            s.verity ? 'yes' : '-',
             s.kernel ?? '-',
             s.source ? `${s.source}@${(s.sourceDigest ?? '').slice(7, 19)}` : '-',
           ]),
