@@ -156,11 +156,14 @@ export async function trialBoots(name: string, disk: string, count: number, extr
   const vm = await Vm.qemu({ name, disk, memoryMiB: 512, extraArgs });
   // Generous: under CI two qemu guests share two cores, and TCG slows to half speed.
   const deadline = Date.now() + count * 240_000;
+  // The whole line, newline included: the serial console delivers it in pieces, and stopping
+  // at the marker alone once read a boot whose fields had not arrived yet.
+  const line = new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)\\r?\\n`);
   try {
     for (;;) {
       const segs = vm.text.split(/BdsDxe: starting Boot/).slice(1);
       const last = segs[count - 1];
-      if (last !== undefined && (last.includes(BOOTED) || segs.length > count)) break;
+      if (last !== undefined && (line.test(last) || segs.length > count)) break;
       if (vm.exited) throw new Error(`${name}: qemu exited\n${vm.tail()}`);
       if (Date.now() > deadline) throw new Error(`${name}: ${count} boots did not finish in time (log ${vm.logFile})\n${vm.tail()}`);
       await new Promise((r) => setTimeout(r, 500));
@@ -169,7 +172,7 @@ export async function trialBoots(name: string, disk: string, count: number, extr
       .split(/BdsDxe: starting Boot/)
       .slice(1, count + 1)
       .map((seg): TrialBoot => {
-        const m = new RegExp(`${BOOTED} version=(\\w+) stage=([a-z0-9]+) trial=(\\d) fell_back=(\\d)`).exec(seg);
+        const m = line.exec(seg);
         return { text: seg, ...(m ? { booted: { version: m[1]!, stage: m[2]!, trial: m[3] === '1', fellBack: m[4] === '1' } } : {}) };
       });
   } finally {
