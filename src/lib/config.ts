@@ -121,6 +121,11 @@ export const ConfigSchema = z.lazySchema(() =>
         random_delay: z._default(z.string().check(z.regex(/^\d+[smhd]$/, 'a duration like 1h or 30m')), '1h'),
         /** The platform whose image this machine takes (os/arch[/variant]); empty: this machine's. */
         platform: z._default(z.string(), ''),
+        /**
+         * Stage an update from a delta the registry holds for it (darch delta push), when one
+         * starts from an image staged here; false: always the layers.
+         */
+        deltas: z._default(z.boolean(), true),
       }),
       {},
     ),

@@ -95,8 +95,8 @@ export async function pushImage(store: ImageStore, localName: string, destInput:
     const list = [...blobs.values()];
     const total = list.reduce((a, d) => a + d.size, 0);
     const progress = report.progress(`pushing ${remote.display}:${destRef.tag}`, total);
-    const outcomes = await pool(list, opts.jobs, (d) => pushBlob(client, store, remote.repo, d, mountFrom, scopes, opts, progress)).finally(() =>
-      progress.done(),
+    const outcomes = await pool(list, opts.jobs, (d) => pushBlob(client, store.blobPath(d.digest), remote.repo, d, mountFrom, scopes, opts, progress)).finally(
+      () => progress.done(),
     );
     for (const m of manifests) await putManifest(client, remote.repo, m.desc.digest, m.bytes, m.desc.mediaType, scopes);
     const topType = top.desc.mediaType ?? topDoc.mediaType ?? MediaType.ociManifest;
@@ -134,15 +134,16 @@ function stripAnnotations(d: Descriptor): Descriptor {
   return rest;
 }
 
-interface PushOutcome {
+export interface PushOutcome {
   digest: string;
   size: number;
   how: 'existing' | 'mounted' | 'uploaded';
 }
 
-async function pushBlob(
+/** One blob from a file (an image store's blob, a delta) unless the registry has it: mounted, whole or in chunks, retried. */
+export async function pushBlob(
   client: RegistryClient,
-  store: ImageStore,
+  path: string,
   repo: string,
   d: Descriptor,
   mountFrom: string | undefined,
@@ -174,7 +175,6 @@ async function pushBlob(
       }
       checkStatus(res.status, [202], client, repo, `starting an upload of ${short}`);
       let location = uploadUrl(res, client);
-      const path = store.blobPath(d.digest);
       if (opts.chunkSize > 0 && d.size > opts.chunkSize) {
         for (let offset = 0; offset < d.size; offset += opts.chunkSize) {
           const end = Math.min(d.size, offset + opts.chunkSize) - 1;
@@ -276,7 +276,15 @@ export async function putSmallBlob(client: RegistryClient, repo: string, bytes: 
   return digest;
 }
 
-export async function putManifest(client: RegistryClient, repo: string, reference: string, bytes: Buffer, mediaType: string, scopes: string[]): Promise<void> {
+/** Store a manifest; returns the registry's answer headers (OCI-Subject says it keeps the referrers of a subject itself). */
+export async function putManifest(
+  client: RegistryClient,
+  repo: string,
+  reference: string,
+  bytes: Buffer,
+  mediaType: string,
+  scopes: string[],
+): Promise<Record<string, string | string[] | undefined>> {
   const res = await client.send({
     method: 'PUT',
     url: `/v2/${repo}/manifests/${reference}`,
@@ -292,4 +300,5 @@ export async function putManifest(client: RegistryClient, repo: string, referenc
       hint: 'the registry rewrote the manifest; its digest differs from the local image',
     });
   }
+  return res.headers;
 }

@@ -249,16 +249,23 @@ export interface StagedUpdate extends ImageInfo {
   fresh: boolean;
 }
 
-/** Stage the downloaded image under its update tag, unless a staged image already holds it. */
-export async function stageUpdate(d: UpdateDeps, image: string, from = image): Promise<StagedUpdate> {
-  const resolved = await d.imageStore.resolveImage(from);
-  const have = (await d.stageStore.list()).find((s) => holds(s, { digest: resolved.manifestDigest, config: resolved.configDigest }));
+/** Stage the downloaded image under its update tag, unless a staged image already holds it (or `remote`, the image the registry serves). */
+export async function stageUpdate(d: UpdateDeps, image: string, from = image, remote?: { digest: string; config: string }): Promise<StagedUpdate> {
+  // Staged already (perhaps from a delta, with nothing in the image store): by what the registry serves.
+  let want: { digest: string; config: string };
+  if (remote) want = remote;
+  else {
+    const r = await d.imageStore.resolveImage(from);
+    want = { digest: r.manifestDigest, config: r.configDigest };
+  }
+  const have = (await d.stageStore.list()).find((s) => holds(s, want));
   if (have?.tags.length) {
     // A run cut off between staging and writing the boot side (menu, entries, ESP kernels)
     // left an image the boot loader does not know: arming it would fail, now and every run.
     await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, d.report);
     return { ...infoOf(have), tag: have.tags[0] as string, fresh: false };
   }
+  const resolved = await d.imageStore.resolveImage(from);
   const tag = updateTag(image, resolved.manifestDigest);
   const res = await stageImage(d.imageStore, d.stageStore, from, {
     tags: [tag],

@@ -14,7 +14,8 @@ import { reconcileBoot } from '../boot/reconcile.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { detectFormat, importImage } from '../oci/importer.js';
 import { BUNDLE_MANIFEST, importBundle } from '../stage/bundle.js';
-import { applyDelta, deltaImage, readDeltaHeader } from '../stage/delta.js';
+import { deltaImage, readDeltaHeader } from '../stage/delta.js';
+import { stageDelta } from './delta.js';
 import { DELTA_JSON } from '../stage/delta-json.js';
 import { policyImageOf, requirementsFor } from '../trust/policy.js';
 import { readDetached } from '../trust/detached.js';
@@ -127,18 +128,8 @@ export async function applyFrom(
       await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, report);
       staged = { id: have.id, tags: have.tags, tag: have.tags[0] as string, fresh: false, digest: target.manifestDigest, ...(version ? { version } : {}) };
     } else {
-      const res = await applyDelta(d.stageStore, from, {
-        tags: [updateTag(image, target.manifestDigest)],
-        force: true,
-        keep: d.config.stage.keep,
-        verity: d.config.stage.verity,
-        steps: d.steps,
-        ...(verifyBundle ? { verify: verifyBundle } : {}),
-        signal: d.signal,
-        report,
-      });
-      await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, report);
-      staged = { id: res.id, tags: res.tags, tag: res.tags[0] as string, fresh: true, digest: target.manifestDigest, ...(version ? { version } : {}) };
+      const { base: _b, ...s } = await stageDelta(d, image, from, undefined, () => readDetached(from), from);
+      staged = s;
     }
   } else if (kind === 'bundle') {
     let source: { digest?: string; config?: string; version?: string } | undefined;

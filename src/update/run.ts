@@ -11,6 +11,7 @@ import type { BootTarget } from '../boot/target.js';
 import type { BootState } from '../boot/trial/state.js';
 import { DarchError } from '../lib/errors.js';
 import { run as runProgram } from '../lib/proc.js';
+import { formatBytes } from '../lib/format.js';
 import { silentReporter } from '../lib/report.js';
 import { bootedId } from '../stage/protect.js';
 import {
@@ -20,13 +21,14 @@ import {
   downloadUpdate,
   followedImage,
   labelOf,
-  stageUpdate,
   withUpdateLock,
   type ApplyResult,
   type CheckResult,
   type StagedUpdate,
   type UpdateDeps,
 } from './agent.js';
+import type { DeltaUse } from './delta.js';
+import { type DownloadSummary, obtainUpdate } from './obtain.js';
 import { readMachineId } from './rollout.js';
 import type { Notice } from './notify.js';
 import { inWindow, isDue, nextCheckAt, parseReboot } from './schedule.js';
@@ -53,7 +55,9 @@ export interface RunResult {
   outcome: string;
   message: string;
   check?: Omit<CheckResult, never>;
-  download?: { blobsDownloaded: number; blobsSkipped: number; bytesDownloaded: number; bytesSkipped: number; bytesResumed: number };
+  download?: DownloadSummary;
+  /** The update was staged from a delta in the registry (docs/DELTAS.md). */
+  delta?: DeltaUse;
   staged?: StagedUpdate;
   applied?: ApplyResult;
   notices: Notice[];
@@ -172,28 +176,33 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
     };
     const res: RunResult = { image, policy, outcome: check.status, message: check.message, check: checkOut, notices };
     if (PENDING.has(check.status) && allows(policy, 'download')) {
-      if (check.status === 'available') {
-        const p = await downloadUpdate(d, image, check.remote.digest);
-        res.download = {
-          blobsDownloaded: p.blobsDownloaded,
-          blobsSkipped: p.blobsSkipped,
-          bytesDownloaded: p.bytesDownloaded,
-          bytesSkipped: p.bytesSkipped,
-          bytesResumed: p.bytesResumed,
-        };
-        report.info(`downloaded ${p.blobsDownloaded} blob${p.blobsDownloaded === 1 ? '' : 's'} (${p.blobsSkipped} already here)`);
-      }
-      res.outcome = 'downloaded';
-      res.message = `${labelOf(image, check.remote)} is downloaded`;
       if (allows(policy, 'stage')) {
-        res.staged = await stageUpdate(d, image);
+        // Staging is allowed: the cheapest way there, a delta from what is staged where the registry has one.
+        const got = await obtainUpdate(d, image, check.remote);
+        if (got.download) res.download = got.download;
+        if (got.delta) res.delta = got.delta;
+        res.staged = got.staged;
         res.outcome = 'staged';
-        res.message = `${labelOf(image, res.staged)} is staged as ${res.staged.tag}`;
+        res.message = `${labelOf(image, res.staged)} is staged as ${res.staged.tag}${got.delta ? ` (from a delta of ${formatBytes(got.delta.bytesDownloaded + got.delta.bytesResumed)})` : ''}`;
         if (allows(policy, 'apply')) {
           res.applied = await armUpdate(d, res.staged);
           res.outcome = 'armed';
           res.message = `${labelOf(image, res.staged)} is armed: the next boot tries it (${res.applied.tries} tries)`;
         }
+      } else {
+        if (check.status === 'available') {
+          const p = await downloadUpdate(d, image, check.remote.digest);
+          res.download = {
+            blobsDownloaded: p.blobsDownloaded,
+            blobsSkipped: p.blobsSkipped,
+            bytesDownloaded: p.bytesDownloaded,
+            bytesSkipped: p.bytesSkipped,
+            bytesResumed: p.bytesResumed,
+          };
+          report.info(`downloaded ${p.blobsDownloaded} blob${p.blobsDownloaded === 1 ? '' : 's'} (${p.blobsSkipped} already here)`);
+        }
+        res.outcome = 'downloaded';
+        res.message = `${labelOf(image, check.remote)} is downloaded`;
       }
     }
     // Armed by this run or an earlier one: tell the users once per image.

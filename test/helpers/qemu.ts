@@ -18,6 +18,14 @@ export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]/g;
+/**
+ * Lines the guest writes to /dev/console on its own, which share the serial line with the
+ * shell: kernel messages and darch-trial-failed's notices (its deadline loop says when it
+ * stands down up to 20 s after boot-complete, which is after the login prompt). CI once read
+ * one in the middle of `darch status --json`. A write to a tty is whole, so they are whole lines.
+ * (So is dmesg output with timestamps: read it with `dmesg -t`.)
+ */
+const CONSOLE_NOTICE = /^(?:\[ *\d+\.\d+\] .*|darch-trial-failed: .*)\n/gm;
 
 /** Console text that means the boot failed: waiting on stops at once instead of timing out. */
 export const BOOT_FAILED = /darch: ERROR: .*|Kernel panic - not syncing.*/;
@@ -229,6 +237,7 @@ export class Vm {
     const end = await this.waitFor(new RegExp(`^@@END${n}@@ (\\d+)$`, 'm'), timeoutMs, begin.end);
     const out = this.log
       .slice(begin.end, end.end - end.match[0].length)
+      .replace(CONSOLE_NOTICE, '')
       .replace(/^\n/, '')
       .replace(/\n$/, '');
     return { out, code: Number(end.match[1]) };

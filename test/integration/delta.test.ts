@@ -14,6 +14,7 @@ import { debianKernel, type TestKernel } from '../helpers/bootimage.js';
 import { testImageTree } from '../helpers/bootfixture.js';
 import { darch, darchOk, tempDir } from '../helpers/darch.js';
 import { tarStreamLayer, writeOciLayout } from '../helpers/oci-layout.js';
+import { startRegistry } from '../helpers/registry.js';
 
 const FS_UUID = '0b6a8f3e-54f1-4c51-a1a7-6d6bcb1a7e12';
 const sha = async (f: string) =>
@@ -191,5 +192,89 @@ describe('darch delta', () => {
     const again = (await darchOk(['--json', 'update', 'apply', '--from', offline], { root: machine })).json();
     assert.equal(again.check.status, 'armed', 'the second time: already armed, nothing staged again');
     assert.equal(await staged(), 2);
+  });
+
+  it('a delta pushed to the registry is what `update stage` takes: found by the staged image, signed or refused for the layers', async () => {
+    const reg = await startRegistry();
+    try {
+      const followed = `${reg.host}/delta/os:stable`;
+      const keys = path.join(work, 'regkeys');
+      await mkdir(keys, { recursive: true });
+      await darchOk(['keygen', path.join(keys, 'k'), '--passphrase-file', '/dev/null']);
+      const signImage = () => darchOk(['sign', followed, '--tls-verify=false', '--key', path.join(keys, 'k.key'), '--passphrase-file', '/dev/null']);
+      /** A machine following the tag that takes only what the key signed, with what the tag points at staged from the registry. */
+      const machine = async (name: string) => {
+        const root = path.join(work, name);
+        await mkdir(path.join(root, 'etc/darch'), { recursive: true });
+        await mkdir(path.join(root, 'etc/keys'), { recursive: true });
+        await writeFile(path.join(root, 'etc/keys/k.pub'), await readFile(path.join(keys, 'k.pub')));
+        await writeFile(
+          path.join(root, 'etc/darch/policy.json'),
+          JSON.stringify({
+            default: [{ type: 'reject' }],
+            transports: { docker: { [`${reg.host}/delta/os`]: [{ type: 'sigstoreSigned', keyPath: '/etc/keys/k.pub' }] } },
+          }),
+        );
+        await writeFile(
+          path.join(root, 'etc/darch/config.toml'),
+          `[registry]\ninsecure = ["${reg.host}"]\n[boot]\nbootloader = "grub"\nstage_fs_uuid = "${FS_UUID}"\n[stage]\ncompression = "lz4"\n[update]\nimage = "${followed}"\npolicy = "stage"\n`,
+        );
+        const first = (await darchOk(['--json', 'update', 'stage'], { root })).json();
+        assert.equal(first.how, 'layers', 'nothing staged yet: the layers');
+        return { root, base: first.id as string };
+      };
+      await darchOk(['images', 'push', '--tls-verify=false', 'delta/os:1', followed], { root: server });
+      await signImage();
+      // Two machines with version 1 staged: a takes version 2 before its delta is signed, b after.
+      const a = await machine('reg-a');
+      const b = await machine('reg-b');
+      await darchOk(['images', 'push', '--tls-verify=false', 'delta/os:2', followed], { root: server });
+      await signImage();
+
+      // Attached unsigned: the registry keeps it under the referrers tag (docker-registry 2.8 has no referrers API).
+      const pushDelta = path.join(work, 'push.delta');
+      await writeFile(pushDelta, await readFile(deltaFile));
+      const pushed = (await darchOk(['--json', 'delta', 'push', pushDelta, followed, '--tls-verify=false'], { root: server })).json();
+      assert.equal(pushed.via, 'tag');
+      assert.equal(pushed.signatures, 0);
+      const listed = (await darchOk(['--json', 'delta', 'list', followed, '--tls-verify=false'])).json();
+      assert.equal(listed.subject, pushed.subject);
+      assert.deepEqual(
+        listed.deltas.map((d: { digest: string; size: number; fromName: string }) => [d.digest, d.size, d.fromName]),
+        [[pushed.digest, (await stat(deltaFile)).size, 'delta/os:1']],
+      );
+      const info = (await darchOk(['--json', 'delta', 'inspect', deltaFile])).json();
+      assert.equal(pushed.from, info.from.config);
+
+      // Unsigned, the machine's policy refuses it: one warning, and the layers instead.
+      const unsigned = await darchOk(['--json', 'update', 'stage'], { root: a.root });
+      assert.equal(unsigned.json().how, 'layers');
+      assert.match(unsigned.stderr, /the delta could not be used \(.*it has no signatures.*\); taking the layers/);
+
+      // Signed for the followed name, pushed again (the same artifact, its signature added).
+      await darchOk(['sign', followed, '--bundle', pushDelta, '--key', path.join(keys, 'k.key'), '--passphrase-file', '/dev/null']);
+      const again = (await darchOk(['--json', 'delta', 'push', pushDelta, followed, '--tls-verify=false'], { root: server })).json();
+      assert.equal(again.digest, pushed.digest);
+      assert.equal(again.uploaded, false, 'the delta blob was there already');
+      assert.equal(again.signatures, 1);
+
+      const byDelta = (await darchOk(['--json', 'update', 'stage'], { root: b.root })).json();
+      assert.equal(byDelta.how, 'delta');
+      assert.equal(byDelta.delta.base, b.base, 'from the staged version 1');
+      assert.equal(byDelta.delta.bytesDownloaded, (await stat(deltaFile)).size, 'the delta, not the layers, came down');
+      const viaLayers = (await darchOk(['--json', 'stage', 'list'], { root: a.root })).json<{ staged: Array<Staged & { image: string }> }>();
+      const viaDelta = (await darchOk(['--json', 'stage', 'list'], { root: b.root })).json<{ staged: Array<Staged & { image: string }> }>();
+      const v2a = viaLayers.staged.find((s) => s.id === unsigned.json().id)!;
+      const v2b = viaDelta.staged.find((s) => s.id === byDelta.id)!;
+      assert.equal(await sha(path.join(v2b.dir, 'rootfs.squash')), await sha(path.join(v2a.dir, 'rootfs.squash')), 'the same squashfs as from the layers');
+      assert.deepEqual(v2b.tags, v2a.tags, 'under the same update tag');
+      // Machine b's image store never held version 2's layers: version 1's three blobs and the delta.
+      const blobs = await readdir(path.join(b.root, 'var/lib/darch/images/blobs/sha256'));
+      assert.equal(blobs.length, 4, blobs.join(', '));
+      const checked = await darch(['--json', 'update', 'check'], { root: b.root });
+      assert.equal(checked.json().status, 'staged', 'the check sees the delta-staged image as the update');
+    } finally {
+      await reg.stop();
+    }
   });
 });

@@ -10,6 +10,7 @@ import type { ContextFactory } from '../globals.js';
 import { emit } from '../output.js';
 import { ui } from '../ui.js';
 import { afterStaging, openStageStore } from './stage.js';
+import { connectOptions, type ConnectFlags, settings } from './registry.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -87,4 +88,41 @@ export function registerDelta(delta: Command, ctx: ContextFactory): void {
         ].join('\n'),
       );
     });
+
+  connectOptions(
+    delta
+      .command('push')
+      .description('attach a delta to its image in the registry, where `darch update` finds it (with the signatures of FILE.sig)')
+      .argument('<file>', 'a delta from `darch delta create`')
+      .argument('[ref]', 'the image it rebuilds as machines follow it: HOST[:PORT]/NAME:TAG (default: the name in the delta)')
+      .option('--chunk-size <MiB>', 'upload in chunks of this size (0: one request; config registry.chunk_size_mib)'),
+  ).action(async (file: string, ref: string | undefined, opts: ConnectFlags & { chunkSize?: string }, cmd: Command) => {
+    const c = await ctx(cmd);
+    const { pushDelta } = await import('../../registry/delta.js');
+    const chunk = opts.chunkSize === undefined ? c.config.registry.chunk_size_mib : Number(opts.chunkSize);
+    if (!Number.isInteger(chunk) || chunk < 0) throw usageError(`--chunk-size must be a whole number of MiB, not "${opts.chunkSize}"`);
+    const res = await pushDelta(file, ref, { ...settings(c, opts), chunkSize: chunk * 1024 * 1024 });
+    ui.success(
+      `attached ${file} (${formatBytes(res.size)}${res.uploaded ? '' : ', already there'}) to ${res.destination} (${res.subject.slice(0, 19)}) as ${res.digest.slice(0, 19)}, ${res.via === 'api' ? "through the registry's referrers API" : `listed under the tag ${res.subject.replace(':', '-')}`}${res.signatures ? `, with ${res.signatures} signature(s)` : ', unsigned'}`,
+    );
+    await emit(res, (r) => r.digest);
+  });
+
+  connectOptions(
+    delta
+      .command('list')
+      .description('the deltas attached to an image in a registry: which image each starts from, and its size')
+      .argument('<ref>', 'HOST[:PORT]/NAME:TAG or @DIGEST'),
+  ).action(async (ref: string, opts: ConnectFlags, cmd: Command) => {
+    const c = await ctx(cmd);
+    const { listDeltas } = await import('../../registry/delta.js');
+    const res = await listDeltas(ref, settings(c, opts));
+    await emit(res, (r) =>
+      r.deltas.length
+        ? r.deltas
+            .map((d) => `${d.digest.slice(0, 19)}  from ${d.fromName ?? d.from.slice(0, 19)}  ${formatBytes(d.size)}  ${d.created ?? ''}`.trimEnd())
+            .join('\n')
+        : `no deltas are attached to ${r.image} (${r.subject.slice(0, 19)})`,
+    );
+  });
 }

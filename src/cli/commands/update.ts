@@ -13,10 +13,11 @@ import {
   downloadUpdate,
   followedImage,
   labelOf,
-  stageUpdate,
   withUpdateLock,
   type UpdateDeps,
 } from '../../update/agent.js';
+import type { DeltaUse } from '../../update/delta.js';
+import { obtainUpdate } from '../../update/obtain.js';
 import { ROLLOUT_ANNOTATION } from '../../update/rollout.js';
 import type { Notice } from '../../update/notify.js';
 import { armedNotice, noticeOnce, rebootMachine, runUpdate, someoneLoggedIn, updateStatus } from '../../update/run.js';
@@ -84,12 +85,11 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
       const c = await ctx(cmd);
       const d = await deps(c, flags);
       const followed = followedImage(c.config, image);
-      const staged = await withUpdateLock(d, async () => {
-        await downloadUpdate(d, followed);
-        return stageUpdate(d, followed);
-      });
-      ui.success(`${labelOf(followed, staged)} is staged as ${staged.tag} (${staged.id})${staged.fresh ? '' : ', as it was already'}`);
-      await emit(staged, (s) => s.id);
+      const got = await withUpdateLock(d, () => obtainUpdate(d, followed));
+      const { staged } = got;
+      const how = got.delta ? `, from a delta of ${formatBytes(got.delta.bytesDownloaded + got.delta.bytesResumed)}` : '';
+      ui.success(`${labelOf(followed, staged)} is staged as ${staged.tag} (${staged.id})${staged.fresh ? how : ', as it was already'}`);
+      await emit({ ...staged, how: got.how, ...(got.delta ? { delta: got.delta } : {}), ...(got.download ? { download: got.download } : {}) }, (s) => s.id);
     },
   );
 
@@ -108,14 +108,13 @@ export function registerUpdate(update: Command, ctx: ContextFactory): void {
     const d = await deps(c, flags);
     const followed = followedImage(c.config, image);
     const res = await withUpdateLock(d, async () => {
-      let r: { staged: StagedUpdate | null; applied: ApplyResult | null; check?: { message: string } };
+      let r: { staged: StagedUpdate | null; applied: ApplyResult | null; check?: { message: string }; delta?: DeltaUse };
       if (flags.from !== undefined) {
         const { applyFrom } = await import('../../update/offline.js');
         r = await applyFrom(d, followed, flags.from, { disk: flags.disk, sourceRef: flags.sourceRef, force: flags.force });
       } else {
-        await downloadUpdate(d, followed);
-        const staged = await stageUpdate(d, followed);
-        r = { staged, applied: await armUpdate(d, staged, { disk: flags.disk, force: flags.force }) };
+        const { staged, delta } = await obtainUpdate(d, followed);
+        r = { staged, applied: await armUpdate(d, staged, { disk: flags.disk, force: flags.force }), ...(delta ? { delta } : {}) };
       }
       // Armed here: tell the users once (the timer's next run will not tell them again).
       const told =
