@@ -257,6 +257,8 @@ describe('darch delta', () => {
       assert.equal(again.digest, pushed.digest);
       assert.equal(again.uploaded, false, 'the delta blob was there already');
       assert.equal(again.signatures, 1);
+      const relisted = (await darchOk(['--json', 'delta', 'list', followed, '--tls-verify=false'])).json();
+      assert.deepEqual(relisted.deltas.map((d: { digest: string }) => d.digest), [pushed.digest], 'pushed twice, listed once');
 
       const byDelta = (await darchOk(['--json', 'update', 'stage'], { root: b.root })).json();
       assert.equal(byDelta.how, 'delta');
