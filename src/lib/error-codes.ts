@@ -164,8 +164,8 @@ export const ERROR_CODES = {
     hint: 'stage the image from its layers (darch images pull, darch stage upload); nothing was staged',
   },
   E_DELTA_TOO_LARGE: {
-    meaning: 'an image root is larger than a delta can cover (zstd patches against at most 2 GiB)',
-    hint: 'ship the update as layers or a stage bundle',
+    meaning: 'one zstd patch covers at most 2 GiB: the roots with --segment-size 0, or a segment and its reference',
+    hint: 'patch in segments (the default), with a smaller --segment-size; or ship the update as layers or a stage bundle',
   },
   E_DIGEST_MISMATCH: {
     meaning: 'content does not hash to the digest it was promised under',

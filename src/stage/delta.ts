@@ -13,10 +13,13 @@
  * against, the rebuilt tar against the target's, the squashfs against what staging writes.
  * Any mismatch stages nothing; the caller falls back to layers.
  *
- * Memory: zstd holds the base's root (the patch's dictionary) in memory while it decodes, so
- * applying a delta takes about twice the uncompressed size of the base's root in RAM (docs/DELTAS.md);
- * everything else streams through files in the stage's tmp directory.
+ * Memory: zstd holds a patch's reference (its dictionary) in memory while it decodes, so
+ * applying a delta made in one piece takes about twice the base's root in RAM; a large root
+ * is patched in segments (delta-segments.ts), each against the parts of the base that hold
+ * its files, and memory follows the segment size (docs/DELTAS.md). Everything else streams
+ * through files in the stage's tmp directory.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -32,7 +35,8 @@ import { MediaType, type Descriptor } from '../oci/mediatypes.js';
 import { parseConfig, parseJsonText, parseManifest } from '../oci/manifest-json.js';
 import { ImageStore, type ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
-import { badDelta, DELTA_JSON, DELTA_PATCH, encodeDeltaJson, parseDeltaJson, type DeltaInfo } from './delta-json.js';
+import { badDelta, DELTA_JSON, DELTA_PATCH, encodeDeltaJson, parseDeltaJson, patchSegments, type DeltaInfo, type PatchSegment } from './delta-json.js';
+import { DEFAULT_SEGMENT_BYTES, extentName, patchWhole, planSegments, type TarExtent } from './delta-segments.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, writeSquashfs } from './squashfs.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_COMPRESSOR, hashAndSync, stageImage, type StageOptions, type StageResult, writeStagingTar } from './stage.js';
@@ -51,7 +55,8 @@ export const DEFAULT_DELTA_LEVEL = 19;
 const PATCH_TUNING = ['--single-thread', '--zstd=targetLength=4096,chainLog=27'];
 /** zstd's largest window: a patch covers roots up to 2 GiB. */
 const MAX_WINDOW_LOG = 31;
-const MAX_DELTA_JSON = 1024 * 1024;
+/** A segmented delta's header lists its references' ranges: a few hundred KB for a large image. */
+const MAX_DELTA_JSON = 16 * 1024 * 1024;
 
 export interface CreateDeltaOptions {
   /** Where the work files go (the uncompressed roots of both images). */
@@ -61,6 +66,12 @@ export interface CreateDeltaOptions {
   /** The squashfs the target is checked against: what the machines stage with (stage.compression). */
   compressor?: SquashfsCompressor;
   blockSize?: number;
+  /**
+   * Roots larger than twice this are patched in segments of about this size, so applying
+   * takes memory in proportion to it, not to the root (delta-segments.ts); 0: one patch
+   * against the whole root (smallest, up to 2 GiB roots). Default DEFAULT_SEGMENT_BYTES.
+   */
+  segmentBytes?: number;
   signal?: AbortSignal;
   report?: Reporter;
 }
@@ -97,6 +108,33 @@ async function fileSha256(file: string): Promise<{ sha256: string; size: number 
   const sink = new HashSink();
   await pipeline(createReadStream(file), sink);
   return { sha256: sink.digest().slice('sha256:'.length), size: sink.size };
+}
+
+/** The entries of a tar with the bytes each takes (metadata records, header, padded body). */
+export async function tarExtents(file: string): Promise<TarExtent[]> {
+  const input = createReadStream(file);
+  const reader = new ByteReader(input as AsyncIterable<Buffer>);
+  const out: TarExtent[] = [];
+  let start = 0;
+  try {
+    for await (const e of readTar(reader)) {
+      for await (const _ of e.body()) void _;
+      out.push({ name: extentName(e.header.name), start, end: reader.offset });
+      start = reader.offset;
+    }
+  } finally {
+    input.destroy();
+  }
+  return out;
+}
+
+/** The bytes of `ranges` of `src`, one after the other, into `dest`; their total. */
+async function copyRanges(src: string, ranges: Array<[number, number]>, dest: string, signal?: AbortSignal): Promise<number> {
+  async function* parts(): AsyncGenerator<Buffer> {
+    for (const [a, b] of ranges) for await (const c of createReadStream(src, { start: a, end: b - 1 })) yield c as Buffer;
+  }
+  await pipeline(parts(), createWriteStream(dest, { mode: 0o600 }), { signal });
+  return ranges.reduce((n, [a, b]) => n + b - a, 0);
 }
 
 function member(name: string, size: number): Buffer {
@@ -136,9 +174,9 @@ export async function createDelta(store: ImageStore, fromRef: string, toRef: str
     const { passes } = await writeStagingTar(store, to, toTar, opts.signal);
     const toRoot = await fileSha256(toTar);
     const windowLog = windowLogFor(fromRoot.size, toRoot.size);
-    if (windowLog > MAX_WINDOW_LOG)
-      throw new DarchError('E_DELTA_TOO_LARGE', `the roots are ${fromRoot.size} and ${toRoot.size} bytes: a delta covers roots up to 2 GiB`, {
-        hint: 'ship the update as layers (darch images push) or a stage bundle (darch stage export)',
+    if (windowLog > MAX_WINDOW_LOG && patchWhole(fromRoot.size, toRoot.size, opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES))
+      throw new DarchError('E_DELTA_TOO_LARGE', `the roots are ${fromRoot.size} and ${toRoot.size} bytes: one patch covers roots up to 2 GiB`, {
+        hint: 'patch in segments (leave out --segment-size 0), or ship the update as layers (darch images push) or a stage bundle (darch stage export)',
       });
     report.step(`writing the squashfs machines will stage (${compressor}), for its checksum`);
     const toSquashfs = path.join(work, 'to.squash');
@@ -146,26 +184,41 @@ export async function createDelta(store: ImageStore, fromRef: string, toRef: str
     const squashfs = await hashAndSync(toSquashfs);
     await rm(toSquashfs);
 
-    report.step(`making the patch (zstd -${level}, window 2^${windowLog})`);
     const patch = path.join(work, DELTA_PATCH);
-    await run(
-      'zstd',
-      [
-        '-q',
-        '-f',
-        `-${level}`,
-        ...(level > 19 ? ['--ultra'] : []),
-        ...(level >= 19 ? PATCH_TUNING : []),
-        `--long=${windowLog}`,
-        `--patch-from=${reference}`,
-        toTar,
-        '-o',
-        patch,
-      ],
-      {
-        signal: opts.signal,
-      },
-    );
+    const zstdArgs = (wl: number) => ['-q', '-f', `-${level}`, ...(level > 19 ? ['--ultra'] : []), ...(level >= 19 ? PATCH_TUNING : []), `--long=${wl}`];
+    const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    let segments: NonNullable<DeltaInfo['patch']['segments']> | undefined;
+    let maxWindowLog = windowLog;
+    if (patchWhole(fromRoot.size, toRoot.size, segmentBytes)) {
+      report.step(`making the patch (zstd -${level}, window 2^${windowLog})`);
+      await run('zstd', [...zstdArgs(windowLog), `--patch-from=${reference}`, toTar, '-o', patch], { signal: opts.signal });
+    } else {
+      const plans = planSegments(await tarExtents(reference), fromRoot.size, await tarExtents(toTar), toRoot.size, segmentBytes);
+      report.step(`making the patch in ${plans.length} segments of about ${Math.round(segmentBytes / 2 ** 20)} MiB (zstd -${level})`);
+      const progress = report.progress('patch', toRoot.size);
+      segments = [];
+      maxWindowLog = 10;
+      try {
+        const ref = path.join(work, 'segment.ref');
+        const piece = path.join(work, 'segment.tar');
+        const frame = path.join(work, 'segment.zst');
+        for (const plan of plans) {
+          const refSize = await copyRanges(reference, plan.reference, ref, opts.signal);
+          await copyRanges(toTar, [[plan.start, plan.end]], piece, opts.signal);
+          const wl = windowLogFor(refSize, plan.end - plan.start);
+          if (wl > MAX_WINDOW_LOG)
+            throw new DarchError('E_DELTA_TOO_LARGE', `a segment and its reference are over 2 GiB`, { hint: 'use a smaller --segment-size' });
+          maxWindowLog = Math.max(maxWindowLog, wl);
+          await run('zstd', [...zstdArgs(wl), ...(refSize ? [`--patch-from=${ref}`] : []), piece, '-o', frame], { signal: opts.signal });
+          const size = (await stat(frame)).size;
+          await pipeline(createReadStream(frame), createWriteStream(patch, { flags: 'a', mode: 0o600 }));
+          segments.push({ frame: size, output: plan.end - plan.start, windowLog: wl, reference: plan.reference.flat() });
+          progress.tick(plan.end - plan.start);
+        }
+      } finally {
+        progress.done();
+      }
+    }
     const patchSum = await fileSha256(patch);
     const manifestBytes = await store.readBlob(to.manifestDigest);
     const configBytes = await store.readBlob(to.configDigest);
@@ -184,7 +237,7 @@ export async function createDelta(store: ImageStore, fromRef: string, toRef: str
         passes,
       },
       squashfs: { compression: compressor, blockSize, size: squashfs.size, sha256: squashfs.sha256 },
-      patch: { size: patchSum.size, sha256: patchSum.sha256, windowLog, level },
+      patch: { size: patchSum.size, sha256: patchSum.sha256, windowLog: maxWindowLog, level, ...(segments ? { segments } : {}) },
     };
     const json = encodeDeltaJson(info);
     const tmp = tempName(out);
@@ -284,58 +337,101 @@ export interface ApplyDeltaOptions extends Omit<StageOptions, 'rootTar' | 'compr
   verify?: (digest: Digest) => Promise<void>;
 }
 
-/** Pipe the patch member of the delta through `zstd -d --patch-from=reference` into the work store. */
-async function rebuildRoot(file: string, info: DeltaInfo, reference: string, scratch: ImageStore, signal?: AbortSignal): Promise<Descriptor> {
-  const input = createReadStream(file);
-  const zstd = spawnChild('zstd', ['-d', '-q', '-c', `--long=${info.patch.windowLog}`, `--patch-from=${reference}`], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    signal,
+/**
+ * Pipe each frame of the delta's patch member through `zstd -d --patch-from=` its reference
+ * (the base's whole root, or the ranges of it its segment names, cut into `work`) into the
+ * work store, one zstd at a time: memory is what one segment needs.
+ */
+async function rebuildRoot(file: string, info: DeltaInfo, reference: string, work: string, scratch: ImageStore, signal?: AbortSignal): Promise<Descriptor> {
+  const segments = patchSegments(info, file);
+  const out = new PassThrough();
+  const patchHash = createHash('sha256');
+  let current: ReturnType<typeof spawnChild> | undefined;
+  // The store stopped reading (it failed): a zstd writing into the pipe would wait for ever.
+  out.on('close', () => {
+    current?.kill();
+    current?.stdout?.destroy();
   });
-  let stderr = '';
-  zstd.stderr!.on('data', (b: Buffer) => {
-    stderr = (stderr + b.toString()).slice(-4096);
-  });
-  const exited = waitChild(zstd, 'zstd');
-  const patchHash = new HashSink();
-  const feed = (async () => {
-    let seen = 0;
-    for await (const e of readTar(new ByteReader(input as AsyncIterable<Buffer>))) {
-      seen++;
-      if (seen === 1) {
-        for await (const _ of e.body()) void _;
-        continue;
-      }
-      if (e.header.name !== DELTA_PATCH || e.header.size !== info.patch.size)
-        throw badDelta(file, `its second member is ${e.header.name} of ${e.header.size} bytes, not ${DELTA_PATCH} of ${info.patch.size}`);
-      const tee = new PassThrough();
-      tee.pipe(patchHash);
-      async function* body(): AsyncGenerator<Buffer> {
-        for await (const b of e.body()) {
-          tee.write(b);
-          yield b;
-        }
-        tee.end();
-      }
-      await pipeline(body(), zstd.stdin!);
-      return;
-    }
-    throw badDelta(file, `it has no ${DELTA_PATCH}`);
-  })();
   const digest = parseDigest(`sha256:${info.to.rootSha256}`);
-  const stored = scratch.putBlob(zstd.stdout as Readable, { digest, size: info.to.rootSize });
-  const results = await Promise.allSettled([feed, stored, exited]);
-  input.destroy();
-  const [fed, put, ended] = results;
+  const stored = scratch.putBlob(out as Readable, { digest, size: info.to.rootSize });
+  stored.catch(() => out.destroy());
+
+  async function segment(seg: PatchSegment, frame: AsyncIterable<Buffer>): Promise<void> {
+    let ref = reference;
+    if (seg.reference) {
+      ref = path.join(work, 'segment.ref');
+      await copyRanges(reference, seg.reference, ref, signal);
+    }
+    const patched = !seg.reference || seg.reference.length > 0;
+    const zstd = spawnChild('zstd', ['-d', '-q', '-c', `--long=${seg.windowLog}`, ...(patched ? [`--patch-from=${ref}`] : [])], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal,
+    });
+    current = zstd;
+    let stderr = '';
+    zstd.stderr!.on('data', (b: Buffer) => {
+      stderr = (stderr + b.toString()).slice(-4096);
+    });
+    const exited = waitChild(zstd, 'zstd');
+    const copied = new Promise<void>((resolve, reject) => {
+      zstd.stdout!.on('close', resolve).on('error', reject);
+      zstd.stdout!.pipe(out, { end: false });
+    });
+    async function* body(): AsyncGenerator<Buffer> {
+      for await (const b of frame) {
+        patchHash.update(b);
+        yield b;
+      }
+    }
+    const [fed, , ended] = await Promise.allSettled([pipeline(body(), zstd.stdin!), copied, exited]);
+    current = undefined;
+    if (ended.status === 'rejected') throw ended.reason;
+    if (ended.value.code !== 0 || ended.value.signal)
+      throw badDelta(file, `zstd could not apply its patch: ${stderr.trim().split('\n').at(-1) ?? `exit ${ended.value.code}`}`);
+    if (fed.status === 'rejected') throw fed.reason;
+  }
+
+  const feed = (async () => {
+    const input = createReadStream(file);
+    try {
+      let seen = 0;
+      for await (const e of readTar(new ByteReader(input as AsyncIterable<Buffer>))) {
+        seen++;
+        if (seen === 1) {
+          for await (const _ of e.body()) void _;
+          continue;
+        }
+        if (e.header.name !== DELTA_PATCH || e.header.size !== info.patch.size)
+          throw badDelta(file, `its second member is ${e.header.name} of ${e.header.size} bytes, not ${DELTA_PATCH} of ${info.patch.size}`);
+        const frames = new ByteReader(e.body());
+        for (const seg of segments) {
+          if (out.destroyed) break;
+          await segment(seg, frames.chunks(seg.frame));
+        }
+        return;
+      }
+      throw badDelta(file, `it has no ${DELTA_PATCH}`);
+    } finally {
+      input.destroy();
+    }
+  })();
+  const [fed, put] = await Promise.allSettled([
+    feed.then(
+      () => void out.end(),
+      (err: unknown) => {
+        out.destroy();
+        throw err;
+      },
+    ),
+    stored,
+  ]);
   if (fed.status === 'rejected') {
-    zstd.kill();
     const e = fed.reason as unknown;
     if (e instanceof DarchError && (e.code === 'E_BAD_DELTA' || e.code === 'E_ABORTED')) throw e;
+    if (signal?.aborted) throw e;
     throw badDelta(file, (e as Error).message);
   }
-  if (ended.status === 'fulfilled' && (ended.value.code !== 0 || ended.value.signal))
-    throw badDelta(file, `zstd could not apply its patch: ${stderr.trim().split('\n').at(-1) ?? `exit ${ended.value.code}`}`);
-  if (ended.status === 'rejected') throw ended.reason;
-  if (patchHash.digest() !== `sha256:${info.patch.sha256}`) throw badDelta(file, 'its patch does not hash to the sha256 in its header');
+  if (`sha256:${patchHash.digest('hex')}` !== `sha256:${info.patch.sha256}`) throw badDelta(file, 'its patch does not hash to the sha256 in its header');
   if (put.status === 'rejected') {
     const e = put.reason as unknown;
     if (e instanceof DarchError && (e.code === 'E_DIGEST_MISMATCH' || e.code === 'E_SIZE_MISMATCH'))
@@ -360,7 +456,8 @@ export async function applyDelta(stageStore: StageStore, file: string, opts: App
   await stageStore.init();
   const work = await stageStore.makeWorkDir('delta');
   try {
-    await ensureFreeSpace(work, info.from.rootSize + info.to.rootSize + info.squashfs.size, `applying ${path.basename(file)}`);
+    const largestRef = Math.max(0, ...patchSegments(info, file).map((g) => (g.reference ?? []).reduce((n, [a, b]) => n + b - a, 0)));
+    await ensureFreeSpace(work, info.from.rootSize + largestRef + info.to.rootSize + info.squashfs.size, `applying ${path.basename(file)}`);
     report.step(`reading the root of the staged ${base.tags[0] ?? base.id} (${base.id})`);
     const reference = path.join(work, 'base.tar');
     const got = await rootOfSquashfs(path.join(base.dir, ROOTFS_FILE), reference, opts.signal);
@@ -373,7 +470,7 @@ export async function applyDelta(stageStore: StageStore, file: string, opts: App
     report.step(`applying the patch (${info.patch.size} bytes) to rebuild ${info.to.name}`);
     const scratch = new ImageStore(path.join(work, 'store'), path.join(work, 'store-tmp'));
     await scratch.init();
-    const layer = await rebuildRoot(file, info, reference, scratch, opts.signal);
+    const layer = await rebuildRoot(file, info, reference, work, scratch, opts.signal);
     await rm(reference);
     const { base: _b, verify: _v, ...stageOpts } = opts;
     const res = await stageImage(scratch, stageStore, image, {

@@ -34,6 +34,8 @@ describe('darch delta', () => {
   let v1: string;
   let v2: string;
   let deltaFile: string;
+  /** The same delta patched in segments (made by the first test). */
+  let segFile: string;
   /** The server: both images in its store. */
   let server: string;
 
@@ -103,6 +105,22 @@ describe('darch delta', () => {
     const blobs = await readdir(path.join(machine, 'var/lib/darch/images/blobs/sha256'));
     assert.equal(blobs.length, 3, `only v1's blobs are in the machine's image store: ${blobs.join(', ')}`);
     assert.deepEqual(await readdir(path.join(machine, 'var/lib/darch/stage/tmp')), [], 'no work left behind');
+
+    // Patched in segments (as a root over twice the default 128 MiB would be): the same bytes.
+    segFile = path.join(work, 'os-1-2.seg.delta');
+    await darchOk(['delta', 'create', 'delta/os:1', 'delta/os:2', '-o', segFile, '--compression', 'lz4', '--level', '9', '--segment-size', '1'], {
+      root: server,
+    });
+    const seg = (await darchOk(['--json', 'delta', 'inspect', segFile], { root: server })).json();
+    assert.ok(seg.patch.segments.length > 2, `${seg.patch.segments.length} segments of a ${seg.to.rootSize}-byte root`);
+    assert.ok((await stat(segFile)).size < info.squashfs.size / 2, 'still a fraction of the image');
+    const segMachine = await rootWith('machine-seg', [[v1, 'delta/os:1']]);
+    await darchOk(['stage', 'upload', 'delta/os:1'], { root: segMachine });
+    const bySegments = (await darchOk(['--json', 'delta', 'apply', segFile], { root: segMachine })).json<Staged>();
+    for (const f of ['rootfs.squash', 'vmlinuz', 'initrd.img']) {
+      assert.equal(await sha(path.join(bySegments.dir, f)), await sha(path.join(full.dir, f)), `${f} from the segmented delta is stage upload's`);
+    }
+    assert.deepEqual(await readdir(path.join(segMachine, 'var/lib/darch/stage/tmp')), [], 'no work left behind');
   });
 
   it('stages nothing for a delta whose base is not staged, a truncated or altered delta, or a damaged base', async () => {
@@ -128,6 +146,23 @@ describe('darch delta', () => {
     bytes[bytes.length - 3000] = (bytes[bytes.length - 3000] ?? 0) ^ 0xff;
     await writeFile(altered, bytes);
     r = await darch(['--json', 'delta', 'apply', altered], { root: machine });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.json().error.code, 'E_BAD_DELTA', r.stderr);
+
+    // A segmented delta damaged in a middle segment's frame: zstd stops there, nothing is staged.
+    const seg = (await darchOk(['--json', 'delta', 'inspect', segFile])).json<{ patch: { size: number; segments: Array<{ frame: number }> } }>();
+    const segBytes = await readFile(segFile);
+    const k = Math.floor(seg.patch.segments.length / 2);
+    const at =
+      segBytes.length -
+      1024 -
+      Math.ceil(seg.patch.size / 512) * 512 +
+      seg.patch.segments.slice(0, k).reduce((n, g) => n + g.frame, 0) +
+      Math.floor(seg.patch.segments[k]!.frame / 2);
+    segBytes[at] = (segBytes[at] ?? 0) ^ 0xff;
+    const alteredSeg = path.join(work, 'altered.seg.delta');
+    await writeFile(alteredSeg, segBytes);
+    r = await darch(['--json', 'delta', 'apply', alteredSeg], { root: machine });
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.json().error.code, 'E_BAD_DELTA', r.stderr);
 
@@ -258,7 +293,11 @@ describe('darch delta', () => {
       assert.equal(again.uploaded, false, 'the delta blob was there already');
       assert.equal(again.signatures, 1);
       const relisted = (await darchOk(['--json', 'delta', 'list', followed, '--tls-verify=false'])).json();
-      assert.deepEqual(relisted.deltas.map((d: { digest: string }) => d.digest), [pushed.digest], 'pushed twice, listed once');
+      assert.deepEqual(
+        relisted.deltas.map((d: { digest: string }) => d.digest),
+        [pushed.digest],
+        'pushed twice, listed once',
+      );
 
       const byDelta = (await darchOk(['--json', 'update', 'stage'], { root: b.root })).json();
       assert.equal(byDelta.how, 'delta');

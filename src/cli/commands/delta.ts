@@ -4,6 +4,7 @@ import { Option } from 'commander';
 import { usageError } from '../../lib/errors.js';
 import { formatBytes } from '../../lib/format.js';
 import { applyDelta, createDelta, DEFAULT_DELTA_LEVEL, readDeltaInfo } from '../../stage/delta.js';
+import { DEFAULT_SEGMENT_BYTES } from '../../stage/delta-segments.js';
 import { SQUASHFS_COMPRESSORS, type SquashfsCompressor } from '../../stage/squashfs.js';
 import { ROOTFS_FILE } from '../../stage/store.js';
 import type { ContextFactory } from '../globals.js';
@@ -22,26 +23,39 @@ export function registerDelta(delta: Command, ctx: ContextFactory): void {
     .argument('<to>', 'the image they update to')
     .requiredOption('-o, --output <file>', 'where to write the delta')
     .option('--level <n>', `zstd level, 1-22 (default ${DEFAULT_DELTA_LEVEL}; lower is faster and larger)`, (v: string) => Number(v))
+    .option(
+      '--segment-size <MiB>',
+      `patch roots over twice this in segments of about this size, so applying needs memory for one segment, not the root (default ${DEFAULT_SEGMENT_BYTES / 2 ** 20}; 0: one patch, up to 2 GiB roots)`,
+    )
     .addOption(
       new Option('--compression <c>', 'the squashfs compressor the machines stage with (default: stage.compression)').choices([...SQUASHFS_COMPRESSORS]),
     )
-    .action(async (from: string, to: string, opts: { output: string; level?: number; compression?: SquashfsCompressor }, cmd: Command) => {
-      const c = await ctx(cmd);
-      if (!opts.output) throw usageError('--output needs a file name', 'darch delta create os:1 os:2 -o os-1-2.delta');
-      const store = await c.imageStore();
-      const res = await createDelta(store, from, to, opts.output, {
-        tmpDir: store.tmpDir,
-        level: opts.level,
-        compressor: opts.compression ?? c.config.stage.compression,
-        signal: c.signal,
-        report: c.report,
-      });
-      ui.success(
-        `wrote ${res.file}: ${formatBytes(res.size)}, ${((100 * res.size) / res.info.squashfs.size).toFixed(1)} % of the ${formatBytes(res.info.squashfs.size)} squashfs, in ${res.seconds.toFixed(1)} s`,
-      );
-      const { manifest: _m, config: _c, ...to_ } = res.info.to;
-      await emit({ file: res.file, size: res.size, seconds: res.seconds, ...res.info, to: to_ }, (r) => r.file);
-    });
+    .action(
+      async (from: string, to: string, opts: { output: string; level?: number; segmentSize?: string; compression?: SquashfsCompressor }, cmd: Command) => {
+        const c = await ctx(cmd);
+        if (!opts.output) throw usageError('--output needs a file name', 'darch delta create os:1 os:2 -o os-1-2.delta');
+        const segment = opts.segmentSize === undefined ? undefined : Number(opts.segmentSize);
+        if (segment !== undefined && (!Number.isInteger(segment) || segment < 0 || segment > 1024))
+          throw usageError(
+            `--segment-size must be a whole number of MiB from 0 to 1024, not "${opts.segmentSize}"`,
+            'darch delta create os:1 os:2 -o os-1-2.delta --segment-size 128',
+          );
+        const store = await c.imageStore();
+        const res = await createDelta(store, from, to, opts.output, {
+          tmpDir: store.tmpDir,
+          level: opts.level,
+          ...(segment !== undefined ? { segmentBytes: segment * 2 ** 20 } : {}),
+          compressor: opts.compression ?? c.config.stage.compression,
+          signal: c.signal,
+          report: c.report,
+        });
+        ui.success(
+          `wrote ${res.file}: ${formatBytes(res.size)}, ${((100 * res.size) / res.info.squashfs.size).toFixed(1)} % of the ${formatBytes(res.info.squashfs.size)} squashfs, in ${res.seconds.toFixed(1)} s`,
+        );
+        const { manifest: _m, config: _c, ...to_ } = res.info.to;
+        await emit({ file: res.file, size: res.size, seconds: res.seconds, ...res.info, to: to_ }, (r) => r.file);
+      },
+    );
 
   delta
     .command('apply')
