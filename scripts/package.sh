@@ -68,12 +68,15 @@ install -D -m 0644 "$kit/root/etc/darch/health.d/README" "$pkg/usr/share/doc/dar
 install -D -m 0644 assets/update/darch-update.service "$pkg/lib/systemd/system/darch-update.service"
 install -D -m 0644 assets/update/darch-update.timer "$pkg/lib/systemd/system/darch-update.timer"
 install -D -m 0755 assets/update/50-darch "$pkg/etc/update-motd.d/50-darch"
+# Boot-order traces (docs/BOOT-ORDER.md): also runs this executable.
+install -D -m 0644 assets/trace/darch-boot-trace.service "$pkg/lib/systemd/system/darch-boot-trace.service"
 # The links `systemctl enable` would make for the units the kit enables: "LINK UNIT-FILE"
 # pairs for the maintainer scripts (an instance links to its template, %i is the instance).
 units=$(sed -n 's/^\tsystemctl enable //p' "$kit/install")
 [ -n "$units" ] || die "cannot find the units to enable in the kit's install script"
 # The update timer too: on a machine whose config.toml follows no image its run does nothing.
-units="$units darch-update.timer"
+# The boot-trace unit: it runs only on a boot the initramfs traced.
+units="$units darch-update.timer darch-boot-trace.service"
 links=()
 for unit in $units; do
   file=$unit instance=

@@ -14,6 +14,9 @@
 #                                     (a trial boot always reboots: nobody is at its console)
 #   darch.watchdog=<s>                on a trial boot (darch.trial=1), arm a watchdog that
 #                                     only a commit stops: a trial that hangs is reset
+#   darch.trace=0|1                   record the order this boot reads the image's files
+#                                     (darch boot trace): by default while no trace of the
+#                                     staged image is kept; 0 never, 1 always
 
 DARCH_RUN=/run/darch
 
@@ -22,7 +25,7 @@ darch_log() { echo "darch: $*" >/dev/console 2>/dev/null || echo "darch: $*"; }
 darch_parse_cmdline() {
 	darch_dir=; darch_rootfs=; darch_stageid=; darch_hooks=hooks; darch_ram=; darch_timeout=30
 	darch_break=; darch_panic=; darch_init=/sbin/init; darch_watchdog=; darch_trial=
-	darch_verity=; darch_verity_salt=-; darch_verity_blocks=
+	darch_verity=; darch_verity_salt=-; darch_verity_blocks=; darch_trace=
 	for arg in $(cat /proc/cmdline); do
 		case "$arg" in
 		darch_dir=*) darch_dir="${arg#darch_dir=}" ;;
@@ -39,6 +42,7 @@ darch_parse_cmdline() {
 		init=*) darch_init="${arg#init=}" ;;
 		darch.watchdog=*) darch_watchdog="${arg#darch.watchdog=}" ;;
 		darch.trial=1) darch_trial=1 ;;
+		darch.trace=*) darch_trace="${arg#darch.trace=}" ;;
 		esac
 	done
 	case "$darch_ram" in 1 | y | yes | true) darch_ram=1 ;; *) darch_ram= ;; esac
@@ -264,6 +268,7 @@ darch_mount_root() {
 		mount -t squashfs -o ro,loop "$_sq" "$DARCH_RUN/lower" ||
 			{ darch_fail "cannot mount $darch_rootfs" "the squashfs may be corrupt (re-stage the image) or the squashfs/loop modules are missing"; return 1; }
 	fi
+	darch_start_trace
 	mount -t tmpfs -o mode=0755 tmpfs "$DARCH_RUN/rw" && mkdir -p "$DARCH_RUN/rw/upper" "$DARCH_RUN/rw/work" ||
 		{ darch_fail "cannot mount the tmpfs for the writable layer"; return 1; }
 	mount -t overlay overlay -o "lowerdir=$DARCH_RUN/lower,upperdir=$DARCH_RUN/rw/upper,workdir=$DARCH_RUN/rw/work" "$_root" ||
@@ -283,6 +288,52 @@ darch_mount_root() {
 		echo "verity=${darch_verity:+1}"
 	} >"$DARCH_RUN/boot.env"
 	darch_break darch-done
+	return 0
+}
+
+# Boot-order trace (docs/BOOT-ORDER.md): from here on, the kernel's filemap trace event
+# records each page of the squashfs as it first enters the page cache, in a tracing instance
+# of its own (its buffer, its options; nothing else that traces is disturbed). After the boot,
+# `darch boot trace` (darch-boot-trace.service) turns the events into the files' order, keeps
+# it beside the staged image and removes the instance. By default a boot traces while no
+# trace of its image is kept (its first boot, usually), darch.trace=0 never, =1 always.
+# Each "return 0": no trace, never a failed boot.
+# Anything missing (tracefs, the event) means no trace, never a failed boot.
+darch_start_trace() {
+	case "$darch_trace" in
+	0) return 0 ;;
+	1) ;;
+	*)
+		# The trace is kept in <stage>/traces; only darch's layout (<stage>/live/<id>) says
+		# where the stage directory is, so another layout is traced only when asked.
+		_st="${darch_path%/}"
+		case "$_st" in */live/"$darch_stageid" | /live/"$darch_stageid") _st="${_st%/live/*}" ;; *) return 0 ;; esac
+		[ -e "$DARCH_RUN/source$_st/traces/$darch_stageid.json" ] && return 0
+		;;
+	esac
+	[ -n "$darch_stageid" ] || return 0
+	_tr=${DARCH_TRACEFS:-/sys/kernel/tracing}
+	[ -d "$_tr/instances" ] || mount -t tracefs nodev "$_tr" 2>/dev/null || return 0
+	# The squashfs's device, as the event reports it: MAJOR << 20 | MINOR.
+	_mm=
+	while read -r _a _b _dev _d _mp _rest; do
+		[ "$_mp" = "$DARCH_RUN/lower" ] && _mm=$_dev
+	done </proc/self/mountinfo
+	[ -n "$_mm" ] || return 0
+	_in="$_tr/instances/darch"
+	[ -d "$_in" ] || mkdir "$_in" 2>/dev/null || return 0
+	_ev="$_in/events/filemap/mm_filemap_add_to_page_cache"
+	[ -d "$_ev" ] || { rmdir "$_in" 2>/dev/null; return 0; }
+	# A full buffer keeps the first reads (the order's head) and drops the later ones.
+	echo 0 >"$_in/options/overwrite" 2>/dev/null
+	echo 4096 >"$_in/buffer_size_kb" 2>/dev/null
+	if echo "s_dev == $(( (${_mm%%:*} << 20) | ${_mm#*:} ))" >"$_ev/filter" && echo 1 >"$_ev/enable"; then
+		echo 1 >"$_in/tracing_on"
+		echo "dev=$_mm" >"$DARCH_RUN/trace"
+		darch_log "recording the order this boot reads the files of $darch_stageid (darch boot trace)"
+	else
+		rmdir "$_in" 2>/dev/null
+	fi
 	return 0
 }
 

@@ -151,6 +151,10 @@ export const ERROR_CODES = {
   E_DIGEST_INVALID: {
     meaning: 'a string is not a valid content digest (sha256:<64 hex>)',
   },
+  E_BAD_BOOT_ORDER: {
+    meaning: 'a boot order (darch boot trace, stage upload --order) is not one darch can read',
+    hint: 'record it again with darch boot trace, or stage without it (--no-order)',
+  },
   E_BAD_DELTA: {
     meaning: 'a delta file (darch delta create) is truncated, malformed or not a delta',
     hint: 'copy or download the delta again, or stage the image from its layers; nothing was staged',
@@ -313,6 +317,10 @@ export const ERROR_CODES = {
   E_NOT_A_TARBALL: {
     meaning: 'an input to import is empty or not a tar archive',
     hint: 'import a root file system tarball (optionally compressed) or an image archive',
+  },
+  E_NO_TRACE: {
+    meaning: 'this boot recorded no boot-order trace (darch boot trace)',
+    hint: 'a boot traces its image while no trace of it is kept, or always with darch.trace=1 on the kernel command line; then run darch boot trace after it',
   },
   E_NOT_BOOTED: {
     meaning: 'this system was not booted from a staged image (no darch_stageid= on the kernel command line)',

@@ -20,13 +20,9 @@
  * bytes): the price of the bound, measured in bench/delta.ts.
  */
 
-export interface TarExtent {
-  /** The entry's path, without a leading `./` or `/` or a trailing `/`. */
-  name: string;
-  /** Its first byte (its first metadata record) and the byte after its padded body. */
-  start: number;
-  end: number;
-}
+import type { TarExtent } from './tar-extents.js';
+
+export type { TarExtent };
 
 export interface SegmentPlan {
   /** The bytes of the target's tar this segment rebuilds. */
@@ -40,10 +36,6 @@ export interface SegmentPlan {
 export const DEFAULT_SEGMENT_BYTES = 128 * 1024 * 1024;
 /** Ranges of the base closer than this are joined: fewer ranges in the header, a few bytes more reference. */
 const JOIN_GAP = 64 * 1024;
-
-export function extentName(name: string): string {
-  return name.replace(/^(\.\/|\/)+/, '').replace(/\/+$/, '');
-}
 
 function dirOf(name: string): string {
   const i = name.lastIndexOf('/');

@@ -36,7 +36,8 @@ import { parseConfig, parseJsonText, parseManifest } from '../oci/manifest-json.
 import { ImageStore, type ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
 import { badDelta, DELTA_JSON, DELTA_PATCH, encodeDeltaJson, parseDeltaJson, patchSegments, type DeltaInfo, type PatchSegment } from './delta-json.js';
-import { DEFAULT_SEGMENT_BYTES, extentName, patchWhole, planSegments, type TarExtent } from './delta-segments.js';
+import { DEFAULT_SEGMENT_BYTES, patchWhole, planSegments } from './delta-segments.js';
+import { copyRanges, tarExtents } from './tar-extents.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, writeSquashfs } from './squashfs.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_COMPRESSOR, hashAndSync, stageImage, type StageOptions, type StageResult, writeStagingTar } from './stage.js';
@@ -108,33 +109,6 @@ async function fileSha256(file: string): Promise<{ sha256: string; size: number 
   const sink = new HashSink();
   await pipeline(createReadStream(file), sink);
   return { sha256: sink.digest().slice('sha256:'.length), size: sink.size };
-}
-
-/** The entries of a tar with the bytes each takes (metadata records, header, padded body). */
-export async function tarExtents(file: string): Promise<TarExtent[]> {
-  const input = createReadStream(file);
-  const reader = new ByteReader(input as AsyncIterable<Buffer>);
-  const out: TarExtent[] = [];
-  let start = 0;
-  try {
-    for await (const e of readTar(reader)) {
-      for await (const _ of e.body()) void _;
-      out.push({ name: extentName(e.header.name), start, end: reader.offset });
-      start = reader.offset;
-    }
-  } finally {
-    input.destroy();
-  }
-  return out;
-}
-
-/** The bytes of `ranges` of `src`, one after the other, into `dest`; their total. */
-async function copyRanges(src: string, ranges: Array<[number, number]>, dest: string, signal?: AbortSignal): Promise<number> {
-  async function* parts(): AsyncGenerator<Buffer> {
-    for (const [a, b] of ranges) for await (const c of createReadStream(src, { start: a, end: b - 1 })) yield c as Buffer;
-  }
-  await pipeline(parts(), createWriteStream(dest, { mode: 0o600 }), { signal });
-  return ranges.reduce((n, [a, b]) => n + b - a, 0);
 }
 
 function member(name: string, size: number): Buffer {

@@ -9,8 +9,9 @@
  * after the squashfs and kernel are written and before meta.json and the rename.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DirFiles } from '../lib/smallfs.js';
 import { writeImageJsonIn, type ImageJson } from './image-json.js';
@@ -19,11 +20,13 @@ import { DarchError, fsError } from '../lib/errors.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { formatBytes } from '../lib/format.js';
 import { HashSink } from '../oci/digest.js';
-import type { ImageStore, ResolvedImage } from '../oci/store.js';
+import { ImageStore, type ResolvedImage } from '../oci/store.js';
 import { normalizeRef } from '../oci/reference.js';
 import { type FlatIndex, type FlattenStats, indexLayers, rootHeader, streamFlattened } from '../layers/flatten.js';
 import { streamTopDown, type TopDownResult } from '../layers/topdown.js';
-import type { Descriptor } from '../oci/mediatypes.js';
+import { type Descriptor, MediaType } from '../oci/mediatypes.js';
+import { type BootOrder, readBootOrder, tracedIds } from './boot-order.js';
+import { orderedTar } from './order.js';
 import { type BootFiles, findBootFiles, refuseWithoutKernel } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
@@ -74,12 +77,44 @@ export interface StageOptions {
    */
   rootTar?: { layer: Descriptor; squashfs?: { size: number; sha256: string } };
   /**
+   * The boot order (docs/BOOT-ORDER.md): the files a boot reads, written first in that order.
+   * Undefined: the order recorded for the newest staged version of the same image
+   * repository, if one was traced (defaultOrder); false: none. Needs tar2sqfs.
+   */
+  order?: StageOrder | false;
+  /**
    * What runs before committing, in order. Required, so no caller forgets darch's
    * initramfs and hooks (the CLI passes its context's `stageSteps`; [] stages the bare image).
    */
   steps: StageStep[];
   signal?: AbortSignal;
   report?: Reporter;
+}
+
+export interface StageOrder {
+  files: string[];
+  /** Where it came from, for meta.json and people: `trace of <id>` or the file. */
+  source: string;
+}
+
+/** `NAME[:TAG][@DIGEST]` without its tag and digest: versions of one image share it. */
+function repositoryOf(name: string): string {
+  return name.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[^/:]+$/, '');
+}
+
+/** The most recent boot order recorded for a staged image of `name`'s repository. */
+export async function defaultOrder(stageStore: StageStore, name: string): Promise<StageOrder | undefined> {
+  const traced = new Set(await tracedIds(stageStore.dir));
+  if (!traced.size) return undefined;
+  const repo = repositoryOf(normalizeRef(name));
+  let best: BootOrder | undefined;
+  for (const s of await stageStore.list()) {
+    const from = s.meta?.source?.name;
+    if (!traced.has(s.id) || !from || repositoryOf(normalizeRef(from)) !== repo) continue;
+    const o = await readBootOrder(stageStore.dir, s.id).catch(() => undefined);
+    if (o?.files.length && (!best || o.recorded > best.recorded)) best = o;
+  }
+  return best ? { files: best.files, source: `trace of ${best.stage}` } : undefined;
 }
 
 export interface StageResult extends StagedImage {
@@ -258,18 +293,26 @@ async function writeFromRootTar(
   work: string,
   rootfs: string,
   sq: SquashfsRun,
+  order?: StageOrder,
 ): Promise<Written> {
   const index = await indexLayers(imageStore, [root.layer], { signal: sq.signal });
+  let tar: Readable = imageStore.openBlob(root.layer.digest);
+  if (order) {
+    tar.destroy();
+    const o = await orderedTar(imageStore.blobPath(root.layer.digest), root.layer.size, order.files);
+    tar = o.stream;
+    sq.report.step(`boot order (${order.source}): ${o.matched} of its ${order.files.length} files first`);
+  }
   sq.report.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from the root of ${sourceName}`);
   const progress = sq.report.progress('squashfs', root.layer.size);
   try {
-    const tar = imageStore.openBlob(root.layer.digest);
     tar.on('data', (b: Buffer) => progress.tick(b.length));
     await writeSquashfs(tar, rootfs, sq);
   } finally {
     progress.done();
   }
-  if (root.squashfs) {
+  // Rearranged, the squashfs is not the one the tar's sender wrote; the tar itself was checked.
+  if (root.squashfs && !order) {
     const got = await hashAndSync(rootfs);
     if (got.size !== root.squashfs.size || got.sha256 !== root.squashfs.sha256)
       throw new DarchError(
@@ -283,6 +326,30 @@ async function writeFromRootTar(
   const plan = index.emissionPlan();
   const boot = await copyBootFiles(imageStore, index, labels, sourceName, work, rootfs, (key) => plan.get(key)?.[0], sq.signal);
   return { index, stats: index.stats(), boot, passes: 1 };
+}
+
+/** Staging in boot order: the layers flattened into a tar in the work directory, then rearranged into the writer. */
+async function writeOrdered(
+  imageStore: ImageStore,
+  image: ResolvedImage,
+  labels: Record<string, string>,
+  sourceName: string,
+  work: string,
+  rootfs: string,
+  sq: SquashfsRun,
+  order: StageOrder,
+): Promise<Written> {
+  await ensureFreeSpace(work, Math.ceil(compressedSize(image.manifest.layers) * 3) + 1024 * 1024, `staging ${sourceName} in boot order`);
+  const scratch = new ImageStore(path.join(work, 'order-store'), path.join(work, 'order-tmp'));
+  await scratch.init();
+  try {
+    const { layer, passes } = await stagingTarBlob(imageStore, image, scratch, sq.signal);
+    const written = await writeFromRootTar(scratch, { layer }, labels, sourceName, work, rootfs, sq, order);
+    return { ...written, passes };
+  } finally {
+    await rm(path.join(work, 'order-store'), { recursive: true, force: true });
+    await rm(path.join(work, 'order-tmp'), { recursive: true, force: true });
+  }
 }
 
 /** Pass 2: stream the winners in layer order, copying the kernel and initramfs on the way. */
@@ -319,6 +386,21 @@ export async function writeStagingTar(imageStore: ImageStore, image: ResolvedIma
   return { passes: 2 };
 }
 
+/** writeStagingTar into a blob of `scratch`: the flat root a boot order rearranges. */
+async function stagingTarBlob(
+  imageStore: ImageStore,
+  image: ResolvedImage,
+  scratch: ImageStore,
+  signal?: AbortSignal,
+): Promise<{ layer: Descriptor; passes: 1 | 2 }> {
+  const file = path.join(scratch.tmpDir, 'root.tar');
+  await mkdir(scratch.tmpDir, { recursive: true });
+  const { passes } = await writeStagingTar(imageStore, image, file, signal);
+  const put = await scratch.putBlob(createReadStream(file));
+  await rm(file, { force: true });
+  return { layer: { mediaType: MediaType.ociLayer, digest: put.digest, size: put.size }, passes };
+}
+
 /** `ref` names an image of `imageStore`, or is one already resolved (a delta's target, in no store). */
 export async function stageImage(imageStore: ImageStore, stageStore: StageStore, ref: string | ResolvedImage, opts: StageOptions): Promise<StageResult> {
   const started = Date.now();
@@ -346,7 +428,10 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     const writer = opts.writer ?? (await defaultWriter());
     // One pass (layers top-down, each decompressed once, tar2sqfs busy from the first byte)
     // needs tar2sqfs; sqfstar wants the root's attributes before the stream starts.
-    const onePass = writer === 'tar2sqfs' && opts.passes !== 2 && !opts.rootTar;
+    const order = opts.order === false ? undefined : (opts.order ?? (await defaultOrder(stageStore, sourceName)));
+    if (order && writer !== 'tar2sqfs') report.warn(`the boot order (${order.source}) needs tar2sqfs (squashfs-tools-ng); staging without it`);
+    const ordered = order?.files.length && writer === 'tar2sqfs' ? order : undefined;
+    const onePass = writer === 'tar2sqfs' && opts.passes !== 2 && !opts.rootTar && !ordered;
     const plan = () => planTwoPass(imageStore, layers, labels, sourceName, stageStore.tmpDir, report, opts.signal);
     // Not indexed yet in one pass: squashfs is rarely larger than the compressed layers.
     // The kernel is found in the index only once the pass is over: an image that cannot have
@@ -354,7 +439,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
     if (onePass) await refuseWithoutKernel(imageStore, layers, labels, sourceName, opts.signal);
     if (onePass) await ensureFreeSpace(stageStore.tmpDir, Math.ceil(compressedSize(layers) * 1.2) + 1024 * 1024, `staging ${sourceName}`);
     if (opts.rootTar) await ensureFreeSpace(stageStore.tmpDir, opts.rootTar.layer.size + 1024 * 1024, `staging ${sourceName}`);
-    let twoPass = onePass || opts.rootTar ? undefined : await plan();
+    let twoPass = onePass || opts.rootTar || ordered ? undefined : await plan();
 
     const id = newStageId();
     const work = await stageStore.makeWorkDir('stage');
@@ -362,10 +447,12 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
       const rootfs = path.join(work, ROOTFS_FILE);
       const sqOpts = { writer, compressor, blockSize, signal: opts.signal, report };
       let written = opts.rootTar
-        ? await writeFromRootTar(imageStore, opts.rootTar, labels, sourceName, work, rootfs, sqOpts)
-        : onePass
-          ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts)
-          : undefined;
+        ? await writeFromRootTar(imageStore, opts.rootTar, labels, sourceName, work, rootfs, sqOpts, ordered)
+        : ordered
+          ? await writeOrdered(imageStore, image, labels, sourceName, work, rootfs, sqOpts, ordered)
+          : onePass
+            ? await writeOnePass(imageStore, layers, labels, sourceName, work, rootfs, sqOpts)
+            : undefined;
       if (!written) {
         twoPass ??= await plan();
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
@@ -423,6 +510,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         blockSize,
         writer,
         passes,
+        ...(ordered ? { order: { source: ordered.source, files: ordered.files.length } } : {}),
         ...files,
       };
       await writeMetaIn(workFiles, meta);

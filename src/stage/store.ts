@@ -15,6 +15,7 @@ import { fsyncDir, makeWorkDir, ownedTempName, randomHex, sweepDeadOwners } from
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { withLock } from '../lib/lock.js';
 import { normalizeRef } from '../oci/reference.js';
+import { removeBootOrder } from './boot-order.js';
 import { removeFailure } from './failures.js';
 import { IMAGES_JSON, readImagesFile, writeImagesFile, type ImagesFile } from './images-json.js';
 import { LIVE_DIR, TMP_DIR } from './layout.js';
@@ -256,6 +257,7 @@ export class StageStore {
     }
     await rm(aside, { recursive: true, force: true });
     await removeFailure(this.dir, id).catch(() => undefined);
+    await removeBootOrder(this.dir, id).catch(() => undefined);
   }
 
   /** Move a complete work directory into live/<id>. */

@@ -187,6 +187,16 @@ describe('updates by themselves: a Debian image follows a registry through the t
   it('v1 boots; the timer service downloads only v2’s new layer, stages and arms it, the motd tells', async () => {
     await booted(1);
     assert.match(await vm.ok('systemctl is-enabled darch-update.timer'), /^enabled$/m);
+    // v1's first boot traced the order it read the image's files; darch-boot-trace.service kept it.
+    assert.match(
+      await vm.ok('journalctl -u darch-boot-trace.service -o cat --no-pager'),
+      new RegExp(`first read \\d+ files of its image .*: kept in /var/lib/darch/stage/traces/${ids.v1}\\.json`),
+    );
+    assert.match(
+      await vm.ok(`grep -c -F -e '"usr/lib/systemd/systemd",' -e '"usr/bin/darch",' /var/lib/darch/stage/traces/${ids.v1}.json`),
+      /^2$/m,
+      'systemd and darch were read',
+    );
     assert.equal((await status()).booted.stage, ids.v1);
     await publish(2);
     const journal = await updateService();
@@ -194,6 +204,8 @@ describe('updates by themselves: a Debian image follows a registry through the t
     const s = await status();
     assert.ok(s.boot.trial, JSON.stringify(s.boot));
     ids.v2 = s.boot.trial.stage;
+    // Staged by the agent with no option: in the order v1's boot read its files.
+    assert.match(await vm.ok(`cat /var/lib/darch/stage/live/${ids.v2}/meta.json`), new RegExp(`"source": "trace of ${ids.v1}"`));
     assert.match(await vm.ok('run-parts /etc/update-motd.d'), /darch: Restart to use debian 2\./);
     vm.send('systemctl reboot\n');
   });

@@ -115,7 +115,8 @@ test('contents: the executable, assets, in-image files, units, initramfs-tools h
     [...files].filter(([p, m]) => p.startsWith('etc') && !m.startsWith('d')),
     [['etc/update-motd.d/50-darch', '-rwxr-xr-x']],
   );
-  for (const u of ['darch-update.service', 'darch-update.timer']) assert.equal(files.get(`lib/systemd/system/${u}`), '-rw-r--r--', u);
+  for (const u of ['darch-update.service', 'darch-update.timer', 'darch-boot-trace.service'])
+    assert.equal(files.get(`lib/systemd/system/${u}`), '-rw-r--r--', u);
   assert.ok(files.has('usr/share/darch/assets/grub/60_darch'));
   for (const p of ['usr/share/bash-completion/completions/darch', 'usr/share/zsh/vendor-completions/_darch', 'usr/share/fish/vendor_completions.d/darch.fish'])
     assert.equal(files.get(p), '-rw-r--r--', p);
@@ -233,7 +234,7 @@ test('a bookworm root installs, upgrades, removes and purges it: units enabled, 
   } finally {
     await run('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')]);
   }
-  const units = [...KIT_UNITS, 'darch-update.timer'];
+  const units = [...KIT_UNITS, 'darch-update.timer', 'darch-boot-trace.service'];
   const enabled = (await chroot(['systemctl', 'is-enabled', ...units])).stdout.trim().split('\n');
   assert.deepEqual(
     enabled,

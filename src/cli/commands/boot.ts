@@ -14,6 +14,9 @@ import { syncBoot } from '../../boot/reconcile.js';
 import { GRUB_CFG } from '../../stage/layout.js';
 import { listSdbootEntries, localBootloader } from '../../boot/sdboot/sdboot-sync.js';
 import { formatBytes } from '../../lib/format.js';
+import { recordBootOrder } from '../../boot/trace.js';
+import { bootedId } from '../../stage/protect.js';
+import { openStageStore } from './stage.js';
 import { lockTimeout } from '../context.js';
 import type { ContextFactory } from '../globals.js';
 
@@ -36,6 +39,48 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
         );
         await emit({ bootloader: 'systemd-boot', ...r }, () => undefined);
       }
+    });
+
+  boot
+    .command('trace')
+    .description(
+      'keep the order in which this boot first read the files of its image (the initramfs records it while no trace of the image is kept); the next version is staged in that order',
+    )
+    .option('--output <file>', 'also write the files, one per line, to FILE')
+    .option('--no-save', 'stop tracing and print, but keep nothing beside the staged image')
+    .action(async (opts: { output?: string; save: boolean }, cmd: Command) => {
+      const c = await ctx(cmd);
+      const id = await bootedId();
+      if (!id) throw new DarchError('E_NOT_BOOTED', 'this system was not booted from a staged image: there is no boot to trace');
+      const store = openStageStore(c);
+      const image = (await store.get(id).catch(() => undefined))?.meta?.source?.name;
+      const res = await recordBootOrder({
+        stageId: id,
+        ...(image ? { image } : {}),
+        stageDir: store.dir,
+        keep: opts.save,
+        prepareWrite: () => store.init(),
+      });
+      if (opts.output) await writeFileAtomic(opts.output, res.order.files.map((f) => `${f}\n`).join(''));
+      const o = res.order;
+      ui.success(
+        `this boot of ${id} first read ${o.files.length} files of its image (${o.events} page-cache events${o.uptime ? ` in ${Math.round(o.uptime)} s` : ''})` +
+          (res.file ? `: kept in ${res.file}` : ''),
+      );
+      if (o.full) ui.warn("the trace buffer filled up: the order holds the boot's first reads only");
+      await emit(
+        {
+          stage: id,
+          ...(image ? { image } : {}),
+          files: o.files.length,
+          events: o.events,
+          full: o.full ?? false,
+          uptime: o.uptime,
+          kept: res.file ?? null,
+          first: o.files.slice(0, 20),
+        },
+        (r) => r.first.join('\n'),
+      );
     });
 
   boot

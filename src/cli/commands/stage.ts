@@ -1,4 +1,5 @@
 /** `darch stage …`: staged images (squashfs + kernel + initramfs) that a machine can boot. */
+import { readOrderFile } from '../../stage/boot-order.js';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { DarchError, usageError } from '../../lib/errors.js';
@@ -83,10 +84,16 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
     .option('--two-pass', 'index every layer before writing (the only way with sqfstar; one pass is faster and gives the same root)')
     .option('--verity', 'add a dm-verity hash tree and boot through it: a changed block stops the boot (default: stage.verity)')
     .option('--no-verity', 'stage without dm-verity even when stage.verity is on')
+    .option(
+      '--order <file>',
+      'write the files this boot order lists first, in that order (a trace from `darch boot trace`, or one path per line; default: the trace of the newest staged version of the image)',
+    )
+    .option('--no-order', "write the files in the image's own order, even when a version of it was traced")
     .action(
       async (
         image: string,
         opts: {
+          order?: string | false;
           tag?: string[];
           force?: boolean;
           compression?: SquashfsCompressor;
@@ -113,6 +120,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
           passes: opts.twoPass ? 2 : undefined,
           keep: c.config.stage.keep,
           verity: opts.verity ?? c.config.stage.verity,
+          ...(opts.order === false ? { order: false as const } : opts.order ? { order: { files: await readOrderFile(opts.order), source: opts.order } } : {}),
           signal: c.signal,
           steps: c.stageSteps,
           report: c.report,

@@ -1,0 +1,55 @@
+/**
+ * The pure parts of boot order: reading the kernel's filemap events (src/boot/trace.ts) and
+ * rearranging a staging tar by an order (src/stage/order.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FirstReads } from '../../src/boot/trace.js';
+import { planOrder } from '../../src/stage/order.js';
+import type { TarExtent } from '../../src/stage/tar-extents.js';
+
+describe('boot order', () => {
+  it('takes each inode of the squashfs once, at its first event, and nothing of other devices', () => {
+    const r = new FirstReads('7:0');
+    for (const l of [
+      '# tracer: nop',
+      '         systemd-1     [000] .....     1.5: mm_filemap_add_to_page_cache: dev 7:0 ino 1a pfn=0x1 ofs=0 order=0',
+      '         systemd-1     [000] .....     1.6: mm_filemap_add_to_page_cache: dev 7:0 ino 1a pfn=0x2 ofs=4096 order=0',
+      '         systemd-1     [000] .....     1.7: mm_filemap_add_to_page_cache: dev 8:1 ino 3 pfn=0x3 ofs=0 order=0',
+      '           udevd-90    [001] .....     1.8: mm_filemap_add_to_page_cache: dev 7:0 ino 3 pfn=0x4 ofs=0 order=2',
+      '           udevd-90    [001] .....     1.9: mm_filemap_add_to_page_cache: dev 7:01 ino 4 pfn=0x4 ofs=0 order=0',
+    ])
+      r.add(l);
+    assert.deepEqual(r.inodes, [0x1a, 3]);
+    assert.equal(r.events, 3);
+  });
+
+  it('writes directories and links first, the ordered files next, the other files, then hard links', () => {
+    let at = 0;
+    const e = (name: string, type: TarExtent['type'], size = 1024): TarExtent => {
+      const x = { name, type, start: at, end: at + size };
+      at += size;
+      return x;
+    };
+    const ext = [
+      e('', 'dir', 512),
+      e('bin', 'dir', 512),
+      e('bin/a', 'file'),
+      e('bin/b', 'file'),
+      e('bin/sh', 'symlink', 512),
+      e('bin/c', 'file'),
+      e('bin/h', 'link', 512),
+    ];
+    const size = at + 1024;
+    const plan = planOrder(ext, size, ['/bin/c', 'nothing', 'bin/a', 'bin/c']);
+    assert.equal(plan.matched, 2);
+    const names = plan.ranges.flatMap(([a, b]) => ext.filter((x) => x.start >= a && x.end <= b).map((x) => x.name));
+    assert.deepEqual(names, ['', 'bin', 'bin/sh', 'bin/c', 'bin/a', 'bin/b', 'bin/h']);
+    assert.equal(
+      plan.ranges.reduce((n, [a, b]) => n + b - a, 0),
+      size,
+      'every byte once, the end of the archive too',
+    );
+    assert.deepEqual(planOrder(ext, size, ['none/of/these']).ranges, [[0, size]], 'an order naming none of its files: the tar as it is');
+  });
+});
