@@ -65,6 +65,8 @@ export interface QemuVmOptions {
   nic?: string;
   /** qemu's cache mode for the disk (e.g. `unsafe`: guest flushes are ignored). */
   cache?: string;
+  /** More `-drive` options for the disk, comma-separated (e.g. `throttling.iops-total=150`). */
+  drive?: string;
 }
 
 export class Vm {
@@ -117,7 +119,7 @@ export class Vm {
       nic: o.nic,
       extraArgs: o.extraArgs ?? [],
     });
-    const driveOpts = `${o.readOnly ? ',readonly=on' : ''}${o.cache ? `,cache=${o.cache}` : ''}`;
+    const driveOpts = `${o.readOnly ? ',readonly=on' : ''}${o.cache ? `,cache=${o.cache}` : ''}${o.drive ? `,${o.drive}` : ''}`;
     const finalArgs = args.map((a) => (a.startsWith(`file=${o.disk},`) ? `${a}${driveOpts}` : a));
     return new Vm(o.name, 'qemu-system-x86_64', finalArgs, o.failOn ?? null, work);
   }
