@@ -18,13 +18,13 @@
  * Usage, as root:
  *   npm run -s build && node --import tsx bench/boot-order.ts [--runs 2] [--iops 150] [--mbps 100] [--work DIR]
  */
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { diskStageFs } from '../src/disk/menu.js';
 import { run } from '../src/lib/proc.js';
-import { debianSystemdTree } from '../test/helpers/bootimage.js';
-import { darchOk, REPO } from '../test/helpers/darch.js';
+import { debianSystemdTree, installDarchPackage } from '../test/helpers/bootimage.js';
+import { darchOk } from '../test/helpers/darch.js';
 import { Vm } from '../test/helpers/qemu.js';
 
 const arg = (name: string, def: string) => {
@@ -75,15 +75,7 @@ async function imageTar(): Promise<string> {
   const tree = path.join(WORK, 'tree');
   await rm(tree, { recursive: true, force: true });
   await run('cp', ['-a', await debianSystemdTree(), tree]);
-  await rm(path.join(tree, 'var/cache/apt/archives'), { recursive: true, force: true });
-  await mkdir(path.join(tree, 'var/cache/apt/archives/partial'), { recursive: true });
-  const deb = (await run('bash', [path.join(REPO, 'scripts/package.sh'), WORK])).stdout.trim();
-  await copyFile(deb, path.join(tree, 'tmp/darch.deb'));
-  await run('sed', ['-i', 's/^MODULES=.*/MODULES=list/', path.join(tree, 'etc/initramfs-tools/initramfs.conf')]);
-  await writeFile(path.join(tree, 'etc/initramfs-tools/modules'), 'virtio_pci\nvirtio_blk\next4\nsquashfs\noverlay\nvfat\nnls_cp437\nnls_ascii\nloop\n');
-  await run('chroot', [tree, 'dpkg', '-i', '/tmp/darch.deb']);
-  await rm(path.join(tree, 'tmp/darch.deb'));
-  await run('chroot', [tree, 'sh', '-c', 'update-initramfs -u -k all']);
+  await installDarchPackage(tree, WORK);
   await writeFile(path.join(tree, 'etc/hostname'), 'bench\n');
   // The first (traced) boot keeps its trace on the darch partition.
   await writeFile(path.join(tree, 'etc/fstab'), '/dev/vda1 /boot/efi vfat umask=0077 0 0\n/dev/vda2 /var/lib/darch ext4 defaults 0 0\n');

@@ -12,13 +12,13 @@
  *           on a second disk as a stage bundle and `darch update apply --from` arms it offline
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { diskStageFs } from '../../src/disk/menu.js';
 import { run } from '../../src/lib/proc.js';
-import { debianSystemdTree } from '../helpers/bootimage.js';
-import { darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { debianSystemdTree, installDarchPackage } from '../helpers/bootimage.js';
+import { darchOk, tempDir } from '../helpers/darch.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
 import { Vm } from '../helpers/qemu.js';
 import { startRegistry, type RegistryServer } from '../helpers/registry.js';
@@ -96,16 +96,7 @@ describe('updates by themselves: a Debian image follows a registry through the t
       for (const m of UNNEEDED_MODULES) await rm(path.join(tree, 'usr/lib/modules', release, 'kernel', m), { recursive: true, force: true });
       await run('chroot', [tree, 'depmod', '-a', release]);
     }
-    await rm(path.join(tree, 'var/cache/apt/archives'), { recursive: true, force: true });
-    await mkdir(path.join(tree, 'var/cache/apt/archives/partial'), { recursive: true });
-    const deb = (await run('bash', [path.join(REPO, 'scripts/package.sh'), work])).stdout.trim();
-    await copyFile(deb, path.join(tree, 'tmp/darch.deb'));
-    const conf = path.join(tree, 'etc/initramfs-tools/initramfs.conf');
-    await run('sed', ['-i', 's/^MODULES=.*/MODULES=list/', conf]);
-    await writeFile(path.join(tree, 'etc/initramfs-tools/modules'), 'virtio_pci\nvirtio_blk\next4\nsquashfs\noverlay\nvfat\nnls_cp437\nnls_ascii\nloop\n');
-    await run('chroot', [tree, 'dpkg', '-i', '/tmp/darch.deb']);
-    await rm(path.join(tree, 'tmp/darch.deb'));
-    await run('chroot', [tree, 'sh', '-c', 'update-initramfs -u -k all']);
+    await installDarchPackage(tree, work);
     await writeFile(path.join(tree, 'etc/hostname'), 'updating\n');
     await writeFile(path.join(tree, 'etc/fstab'), '/dev/vda1 /boot/efi vfat umask=0077 0 0\n/dev/vda2 /var/lib/darch ext4 defaults 0 0\n');
     await mkdir(path.join(tree, 'boot/efi'), { recursive: true });

@@ -3,7 +3,7 @@
  * a cache directory, so a fresh CI machine works) and small bootable images made of
  * busybox-static plus that kernel and the modules a boot needs.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { acquireLock } from '../../src/lib/lock.js';
 import { run } from '../../src/lib/proc.js';
@@ -65,4 +65,21 @@ export function debianSystemdTree(): Promise<string> {
  */
 export function trixieSkopeoRoot(): Promise<string> {
   return cachedDebootstrap('trixie-skopeo', 'trixie', 'skopeo,ca-certificates,netavark');
+}
+
+/**
+ * darch's .deb (scripts/package.sh, from dist/darch) installed in a Debian tree, whose
+ * initramfs-tools initramfs is then rebuilt with the modules a qemu virtio machine needs:
+ * a machine that installed the package.
+ */
+export async function installDarchPackage(tree: string, work: string): Promise<void> {
+  await rm(path.join(tree, 'var/cache/apt/archives'), { recursive: true, force: true });
+  await mkdir(path.join(tree, 'var/cache/apt/archives/partial'), { recursive: true });
+  const deb = (await run('bash', [path.resolve(import.meta.dirname, '../../scripts/package.sh'), work])).stdout.trim();
+  await copyFile(deb, path.join(tree, 'tmp/darch.deb'));
+  await run('sed', ['-i', 's/^MODULES=.*/MODULES=list/', path.join(tree, 'etc/initramfs-tools/initramfs.conf')]);
+  await writeFile(path.join(tree, 'etc/initramfs-tools/modules'), 'virtio_pci\nvirtio_blk\next4\nsquashfs\noverlay\nvfat\nnls_cp437\nnls_ascii\nloop\n');
+  await run('chroot', [tree, 'dpkg', '-i', '/tmp/darch.deb']);
+  await rm(path.join(tree, 'tmp/darch.deb'));
+  await run('chroot', [tree, 'sh', '-c', 'update-initramfs -u -k all']);
 }
