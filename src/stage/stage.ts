@@ -97,9 +97,15 @@ export interface StageOrder {
   source: string;
 }
 
-/** `NAME[:TAG][@DIGEST]` without its tag and digest: versions of one image share it. */
+/**
+ * `[HOST/]PATH[:TAG][@DIGEST]` without its tag, digest and registry: versions of one image
+ * share it, also when they came through another registry (a mirror; the address a machine
+ * reaches its registry by is not the one the image was built and staged at).
+ */
 function repositoryOf(name: string): string {
-  return name.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[^/:]+$/, '');
+  const repo = name.replace(/@sha256:[0-9a-f]{64}$/, '').replace(/:[^/:]+$/, '');
+  const [first, ...rest] = repo.split('/');
+  return rest.length && (first === 'localhost' || /[.:]/.test(first ?? '')) ? rest.join('/') : repo;
 }
 
 /** The most recent boot order recorded for a staged image of `name`'s repository. */
