@@ -86,12 +86,21 @@ async function imageTar(): Promise<string> {
     '[Unit]\nDescription=report when the system is up\n[Service]\nType=simple\nExecStart=/bin/sh -c \'echo "DARCH-BOOT-COMPLETE $(systemctl is-system-running --wait)" >/dev/ttyS0\'\n[Install]\nWantedBy=multi-user.target\n',
   );
   await run('chroot', [tree, 'systemctl', 'enable', 'darch-bench-report.service']);
+  // A root shell on the console: the traced boot waits there for darch-boot-trace.service.
+  const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
+  await mkdir(getty, { recursive: true });
+  await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
   await run('tar', ['-C', tree, '--owner=0', '--group=0', '-cf', out, '.']);
   await rm(tree, { recursive: true, force: true });
   return out;
 }
 
-async function boot(name: string, disk: string, throttled: boolean): Promise<{ seconds: number; ops: number; bytes: number; state: string }> {
+async function boot(
+  name: string,
+  disk: string,
+  throttled: boolean,
+  after?: (vm: Vm) => Promise<void>,
+): Promise<{ seconds: number; ops: number; bytes: number; state: string }> {
   const qmp = path.join(WORK, `${name}.qmp`);
   await rm(qmp, { force: true });
   const vm = await Vm.qemu({
@@ -106,7 +115,9 @@ async function boot(name: string, disk: string, throttled: boolean): Promise<{ s
   try {
     const m = await vm.waitFor(COMPLETE, 900_000);
     const seconds = (Date.now() - t0) / 1000;
-    return { seconds, ...(await blockStats(qmp)), state: m.match[1] as string };
+    const stats = await blockStats(qmp);
+    await after?.(vm);
+    return { seconds, ...stats, state: m.match[1] as string };
   } finally {
     await vm.stop();
   }
@@ -124,7 +135,13 @@ async function main(): Promise<void> {
   const traceDisk = path.join(WORK, 'trace.img');
   await darchOk(['disk', 'create', traceDisk, 'bench/debian:1', '--size', '3G', '--kernel-args', args, '--timeout', '1', '--force'], { root });
   process.stderr.write('the traced boot (unthrottled)…\n');
-  const traced = await boot('boot-order-trace', traceDisk, false);
+  const traced = await boot('boot-order-trace', traceDisk, false, async (vm) => {
+    // The trace is kept once the boot is up: wait for its unit, then for the disk.
+    vm.send('\n');
+    await vm.waitFor(/root@bench:~# /, 120_000);
+    await vm.ok('while systemctl -q is-active darch-boot-trace.service || [ -e /run/darch/trace ]; do sleep 2; done; sync', 900_000);
+    process.stderr.write(`${await vm.ok('journalctl -u darch-boot-trace.service -o cat --no-pager | tail -5')}\n`);
+  });
   const traceText = await (await diskStageFs(traceDisk)).readText(`/stage/traces/${unsorted.id}.json`);
   if (!traceText) throw new Error(`the traced boot kept no trace (state ${traced.state}); see the console log`);
   const traceFile = path.join(WORK, 'trace.json');
