@@ -155,10 +155,25 @@ export async function downloadBlob(client: RegistryClient, store: ImageStore, de
           result.downloaded += n;
           opts.onBytes(n);
         });
+        // A connection that breaks mid-body ends the stream instead of failing it: failing
+        // would destroy the file stream and drop the bytes still in its buffer (up to
+        // WRITE_BUFFER), which the resume would then fetch again. Every byte received is
+        // kept; the break is thrown once they are on disk.
+        let broke: unknown;
+        const body = res.body;
+        async function* received(): AsyncGenerator<Buffer> {
+          try {
+            for await (const c of body) yield c as Buffer;
+          } catch (err) {
+            if (opts.signal?.aborted) throw err;
+            broke = err;
+          }
+        }
         try {
-          await pipeline(res.body, meter, createWriteStream(partial, { flags: append ? 'a' : 'w', flush: true, highWaterMark: WRITE_BUFFER }), {
+          await pipeline(received(), meter, createWriteStream(partial, { flags: append ? 'a' : 'w', flush: true, highWaterMark: WRITE_BUFFER }), {
             signal: opts.signal,
           });
+          if (broke !== undefined) throw broke;
         } catch (err) {
           if (err instanceof DarchError && err.code === 'E_SIZE_MISMATCH') await unlink(partial).catch(() => undefined);
           throw err;

@@ -42,7 +42,8 @@ test("bash: completes top-level commands, nested ones after global options, and 
   await run('bash', ['-n', file]);
   const complete = (words: string[]) => bashComplete(file, words);
   assert.deepEqual(await complete(['darch', 'st']), ['status', 'stage']);
-  assert.deepEqual(await complete(['darch', '--root', '/x', 'boot', 'tr']), ['try']);
+  assert.deepEqual(await complete(['darch', '--root', '/x', 'boot', 'tr']), ['trace', 'try']);
+  assert.deepEqual(await complete(['darch', 'boot', 'try']), ['try']);
   assert.deepEqual(await complete(['darch', 'disk', 'kernel-']), ['kernel-args']);
   assert.ok((await complete(['darch', 'boot', 'try', '--'])).includes('--tries'));
   assert.ok((await complete(['darch', 'boot', 'try', '--'])).includes('--json'), 'global options too');
