@@ -1,5 +1,7 @@
 /** Content digests and a pass-through stream that hashes and counts what flows through it. */
 import type { Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { DarchError } from '../lib/errors.js';
 
@@ -62,4 +64,11 @@ export class HashSink extends Transform {
   digest(): Digest {
     return `sha256:${this.hash.digest('hex')}`;
   }
+}
+
+/** The digest and size of a file, streamed through the hash. */
+export async function digestFile(file: string): Promise<{ digest: Digest; size: number }> {
+  const sink = new HashSink();
+  await pipeline(createReadStream(file), sink);
+  return { digest: sink.digest(), size: sink.size };
 }

@@ -14,13 +14,11 @@
  * to the registry with it, under the artifact's `sha256-<hex>.sig` tag. The same signature
  * then vouches for the delta offline and from the registry.
  */
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { DarchError, fsError } from '../lib/errors.js';
 import { silentReporter } from '../lib/report.js';
-import { type Digest, HashSink, parseDigest } from '../oci/digest.js';
+import { type Digest, digestFile, parseDigest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { parseRef, refString } from '../oci/reference.js';
 import type { ImageStore } from '../oci/store.js';
@@ -66,13 +64,11 @@ export interface PushDeltaResult {
 }
 
 async function fileDigest(file: string): Promise<{ digest: Digest; size: number }> {
-  const sink = new HashSink();
   try {
-    await pipeline(createReadStream(file), sink);
+    return await digestFile(file);
   } catch (err) {
     throw fsError(err, `cannot read ${file}`);
   }
-  return { digest: sink.digest(), size: sink.size };
 }
 
 /**

@@ -30,7 +30,7 @@ import { silentReporter, type Reporter } from '../lib/report.js';
 import { commandFailed, run, spawnChild, waitChild } from '../lib/proc.js';
 import { commitFile, makeWorkDir, tempName } from '../lib/scratch.js';
 import { ByteReader, END_OF_ARCHIVE, bodyPadding, encodeHeader, readTar, type TarHeader } from '../layers/tar.js';
-import { type Digest, HashSink, HashStream, parseDigest, sha256 } from '../oci/digest.js';
+import { type Digest, digestFile, HashStream, parseDigest, sha256 } from '../oci/digest.js';
 import { MediaType, type Descriptor } from '../oci/mediatypes.js';
 import { parseConfig, parseJsonText, parseManifest } from '../oci/manifest-json.js';
 import { ImageStore, type ResolvedImage } from '../oci/store.js';
@@ -106,9 +106,8 @@ async function rootOfSquashfs(squashfs: string, out: string, signal?: AbortSigna
 }
 
 async function fileSha256(file: string): Promise<{ sha256: string; size: number }> {
-  const sink = new HashSink();
-  await pipeline(createReadStream(file), sink);
-  return { sha256: sink.digest().slice('sha256:'.length), size: sink.size };
+  const { digest, size } = await digestFile(file);
+  return { sha256: digest.slice('sha256:'.length), size };
 }
 
 function member(name: string, size: number): Buffer {
@@ -148,7 +147,9 @@ export async function createDelta(store: ImageStore, fromRef: string, toRef: str
     const { passes } = await writeStagingTar(store, to, toTar, opts.signal);
     const toRoot = await fileSha256(toTar);
     const windowLog = windowLogFor(fromRoot.size, toRoot.size);
-    if (windowLog > MAX_WINDOW_LOG && patchWhole(fromRoot.size, toRoot.size, opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES))
+    const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    const whole = patchWhole(fromRoot.size, toRoot.size, segmentBytes);
+    if (windowLog > MAX_WINDOW_LOG && whole)
       throw new DarchError('E_DELTA_TOO_LARGE', `the roots are ${fromRoot.size} and ${toRoot.size} bytes: one patch covers roots up to 2 GiB`, {
         hint: 'patch in segments (leave out --segment-size 0), or ship the update as layers (darch images push) or a stage bundle (darch stage export)',
       });
@@ -160,10 +161,9 @@ export async function createDelta(store: ImageStore, fromRef: string, toRef: str
 
     const patch = path.join(work, DELTA_PATCH);
     const zstdArgs = (wl: number) => ['-q', '-f', `-${level}`, ...(level > 19 ? ['--ultra'] : []), ...(level >= 19 ? PATCH_TUNING : []), `--long=${wl}`];
-    const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     let segments: NonNullable<DeltaInfo['patch']['segments']> | undefined;
     let maxWindowLog = windowLog;
-    if (patchWhole(fromRoot.size, toRoot.size, segmentBytes)) {
+    if (whole) {
       report.step(`making the patch (zstd -${level}, window 2^${windowLog})`);
       await run('zstd', [...zstdArgs(windowLog), `--patch-from=${reference}`, toTar, '-o', patch], { signal: opts.signal });
     } else {
@@ -316,8 +316,15 @@ export interface ApplyDeltaOptions extends Omit<StageOptions, 'rootTar' | 'compr
  * (the base's whole root, or the ranges of it its segment names, cut into `work`) into the
  * work store, one zstd at a time: memory is what one segment needs.
  */
-async function rebuildRoot(file: string, info: DeltaInfo, reference: string, work: string, scratch: ImageStore, signal?: AbortSignal): Promise<Descriptor> {
-  const segments = patchSegments(info, file);
+async function rebuildRoot(
+  file: string,
+  info: DeltaInfo,
+  segments: PatchSegment[],
+  reference: string,
+  work: string,
+  scratch: ImageStore,
+  signal?: AbortSignal,
+): Promise<Descriptor> {
   const out = new PassThrough();
   const patchHash = createHash('sha256');
   let current: ReturnType<typeof spawnChild> | undefined;
@@ -405,7 +412,7 @@ async function rebuildRoot(file: string, info: DeltaInfo, reference: string, wor
     if (signal?.aborted) throw e;
     throw badDelta(file, (e as Error).message);
   }
-  if (`sha256:${patchHash.digest('hex')}` !== `sha256:${info.patch.sha256}`) throw badDelta(file, 'its patch does not hash to the sha256 in its header');
+  if (patchHash.digest('hex') !== info.patch.sha256) throw badDelta(file, 'its patch does not hash to the sha256 in its header');
   if (put.status === 'rejected') {
     const e = put.reason as unknown;
     if (e instanceof DarchError && (e.code === 'E_DIGEST_MISMATCH' || e.code === 'E_SIZE_MISMATCH'))
@@ -430,7 +437,8 @@ export async function applyDelta(stageStore: StageStore, file: string, opts: App
   await stageStore.init();
   const work = await stageStore.makeWorkDir('delta');
   try {
-    const largestRef = Math.max(0, ...patchSegments(info, file).map((g) => (g.reference ?? []).reduce((n, [a, b]) => n + b - a, 0)));
+    const segments = patchSegments(info, file);
+    const largestRef = Math.max(0, ...segments.map((g) => (g.reference ?? []).reduce((n, [a, b]) => n + b - a, 0)));
     await ensureFreeSpace(work, info.from.rootSize + largestRef + info.to.rootSize + info.squashfs.size, `applying ${path.basename(file)}`);
     report.step(`reading the root of the staged ${base.tags[0] ?? base.id} (${base.id})`);
     const reference = path.join(work, 'base.tar');
@@ -444,7 +452,7 @@ export async function applyDelta(stageStore: StageStore, file: string, opts: App
     report.step(`applying the patch (${info.patch.size} bytes) to rebuild ${info.to.name}`);
     const scratch = new ImageStore(path.join(work, 'store'), path.join(work, 'store-tmp'));
     await scratch.init();
-    const layer = await rebuildRoot(file, info, reference, work, scratch, opts.signal);
+    const layer = await rebuildRoot(file, info, segments, reference, work, scratch, opts.signal);
     await rm(reference);
     const { base: _b, verify: _v, ...stageOpts } = opts;
     const res = await stageImage(scratch, stageStore, image, {

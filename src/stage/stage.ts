@@ -9,7 +9,7 @@
  * after the squashfs and kernel are written and before meta.json and the rename.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -302,13 +302,12 @@ async function writeFromRootTar(
   order?: StageOrder,
 ): Promise<Written> {
   const index = await indexLayers(imageStore, [root.layer], { signal: sq.signal });
-  let tar: Readable = imageStore.openBlob(root.layer.digest);
+  let tar: Readable;
   if (order) {
-    tar.destroy();
     const o = await orderedTar(imageStore.blobPath(root.layer.digest), root.layer.size, order.files);
     tar = o.stream;
     sq.report.step(`boot order (${order.source}): ${o.matched} of its ${order.files.length} files first`);
-  }
+  } else tar = imageStore.openBlob(root.layer.digest);
   sq.report.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from the root of ${sourceName}`);
   const progress = sq.report.progress('squashfs', root.layer.size);
   try {
@@ -380,30 +379,35 @@ async function writeTwoPass(imageStore: ImageStore, plan: TwoPassPlan, work: str
  * so a squashfs written from this file is the one `darch stage upload` writes.
  */
 export async function writeStagingTar(imageStore: ImageStore, image: ResolvedImage, out: string, signal?: AbortSignal): Promise<{ passes: 1 | 2 }> {
+  const { passes } = await stagingTar(imageStore, image, (tar) => pipeline(tar, createWriteStream(out, { mode: 0o600 })), signal);
+  return { passes };
+}
+
+/** The staging tar, handed to `sink` as a stream: one pass where the layers allow it, else two. */
+async function stagingTar<T>(
+  imageStore: ImageStore,
+  image: ResolvedImage,
+  sink: (tar: Readable) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<{ result: T; passes: 1 | 2 }> {
   const layers = image.manifest.layers;
   try {
-    await pipeline(streamTopDown(imageStore, layers, { signal }).stream, createWriteStream(out, { mode: 0o600 }));
-    return { passes: 1 };
+    return { result: await sink(streamTopDown(imageStore, layers, { signal }).stream), passes: 1 };
   } catch (err) {
     if (!(err instanceof DarchError && err.code === 'E_SINGLE_PASS')) throw err;
   }
   const index = await indexLayers(imageStore, layers, { signal });
-  await pipeline(streamFlattened(imageStore, index, { signal }), createWriteStream(out, { mode: 0o600 }));
-  return { passes: 2 };
+  return { result: await sink(streamFlattened(imageStore, index, { signal })), passes: 2 };
 }
 
-/** writeStagingTar into a blob of `scratch`: the flat root a boot order rearranges. */
+/** The staging tar as a blob of `scratch`: the flat root a boot order rearranges. */
 async function stagingTarBlob(
   imageStore: ImageStore,
   image: ResolvedImage,
   scratch: ImageStore,
   signal?: AbortSignal,
 ): Promise<{ layer: Descriptor; passes: 1 | 2 }> {
-  const file = path.join(scratch.tmpDir, 'root.tar');
-  await mkdir(scratch.tmpDir, { recursive: true });
-  const { passes } = await writeStagingTar(imageStore, image, file, signal);
-  const put = await scratch.putBlob(createReadStream(file));
-  await rm(file, { force: true });
+  const { result: put, passes } = await stagingTar(imageStore, image, (tar) => scratch.putBlob(tar), signal);
   return { layer: { mediaType: MediaType.ociLayer, digest: put.digest, size: put.size }, passes };
 }
 

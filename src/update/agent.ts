@@ -252,11 +252,11 @@ export interface StagedUpdate extends ImageInfo {
 /** Stage the downloaded image under its update tag, unless a staged image already holds it (or `remote`, the image the registry serves). */
 export async function stageUpdate(d: UpdateDeps, image: string, from = image, remote?: { digest: string; config: string }): Promise<StagedUpdate> {
   // Staged already (perhaps from a delta, with nothing in the image store): by what the registry serves.
-  let want: { digest: string; config: string };
-  if (remote) want = remote;
-  else {
-    const r = await d.imageStore.resolveImage(from);
-    want = { digest: r.manifestDigest, config: r.configDigest };
+  let want = remote;
+  let local: Awaited<ReturnType<typeof d.imageStore.resolveImage>> | undefined;
+  if (!want) {
+    local = await d.imageStore.resolveImage(from);
+    want = { digest: local.manifestDigest, config: local.configDigest };
   }
   const have = (await d.stageStore.list()).find((s) => holds(s, want));
   if (have?.tags.length) {
@@ -265,7 +265,7 @@ export async function stageUpdate(d: UpdateDeps, image: string, from = image, re
     await reconcileBoot(d.paths, d.config, d.lockTimeoutSec, d.report);
     return { ...infoOf(have), tag: have.tags[0] as string, fresh: false };
   }
-  const resolved = await d.imageStore.resolveImage(from);
+  const resolved = local ?? (await d.imageStore.resolveImage(from));
   const tag = updateTag(image, resolved.manifestDigest);
   const res = await stageImage(d.imageStore, d.stageStore, from, {
     tags: [tag],

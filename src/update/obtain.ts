@@ -44,17 +44,19 @@ export async function obtainUpdate(d: UpdateDeps, image: string, remote?: { dige
   if (inStore) return { staged: await stageUpdate(d, image), how: 'store' };
   const byDelta = await stageFromRegistryDelta(d, image, want);
   if (byDelta) return { ...byDelta, how: 'delta' };
-  const p = await downloadUpdate(d, image, want.digest);
+  const download = await downloadLayers(d, image, want.digest);
+  return { staged: await stageUpdate(d, image), how: 'layers', download };
+}
+
+/** Download what `image` points at (`digest`) into the image store, and say how much came. */
+export async function downloadLayers(d: UpdateDeps, image: string, digest: string): Promise<DownloadSummary> {
+  const p = await downloadUpdate(d, image, digest);
   d.report?.info(`downloaded ${p.blobsDownloaded} blob${p.blobsDownloaded === 1 ? '' : 's'} (${p.blobsSkipped} already here)`);
   return {
-    staged: await stageUpdate(d, image),
-    how: 'layers',
-    download: {
-      blobsDownloaded: p.blobsDownloaded,
-      blobsSkipped: p.blobsSkipped,
-      bytesDownloaded: p.bytesDownloaded,
-      bytesSkipped: p.bytesSkipped,
-      bytesResumed: p.bytesResumed,
-    },
+    blobsDownloaded: p.blobsDownloaded,
+    blobsSkipped: p.blobsSkipped,
+    bytesDownloaded: p.bytesDownloaded,
+    bytesSkipped: p.bytesSkipped,
+    bytesResumed: p.bytesResumed,
   };
 }

@@ -12,13 +12,11 @@ import type { BootState } from '../boot/trial/state.js';
 import { DarchError } from '../lib/errors.js';
 import { run as runProgram } from '../lib/proc.js';
 import { formatBytes } from '../lib/format.js';
-import { silentReporter } from '../lib/report.js';
 import { bootedId } from '../stage/protect.js';
 import {
   PENDING,
   armUpdate,
   checkUpdate,
-  downloadUpdate,
   followedImage,
   labelOf,
   withUpdateLock,
@@ -28,7 +26,7 @@ import {
   type UpdateDeps,
 } from './agent.js';
 import type { DeltaUse } from './delta.js';
-import { type DownloadSummary, obtainUpdate } from './obtain.js';
+import { type DownloadSummary, downloadLayers, obtainUpdate } from './obtain.js';
 import { readMachineId } from './rollout.js';
 import type { Notice } from './notify.js';
 import { inWindow, isDue, nextCheckAt, parseReboot } from './schedule.js';
@@ -120,7 +118,6 @@ async function giveOnce(d: RunDeps, st: UpdateState, key: string, n: Notice, giv
 
 /** What the policy allows, once. `scheduled`: the timer's run, which checks only when the schedule says so. */
 export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?: string } = {}): Promise<RunResult> {
-  const report = d.report ?? silentReporter;
   const policy = d.config.update.policy;
   const now = d.now?.() ?? new Date();
   if (policy === 'none' && !opts.image)
@@ -190,17 +187,7 @@ export async function runUpdate(d: RunDeps, opts: { scheduled?: boolean; image?:
           res.message = `${labelOf(image, res.staged)} is armed: the next boot tries it (${res.applied.tries} tries)`;
         }
       } else {
-        if (check.status === 'available') {
-          const p = await downloadUpdate(d, image, check.remote.digest);
-          res.download = {
-            blobsDownloaded: p.blobsDownloaded,
-            blobsSkipped: p.blobsSkipped,
-            bytesDownloaded: p.bytesDownloaded,
-            bytesSkipped: p.bytesSkipped,
-            bytesResumed: p.bytesResumed,
-          };
-          report.info(`downloaded ${p.blobsDownloaded} blob${p.blobsDownloaded === 1 ? '' : 's'} (${p.blobsSkipped} already here)`);
-        }
+        if (check.status === 'available') res.download = await downloadLayers(d, image, check.remote.digest);
         res.outcome = 'downloaded';
         res.message = `${labelOf(image, check.remote)} is downloaded`;
       }

@@ -11,7 +11,7 @@ import type { ContextFactory } from '../globals.js';
 import { emit } from '../output.js';
 import { ui } from '../ui.js';
 import { afterStaging, openStageStore } from './stage.js';
-import { connectOptions, type ConnectFlags, settings } from './registry.js';
+import { connectOptions, type ConnectFlags, int, settings } from './registry.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -113,9 +113,10 @@ export function registerDelta(delta: Command, ctx: ContextFactory): void {
   ).action(async (file: string, ref: string | undefined, opts: ConnectFlags & { chunkSize?: string }, cmd: Command) => {
     const c = await ctx(cmd);
     const { pushDelta } = await import('../../registry/delta.js');
-    const chunk = opts.chunkSize === undefined ? c.config.registry.chunk_size_mib : Number(opts.chunkSize);
-    if (!Number.isInteger(chunk) || chunk < 0) throw usageError(`--chunk-size must be a whole number of MiB, not "${opts.chunkSize}"`);
-    const res = await pushDelta(file, ref, { ...settings(c, opts), chunkSize: chunk * 1024 * 1024 });
+    const res = await pushDelta(file, ref, {
+      ...settings(c, opts),
+      chunkSize: int('--chunk-size', opts.chunkSize, c.config.registry.chunk_size_mib) * 1024 * 1024,
+    });
     ui.success(
       `attached ${file} (${formatBytes(res.size)}${res.uploaded ? '' : ', already there'}) to ${res.destination} (${res.subject.slice(0, 19)}) as ${res.digest.slice(0, 19)}, ${res.via === 'api' ? "through the registry's referrers API" : `listed under the tag ${res.subject.replace(':', '-')}`}${res.signatures ? `, with ${res.signatures} signature(s)` : ', unsigned'}`,
     );

@@ -31,7 +31,8 @@ function parseBool(v: string | undefined): boolean {
   throw usageError(`--tls-verify takes true or false, not "${v}"`, 'for a local registry without TLS: --tls-verify=false');
 }
 
-function int(name: string, v: string | undefined, fallback: number): number {
+/** A whole-number option as typed (`name` for the error), or the config's value when absent. */
+export function int(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw usageError(`${name} must be a whole number, not "${v}"`);
