@@ -17,6 +17,12 @@
 #   darch.trace=0|1                   record the order this boot reads the image's files
 #                                     (darch boot trace): by default while no trace of the
 #                                     staged image is kept; 0 never, 1 always
+# Network boot (docs/NETBOOT.md; `darch serve` writes these):
+#   darch_rootfs=http(s)://…/<file>   no darch_dir: DHCP, then the squashfs is downloaded into RAM
+#   darch_rootfs_sha256=<hex>         and checked against this before it is mounted
+#   darch_hooks=<path>                hooks: <url dir>/<path>.<mac>.tar, else <url dir>/<path>.tar
+#   darch_net_retries=<n>             download attempts before giving up (default 5)
+#   darch_net_stall=<s>               a download that receives nothing for <s>s starts again (default 20)
 
 DARCH_RUN=/run/darch
 
@@ -26,6 +32,7 @@ darch_parse_cmdline() {
 	darch_dir=; darch_rootfs=; darch_stageid=; darch_hooks=hooks; darch_ram=; darch_timeout=30
 	darch_break=; darch_panic=; darch_init=/sbin/init; darch_watchdog=; darch_trial=
 	darch_verity=; darch_verity_salt=-; darch_verity_blocks=; darch_trace=
+	darch_rootfs_sha256=; darch_net_retries=5; darch_net_stall=20; darch_net=; darch_hooks_dir=
 	for arg in $(cat /proc/cmdline); do
 		case "$arg" in
 		darch_dir=*) darch_dir="${arg#darch_dir=}" ;;
@@ -43,9 +50,15 @@ darch_parse_cmdline() {
 		darch.watchdog=*) darch_watchdog="${arg#darch.watchdog=}" ;;
 		darch.trial=1) darch_trial=1 ;;
 		darch.trace=*) darch_trace="${arg#darch.trace=}" ;;
+		darch_rootfs_sha256=*) darch_rootfs_sha256="${arg#darch_rootfs_sha256=}" ;;
+		darch_net_retries=*) darch_net_retries="${arg#darch_net_retries=}" ;;
+		darch_net_stall=*) darch_net_stall="${arg#darch_net_stall=}" ;;
 		esac
 	done
 	case "$darch_ram" in 1 | y | yes | true) darch_ram=1 ;; *) darch_ram= ;; esac
+	case "$darch_rootfs" in http://* | https://*) darch_net=1 ;; esac
+	case "$darch_net_retries" in '' | 0 | *[!0-9]*) darch_net_retries=5 ;; esac
+	case "$darch_net_stall" in '' | 0 | *[!0-9]*) darch_net_stall=20 ;; esac
 	# UUID=<uuid>:<path>: the device part is everything before the first ':' after the
 	# first '=', so /dev/sda2:/path and LABEL=x:/path work too.
 	darch_dev="${darch_dir%%:*}"
@@ -220,6 +233,10 @@ darch_disarm_watchdog() {
 darch_mount_root() {
 	_root="$1"
 	darch_arm_watchdog
+	if [ "$darch_net" = 1 ]; then
+		darch_net_root "$_root"
+		return $?
+	fi
 	[ -n "$darch_dir" ] || { darch_fail "darch_dir= is missing from the kernel command line" "boot a darch menu entry (see /etc/darch/grub.cfg)"; return 1; }
 	[ -n "$darch_rootfs" ] || darch_rootfs=rootfs.squash
 	mkdir -p "$DARCH_RUN/source" "$DARCH_RUN/lower" "$DARCH_RUN/rw"
@@ -269,13 +286,7 @@ darch_mount_root() {
 			{ darch_fail "cannot mount $darch_rootfs" "the squashfs may be corrupt (re-stage the image) or the squashfs/loop modules are missing"; return 1; }
 	fi
 	darch_start_trace
-	mount -t tmpfs -o mode=0755 tmpfs "$DARCH_RUN/rw" && mkdir -p "$DARCH_RUN/rw/upper" "$DARCH_RUN/rw/work" ||
-		{ darch_fail "cannot mount the tmpfs for the writable layer"; return 1; }
-	mount -t overlay overlay -o "lowerdir=$DARCH_RUN/lower,upperdir=$DARCH_RUN/rw/upper,workdir=$DARCH_RUN/rw/work" "$_root" ||
-		{ darch_fail "cannot mount the overlay root" "the overlay module is missing from the initramfs"; return 1; }
-	darch_arm_watchdog "$_root"
-	darch_break darch-prehooks
-	darch_run_hooks "$_root"
+	darch_overlay_root "$_root" || return 1
 	darch_break darch-preunmount
 	if [ "$darch_ram" = 1 ]; then
 		umount "$DARCH_RUN/source" 2>/dev/null
@@ -288,6 +299,229 @@ darch_mount_root() {
 		echo "verity=${darch_verity:+1}"
 	} >"$DARCH_RUN/boot.env"
 	darch_break darch-done
+	return 0
+}
+
+# The writable overlay over $DARCH_RUN/lower on $1, the watchdog's second chance, the hooks.
+darch_overlay_root() {
+	mount -t tmpfs -o mode=0755 tmpfs "$DARCH_RUN/rw" && mkdir -p "$DARCH_RUN/rw/upper" "$DARCH_RUN/rw/work" ||
+		{ darch_fail "cannot mount the tmpfs for the writable layer"; return 1; }
+	mount -t overlay overlay -o "lowerdir=$DARCH_RUN/lower,upperdir=$DARCH_RUN/rw/upper,workdir=$DARCH_RUN/rw/work" "$1" ||
+		{ darch_fail "cannot mount the overlay root" "the overlay module is missing from the initramfs"; return 1; }
+	darch_arm_watchdog "$1"
+	darch_break darch-prehooks
+	darch_run_hooks "$1"
+}
+
+# Network boot: no stage device. The network comes up by DHCP, the squashfs named by the URL
+# in darch_rootfs= is downloaded into RAM and checked against darch_rootfs_sha256= before it
+# is mounted; the hooks come as a tar from beside it (per machine when the server has one for
+# this MAC). Then the same overlay as from a disk.
+darch_net_root() {
+	_root="$1"
+	mkdir -p "$DARCH_RUN/lower" "$DARCH_RUN/rw" "$DARCH_RUN/ram"
+	darch_break darch-prelocal
+	command -v wget >/dev/null 2>&1 || { darch_fail "this initramfs has no wget: it cannot boot darch_rootfs=$darch_rootfs" "use darch's initramfs, or install busybox in the image and rebuild its initramfs"; return 1; }
+	darch_net_up || return 1
+	_name=${darch_rootfs##*/}
+	mount -t tmpfs -o mode=0700 tmpfs "$DARCH_RUN/ram" ||
+		{ darch_fail "cannot mount a tmpfs for $_name"; return 1; }
+	_sq="$DARCH_RUN/ram/$_name"
+	darch_net_fetch_root "$_sq" || return 1
+	darch_break darch-premove
+	darch_net_hooks
+	darch_break darch-preoverlay
+	mount -t squashfs -o ro,loop "$_sq" "$DARCH_RUN/lower" ||
+		{ darch_fail "cannot mount $_name" "the squashfs may be corrupt (stage it again on the server) or the squashfs/loop modules are missing"; return 1; }
+	darch_overlay_root "$_root" || return 1
+	darch_break darch-preunmount
+	{
+		echo "stageid=$darch_stageid"
+		echo "device=network"
+		echo "dir=$darch_rootfs"
+		echo "ram=1"
+		echo "verity="
+		echo "interface=$darch_net_if"
+		echo "mac=$darch_net_mac"
+	} >"$DARCH_RUN/boot.env"
+	darch_break darch-done
+	return 0
+}
+
+# udhcpc's event script: configures the interface it was started for.
+darch_udhcpc_script() {
+	cat >"$DARCH_RUN/udhcpc.sh" <<'UDHCPC'
+#!/bin/sh
+case "$1" in
+deconfig) ip addr flush dev "$interface" 2>/dev/null; ip link set "$interface" up ;;
+bound | renew)
+	ip addr flush dev "$interface" 2>/dev/null
+	ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+	for r in $router; do ip route add default via "$r" dev "$interface" 2>/dev/null && break; done
+	: >/etc/resolv.conf
+	for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+	echo "$ip" >/run/darch/net.ip
+	;;
+esac
+exit 0
+UDHCPC
+	chmod 755 "$DARCH_RUN/udhcpc.sh"
+}
+
+# DHCP on the first interface that answers: darch's initramfs loads the NIC drivers it carries
+# (net.list), initramfs-tools' udev loads them itself. Waits up to darch_timeout for a lease.
+darch_net_up() {
+	mkdir -p "$DARCH_RUN" /etc
+	if [ -f /lib/modules/net.list ]; then
+		_kver=$(uname -r)
+		while read -r _f; do insmod "/lib/modules/$_kver/$_f" 2>/dev/null; done </lib/modules/net.list
+	fi
+	command -v mdev >/dev/null 2>&1 && mdev -s 2>/dev/null
+	ip link set lo up 2>/dev/null
+	if ! command -v udhcpc >/dev/null 2>&1; then
+		# initramfs-tools without busybox's udhcpc: its own klibc ipconfig.
+		if command -v configure_networking >/dev/null 2>&1; then
+			IP=dhcp configure_networking
+			for _i in /run/net-*.conf; do
+				[ -f "$_i" ] || continue
+				darch_net_if=${_i#/run/net-}; darch_net_if=${darch_net_if%.conf}
+				darch_net_mac=$(cat "/sys/class/net/$darch_net_if/address" 2>/dev/null)
+				darch_log "network: $darch_net_if up ($darch_net_mac)"
+				return 0
+			done
+		fi
+		darch_fail "no DHCP client in this initramfs (udhcpc)" "use darch's initramfs, or install busybox in the image"
+		return 1
+	fi
+	darch_udhcpc_script
+	_start=$(date +%s)
+	_said=
+	while :; do
+		for _i in /sys/class/net/*; do
+			darch_net_if=${_i##*/}
+			case "$darch_net_if" in lo | sit* | tunl* | ip6tnl* | dummy* | bond* | '*') continue ;; esac
+			ip link set "$darch_net_if" up 2>/dev/null
+			if udhcpc -i "$darch_net_if" -n -q -t 3 -T 2 -s "$DARCH_RUN/udhcpc.sh" >/dev/null 2>&1; then
+				darch_net_mac=$(cat "/sys/class/net/$darch_net_if/address" 2>/dev/null)
+				darch_log "network: $darch_net_if ($darch_net_mac) has $(cat "$DARCH_RUN/net.ip" 2>/dev/null)"
+				return 0
+			fi
+		done
+		_now=$(date +%s)
+		if [ $((_now - _start)) -ge "$darch_timeout" ]; then
+			_ifs=$(ls /sys/class/net 2>/dev/null | grep -v '^lo$' | tr '\n' ' ')
+			if [ -z "$_ifs" ]; then
+				darch_fail "no network interface appeared within ${darch_timeout}s" "the machine's network driver is not in the initramfs (darch initramfs carries common ones: docs/NETBOOT.md)"
+			else
+				darch_fail "no DHCP answer on ${_ifs% } within ${darch_timeout}s" "check the cable and the DHCP server; darch_timeout= waits longer"
+			fi
+			return 1
+		fi
+		[ -z "$_said" ] && { darch_log "waiting up to ${darch_timeout}s for a DHCP answer"; _said=1; }
+		sleep 1
+	done
+}
+
+# Size of file $1 in bytes (0 when absent), without stat (initramfs-tools may not have it).
+darch_size() {
+	# shellcheck disable=SC2046
+	[ -f "$1" ] && set -- $(ls -ln "$1") && echo "$5" || echo 0
+}
+
+# Download $1 into $2 with wget, resuming what earlier attempts got (HTTP Range) and starting
+# again when nothing arrives for darch_net_stall seconds; progress on the console.
+# darch_net_retries attempts in all.
+darch_fetch() {
+	_try=0
+	while [ "$_try" -lt "$darch_net_retries" ]; do
+		_try=$((_try + 1))
+		[ "$_try" -gt 1 ] && darch_log "download attempt $_try of $darch_net_retries (resuming at $(darch_size "$2") bytes)"
+		wget -c -O "$2" "$1" </dev/null 2>/dev/console &
+		_pid=$!
+		_last=-1; _idle=0
+		while kill -0 "$_pid" 2>/dev/null; do
+			sleep 1
+			_got=$(darch_size "$2")
+			if [ "$_got" = "$_last" ]; then
+				_idle=$((_idle + 1))
+				if [ "$_idle" -ge "$darch_net_stall" ]; then
+					darch_log "nothing received for ${darch_net_stall}s: starting the download again"
+					kill "$_pid" 2>/dev/null
+					break
+				fi
+			else
+				_idle=0; _last=$_got
+			fi
+		done
+		wait "$_pid" && return 0
+		# A full RAM disk will not get better by trying again.
+		_free=$(df -k "${2%/*}" 2>/dev/null | awk 'NR==2 {print $4}')
+		[ "${_free:-1}" = 0 ] && return 2
+		sleep 2
+	done
+	return 1
+}
+
+darch_net_fetch_root() {
+	_file="$1"
+	[ -n "$darch_rootfs_sha256" ] || darch_log "WARNING: no darch_rootfs_sha256= on the command line: $darch_rootfs is not checked"
+	_round=0
+	while :; do
+		_round=$((_round + 1))
+		darch_log "downloading $darch_rootfs into RAM"
+		_t0=$(date +%s)
+		darch_fetch "$darch_rootfs" "$_file"
+		case $? in
+		0) ;;
+		2)
+			darch_fail "not enough RAM for $darch_rootfs (the RAM disk filled at $(darch_size "$_file") bytes)" "give the machine more memory, or serve a smaller image"
+			return 1
+			;;
+		*)
+			darch_fail "cannot download $darch_rootfs (${darch_net_retries} attempts)" "is darch serve running and reachable from this network? (darch_net_retries= tries more)"
+			return 1
+			;;
+		esac
+		_size=$(darch_size "$_file")
+		darch_log "downloaded $_size bytes in $(($(date +%s) - _t0))s"
+		[ -n "$darch_rootfs_sha256" ] || return 0
+		_sum=$(sha256sum "$_file" | cut -d' ' -f1)
+		[ "$_sum" = "$darch_rootfs_sha256" ] && { darch_log "sha256 checked: $_sum"; return 0; }
+		rm -f "$_file"
+		# One more download from scratch: a file damaged on the way; twice is the server's file.
+		if [ "$_round" -ge 2 ]; then
+			darch_fail "$darch_rootfs does not match darch_rootfs_sha256=$darch_rootfs_sha256 (got $_sum): refused, not mounted" "the served file is not the staged image: stage it again on the server (darch stage verify)"
+			return 1
+		fi
+		darch_log "sha256 mismatch ($_sum): downloading again"
+	done
+}
+
+# Hooks for a network boot: <dir of darch_rootfs>/<darch_hooks>.<mac>.tar (this machine's),
+# else <darch_hooks>.tar (the image's); none is fine, a broken one is reported and skipped.
+darch_net_hooks() {
+	case "$darch_hooks" in '' | /* | *..*) return 0 ;; esac
+	_base="${darch_rootfs%/*}/$darch_hooks"
+	_mac=$(echo "$darch_net_mac" | tr ':' '-' | tr 'A-F' 'a-f')
+	_tar="$DARCH_RUN/ram/hooks.tar"
+	for _u in "$_base.$_mac.tar" "$_base.tar"; do
+		[ "$_u" = "$_base..tar" ] && continue
+		if _err=$(wget -q -O "$_tar" "$_u" </dev/null 2>&1); then
+			mkdir -p "$DARCH_RUN/hooks"
+			if tar -x -f "$_tar" -C "$DARCH_RUN/hooks"; then
+				darch_hooks_dir="$DARCH_RUN/hooks"
+				darch_log "hooks from ${_u##*/}"
+			else
+				darch_log "hooks ${_u##*/} are not a readable tar: booting without them"
+			fi
+			rm -f "$_tar"
+			return 0
+		fi
+		rm -f "$_tar"
+		case "$_err" in *404*) continue ;; esac
+		darch_log "cannot download hooks $_u ($_err): booting without them"
+		return 0
+	done
 	return 0
 }
 
@@ -364,7 +598,7 @@ darch_open_verity() {
 # Darch hooks: each <dir>/<order>_<name>/hook defines run(); a failing hook is reported
 # and the boot goes on (an identity hook must not make a machine unbootable).
 darch_run_hooks() {
-	_hooks="$DARCH_RUN/source${darch_path%/}/$darch_hooks"
+	_hooks="${darch_hooks_dir:-$DARCH_RUN/source${darch_path%/}/$darch_hooks}"
 	[ -d "$_hooks" ] || return 0
 	for _h in "$_hooks"/*/; do
 		[ -f "${_h}hook" ] || continue

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { DarchError, ExitCode } from '../lib/errors.js';
-import { resultCodeOf, writeStdout } from './output.js';
+import { resultCodeOf, signalIsSuccess, writeStdout } from './output.js';
 import { ui } from './ui.js';
 import { commandChannel, lockWaitChannel, type CommandEvent, type LockWaitEvent } from '../lib/diagnostics.js';
 import { addGlobalOptions, COMMIT, globalsOf, VERSION, type CliMeta, type ContextFactory, type DefineCommand } from './globals.js';
@@ -124,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
       if (!(err instanceof LoadCommand)) throw err;
       await (await programFor(err.entry)).parseAsync(argv, { from: 'user' });
     }
-    return abort.signal.aborted ? interruptedCode() : resultCodeOf();
+    return abort.signal.aborted && !signalIsSuccess() ? interruptedCode() : resultCodeOf();
   } catch (err) {
     await reportError(err);
     if (abort.signal.aborted) return interruptedCode();

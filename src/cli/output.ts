@@ -17,6 +17,20 @@ export function resultCodeOf(): number {
   return resultCode;
 }
 
+let signalEndsIt = false;
+
+/**
+ * For a command a signal stops by design (a server): once it has shut down cleanly, SIGINT or
+ * SIGTERM is its normal end, exit status 0 (a service manager's `stop` is not a failure).
+ */
+export function stoppedBySignalIsSuccess(): void {
+  signalEndsIt = true;
+}
+
+export function signalIsSuccess(): boolean {
+  return signalEndsIt;
+}
+
 export function writeStdout(text: string): Promise<void> {
   return new Promise((resolve) => {
     if (text.length === 0) return resolve();

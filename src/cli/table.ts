@@ -65,6 +65,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/stage.js')).registerStage,
   },
   {
+    name: 'serve',
+    description: 'boot diskless machines: staged images over HTTP with GRUB and iPXE menus, or exported as files',
+    load: async () => (await import('./commands/serve.js')).registerServe,
+  },
+  {
     name: 'delta',
     description: 'binary deltas between images: a few % of the image to stage the next version',
     load: async () => (await import('./commands/delta.js')).registerDelta,

@@ -5,9 +5,9 @@
  * so it also works rootless.
  */
 import { constants as fsConstants } from 'node:fs';
-import { access, copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, copyFile, lstat, mkdir, open, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { commitFile, fsyncFile, makeWorkDir, randomHex, tempName } from '../lib/scratch.js';
+import { commitFile, fsyncFile, linkOrCopy, makeWorkDir, randomHex, tempName } from '../lib/scratch.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import type { DarchPaths } from '../lib/paths.js';
 import { run } from '../lib/proc.js';
@@ -132,15 +132,6 @@ async function linkTree(src: string, dst: string): Promise<number> {
     }
   }
   return bytes;
-}
-
-async function linkOrCopy(s: string, d: string): Promise<void> {
-  try {
-    await link(s, d);
-  } catch (err) {
-    if (!isErrno(err, 'EXDEV') && !isErrno(err, 'EPERM')) throw err;
-    await copyFile(s, d);
-  }
 }
 
 async function isBlockDevice(p: string): Promise<boolean> {

@@ -11,7 +11,7 @@ import { acquireLock } from '../lib/lock.js';
 import { run } from '../lib/proc.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { makeWorkDir, swapDir, sweepDeadOwners } from '../lib/scratch.js';
-import { parseModulesDep, resolveModules, VERITY_MODULES, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
+import { NET_DRIVERS, parseModulesDep, resolveModules, VERITY_MODULES, WATCHDOG_DRIVERS } from '../initramfs/modules.js';
 import { writeBusyboxRootfs, type BusyboxRootfsOptions } from './busybox-rootfs.js';
 
 export interface DebianKernel {
@@ -92,7 +92,8 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
     if (f.startsWith('modules.')) await cp(path.join(k.modulesDir, f), path.join(mdir, f));
   }
   // Only the modules a boot needs (what darch's initramfs takes, with dependencies, the
-  // watchdog drivers it carries for trial boots and dm-verity's, for `--verity`): a full
+  // watchdog drivers it carries for trial boots, dm-verity's for `--verity`, the network
+  // drivers for network boots): a full
   // module tree would make every test image ~400 MB for nothing.
   const db = parseModulesDep(
     await readFile(path.join(k.modulesDir, 'modules.dep'), 'utf8'),
@@ -100,7 +101,8 @@ export async function busyboxBootRoot(dir: string, opts: BootRootOptions): Promi
   );
   const watchdogs = Object.values(WATCHDOG_DRIVERS).flatMap((names) => resolveModules(db, k.release, names, []).load);
   const verity = resolveModules(db, k.release, VERITY_MODULES, []).load;
-  for (const rel of new Set([...resolveModules(db, k.release).load, ...watchdogs, ...verity])) {
+  const net = NET_DRIVERS.flatMap((d) => resolveModules(db, k.release, [d], []).load);
+  for (const rel of new Set([...resolveModules(db, k.release).load, ...watchdogs, ...verity, ...net])) {
     await mkdir(path.dirname(path.join(mdir, rel)), { recursive: true });
     await cp(path.join(k.modulesDir, rel), path.join(mdir, rel));
   }

@@ -18,10 +18,19 @@ import { copyFromSquashfs } from '../stage/squashfs.js';
 import { silentReporter, type Reporter } from '../lib/report.js';
 import { CpioWriter } from './cpio.js';
 import { kernelRelease } from './kernel.js';
-import { parseModulesDep, REQUIRED_MODULES, resolveModules, VERITY_MODULES, WANTED_MODULES, WATCHDOG_DRIVERS, type Resolution } from './modules.js';
+import {
+  NET_DRIVERS,
+  parseModulesDep,
+  REQUIRED_MODULES,
+  resolveModules,
+  VERITY_MODULES,
+  WANTED_MODULES,
+  WATCHDOG_DRIVERS,
+  type Resolution,
+} from './modules.js';
 import { hostProgram } from './host-program.js';
 
-export const INITRAMFS_VERSION = '4';
+export const INITRAMFS_VERSION = '5';
 
 export interface BuildInitramfsOptions {
   /** The image: its rootfs.squash, or an unpacked root directory. */
@@ -203,6 +212,8 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
     let local = new Map<string, string>();
     // Per watchdog driver, its module files in load order (dependencies first).
     const watchdog: Array<{ driver: string; files: string[] }> = [];
+    // Network drivers (with their dependencies) for network boots, each only if the image has all its files.
+    const net: Array<{ driver: string; files: string[] }> = [];
     if (src.release === undefined) {
       // Nothing to load: fine for a kernel with squashfs, overlay, loop and its disk drivers built in.
       report.warn(
@@ -224,7 +235,8 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       const all = resolveModules(db, release, wanted, required);
       const kver = release;
       const dogs = Object.entries(WATCHDOG_DRIVERS).map(([driver, names]) => ({ driver, files: resolveModules(db, kver, names, []).load }));
-      local = await src.fetch([...new Set([...all.load, ...dogs.flatMap((d) => d.files)])]);
+      const nics = NET_DRIVERS.map((driver) => ({ driver, files: resolveModules(db, kver, [driver], []).load }));
+      local = await src.fetch([...new Set([...all.load, ...dogs.flatMap((d) => d.files), ...nics.flatMap((d) => d.files)])]);
       const have = new Set<string>();
       for (const rel of local.keys())
         if (
@@ -238,13 +250,16 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
       if (resolution.skipped.length) report.warn(`the image lacks files of ${resolution.skipped.join(', ')}: left out of the initramfs`);
       // A driver the kernel lacks (or the image stripped) is simply not offered.
       for (const d of dogs) if (d.files.length > 0 && d.files.every((f) => have.has(f))) watchdog.push(d);
+      for (const d of nics) if (d.files.length > 0 && d.files.every((f) => have.has(f))) net.push(d);
     }
     const modules: { path: string; name: string }[] = [];
     for (const rel of resolution.load) modules.push(await plainModule(local.get(rel)!, rel, work));
     const loaded = new Set(resolution.load);
-    const dogFiles = new Map<string, { path: string; name: string }>();
-    for (const rel of new Set(watchdog.flatMap((d) => d.files))) dogFiles.set(rel, await plainModule(local.get(rel)!, rel, work));
-    const carried = [...modules, ...[...dogFiles.entries()].filter(([rel]) => !loaded.has(rel)).map(([, m]) => m)];
+    const onDemand = new Map<string, { path: string; name: string }>();
+    for (const rel of new Set([...watchdog, ...net].flatMap((d) => d.files))) onDemand.set(rel, await plainModule(local.get(rel)!, rel, work));
+    const carried = [...modules, ...[...onDemand.entries()].filter(([rel]) => !loaded.has(rel)).map(([, m]) => m)];
+    // Load order for a network boot: each driver after its dependencies, every file once.
+    const netList = [...new Set(net.flatMap((d) => d.files))].map((f) => onDemand.get(f)!.name);
     const busybox = await findStaticBusybox();
     const programs = opts.verity ? await hostProgram('dmsetup', 'usr/sbin/dmsetup') : [];
     const bbSize = (await stat(busybox)).size;
@@ -305,8 +320,9 @@ export async function buildInitramfs(opts: BuildInitramfsOptions): Promise<Build
         await cpio.add({ type: 'diskfile', name: `lib/modules/${release}/${m.name}`, path: m.path, size: (await stat(m.path)).size });
       }
       await cpio.add({ type: 'file', name: 'lib/modules/load.list', data: modules.map((m) => m.name).join('\n') + '\n' });
-      const dogList = watchdog.flatMap((d) => d.files.map((f) => `${d.driver} ${dogFiles.get(f)!.name}\n`)).join('');
+      const dogList = watchdog.flatMap((d) => d.files.map((f) => `${d.driver} ${onDemand.get(f)!.name}\n`)).join('');
       await cpio.add({ type: 'file', name: 'lib/modules/watchdog.list', data: dogList });
+      await cpio.add({ type: 'file', name: 'lib/modules/net.list', data: netList.map((n) => `${n}\n`).join('') });
       await cpio.finish();
       pass.end();
       await done;

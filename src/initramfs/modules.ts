@@ -60,6 +60,28 @@ export const WATCHDOG_DRIVERS: Record<string, string[]> = {
   softdog: ['softdog'],
 };
 
+/**
+ * Network drivers for network boots (docs/NETBOOT.md): carried, and loaded only when
+ * darch_rootfs= is a URL (net.list). qemu's and the common wired NICs of PCs and servers
+ * (Intel, Realtek, Broadcom), and USB Ethernet adapters; af_packet for udhcpc where it is a module.
+ */
+export const NET_DRIVERS = [
+  'af_packet',
+  'virtio_net',
+  'e1000',
+  'e1000e',
+  'igb',
+  'igc',
+  'ixgbe',
+  'r8169',
+  'tg3',
+  'bnx2',
+  'atlantic',
+  'r8152',
+  'cdc_ether',
+  'ax88179_178a',
+];
+
 export function moduleName(file: string): string {
   const base = file.slice(file.lastIndexOf('/') + 1);
   return base.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');

@@ -440,6 +440,18 @@ export const ERROR_CODES = {
     meaning: 'a squashfs image cannot be read',
     hint: 'the squashfs may be corrupt: stage the image again',
   },
+  E_SERVE_HOOKS: {
+    meaning: 'the hooks darch serve would send a network-booted machine are too large to be hooks',
+    hint: 'hooks carry small per-machine files: check the machine directories (darch serve --machines)',
+  },
+  E_SERVE_LISTEN: {
+    meaning: 'darch serve cannot listen on the address it was given',
+    hint: 'pick another --listen address or port (ports below 1024 need root)',
+  },
+  E_SERVE_UNREACHABLE: {
+    meaning: 'darch vm netboot cannot reach the darch serve it was pointed at, or that is not darch serve',
+    hint: 'start darch serve first (darch serve --listen 127.0.0.1:8080) and give its address',
+  },
   E_STAGE_CORRUPT: {
     meaning: "the stage directory or a staged image's files are missing, unreadable or do not match their checksums",
     hint: 'stage the image again',

@@ -9,7 +9,7 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { copyFile, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import path from 'node:path';
 import { fsError, isErrno } from './errors.js';
@@ -269,5 +269,15 @@ async function restoreAbandoned(parent: string, base: string): Promise<void> {
     )
       await rm(path.join(parent, name), { recursive: true, force: true });
     else await rename(path.join(parent, name), final);
+  }
+}
+
+/** A hard link where the file system allows one (no copy of a large staged file), else a copy. */
+export async function linkOrCopy(s: string, d: string): Promise<void> {
+  try {
+    await link(s, d);
+  } catch (err) {
+    if (!isErrno(err, 'EXDEV') && !isErrno(err, 'EPERM')) throw err;
+    await copyFile(s, d);
   }
 }

@@ -105,7 +105,8 @@ export async function kvmWorks(cacheDir = KVM_CACHE_DIR, timeoutMs = 5000, repor
 }
 
 export interface VmOptions {
-  disk: string;
+  /** None: a diskless machine (network boot). */
+  disk?: string;
   /** Directory for this VM's OVMF variable store. */
   workDir: string;
   memoryMiB?: number;
@@ -148,8 +149,9 @@ export async function qemuCommand(opts: VmOptions): Promise<{ args: string[]; ac
     `if=pflash,format=raw,readonly=on,file=${ovmf.code}`,
     '-drive',
     `if=pflash,format=raw,file=${vars}`,
-    '-drive',
-    `file=${opts.disk},format=${/\.qcow2$/i.test(opts.disk) ? 'qcow2' : 'raw'},if=virtio${opts.snapshot ? ',snapshot=on' : ''}`,
+    ...(opts.disk
+      ? ['-drive', `file=${opts.disk},format=${/\.qcow2$/i.test(opts.disk) ? 'qcow2' : 'raw'},if=virtio${opts.snapshot ? ',snapshot=on' : ''}`]
+      : []),
     '-display',
     'none',
     '-serial',
@@ -173,7 +175,7 @@ export async function runVm(opts: VmOptions, signal?: AbortSignal): Promise<numb
   const report = opts.report ?? silentReporter;
   const { args, accel } = await qemuCommand(opts);
   report.step(
-    `booting ${opts.disk} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`,
+    `booting ${opts.disk ?? 'a diskless machine from the network'} in qemu (${accel === 'kvm' ? 'KVM' : 'TCG, no KVM'}); serial console below${process.stdin.isTTY ? ', Ctrl-C stops it' : ''}`,
   );
   const res = await run('qemu-system-x86_64', ['--version'], { allowFailure: true });
   report.debug(res.stdout.split('\n')[0] ?? '');

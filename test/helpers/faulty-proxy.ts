@@ -148,7 +148,8 @@ export class FaultyProxy {
     if (extra.authorization === undefined && upstreamPath !== req.url) delete headers.authorization;
     const up = http.request({ host: this.upstream.host, port: this.upstream.port, method: req.method, path: upstreamPath, headers }, (upRes) => {
       entry.status = upRes.statusCode;
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      // The upstream's own header spelling: GRUB's http client matches "Content-Length: " case-sensitively.
+      res.writeHead(upRes.statusCode ?? 502, upRes.rawHeaders);
       let sent = 0;
       let over = false;
       upRes.on('data', (chunk: Buffer) => {

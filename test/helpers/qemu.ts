@@ -157,6 +157,21 @@ export class Vm {
     return new Vm(o.name, DARCH_BIN, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
   }
 
+  /** A diskless machine booting from darch serve the way a user tries it: `darch vm netboot SERVER`. */
+  static netboot(o: { name: string; server: string; root?: string; memoryMiB?: number; failOn?: RegExp | null }): Vm {
+    const args = [
+      ...(o.root ? ['--root', o.root] : []),
+      'vm',
+      'netboot',
+      o.server,
+      '--accel',
+      process.env.DARCH_TEST_ACCEL ?? 'tcg',
+      '-m',
+      String(o.memoryMiB ?? 768),
+    ];
+    return new Vm(o.name, DARCH_BIN, args, o.failOn === undefined ? BOOT_FAILED : o.failOn);
+  }
+
   /** Boot a kernel and initramfs directly (no firmware, no GRUB): initramfs-only tests. */
   static kernel(o: KernelVmOptions): Vm {
     const args = [

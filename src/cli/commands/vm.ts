@@ -10,6 +10,7 @@ import { createDisk } from '../../disk/create.js';
 import { listStaged } from '../../boot/shared/staged.js';
 import { matchStaged } from '../../stage/store.js';
 import { runVm } from '../../vm/qemu.js';
+import { netbootNic } from '../../vm/netboot.js';
 import type { ContextFactory } from '../globals.js';
 
 /** Names a file rather than a staged image: an explicit path, or a disk image's extension. */
@@ -93,4 +94,36 @@ export function registerVm(vm: Command, ctx: ContextFactory): void {
         }
       },
     );
+
+  vm.command('netboot')
+    .description('boot a diskless machine in qemu from darch serve, over the network only (UEFI PXE, then HTTP)')
+    .argument('[server]', 'darch serve as this host reaches it', 'http://127.0.0.1:8080')
+    .option('-m, --memory <MiB>', 'guest memory (the squashfs is held in it)', '1024')
+    .option('--cpus <n>', 'virtual CPUs', '1')
+    .addOption(new Option('--accel <kind>', 'KVM or TCG; auto uses KVM when it actually works').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .option('--no-reboot', 'exit when the guest reboots')
+    .action(async (server: string, opts: { memory: string; cpus: string; accel: 'auto' | 'kvm' | 'tcg'; reboot: boolean }, cmd: Command) => {
+      const c = await ctx(cmd);
+      const work = await makeWorkDir(c.paths.tmpDir, 'vm');
+      try {
+        const net = await netbootNic(server, work);
+        ui.step(`network boot from ${server} (the guest reaches it as ${net.clientUrl}; no other network)`);
+        const code = await runVm(
+          {
+            workDir: work,
+            memoryMiB: Number(opts.memory),
+            cpus: Number(opts.cpus),
+            accel: opts.accel,
+            nic: net.nic,
+            noReboot: !opts.reboot,
+            extraArgs: net.extraArgs,
+            report: c.report,
+          },
+          c.signal,
+        );
+        if (code !== 0 && !c.signal.aborted) throw new DarchError('E_VM_FAILED', `qemu exited with status ${code}`, { exitCode: code });
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    });
 }
