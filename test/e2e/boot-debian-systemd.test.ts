@@ -6,14 +6,21 @@
  * with dm-verity, so the hook's dmsetup opens the root through its hash tree. The second
  * boot is a trial of the same image on darch's universal initramfs, where the packaged
  * `darch status` and `darch doctor` run inside the image and must tell what booted.
+ * The third boots the image's initramfs-tools initramfs over the network (darch serve,
+ * darch vm netboot): its udev loads the NIC driver darch's hook added, the image's busybox
+ * brings up DHCP and downloads the squashfs (a small busybox root, so the check costs
+ * seconds, not a 300 MB download under TCG).
  */
 import assert from 'node:assert/strict';
 import { copyFile, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
-import { darchOk, REPO, tempDir } from '../helpers/darch.js';
-import { debianSystemdTree } from '../helpers/bootimage.js';
+import { spawn } from 'node:child_process';
+import { DARCH_BIN, darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { debianKernel, debianSystemdTree } from '../helpers/bootimage.js';
+import { BOOTED, testImageTree } from '../helpers/bootfixture.js';
+import { putStaged } from '../helpers/fakestage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree } from '../helpers/staged.js';
 
@@ -145,6 +152,48 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       assert.equal(check('kernel: overlay'), true);
     } finally {
       await vm.stop();
+    }
+  });
+
+  it("network-boots through the image's own initramfs-tools initramfs (boot=darch, darch_rootfs=http://…)", async () => {
+    // The Debian image's kernel and initramfs-tools initramfs with a small root: the network
+    // path of darch's initramfs-tools script is what is under test, not a large download.
+    const small = await testImageTree(path.join(root, '..', 'small'), await debianKernel(), 'NET', 'net-image');
+    await run('mksquashfs', [small, path.join(root, '..', 'small.squash'), '-comp', 'zstd', '-noappend', '-quiet', '-no-progress']);
+    const stage = path.join(root, 'var/lib/darch/stage');
+    const netId = await putStaged(root, ['debian/systemd:net'], { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', kernelparams: 'boot=darch' }, async (dir) => {
+      for (const f of ['vmlinuz', 'initrd.img']) await link(path.join(stage, 'live', id, f), path.join(dir, f));
+      await copyFile(path.join(root, '..', 'small.squash'), path.join(dir, 'rootfs.squash'));
+    });
+    const serve = spawn(DARCH_BIN, ['--root', root, 'serve', 'debian/systemd:net', '--listen', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      const listen = await new Promise<string>((resolve, reject) => {
+        serve.stdout!.on('data', (b: Buffer) => {
+          out += b.toString();
+          try {
+            resolve((JSON.parse(out) as { listen: string }).listen);
+          } catch {
+            // more to come
+          }
+        });
+        serve.on('exit', (code) => reject(new Error(`darch serve exited ${code}`)));
+      });
+      const vm = Vm.netboot({ name: 'boot-debian-systemd-netboot', server: `http://${listen}`, root });
+      try {
+        await vm.waitFor(`${BOOTED} version=NET`, 300_000);
+        assert.match(vm.text, /Loading, please wait/, "initramfs-tools' own init ran");
+        assert.match(vm.text, /darch: network: \S+ \(52:54:00:12:34:56\) has 10\.0\.2\.15/);
+        assert.match(vm.text, /darch: sha256 checked: [0-9a-f]{64}/);
+        const cmdline = await vm.ok('cat /proc/cmdline');
+        assert.match(cmdline, new RegExp(`boot=darch darch_rootfs=http://10\\.0\\.2\\.100:\\d+/live/${netId}/rootfs\\.squash`));
+        assert.equal((await vm.ok(`awk '$2=="/run/darch/lower"{print $3}' /proc/mounts`)).trim(), 'squashfs');
+        assert.equal((await vm.ok('cat /sys/block/loop0/loop/backing_file')).trim(), '/run/darch/ram/rootfs.squash');
+      } finally {
+        await vm.stop();
+      }
+    } finally {
+      serve.kill('SIGINT');
     }
   });
 });
