@@ -422,6 +422,12 @@ darch_net_up() {
 	done
 }
 
+# busybox wget has no certificate store in an initramfs and refuses https without this:
+# what is downloaded is checked against darch_rootfs_sha256= instead (docs/NETBOOT.md).
+darch_wget_tls() {
+	case "$1" in https://*) echo --no-check-certificate ;; esac
+}
+
 # Size of file $1 in bytes (0 when absent), without stat (initramfs-tools may not have it).
 darch_size() {
 	# shellcheck disable=SC2046
@@ -436,7 +442,8 @@ darch_fetch() {
 	while [ "$_try" -lt "$darch_net_retries" ]; do
 		_try=$((_try + 1))
 		[ "$_try" -gt 1 ] && darch_log "download attempt $_try of $darch_net_retries (resuming at $(darch_size "$2") bytes)"
-		wget -c -O "$2" "$1" </dev/null 2>/dev/console &
+		# shellcheck disable=SC2046
+		wget $(darch_wget_tls "$1") -c -O "$2" "$1" </dev/null 2>/dev/console &
 		_pid=$!
 		_last=-1; _idle=0
 		while kill -0 "$_pid" 2>/dev/null; do
@@ -506,7 +513,8 @@ darch_net_hooks() {
 	_tar="$DARCH_RUN/ram/hooks.tar"
 	for _u in "$_base.$_mac.tar" "$_base.tar"; do
 		[ "$_u" = "$_base..tar" ] && continue
-		if _err=$(wget -q -O "$_tar" "$_u" </dev/null 2>&1); then
+		# shellcheck disable=SC2046
+		if _err=$(wget $(darch_wget_tls "$_u") -q -O "$_tar" "$_u" </dev/null 2>&1); then
 			mkdir -p "$DARCH_RUN/hooks"
 			if tar -x -f "$_tar" -C "$DARCH_RUN/hooks"; then
 				darch_hooks_dir="$DARCH_RUN/hooks"
