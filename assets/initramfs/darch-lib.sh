@@ -348,9 +348,12 @@ darch_net_root() {
 	return 0
 }
 
-# udhcpc's event script: configures the interface it was started for.
+# udhcpc's event script: configures the interface it was started for. On the initramfs's own
+# root file system: initramfs-tools mounts /run noexec.
+DARCH_UDHCPC_SCRIPT=/tmp/darch-udhcpc.sh
 darch_udhcpc_script() {
-	cat >"$DARCH_RUN/udhcpc.sh" <<'UDHCPC'
+	mkdir -p "${DARCH_UDHCPC_SCRIPT%/*}"
+	cat >"$DARCH_UDHCPC_SCRIPT" <<'UDHCPC'
 #!/bin/sh
 case "$1" in
 deconfig) ip addr flush dev "$interface" 2>/dev/null; ip link set "$interface" up ;;
@@ -360,12 +363,12 @@ bound | renew)
 	for r in $router; do ip route add default via "$r" dev "$interface" 2>/dev/null && break; done
 	: >/etc/resolv.conf
 	for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
-	echo "$ip" >/run/darch/net.ip
+	echo "$ip" >"${DARCH_RUN:-/run/darch}/net.ip"
 	;;
 esac
 exit 0
 UDHCPC
-	chmod 755 "$DARCH_RUN/udhcpc.sh"
+	chmod 755 "$DARCH_UDHCPC_SCRIPT"
 }
 
 # DHCP on the first interface that answers: darch's initramfs loads the NIC drivers it carries
@@ -401,10 +404,14 @@ darch_net_up() {
 			darch_net_if=${_i##*/}
 			case "$darch_net_if" in lo | sit* | tunl* | ip6tnl* | dummy* | bond* | '*') continue ;; esac
 			ip link set "$darch_net_if" up 2>/dev/null
-			if udhcpc -i "$darch_net_if" -n -q -t 3 -T 2 -s "$DARCH_RUN/udhcpc.sh" >/dev/null 2>&1; then
+			rm -f "$DARCH_RUN/net.ip"
+			if DARCH_RUN=$DARCH_RUN udhcpc -i "$darch_net_if" -n -q -t 3 -T 2 -s "$DARCH_UDHCPC_SCRIPT" >/dev/null 2>&1; then
 				darch_net_mac=$(cat "/sys/class/net/$darch_net_if/address" 2>/dev/null)
-				darch_log "network: $darch_net_if ($darch_net_mac) has $(cat "$DARCH_RUN/net.ip" 2>/dev/null)"
-				return 0
+				if [ -s "$DARCH_RUN/net.ip" ]; then
+					darch_log "network: $darch_net_if ($darch_net_mac) has $(cat "$DARCH_RUN/net.ip")"
+					return 0
+				fi
+				darch_log "network: $darch_net_if got a lease but could not be configured (udhcpc's script failed)"
 			fi
 		done
 		_now=$(date +%s)
