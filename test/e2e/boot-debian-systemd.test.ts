@@ -16,8 +16,8 @@ import { copyFile, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
-import { spawn } from 'node:child_process';
-import { DARCH_BIN, darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { darchOk, REPO, tempDir } from '../helpers/darch.js';
+import { startServe } from '../helpers/serve.js';
 import { debianKernel, debianSystemdTree } from '../helpers/bootimage.js';
 import { BOOTED, testImageTree } from '../helpers/bootfixture.js';
 import { putStaged } from '../helpers/fakestage.js';
@@ -161,25 +161,18 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     const small = await testImageTree(path.join(root, '..', 'small'), await debianKernel(), 'NET', 'net-image');
     await run('mksquashfs', [small, path.join(root, '..', 'small.squash'), '-comp', 'zstd', '-noappend', '-quiet', '-no-progress']);
     const stage = path.join(root, 'var/lib/darch/stage');
-    const netId = await putStaged(root, ['debian/systemd:net'], { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', kernelparams: 'boot=darch' }, async (dir) => {
-      for (const f of ['vmlinuz', 'initrd.img']) await link(path.join(stage, 'live', id, f), path.join(dir, f));
-      await copyFile(path.join(root, '..', 'small.squash'), path.join(dir, 'rootfs.squash'));
-    });
-    const serve = spawn(DARCH_BIN, ['--root', root, 'serve', 'debian/systemd:net', '--listen', '127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const netId = await putStaged(
+      root,
+      ['debian/systemd:net'],
+      { kernel: 'vmlinuz', initramfs: 'initrd.img', rootfs: 'rootfs.squash', kernelparams: 'boot=darch' },
+      async (dir) => {
+        for (const f of ['vmlinuz', 'initrd.img']) await link(path.join(stage, 'live', id, f), path.join(dir, f));
+        await copyFile(path.join(root, '..', 'small.squash'), path.join(dir, 'rootfs.squash'));
+      },
+    );
+    const serve = await startServe(root, ['debian/systemd:net']);
     try {
-      let out = '';
-      const listen = await new Promise<string>((resolve, reject) => {
-        serve.stdout!.on('data', (b: Buffer) => {
-          out += b.toString();
-          try {
-            resolve((JSON.parse(out) as { listen: string }).listen);
-          } catch {
-            // more to come
-          }
-        });
-        serve.on('exit', (code) => reject(new Error(`darch serve exited ${code}`)));
-      });
-      const vm = Vm.netboot({ name: 'boot-debian-systemd-netboot', server: `http://${listen}`, root });
+      const vm = Vm.netboot({ name: 'boot-debian-systemd-netboot', server: `http://${serve.listen}`, root });
       try {
         await vm.waitFor(`${BOOTED} version=NET`, 300_000);
         assert.match(vm.text, /Loading, please wait/, "initramfs-tools' own init ran");
@@ -193,7 +186,7 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
         await vm.stop();
       }
     } finally {
-      serve.kill('SIGINT');
+      await serve.stop();
     }
   });
 });

@@ -10,12 +10,12 @@
  * sha256 (refused before it is mounted).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DARCH_BIN, darchOk, tempDir } from '../helpers/darch.js';
+import { darchOk, tempDir } from '../helpers/darch.js';
+import { startServe } from '../helpers/serve.js';
 import { debianKernel } from '../helpers/bootimage.js';
 import { BOOTED, testImageTree } from '../helpers/bootfixture.js';
 import { FaultyProxy } from '../helpers/faulty-proxy.js';
@@ -43,7 +43,6 @@ async function recordSums(root: string, id: string): Promise<string> {
 describe('network boot: darch serve → UEFI PXE → GRUB over HTTP → squashfs in RAM (no disk)', () => {
   let root: string;
   let work: string;
-  let serve: ChildProcess;
   let proxy: FaultyProxy;
   let port: number;
   let idA: string;
@@ -65,30 +64,10 @@ describe('network boot: darch serve → UEFI PXE → GRUB over HTTP → squashfs
     await writeFile(path.join(conf, 'machines', MAC, 'hostname/hostname'), 'lab-pc-07\n');
 
     // As the README says, with its defaults (the console on tty0 and ttyS0); :0 only so tests run side by side.
-    serve = spawn(DARCH_BIN, ['--root', root, 'serve', '--listen', '127.0.0.1:0', '--json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    let out = '';
-    let err = '';
-    serve.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-    const index = await new Promise<{ listen: string; url: string }>((resolve, reject) => {
-      serve.stdout!.on('data', (b: Buffer) => {
-        out += b.toString();
-        try {
-          resolve(JSON.parse(out));
-        } catch {
-          // not the whole document yet
-        }
-      });
-      serve.on('exit', (code) => reject(new Error(`darch serve exited ${code}: ${err}`)));
-    });
-    port = Number(index.listen.split(':').pop());
-    assert.equal(index.url, `http://10.0.2.100:${port}`, 'on loopback, the URL is the one qemu guests are forwarded to');
-    cleanups.push(async () => {
-      serve.kill('SIGINT');
-      await new Promise((r) => serve.once('exit', r));
-    });
+    const serve = await startServe(root);
+    cleanups.push(async () => void (await serve.stop()));
+    port = serve.port;
+    assert.equal(serve.index.url, `http://10.0.2.100:${port}`, 'on loopback, the URL is the one qemu guests are forwarded to');
     proxy = await new FaultyProxy({ host: '127.0.0.1', port }).start();
     cleanups.push(() => proxy.stop());
   });

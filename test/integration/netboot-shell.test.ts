@@ -79,13 +79,18 @@ describe('darch-lib.sh network boot functions (busybox on this host)', () => {
     proxy = await new FaultyProxy({ host: '127.0.0.1', port: (server.address() as AddressInfo).port }).start();
     cleanups.push(() => proxy.stop());
     await new Promise<void>((resolve) => {
-      execFile('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=x'], () =>
-        resolve(),
+      execFile(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=x'],
+        () => resolve(),
       );
     });
     // busybox 1.35's TLS client signs its handshake only in ways OpenSSL 3 refuses at its default
     // security level (docs/NETBOOT.md says so): this server allows them, as one must for it.
-    tls = https.createServer({ key: await readFile(path.join(dir, 'k.pem')), cert: await readFile(path.join(dir, 'c.pem')), ciphers: 'DEFAULT:@SECLEVEL=0' }, handler);
+    tls = https.createServer(
+      { key: await readFile(path.join(dir, 'k.pem')), cert: await readFile(path.join(dir, 'c.pem')), ciphers: 'DEFAULT:@SECLEVEL=0' },
+      handler,
+    );
     await new Promise<void>((r) => tls.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => new Promise((r) => tls.close(r)));
   });
@@ -94,7 +99,10 @@ describe('darch-lib.sh network boot functions (busybox on this host)', () => {
   });
 
   const fetchRoot = (url: string, extra = '') =>
-    runLib(dir, `rm -f ${dir}/root.sq\ndarch_rootfs=${url}\ndarch_rootfs_sha256=${sum}\ndarch_net_retries=5\ndarch_net_stall=3\n${extra}\ndarch_net_fetch_root ${dir}/root.sq; echo "RC=$?"`);
+    runLib(
+      dir,
+      `rm -f ${dir}/root.sq\ndarch_rootfs=${url}\ndarch_rootfs_sha256=${sum}\ndarch_net_retries=5\ndarch_net_stall=3\n${extra}\ndarch_net_fetch_root ${dir}/root.sq; echo "RC=$?"`,
+    );
 
   it('resumes a download the server cut, restarts one that stalls, and checks the sha256', async () => {
     proxy.clear();
@@ -142,7 +150,10 @@ describe('darch-lib.sh network boot functions (busybox on this host)', () => {
   it("takes this machine's hooks tar by MAC, else the tag's; none is fine", async () => {
     const base = `darch_rootfs=http://${proxy.host}/live/x/rootfs.squash\ndarch_hooks=hooks/os@1\n`;
     proxy.clear();
-    const mine = await runLib(dir, `${base}mkdir -p $DARCH_RUN/ram\ndarch_net_mac=52:54:00:AA:BB:CC\ndarch_net_hooks\necho "DIR=$darch_hooks_dir"\ncat $DARCH_RUN/hooks/00000001_hostname/hostname`);
+    const mine = await runLib(
+      dir,
+      `${base}mkdir -p $DARCH_RUN/ram\ndarch_net_mac=52:54:00:AA:BB:CC\ndarch_net_hooks\necho "DIR=$darch_hooks_dir"\ncat $DARCH_RUN/hooks/00000001_hostname/hostname`,
+    );
     assert.match(mine.out, /hooks from os@1\.52-54-00-aa-bb-cc\.tar/);
     assert.match(mine.out, /DIR=.*\/run\/hooks/);
     assert.match(mine.out, /pc-07/);

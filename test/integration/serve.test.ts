@@ -4,57 +4,14 @@
  * following the stage while the server runs, and the errors a user meets.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { extract as tarExtract } from 'tar-stream';
-import { DARCH_BIN, darch, darchOk, tempDir } from '../helpers/darch.js';
+import { darch, darchOk, tempDir } from '../helpers/darch.js';
+import { startServe, type ServeProcess } from '../helpers/serve.js';
 import { fakeStaged, stageDirOf } from '../helpers/fakestage.js';
-
-interface Served {
-  child: ChildProcess;
-  port: number;
-  base: string;
-  index: { url: string; images: { id: string; tags: string[] }[] };
-  stderr: () => string;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
-async function startServe(root: string, args: string[] = []): Promise<Served> {
-  const child = spawn(DARCH_BIN, ['--root', root, 'serve', '--listen', '127.0.0.1:0', '--json', '--no-first-stage', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  const index = await new Promise<Served['index'] & { listen: string }>((resolve, reject) => {
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      try {
-        resolve(JSON.parse(out));
-      } catch {
-        // more to come
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`darch serve exited ${code}: ${err}`)));
-  });
-  const port = Number(index.listen.split(':').pop());
-  return {
-    child,
-    port,
-    base: `http://127.0.0.1:${port}`,
-    index,
-    stderr: () => err,
-    stop: (signal = 'SIGINT') =>
-      new Promise((r) => {
-        child.once('exit', (code) => r(code));
-        child.kill(signal);
-      }),
-  };
-}
 
 async function untar(data: Buffer): Promise<Map<string, string>> {
   const files = new Map<string, string>();
@@ -80,7 +37,7 @@ describe('darch serve', () => {
   let root: string;
   let a: string;
   let b: string;
-  let srv: Served;
+  let srv: ServeProcess;
   const cleanups: (() => Promise<unknown>)[] = [];
 
   before(async () => {
@@ -99,7 +56,7 @@ describe('darch serve', () => {
     await writeFile(path.join(machines, '52:54:00:aa:bb:cc', 'motd/hook'), 'run() { echo hi > "$DARCH_ROOT_FS/etc/motd"; }\n');
     // A directory that is not named by a MAC: said at export, never served.
     await mkdir(path.join(machines, 'lab-pc-08'), { recursive: true });
-    srv = await startServe(root);
+    srv = await startServe(root, ['--no-first-stage']);
     cleanups.push(() => srv.stop());
   });
   after(async () => {
@@ -112,7 +69,7 @@ describe('darch serve', () => {
       srv.index.images.map((i) => i.id),
       [b, a],
     );
-    const grub = await (await fetch(`${srv.base}/grub/grub.cfg`)).text();
+    const grub = await (await fetch(`${`http://${srv.listen}`}/grub/grub.cfg`)).text();
     const first = /menuentry '([^']+)'/.exec(grub)?.[1];
     assert.equal(first, 'Darch: lab/os:2');
     const sum = (await import('node:crypto'))
@@ -120,9 +77,9 @@ describe('darch serve', () => {
       .update(await readFile(path.join(stageDirOf(root), 'live', b, 'rootfs.squash')))
       .digest('hex');
     assert.match(grub, new RegExp(`darch_rootfs=http://10\\.0\\.2\\.100:${srv.port}/live/${b}/rootfs\\.squash darch_rootfs_sha256=${sum} `));
-    assert.match(await (await fetch(`${srv.base}/boot.ipxe`)).text(), /^#!ipxe/);
+    assert.match(await (await fetch(`${`http://${srv.listen}`}/boot.ipxe`)).text(), /^#!ipxe/);
 
-    const url = `${srv.base}/live/${b}/rootfs.squash`;
+    const url = `${`http://${srv.listen}`}/live/${b}/rootfs.squash`;
     const whole = Buffer.from(await (await fetch(url)).arrayBuffer());
     const full = await fetch(url, { method: 'HEAD' });
     assert.equal(full.status, 200);
@@ -140,36 +97,36 @@ describe('darch serve', () => {
     assert.equal((await fetch(url, { headers: { range: 'bytes=100-', 'if-range': '"other"' } })).status, 200);
 
     for (const p of [`/live/${b}/image.json`, `/live/${b}/meta.json`, '/live/nosuchid/rootfs.squash', '/etc/passwd', `/live/${b}/../../../etc/passwd`])
-      assert.ok([400, 404].includes((await fetch(`${srv.base}${p}`)).status), p);
-    assert.equal((await fetch(`${srv.base}/grub/grub.cfg`, { method: 'POST' })).status, 405);
+      assert.ok([400, 404].includes((await fetch(`${`http://${srv.listen}`}${p}`)).status), p);
+    assert.equal((await fetch(`${`http://${srv.listen}`}/grub/grub.cfg`, { method: 'POST' })).status, 405);
   });
 
   it('sends the hooks of a tag, and a machine its own files over them by MAC; an unknown MAC gets 404', async () => {
-    const own = await fetch(`${srv.base}/live/${b}/hooks/lab+os@latest.tar`);
+    const own = await fetch(`${`http://${srv.listen}`}/live/${b}/hooks/lab+os@latest.tar`);
     assert.equal(own.status, 200);
     const ownFiles = await untar(Buffer.from(await own.arrayBuffer()));
     assert.equal(ownFiles.get('00000001_hostname/hostname'), 'everyone\n');
 
-    const mine = await fetch(`${srv.base}/live/${b}/hooks/lab+os@latest.52-54-00-aa-bb-cc.tar`);
+    const mine = await fetch(`${`http://${srv.listen}`}/live/${b}/hooks/lab+os@latest.52-54-00-aa-bb-cc.tar`);
     assert.equal(mine.status, 200);
     const mineFiles = await untar(Buffer.from(await mine.arrayBuffer()));
     assert.equal(mineFiles.get('00000001_hostname/hostname'), 'pc-07\n', "the machine's file replaces the image's");
     assert.match(mineFiles.get('00000001_hostname/hook') ?? '', /run\(\)/, "the image's hook script stays");
     assert.match(mineFiles.get('99999999_motd/hook') ?? '', /etc\/motd/, 'a hook of its own runs after the image hooks');
 
-    assert.equal((await fetch(`${srv.base}/live/${b}/hooks/lab+os@latest.52-54-00-00-00-01.tar`)).status, 404);
+    assert.equal((await fetch(`${`http://${srv.listen}`}/live/${b}/hooks/lab+os@latest.52-54-00-00-00-01.tar`)).status, 404);
     // lab/os:1 has no hook output: nothing to send.
-    assert.equal((await fetch(`${srv.base}/live/${a}/hooks/lab+os@1.tar`)).status, 404);
+    assert.equal((await fetch(`${`http://${srv.listen}`}/live/${a}/hooks/lab+os@1.tar`)).status, 404);
   });
 
   it('follows the stage while it runs: a new image tagged is the menu default, a removed one is gone', async () => {
     const c = await fakeStaged(root, ['lab/os:latest', 'lab/os:3'], { created: new Date('2026-03-01') });
-    const grub = await (await fetch(`${srv.base}/grub/grub.cfg`)).text();
+    const grub = await (await fetch(`${`http://${srv.listen}`}/grub/grub.cfg`)).text();
     assert.match(grub, new RegExp(`^\\tif linux \\(http,10\\.0\\.2\\.100:${srv.port}\\)/live/${c}/vmlinuz`, 'm'));
     assert.ok(grub.indexOf(`/live/${c}/`) < grub.indexOf(`/live/${b}/`), 'the newest image comes first');
     await darchOk(['stage', 'remove', 'lab/os:1'], { root });
-    assert.equal((await fetch(`${srv.base}/live/${a}/rootfs.squash`)).status, 404);
-    assert.doesNotMatch(await (await fetch(`${srv.base}/grub/grub.cfg`)).text(), new RegExp(a));
+    assert.equal((await fetch(`${`http://${srv.listen}`}/live/${a}/rootfs.squash`)).status, 404);
+    assert.doesNotMatch(await (await fetch(`${`http://${srv.listen}`}/grub/grub.cfg`)).text(), new RegExp(a));
   });
 
   it('exports the same files for any web server: links to the staged files, hooks per machine, old images removed', async (t) => {
@@ -225,7 +182,7 @@ describe('darch serve', () => {
   });
 
   it('stops on SIGTERM with status 0 (a service manager stopping it is not a failure)', async () => {
-    const s = await startServe(root);
+    const s = await startServe(root, ['--no-first-stage']);
     assert.equal(await s.stop('SIGTERM'), 0);
     assert.match(s.stderr(), /stopped/);
   });
