@@ -13,7 +13,8 @@ import { run } from '../../src/lib/proc.js';
 import { darchOk, tempDir } from '../helpers/darch.js';
 import { debianDracutTree } from '../helpers/bootimage.js';
 import { Vm } from '../helpers/qemu.js';
-import { stageTree } from '../helpers/staged.js';
+import { stageTree, stageVariant } from '../helpers/staged.js';
+import { removeFromDarchPartition } from '../helpers/trialimages.js';
 
 /** dracut in a chroot needs /proc (/proc/mounts, /dev/fd), /sys and /dev. */
 async function dracutIn(tree: string, kver: string): Promise<void> {
@@ -33,6 +34,7 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
   let root: string;
   let disk: string;
   let id: string;
+  let nosquash: string;
   let lsinitrd: string;
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -67,9 +69,11 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
       kernelparams: 'boot=darch',
       exclude: ['var/cache/apt/archives'],
     });
+    // The same image, for a trial whose squashfs is gone from the disk.
+    nosquash = await stageVariant(root, id, 'nosquash', 'debian/dracut:nosquash', 'boot=darch');
     await darchOk(['hooks', 'apply', '--no-sync'], { root });
     disk = path.join(work, 'disk.img');
-    await darchOk(['disk', 'create', disk, 'debian/dracut:1', '--kernel-args', 'console=ttyS0,115200', '--timeout', '1'], { root });
+    await darchOk(['disk', 'create', disk, 'debian/dracut:1', 'debian/dracut:nosquash', '--kernel-args', 'console=ttyS0,115200', '--timeout', '1'], { root });
   });
   after(async () => {
     for (const c of cleanups) await c();
@@ -103,5 +107,31 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     } finally {
       await vm.stop();
     }
+  });
+
+  it('a trial whose squashfs is gone: the module records why and reboots (no rescue shell), and the default boots', async () => {
+    await darchOk(['boot', 'try', 'debian/dracut:nosquash', '--disk', disk], { root });
+    await removeFromDarchPartition(disk, `/stage/live/${nosquash}/rootfs.squash`);
+    const vm = await Vm.qemu({ name: 'boot-dracut-trial-nosquash', disk, memoryMiB: 1024 });
+    try {
+      const failed = await vm.waitFor(/darch: ERROR: rootfs\.squash not found[^]*trial boot failed: rebooting in \d+s/, 300_000);
+      const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000, failed.end);
+      assert.match(state.match[1]!, /^(running|degraded)$/);
+      assert.doesNotMatch(vm.text, /starting a rescue shell|Entering emergency mode/);
+    } finally {
+      await vm.stop();
+    }
+    const s = (await darchOk(['boot', 'status', '--disk', disk, '--json'])).json() as {
+      default: { stage: string };
+      trial: unknown;
+      fellBack: boolean;
+      failure: { stage: string; where: string; reason: string } | null;
+    };
+    assert.equal(s.default.stage, id);
+    assert.equal(s.trial, null);
+    assert.equal(s.fellBack, true);
+    assert.equal(s.failure?.stage, nosquash);
+    assert.equal(s.failure?.where, 'initramfs');
+    assert.match(s.failure?.reason ?? '', /rootfs\.squash not found/);
   });
 });
