@@ -70,7 +70,8 @@ export function chooseInitramfs(policy: 'auto' | 'darch' | 'image', ctx: BootSte
 function refuseVerityWithout(ctx: BootStepContext): void {
   const has = (p: string) => lookupOk(ctx.index, p);
   // darch's initramfs-tools hook copies dmsetup; its dracut module asks dracut for it (-o).
-  const hook = has('usr/share/initramfs-tools/hooks/darch') || has('etc/initramfs-tools/hooks/darch') || has('usr/lib/dracut/modules.d/90darch/module-setup.sh');
+  const hook =
+    has('usr/share/initramfs-tools/hooks/darch') || has('etc/initramfs-tools/hooks/darch') || has('usr/lib/dracut/modules.d/90darch/module-setup.sh');
   const dmsetup = ['usr/sbin/dmsetup', 'sbin/dmsetup'].some(has);
   if (!hook || !dmsetup) {
     throw new DarchError(

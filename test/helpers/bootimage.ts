@@ -49,7 +49,15 @@ async function cachedDebootstrap(name: string, suite: string, packages: string, 
       if (then)
         await run(
           'nice',
-          ['chroot', tmp, 'sh', '-c', 'mount -t proc proc /proc && apt-get install -y --no-install-recommends "$@"; r=$?; umount /proc; exit $r', 'sh', ...then.packages],
+          [
+            'chroot',
+            tmp,
+            'sh',
+            '-c',
+            'mount -t proc proc /proc && apt-get install -y --no-install-recommends "$@"; r=$?; umount /proc; exit $r',
+            'sh',
+            ...then.packages,
+          ],
           { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } },
         );
       await writeFile(path.join(tmp, '.done'), stamp);
