@@ -6,7 +6,7 @@
  * and GRUB until systemd says the system is running, on an overlay root with the hooks applied.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
@@ -109,8 +109,26 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     }
   });
 
+  it("not a trial: a missing squashfs stops in dracut's emergency shell, never a reboot", async () => {
+    const d = `${disk}.rescue`;
+    await run('cp', ['--sparse=always', disk, d]);
+    await darchOk(['disk', 'set-default', d, 'debian/dracut:nosquash']);
+    await removeFromDarchPartition(d, `/stage/live/${nosquash}/rootfs.squash`);
+    const vm = await Vm.qemu({ name: 'boot-dracut-rescue', disk: d, memoryMiB: 1024, noReboot: true });
+    try {
+      await vm.waitFor(/darch: ERROR: rootfs\.squash not found[^]*darch: starting a rescue shell/, 300_000);
+      // dracut's emergency service owns the console (sulogin; the root account of a
+      // debootstrapped image is locked, so -e gives the shell without a password).
+      await vm.waitFor(/Entering emergency mode/, 60_000);
+      assert.doesNotMatch(vm.text, /trial boot failed|rebooting/);
+    } finally {
+      await vm.stop();
+      await rm(d, { force: true });
+    }
+  });
+
   it('a trial whose squashfs is gone: the module records why and reboots (no rescue shell), and the default boots', async () => {
-    await darchOk(['boot', 'try', 'debian/dracut:nosquash', '--disk', disk], { root });
+    await darchOk(['boot', 'try', 'debian/dracut:nosquash', '--tries', '1', '--disk', disk], { root });
     await removeFromDarchPartition(disk, `/stage/live/${nosquash}/rootfs.squash`);
     const vm = await Vm.qemu({ name: 'boot-dracut-trial-nosquash', disk, memoryMiB: 1024 });
     try {

@@ -12,8 +12,8 @@ check() {
 	return 255
 }
 
-# base: dracut-lib.sh (getarg, emergency_shell), the hook points. dm: dmsetup and its udev
-# rules, for images staged with dm-verity (darch_verity=).
+# base: dracut-lib.sh (getarg, ismounted, emergency_shell) and the hook points. Not dm:
+# darch opens dm-verity with dmsetup alone (--noudevsync), carried below when the image has it.
 depends() {
 	echo base
 	return 0
