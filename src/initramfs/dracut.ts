@@ -4,13 +4,16 @@
  * the same darch_* parameters as with initramfs-tools. Delivered into a root tree; the image
  * then runs `dracut --force` (or its kernel package's hook does).
  */
-import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { assetPath } from '../lib/assets.js';
 
 export const DRACUT_MODULE_DIR = 'usr/lib/dracut/modules.d/90darch';
-/** Enables the module: its check() says "only when asked for". */
-export const DRACUT_CONF = 'etc/dracut.conf.d/90-darch.conf';
+/**
+ * Enables the module (its check() says "only when asked for"). dracut reads its vendor
+ * directory too, so a package can ship it; /etc/dracut.conf.d/90-darch.conf overrides it.
+ */
+export const DRACUT_CONF = 'usr/lib/dracut/dracut.conf.d/90-darch.conf';
 
 export const DRACUT_FILES: { asset: string[]; dest: string; mode: number }[] = [
   { asset: ['dracut', '90darch', 'module-setup.sh'], dest: `${DRACUT_MODULE_DIR}/module-setup.sh`, mode: 0o755 },
@@ -18,6 +21,7 @@ export const DRACUT_FILES: { asset: string[]; dest: string; mode: number }[] = [
   { asset: ['dracut', '90darch', 'mount-darch.sh'], dest: `${DRACUT_MODULE_DIR}/mount-darch.sh`, mode: 0o755 },
   { asset: ['initramfs', 'darch-lib.sh'], dest: `${DRACUT_MODULE_DIR}/darch-lib.sh`, mode: 0o644 },
   { asset: ['trial', 'darch-record.sh'], dest: `${DRACUT_MODULE_DIR}/darch-record.sh`, mode: 0o644 },
+  { asset: ['dracut', '90-darch.conf'], dest: DRACUT_CONF, mode: 0o644 },
 ];
 
 /** Copy the module into a root tree and enable it; returns the files written (relative to root). */
@@ -28,7 +32,5 @@ export async function installDracut(root: string): Promise<string[]> {
     await copyFile(assetPath(...f.asset), dest);
     await chmod(dest, f.mode);
   }
-  await mkdir(path.join(root, path.dirname(DRACUT_CONF)), { recursive: true });
-  await writeFile(path.join(root, DRACUT_CONF), '# darch (boot=darch): squashfs + tmpfs overlay roots, docs/BOOT.md\nadd_dracutmodules+=" darch "\n');
-  return [...DRACUT_FILES.map((f) => f.dest), DRACUT_CONF];
+  return DRACUT_FILES.map((f) => f.dest);
 }

@@ -35,7 +35,6 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
   let disk: string;
   let id: string;
   let nosquash: string;
-  let rootDarch: string;
   let lsinitrd: string;
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -72,25 +71,9 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     });
     // The same image, for a trial whose squashfs is gone from the disk.
     nosquash = await stageVariant(root, id, 'nosquash', 'debian/dracut:nosquash', 'boot=darch');
-    // Selected by root=darch alone, dracut's way of naming a root it does not know.
-    rootDarch = await stageVariant(root, id, 'rootdarch', 'debian/dracut:rootdarch', 'root=darch');
     await darchOk(['hooks', 'apply', '--no-sync'], { root });
     disk = path.join(work, 'disk.img');
-    await darchOk(
-      [
-        'disk',
-        'create',
-        disk,
-        'debian/dracut:1',
-        'debian/dracut:nosquash',
-        'debian/dracut:rootdarch',
-        '--kernel-args',
-        'console=ttyS0,115200',
-        '--timeout',
-        '1',
-      ],
-      { root },
-    );
+    await darchOk(['disk', 'create', disk, 'debian/dracut:1', 'debian/dracut:nosquash', '--kernel-args', 'console=ttyS0,115200', '--timeout', '1'], { root });
   });
   after(async () => {
     for (const c of cleanups) await c();
@@ -123,27 +106,6 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
       assert.match(await vm.ok('systemctl is-system-running'), /running|degraded/);
     } finally {
       await vm.stop();
-    }
-  });
-
-  it('root=darch selects the module as boot=darch does', async () => {
-    const d = `${disk}.rootdarch`;
-    await run('cp', ['--sparse=always', disk, d]);
-    await darchOk(['disk', 'set-default', d, 'debian/dracut:rootdarch']);
-    const vm = await Vm.qemu({ name: 'boot-dracut-root-darch', disk: d, memoryMiB: 1024, failOn: /darch: ERROR: .*|Kernel panic - not syncing.*/ });
-    try {
-      const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000);
-      assert.match(state.match[1]!, /^(running|degraded)$/);
-      await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000);
-      await new Promise((r) => setTimeout(r, 2000));
-      const cmdline = await vm.ok('cat /proc/cmdline');
-      assert.match(cmdline, new RegExp(`root=darch .*darch_stageid=${rootDarch}\\b`));
-      assert.doesNotMatch(cmdline, /boot=darch/);
-      assert.match(await vm.ok(`awk '$2=="/"{print $1, $3}' /proc/mounts`), /^overlay overlay$/m);
-      assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
-    } finally {
-      await vm.stop();
-      await rm(d, { force: true });
     }
   });
 

@@ -1,10 +1,11 @@
 #!/bin/bash
 # darch for dracut: a module (90darch) with the contract of darch's initramfs-tools hook.
-# Selected on the kernel command line by boot=darch (what darch's staging adds) or root=darch;
+# Selected on the kernel command line by boot=darch (what darch's staging adds; root=darch
+# only without systemd in the initramfs: parse-darch.sh);
 # the same darch_* parameters, break= points, trial and watchdog behaviour (docs/BOOT.md).
 # Installed into an image as /usr/lib/dracut/modules.d/90darch with a copy of darch-lib.sh
 # and darch-record.sh beside this file (`darch initramfs dracut-install`); enabled with
-# add_dracutmodules+=" darch " in /etc/dracut.conf.d/, then `dracut --force`.
+# add_dracutmodules+=" darch " (/usr/lib/dracut/dracut.conf.d/90-darch.conf), then `dracut --force`.
 
 # Only when asked for (add_dracutmodules / -a darch): a host-only initramfs never needs it
 # by itself, and a generic one should not carry it unasked.

@@ -1,9 +1,16 @@
 #!/bin/sh
-# darch (dracut cmdline hook): boot=darch or root=darch selects darch's root. dracut may not
-# look for a root device of its own: rootok=1, root=darch (systemd's fstab generator skips
-# a root= that is not a path, dracut's rootfs generator one it does not know).
+# darch (dracut cmdline hook): boot=darch selects darch's root. dracut may not look for a
+# root device of its own: rootok=1, root=darch. Without root= on the command line neither
+# systemd's fstab generator nor dracut's rootfs generator makes a sysroot.mount.
+# root=darch selects it too, but only in an initramfs without systemd: systemd's fstab
+# generator (252) turns every root= it does not know (it skips gpt-auto, /dev/nfs, cifs://,
+# iscsi:, live:) into a sysroot.mount of that name, which fails, and the boot ends in
+# emergency mode before dracut's mount hooks run.
 
 if [ "$root" = darch ] || [ "$(getarg boot=)" = darch ]; then
+	if [ -n "$DRACUT_SYSTEMD" ] && [ "$(getarg root=)" = darch ]; then
+		warn "darch: root=darch does not work with systemd in the initramfs (systemd-fstab-generator mounts it as a device): use boot=darch"
+	fi
 	root=darch
 	rootok=1
 	# A trial boot has nobody at its console: a failure dracut itself meets (a missing
