@@ -11,7 +11,7 @@ if [ "$root" = darch ] && ! ismounted "$NEWROOT"; then
 	# darch's rescue shell is dracut's: under systemd, dracut-emergency.service owns the
 	# console; rd.shell=0 turns it into rd.emergency= (halt by default) as for dracut's own.
 	darch_shell() {
-		emergency_shell -n darch "darch"
+		emergency_shell -n darch "darch: a shell (the darch: lines above say why); exit it to go on"
 	}
 	darch_parse_cmdline
 	for _m in squashfs overlay loop; do modprobe -q "$_m" 2>/dev/null || true; done
