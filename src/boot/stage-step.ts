@@ -29,6 +29,7 @@ export const DARCH_AWARE_INITRAMFS = [
   'usr/share/initramfs-tools/scripts/darch', // darch's and the original Darch's initramfs-tools hook
   'usr/lib/initcpio/hooks/darch', // Darch's mkinitcpio hook
   'etc/initcpio/hooks/darch',
+  'usr/lib/dracut/modules.d/90darch/module-setup.sh', // darch's dracut module (assets/dracut/90darch)
   'usr/lib/dracut/modules.d/99darch/module-setup.sh', // Darch's dracut module
 ];
 
@@ -68,12 +69,14 @@ export function chooseInitramfs(policy: 'auto' | 'darch' | 'image', ctx: BootSte
  */
 function refuseVerityWithout(ctx: BootStepContext): void {
   const has = (p: string) => lookupOk(ctx.index, p);
-  const hook = has('usr/share/initramfs-tools/hooks/darch') || has('etc/initramfs-tools/hooks/darch');
+  // darch's initramfs-tools hook copies dmsetup; its dracut module asks dracut for it (-o).
+  const hook =
+    has('usr/share/initramfs-tools/hooks/darch') || has('etc/initramfs-tools/hooks/darch') || has('usr/lib/dracut/modules.d/90darch/module-setup.sh');
   const dmsetup = ['usr/sbin/dmsetup', 'sbin/dmsetup'].some(has);
   if (!hook || !dmsetup) {
     throw new DarchError(
       'E_VERITY_UNSUPPORTED',
-      `the image's own initramfs cannot open dm-verity: ${!hook ? 'it has no darch initramfs-tools hook' : 'the image has no dmsetup'}`,
+      `the image's own initramfs cannot open dm-verity: ${!hook ? 'it has no darch initramfs-tools hook or dracut module' : 'the image has no dmsetup'}`,
       {
         hint: 'boot it with darch\'s initramfs ([boot] initramfs = "darch"), or install darch\'s hook (darch initramfs install) and dmsetup in the image',
       },
@@ -112,8 +115,8 @@ export function bootStageStep(paths: DarchPaths, config: Config) {
         }
       }
       if (which === 'image') {
-        // The image's initramfs-tools (or Darch's mkinitcpio/dracut hooks) select darch's
-        // script with boot=darch.
+        // The image's initramfs-tools (darch's dracut module, Darch's mkinitcpio/dracut hooks)
+        // select darch's script with boot=darch.
         const aware = DARCH_AWARE_INITRAMFS.some((p) => lookupOk(ctx.index, p));
         const params = image.kernelparams ?? '';
         if (image.verity) refuseVerityWithout(ctx);

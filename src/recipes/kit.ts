@@ -1,6 +1,6 @@
 /**
  * `darch recipes kit DIR`: darch's in-image files (the trial-boot scripts, the systemd
- * units, the initramfs-tools hook, a health.d README) written from the installed darch into
+ * units, the initramfs-tools hook, the dracut module, a health.d README) written from the installed darch into
  * a recipe's build context as `DIR/darch-kit/`, with an `install` script that puts them in
  * place inside the image with the right modes and enables the units. One line in a recipe
  * then installs them, in either format, and no recipe copies files out of a darch checkout:
@@ -18,6 +18,7 @@ import { assetPath } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { ownedTempName, swapDir } from '../lib/scratch.js';
 import { TOOLS_FILES } from '../initramfs/tools.js';
+import { DRACUT_FILES } from '../initramfs/dracut.js';
 
 export const KIT_DIR = 'darch-kit';
 /** The first lines of `install`: how a later run knows the directory is darch's to replace. */
@@ -39,6 +40,7 @@ export const KIT_FILES: (KitFile & { asset: string[] })[] = [
     mode: 0o644,
   })),
   ...TOOLS_FILES.map((f) => ({ asset: f.asset, path: f.dest, mode: f.mode })),
+  ...DRACUT_FILES.map((f) => ({ asset: f.asset, path: f.dest, mode: f.mode })),
 ];
 
 /** The units `install` enables where systemctl exists. */
@@ -100,6 +102,9 @@ fi
 has_initrd() { for f in /boot/initrd.img-* /var/lib/initramfs-tools/*; do [ -e "$f" ] && return 0; done; return 1; }
 if [ -z "$dest" ] && command -v update-initramfs >/dev/null 2>&1 && has_initrd; then
 	update-initramfs -u -k all
+# dracut images (Debian's dracut has no update-initramfs): the same with darch's module.
+elif [ -z "$dest" ] && command -v dracut >/dev/null 2>&1 && has_initrd; then
+	dracut --regenerate-all --force
 fi
 echo "darch-kit: installed darch's in-image files (${version})"
 `;
@@ -120,7 +125,7 @@ Darch-format recipe (config.json + script), in the script:
 install puts these files into the image (root/ holds them), enables
 ${KIT_UNITS.join(', ')}
 where systemctl exists, and rebuilds the initramfs of installed kernels where
-initramfs-tools is installed. Images without systemd run the health checks and the
+initramfs-tools (or dracut) is installed. Images without systemd run the health checks and the
 commit from their init instead: \`/usr/lib/darch/darch-health --commit\` once the system
 is up (see docs/TRIAL-BOOTS.md).
 `;

@@ -31,9 +31,9 @@ const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,ud
  * A Debian root made by debootstrap (minbase, with `packages`) into the cache once, again
  * when the suite or the package list changes; callers copy it before changing it.
  */
-async function cachedDebootstrap(name: string, suite: string, packages: string): Promise<string> {
+async function cachedDebootstrap(name: string, suite: string, packages: string, then?: { packages: string[] }): Promise<string> {
   const tree = path.join(CACHE, name);
-  const stamp = `${suite} ${packages}\n`;
+  const stamp = `${suite} ${packages}${then ? ` + ${then.packages.join(',')}` : ''}\n`;
   await mkdir(CACHE, { recursive: true });
   const lock = await acquireLock(path.join(CACHE, `.${name}.lock`), `the ${name} cache`, 1800);
   try {
@@ -43,6 +43,23 @@ async function cachedDebootstrap(name: string, suite: string, packages: string):
       await rm(tmp, { recursive: true, force: true });
       const mirror = await debianMirror();
       await run('nice', ['debootstrap', '--variant=minbase', `--include=${packages}`, suite, tmp, ...(mirror ? [mirror] : [])]);
+      // Packages installed by apt inside the new root, which resolves alternatives by what is
+      // installed (debootstrap takes the first: linux-image's initramfs-tools over dracut).
+      // /proc mounted: dracut (run by the kernel's postinst) needs /proc/mounts and /dev/fd.
+      if (then)
+        await run(
+          'nice',
+          [
+            'chroot',
+            tmp,
+            'sh',
+            '-c',
+            'mount -t proc proc /proc && apt-get install -y --no-install-recommends "$@"; r=$?; umount /proc; exit $r',
+            'sh',
+            ...then.packages,
+          ],
+          { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } },
+        );
       await writeFile(path.join(tmp, '.done'), stamp);
       await rename(tmp, tree);
     }
@@ -55,6 +72,15 @@ async function cachedDebootstrap(name: string, suite: string, packages: string):
 /** A Debian bookworm root with systemd, a kernel and initramfs-tools. */
 export function debianSystemdTree(): Promise<string> {
   return cachedDebootstrap('debian-bookworm', 'bookworm', SYSTEMD_TREE_PACKAGES);
+}
+
+/**
+ * A Debian bookworm root whose initramfs generator is dracut (059) instead of initramfs-tools:
+ * dracut first, then the kernel, so linux-image's "initramfs-tools | linux-initramfs-tool"
+ * is met by dracut (debootstrap alone would pull initramfs-tools, which dracut conflicts with).
+ */
+export function debianDracutTree(): Promise<string> {
+  return cachedDebootstrap('debian-bookworm-dracut', 'bookworm', 'dracut,systemd-sysv,udev,kmod,busybox', { packages: ['linux-image-amd64'] });
 }
 
 /**

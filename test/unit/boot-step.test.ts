@@ -21,6 +21,8 @@ describe('which initramfs a staged image boots with', () => {
     assert.equal(chooseInitramfs('auto', ctx(['usr/share/initramfs-tools/scripts/darch'], '/boot/initrd.img')), 'image');
     assert.equal(chooseInitramfs('auto', ctx(['usr/share/initramfs-tools/scripts/darch'])), 'darch');
     assert.equal(chooseInitramfs('darch', ctx(['usr/share/initramfs-tools/scripts/darch'], '/boot/initrd.img')), 'darch');
+    // darch's dracut module (darch initramfs dracut-install) in an image with modules.
+    assert.equal(chooseInitramfs('auto', ctx(['usr/lib/modules', 'usr/lib/dracut/modules.d/90darch/module-setup.sh'], '/boot/initrd.img')), 'image');
     assert.equal(chooseInitramfs('image', ctx([], '/boot/initrd.img')), 'image');
     assert.throws(() => chooseInitramfs('image', ctx([])), /the image has no initramfs/);
   });

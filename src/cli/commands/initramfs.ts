@@ -6,6 +6,7 @@ import { formatBytes } from '../../lib/format.js';
 import { ui } from '../ui.js';
 import { buildInitramfs } from '../../initramfs/build.js';
 import { buildInitramfsToolsDeb, installInitramfsTools } from '../../initramfs/tools.js';
+import { installDracut } from '../../initramfs/dracut.js';
 import { VERSION, type ContextFactory } from '../globals.js';
 
 export function registerInitramfs(initramfs: Command, ctx: ContextFactory): void {
@@ -44,6 +45,17 @@ export function registerInitramfs(initramfs: Command, ctx: ContextFactory): void
       await ctx(cmd);
       const files = await installInitramfsTools(path.resolve(root));
       ui.success(`installed ${files.length} files into ${root}; run update-initramfs -u inside it`);
+      await emit({ root, files }, (d) => d.files.join('\n'));
+    });
+
+  initramfs
+    .command('dracut-install')
+    .description("put darch's dracut module (90darch, boot=darch) into a root tree and enable it; then run dracut --force in it")
+    .argument('<root>', 'the root directory of an image being built')
+    .action(async (root: string, _o: unknown, cmd: Command) => {
+      await ctx(cmd);
+      const files = await installDracut(path.resolve(root));
+      ui.success(`installed ${files.length} files into ${root}; run dracut --force inside it`);
       await emit({ root, files }, (d) => d.files.join('\n'));
     });
 
