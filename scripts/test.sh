@@ -17,7 +17,7 @@ mkdir -p test-artifacts
 if (($#)); then files=("$@"); else
   # The longest files first (minutes each in CI: qemu under TCG, a debootstrap), then the
   # rest in name order: with two running side by side, the two lanes then end close together.
-  longest=(e2e/update-debian e2e/trial-linux e2e/powercut e2e/trial-systemd e2e/boot-debian-systemd e2e/trial-sdboot-disk integration/trust-skopeo)
+  longest=(e2e/update-debian e2e/trial-linux e2e/powercut e2e/trial-systemd e2e/boot-debian-systemd e2e/boot-dracut e2e/trial-sdboot-disk e2e/netboot integration/trust-skopeo)
   files=()
   for f in "${longest[@]}"; do [[ -f test/$f.test.ts ]] && files+=("test/$f.test.ts"); done
   mapfile -t -O "${#files[@]}" files < <(find test -name '*.test.ts' | sort | grep -vxF -f <(printf '%s\n' "${files[@]}"))
