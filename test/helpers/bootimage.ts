@@ -23,9 +23,11 @@ export function debianKernel(): Promise<TestKernel> {
 /**
  * systemd-boot brings systemd-bless-boot (commits a counted entry after boot-complete.target);
  * grub-efi-amd64 lets the same tree be installed as a distribution with its own GRUB
- * (boot-installed-grub): one debootstrap serves both.
+ * (boot-installed-grub): one debootstrap serves both. cryptsetup-initramfs, as on a Debian
+ * installed with an encrypted disk: its cryptroot unlocks a LUKS stage partition.
  */
-const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64,squashfs-tools-ng';
+const SYSTEMD_TREE_PACKAGES =
+  'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64,squashfs-tools-ng,cryptsetup-initramfs';
 
 /**
  * A Debian root made by debootstrap (minbase, with `packages`) into the cache once, again
@@ -78,9 +80,10 @@ export function debianSystemdTree(): Promise<string> {
  * A Debian bookworm root whose initramfs generator is dracut (059) instead of initramfs-tools:
  * dracut first, then the kernel, so linux-image's "initramfs-tools | linux-initramfs-tool"
  * is met by dracut (debootstrap alone would pull initramfs-tools, which dracut conflicts with).
+ * cryptsetup (and its dmsetup) for dracut's crypt module: a LUKS stage partition.
  */
 export function debianDracutTree(): Promise<string> {
-  return cachedDebootstrap('debian-bookworm-dracut', 'bookworm', 'dracut,systemd-sysv,udev,kmod,busybox', { packages: ['linux-image-amd64'] });
+  return cachedDebootstrap('debian-bookworm-dracut', 'bookworm', 'dracut,systemd-sysv,udev,kmod,busybox,cryptsetup', { packages: ['linux-image-amd64'] });
 }
 
 /**
