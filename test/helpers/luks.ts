@@ -3,18 +3,25 @@
  * systemd-boot (each kernel and initramfs on the ESP, where the firmware's boot loader reads
  * them), whose darch partition is then put inside LUKS2 as a user would convert theirs:
  * shrink the ext4 by the header's room, format the partition, write the file system back
- * into the mapping. The file system keeps its UUID, so the entries' darch_dir=UUID=… still
- * finds it once the initramfs has unlocked it.
+ * into the encrypted area. The file system keeps its UUID, so the entries' darch_dir=UUID=…
+ * still finds it once the initramfs has unlocked it.
+ *
+ * A user writes the file system back through `cryptsetup open` (dm-crypt). The machines that
+ * run the tests have no device-mapper in their kernel, so the helper encrypts in user space
+ * what dm-crypt would write: aes-xts-plain64 with the volume key `cryptsetup luksDump
+ * --dump-volume-key` gives, 512-byte sectors, each sector's IV its number in the data segment
+ * (64-bit little-endian). cryptsetup itself writes the header and keyslot; the guest's
+ * dm-crypt reading the file system back is what proves the two agree.
  */
 import assert from 'node:assert/strict';
-import { rm, writeFile } from 'node:fs/promises';
+import { createCipheriv } from 'node:crypto';
+import { open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { readPartitions } from '../../src/boot/shared/esp.js';
 import { LINUX_TYPE } from '../../src/disk/layout.js';
 import { run } from '../../src/lib/proc.js';
 
-/** LUKS2's default header and keyslot area at the front of the partition. */
-const HEADER_BYTES = 16 * 1024 * 1024;
+const SECTOR = 512;
 
 /**
  * Encrypt the darch partition of `disk` in place. pbkdf2 with few iterations: argon2's
@@ -27,13 +34,10 @@ export async function encryptDarchPartition(disk: string, opts: { uuid: string; 
   const fsImage = path.join(opts.work, 'darch-partition.ext4');
   const keyFile = path.join(opts.work, 'luks-passphrase');
   await writeFile(keyFile, opts.passphrase, { mode: 0o600 });
-  const bs = 1024 * 1024;
-  await run('dd', [`if=${disk}`, `of=${fsImage}`, `bs=${bs}`, `skip=${part.offset / bs}`, `count=${part.size / bs}`, 'conv=sparse', 'status=none']);
-  await run('e2fsck', ['-fy', fsImage], { allowFailure: true });
-  await run('resize2fs', [fsImage, `${(part.size - HEADER_BYTES) / 1024}K`]);
+  const mib = 1024 * 1024;
   const loop = (await run('losetup', ['--find', '--show', '--offset', String(part.offset), '--sizelimit', String(part.size), disk])).stdout.trim();
-  const name = `darch-test-${path.basename(opts.work).replace(/[^\w-]/g, '')}`;
   try {
+    await run('dd', [`if=${loop}`, `of=${fsImage}`, `bs=${mib}`, 'conv=sparse', 'status=none']);
     await run('cryptsetup', [
       'luksFormat',
       '--batch-mode',
@@ -41,6 +45,8 @@ export async function encryptDarchPartition(disk: string, opts: { uuid: string; 
       'luks2',
       '--uuid',
       opts.uuid,
+      '--sector-size',
+      String(SECTOR),
       '--pbkdf',
       'pbkdf2',
       '--pbkdf-force-iterations',
@@ -49,12 +55,17 @@ export async function encryptDarchPartition(disk: string, opts: { uuid: string; 
       keyFile,
       loop,
     ]);
-    await run('cryptsetup', ['open', '--key-file', keyFile, loop, name]);
-    try {
-      await run('dd', [`if=${fsImage}`, `of=/dev/mapper/${name}`, `bs=${bs}`, 'conv=fsync', 'status=none']);
-    } finally {
-      await run('cryptsetup', ['close', name]);
-    }
+    const dump = (await run('cryptsetup', ['luksDump', '--dump-volume-key', '--batch-mode', '--key-file', keyFile, loop])).stdout;
+    const info = (await run('cryptsetup', ['luksDump', loop])).stdout;
+    assert.match(info, /cipher: aes-xts-plain64/);
+    assert.match(info, new RegExp(`sector: ${SECTOR} \\[bytes\\]`));
+    const dataOffset = Number(/offset: (\d+) \[bytes\]/.exec(info.slice(info.indexOf('Data segments')))?.[1]);
+    const key = Buffer.from(/MK dump:\s*([0-9a-f\s]+)/.exec(dump)?.[1]?.replace(/\s+/g, '') ?? '', 'hex');
+    assert.equal(key.length, 64, 'a 512-bit xts key');
+    assert.ok(dataOffset > 0 && dataOffset % SECTOR === 0, `the data segment starts at ${dataOffset}`);
+    await run('e2fsck', ['-fy', fsImage], { allowFailure: true });
+    await run('resize2fs', [fsImage, `${(part.size - dataOffset) / 1024}K`]);
+    await encryptInto(fsImage, disk, part.offset + dataOffset, key);
   } finally {
     await run('losetup', ['-d', loop], { allowFailure: true });
     await rm(fsImage, { force: true });
@@ -62,4 +73,32 @@ export async function encryptDarchPartition(disk: string, opts: { uuid: string; 
   }
   const probe = await run('blkid', ['-p', '-o', 'value', '-s', 'TYPE', '-O', String(part.offset), disk], { allowFailure: true });
   assert.equal(probe.stdout.trim(), 'crypto_LUKS', 'the darch partition is LUKS now');
+}
+
+/** What dm-crypt writes for `plain` at sector 0 of a LUKS2 aes-xts-plain64 segment that starts at `at` in `disk`. */
+async function encryptInto(plain: string, disk: string, at: number, key: Buffer): Promise<void> {
+  const src = await open(plain, 'r');
+  const dst = await open(disk, 'r+');
+  try {
+    const chunk = Buffer.alloc(4 * 1024 * 1024);
+    const iv = Buffer.alloc(16);
+    let pos = 0;
+    for (;;) {
+      const { bytesRead } = await src.read(chunk, 0, chunk.length, pos);
+      if (bytesRead === 0) break;
+      assert.equal(bytesRead % SECTOR, 0);
+      for (let o = 0; o < bytesRead; o += SECTOR) {
+        iv.writeBigUInt64LE(BigInt((pos + o) / SECTOR), 0);
+        const c = createCipheriv('aes-256-xts', key, iv);
+        c.update(chunk.subarray(o, o + SECTOR)).copy(chunk, o);
+        c.final();
+      }
+      await dst.write(chunk, 0, bytesRead, at + pos);
+      pos += bytesRead;
+    }
+    await dst.sync();
+  } finally {
+    await src.close();
+    await dst.close();
+  }
 }
