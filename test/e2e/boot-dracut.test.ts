@@ -7,8 +7,8 @@
  * ESP, the darch partition inside LUKS2; dracut's own crypt module asks for the passphrase on
  * the serial console (rd.luks.uuid=), the test types it, and darch's module mounts the
  * squashfs from the unlocked partition; systemd says the system is running, on an overlay
- * root with the hooks applied. Then its failures on a GRUB disk: a missing squashfs stops in
- * dracut's emergency shell, and on a trial is recorded and rebooted, so GRUB falls back to
+ * root with the hooks applied. Then on a GRUB disk: a break point (break=darch-prelocal) stops
+ * in dracut's emergency shell and exiting it goes on; a missing squashfs stops there too, and on a trial is recorded and rebooted, so GRUB falls back to
  * the default, which boots to a running system too.
  */
 import assert from 'node:assert/strict';
@@ -152,14 +152,22 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     }
   });
 
-  it("not a trial: a missing squashfs stops in dracut's emergency shell, never a reboot", async () => {
+  it("not a trial: a break point stops in dracut's emergency shell and exiting it goes on; a missing squashfs stops there too, never a reboot", async () => {
     const d = `${disk}.rescue`;
     await run('cp', ['--sparse=always', disk, d]);
     await darchOk(['disk', 'set-default', d, 'debian/dracut:nosquash']);
+    await darchOk(['disk', 'kernel-args', d, 'console=ttyS0,115200 break=darch-prelocal']);
     await removeFromDarchPartition(d, `/stage/live/${nosquash}/rootfs.squash`);
     const vm = await Vm.qemu({ name: 'boot-dracut-rescue', disk: d, memoryMiB: 1024, noReboot: true });
     try {
-      await vm.waitFor(/darch: ERROR: rootfs\.squash not found[^]*darch: starting a rescue shell/, 300_000);
+      // break=darch-prelocal: before darch touches the stage device, in dracut's emergency shell.
+      const stop = await vm.waitFor(/darch: break point darch-prelocal: exit the shell to continue booting[^]*Entering emergency mode/, 300_000);
+      assert.doesNotMatch(vm.log.slice(0, stop.end), /darch: ERROR/);
+      // The shell's prompt: dracut sets PS1 to the -n name (darch:/# ).
+      const prompt = await vm.waitFor(/darch:\/\S*#/, 60_000, stop.end);
+      await new Promise((r) => setTimeout(r, 1000));
+      vm.send('exit\n');
+      await vm.waitFor(/darch: ERROR: rootfs\.squash not found[^]*darch: starting a rescue shell/, 300_000, prompt.end);
       // dracut's emergency service owns the console (sulogin; the root account of a
       // debootstrapped image is locked, so -e gives the shell without a password).
       await vm.waitFor(/Entering emergency mode/, 60_000);
