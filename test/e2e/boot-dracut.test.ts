@@ -8,8 +8,9 @@
  * the serial console (rd.luks.uuid=), the test types it, and darch's module mounts the
  * squashfs from the unlocked partition; systemd says the system is running, on an overlay
  * root with the hooks applied. Then on a GRUB disk: a break point (break=darch-prelocal) stops
- * in dracut's emergency shell and exiting it goes on; a missing squashfs stops there too, and on a trial is recorded and rebooted, so GRUB falls back to
- * the default, which boots to a running system too.
+ * in dracut's emergency shell and exiting it goes on; a missing squashfs stops there too,
+ * and on a trial is recorded and rebooted, so GRUB falls back to the default, which boots
+ * to a running system too.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
