@@ -21,7 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { darchOk, REPO, tempDir } from '../helpers/darch.js';
 import { startServe } from '../helpers/serve.js';
-import { debianKernel, debianSystemdTree } from '../helpers/bootimage.js';
+import { addTestConsole, debianKernel, debianSystemdTree } from '../helpers/bootimage.js';
 import { BOOTED, testImageTree } from '../helpers/bootfixture.js';
 import { putStaged } from '../helpers/fakestage.js';
 import { Vm } from '../helpers/qemu.js';
@@ -53,14 +53,7 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     await run('chroot', [tree, 'update-initramfs', '-u', '-k', 'all']);
     await writeFile(path.join(tree, 'etc/hostname'), 'debian-image\n');
     // A root shell on the serial console, and one line telling the test what systemd thinks.
-    const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
-    await mkdir(getty, { recursive: true });
-    await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
-    await writeFile(
-      path.join(tree, 'etc/systemd/system/darch-test-report.service'),
-      '[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c \'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait)" >/dev/ttyS0\'\n[Install]\nWantedBy=multi-user.target\n',
-    );
-    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+    await addTestConsole(tree);
     const hooks = path.join(root, 'etc/darch/hooks');
     await mkdir(hooks, { recursive: true });
     await writeFile(path.join(hooks, 'hostname.config'), 'debian/*=debian-hooked\n');

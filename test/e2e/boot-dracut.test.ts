@@ -18,7 +18,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { darchOk, tempDir } from '../helpers/darch.js';
-import { debianDracutTree } from '../helpers/bootimage.js';
+import { addTestConsole, debianDracutTree } from '../helpers/bootimage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree, stageVariant } from '../helpers/staged.js';
 import { removeFromDarchPartition } from '../helpers/trialimages.js';
@@ -65,14 +65,7 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     lsinitrd = (await run('chroot', [tree, 'lsinitrd', `/boot/initrd.img-${kver}`])).stdout;
     await writeFile(path.join(tree, 'etc/hostname'), 'debian-image\n');
     // A root shell on the serial console, and one line telling the test what systemd thinks.
-    const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
-    await mkdir(getty, { recursive: true });
-    await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
-    await writeFile(
-      path.join(tree, 'etc/systemd/system/darch-test-report.service'),
-      '[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c \'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait)" >/dev/ttyS0\'\n[Install]\nWantedBy=multi-user.target\n',
-    );
-    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+    await addTestConsole(tree);
     const hooks = path.join(root, 'etc/darch/hooks');
     await mkdir(hooks, { recursive: true });
     await writeFile(path.join(hooks, 'hostname.config'), 'debian/*=debian-hooked\n');

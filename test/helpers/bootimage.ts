@@ -112,3 +112,25 @@ export async function installDarchPackage(tree: string, work: string): Promise<v
   await rm(path.join(tree, 'tmp/darch.deb'));
   await run('chroot', [tree, 'sh', '-c', 'update-initramfs -u -k all']);
 }
+
+/** root logged in on the serial console of a systemd image: a shell for `vm.ok`/`vm.sh`. */
+export async function serialAutologin(tree: string): Promise<void> {
+  const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
+  await mkdir(getty, { recursive: true });
+  await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
+}
+
+/**
+ * The console of a systemd image under test: root logged in on ttyS0, and one line once the
+ * boot is over, `DARCH-SYSTEM-STATE: <systemctl is-system-running --wait><suffix>` (systemd's
+ * own "Reached target" lines stop once getty owns the console). `suffix` is shell, expanded
+ * in the image.
+ */
+export async function addTestConsole(tree: string, suffix = ''): Promise<void> {
+  await serialAutologin(tree);
+  await writeFile(
+    path.join(tree, 'etc/systemd/system/darch-test-report.service'),
+    `[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c 'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait)${suffix}" >/dev/ttyS0'\n[Install]\nWantedBy=multi-user.target\n`,
+  );
+  await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+}
