@@ -106,6 +106,8 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     assert.match(lsinitrd, /^darch$/m, 'lsinitrd lists the darch dracut module');
     assert.match(lsinitrd, /hooks\/cmdline\/90-parse-darch\.sh/);
     assert.match(lsinitrd, /hooks\/mount\/90-mount-darch\.sh/);
+    // Under systemd-boot, systemd's gpt-auto generator would look for a root partition of its own.
+    assert.match(lsinitrd, /etc\/systemd\/system-generators\/systemd-gpt-auto-generator/);
     assert.match(lsinitrd, /lib\/darch\/darch-lib\.sh/);
     assert.match(lsinitrd, /lib\/darch\/darch-record\.sh/);
     assert.match(lsinitrd, /fs\/squashfs\/squashfs\.ko/);
