@@ -217,7 +217,7 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       await vm.waitFor(/darchstage.* set up successfully/, 120_000, prompt.end);
       const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000, prompt.end);
       assert.match(state.match[1]!, /^(running|degraded)$/);
-      await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000, state.end);
+      await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000, prompt.end);
       await new Promise((r) => setTimeout(r, 2000));
       assert.match(await vm.ok('cat /proc/cmdline'), new RegExp(`darch_stageid=${id}\\b`));
       assert.match(await vm.ok(`awk '$2=="/"{print $1, $3}' /proc/mounts`), /^overlay overlay$/m);

@@ -156,17 +156,22 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
     await removeFromDarchPartition(d, `/stage/live/${nosquash}/rootfs.squash`);
     const vm = await Vm.qemu({ name: 'boot-dracut-rescue', disk: d, memoryMiB: 1024, noReboot: true });
     try {
-      // break=darch-prelocal: before darch touches the stage device, in dracut's emergency shell.
-      const stop = await vm.waitFor(/darch: break point darch-prelocal: exit the shell to continue booting[^]*Entering emergency mode/, 300_000);
+      // break=darch-prelocal: before darch touches the stage device, in dracut's emergency shell
+      // (sulogin: the initramfs has no root password, so Enter gives the shell).
+      const stop = await vm.waitFor(
+        /darch: break point darch-prelocal: exit the shell to continue booting[^]*Entering emergency mode[^]*Press Enter for maintenance/,
+        300_000,
+      );
       assert.doesNotMatch(vm.log.slice(0, stop.end), /darch: ERROR/);
-      // The shell's prompt: dracut sets PS1 to the -n name (darch:/# ).
-      const prompt = await vm.waitFor(/darch:\/\S*#/, 60_000, stop.end);
       await new Promise((r) => setTimeout(r, 1000));
+      vm.send('\n');
+      await new Promise((r) => setTimeout(r, 3000));
+      vm.send('echo "DARCH-SHELL-$((6 * 7))"\n');
+      const shell = await vm.waitFor(/^DARCH-SHELL-42/m, 60_000, stop.end);
       vm.send('exit\n');
-      await vm.waitFor(/darch: ERROR: rootfs\.squash not found[^]*darch: starting a rescue shell/, 300_000, prompt.end);
-      // dracut's emergency service owns the console (sulogin; the root account of a
-      // debootstrapped image is locked, so -e gives the shell without a password).
-      await vm.waitFor(/Entering emergency mode/, 60_000);
+      const failed = await vm.waitFor(/darch: ERROR: rootfs\.squash not found[^]*darch: starting a rescue shell/, 300_000, shell.end);
+      // dracut's emergency service owns the console again (sulogin).
+      await vm.waitFor(/Entering emergency mode/, 60_000, failed.end);
       assert.doesNotMatch(vm.text, /trial boot failed|rebooting/);
     } finally {
       await vm.stop();
