@@ -24,7 +24,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { diskStageFs } from '../src/disk/menu.js';
 import { run } from '../src/lib/proc.js';
-import { debianSystemdTree, installDarchPackage } from '../test/helpers/bootimage.js';
+import { debianSystemdTree, installDarchPackage, serialAutologin } from '../test/helpers/bootimage.js';
 import { darchOk } from '../test/helpers/darch.js';
 import { Vm } from '../test/helpers/qemu.js';
 
@@ -88,9 +88,7 @@ async function imageTar(): Promise<string> {
   );
   await run('chroot', [tree, 'systemctl', 'enable', 'darch-bench-report.service']);
   // A root shell on the console: the traced boot waits there for darch-boot-trace.service.
-  const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
-  await mkdir(getty, { recursive: true });
-  await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
+  await serialAutologin(tree);
   await run('tar', ['-C', tree, '--owner=0', '--group=0', '-cf', out, '.']);
   await rm(tree, { recursive: true, force: true });
   return out;

@@ -24,4 +24,5 @@ if (($#)); then files=("$@"); else
 fi
 # The shipped executable, not the sources.
 export DARCH_BIN="$PWD/dist/darch"
-exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-reporter=spec "${files[@]}"
+# Not `node --test FILE…`: it runs files in name order whatever the order given.
+exec node --import tsx scripts/run-tests.mjs "${files[@]}"

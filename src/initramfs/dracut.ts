@@ -19,6 +19,7 @@ export const DRACUT_FILES: { asset: string[]; dest: string; mode: number }[] = [
   { asset: ['dracut', '90darch', 'module-setup.sh'], dest: `${DRACUT_MODULE_DIR}/module-setup.sh`, mode: 0o755 },
   { asset: ['dracut', '90darch', 'parse-darch.sh'], dest: `${DRACUT_MODULE_DIR}/parse-darch.sh`, mode: 0o755 },
   { asset: ['dracut', '90darch', 'mount-darch.sh'], dest: `${DRACUT_MODULE_DIR}/mount-darch.sh`, mode: 0o755 },
+  { asset: ['dracut', '90darch', 'darch-gpt-auto-generator.sh'], dest: `${DRACUT_MODULE_DIR}/darch-gpt-auto-generator.sh`, mode: 0o755 },
   { asset: ['initramfs', 'darch-lib.sh'], dest: `${DRACUT_MODULE_DIR}/darch-lib.sh`, mode: 0o644 },
   { asset: ['trial', 'darch-record.sh'], dest: `${DRACUT_MODULE_DIR}/darch-record.sh`, mode: 0o644 },
   { asset: ['dracut', '90-darch.conf'], dest: DRACUT_CONF, mode: 0o644 },

@@ -9,7 +9,10 @@
  * The third boots the image's initramfs-tools initramfs over the network (darch serve,
  * darch vm netboot): its udev loads the NIC driver darch's hook added, the image's busybox
  * brings up DHCP and downloads the squashfs (a small busybox root, so the check costs
- * seconds, not a 300 MB download under TCG).
+ * seconds, not a 300 MB download under TCG). The fourth is docs/BOOT.md's encrypted stage
+ * partition: systemd-boot with the kernels on the ESP, the darch partition inside LUKS2,
+ * cryptsetup-initramfs's cryptroot (run by darch's script as a local-top script) told by
+ * cryptopts= what to unlock; the test types the passphrase at its prompt on the serial console.
  */
 import assert from 'node:assert/strict';
 import { copyFile, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,11 +21,15 @@ import { after, before, describe, it } from 'node:test';
 import { run } from '../../src/lib/proc.js';
 import { darchOk, REPO, tempDir } from '../helpers/darch.js';
 import { startServe } from '../helpers/serve.js';
-import { debianKernel, debianSystemdTree } from '../helpers/bootimage.js';
+import { addTestConsole, debianKernel, debianSystemdTree } from '../helpers/bootimage.js';
 import { BOOTED, testImageTree } from '../helpers/bootfixture.js';
 import { putStaged } from '../helpers/fakestage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree } from '../helpers/staged.js';
+import { encryptDarchPartition } from '../helpers/luks.js';
+
+const LUKS_UUID = '7c0f3a1e-2b4d-4e6f-8a9b-0c1d2e3f4a5b';
+const PASSPHRASE = 'darch test passphrase';
 
 describe("a Debian image with systemd boots through initramfs-tools and darch's hook", () => {
   let root: string;
@@ -46,14 +53,7 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
     await run('chroot', [tree, 'update-initramfs', '-u', '-k', 'all']);
     await writeFile(path.join(tree, 'etc/hostname'), 'debian-image\n');
     // A root shell on the serial console, and one line telling the test what systemd thinks.
-    const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
-    await mkdir(getty, { recursive: true });
-    await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
-    await writeFile(
-      path.join(tree, 'etc/systemd/system/darch-test-report.service'),
-      '[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c \'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait)" >/dev/ttyS0\'\n[Install]\nWantedBy=multi-user.target\n',
-    );
-    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+    await addTestConsole(tree);
     const hooks = path.join(root, 'etc/darch/hooks');
     await mkdir(hooks, { recursive: true });
     await writeFile(path.join(hooks, 'hostname.config'), 'debian/*=debian-hooked\n');
@@ -187,6 +187,47 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       }
     } finally {
       await serve.stop();
+    }
+  });
+
+  it('unlocks a LUKS stage partition through cryptsetup-initramfs (cryptopts=) and boots from it, on systemd-boot', async () => {
+    const luksDisk = path.join(root, '..', 'luks.img');
+    await darchOk(
+      [
+        'disk',
+        'create',
+        luksDisk,
+        'debian/systemd:1',
+        '--bootloader',
+        'systemd-boot',
+        '--kernel-args',
+        `console=ttyS0,115200 cryptopts=target=darchstage,source=UUID=${LUKS_UUID},luks`,
+        '--timeout',
+        '0',
+      ],
+      { root },
+    );
+    await encryptDarchPartition(luksDisk, { uuid: LUKS_UUID, passphrase: PASSPHRASE, work: path.join(root, '..') });
+    const vm = Vm.disk({ name: 'boot-debian-systemd-luks', disk: luksDisk, root, memoryMiB: 1024 });
+    try {
+      const prompt = await vm.waitFor(/Please unlock disk darchstage:/, 300_000);
+      assert.doesNotMatch(vm.log.slice(0, prompt.end), /darch: ERROR/, 'darch waited for the local-top scripts');
+      await new Promise((r) => setTimeout(r, 1000));
+      vm.send(`${PASSPHRASE}\n`);
+      await vm.waitFor(/darchstage.* set up successfully/, 120_000, prompt.end);
+      const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000, prompt.end);
+      assert.match(state.match[1]!, /^(running|degraded)$/);
+      await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000, prompt.end);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.match(await vm.ok('cat /proc/cmdline'), new RegExp(`darch_stageid=${id}\\b`));
+      assert.match(await vm.ok(`awk '$2=="/"{print $1, $3}' /proc/mounts`), /^overlay overlay$/m);
+      // The stage file system darch mounted is the unlocked mapping, and the root still goes through dm-verity.
+      assert.match(await vm.ok('cat /run/darch/boot.env'), /^device=\/dev\/(mapper\/darchstage|dm-\d+)$/m);
+      assert.match(await vm.ok('dmsetup table darchstage'), / crypt /);
+      assert.match(await vm.ok(`awk '$2=="/run/darch/lower"{print $1}' /proc/mounts`), /^\/dev\/mapper\/darch-root$/m);
+      assert.equal((await vm.ok('hostname')).trim(), 'debian-hooked');
+    } finally {
+      await vm.stop();
     }
   });
 });

@@ -244,10 +244,18 @@ describe('trial boots with the shipped systemd units (Debian image, systemd-boot
   it('a failing health.d check reboots the trial, systemd-boot counts it out and boots the default', async () => {
     const d = await diskCopy('systemd-boot', 'bad');
     await darchOk(['boot', 'try', 'debian/b:bad', '--tries', '1', '--disk', d], { root });
+    const { off } = await esp(d);
+    const armed = await mls(d, off, 'loader/entries');
+    assert.ok(armed.includes(`darch-${ids.bad}+1.conf`), `the trial's entry has its one try: ${armed.join(' ')}`);
     const vm = Vm.disk({ name: 'trial-systemd-sdboot-bad', disk: d, root, memoryMiB: 1024 });
     try {
       // The kernel prints its command line first thing: the trial booted, then the default.
-      const trial = await vm.waitFor(new RegExp(`Command line: .*darch_stageid=${ids.bad}\\b`), 420_000);
+      // (CI once saw only the default boot here; the entries' names after it say whether
+      // systemd-boot counted a try of the trial, i.e. chose it and started it.)
+      const trial = await vm.waitFor(new RegExp(`Command line: .*darch_stageid=${ids.bad}\\b`), 420_000).catch(async (err: Error) => {
+        await vm.stop();
+        throw new Error(`${err.message}\n--- ESP entries before the boot: ${armed.join(' ')}; after: ${(await mls(d, off, 'loader/entries')).join(' ')}`);
+      });
       // The only try is used up: systemd-boot renamed the entry to +0-1 and boots the default.
       const report = await vm.waitFor(REPORT_LINE, 420_000, trial.end);
       assert.match(report.match[6]!, new RegExp(`darch_stageid=${ids.a}\\b`), 'the default booted after the failed trial');

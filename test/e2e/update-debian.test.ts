@@ -17,7 +17,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { diskStageFs } from '../../src/disk/menu.js';
 import { run } from '../../src/lib/proc.js';
-import { debianSystemdTree, installDarchPackage } from '../helpers/bootimage.js';
+import { addTestConsole, debianSystemdTree, installDarchPackage } from '../helpers/bootimage.js';
 import { darchOk, tempDir } from '../helpers/darch.js';
 import { writeOciLayout } from '../helpers/oci-layout.js';
 import { Vm } from '../helpers/qemu.js';
@@ -109,14 +109,7 @@ describe('updates by themselves: a Debian image follows a registry through the t
       path.join(tree, 'etc/darch/config.toml'),
       `[registry]\ninsecure = ["${GUEST_REGISTRY}"]\n[stage]\ncompression = "lz4"\n[update]\nimage = "${GUEST_REGISTRY}/os/debian:stable"\ntries = 1\n# The default is daily: each version is checked for within a minute of the last check here.\nschedule = "1m"\nrandom_delay = "0s"\n`,
     );
-    const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
-    await mkdir(getty, { recursive: true });
-    await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
-    await writeFile(
-      path.join(tree, 'etc/systemd/system/darch-test-report.service'),
-      '[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c \'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait) v$(cat /etc/darch-test-version 2>/dev/null || echo 1)" >/dev/ttyS0\'\n[Install]\nWantedBy=multi-user.target\n',
-    );
-    await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
+    await addTestConsole(tree, ' v$(cat /etc/darch-test-version 2>/dev/null || echo 1)');
     await run('tar', ['-C', tree, '--owner=0', '--group=0', '-cf', path.join(work, 'base.tar'), '.']);
     await rm(tree, { recursive: true, force: true });
 

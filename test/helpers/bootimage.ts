@@ -23,9 +23,11 @@ export function debianKernel(): Promise<TestKernel> {
 /**
  * systemd-boot brings systemd-bless-boot (commits a counted entry after boot-complete.target);
  * grub-efi-amd64 lets the same tree be installed as a distribution with its own GRUB
- * (boot-installed-grub): one debootstrap serves both.
+ * (boot-installed-grub): one debootstrap serves both. cryptsetup-initramfs, as on a Debian
+ * installed with an encrypted disk: its cryptroot unlocks a LUKS stage partition.
  */
-const SYSTEMD_TREE_PACKAGES = 'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64,squashfs-tools-ng';
+const SYSTEMD_TREE_PACKAGES =
+  'linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,busybox,systemd-boot,grub-efi-amd64,squashfs-tools-ng,cryptsetup-initramfs';
 
 /**
  * A Debian root made by debootstrap (minbase, with `packages`) into the cache once, again
@@ -78,9 +80,10 @@ export function debianSystemdTree(): Promise<string> {
  * A Debian bookworm root whose initramfs generator is dracut (059) instead of initramfs-tools:
  * dracut first, then the kernel, so linux-image's "initramfs-tools | linux-initramfs-tool"
  * is met by dracut (debootstrap alone would pull initramfs-tools, which dracut conflicts with).
+ * cryptsetup (and its dmsetup) for dracut's crypt module: a LUKS stage partition.
  */
 export function debianDracutTree(): Promise<string> {
-  return cachedDebootstrap('debian-bookworm-dracut', 'bookworm', 'dracut,systemd-sysv,udev,kmod,busybox', { packages: ['linux-image-amd64'] });
+  return cachedDebootstrap('debian-bookworm-dracut', 'bookworm', 'dracut,systemd-sysv,udev,kmod,busybox,cryptsetup', { packages: ['linux-image-amd64'] });
 }
 
 /**
@@ -108,4 +111,26 @@ export async function installDarchPackage(tree: string, work: string): Promise<v
   await run('chroot', [tree, 'dpkg', '-i', '/tmp/darch.deb']);
   await rm(path.join(tree, 'tmp/darch.deb'));
   await run('chroot', [tree, 'sh', '-c', 'update-initramfs -u -k all']);
+}
+
+/** root logged in on the serial console of a systemd image: a shell for `vm.ok`/`vm.sh`. */
+export async function serialAutologin(tree: string): Promise<void> {
+  const getty = path.join(tree, 'etc/systemd/system/serial-getty@ttyS0.service.d');
+  await mkdir(getty, { recursive: true });
+  await writeFile(path.join(getty, 'autologin.conf'), '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear %I 115200 linux\n');
+}
+
+/**
+ * The console of a systemd image under test: root logged in on ttyS0, and one line once the
+ * boot is over, `DARCH-SYSTEM-STATE: <systemctl is-system-running --wait><suffix>` (systemd's
+ * own "Reached target" lines stop once getty owns the console). `suffix` is shell, expanded
+ * in the image.
+ */
+export async function addTestConsole(tree: string, suffix = ''): Promise<void> {
+  await serialAutologin(tree);
+  await writeFile(
+    path.join(tree, 'etc/systemd/system/darch-test-report.service'),
+    `[Unit]\nDescription=report the system state on the console\n[Service]\nType=simple\nExecStart=/bin/sh -c 'echo "DARCH-SYSTEM-STATE: $(systemctl is-system-running --wait)${suffix}" >/dev/ttyS0'\n[Install]\nWantedBy=multi-user.target\n`,
+  );
+  await run('chroot', [tree, 'systemctl', 'enable', 'darch-test-report.service']);
 }

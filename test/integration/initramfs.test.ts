@@ -157,12 +157,13 @@ describe('darch initramfs dracut-install', () => {
     const tree = await tempDir(t);
     const files = (await darchOk(['initramfs', 'dracut-install', tree, '--json'])).json<{ files: string[] }>().files;
     const mod = 'usr/lib/dracut/modules.d/90darch';
-    for (const f of ['module-setup.sh', 'parse-darch.sh', 'mount-darch.sh', 'darch-lib.sh', 'darch-record.sh']) assert.ok(files.includes(`${mod}/${f}`), f);
+    for (const f of ['module-setup.sh', 'parse-darch.sh', 'mount-darch.sh', 'darch-gpt-auto-generator.sh', 'darch-lib.sh', 'darch-record.sh'])
+      assert.ok(files.includes(`${mod}/${f}`), f);
     // dracut sources module-setup.sh; it runs hooks it installed with inst_hook by sourcing them too.
     assert.equal((await stat(path.join(tree, mod, 'module-setup.sh'))).mode & 0o777, 0o755);
     assert.match(await readFile(path.join(tree, 'usr/lib/dracut/dracut.conf.d/90-darch.conf'), 'utf8'), /^add_dracutmodules\+=" darch "$/m);
     assert.match(await readFile(path.join(tree, mod, 'module-setup.sh'), 'utf8'), /inst_hook mount 90 "\$moddir\/mount-darch\.sh"/);
-    for (const f of ['parse-darch.sh', 'mount-darch.sh', 'darch-lib.sh']) await run('sh', ['-n', path.join(tree, mod, f)]);
+    for (const f of ['parse-darch.sh', 'mount-darch.sh', 'darch-gpt-auto-generator.sh', 'darch-lib.sh']) await run('sh', ['-n', path.join(tree, mod, f)]);
     await run('bash', ['-n', path.join(tree, mod, 'module-setup.sh')]);
   });
 });

@@ -35,4 +35,9 @@ install() {
 	inst_multiple -o dmsetup sha256sum df date awk tar wget udhcpc ip reboot
 	inst_hook cmdline 90 "$moddir/parse-darch.sh"
 	inst_hook mount 90 "$moddir/mount-darch.sh"
+	# systemd in the initramfs: under systemd-boot its gpt-auto generator would make a root
+	# mount of its own for a boot=darch entry (darch-gpt-auto-generator.sh says why).
+	if [ -e "$initdir$systemdutildir/system-generators/systemd-gpt-auto-generator" ]; then
+		inst_simple "$moddir/darch-gpt-auto-generator.sh" /etc/systemd/system-generators/systemd-gpt-auto-generator
+	fi
 }
