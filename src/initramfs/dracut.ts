@@ -4,9 +4,7 @@
  * the same darch_* parameters as with initramfs-tools. Delivered into a root tree; the image
  * then runs `dracut --force` (or its kernel package's hook does).
  */
-import { chmod, copyFile, mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import { assetPath } from '../lib/assets.js';
+import { installAssets, type AssetFile } from '../lib/assets.js';
 
 export const DRACUT_MODULE_DIR = 'usr/lib/dracut/modules.d/90darch';
 /**
@@ -15,7 +13,7 @@ export const DRACUT_MODULE_DIR = 'usr/lib/dracut/modules.d/90darch';
  */
 export const DRACUT_CONF = 'usr/lib/dracut/dracut.conf.d/90-darch.conf';
 
-export const DRACUT_FILES: { asset: string[]; dest: string; mode: number }[] = [
+export const DRACUT_FILES: AssetFile[] = [
   { asset: ['dracut', '90darch', 'module-setup.sh'], dest: `${DRACUT_MODULE_DIR}/module-setup.sh`, mode: 0o755 },
   { asset: ['dracut', '90darch', 'parse-darch.sh'], dest: `${DRACUT_MODULE_DIR}/parse-darch.sh`, mode: 0o755 },
   { asset: ['dracut', '90darch', 'mount-darch.sh'], dest: `${DRACUT_MODULE_DIR}/mount-darch.sh`, mode: 0o755 },
@@ -26,12 +24,6 @@ export const DRACUT_FILES: { asset: string[]; dest: string; mode: number }[] = [
 ];
 
 /** Copy the module into a root tree and enable it; returns the files written (relative to root). */
-export async function installDracut(root: string): Promise<string[]> {
-  for (const f of DRACUT_FILES) {
-    const dest = path.join(root, f.dest);
-    await mkdir(path.dirname(dest), { recursive: true });
-    await copyFile(assetPath(...f.asset), dest);
-    await chmod(dest, f.mode);
-  }
-  return DRACUT_FILES.map((f) => f.dest);
+export function installDracut(root: string): Promise<string[]> {
+  return installAssets(root, DRACUT_FILES);
 }

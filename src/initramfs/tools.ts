@@ -3,13 +3,13 @@
  * initramfs (LUKS, LVM, firmware) boot with `boot=darch` and the same darch_* parameters.
  * Delivered into a root tree (recipes, tests) or as a .deb a recipe can `apt install`.
  */
-import { chmod, copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { makeWorkDir } from '../lib/scratch.js';
 import path from 'node:path';
-import { assetPath } from '../lib/assets.js';
+import { installAssets, type AssetFile } from '../lib/assets.js';
 import { run } from '../lib/proc.js';
 
-export const TOOLS_FILES: { asset: string[]; dest: string; mode: number }[] = [
+export const TOOLS_FILES: AssetFile[] = [
   { asset: ['initramfs-tools', 'hooks', 'darch'], dest: 'usr/share/initramfs-tools/hooks/darch', mode: 0o755 },
   { asset: ['initramfs-tools', 'scripts', 'darch'], dest: 'usr/share/initramfs-tools/scripts/darch', mode: 0o644 },
   { asset: ['initramfs', 'darch-lib.sh'], dest: 'usr/share/initramfs-tools/scripts/darch-lib.sh', mode: 0o644 },
@@ -17,14 +17,8 @@ export const TOOLS_FILES: { asset: string[]; dest: string; mode: number }[] = [
 ];
 
 /** Copy the hook package into a root tree; returns the files written (relative to root). */
-export async function installInitramfsTools(root: string): Promise<string[]> {
-  for (const f of TOOLS_FILES) {
-    const dest = path.join(root, f.dest);
-    await mkdir(path.dirname(dest), { recursive: true });
-    await copyFile(assetPath(...f.asset), dest);
-    await chmod(dest, f.mode);
-  }
-  return TOOLS_FILES.map((f) => f.dest);
+export function installInitramfsTools(root: string): Promise<string[]> {
+  return installAssets(root, TOOLS_FILES);
 }
 
 export async function buildInitramfsToolsDeb(out: string, version: string, tmpDir: string): Promise<string> {

@@ -5,6 +5,7 @@
  * and from the Debian package's /usr/bin/darch (/usr/share/darch/assets).
  */
 import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DarchError } from './errors.js';
@@ -32,4 +33,23 @@ export function assetsDir(): string {
 
 export function assetPath(...parts: string[]): string {
   return path.join(assetsDir(), ...parts);
+}
+
+/** An asset and where it goes in a root tree, with its mode. */
+export interface AssetFile {
+  asset: string[];
+  dest: string;
+  mode: number;
+}
+
+/** Copy assets into a root tree (directories made as needed); returns what was written, relative to root. */
+export async function installAssets(root: string, files: readonly AssetFile[]): Promise<string[]> {
+  for (const f of files) {
+    const dest = path.join(root, f.dest);
+    await mkdir(path.dirname(dest), { recursive: true });
+    await copyFile(assetPath(...f.asset), dest);
+    // copyFile keeps the source's mode; chmod sets the one the tree must have whatever the umask.
+    await chmod(dest, f.mode);
+  }
+  return files.map((f) => f.dest);
 }

@@ -12,9 +12,9 @@
  * Written whole or not at all (a work directory next to it, swapped into place); run it
  * again after upgrading darch (the recipe's inputs change, so the next build rebuilds it).
  */
-import { chmod, copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { assetPath } from '../lib/assets.js';
+import { installAssets } from '../lib/assets.js';
 import { DarchError, fsError, isErrno } from '../lib/errors.js';
 import { ownedTempName, swapDir } from '../lib/scratch.js';
 import { TOOLS_FILES } from '../initramfs/tools.js';
@@ -159,12 +159,10 @@ export async function writeKit(contextDir: string, version: string): Promise<Kit
   }
   const work = path.join(contextDir, `.${ownedTempName('kit')}`);
   try {
-    for (const f of KIT_FILES) {
-      const dest = path.join(work, 'root', f.path);
-      await mkdir(path.dirname(dest), { recursive: true });
-      await copyFile(assetPath(...f.asset), dest);
-      await chmod(dest, f.mode);
-    }
+    await installAssets(
+      path.join(work, 'root'),
+      KIT_FILES.map((f) => ({ asset: f.asset, dest: f.path, mode: f.mode })),
+    );
     await mkdir(path.join(work, 'root/etc/darch/health.d'), { recursive: true });
     await writeFile(path.join(work, 'root/etc/darch/health.d/README'), HEALTH_README, { mode: 0o644 });
     await writeFile(path.join(work, 'install'), installScript(version), { mode: 0o755 });
