@@ -1,6 +1,6 @@
 // Runs test files with node:test in the order given, two (TEST_CONCURRENCY) at a time.
-// `node --test FILE…` sorts its files by name, which put the longest (update-debian,
-// trial-systemd) last and left one lane idle at the end; run() keeps the order.
+// `node --test FILE…` sorts its files by name whatever the order given, so test.sh's
+// longest-first list was never used; run() keeps the order.
 // Started as `node --import tsx scripts/run-tests.mjs FILE…`: each file's process inherits
 // --import tsx. Exit 1 when any test fails, as `node --test` does.
 import path from 'node:path';

@@ -26,10 +26,9 @@ import { BOOTED, testImageTree } from '../helpers/bootfixture.js';
 import { putStaged } from '../helpers/fakestage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree } from '../helpers/staged.js';
-import { encryptDarchPartition } from '../helpers/luks.js';
+import { encryptDarchPartition, LUKS_PASSPHRASE } from '../helpers/luks.js';
 
 const LUKS_UUID = '7c0f3a1e-2b4d-4e6f-8a9b-0c1d2e3f4a5b';
-const PASSPHRASE = 'darch test passphrase';
 
 describe("a Debian image with systemd boots through initramfs-tools and darch's hook", () => {
   let root: string;
@@ -207,13 +206,13 @@ describe("a Debian image with systemd boots through initramfs-tools and darch's 
       ],
       { root },
     );
-    await encryptDarchPartition(luksDisk, { uuid: LUKS_UUID, passphrase: PASSPHRASE, work: path.join(root, '..') });
+    await encryptDarchPartition(luksDisk, { uuid: LUKS_UUID, passphrase: LUKS_PASSPHRASE, work: path.join(root, '..') });
     const vm = Vm.disk({ name: 'boot-debian-systemd-luks', disk: luksDisk, root, memoryMiB: 1024 });
     try {
       const prompt = await vm.waitFor(/Please unlock disk darchstage:/, 300_000);
       assert.doesNotMatch(vm.log.slice(0, prompt.end), /darch: ERROR/, 'darch waited for the local-top scripts');
       await new Promise((r) => setTimeout(r, 1000));
-      vm.send(`${PASSPHRASE}\n`);
+      vm.send(`${LUKS_PASSPHRASE}\n`);
       await vm.waitFor(/darchstage.* set up successfully/, 120_000, prompt.end);
       const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000, prompt.end);
       assert.match(state.match[1]!, /^(running|degraded)$/);

@@ -22,10 +22,9 @@ import { addTestConsole, debianDracutTree } from '../helpers/bootimage.js';
 import { Vm } from '../helpers/qemu.js';
 import { stageTree, stageVariant } from '../helpers/staged.js';
 import { removeFromDarchPartition } from '../helpers/trialimages.js';
-import { encryptDarchPartition } from '../helpers/luks.js';
+import { encryptDarchPartition, LUKS_PASSPHRASE } from '../helpers/luks.js';
 
 const LUKS_UUID = '5d1e2c3b-6a7f-4e80-9b1c-2d3e4f506172';
-const PASSPHRASE = 'darch test passphrase';
 
 /** dracut in a chroot needs /proc (/proc/mounts, /dev/fd), /sys and /dev. */
 async function dracutIn(tree: string, kver: string): Promise<void> {
@@ -96,7 +95,7 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
       ],
       { root },
     );
-    await encryptDarchPartition(luksDisk, { uuid: LUKS_UUID, passphrase: PASSPHRASE, work });
+    await encryptDarchPartition(luksDisk, { uuid: LUKS_UUID, passphrase: LUKS_PASSPHRASE, work });
   });
   after(async () => {
     for (const c of cleanups) await c();
@@ -122,7 +121,7 @@ describe("a Debian image with systemd boots through its own dracut initramfs and
       const prompt = await vm.waitFor(/Please enter passphrase for disk [^\n]*:/, 420_000);
       assert.doesNotMatch(vm.log.slice(0, prompt.end), /darch: ERROR/);
       await new Promise((r) => setTimeout(r, 1000));
-      vm.send(`${PASSPHRASE}\n`);
+      vm.send(`${LUKS_PASSPHRASE}\n`);
       const state = await vm.waitFor(/DARCH-SYSTEM-STATE: (\w+)/, 420_000, prompt.end);
       assert.match(state.match[1]!, /^(running|degraded)$/);
       await vm.waitFor(/debian-hooked login: root \(automatic login\)|root@debian-hooked/, 60_000);

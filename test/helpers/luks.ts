@@ -23,6 +23,9 @@ import { run } from '../../src/lib/proc.js';
 
 const SECTOR = 512;
 
+/** What the tests type at the initramfs's passphrase prompt. */
+export const LUKS_PASSPHRASE = 'darch test passphrase';
+
 /**
  * Encrypt the darch partition of `disk` in place. pbkdf2 with few iterations: argon2's
  * default wants 1 GiB of memory and seconds of CPU, which a 1 GiB VM under TCG has not;
