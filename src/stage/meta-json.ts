@@ -39,8 +39,11 @@ const MetaSchema = z.lazySchema(() =>
     writer: z.optional(z.string()),
     /** 1: layers read once, top-down; 2: indexed first (sqfstar, --two-pass, or a fallback). */
     passes: z.optional(z.union([z.literal(1), z.literal(2)])),
-    /** The boot order the squashfs was written in (docs/BOOT-ORDER.md): where it came from, how many files it lists. */
-    order: z.optional(z.looseObject({ source: z.string(), files: z.number() })),
+    /**
+     * The boot order the squashfs was written in (docs/BOOT-ORDER.md): where it came from, how
+     * many files it lists, how many bytes of the squashfs its boot reads ahead (readahead.ts).
+     */
+    order: z.optional(z.looseObject({ source: z.string(), files: z.number(), readahead: z.optional(z.number()) })),
     /** Every file of the staged directory (relative path) → size and sha256. */
     sizes: z.optional(z.record(z.string(), z.number())),
     sha256: z.optional(z.record(z.string(), z.string())),

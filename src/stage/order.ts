@@ -15,6 +15,12 @@ export interface OrderPlan {
   ranges: Array<[number, number]>;
   /** How many files of the order the image has. */
   matched: number;
+  /**
+   * The first few files written after the ordered ones that are larger than `minBytes` (so
+   * have data blocks of their own): where the first one's data starts, the boot's run ends
+   * (readahead.ts).
+   */
+  after: string[];
 }
 
 /**
@@ -23,7 +29,7 @@ export interface OrderPlan {
  * files in the tar's order, then hard links (after the files they name), then the end of
  * the archive. Adjacent ranges are joined.
  */
-export function planOrder(extents: TarExtent[], size: number, order: string[]): OrderPlan {
+export function planOrder(extents: TarExtent[], size: number, order: string[], minBytes = Number.POSITIVE_INFINITY): OrderPlan {
   const files = new Map<string, TarExtent>();
   for (const e of extents) if (e.type === 'file') files.set(e.name, e);
   const first: TarExtent[] = [];
@@ -36,13 +42,9 @@ export function planOrder(extents: TarExtent[], size: number, order: string[]): 
     }
   }
   // An order that names none of the image's files changes nothing.
-  if (!first.length) return { ranges: size > 0 ? [[0, size]] : [], matched: 0 };
-  const seq = [
-    ...extents.filter((e) => e.type !== 'file' && e.type !== 'link'),
-    ...first,
-    ...extents.filter((e) => e.type === 'file' && !seen.has(e)),
-    ...extents.filter((e) => e.type === 'link'),
-  ];
+  if (!first.length) return { ranges: size > 0 ? [[0, size]] : [], matched: 0, after: [] };
+  const rest = extents.filter((e) => e.type === 'file' && !seen.has(e));
+  const seq = [...extents.filter((e) => e.type !== 'file' && e.type !== 'link'), ...first, ...rest, ...extents.filter((e) => e.type === 'link')];
   const ranges: Array<[number, number]> = [];
   const push = (a: number, b: number) => {
     const last = ranges.at(-1);
@@ -51,11 +53,20 @@ export function planOrder(extents: TarExtent[], size: number, order: string[]): 
   };
   for (const e of seq) push(e.start, e.end);
   push(extents.at(-1)?.end ?? 0, size);
-  return { ranges, matched: first.length };
+  const after = rest
+    .filter((e) => e.end - e.start > minBytes)
+    .slice(0, 4)
+    .map((e) => e.name);
+  return { ranges, matched: first.length, after };
 }
 
 /** The staging tar in `file` (of `size` bytes) rearranged by `order`, streamed from the file. */
-export async function orderedTar(file: string, size: number, order: string[]): Promise<{ stream: Readable; matched: number }> {
-  const plan = planOrder(await tarExtents(file), size, order);
-  return { stream: Readable.from(rangesOf(file, plan.ranges)), matched: plan.matched };
+export async function orderedTar(
+  file: string,
+  size: number,
+  order: string[],
+  minBytes?: number,
+): Promise<{ stream: Readable; matched: number; after: string[] }> {
+  const plan = planOrder(await tarExtents(file), size, order, minBytes);
+  return { stream: Readable.from(rangesOf(file, plan.ranges)), matched: plan.matched, after: plan.after };
 }

@@ -27,6 +27,7 @@ import { streamTopDown, type TopDownResult } from '../layers/topdown.js';
 import { type Descriptor, MediaType } from '../oci/mediatypes.js';
 import { type BootOrder, readBootOrder, tracedIds } from './boot-order.js';
 import { orderedTar } from './order.js';
+import { bootReadahead, writeReadaheadIn } from './readahead.js';
 import { type BootFiles, findBootFiles, refuseWithoutKernel } from './kernel.js';
 import { ensureFreeSpace } from './space.js';
 import { type SquashfsCompressor, type SquashfsWriter, copyFromSquashfs, defaultWriter, readFromSquashfs, writeSquashfs } from './squashfs.js';
@@ -229,6 +230,8 @@ interface Written {
   stats: FlattenStats;
   boot: BootFiles;
   passes: 1 | 2;
+  /** Bytes of the squashfs its boot reads ahead (readahead.ts); only in a boot order. */
+  readahead?: number;
 }
 
 /**
@@ -303,9 +306,11 @@ async function writeFromRootTar(
 ): Promise<Written> {
   const index = await indexLayers(imageStore, [root.layer], { signal: sq.signal });
   let tar: Readable;
+  let after: string[] | undefined;
   if (order) {
-    const o = await orderedTar(imageStore.blobPath(root.layer.digest), root.layer.size, order.files);
+    const o = await orderedTar(imageStore.blobPath(root.layer.digest), root.layer.size, order.files, sq.blockSize + 2048);
     tar = o.stream;
+    after = o.after;
     sq.report.step(`boot order (${order.source}): ${o.matched} of its ${order.files.length} files first`);
   } else tar = imageStore.openBlob(root.layer.digest);
   sq.report.step(`writing squashfs with ${sq.writer} (${sq.compressor}) from the root of ${sourceName}`);
@@ -328,9 +333,16 @@ async function writeFromRootTar(
         },
       );
   }
+  let readahead: number | undefined;
+  if (after) {
+    const ranges = await bootReadahead(rootfs, after);
+    readahead = ranges.reduce((n, [, len]) => n + len, 0);
+    await writeReadaheadIn(new DirFiles(path.dirname(rootfs)), ranges);
+    sq.report.verbose(`readahead: ${ranges.map(([o, n]) => `${n} bytes at ${o}`).join(', ')}`);
+  }
   const plan = index.emissionPlan();
   const boot = await copyBootFiles(imageStore, index, labels, sourceName, work, rootfs, (key) => plan.get(key)?.[0], sq.signal);
-  return { index, stats: index.stats(), boot, passes: 1 };
+  return { index, stats: index.stats(), boot, passes: 1, ...(readahead !== undefined ? { readahead } : {}) };
 }
 
 /** Staging in boot order: the layers flattened into a tar in the work directory, then rearranged into the writer. */
@@ -468,7 +480,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         await writeTwoPass(imageStore, twoPass, work, rootfs, sqOpts);
         written = { ...twoPass, passes: 2 };
       }
-      const { index, boot, stats: st, passes } = written;
+      const { index, boot, stats: st, passes, readahead } = written;
       report.verbose(`kernel ${boot.kernel.path} (${boot.from})${boot.initramfs ? `, initramfs ${boot.initramfs.path}` : ', no initramfs in the image'}`);
 
       const workFiles = new DirFiles(work);
@@ -520,7 +532,7 @@ export async function stageImage(imageStore: ImageStore, stageStore: StageStore,
         blockSize,
         writer,
         passes,
-        ...(ordered ? { order: { source: ordered.source, files: ordered.files.length } } : {}),
+        ...(ordered ? { order: { source: ordered.source, files: ordered.files.length, ...(readahead !== undefined ? { readahead } : {}) } } : {}),
         ...files,
       };
       await writeMetaIn(workFiles, meta);

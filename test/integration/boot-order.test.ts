@@ -118,10 +118,50 @@ describe('boot order', () => {
     const s2 = path.join(v2.dir, 'rootfs.squash');
     const at = Object.fromEntries(await Promise.all(Object.keys(files).map(async (f) => [f, await dataStart(s2, f)] as const)));
     assert.ok(at['usr/lib/c']! < at['usr/lib/a']! && at['usr/lib/a']! < at['usr/lib/b']! && at['usr/lib/b']! < at['usr/lib/d']!, JSON.stringify(at));
+    // Its readahead: from the start to d's data (the first file the boot did not read), and
+    // the tables at the end; the same total in meta.json.
+    const ra = (await readFile(path.join(v2.dir, 'readahead'), 'utf8'))
+      .split('\n')
+      .filter((l) => /^\d/.test(l))
+      .map((l) => l.split(' ').map(Number));
+    assert.deepEqual(ra[0], [0, at['usr/lib/d']], JSON.stringify(ra));
+    const used = Number((await readFile(s2)).readBigUInt64LE(40));
+    assert.equal(ra.length, 2);
+    assert.equal(ra[1]![0]! + ra[1]![1]!, used, 'the tables, up to the end of the squashfs');
+    assert.equal(
+      (v2.meta.order as { readahead?: number }).readahead,
+      ra.reduce((n, r) => n + r[1]!, 0),
+    );
+    // The initramfs's part: those ranges are in the page cache after darch_readahead, and
+    // nothing is with darch.readahead=0.
+    const resident = async () => (JSON.parse((await run('fincore', ['--json', '--bytes', s2])).stdout) as { fincore: Array<{ res: number }> }).fincore[0]!.res;
+    const dropCache = () => run('dd', [`if=${s2}`, 'iflag=nocache', 'count=0', 'of=/dev/null']);
+    const run2 = path.join(work, 'run2');
+    await mkdir(run2);
+    await run('ln', ['-s', path.join(root, 'var/lib/darch/stage'), path.join(run2, 'source')]);
+    const readAhead = (setting = '') =>
+      run('sh', [
+        '-c',
+        `. "$1"; DARCH_RUN="$2"; darch_path="/live/$3"; darch_rootfs=rootfs.squash; darch_readahead="$4"; darch_readahead "$5"; echo "rc=$?"`,
+        'sh',
+        path.join(REPO, 'assets/initramfs/darch-lib.sh'),
+        run2,
+        path.basename(v2.dir),
+        setting,
+        s2,
+      ]);
+    await dropCache();
+    assert.equal(await resident(), 0, 'the page cache of the squashfs was dropped');
+    assert.match((await readAhead('0')).stdout, /rc=0/);
+    assert.equal(await resident(), 0, 'darch.readahead=0: nothing read');
+    assert.match((await readAhead()).stdout, /rc=0/);
+    const res = await resident();
+    assert.ok(res >= ra[0]![1]! + ra[1]![1]!, `${res} bytes in the page cache, ranges ${JSON.stringify(ra)}`);
     const sameFiles = async (dir: string) => (await run('sh', ['-c', 'sqfs2tar "$1" | sha256sum', 'sh', path.join(dir, 'rootfs.squash')])).stdout;
     const plain = (await darchOk(['--json', 'stage', 'upload', 'os/app:2', '--tag', 'os/app:2-plain', '--no-order'], { root })).json<{ dir: string }>();
     assert.ok((await dataStart(path.join(plain.dir, 'rootfs.squash'), 'usr/lib/a')) < (await dataStart(path.join(plain.dir, 'rootfs.squash'), 'usr/lib/c')));
     assert.equal(await sameFiles(plain.dir), await sameFiles(v2.dir), 'the same root, only laid out differently');
+    await assert.rejects(access(path.join(plain.dir, 'readahead')), 'no boot order, no readahead');
 
     // Removing the traced image removes its trace.
     await run('umount', [path.join(run_, 'lower')]);

@@ -1,11 +1,13 @@
 /**
  * The pure parts of boot order: reading the kernel's filemap events (src/boot/trace.ts) and
- * rearranging a staging tar by an order (src/stage/order.ts).
+ * rearranging a staging tar by an order (src/stage/order.ts), the readahead file
+ * (src/stage/readahead.ts).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FirstReads } from '../../src/boot/trace.js';
 import { planOrder } from '../../src/stage/order.js';
+import { formatReadahead, parseReadahead } from '../../src/stage/readahead.js';
 import type { TarExtent } from '../../src/stage/tar-extents.js';
 
 describe('boot order', () => {
@@ -51,5 +53,25 @@ describe('boot order', () => {
       'every byte once, the end of the archive too',
     );
     assert.deepEqual(planOrder(ext, size, ['none/of/these']).ranges, [[0, size]], 'an order naming none of its files: the tar as it is');
+    // Where the boot's run ends: the first file written after the ordered ones that is large enough to have blocks.
+    assert.deepEqual(planOrder(ext, size, ['bin/c'], 1000).after, ['bin/a', 'bin/b']);
+    assert.deepEqual(planOrder(ext, size, ['bin/c'], 5000).after, []);
+  });
+
+  it('reads back the readahead ranges it writes, and refuses a file that is not a list of them', () => {
+    const ranges: Array<[number, number]> = [
+      [0, 16_777_216],
+      [402_653_184, 1_572_864],
+    ];
+    const text = formatReadahead(ranges);
+    assert.match(text, /^# /, 'says what it is');
+    assert.match(text, /^0 16777216$/m, 'one "OFFSET LENGTH" line per range, for the initramfs\'s shell');
+    assert.deepEqual(parseReadahead(text, 'readahead'), ranges);
+    for (const bad of ['0 0\n', '0\n', '-1 10\n', '0 1.5\n', 'zero ten\n'])
+      assert.throws(
+        () => parseReadahead(bad, 'live/x/readahead'),
+        (e: Error & { code?: string }) => e.code === 'E_STAGE_CORRUPT' && /live\/x\/readahead/.test(e.message),
+        bad,
+      );
   });
 });

@@ -30,9 +30,9 @@ install() {
 	inst_simple "$moddir/darch-lib.sh" /lib/darch/darch-lib.sh
 	inst_simple "$moddir/darch-record.sh" /lib/darch/darch-record.sh
 	# What darch-lib.sh calls beyond dracut's base (mount, sed, sleep, readlink, setsid, …);
-	# -o: optional ones (dm-verity, network boot, the trace) are missed only by those features.
+	# -o: optional ones (dm-verity, network boot, the trace, readahead) are missed only by those features.
 	inst_multiple findfs blkid losetup modprobe sync cat tr cut ls basename
-	inst_multiple -o dmsetup sha256sum df date awk tar wget udhcpc ip reboot
+	inst_multiple -o dmsetup sha256sum df date awk tar wget udhcpc ip reboot dd
 	inst_hook cmdline 90 "$moddir/parse-darch.sh"
 	inst_hook mount 90 "$moddir/mount-darch.sh"
 	# systemd in the initramfs: under systemd-boot its gpt-auto generator would make a root
