@@ -30,12 +30,16 @@ export function tracePlaces(env: NodeJS.ProcessEnv = process.env): TracePlaces {
   return { tracefs: env.DARCH_TRACEFS || '/sys/kernel/tracing', runDir: env.DARCH_RUN_DIR || '/run/darch' };
 }
 
-const EVENT = /mm_filemap_add_to_page_cache: dev (\d+:\d+) ino ([0-9a-f]+) /;
+const EVENT = /mm_filemap_add_to_page_cache: dev (\d+:\d+) ino ([0-9a-f]+) .*\bofs=(\d+)(?: order=(\d+))?/;
+const PAGE = 4096;
 
-/** Pure, fed line by line: the inodes of device `dev` (MAJ:MIN) in the order of their first event. */
+/**
+ * Pure, fed line by line: the inodes of device `dev` (MAJ:MIN) in the order of their first
+ * event, and how many bytes of each entered the page cache (each page counted once).
+ */
 export class FirstReads {
   readonly inodes: number[] = [];
-  private readonly seen = new Set<number>();
+  private readonly pages = new Map<number, Map<number, number>>();
   events = 0;
 
   constructor(private readonly dev: string) {}
@@ -45,15 +49,38 @@ export class FirstReads {
     if (!m || m[1] !== this.dev) return;
     this.events++;
     const ino = Number.parseInt(m[2] as string, 16);
-    if (this.seen.has(ino)) return;
-    this.seen.add(ino);
-    this.inodes.push(ino);
+    let seen = this.pages.get(ino);
+    if (!seen) {
+      seen = new Map();
+      this.pages.set(ino, seen);
+      this.inodes.push(ino);
+    }
+    // A folio of 2^order pages at byte offset ofs.
+    seen.set(Number(m[3]), PAGE << Number(m[4] ?? 0));
+  }
+
+  /** Bytes of inode `ino` the boot read. */
+  bytesRead(ino: number): number {
+    let n = 0;
+    for (const len of this.pages.get(ino)?.values() ?? []) n += len;
+    return n;
   }
 }
 
-/** Regular files under `root` by inode number (a hard-linked inode keeps its first path). */
-async function pathsByInode(root: string, wanted: Set<number>): Promise<Map<number, string>> {
-  const out = new Map<number, string>();
+/**
+ * A file the boot read little of: less than half, and more than 1 MiB of it unread (a large
+ * program of which a boot runs a few functions, a database it looks a few keys up in).
+ * Staging still puts it early, but after the files the boot read whole, outside the run the
+ * initramfs reads ahead (readahead.ts): reading it all ahead would cost more than the few
+ * reads the boot makes of it. A seek costs about what a megabyte's transfer does on a hard disk.
+ */
+export function readLittleOf(size: number, read: number): boolean {
+  return read * 2 < size && size - read > 1024 * 1024;
+}
+
+/** Regular files under `root` by inode number (a hard-linked inode keeps its first path), and their sizes. */
+async function pathsByInode(root: string, wanted: Set<number>): Promise<Map<number, { path: string; size: number }>> {
+  const out = new Map<number, { path: string; size: number }>();
   const walk = async (rel: string): Promise<void> => {
     const entries = await readdir(path.join(root, rel), { withFileTypes: true }).catch(() => []);
     for (const e of entries) {
@@ -62,7 +89,7 @@ async function pathsByInode(root: string, wanted: Set<number>): Promise<Map<numb
       if (e.isDirectory()) await walk(r);
       else if (e.isFile()) {
         const st = await lstat(path.join(root, r)).catch(() => undefined);
-        if (st && wanted.has(st.ino) && !out.has(st.ino)) out.set(st.ino, r);
+        if (st && wanted.has(st.ino) && !out.has(st.ino)) out.set(st.ino, { path: r, size: st.size });
       }
     }
   };
@@ -130,7 +157,12 @@ export async function recordBootOrder(opts: {
   const uptime = Number((await readFile('/proc/uptime', 'utf8').catch(() => '0')).split(' ')[0]);
   await stopTracing(instance);
   const byInode = await pathsByInode(path.join(places.runDir, 'lower'), new Set(reads.inodes));
-  const files = reads.inodes.map((i) => byInode.get(i)).filter((p): p is string => p !== undefined);
+  const found = reads.inodes.flatMap((i) => {
+    const f = byInode.get(i);
+    return f ? [{ ...f, read: reads.bytesRead(i) }] : [];
+  });
+  const files = found.map((f) => f.path);
+  const partial = found.filter((f) => readLittleOf(f.size, f.read)).map((f) => f.path);
   const order: BootOrder = {
     schemaVersion: 1,
     kind: 'darch-boot-order',
@@ -141,6 +173,7 @@ export async function recordBootOrder(opts: {
     events: reads.events,
     ...(full ? { full } : {}),
     files,
+    ...(partial.length ? { partial } : {}),
   };
   let file: string | undefined;
   if (opts.keep !== false) {

@@ -34,6 +34,8 @@ const OrderSchema = z.lazySchema(() =>
     full: z.optional(z.boolean()),
     /** Paths in the root (no leading slash), in the order the boot first read them. */
     files: z.array(z.string().check(z.minLength(1))).check(z.maxLength(MAX_FILES)),
+    /** Those of `files` the boot read little of (readLittleOf in src/boot/trace.ts): written after the others, not read ahead. */
+    partial: z.optional(z.array(z.string().check(z.minLength(1))).check(z.maxLength(MAX_FILES))),
   }),
 );
 
@@ -83,8 +85,9 @@ export async function removeBootOrder(stageDir: string, stageId: string): Promis
 /**
  * `stage upload --order FILE`: a boot order darch recorded (JSON), or a plain list, one
  * path per line (`#` comments, blank lines and leading slashes ignored), as from any tracer.
+ * Only darch's own traces say which files the boot read little of.
  */
-export async function readOrderFile(file: string): Promise<string[]> {
+export async function readOrderFile(file: string): Promise<{ files: string[]; partial?: string[] }> {
   let text: string;
   try {
     const buf = await readFile(file);
@@ -94,7 +97,10 @@ export async function readOrderFile(file: string): Promise<string[]> {
     if (err instanceof DarchError) throw err;
     throw fsError(err, `cannot read ${file}`);
   }
-  if (text.trimStart().startsWith('{')) return parseOrderText(text, file).files;
+  if (text.trimStart().startsWith('{')) {
+    const o = parseOrderText(text, file);
+    return { files: o.files, ...(o.partial ? { partial: o.partial } : {}) };
+  }
   const files = text
     .split('\n')
     .map((l) => l.trim())
@@ -102,5 +108,5 @@ export async function readOrderFile(file: string): Promise<string[]> {
     .map((l) => l.replace(/^\/+/, ''))
     .filter(Boolean);
   if (files.length > MAX_FILES) throw new DarchError('E_BAD_BOOT_ORDER', `${file} lists ${files.length} files: not a boot order`, { hint: BAD.hint });
-  return files;
+  return { files };
 }

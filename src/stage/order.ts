@@ -16,31 +16,41 @@ export interface OrderPlan {
   /** How many files of the order the image has. */
   matched: number;
   /**
-   * The first few files written after the ordered ones that are larger than `minBytes` (so
-   * have data blocks of their own): where the first one's data starts, the boot's run ends
-   * (readahead.ts).
+   * The first few files written after those the boot read whole that are larger than
+   * `minBytes` (so have data blocks of their own): where the first one's data starts, the
+   * run the initramfs reads ahead ends (readahead.ts).
    */
   after: string[];
 }
 
+/** Files in the order a boot first read them; `partial`: those of them it read little of. */
+export interface FileOrder {
+  files: string[];
+  partial?: string[];
+}
+
 /**
  * Everything that is not a file's data first (directories, symlinks, devices: tar2sqfs
- * writes no data for them), then the files in `order` that the tar has, then the other
- * files in the tar's order, then hard links (after the files they name), then the end of
- * the archive. Adjacent ranges are joined.
+ * writes no data for them), then the files of `order` that the tar has (those the boot read
+ * little of after the others), then the other files in the tar's order, then hard links
+ * (after the files they name), then the end of the archive. Adjacent ranges are joined.
  */
-export function planOrder(extents: TarExtent[], size: number, order: string[], minBytes = Number.POSITIVE_INFINITY): OrderPlan {
+export function planOrder(extents: TarExtent[], size: number, order: FileOrder, minBytes = Number.POSITIVE_INFINITY): OrderPlan {
   const files = new Map<string, TarExtent>();
   for (const e of extents) if (e.type === 'file') files.set(e.name, e);
-  const first: TarExtent[] = [];
+  const bare = (name: string) => name.replace(/^(\.\/|\/)+/, '');
+  const little = new Set((order.partial ?? []).map(bare));
+  const whole: TarExtent[] = [];
+  const partly: TarExtent[] = [];
   const seen = new Set<TarExtent>();
-  for (const name of order) {
-    const e = files.get(name.replace(/^(\.\/|\/)+/, ''));
+  for (const name of order.files) {
+    const e = files.get(bare(name));
     if (e && !seen.has(e)) {
       seen.add(e);
-      first.push(e);
+      (little.has(e.name) ? partly : whole).push(e);
     }
   }
+  const first = [...whole, ...partly];
   // An order that names none of the image's files changes nothing.
   if (!first.length) return { ranges: size > 0 ? [[0, size]] : [], matched: 0, after: [] };
   const rest = extents.filter((e) => e.type === 'file' && !seen.has(e));
@@ -53,7 +63,7 @@ export function planOrder(extents: TarExtent[], size: number, order: string[], m
   };
   for (const e of seq) push(e.start, e.end);
   push(extents.at(-1)?.end ?? 0, size);
-  const after = rest
+  const after = [...partly, ...rest]
     .filter((e) => e.end - e.start > minBytes)
     .slice(0, 4)
     .map((e) => e.name);
@@ -64,7 +74,7 @@ export function planOrder(extents: TarExtent[], size: number, order: string[], m
 export async function orderedTar(
   file: string,
   size: number,
-  order: string[],
+  order: FileOrder,
   minBytes?: number,
 ): Promise<{ stream: Readable; matched: number; after: string[] }> {
   const plan = planOrder(await tarExtents(file), size, order, minBytes);

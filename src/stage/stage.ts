@@ -94,6 +94,8 @@ export interface StageOptions {
 
 export interface StageOrder {
   files: string[];
+  /** Those of `files` the boot read little of: after the others, outside the readahead run. */
+  partial?: string[];
   /** Where it came from, for meta.json and people: `trace of <id>` or the file. */
   source: string;
 }
@@ -121,7 +123,7 @@ export async function defaultOrder(stageStore: StageStore, name: string): Promis
     const o = await readBootOrder(stageStore.dir, s.id).catch(() => undefined);
     if (o?.files.length && (!best || o.recorded > best.recorded)) best = o;
   }
-  return best ? { files: best.files, source: `trace of ${best.stage}` } : undefined;
+  return best ? { files: best.files, ...(best.partial ? { partial: best.partial } : {}), source: `trace of ${best.stage}` } : undefined;
 }
 
 export interface StageResult extends StagedImage {
@@ -308,7 +310,7 @@ async function writeFromRootTar(
   let tar: Readable;
   let after: string[] | undefined;
   if (order) {
-    const o = await orderedTar(imageStore.blobPath(root.layer.digest), root.layer.size, order.files, sq.blockSize + 2048);
+    const o = await orderedTar(imageStore.blobPath(root.layer.digest), root.layer.size, order, sq.blockSize + 2048);
     tar = o.stream;
     after = o.after;
     sq.report.step(`boot order (${order.source}): ${o.matched} of its ${order.files.length} files first`);

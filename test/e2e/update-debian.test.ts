@@ -195,6 +195,9 @@ describe('updates by themselves: a Debian image follows a registry through the t
   });
 
   it('v2’s trial commits by itself; a broken v3 is armed and falls back to v2, and the motd and status say so', async () => {
+    // Staged in v1's boot order, v2's boot run and the squashfs tables are read ahead.
+    const ra = await vm.waitFor(/darch: read ahead (\d+) MiB of rootfs\.squash/, 600_000, cursor);
+    assert.ok(Number(ra.match[1]) > 0, ra.match[0]);
     await booted(2);
     const s = await status();
     assert.equal(s.booted.stage, ids.v2);

@@ -63,7 +63,7 @@ describe('boot order', () => {
   });
 
   it('a traced boot keeps the order it read its files; the next version is staged in it, by default', async () => {
-    const files = { 'usr/lib/a': 300_000, 'usr/lib/b': 300_000, 'usr/lib/c': 300_000, 'usr/lib/d': 300_000 };
+    const files = { 'usr/lib/e': 3_000_000, 'usr/lib/a': 300_000, 'usr/lib/b': 300_000, 'usr/lib/c': 300_000, 'usr/lib/d': 300_000 };
     await importImage(root, work, 'os/app:1', files);
     const v1 = (await darchOk(['--json', 'stage', 'upload', 'os/app:1'], { root })).json<{ id: string; dir: string }>();
     const squash = path.join(v1.dir, 'rootfs.squash');
@@ -86,15 +86,18 @@ describe('boot order', () => {
       ]);
     assert.match((await startTrace()).stdout, /rc=0/);
     assert.match(await readFile(path.join(run_, 'trace'), 'utf8'), /^dev=\d+:\d+$/m, 'the initramfs marks the boot as traced');
-    // The boot reads c, then a (twice), then b's start.
+    // The boot reads c, then a (twice), then b's start, then the start of e (3 MB: read little of).
     for (const f of ['usr/lib/c', 'usr/lib/a', 'usr/lib/a']) await readFile(path.join(run_, 'lower', f));
     await run('head', ['-c', '10', path.join(run_, 'lower/usr/lib/b')]);
+    await run('head', ['-c', '10', path.join(run_, 'lower/usr/lib/e')]);
 
     const env = { DARCH_RUN_DIR: run_, DARCH_CMDLINE_FILE: path.join(work, 'cmdline') };
     await writeFile(env.DARCH_CMDLINE_FILE, `BOOT_IMAGE=/vmlinuz darch_stageid=${v1.id}\n`);
     const traced = (await darchOk(['--json', 'boot', 'trace'], { root, env })).json<{ stage: string; files: number; first: string[]; kept: string }>();
     assert.equal(traced.stage, v1.id);
-    assert.deepEqual(traced.first.slice(0, 3), ['usr/lib/c', 'usr/lib/a', 'usr/lib/b'], 'first reads, each file once');
+    assert.deepEqual(traced.first.slice(0, 4), ['usr/lib/c', 'usr/lib/a', 'usr/lib/b', 'usr/lib/e'], 'first reads, each file once');
+    const kept = JSON.parse(await readFile(traced.kept, 'utf8')) as { partial?: string[] };
+    assert.deepEqual(kept.partial, ['usr/lib/e'], 'e was read little of; b is small, so it counts as read');
     assert.ok(!traced.first.includes('usr/lib/d'), 'd was never read');
     assert.equal(traced.kept, path.join(root, 'var/lib/darch/stage/traces', `${v1.id}.json`));
     await assert.rejects(access(INSTANCE), 'the tracing instance (and its buffer) is gone');
@@ -117,14 +120,17 @@ describe('boot order', () => {
     assert.equal(v2.meta.order?.source, `trace of ${v1.id}`);
     const s2 = path.join(v2.dir, 'rootfs.squash');
     const at = Object.fromEntries(await Promise.all(Object.keys(files).map(async (f) => [f, await dataStart(s2, f)] as const)));
-    assert.ok(at['usr/lib/c']! < at['usr/lib/a']! && at['usr/lib/a']! < at['usr/lib/b']! && at['usr/lib/b']! < at['usr/lib/d']!, JSON.stringify(at));
-    // Its readahead: from the start to d's data (the first file the boot did not read), and
-    // the tables at the end; the same total in meta.json.
+    assert.ok(
+      at['usr/lib/c']! < at['usr/lib/a']! && at['usr/lib/a']! < at['usr/lib/b']! && at['usr/lib/b']! < at['usr/lib/e']! && at['usr/lib/e']! < at['usr/lib/d']!,
+      `the files read whole, then e, then the rest: ${JSON.stringify(at)}`,
+    );
+    // Its readahead: from the start to e's data (what follows the files the boot read whole),
+    // and the tables at the end; the same total in meta.json.
     const ra = (await readFile(path.join(v2.dir, 'readahead'), 'utf8'))
       .split('\n')
       .filter((l) => /^\d/.test(l))
       .map((l) => l.split(' ').map(Number));
-    assert.deepEqual(ra[0], [0, at['usr/lib/d']], JSON.stringify(ra));
+    assert.deepEqual(ra[0], [0, at['usr/lib/e']], JSON.stringify(ra));
     const used = Number((await readFile(s2)).readBigUInt64LE(40));
     assert.equal(ra.length, 2);
     assert.equal(ra[1]![0]! + ra[1]![1]!, used, 'the tables, up to the end of the squashfs');

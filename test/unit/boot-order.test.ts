@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FirstReads } from '../../src/boot/trace.js';
+import { FirstReads, readLittleOf } from '../../src/boot/trace.js';
 import { planOrder } from '../../src/stage/order.js';
 import { formatReadahead, parseReadahead } from '../../src/stage/readahead.js';
 import type { TarExtent } from '../../src/stage/tar-extents.js';
@@ -24,6 +24,16 @@ describe('boot order', () => {
       r.add(l);
     assert.deepEqual(r.inodes, [0x1a, 3]);
     assert.equal(r.events, 3);
+    assert.equal(r.bytesRead(0x1a), 8192, 'two pages');
+    assert.equal(r.bytesRead(3), 16384, 'one folio of four pages');
+    r.add('         systemd-1     [000] .....     2.0: mm_filemap_add_to_page_cache: dev 7:0 ino 1a pfn=0x9 ofs=0 order=0');
+    assert.equal(r.bytesRead(0x1a), 8192, 'a page read again (evicted, read back) counts once');
+  });
+
+  it('calls a file read little of when less than half of it and over 1 MiB were not read', () => {
+    assert.equal(readLittleOf(128_000_000, 4_000_000), true, 'a large program a boot runs a little of');
+    assert.equal(readLittleOf(900_000, 4096), false, 'small: read ahead whole anyway');
+    assert.equal(readLittleOf(4_000_000, 2_500_000), false, 'most of it read');
   });
 
   it('writes directories and links first, the ordered files next, the other files, then hard links', () => {
@@ -43,7 +53,7 @@ describe('boot order', () => {
       e('bin/h', 'link', 512),
     ];
     const size = at + 1024;
-    const plan = planOrder(ext, size, ['/bin/c', 'nothing', 'bin/a', 'bin/c']);
+    const plan = planOrder(ext, size, { files: ['/bin/c', 'nothing', 'bin/a', 'bin/c'] });
     assert.equal(plan.matched, 2);
     const names = plan.ranges.flatMap(([a, b]) => ext.filter((x) => x.start >= a && x.end <= b).map((x) => x.name));
     assert.deepEqual(names, ['', 'bin', 'bin/sh', 'bin/c', 'bin/a', 'bin/b', 'bin/h']);
@@ -52,10 +62,17 @@ describe('boot order', () => {
       size,
       'every byte once, the end of the archive too',
     );
-    assert.deepEqual(planOrder(ext, size, ['none/of/these']).ranges, [[0, size]], 'an order naming none of its files: the tar as it is');
+    assert.deepEqual(planOrder(ext, size, { files: ['none/of/these'] }).ranges, [[0, size]], 'an order naming none of its files: the tar as it is');
     // Where the boot's run ends: the first file written after the ordered ones that is large enough to have blocks.
-    assert.deepEqual(planOrder(ext, size, ['bin/c'], 1000).after, ['bin/a', 'bin/b']);
-    assert.deepEqual(planOrder(ext, size, ['bin/c'], 5000).after, []);
+    assert.deepEqual(planOrder(ext, size, { files: ['bin/c'] }, 1000).after, ['bin/a', 'bin/b']);
+    assert.deepEqual(planOrder(ext, size, { files: ['bin/c'] }, 5000).after, []);
+    // A file the boot read little of: after the ones it read whole, and where the readahead run ends.
+    const partly = planOrder(ext, size, { files: ['bin/c', 'bin/a', 'bin/b'], partial: ['/bin/a'] }, 1000);
+    assert.deepEqual(
+      partly.ranges.flatMap(([a, b]) => ext.filter((x) => x.start >= a && x.end <= b && x.type === 'file').map((x) => x.name)),
+      ['bin/c', 'bin/b', 'bin/a'],
+    );
+    assert.deepEqual(partly.after, ['bin/a']);
   });
 
   it('reads back the readahead ranges it writes, and refuses a file that is not a list of them', () => {

@@ -120,7 +120,7 @@ export function registerStage(stage: Command, ctx: ContextFactory): void {
           passes: opts.twoPass ? 2 : undefined,
           keep: c.config.stage.keep,
           verity: opts.verity ?? c.config.stage.verity,
-          ...(opts.order === false ? { order: false as const } : opts.order ? { order: { files: await readOrderFile(opts.order), source: opts.order } } : {}),
+          ...(opts.order === false ? { order: false as const } : opts.order ? { order: { ...(await readOrderFile(opts.order)), source: opts.order } } : {}),
           signal: c.signal,
           steps: c.stageSteps,
           report: c.report,
