@@ -51,6 +51,7 @@ const NAMES = {
   'EFI/darch': ['src/boot/shared/esp.ts'],
   'loader/entries': ['src/boot/sdboot/sdboot.ts'],
   'policy.json': ['src/trust/policy.ts'],
+  readahead: ['src/stage/readahead.ts'],
 };
 
 /** Literals that are not darch's files although they end like one. */
