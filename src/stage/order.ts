@@ -8,7 +8,7 @@
  * same boot order differ where their files do, and deltas between them stay small.
  */
 import { Readable } from 'node:stream';
-import { rangesOf, type TarExtent, tarExtents } from './tar-extents.js';
+import { extentName, rangesOf, type TarExtent, tarExtents } from './tar-extents.js';
 
 export interface OrderPlan {
   /** Byte ranges of the staging tar, in the order to write them. */
@@ -38,13 +38,12 @@ export interface FileOrder {
 export function planOrder(extents: TarExtent[], size: number, order: FileOrder, minBytes = Number.POSITIVE_INFINITY): OrderPlan {
   const files = new Map<string, TarExtent>();
   for (const e of extents) if (e.type === 'file') files.set(e.name, e);
-  const bare = (name: string) => name.replace(/^(\.\/|\/)+/, '');
-  const little = new Set((order.partial ?? []).map(bare));
+  const little = new Set((order.partial ?? []).map(extentName));
   const whole: TarExtent[] = [];
   const partly: TarExtent[] = [];
   const seen = new Set<TarExtent>();
   for (const name of order.files) {
-    const e = files.get(bare(name));
+    const e = files.get(extentName(name));
     if (e && !seen.has(e)) {
       seen.add(e);
       (little.has(e.name) ? partly : whole).push(e);
