@@ -340,7 +340,7 @@ async function writeFromRootTar(
     const ranges = await bootReadahead(rootfs, after);
     readahead = ranges.reduce((n, [, len]) => n + len, 0);
     await writeReadaheadIn(new DirFiles(path.dirname(rootfs)), ranges);
-    sq.report.verbose(`readahead: ${ranges.map(([o, n]) => `${n} bytes at ${o}`).join(', ')}`);
+    sq.report.step(`readahead: ${formatBytes(readahead)} for its boot (${ranges.map(([o, n]) => `${formatBytes(n)} at ${o}`).join(', ')})`);
   }
   const plan = index.emissionPlan();
   const boot = await copyBootFiles(imageStore, index, labels, sourceName, work, rootfs, (key) => plan.get(key)?.[0], sq.signal);

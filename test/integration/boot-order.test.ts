@@ -93,7 +93,14 @@ describe('boot order', () => {
 
     const env = { DARCH_RUN_DIR: run_, DARCH_CMDLINE_FILE: path.join(work, 'cmdline') };
     await writeFile(env.DARCH_CMDLINE_FILE, `BOOT_IMAGE=/vmlinuz darch_stageid=${v1.id}\n`);
-    const traced = (await darchOk(['--json', 'boot', 'trace'], { root, env })).json<{ stage: string; files: number; first: string[]; kept: string }>();
+    const traced = (await darchOk(['--json', 'boot', 'trace'], { root, env })).json<{
+      stage: string;
+      files: number;
+      first: string[];
+      kept: string;
+      partial: string[];
+    }>();
+    assert.deepEqual(traced.partial, ['usr/lib/e']);
     assert.equal(traced.stage, v1.id);
     assert.deepEqual(traced.first.slice(0, 4), ['usr/lib/c', 'usr/lib/a', 'usr/lib/b', 'usr/lib/e'], 'first reads, each file once');
     const kept = JSON.parse(await readFile(traced.kept, 'utf8')) as { partial?: string[] };

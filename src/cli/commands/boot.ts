@@ -64,7 +64,8 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
       if (opts.output) await writeFileAtomic(opts.output, res.order.files.map((f) => `${f}\n`).join(''));
       const o = res.order;
       ui.success(
-        `this boot of ${id} first read ${o.files.length} files of its image (${o.events} page-cache events${o.uptime ? ` in ${Math.round(o.uptime)} s` : ''})` +
+        `this boot of ${id} first read ${o.files.length} files of its image (${o.events} page-cache events${o.uptime ? ` in ${Math.round(o.uptime)} s` : ''}` +
+          `${o.partial?.length ? `; ${o.partial.length} of them read little of` : ''})` +
           (res.file ? `: kept in ${res.file}` : ''),
       );
       if (o.full) ui.warn("the trace buffer filled up: the order holds the boot's first reads only");
@@ -78,6 +79,7 @@ export function registerBoot(boot: Command, ctx: ContextFactory): void {
           uptime: o.uptime,
           kept: res.file ?? null,
           first: o.files.slice(0, 20),
+          partial: o.partial ?? [],
         },
         (r) => r.first.join('\n'),
       );
